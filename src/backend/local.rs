@@ -1,0 +1,191 @@
+//! Local directory backend: temp file, fsync, rename without replacing, directory fsync.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use super::{Backend, Dir, Written};
+use crate::error::{Error, IoContext, Result};
+
+pub struct LocalBackend {
+    root: PathBuf,
+}
+
+impl LocalBackend {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LocalBackend { root: root.into() }
+    }
+
+    fn full(&self, path: &str) -> PathBuf {
+        self.root.join(path)
+    }
+}
+
+fn fsync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).at(dir)
+}
+
+impl Backend for LocalBackend {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn list(&self, dir: Dir) -> Result<Vec<(String, u64)>> {
+        let base = self.root.join(dir.name());
+        let mut out = Vec::new();
+        let mut dirs = vec![base.clone()];
+        if dir == Dir::Packs {
+            dirs.clear();
+            match fs::read_dir(&base) {
+                Ok(rd) => {
+                    for e in rd {
+                        let e = e.at(&base)?;
+                        if e.file_type().at(e.path())?.is_dir() {
+                            dirs.push(e.path());
+                        }
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(base, e)),
+            }
+        }
+        for d in dirs {
+            let rd = match fs::read_dir(&d) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(d, e)),
+            };
+            for e in rd {
+                let e = e.at(&d)?;
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') {
+                    continue; // temp files of writes in progress
+                }
+                let md = match e.metadata() {
+                    Ok(m) => m,
+                    Err(err) if err.kind() == ErrorKind::NotFound => continue,
+                    Err(err) => return Err(Error::io(e.path(), err)),
+                };
+                if md.is_file() {
+                    out.push((name, md.len()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn read(&self, path: &str) -> Result<Vec<u8>> {
+        let p = self.full(path);
+        fs::read(&p).at(p)
+    }
+
+    fn read_range(&self, path: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let p = self.full(path);
+        let mut f = File::open(&p).at(&p)?;
+        f.seek(SeekFrom::Start(offset)).at(&p)?;
+        let mut buf = vec![0u8; len];
+        f.read_exact(&mut buf).map_err(|e| {
+            if e.kind() == ErrorKind::UnexpectedEof {
+                Error::corrupt(format!("{}: shorter than expected (truncated?)", p.display()))
+            } else {
+                Error::io(&p, e)
+            }
+        })?;
+        Ok(buf)
+    }
+
+    fn size(&self, path: &str) -> Result<u64> {
+        let p = self.full(path);
+        Ok(fs::metadata(&p).at(&p)?.len())
+    }
+
+    fn write_new(&self, path: &str, bytes: &[u8]) -> Result<Written> {
+        let p = self.full(path);
+        let dir = p.parent().expect("object paths have a parent").to_path_buf();
+        if !dir.exists() {
+            fs::create_dir_all(&dir).at(&dir)?;
+            if let Some(pp) = dir.parent() {
+                fsync_dir(pp)?;
+            }
+        }
+        let tmp = dir.join(format!(".tmp-{:016x}", rand::random::<u64>()));
+        let res = (|| {
+            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp).at(&tmp)?;
+            f.write_all(bytes).at(&tmp)?;
+            f.sync_all().at(&tmp)?;
+            drop(f);
+            match rustix::fs::renameat_with(
+                rustix::fs::CWD,
+                &tmp,
+                rustix::fs::CWD,
+                &p,
+                rustix::fs::RenameFlags::NOREPLACE,
+            ) {
+                Ok(()) => Ok(Written::New),
+                Err(rustix::io::Errno::EXIST) => Ok(Written::AlreadyThere),
+                Err(e) => Err(Error::io(&p, e.into())),
+            }
+        })();
+        if !matches!(res, Ok(Written::New)) {
+            let _ = fs::remove_file(&tmp);
+        }
+        if matches!(res, Ok(Written::New)) {
+            fsync_dir(&dir)?;
+        }
+        res
+    }
+
+    fn delete(&self, path: &str) -> Result<()> {
+        let p = self.full(path);
+        match fs::remove_file(&p) {
+            Ok(()) => fsync_dir(p.parent().expect("object paths have a parent")),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(p, e)),
+        }
+    }
+
+    fn exists(&self, path: &str) -> Result<bool> {
+        let p = self.full(path);
+        match fs::symlink_metadata(&p) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io(p, e)),
+        }
+    }
+
+    fn create(&self) -> Result<()> {
+        fs::create_dir_all(&self.root).at(&self.root)?;
+        for d in Dir::ALL {
+            let p = self.root.join(d.name());
+            fs::create_dir_all(&p).at(&p)?;
+        }
+        fsync_dir(&self.root)?;
+        if let Some(parent) = self.root.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fsync_dir(parent)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conformance() {
+        let t = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(t.path().join("r"));
+        b.create().unwrap();
+        assert_eq!(b.write_new("config", b"abc").unwrap(), Written::New);
+        assert_eq!(b.write_new("config", b"xyz").unwrap(), Written::AlreadyThere);
+        assert_eq!(b.read("config").unwrap(), b"abc");
+        let name = "ab".repeat(32);
+        b.write_new(&Dir::Packs.path(&name), b"0123456789").unwrap();
+        assert_eq!(b.list(Dir::Packs).unwrap(), vec![(name.clone(), 10)]);
+        assert_eq!(b.read_range(&Dir::Packs.path(&name), 2, 3).unwrap(), b"234");
+        assert!(b.read_range(&Dir::Packs.path(&name), 8, 5).is_err());
+        b.delete(&Dir::Packs.path(&name)).unwrap();
+        assert!(b.list(Dir::Packs).unwrap().is_empty());
+        assert!(!b.exists(&Dir::Packs.path(&name)).unwrap());
+    }
+}

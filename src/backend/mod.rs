@@ -1,0 +1,74 @@
+//! Storage backends: dumb byte stores behind one small trait. This module imports
+//! nothing else of the crate but its error type, so backends stay swappable.
+
+pub mod local;
+
+use crate::error::Result;
+
+/// The top-level folders of a repository.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dir {
+    Keys,
+    Packs,
+    Index,
+    Snapshots,
+    Condemned,
+    Locks,
+}
+
+impl Dir {
+    pub const ALL: [Dir; 6] = [
+        Dir::Keys,
+        Dir::Packs,
+        Dir::Index,
+        Dir::Snapshots,
+        Dir::Condemned,
+        Dir::Locks,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Dir::Keys => "keys",
+            Dir::Packs => "packs",
+            Dir::Index => "index",
+            Dir::Snapshots => "snapshots",
+            Dir::Condemned => "condemned",
+            Dir::Locks => "locks",
+        }
+    }
+
+    /// Path of an object inside the repository. Packs are fanned out by their first
+    /// two hex digits so no directory grows too large.
+    pub fn path(self, name: &str) -> String {
+        match self {
+            Dir::Packs => format!("packs/{}/{}", &name[..2.min(name.len())], name),
+            d => format!("{}/{}", d.name(), name),
+        }
+    }
+}
+
+/// Outcome of a conditional write.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Written {
+    New,
+    /// An object with that name was already there; nothing was changed.
+    AlreadyThere,
+}
+
+/// A repository store. Object names are lowercase hex (and `config`); writes never
+/// overwrite and are durable when they return.
+pub trait Backend: Send + Sync {
+    /// Human-readable location, for messages.
+    fn location(&self) -> String;
+    /// Names and sizes of the objects in `dir`.
+    fn list(&self, dir: Dir) -> Result<Vec<(String, u64)>>;
+    fn read(&self, path: &str) -> Result<Vec<u8>>;
+    fn read_range(&self, path: &str, offset: u64, len: usize) -> Result<Vec<u8>>;
+    fn size(&self, path: &str) -> Result<u64>;
+    /// Write an object only if no object of that name exists, durably.
+    fn write_new(&self, path: &str, bytes: &[u8]) -> Result<Written>;
+    fn delete(&self, path: &str) -> Result<()>;
+    fn exists(&self, path: &str) -> Result<bool>;
+    /// Create the directory layout of a new repository.
+    fn create(&self) -> Result<()>;
+}

@@ -1,0 +1,825 @@
+//! The backup pipeline, top to bottom:
+//!
+//! walk (this thread, depth first, sorted by name bytes) → compare with the parent
+//! snapshot's tree → read changed files into a buffer → FastCDC → keyed BLAKE3 →
+//! dedup (this session's blobs, then the index) → [workers] compress + seal →
+//! [packer] pack files, durable → index delta → tree blobs bottom-up → snapshot.
+//!
+//! Work is parallel over chunks, not files, so one large file keeps both cores busy.
+//! Memory in flight between the walker and the packer is bounded in bytes.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender, bounded};
+use ignore::Match;
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+
+use crate::backend::Dir;
+use crate::blob::seal_blob;
+use crate::chunker::Chunker;
+use crate::compress::Compression;
+use crate::crypto::{Cipher, Keys};
+use crate::error::{Error, Result};
+use crate::format::{
+    self, BlobKind, CHUNK_LIST_INLINE_MAX, CHUNK_LIST_PAGE, ChunkPage, ChunkRef, Content, FileData, IndexDelta,
+    IndexPack, Meta, Node, NodeKind, Snapshot, Summary, TREE_PAGE_TARGET, Time, Tree,
+};
+use crate::id::*;
+use crate::meta::{meta_from, read_xattrs};
+use crate::pack::PackWriter;
+use crate::progress::Progress;
+use crate::repo::Repository;
+
+/// The name of the per-directory ignore file.
+pub const IGNORE_FILE: &str = ".projectcloneignore";
+/// Bytes of chunk data allowed between the walker and the packer.
+const IN_FLIGHT_BUDGET: usize = 32 * 1024 * 1024;
+/// Read granularity.
+const READ_SIZE: usize = 1024 * 1024;
+
+#[derive(Clone, Debug, Default)]
+pub struct BackupOptions {
+    pub paths: Vec<PathBuf>,
+    pub tags: Vec<String>,
+    pub note: Option<String>,
+    pub excludes: Vec<String>,
+    pub dry_run: bool,
+    pub compression: Compression,
+    pub hostname: String,
+    pub username: String,
+    /// Absolute paths never backed up (the repository and the cache themselves).
+    pub skip: Vec<PathBuf>,
+}
+
+#[derive(Debug)]
+pub struct BackupResult {
+    /// `None` for a dry run.
+    pub snapshot_id: Option<SnapshotId>,
+    pub summary: Summary,
+    /// Source paths that could not be read, with the reason.
+    pub errors: Vec<(PathBuf, String)>,
+}
+
+/// A byte budget: `acquire` blocks while more than the limit is in flight.
+struct Budget {
+    used: Mutex<usize>,
+    cv: Condvar,
+    limit: usize,
+}
+
+impl Budget {
+    fn acquire(&self, n: usize) {
+        let mut u = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        while *u > 0 && *u + n > self.limit {
+            u = self.cv.wait(u).unwrap_or_else(|p| p.into_inner());
+        }
+        *u += n;
+    }
+    fn release(&self, n: usize) {
+        let mut u = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        *u -= n;
+        self.cv.notify_all();
+    }
+}
+
+struct Job {
+    kind: BlobKind,
+    id: BlobId,
+    raw: Vec<u8>,
+}
+
+struct Sealed {
+    kind: BlobKind,
+    id: BlobId,
+    raw_len: usize,
+    sealed: Vec<u8>,
+}
+
+#[derive(Default)]
+struct PackerOut {
+    packs: Vec<IndexPack>,
+    data_added: u64,
+    error: Option<Error>,
+}
+
+/// Everything the walker needs, threaded through the recursion.
+struct Walker<'a> {
+    repo: &'a Repository,
+    chunker: Arc<Chunker>,
+    opts: &'a BackupOptions,
+    jobs: Sender<Job>,
+    budget: Arc<Budget>,
+    seen: HashSet<BlobId>,
+    excludes: Gitignore,
+    ignores: Vec<Gitignore>,
+    hardlinks: HashMap<(u64, u64), (Vec<u8>, FileData)>,
+    summary: Summary,
+    errors: Vec<(PathBuf, String)>,
+    /// Parent snapshot start: files modified within a second of it are re-read.
+    racy_before: Option<Time>,
+    buf: Vec<u8>,
+    progress: &'a dyn Progress,
+    files_done: u64,
+    last_progress: Instant,
+}
+
+pub fn backup(repo: &mut Repository, opts: &BackupOptions, progress: &dyn Progress) -> Result<BackupResult> {
+    let started = Instant::now();
+    let now = jiff::ZonedDateTime::now();
+    let time = Time {
+        secs: now.timestamp().as_second(),
+        nanos: now.timestamp().subsec_nanosecond() as u32,
+    };
+    let utc_offset = now.offset().seconds();
+
+    // Resolve sources up front: a missing path fails before anything is written.
+    let mut sources = Vec::new();
+    for p in &opts.paths {
+        let abs = std::fs::canonicalize(p).map_err(|e| Error::io(p, e))?;
+        sources.push(abs);
+    }
+    if sources.is_empty() {
+        return Err(Error::Invalid("nothing to back up".into()));
+    }
+    let mut names = HashSet::new();
+    for s in &sources {
+        let name = s
+            .file_name()
+            .map(|n| n.as_bytes().to_vec())
+            .unwrap_or_else(|| b"root".to_vec());
+        if sources.len() > 1 && !names.insert(name.clone()) {
+            return Err(Error::Invalid(format!(
+                "two paths share the name {:?}; back them up separately",
+                String::from_utf8_lossy(&name)
+            )));
+        }
+    }
+    let mut path_bytes: Vec<Vec<u8>> = sources.iter().map(|s| s.as_os_str().as_bytes().to_vec()).collect();
+    path_bytes.sort();
+
+    // Parent: the latest snapshot of the same host and paths.
+    let parent = repo
+        .snapshots()?
+        .into_iter()
+        .filter(|(_, s)| {
+            s.hostname == opts.hostname && {
+                let mut p = s.paths.clone();
+                p.sort();
+                p == path_bytes
+            }
+        })
+        .max_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+
+    let mut eb = GitignoreBuilder::new("/");
+    for g in &opts.excludes {
+        eb.add_line(None, g)
+            .map_err(|e| Error::Invalid(format!("--exclude {g:?}: {e}")))?;
+    }
+    let excludes = eb.build().map_err(|e| Error::Invalid(format!("--exclude: {e}")))?;
+
+    let budget = Arc::new(Budget {
+        used: Mutex::new(0),
+        cv: Condvar::new(),
+        limit: IN_FLIGHT_BUDGET,
+    });
+    let (job_tx, job_rx) = bounded::<Job>(256);
+    let (sealed_tx, sealed_rx) = bounded::<Sealed>(256);
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(1, 16);
+
+    let packer_out = Arc::new(Mutex::new(PackerOut::default()));
+    let repo_ref: &Repository = repo;
+    let (walked, mut summary, errors) = std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let rx = job_rx.clone();
+            let tx = sealed_tx.clone();
+            let cipher = repo_ref.cipher.clone();
+            let repo_id = *repo_ref.repo_id();
+            let comp = opts.compression;
+            scope.spawn(move || seal_worker(rx, tx, &repo_id, &cipher, comp));
+        }
+        drop(sealed_tx);
+        drop(job_rx);
+        {
+            let out = packer_out.clone();
+            let budget = budget.clone();
+            let backend = repo_ref.backend.clone();
+            let cipher = repo_ref.cipher.clone();
+            let repo_id = *repo_ref.repo_id();
+            let target = repo_ref.config.pack_target as usize;
+            let dry = opts.dry_run;
+            scope.spawn(move || {
+                packer(
+                    sealed_rx,
+                    &budget,
+                    &out,
+                    backend.as_ref(),
+                    &repo_id,
+                    &cipher,
+                    target,
+                    dry,
+                )
+            });
+        }
+
+        let mut w = Walker {
+            repo: repo_ref,
+            chunker: Arc::new(repo_ref.chunker()),
+            opts,
+            jobs: job_tx,
+            budget: budget.clone(),
+            seen: HashSet::new(),
+            excludes,
+            ignores: Vec::new(),
+            hardlinks: HashMap::new(),
+            summary: Summary::default(),
+            errors: Vec::new(),
+            racy_before: parent.as_ref().map(|(_, s)| Time {
+                secs: s.time.secs - 1,
+                nanos: s.time.nanos,
+            }),
+            buf: Vec::with_capacity(repo_ref.config.chunker.max as usize + READ_SIZE),
+            progress,
+            files_done: 0,
+            last_progress: Instant::now(),
+        };
+        let walked = w.walk_sources(&sources, parent.as_ref().map(|(_, s)| s.tree));
+        // Closing the job channel ends the workers, then the packer flushes its last packs.
+        let Walker {
+            jobs, summary, errors, ..
+        } = w;
+        drop(jobs);
+        (walked, summary, errors)
+    });
+    let (tree, root) = walked?;
+
+    let out = std::mem::take(&mut *packer_out.lock().unwrap_or_else(|p| p.into_inner()));
+    if let Some(e) = out.error {
+        return Err(e);
+    }
+    summary.data_added = out.data_added;
+    summary.errors = errors.len() as u64;
+    summary.duration_ns = started.elapsed().as_nanos() as u64;
+
+    if opts.dry_run {
+        return Ok(BackupResult {
+            snapshot_id: None,
+            summary,
+            errors,
+        });
+    }
+    // Write order: packs (durable above) → index delta → snapshot.
+    if !out.packs.is_empty() {
+        let delta = IndexDelta {
+            packs: out.packs,
+            supersedes: Vec::new(),
+        };
+        let id = repo.write_delta(&delta)?;
+        repo.index.add_deltas(&[(id, delta)])?;
+    }
+    let snap = Snapshot {
+        time,
+        utc_offset,
+        hostname: opts.hostname.clone(),
+        username: opts.username.clone(),
+        paths: path_bytes,
+        tags: opts.tags.clone(),
+        note: opts.note.clone(),
+        tree,
+        root,
+        parent: parent.map(|(id, _)| id),
+        summary: summary.clone(),
+        program_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let id = repo.write_snapshot(&snap)?;
+    Ok(BackupResult {
+        snapshot_id: Some(id),
+        summary,
+        errors,
+    })
+}
+
+fn seal_worker(rx: Receiver<Job>, tx: Sender<Sealed>, repo_id: &[u8; 32], cipher: &Cipher, comp: Compression) {
+    let mut scratch = Vec::new();
+    for job in rx {
+        let mut sealed = Vec::with_capacity(job.raw.len() / 2 + 64);
+        seal_blob(
+            repo_id,
+            cipher,
+            job.kind,
+            &job.id,
+            &job.raw,
+            comp,
+            &mut scratch,
+            &mut sealed,
+        );
+        if tx
+            .send(Sealed {
+                kind: job.kind,
+                id: job.id,
+                raw_len: job.raw.len(),
+                sealed,
+            })
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn packer(
+    rx: Receiver<Sealed>,
+    budget: &Budget,
+    out: &Mutex<PackerOut>,
+    backend: &dyn crate::backend::Backend,
+    repo_id: &[u8; 32],
+    cipher: &Cipher,
+    target: usize,
+    dry_run: bool,
+) {
+    let mut data = PackWriter::new();
+    let mut trees = PackWriter::new();
+    let mut failed = false;
+    let flush = |w: PackWriter, failed: &mut bool| {
+        if w.is_empty() || *failed {
+            return;
+        }
+        let (id, bytes, entries) = w.finish(repo_id, cipher);
+        if !dry_run && let Err(e) = backend.write_new(&Dir::Packs.path(&id.to_hex()), &bytes) {
+            *failed = true;
+            out.lock().unwrap_or_else(|p| p.into_inner()).error = Some(e);
+            return;
+        }
+        let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
+        o.data_added += bytes.len() as u64;
+        o.packs.push(IndexPack {
+            id,
+            size: bytes.len() as u64,
+            blobs: entries,
+        });
+    };
+    for s in rx {
+        let w = if s.kind == BlobKind::Data {
+            &mut data
+        } else {
+            &mut trees
+        };
+        w.add(s.kind, s.id, s.raw_len as u32, &s.sealed);
+        budget.release(s.raw_len);
+        if w.len() >= target {
+            let full = std::mem::take(w);
+            flush(full, &mut failed);
+        }
+    }
+    flush(data, &mut failed);
+    flush(trees, &mut failed);
+}
+
+fn name_bytes(n: &OsStr) -> Vec<u8> {
+    n.as_bytes().to_vec()
+}
+
+fn join_rel(rel: &[u8], name: &[u8]) -> Vec<u8> {
+    if rel.is_empty() {
+        name.to_vec()
+    } else {
+        let mut r = rel.to_vec();
+        r.push(b'/');
+        r.extend_from_slice(name);
+        r
+    }
+}
+
+impl Walker<'_> {
+    fn walk_sources(&mut self, sources: &[PathBuf], parent_tree: Option<TreeId>) -> Result<(TreeId, Option<Meta>)> {
+        if let [src] = sources
+            && let Ok(md) = std::fs::symlink_metadata(src)
+            && md.is_dir()
+        {
+            let mut root_meta = meta_from(&md);
+            root_meta.xattrs = read_xattrs(src).unwrap_or_default();
+            return Ok((self.dir(src, b"", parent_tree)?, Some(root_meta)));
+        }
+        // Several paths, or one non-directory: a synthetic root holding each by name.
+        let parent_nodes = match &parent_tree {
+            Some(t) => self.repo.load_tree(t).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let mut nodes = Vec::new();
+        for s in sources {
+            let name = s
+                .file_name()
+                .map(|n| n.as_bytes().to_vec())
+                .unwrap_or_else(|| b"root".to_vec());
+            let pn = parent_nodes.iter().find(|n| n.name == name);
+            if let Some(n) = self.entry(s, &name, name.clone(), pn)? {
+                nodes.push(n);
+            }
+        }
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok((self.store_tree(nodes)?, None))
+    }
+
+    fn error(&mut self, path: &Path, msg: impl std::fmt::Display) {
+        tracing::warn!("{}: {msg}", path.display());
+        self.errors.push((path.to_path_buf(), msg.to_string()));
+    }
+
+    fn is_ignored(&self, path: &Path, is_dir: bool) -> bool {
+        if self.opts.skip.iter().any(|s| s == path) {
+            return true;
+        }
+        if self.excludes.matched(path, is_dir).is_ignore() {
+            return true;
+        }
+        for g in self.ignores.iter().rev() {
+            match g.matched(path, is_dir) {
+                Match::Ignore(_) => return true,
+                Match::Whitelist(_) => return false,
+                Match::None => {}
+            }
+        }
+        false
+    }
+
+    /// Queue a blob unless it is already stored or in flight.
+    fn store(&mut self, kind: BlobKind, id: BlobId, raw: Vec<u8>) -> Result<()> {
+        if self.seen.contains(&id) {
+            return Ok(());
+        }
+        self.seen.insert(id);
+        if self.repo.index.has_blob(&id)? {
+            return Ok(());
+        }
+        self.budget.acquire(raw.len());
+        let n = raw.len();
+        if self.jobs.send(Job { kind, id, raw }).is_err() {
+            self.budget.release(n);
+            return Err(Error::Invalid(
+                "backup pipeline stopped (a pack could not be written)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn store_tree(&mut self, nodes: Vec<Node>) -> Result<TreeId> {
+        // Split into pages by encoded size; write the last page first so each page can
+        // name its successor.
+        let mut pages: Vec<Vec<Node>> = vec![Vec::new()];
+        let mut size = 0;
+        for n in nodes {
+            let sz = postcard::to_allocvec(&n).map(|v| v.len()).unwrap_or(0);
+            if size + sz > TREE_PAGE_TARGET && !pages.last().expect("non-empty").is_empty() {
+                pages.push(Vec::new());
+                size = 0;
+            }
+            size += sz;
+            pages.last_mut().expect("non-empty").push(n);
+        }
+        let mut next = None;
+        for nodes in pages.into_iter().rev() {
+            let raw = format::encode_versioned(1, &Tree { nodes, next });
+            let id = TreeId(self.repo.keys.meta_id(&raw));
+            self.store(BlobKind::Tree, BlobId(id.0), raw)?;
+            next = Some(id);
+        }
+        Ok(next.expect("at least one page"))
+    }
+
+    fn dir(&mut self, path: &Path, rel: &[u8], parent: Option<TreeId>) -> Result<TreeId> {
+        self.summary.dirs += 1;
+        let parent_nodes = match parent {
+            Some(t) => self.repo.load_tree(&t).unwrap_or_else(|e| {
+                tracing::warn!("parent tree of {} unreadable ({e}); reading all files", path.display());
+                Vec::new()
+            }),
+            None => Vec::new(),
+        };
+        let mut entries: Vec<(Vec<u8>, PathBuf)> = Vec::new();
+        match std::fs::read_dir(path) {
+            Ok(rd) => {
+                for e in rd {
+                    match e {
+                        Ok(e) => entries.push((name_bytes(&e.file_name()), e.path())),
+                        Err(err) => self.error(path, err),
+                    }
+                }
+            }
+            Err(e) => self.error(path, format!("cannot list directory: {e}")),
+        }
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+
+        let pushed = if entries.iter().any(|(n, _)| n == IGNORE_FILE.as_bytes()) {
+            let mut b = GitignoreBuilder::new(path);
+            if let Some(e) = b.add(path.join(IGNORE_FILE)) {
+                self.error(&path.join(IGNORE_FILE), e);
+            }
+            match b.build() {
+                Ok(g) => {
+                    self.ignores.push(g);
+                    true
+                }
+                Err(e) => {
+                    self.error(&path.join(IGNORE_FILE), e);
+                    false
+                }
+            }
+        } else {
+            false
+        };
+
+        let mut nodes = Vec::with_capacity(entries.len());
+        let mut pi = 0;
+        for (name, full) in entries {
+            while pi < parent_nodes.len() && parent_nodes[pi].name < name {
+                pi += 1;
+            }
+            let pn = parent_nodes.get(pi).filter(|n| n.name == name);
+            let child_rel = join_rel(rel, &name);
+            if let Some(n) = self.entry(&full, &name, child_rel, pn)? {
+                nodes.push(n);
+            }
+        }
+        if pushed {
+            self.ignores.pop();
+        }
+        self.store_tree(nodes)
+    }
+
+    /// Back up one directory entry; `None` when it is ignored or unreadable.
+    fn entry(&mut self, full: &Path, name: &[u8], rel: Vec<u8>, parent: Option<&Node>) -> Result<Option<Node>> {
+        let md = match std::fs::symlink_metadata(full) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None), // vanished
+            Err(e) => {
+                self.error(full, e);
+                return Ok(None);
+            }
+        };
+        let ft = md.file_type();
+        if self.is_ignored(full, ft.is_dir()) {
+            return Ok(None);
+        }
+        let mut meta = meta_from(&md);
+        if !ft.is_file() {
+            match read_xattrs(full) {
+                Ok(x) => meta.xattrs = x,
+                Err(e) => self.error(full, format!("cannot read extended attributes: {e}")),
+            }
+        }
+        let kind = if ft.is_dir() {
+            let pt = parent.and_then(|n| match n.kind {
+                NodeKind::Dir(t) => Some(t),
+                _ => None,
+            });
+            NodeKind::Dir(self.dir(full, &rel, pt)?)
+        } else if ft.is_symlink() {
+            match std::fs::read_link(full) {
+                Ok(t) => NodeKind::Symlink(t.as_os_str().as_bytes().to_vec()),
+                Err(e) => {
+                    self.error(full, e);
+                    return Ok(None);
+                }
+            }
+        } else if ft.is_fifo() {
+            NodeKind::Fifo
+        } else if ft.is_socket() {
+            NodeKind::Socket
+        } else if ft.is_char_device() {
+            NodeKind::CharDevice(md.rdev())
+        } else if ft.is_block_device() {
+            NodeKind::BlockDevice(md.rdev())
+        } else {
+            return self.file(full, name, rel, meta, md.len(), parent);
+        };
+        Ok(Some(Node {
+            name: name.to_vec(),
+            kind,
+            meta,
+        }))
+    }
+
+    fn tick(&mut self, path: &Path) {
+        self.files_done += 1;
+        if self.last_progress.elapsed().as_millis() >= 200 {
+            self.last_progress = Instant::now();
+            self.progress.backup(self.files_done, self.summary.data_read, path);
+        }
+    }
+
+    fn file(
+        &mut self,
+        full: &Path,
+        name: &[u8],
+        rel: Vec<u8>,
+        meta: Meta,
+        size: u64,
+        parent: Option<&Node>,
+    ) -> Result<Option<Node>> {
+        self.tick(full);
+        let key = (meta.dev, meta.inode);
+        if meta.nlink > 1
+            && let Some((target, data)) = self.hardlinks.get(&key)
+        {
+            self.summary.files_unmodified += 1;
+            let kind = NodeKind::HardLink {
+                target: target.clone(),
+                data: data.clone(),
+            };
+            let mut meta = meta;
+            meta.xattrs = read_xattrs(full).unwrap_or_default();
+            return Ok(Some(Node {
+                name: name.to_vec(),
+                kind,
+                meta,
+            }));
+        }
+        // Unchanged since the parent snapshot? (size, mtime, ctime, inode, device; racy rule)
+        if let Some(p) = parent {
+            let pdata = match &p.kind {
+                NodeKind::File(d) => Some(d),
+                NodeKind::HardLink { data, .. } => Some(data),
+                _ => None,
+            };
+            if let Some(d) = pdata {
+                let racy = self.racy_before.is_none_or(|r| meta.mtime >= r);
+                if !racy
+                    && d.size == size
+                    && p.meta.mtime == meta.mtime
+                    && p.meta.ctime == meta.ctime
+                    && p.meta.inode == meta.inode
+                    && p.meta.dev == meta.dev
+                {
+                    self.summary.files_unmodified += 1;
+                    let mut m = meta;
+                    // ctime unchanged ⇒ xattrs unchanged.
+                    m.xattrs = p.meta.xattrs.clone();
+                    if m.nlink > 1 {
+                        self.hardlinks.insert(key, (rel, d.clone()));
+                    }
+                    return Ok(Some(Node {
+                        name: name.to_vec(),
+                        kind: NodeKind::File(d.clone()),
+                        meta: m,
+                    }));
+                }
+            }
+        }
+        let (data, meta) = match self.read_file(full) {
+            Ok(v) => v,
+            Err(e) => {
+                self.error(full, format!("cannot read: {e}"));
+                return Ok(None);
+            }
+        };
+        if parent.is_some() {
+            self.summary.files_changed += 1;
+        } else {
+            self.summary.files_new += 1;
+        }
+        if meta.nlink > 1 {
+            self.hardlinks.insert((meta.dev, meta.inode), (rel, data.clone()));
+        }
+        Ok(Some(Node {
+            name: name.to_vec(),
+            kind: NodeKind::File(data),
+            meta,
+        }))
+    }
+
+    /// Read a regular file through one descriptor: metadata (fstat) and bytes belong to
+    /// the same version of the file.
+    fn read_file(&mut self, full: &Path) -> std::io::Result<(FileData, Meta)> {
+        let open = |noatime: bool| {
+            let mut flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+            if noatime {
+                flags |= rustix::fs::OFlags::NOATIME;
+            }
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(flags.bits() as i32)
+                .open(full)
+        };
+        let mut f = match open(true) {
+            Ok(f) => f,
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error()) => open(false)?,
+            Err(e) => return Err(e),
+        };
+        let md = f.metadata()?;
+        if !md.is_file() {
+            return Err(std::io::Error::other("changed type while being read"));
+        }
+        let mut meta = meta_from(&md);
+        meta.xattrs = read_xattrs(full)?;
+        let size = md.len();
+        // Sparse files: read only the data regions.
+        let regions = if size > 0 && md.blocks() * 512 < size {
+            data_regions(&f, size)
+        } else {
+            vec![(0, size)]
+        };
+        let mut holes = Vec::new();
+        let mut pos = 0;
+        for &(s, l) in &regions {
+            if s > pos {
+                holes.push((pos, s - pos));
+            }
+            pos = s + l;
+        }
+        if pos < size {
+            holes.push((pos, size - pos));
+        }
+        let mut chunks = Vec::new();
+        let mut total = 0u64;
+        let mut buf = std::mem::take(&mut self.buf);
+        let res = (|| -> std::io::Result<()> {
+            for (i, &(start, len)) in regions.iter().enumerate() {
+                use std::io::Seek;
+                if !holes.is_empty() {
+                    f.seek(std::io::SeekFrom::Start(start))?;
+                }
+                // The last region of a dense file is read to EOF, so a file that grows
+                // while read is captured whole; sparse regions to their recorded length.
+                let limit = if i + 1 == regions.len() && holes.is_empty() {
+                    u64::MAX
+                } else {
+                    len
+                };
+                let chunker = self.chunker.clone();
+                let repo = self.repo;
+                total += chunker.stream(&mut f, limit, &mut buf, |c| {
+                    let id = ChunkId(repo.keys.chunk_id(c));
+                    chunks.push(ChunkRef {
+                        id,
+                        len: c.len() as u32,
+                    });
+                    self.summary.data_read += c.len() as u64;
+                    self.store(BlobKind::Data, BlobId(id.0), c.to_vec())
+                        .map_err(std::io::Error::other)
+                })?;
+            }
+            Ok(())
+        })();
+        self.buf = buf;
+        res?;
+        let hole_total: u64 = holes.iter().map(|h| h.1).sum();
+        let content = if chunks.len() > CHUNK_LIST_INLINE_MAX {
+            let mut pages = Vec::new();
+            for page in chunks.chunks(CHUNK_LIST_PAGE) {
+                let raw = format::encode_versioned(1, &ChunkPage { chunks: page.to_vec() });
+                let id = TreeId(self.repo.keys.meta_id(&raw));
+                self.store(BlobKind::Tree, BlobId(id.0), raw)
+                    .map_err(std::io::Error::other)?;
+                pages.push(id);
+            }
+            Content::Pages(pages)
+        } else {
+            Content::Chunks(chunks)
+        };
+        // Re-check size after reading: a file that changed size while read keeps what we read.
+        Ok((
+            FileData {
+                size: total + hole_total,
+                holes,
+                content,
+            },
+            meta,
+        ))
+    }
+}
+
+/// Data regions of a sparse file via SEEK_DATA / SEEK_HOLE.
+fn data_regions(f: &File, size: u64) -> Vec<(u64, u64)> {
+    use rustix::fs::{SeekFrom, seek};
+    let mut out = Vec::new();
+    let mut pos = 0u64;
+    while pos < size {
+        let Ok(data) = seek(f, SeekFrom::Data(pos)) else { break };
+        if data >= size {
+            break;
+        }
+        let hole = seek(f, SeekFrom::Hole(data)).unwrap_or(size).min(size);
+        out.push((data, hole - data));
+        pos = hole;
+    }
+    if out.is_empty() && size > 0 {
+        // Entirely a hole: nothing to read.
+        return Vec::new();
+    }
+    out
+}
+
+/// Keys are needed by tests that build trees by hand.
+pub fn tree_id(keys: &Keys, t: &Tree) -> TreeId {
+    TreeId(keys.meta_id(&format::encode_versioned(1, t)))
+}

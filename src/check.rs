@@ -1,0 +1,271 @@
+//! `check`: reports damage, never repairs it.
+//!
+//! Structure: every pack in the index exists with its size; its header agrees with the
+//! index; every snapshot's trees load and authenticate; every chunk is indexed.
+//! `--read-data`: every pack is read once, its name re-hashed, and every blob opened
+//! (decrypted, decompressed, id re-hashed), packs in parallel.
+//! Packs that nothing indexes (left by a killed backup) are reported, not damage.
+
+use std::collections::{HashMap, HashSet};
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::backend::Dir;
+use crate::blob::open_blob;
+use crate::error::Result;
+use crate::format::{Content, NodeKind};
+use crate::id::{BlobId, PackId, SnapshotId, TreeId};
+use crate::pack;
+use crate::repo::Repository;
+
+#[derive(Debug, Default, Serialize)]
+pub struct CheckReport {
+    pub snapshots: u64,
+    pub packs: u64,
+    pub trees: u64,
+    pub blobs_read: u64,
+    /// Damage: each line names what is wrong and where.
+    pub errors: Vec<String>,
+    /// Snapshots with missing or damaged data.
+    pub damaged_snapshots: Vec<String>,
+    /// Packs present in the repository that no index delta lists.
+    pub unreferenced_packs: Vec<String>,
+}
+
+impl CheckReport {
+    pub fn ok(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+pub fn check(repo: &Repository, read_data: bool) -> Result<CheckReport> {
+    let mut r = CheckReport::default();
+    let listed: HashMap<PackId, u64> = repo
+        .backend
+        .list(Dir::Packs)?
+        .into_iter()
+        .filter_map(|(n, s)| n.parse().ok().map(|id| (id, s)))
+        .collect();
+    let indexed = repo.index.packs()?;
+    let indexed_set: HashSet<PackId> = indexed.iter().map(|p| p.0).collect();
+    for id in listed.keys() {
+        if !indexed_set.contains(id) {
+            r.unreferenced_packs.push(id.to_hex());
+        }
+    }
+    r.unreferenced_packs.sort();
+    r.packs = indexed.len() as u64;
+
+    // Packs: presence, size, header agreement, and with read_data every byte.
+    let bad_blobs: HashSet<BlobId> = {
+        let results: Vec<(Vec<String>, Vec<BlobId>, u64)> = indexed
+            .par_iter()
+            .map(|(id, size)| check_pack(repo, id, *size, listed.get(id).copied(), read_data))
+            .collect();
+        let mut bad = HashSet::new();
+        for (errs, blobs, n) in results {
+            r.errors.extend(errs);
+            bad.extend(blobs);
+            r.blobs_read += n;
+        }
+        bad
+    };
+
+    // Snapshots: every tree and chunk reachable and indexed.
+    let mut seen_trees: HashSet<TreeId> = HashSet::new();
+    let mut seen_chunks: HashSet<BlobId> = HashSet::new();
+    let snaps = repo.snapshots()?;
+    r.snapshots = snaps.len() as u64;
+    for (sid, snap) in &snaps {
+        let before = r.errors.len();
+        walk(
+            repo,
+            sid,
+            &snap.tree,
+            b"",
+            &bad_blobs,
+            &mut seen_trees,
+            &mut seen_chunks,
+            &mut r,
+        );
+        if r.errors.len() > before {
+            r.damaged_snapshots.push(sid.to_hex());
+        }
+    }
+    r.trees = seen_trees.len() as u64;
+    Ok(r)
+}
+
+fn check_pack(
+    repo: &Repository,
+    id: &PackId,
+    size: u64,
+    listed: Option<u64>,
+    read_data: bool,
+) -> (Vec<String>, Vec<BlobId>, u64) {
+    let mut errs = Vec::new();
+    let mut bad = Vec::new();
+    let mut n = 0;
+    let indexed = match repo.index.pack_blobs(id) {
+        Ok(b) => b,
+        Err(e) => return (vec![format!("pack {id}: index: {e}")], bad, 0),
+    };
+    let all_bad = |bad: &mut Vec<BlobId>| bad.extend(indexed.iter().map(|(b, _)| *b));
+    match listed {
+        None => {
+            errs.push(format!(
+                "pack {id}: missing from the repository ({} blobs lost)",
+                indexed.len()
+            ));
+            all_bad(&mut bad);
+            return (errs, bad, 0);
+        }
+        Some(s) if s != size => {
+            errs.push(format!("pack {id}: size {s}, index says {size}"));
+        }
+        _ => {}
+    }
+    let path = Dir::Packs.path(&id.to_hex());
+    let header = if read_data {
+        match repo.backend.read(&path) {
+            Ok(bytes) => {
+                if blake3::hash(&bytes).as_bytes() != &id.0 {
+                    errs.push(format!(
+                        "pack {id}: content does not match its name (damaged or swapped)"
+                    ));
+                }
+                let entries = pack::read_all(repo.repo_id(), &repo.cipher, &bytes);
+                if let Ok(entries) = &entries {
+                    for e in entries {
+                        n += 1;
+                        let s = e.offset as usize;
+                        if let Err(err) = open_blob(
+                            repo.repo_id(),
+                            &repo.keys,
+                            &repo.cipher,
+                            e.kind,
+                            &e.id,
+                            &bytes[s..s + e.length as usize],
+                        ) {
+                            errs.push(format!("pack {id}: {err}"));
+                            bad.push(e.id);
+                        }
+                    }
+                }
+                entries
+            }
+            Err(e) => Err(e),
+        }
+    } else {
+        read_header(repo, &path, size)
+    };
+    match header {
+        Ok(entries) => {
+            let in_pack: HashMap<BlobId, (u64, u32)> = entries.iter().map(|e| (e.id, (e.offset, e.length))).collect();
+            for (b, loc) in &indexed {
+                if in_pack.get(b) != Some(&(loc.offset, loc.length)) {
+                    errs.push(format!(
+                        "pack {id}: index lists blob {b} that its header does not hold there"
+                    ));
+                    bad.push(*b);
+                }
+            }
+        }
+        Err(e) => {
+            errs.push(format!("pack {id}: header unreadable: {e}"));
+            all_bad(&mut bad);
+        }
+    }
+    (errs, bad, n)
+}
+
+/// Read and decode a pack header from the pack's tail.
+pub fn read_header(repo: &Repository, path: &str, size: u64) -> Result<Vec<crate::format::PackEntry>> {
+    if size < (pack::LEADER_LEN + pack::TRAILER_LEN) as u64 {
+        return Err(crate::Error::corrupt("pack too short"));
+    }
+    let trailer = repo
+        .backend
+        .read_range(path, size - pack::TRAILER_LEN as u64, pack::TRAILER_LEN)?;
+    let (off, len) = pack::parse_trailer(&trailer, size)?;
+    let sealed = repo.backend.read_range(path, off, len)?;
+    pack::decode_header(repo.repo_id(), &repo.cipher, &sealed, off)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn walk(
+    repo: &Repository,
+    sid: &SnapshotId,
+    tree: &TreeId,
+    rel: &[u8],
+    bad: &HashSet<BlobId>,
+    seen_trees: &mut HashSet<TreeId>,
+    seen_chunks: &mut HashSet<BlobId>,
+    r: &mut CheckReport,
+) {
+    if !seen_trees.insert(*tree) && !bad.contains(&BlobId(tree.0)) {
+        return;
+    }
+    let shown = |p: &[u8]| {
+        if p.is_empty() {
+            "/".to_string()
+        } else {
+            crate::format_name(p)
+        }
+    };
+    let nodes = match repo.load_tree(tree) {
+        Ok(n) => n,
+        Err(e) => {
+            r.errors
+                .push(format!("snapshot {}: directory {}: {e}", sid.short(), shown(rel)));
+            return;
+        }
+    };
+    for n in nodes {
+        let mut p = rel.to_vec();
+        if !p.is_empty() {
+            p.push(b'/');
+        }
+        p.extend_from_slice(&n.name);
+        match &n.kind {
+            NodeKind::Dir(t) => walk(repo, sid, t, &p, bad, seen_trees, seen_chunks, r),
+            NodeKind::File(d) | NodeKind::HardLink { data: d, .. } => {
+                let chunks = match &d.content {
+                    Content::Chunks(c) => c.clone(),
+                    c => match repo.chunk_list(c) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            r.errors
+                                .push(format!("snapshot {}: file {}: chunk list: {e}", sid.short(), shown(&p)));
+                            continue;
+                        }
+                    },
+                };
+                let mut missing = 0;
+                for c in chunks {
+                    let b = BlobId(c.id.0);
+                    if bad.contains(&b) {
+                        missing += 1;
+                    } else if seen_chunks.insert(b) {
+                        match repo.index.has_blob(&b) {
+                            Ok(true) => {}
+                            _ => {
+                                seen_chunks.remove(&b);
+                                missing += 1;
+                            }
+                        }
+                    }
+                }
+                if missing > 0 {
+                    r.errors.push(format!(
+                        "snapshot {}: file {}: {missing} chunk(s) missing or damaged",
+                        sid.short(),
+                        shown(&p)
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! Everything the binary prints. Results go to stdout (one JSON document with --json);
+//! human messages, warnings and progress go to stderr, progress only on a terminal.
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use serde_json::json;
+
+use projectclone::backup::BackupResult;
+use projectclone::check::CheckReport;
+use projectclone::format::Snapshot;
+use projectclone::id::SnapshotId;
+use projectclone::inspect::{Change, LsEntry, RepoStats, SnapshotStats};
+use projectclone::progress::{NoProgress, Progress};
+use projectclone::restore::{Item, RestoreOptions, RestoreResult};
+use projectclone::{format_name, format_time};
+
+use super::Cli;
+
+fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).expect("JSON values serialise"));
+}
+
+struct Bar(indicatif::ProgressBar);
+
+impl Progress for Bar {
+    fn backup(&self, files: u64, bytes: u64, current: &Path) {
+        self.0.set_message(format!(
+            "{files} files, {} read  {}",
+            bytesize::ByteSize(bytes),
+            current.display()
+        ));
+    }
+    fn restore(&self, written: u64, total: u64) {
+        self.0.set_length(total);
+        self.0.set_position(written);
+    }
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
+pub fn progress(cli: &Cli) -> Box<dyn Progress> {
+    if cli.quiet || !std::io::stderr().is_terminal() {
+        return Box::new(NoProgress);
+    }
+    let pb = indicatif::ProgressBar::new_spinner();
+    pb.enable_steady_tick(std::time::Duration::from_millis(200));
+    Box::new(Bar(pb))
+}
+
+pub fn init(json: bool, path: &Path, repo_id: &[u8; 32]) {
+    if json {
+        print_json(&json!({"repository": path.display().to_string(), "id": hex::encode(repo_id)}));
+    } else {
+        eprintln!(
+            "created repository {} at {}",
+            &hex::encode(repo_id)[..8],
+            path.display()
+        );
+    }
+}
+
+pub fn backup(cli: &Cli, res: &BackupResult) {
+    let s = &res.summary;
+    for (p, e) in &res.errors {
+        eprintln!("error: {}: {e}", p.display());
+    }
+    let id = res.snapshot_id.map(|i| i.to_hex());
+    if cli.json {
+        print_json(&json!({
+            "snapshot_id": id,
+            "dry_run": res.snapshot_id.is_none(),
+            "files_new": s.files_new,
+            "files_changed": s.files_changed,
+            "files_unmodified": s.files_unmodified,
+            "dirs": s.dirs,
+            "data_added": s.data_added,
+            "data_read": s.data_read,
+            "total_duration": s.duration_ns as f64 / 1e9,
+            "errors": res.errors.len(),
+            "error_paths": res.errors.iter().map(|(p, e)| json!({"path": p.display().to_string(), "error": e})).collect::<Vec<_>>(),
+        }));
+    } else if let Some(id) = &id {
+        println!("{id}");
+    }
+    if !cli.quiet && !cli.json {
+        eprintln!(
+            "{}files: {} new, {} changed, {} unmodified; {} dirs; {} read, {} added; {:.2}s",
+            if id.is_none() { "dry run, nothing written. " } else { "" },
+            s.files_new,
+            s.files_changed,
+            s.files_unmodified,
+            s.dirs,
+            bytesize::ByteSize(s.data_read),
+            bytesize::ByteSize(s.data_added),
+            s.duration_ns as f64 / 1e9
+        );
+        if !res.errors.is_empty() {
+            eprintln!(
+                "warning: {} path(s) could not be read; the snapshot does not contain them",
+                res.errors.len()
+            );
+        }
+    }
+}
+
+pub fn snapshot_json(id: &SnapshotId, s: &Snapshot) -> serde_json::Value {
+    json!({
+        "id": id.to_hex(),
+        "short_id": id.short(),
+        "time": format_time(&s.time, s.utc_offset),
+        "hostname": s.hostname,
+        "username": s.username,
+        "paths": s.paths.iter().map(|p| format_name(p)).collect::<Vec<_>>(),
+        "tags": s.tags,
+        "note": s.note,
+        "tree": s.tree.to_hex(),
+        "parent": s.parent.map(|p| p.to_hex()),
+    })
+}
+
+pub fn snapshots(json: bool, snaps: &[(SnapshotId, Snapshot)]) {
+    if json {
+        print_json(&serde_json::Value::Array(
+            snaps.iter().map(|(i, s)| snapshot_json(i, s)).collect(),
+        ));
+        return;
+    }
+    println!("{:<8}  {:<35}  {:<15}  {:<15}  paths", "id", "time", "host", "tags");
+    for (id, s) in snaps {
+        let t = format_time(&s.time, s.utc_offset);
+        println!(
+            "{:<8}  {:<35}  {:<15}  {:<15}  {}{}",
+            id.short(),
+            t,
+            s.hostname,
+            s.tags.join(","),
+            s.paths.iter().map(|p| format_name(p)).collect::<Vec<_>>().join(" "),
+            s.note.as_ref().map(|n| format!("  ({n})")).unwrap_or_default()
+        );
+    }
+    println!("{} snapshot(s)", snaps.len());
+}
+
+pub fn ls(json: bool, long: bool, entries: &[LsEntry]) {
+    if json {
+        print_json(&serde_json::to_value(entries).expect("serialisable"));
+        return;
+    }
+    for e in entries {
+        if long {
+            println!(
+                "{:<8} {:>6o} {:>5}:{:<5} {:>12} {} {}{}",
+                e.kind,
+                e.mode & 0o7777,
+                e.uid,
+                e.gid,
+                e.size,
+                e.mtime,
+                e.path,
+                e.link_target.as_ref().map(|t| format!(" -> {t}")).unwrap_or_default()
+            );
+        } else {
+            println!("{}", e.path);
+        }
+    }
+}
+
+pub fn diff(json: bool, changes: &[Change]) {
+    if json {
+        print_json(&serde_json::to_value(changes).expect("serialisable"));
+        return;
+    }
+    for c in changes {
+        println!("{:<4} {}", c.change, c.path);
+    }
+}
+
+pub fn restore(cli: &Cli, id: &SnapshotId, opts: &RestoreOptions, res: &RestoreResult) {
+    let p = &res.plan;
+    if opts.dry_run && !cli.json {
+        for item in &p.items {
+            let what = match item {
+                Item::Dir { .. } => "dir",
+                Item::File { .. } => "file",
+                Item::Symlink { .. } => "symlink",
+                Item::Special { .. } => "special",
+                Item::HardLink { .. } => "hardlink",
+            };
+            println!("{what:<8} {}", format_name(item.rel()));
+        }
+    }
+    for (path, e) in &res.errors {
+        eprintln!("error: {path}: {e}");
+    }
+    if cli.json {
+        print_json(&json!({
+            "snapshot_id": id.to_hex(),
+            "target": opts.target.display().to_string(),
+            "dry_run": opts.dry_run,
+            "files": p.files,
+            "dirs": p.dirs,
+            "bytes": p.bytes,
+            "bytes_written": res.bytes_written,
+            "errors": res.errors.iter().map(|(p, e)| json!({"path": p, "error": e})).collect::<Vec<_>>(),
+        }));
+    } else if !cli.quiet {
+        eprintln!(
+            "{} snapshot {}: {} files, {} dirs, {}{}",
+            if opts.dry_run { "would restore" } else { "restored" },
+            id.short(),
+            p.files,
+            p.dirs,
+            bytesize::ByteSize(p.bytes),
+            if res.errors.is_empty() {
+                String::new()
+            } else {
+                format!("; {} error(s)", res.errors.len())
+            }
+        );
+    }
+}
+
+pub fn check(json: bool, r: &CheckReport) {
+    if json {
+        print_json(&json!({
+            "ok": r.ok(),
+            "snapshots": r.snapshots,
+            "packs": r.packs,
+            "trees": r.trees,
+            "blobs_read": r.blobs_read,
+            "errors": r.errors,
+            "damaged_snapshots": r.damaged_snapshots,
+            "unreferenced_packs": r.unreferenced_packs,
+        }));
+        return;
+    }
+    for e in &r.errors {
+        println!("error: {e}");
+    }
+    for p in &r.unreferenced_packs {
+        println!("note: pack {p} is not referenced by any index (left by an interrupted backup; harmless)");
+    }
+    for s in &r.damaged_snapshots {
+        println!("damaged snapshot: {s}");
+    }
+    println!(
+        "{} snapshots, {} packs, {} trees{}: {}",
+        r.snapshots,
+        r.packs,
+        r.trees,
+        if r.blobs_read > 0 {
+            format!(", {} blobs read", r.blobs_read)
+        } else {
+            String::new()
+        },
+        if r.ok() { "no errors found" } else { "DAMAGE FOUND" }
+    );
+}
+
+pub fn snapshot_stats(json: bool, id: &SnapshotId, s: &SnapshotStats) {
+    if json {
+        let mut v = serde_json::to_value(s).expect("serialisable");
+        v["snapshot_id"] = json!(id.to_hex());
+        print_json(&v);
+        return;
+    }
+    println!("snapshot {}", id.short());
+    println!("  files:          {}", s.files);
+    println!("  directories:    {}", s.dirs);
+    println!("  other entries:  {}", s.other);
+    println!("  restore size:   {}", bytesize::ByteSize(s.total_size));
+    println!(
+        "  unique chunks:  {} ({} raw, {} stored)",
+        s.unique_chunks,
+        bytesize::ByteSize(s.unique_raw_bytes),
+        bytesize::ByteSize(s.unique_stored_bytes)
+    );
+}
+
+pub fn repo_stats(json: bool, s: &RepoStats) {
+    if json {
+        print_json(&serde_json::to_value(s).expect("serialisable"));
+        return;
+    }
+    println!("snapshots:      {}", s.snapshots);
+    println!("packs:          {} ({})", s.packs, bytesize::ByteSize(s.pack_bytes));
+    println!("blobs:          {}", s.blobs);
+    println!("raw data:       {}", bytesize::ByteSize(s.raw_bytes));
+    println!("stored blobs:   {}", bytesize::ByteSize(s.stored_blob_bytes));
+    if s.stored_blob_bytes > 0 {
+        println!(
+            "ratio:          {:.2}x",
+            s.raw_bytes as f64 / s.stored_blob_bytes as f64
+        );
+    }
+}

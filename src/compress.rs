@@ -1,0 +1,173 @@
+//! Per-blob compression. Each stored blob names its own codec, so codecs can be mixed
+//! within a repository and changed without rewriting old data.
+
+use std::cell::RefCell;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Codec byte stored inside every sealed blob.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum Codec {
+    None = 0,
+    Zstd = 1,
+    Lz4 = 2,
+}
+
+impl Codec {
+    pub fn from_u8(b: u8) -> Option<Codec> {
+        match b {
+            0 => Some(Codec::None),
+            1 => Some(Codec::Zstd),
+            2 => Some(Codec::Lz4),
+            _ => None,
+        }
+    }
+}
+
+/// What the user asked for: `zstd[:level]`, `lz4` or `none`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Zstd(i32),
+    Lz4,
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        Compression::Zstd(3)
+    }
+}
+
+impl std::str::FromStr for Compression {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "none" => Ok(Compression::None),
+            "lz4" => Ok(Compression::Lz4),
+            "zstd" => Ok(Compression::Zstd(3)),
+            _ => match s.strip_prefix("zstd:").map(str::parse::<i32>) {
+                Some(Ok(l)) if (1..=22).contains(&l) => Ok(Compression::Zstd(l)),
+                _ => Err(format!(
+                    "unknown compression {s:?}: use zstd, zstd:LEVEL (1-22), lz4 or none"
+                )),
+            },
+        }
+    }
+}
+
+thread_local! {
+    // One zstd context per worker thread, reused across blobs.
+    static ZSTD_C: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+    static ZSTD_D: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+/// Compress `raw` into `out` (appending). Returns the codec actually used: when the
+/// result would not be smaller, the blob is stored raw and no second codec is tried.
+pub fn compress_into(c: Compression, raw: &[u8], out: &mut Vec<u8>) -> Codec {
+    let start = out.len();
+    let codec = match c {
+        Compression::None => Codec::None,
+        Compression::Zstd(level) => {
+            let ok = ZSTD_C.with(|cell| {
+                let mut slot = cell.borrow_mut();
+                if slot.as_ref().map(|(l, _)| *l) != Some(level) {
+                    *slot = zstd::bulk::Compressor::new(level).ok().map(|z| (level, z));
+                }
+                let Some((_, z)) = slot.as_mut() else {
+                    return false;
+                };
+                let bound = zstd::zstd_safe::compress_bound(raw.len());
+                out.reserve(bound);
+                let spare = out.spare_capacity_mut();
+                // SAFETY: zstd writes only initialised bytes into the spare capacity and
+                // reports how many; we set the length to exactly that.
+                let buf = unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<u8>(), spare.len()) };
+                match z.compress_to_buffer(raw, buf) {
+                    Ok(n) => {
+                        // SAFETY: see above, `n` bytes were written.
+                        unsafe { out.set_len(start + n) };
+                        true
+                    }
+                    Err(_) => false,
+                }
+            });
+            if ok { Codec::Zstd } else { Codec::None }
+        }
+        Compression::Lz4 => {
+            let bound = lz4_flex::block::get_maximum_output_size(raw.len());
+            out.resize(start + bound, 0);
+            match lz4_flex::block::compress_into(raw, &mut out[start..]) {
+                Ok(n) => {
+                    out.truncate(start + n);
+                    Codec::Lz4
+                }
+                Err(_) => Codec::None,
+            }
+        }
+    };
+    if codec == Codec::None || out.len() - start >= raw.len() {
+        out.truncate(start);
+        out.extend_from_slice(raw);
+        return Codec::None;
+    }
+    codec
+}
+
+/// Decompress a blob payload whose declared raw length is `raw_len` (already checked
+/// against the limit by the caller, so this allocation is bounded).
+pub fn decompress(codec: Codec, payload: &[u8], raw_len: usize) -> Result<Vec<u8>> {
+    let out = match codec {
+        Codec::None => payload.to_vec(),
+        Codec::Zstd => ZSTD_D.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            if slot.is_none() {
+                *slot = zstd::bulk::Decompressor::new().ok();
+            }
+            let d = slot
+                .as_mut()
+                .ok_or_else(|| Error::corrupt("cannot create zstd decompressor"))?;
+            d.decompress(payload, raw_len)
+                .map_err(|e| Error::corrupt(format!("zstd: {e}")))
+        })?,
+        Codec::Lz4 => lz4_flex::block::decompress(payload, raw_len).map_err(|e| Error::corrupt(format!("lz4: {e}")))?,
+    };
+    if out.len() != raw_len {
+        return Err(Error::corrupt(format!(
+            "blob decompressed to {} bytes, header says {raw_len}",
+            out.len()
+        )));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn round_trip(data in proptest::collection::vec(any::<u8>(), 0..5000), rep in 0usize..4) {
+            let data: Vec<u8> = data.iter().cycle().take(data.len() * rep.max(1)).copied().collect();
+            for c in [Compression::None, Compression::Zstd(3), Compression::Lz4] {
+                let mut out = Vec::new();
+                let codec = compress_into(c, &data, &mut out);
+                prop_assert!(out.len() <= data.len());
+                prop_assert_eq!(decompress(codec, &out, data.len()).unwrap(), data.clone());
+            }
+        }
+    }
+
+    #[test]
+    fn incompressible_is_stored_raw() {
+        let mut data = vec![0u8; 10000];
+        blake3::Hasher::new().update(b"x").finalize_xof().fill(&mut data);
+        let mut out = Vec::new();
+        let codec = compress_into(Compression::Zstd(3), &data, &mut out);
+        assert_eq!(codec, Codec::None);
+        assert_eq!(out, data);
+    }
+}

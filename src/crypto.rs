@@ -1,0 +1,208 @@
+//! Key material, key derivation (Argon2id), sealing (XChaCha20-Poly1305) and keyed ids.
+//!
+//! The master key is 32 random bytes. Every other key is derived from it with
+//! BLAKE3's `derive_key` under a distinct context string, so a leak of one subkey
+//! says nothing about the others.
+
+use chacha20poly1305::aead::{AeadInOut, KeyInit};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use rand::RngCore;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::error::{Error, Result};
+use crate::id::ID_LEN;
+
+pub const NONCE_LEN: usize = 24;
+pub const TAG_LEN: usize = 16;
+/// Bytes a sealed object adds to its plaintext: nonce + tag.
+pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+
+const CTX_DATA_ID: &str = "projectclone 2026-11 v1 data id key";
+const CTX_TREE_ID: &str = "projectclone 2026-11 v1 tree id key";
+const CTX_AEAD: &str = "projectclone 2026-11 v1 aead key";
+const CTX_GEAR: &str = "projectclone 2026-11 v1 chunker gear table";
+
+/// Fill a buffer from the OS CSPRNG.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    rand::rng().fill_bytes(&mut b);
+    b
+}
+
+/// The repository master key and the subkeys derived from it.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct Keys {
+    master: [u8; 32],
+    data_id: [u8; 32],
+    tree_id: [u8; 32],
+    aead: [u8; 32],
+    gear_seed: [u8; 32],
+}
+
+impl Keys {
+    pub fn from_master(master: [u8; 32]) -> Self {
+        Keys {
+            data_id: blake3::derive_key(CTX_DATA_ID, &master),
+            tree_id: blake3::derive_key(CTX_TREE_ID, &master),
+            aead: blake3::derive_key(CTX_AEAD, &master),
+            gear_seed: blake3::derive_key(CTX_GEAR, &master),
+            master,
+        }
+    }
+
+    pub fn generate() -> Self {
+        Self::from_master(random_bytes())
+    }
+
+    pub fn master(&self) -> &[u8; 32] {
+        &self.master
+    }
+
+    /// Id of a file chunk: keyed BLAKE3, so ids do not confirm content to outsiders.
+    pub fn chunk_id(&self, data: &[u8]) -> [u8; ID_LEN] {
+        *blake3::keyed_hash(&self.data_id, data).as_bytes()
+    }
+
+    /// Id of trees, chunk-list pages, snapshots, index deltas and condemned records.
+    pub fn meta_id(&self, data: &[u8]) -> [u8; ID_LEN] {
+        *blake3::keyed_hash(&self.tree_id, data).as_bytes()
+    }
+
+    /// The 256-entry gear table for FastCDC, expanded from the key with BLAKE3's XOF.
+    pub fn gear_table(&self) -> Vec<u64> {
+        let mut bytes = [0u8; 256 * 8];
+        blake3::Hasher::new_keyed(&self.gear_seed)
+            .update(b"gear")
+            .finalize_xof()
+            .fill(&mut bytes);
+        bytes
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("chunks_exact(8) yields 8 bytes")))
+            .collect()
+    }
+
+    pub fn cipher(&self) -> Cipher {
+        Cipher::new(&self.aead)
+    }
+}
+
+/// An XChaCha20-Poly1305 instance. Sealed layout: `nonce(24) || ciphertext || tag(16)`.
+#[derive(Clone)]
+pub struct Cipher(XChaCha20Poly1305);
+
+impl Cipher {
+    pub fn new(key: &[u8; 32]) -> Self {
+        Cipher(XChaCha20Poly1305::new(key.into()))
+    }
+
+    /// Seal `plaintext` with a fresh random nonce, appending to `out`.
+    pub fn seal_into(&self, aad: &[u8], plaintext: &[u8], out: &mut Vec<u8>) {
+        let nonce_bytes: [u8; NONCE_LEN] = random_bytes();
+        let nonce = XNonce::from(nonce_bytes);
+        let start = out.len();
+        out.extend_from_slice(&nonce_bytes);
+        out.extend_from_slice(plaintext);
+        let tag = self
+            .0
+            .encrypt_inout_detached(&nonce, aad, (&mut out[start + NONCE_LEN..]).into())
+            // The only failure is a message longer than 2^38 bytes; our objects are far smaller.
+            .expect("XChaCha20-Poly1305 message length within limits");
+        out.extend_from_slice(&tag);
+    }
+
+    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
+        self.seal_into(aad, plaintext, &mut out);
+        out
+    }
+
+    /// Open a sealed object; `what` names it in the error.
+    pub fn open(&self, aad: &[u8], sealed: &[u8], what: &str) -> Result<Vec<u8>> {
+        if sealed.len() < SEAL_OVERHEAD {
+            return Err(Error::corrupt(format!("{what}: sealed object too short")));
+        }
+        let (nonce, rest) = sealed.split_at(NONCE_LEN);
+        let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
+        let nonce = XNonce::try_from(nonce).expect("split_at gave NONCE_LEN bytes");
+        let tag = chacha20poly1305::Tag::try_from(tag).expect("split gave TAG_LEN bytes");
+        let mut buf = ct.to_vec();
+        self.0
+            .decrypt_inout_detached(&nonce, aad, buf.as_mut_slice().into(), &tag)
+            .map_err(|_| {
+                Error::corrupt(format!(
+                    "{what}: authentication failed (damaged, swapped, or from another repository)"
+                ))
+            })?;
+        Ok(buf)
+    }
+}
+
+/// Argon2id parameters, stored in each key file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KdfParams {
+    /// Memory in KiB.
+    pub m_cost: u32,
+    pub t_cost: u32,
+    pub p_cost: u32,
+}
+
+impl Default for KdfParams {
+    fn default() -> Self {
+        KdfParams {
+            m_cost: 32 * 1024,
+            t_cost: 3,
+            p_cost: 4,
+        }
+    }
+}
+
+impl KdfParams {
+    /// Upper bounds accepted when reading a key file, so a hostile key file cannot make
+    /// us allocate unbounded memory or spin forever.
+    pub fn validate(&self) -> Result<()> {
+        if self.m_cost < 8 || self.m_cost > 4 * 1024 * 1024 || self.t_cost == 0 || self.t_cost > 100 {
+            return Err(Error::corrupt("key file: argon2id parameters out of range"));
+        }
+        if self.p_cost == 0 || self.p_cost > 64 || self.m_cost < 8 * self.p_cost {
+            return Err(Error::corrupt("key file: argon2id parallelism out of range"));
+        }
+        Ok(())
+    }
+
+    /// Derive the 32-byte key-wrapping key from a password.
+    pub fn derive(&self, password: &[u8], salt: &[u8]) -> Result<[u8; 32]> {
+        self.validate()?;
+        let params = argon2::Params::new(self.m_cost, self.t_cost, self.p_cost, Some(32))
+            .map_err(|e| Error::corrupt(format!("key file: argon2id parameters: {e}")))?;
+        let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let mut out = [0u8; 32];
+        a.hash_password_into(password, salt, &mut out)
+            .map_err(|e| Error::corrupt(format!("key file: argon2id: {e}")))?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_open_round_trip_and_aad_binding() {
+        let k = Keys::generate();
+        let c = k.cipher();
+        let s = c.seal(b"aad", b"hello");
+        assert_eq!(s.len(), 5 + SEAL_OVERHEAD);
+        assert_eq!(c.open(b"aad", &s, "t").unwrap(), b"hello");
+        assert!(c.open(b"other", &s, "t").is_err());
+        let mut bad = s.clone();
+        bad[30] ^= 1;
+        assert!(c.open(b"aad", &bad, "t").is_err());
+    }
+
+    #[test]
+    fn subkeys_differ() {
+        let k = Keys::from_master([7; 32]);
+        assert_ne!(k.chunk_id(b"x"), k.meta_id(b"x"));
+        assert_eq!(k.gear_table().len(), 256);
+    }
+}

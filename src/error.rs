@@ -1,0 +1,66 @@
+//! The library's one error type. Variants are named by what the caller can do about them.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("wrong password: no key in {0} opens with it (check --password-file / PROJECTCLONE_PASSWORD)")]
+    WrongPassword(String),
+    #[error("{0} is not a projectclone repository (no config file); create one with `projectclone init`")]
+    NotARepository(String),
+    #[error("repository {0} already exists")]
+    AlreadyExists(String),
+    #[error("corrupt repository data: {0}")]
+    Corrupt(String),
+    #[error("unsupported repository format: {0}")]
+    Unsupported(String),
+    #[error("snapshot not found: {0}")]
+    SnapshotNotFound(String),
+    #[error("ambiguous snapshot prefix {0}: matches several snapshots, give more digits")]
+    AmbiguousSnapshot(String),
+    #[error("path not found in snapshot: {0}")]
+    PathNotInSnapshot(String),
+    #[error("repository is locked exclusively by {0}; wait for it to finish (stale locks expire after 30 minutes)")]
+    Locked(String),
+    #[error("index cache {path}: {source}")]
+    Index {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("unsafe entry in repository tree: {0}")]
+    Hostile(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+    pub fn corrupt(msg: impl Into<String>) -> Self {
+        Error::Corrupt(msg.into())
+    }
+}
+
+/// Attach a path to an `io::Result`.
+pub trait IoContext<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|e| Error::io(path, e))
+    }
+}

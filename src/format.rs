@@ -1,0 +1,545 @@
+//! On-disk types and their pure encode/decode functions. Mirrors `format-spec/`
+//! section by section; every byte layout here is a promise to old repositories.
+//!
+//! Every repository file starts with a 6-byte envelope: `"PCLN"`, a kind byte and a
+//! format version byte. Every postcard-encoded structure inside a sealed object starts
+//! with its own version byte, so one structure can evolve without touching the rest.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::chunker::ChunkerParams;
+use crate::crypto::{Cipher, KdfParams};
+use crate::error::{Error, Result};
+use crate::id::*;
+
+pub const MAGIC: &[u8; 4] = b"PCLN";
+/// Repository format version written by this build.
+pub const FORMAT_VERSION: u8 = 1;
+/// Trailer magic at the very end of each pack.
+pub const PACK_TRAILER_MAGIC: &[u8; 8] = b"PCLNPAK1";
+/// Largest plaintext of any blob; a blob declaring more is refused before allocating.
+pub const MAX_BLOB_RAW: usize = 16 * 1024 * 1024;
+/// Largest sealed pack header accepted.
+pub const MAX_PACK_HEADER: usize = 64 * 1024 * 1024;
+/// Largest encrypted metadata object (snapshot, index delta, lock, condemned record).
+pub const MAX_OBJECT: usize = 256 * 1024 * 1024;
+/// Tree pages are split when their encoding would exceed this.
+pub const TREE_PAGE_TARGET: usize = 4 * 1024 * 1024;
+/// Chunk lists longer than this are stored in separate chunk-list pages.
+pub const CHUNK_LIST_INLINE_MAX: usize = 4096;
+pub const CHUNK_LIST_PAGE: usize = 65536;
+
+/// The kind byte of the file envelope, also part of every AEAD associated data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    Config = 1,
+    Key = 2,
+    PackHeader = 3,
+    Index = 4,
+    Snapshot = 5,
+    Condemned = 6,
+    Lock = 7,
+    DataBlob = 8,
+    TreeBlob = 9,
+    /// Master key wrapped inside a key file.
+    MasterKey = 10,
+    /// A pack file.
+    Pack = 11,
+}
+
+/// Associated data: `repo_id(32) || kind(1) || id(32)`.
+pub fn aad(repo_id: &[u8; 32], kind: Kind, id: &[u8; 32]) -> [u8; 65] {
+    let mut a = [0u8; 65];
+    a[..32].copy_from_slice(repo_id);
+    a[32] = kind as u8;
+    a[33..].copy_from_slice(id);
+    a
+}
+
+pub fn envelope(kind: Kind) -> [u8; 6] {
+    [MAGIC[0], MAGIC[1], MAGIC[2], MAGIC[3], kind as u8, FORMAT_VERSION]
+}
+
+/// Check and strip the 6-byte envelope.
+pub fn strip_envelope<'a>(kind: Kind, bytes: &'a [u8], what: &str) -> Result<&'a [u8]> {
+    if bytes.len() < 6 || &bytes[..4] != MAGIC {
+        return Err(Error::corrupt(format!("{what}: not a projectclone object (bad magic)")));
+    }
+    if bytes[4] != kind as u8 {
+        return Err(Error::corrupt(format!(
+            "{what}: object kind {} where {} ({kind:?}) was expected",
+            bytes[4], kind as u8
+        )));
+    }
+    if bytes[5] != FORMAT_VERSION {
+        return Err(Error::Unsupported(format!(
+            "{what}: format version {} (this build reads version {FORMAT_VERSION}); upgrade projectclone",
+            bytes[5]
+        )));
+    }
+    Ok(&bytes[6..])
+}
+
+/// `version byte || postcard(value)`.
+pub fn encode_versioned<T: Serialize>(version: u8, value: &T) -> Vec<u8> {
+    let out = vec![version];
+    // Serialising into a Vec only fails for types serde cannot represent; ours are plain data.
+    postcard::to_extend(value, out).expect("postcard serialisation of plain data")
+}
+
+pub fn decode_versioned<T: DeserializeOwned>(version: u8, bytes: &[u8], what: &str) -> Result<T> {
+    match bytes.first() {
+        Some(v) if *v == version => {
+            postcard::from_bytes(&bytes[1..]).map_err(|e| Error::corrupt(format!("{what}: undecodable ({e})")))
+        }
+        Some(v) => Err(Error::Unsupported(format!(
+            "{what}: structure version {v}, this build reads {version}"
+        ))),
+        None => Err(Error::corrupt(format!("{what}: empty"))),
+    }
+}
+
+// ---------------------------------------------------------------- config
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    pub repo_id: [u8; 32],
+    pub chunker: ChunkerParams,
+    /// Packs are closed once their blobs reach this many bytes.
+    pub pack_target: u32,
+    pub created_unix_ns: i64,
+}
+
+/// `envelope || repo_id(32) || sealed(1 || postcard(Config))`.
+pub fn encode_config(c: &Config, cipher: &Cipher) -> Vec<u8> {
+    let mut out = envelope(Kind::Config).to_vec();
+    out.extend_from_slice(&c.repo_id);
+    let aad = aad(&c.repo_id, Kind::Config, &[0; 32]);
+    cipher.seal_into(&aad, &encode_versioned(1, c), &mut out);
+    out
+}
+
+/// The clear repo id at the start of a config file.
+pub fn config_repo_id(bytes: &[u8]) -> Result<[u8; 32]> {
+    let body = strip_envelope(Kind::Config, bytes, "config")?;
+    body.get(..32)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| Error::corrupt("config: truncated"))
+}
+
+pub fn decode_config(bytes: &[u8], cipher: &Cipher) -> Result<Config> {
+    let repo_id = config_repo_id(bytes)?;
+    let sealed = &strip_envelope(Kind::Config, bytes, "config")?[32..];
+    let plain = cipher.open(&aad(&repo_id, Kind::Config, &[0; 32]), sealed, "config")?;
+    let c: Config = decode_versioned(1, &plain, "config")?;
+    if c.repo_id != repo_id {
+        return Err(Error::corrupt("config: repository id mismatch"));
+    }
+    c.chunker.validate()?;
+    if !(1024 * 1024..=1024 * 1024 * 1024).contains(&c.pack_target) {
+        return Err(Error::corrupt("config: pack target size out of range"));
+    }
+    Ok(c)
+}
+
+// ---------------------------------------------------------------- key files
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyFile {
+    /// `None`: created with `--insecure-no-password`; the wrapping key is derived from
+    /// the repo id alone, so the master key is effectively stored in clear.
+    pub kdf: Option<KdfParams>,
+    pub salt: [u8; 32],
+    pub created_unix_ns: i64,
+    /// `sealed(master key)` with the wrapping key, AAD = aad(repo_id, MasterKey, salt).
+    pub wrapped: Vec<u8>,
+}
+
+pub fn encode_key_file(k: &KeyFile) -> Vec<u8> {
+    let mut out = envelope(Kind::Key).to_vec();
+    out.extend_from_slice(&encode_versioned(1, k));
+    out
+}
+
+pub fn decode_key_file(bytes: &[u8]) -> Result<KeyFile> {
+    let k: KeyFile = decode_versioned(1, strip_envelope(Kind::Key, bytes, "key file")?, "key file")?;
+    if let Some(p) = &k.kdf {
+        p.validate()?;
+    }
+    Ok(k)
+}
+
+// ---------------------------------------------------------------- blobs
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BlobKind {
+    Data,
+    Tree,
+}
+
+impl BlobKind {
+    pub fn kind(self) -> Kind {
+        match self {
+            BlobKind::Data => Kind::DataBlob,
+            BlobKind::Tree => Kind::TreeBlob,
+        }
+    }
+    pub fn as_i64(self) -> i64 {
+        match self {
+            BlobKind::Data => 0,
+            BlobKind::Tree => 1,
+        }
+    }
+    pub fn from_i64(v: i64) -> Option<Self> {
+        match v {
+            0 => Some(BlobKind::Data),
+            1 => Some(BlobKind::Tree),
+            _ => None,
+        }
+    }
+}
+
+/// Where one blob lives inside a pack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackEntry {
+    pub kind: BlobKind,
+    pub id: BlobId,
+    pub offset: u64,
+    /// Sealed length in the pack.
+    pub length: u32,
+    /// Plaintext length.
+    pub raw_length: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackHeader {
+    pub entries: Vec<PackEntry>,
+}
+
+// ---------------------------------------------------------------- index deltas
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexPack {
+    pub id: PackId,
+    pub size: u64,
+    pub blobs: Vec<PackEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct IndexDelta {
+    pub packs: Vec<IndexPack>,
+    /// Index deltas whose content this one replaces (written by prune; readers drop them).
+    pub supersedes: Vec<ObjectId>,
+}
+
+// ---------------------------------------------------------------- snapshots
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord, Default)]
+pub struct Time {
+    pub secs: i64,
+    pub nanos: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Summary {
+    pub files_new: u64,
+    pub files_changed: u64,
+    pub files_unmodified: u64,
+    pub dirs: u64,
+    pub data_added: u64,
+    pub data_read: u64,
+    pub duration_ns: u64,
+    pub errors: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub time: Time,
+    /// UTC offset of the local zone at backup time, in seconds.
+    pub utc_offset: i32,
+    pub hostname: String,
+    pub username: String,
+    /// Absolute source paths as raw bytes.
+    pub paths: Vec<Vec<u8>>,
+    pub tags: Vec<String>,
+    pub note: Option<String>,
+    pub tree: TreeId,
+    /// Metadata of the source directory itself when one directory was backed up.
+    pub root: Option<Meta>,
+    pub parent: Option<SnapshotId>,
+    pub summary: Summary,
+    pub program_version: String,
+}
+
+// ---------------------------------------------------------------- trees
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Meta {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: Time,
+    pub ctime: Time,
+    pub inode: u64,
+    pub dev: u64,
+    pub nlink: u64,
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRef {
+    pub id: ChunkId,
+    pub len: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Content {
+    /// The chunks, in order.
+    Chunks(Vec<ChunkRef>),
+    /// Chunk-list pages (tree-kind blobs holding `ChunkPage`), in order.
+    Pages(Vec<TreeId>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkPage {
+    pub chunks: Vec<ChunkRef>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileData {
+    pub size: u64,
+    /// Holes `(offset, length)`, sorted, in file coordinates; the chunk stream holds only
+    /// the bytes outside them.
+    pub holes: Vec<(u64, u64)>,
+    pub content: Content,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeKind {
+    File(FileData),
+    Dir(TreeId),
+    Symlink(Vec<u8>),
+    /// A further name of a file seen earlier in this snapshot; `target` is its path
+    /// relative to the snapshot root. The content is repeated so a partial restore that
+    /// skips the target still has the bytes.
+    HardLink {
+        target: Vec<u8>,
+        data: FileData,
+    },
+    Fifo,
+    Socket,
+    CharDevice(u64),
+    BlockDevice(u64),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    pub name: Vec<u8>,
+    pub kind: NodeKind,
+    pub meta: Meta,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Tree {
+    /// Sorted by raw name bytes, no duplicates.
+    pub nodes: Vec<Node>,
+    /// The next page of this directory, when it was too large for one blob.
+    pub next: Option<TreeId>,
+}
+
+/// Reject names that could escape a restore target (guarantee 6).
+pub fn check_name(name: &[u8]) -> Result<()> {
+    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0) {
+        return Err(Error::Hostile(format!(
+            "tree entry named {:?}",
+            String::from_utf8_lossy(name)
+        )));
+    }
+    Ok(())
+}
+
+/// Validate a decoded tree page: safe names, strictly sorted.
+pub fn validate_tree(t: &Tree) -> Result<()> {
+    for n in &t.nodes {
+        check_name(&n.name)?;
+    }
+    if t.nodes.windows(2).any(|w| w[0].name >= w[1].name) {
+        return Err(Error::corrupt("tree entries not sorted or duplicated"));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- locks, condemned
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lock {
+    pub hostname: String,
+    pub boot_id: String,
+    pub pid: u32,
+    /// Process start time in clock ticks since boot (`/proc/PID/stat` field 22).
+    pub pid_start: u64,
+    pub exclusive: bool,
+    pub created_unix_ns: i64,
+    pub refreshed_unix_ns: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Condemned {
+    pub packs: Vec<PackId>,
+    pub marked_unix_ns: i64,
+    pub hostname: String,
+}
+
+// ---------------------------------------------------------------- sealed objects
+
+/// `envelope || sealed(version || postcard(value))`, AAD binds repo, kind and file id.
+pub fn seal_object(repo_id: &[u8; 32], cipher: &Cipher, kind: Kind, id: &[u8; 32], plain: &[u8]) -> Vec<u8> {
+    let mut out = envelope(kind).to_vec();
+    cipher.seal_into(&aad(repo_id, kind, id), plain, &mut out);
+    out
+}
+
+pub fn open_object<T: DeserializeOwned>(
+    repo_id: &[u8; 32],
+    cipher: &Cipher,
+    kind: Kind,
+    id: &[u8; 32],
+    bytes: &[u8],
+    what: &str,
+) -> Result<(T, Vec<u8>)> {
+    if bytes.len() > MAX_OBJECT {
+        return Err(Error::corrupt(format!("{what}: object too large")));
+    }
+    let sealed = strip_envelope(kind, bytes, what)?;
+    let plain = cipher.open(&aad(repo_id, kind, id), sealed, what)?;
+    let v = decode_versioned(1, &plain, what)?;
+    Ok((v, plain))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_time() -> impl Strategy<Value = Time> {
+        (any::<i64>(), 0u32..1_000_000_000).prop_map(|(secs, nanos)| Time { secs, nanos })
+    }
+
+    fn arb_meta() -> impl Strategy<Value = Meta> {
+        (
+            any::<u32>(),
+            any::<u32>(),
+            any::<u32>(),
+            arb_time(),
+            arb_time(),
+            any::<u64>(),
+            proptest::collection::vec(
+                (
+                    proptest::collection::vec(any::<u8>(), 1..8),
+                    proptest::collection::vec(any::<u8>(), 0..8),
+                ),
+                0..3,
+            ),
+        )
+            .prop_map(|(mode, uid, gid, mtime, ctime, inode, xattrs)| Meta {
+                mode,
+                uid,
+                gid,
+                mtime,
+                ctime,
+                inode,
+                dev: 1,
+                nlink: 1,
+                xattrs,
+            })
+    }
+
+    fn arb_node() -> impl Strategy<Value = Node> {
+        let kind = prop_oneof![
+            (any::<u64>(), proptest::collection::vec(any::<[u8; 32]>(), 0..4)).prop_map(|(size, ids)| {
+                NodeKind::File(FileData {
+                    size,
+                    holes: vec![(0, 4096)],
+                    content: Content::Chunks(ids.into_iter().map(|i| ChunkRef { id: ChunkId(i), len: 7 }).collect()),
+                })
+            }),
+            any::<[u8; 32]>().prop_map(|t| NodeKind::Dir(TreeId(t))),
+            proptest::collection::vec(any::<u8>(), 0..20).prop_map(NodeKind::Symlink),
+            Just(NodeKind::Fifo),
+            any::<u64>().prop_map(NodeKind::CharDevice),
+        ];
+        (proptest::collection::vec(any::<u8>(), 1..20), kind, arb_meta()).prop_map(|(name, kind, meta)| Node {
+            name,
+            kind,
+            meta,
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn tree_round_trip(nodes in proptest::collection::vec(arb_node(), 0..6), next in proptest::option::of(any::<[u8; 32]>())) {
+            let t = Tree { nodes, next: next.map(TreeId) };
+            let b = encode_versioned(1, &t);
+            prop_assert_eq!(decode_versioned::<Tree>(1, &b, "t").unwrap(), t);
+        }
+
+        #[test]
+        fn index_delta_round_trip(n in 0usize..5, off in any::<u64>()) {
+            let d = IndexDelta {
+                packs: (0..n).map(|i| IndexPack {
+                    id: PackId([i as u8; 32]),
+                    size: off,
+                    blobs: vec![PackEntry { kind: BlobKind::Tree, id: BlobId([1; 32]), offset: off, length: 5, raw_length: 9 }],
+                }).collect(),
+                supersedes: vec![ObjectId([3; 32])],
+            };
+            let b = encode_versioned(1, &d);
+            prop_assert_eq!(decode_versioned::<IndexDelta>(1, &b, "d").unwrap(), d);
+        }
+
+        #[test]
+        fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decode_versioned::<Tree>(1, &bytes, "t");
+            let _ = decode_versioned::<Snapshot>(1, &bytes, "s");
+            let _ = decode_key_file(&bytes);
+            let _ = config_repo_id(&bytes);
+        }
+    }
+
+    #[test]
+    fn hostile_names_rejected() {
+        for bad in [&b""[..], b".", b"..", b"a/b", b"a\0b"] {
+            assert!(check_name(bad).is_err());
+        }
+        check_name(b"ok\nname\xff").unwrap();
+    }
+
+    #[test]
+    fn snapshot_and_key_round_trip() {
+        let s = Snapshot {
+            time: Time { secs: 1, nanos: 2 },
+            utc_offset: 3600,
+            hostname: "h".into(),
+            username: "u".into(),
+            paths: vec![b"/x".to_vec()],
+            tags: vec!["t".into()],
+            note: Some("n".into()),
+            tree: TreeId([1; 32]),
+            root: Some(Meta::default()),
+            parent: None,
+            summary: Summary::default(),
+            program_version: "0".into(),
+        };
+        let b = encode_versioned(1, &s);
+        assert_eq!(decode_versioned::<Snapshot>(1, &b, "s").unwrap(), s);
+        let k = KeyFile {
+            kdf: Some(KdfParams::default()),
+            salt: [1; 32],
+            created_unix_ns: 5,
+            wrapped: vec![1, 2],
+        };
+        assert_eq!(decode_key_file(&encode_key_file(&k)).unwrap(), k);
+    }
+}

@@ -1,0 +1,400 @@
+//! The per-client SQLite index cache (`index.db`): the only module that speaks SQL.
+//! Everything here is derived from `index/` and `snapshots/` in the repository, so it
+//! can be deleted at any time and rebuilt.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::{Error, Result};
+use crate::format::{BlobKind, IndexDelta, Snapshot};
+use crate::id::{BlobId, ObjectId, PackId, SnapshotId};
+
+/// Schema version in `PRAGMA user_version`. A cache with another version is rebuilt.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE deltas (id BLOB PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE packs (
+    n INTEGER PRIMARY KEY,
+    id BLOB NOT NULL UNIQUE,
+    size INTEGER NOT NULL
+);
+CREATE TABLE blobs (
+    id BLOB NOT NULL,
+    pack INTEGER NOT NULL REFERENCES packs(n),
+    kind INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    length INTEGER NOT NULL,
+    raw_length INTEGER NOT NULL,
+    PRIMARY KEY (id, pack)
+) WITHOUT ROWID;
+CREATE INDEX blobs_by_pack ON blobs(pack);
+CREATE TABLE snapshots (
+    id BLOB PRIMARY KEY,
+    time_secs INTEGER NOT NULL,
+    time_nanos INTEGER NOT NULL,
+    body BLOB NOT NULL
+) WITHOUT ROWID;
+";
+
+/// Where a blob is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location {
+    pub pack: PackId,
+    pub kind: BlobKind,
+    pub offset: u64,
+    pub length: u32,
+    pub raw_length: u32,
+}
+
+pub struct Index {
+    conn: std::sync::Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl Index {
+    pub fn open(path: &Path) -> Result<Index> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        match Self::try_open(path) {
+            Ok(i) => Ok(i),
+            Err(e) => {
+                // A damaged cache is not data loss: it is derived. Start over.
+                tracing::warn!("index cache {} unusable ({e}); rebuilding it", path.display());
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+                Self::try_open(path)
+            }
+        }
+    }
+
+    fn try_open(path: &Path) -> Result<Index> {
+        let err = |source| Error::Index {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(120)).map_err(err)?;
+        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;")
+            .map_err(err)?;
+        let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(err)?;
+        if v != SCHEMA_VERSION {
+            let tx_sql = format!(
+                "BEGIN IMMEDIATE; DROP TABLE IF EXISTS blobs; DROP TABLE IF EXISTS packs; DROP TABLE IF EXISTS deltas; DROP TABLE IF EXISTS snapshots; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            );
+            conn.execute_batch(&tx_sql).map_err(err)?;
+        }
+        // Touch every table so a damaged file is found now, not mid-backup.
+        conn.query_row("SELECT count(*) FROM deltas", [], |r| r.get::<_, i64>(0))
+            .map_err(err)?;
+        Ok(Index {
+            conn: std::sync::Mutex::new(conn),
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn err(&self, source: rusqlite::Error) -> Error {
+        Error::Index {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    pub fn known_deltas(&self) -> Result<Vec<ObjectId>> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = conn.prepare("SELECT id FROM deltas").map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| r.get::<_, Vec<u8>>(0))
+            .map_err(|e| self.err(e))?
+            .filter_map(|r| r.ok().and_then(|b| ObjectId::from_slice(&b)))
+            .collect();
+        Ok(rows)
+    }
+
+    pub fn known_snapshots(&self) -> Result<Vec<SnapshotId>> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = conn.prepare("SELECT id FROM snapshots").map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| r.get::<_, Vec<u8>>(0))
+            .map_err(|e| self.err(e))?
+            .filter_map(|r| r.ok().and_then(|b| SnapshotId::from_slice(&b)))
+            .collect();
+        Ok(rows)
+    }
+
+    /// Forget every pack and blob (when an index delta disappeared: rebuild from scratch).
+    pub fn clear_blobs(&mut self) -> Result<()> {
+        let path = self.path.clone();
+        let conn = self.conn.get_mut().unwrap_or_else(|p| p.into_inner());
+        conn.execute_batch("BEGIN IMMEDIATE; DELETE FROM blobs; DELETE FROM packs; DELETE FROM deltas; COMMIT;")
+            .map_err(|source| Error::Index {
+                path: path.clone(),
+                source,
+            })
+    }
+
+    /// Add index deltas in one transaction.
+    pub fn add_deltas(&mut self, deltas: &[(ObjectId, IndexDelta)]) -> Result<()> {
+        let conn = self.conn.get_mut().unwrap_or_else(|p| p.into_inner());
+        let path = self.path.clone();
+        let err = |source| Error::Index {
+            path: path.clone(),
+            source,
+        };
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        {
+            let mut ins_delta = tx
+                .prepare_cached("INSERT OR IGNORE INTO deltas (id) VALUES (?1)")
+                .map_err(err)?;
+            let mut ins_pack = tx
+                .prepare_cached("INSERT OR IGNORE INTO packs (id, size) VALUES (?1, ?2)")
+                .map_err(err)?;
+            let mut get_pack = tx.prepare_cached("SELECT n FROM packs WHERE id = ?1").map_err(err)?;
+            let mut ins_blob = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO blobs (id, pack, kind, offset, length, raw_length) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(err)?;
+            for (did, delta) in deltas {
+                ins_delta.execute(params![&did.0[..]]).map_err(err)?;
+                for p in &delta.packs {
+                    ins_pack.execute(params![&p.id.0[..], p.size as i64]).map_err(err)?;
+                    let n: i64 = get_pack.query_row(params![&p.id.0[..]], |r| r.get(0)).map_err(err)?;
+                    for b in &p.blobs {
+                        ins_blob
+                            .execute(params![
+                                &b.id.0[..],
+                                n,
+                                b.kind.as_i64(),
+                                b.offset as i64,
+                                b.length as i64,
+                                b.raw_length as i64
+                            ])
+                            .map_err(err)?;
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    pub fn has_blob(&self, id: &BlobId) -> Result<bool> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = conn
+            .prepare_cached("SELECT 1 FROM blobs WHERE id = ?1 LIMIT 1")
+            .map_err(|e| self.err(e))?;
+        st.exists(params![&id.0[..]]).map_err(|e| self.err(e))
+    }
+
+    /// Every stored copy of a blob (usually one; two briefly during a repack).
+    pub fn lookup(&self, id: &BlobId) -> Result<Vec<Location>> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = conn
+            .prepare_cached(
+                "SELECT p.id, b.kind, b.offset, b.length, b.raw_length FROM blobs b JOIN packs p ON p.n = b.pack WHERE b.id = ?1",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(params![&id.0[..]], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (p, k, o, l, rl) = row.map_err(|e| self.err(e))?;
+            out.push(Location {
+                pack: PackId::from_slice(&p).ok_or_else(|| Error::corrupt("index cache: bad pack id"))?,
+                kind: BlobKind::from_i64(k).ok_or_else(|| Error::corrupt("index cache: bad blob kind"))?,
+                offset: o as u64,
+                length: l as u32,
+                raw_length: rl as u32,
+            });
+        }
+        Ok(out)
+    }
+
+    /// All packs known to the index with their sizes.
+    pub fn packs(&self) -> Result<Vec<(PackId, u64)>> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = conn.prepare("SELECT id, size FROM packs").map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (p, s) = row.map_err(|e| self.err(e))?;
+            out.push((
+                PackId::from_slice(&p).ok_or_else(|| Error::corrupt("index cache: bad pack id"))?,
+                s as u64,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Blobs recorded for one pack, by offset.
+    pub fn pack_blobs(&self, pack: &PackId) -> Result<Vec<(BlobId, Location)>> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = conn
+            .prepare_cached(
+                "SELECT b.id, b.kind, b.offset, b.length, b.raw_length FROM blobs b JOIN packs p ON p.n = b.pack WHERE p.id = ?1 ORDER BY b.offset",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(params![&pack.0[..]], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (b, k, o, l, rl) = row.map_err(|e| self.err(e))?;
+            out.push((
+                BlobId(b.try_into().map_err(|_| Error::corrupt("index cache: bad blob id"))?),
+                Location {
+                    pack: *pack,
+                    kind: BlobKind::from_i64(k).ok_or_else(|| Error::corrupt("index cache: bad blob kind"))?,
+                    offset: o as u64,
+                    length: l as u32,
+                    raw_length: rl as u32,
+                },
+            ));
+        }
+        Ok(out)
+    }
+
+    /// (blob count, total sealed bytes, total raw bytes) over the whole index.
+    pub fn totals(&self) -> Result<(u64, u64, u64)> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        conn
+            .query_row(
+                "SELECT count(*), coalesce(sum(length),0), coalesce(sum(raw_length),0) FROM (SELECT id, min(length) AS length, min(raw_length) AS raw_length FROM blobs GROUP BY id)",
+                [],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64)),
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn add_snapshots(&mut self, snaps: &[(SnapshotId, Vec<u8>, &Snapshot)]) -> Result<()> {
+        let conn = self.conn.get_mut().unwrap_or_else(|p| p.into_inner());
+        let path = self.path.clone();
+        let err = |source| Error::Index {
+            path: path.clone(),
+            source,
+        };
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        {
+            let mut st = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO snapshots (id, time_secs, time_nanos, body) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(err)?;
+            for (id, body, s) in snaps {
+                st.execute(params![&id.0[..], s.time.secs, s.time.nanos as i64, body])
+                    .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    pub fn remove_snapshots(&mut self, ids: &[SnapshotId]) -> Result<()> {
+        let conn = self.conn.get_mut().unwrap_or_else(|p| p.into_inner());
+        let path = self.path.clone();
+        let err = |source| Error::Index {
+            path: path.clone(),
+            source,
+        };
+        let tx = conn.transaction().map_err(err)?;
+        for id in ids {
+            tx.execute("DELETE FROM snapshots WHERE id = ?1", params![&id.0[..]])
+                .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// Every snapshot's plaintext body (version byte + postcard), oldest first.
+    pub fn snapshot_bodies(&self) -> Result<Vec<(SnapshotId, Vec<u8>)>> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = conn
+            .prepare("SELECT id, body FROM snapshots ORDER BY time_secs, time_nanos, id")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?)))
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, body) = row.map_err(|e| self.err(e))?;
+            out.push((
+                SnapshotId::from_slice(&id).ok_or_else(|| Error::corrupt("index cache: bad snapshot id"))?,
+                body,
+            ));
+        }
+        Ok(out)
+    }
+
+    pub fn snapshot_body(&self, id: &SnapshotId) -> Result<Option<Vec<u8>>> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        conn.query_row("SELECT body FROM snapshots WHERE id = ?1", params![&id.0[..]], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{IndexPack, PackEntry};
+
+    #[test]
+    fn add_and_lookup() {
+        let t = tempfile::tempdir().unwrap();
+        let mut idx = Index::open(&t.path().join("index.db")).unwrap();
+        let e = PackEntry {
+            kind: BlobKind::Data,
+            id: BlobId([1; 32]),
+            offset: 6,
+            length: 50,
+            raw_length: 40,
+        };
+        let d = IndexDelta {
+            packs: vec![IndexPack {
+                id: PackId([2; 32]),
+                size: 100,
+                blobs: vec![e],
+            }],
+            supersedes: vec![],
+        };
+        idx.add_deltas(&[(ObjectId([3; 32]), d)]).unwrap();
+        assert!(idx.has_blob(&BlobId([1; 32])).unwrap());
+        assert!(!idx.has_blob(&BlobId([9; 32])).unwrap());
+        let loc = idx.lookup(&BlobId([1; 32])).unwrap();
+        assert_eq!(loc.len(), 1);
+        assert_eq!(loc[0].pack, PackId([2; 32]));
+        assert_eq!(idx.known_deltas().unwrap(), vec![ObjectId([3; 32])]);
+        drop(idx);
+        // Damaged cache: reopened empty, not an error.
+        std::fs::write(t.path().join("index.db"), b"garbage garbage garbage").unwrap();
+        let _ = std::fs::remove_file(t.path().join("index.db-wal"));
+        let idx = Index::open(&t.path().join("index.db")).unwrap();
+        assert!(idx.known_deltas().unwrap().is_empty());
+    }
+}

@@ -1,0 +1,128 @@
+//! Pack files: `envelope(6) || blob... || sealed header || header_len(u32 LE) || "PCLNPAK1"`.
+//! The writer is sans-IO (bytes in memory); the pack id is the unkeyed BLAKE3 of all bytes.
+
+use crate::crypto::Cipher;
+use crate::error::{Error, Result};
+use crate::format::{self, BlobKind, Kind, MAX_PACK_HEADER, PACK_TRAILER_MAGIC, PackEntry, PackHeader};
+use crate::id::{BlobId, PackId};
+
+/// Bytes after the sealed header: length + magic.
+pub const TRAILER_LEN: usize = 12;
+/// Bytes before the first blob.
+pub const LEADER_LEN: usize = 6;
+
+pub struct PackWriter {
+    buf: Vec<u8>,
+    entries: Vec<PackEntry>,
+}
+
+impl Default for PackWriter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PackWriter {
+    pub fn new() -> Self {
+        PackWriter {
+            buf: format::envelope(Kind::Pack).to_vec(),
+            entries: Vec::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes of blobs so far.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn add(&mut self, kind: BlobKind, id: BlobId, raw_length: u32, sealed: &[u8]) {
+        self.entries.push(PackEntry {
+            kind,
+            id,
+            offset: self.buf.len() as u64,
+            length: sealed.len() as u32,
+            raw_length,
+        });
+        self.buf.extend_from_slice(sealed);
+    }
+
+    /// Append the sealed header and trailer; returns id, bytes and entries.
+    pub fn finish(mut self, repo_id: &[u8; 32], cipher: &Cipher) -> (PackId, Vec<u8>, Vec<PackEntry>) {
+        let header = PackHeader { entries: self.entries };
+        let plain = format::encode_versioned(1, &header);
+        let start = self.buf.len();
+        cipher.seal_into(&format::aad(repo_id, Kind::PackHeader, &[0; 32]), &plain, &mut self.buf);
+        let hlen = (self.buf.len() - start) as u32;
+        self.buf.extend_from_slice(&hlen.to_le_bytes());
+        self.buf.extend_from_slice(PACK_TRAILER_MAGIC);
+        let id = PackId(*blake3::hash(&self.buf).as_bytes());
+        (id, self.buf, header.entries)
+    }
+}
+
+/// From the last `TRAILER_LEN` bytes of a pack of `pack_len` bytes, the sealed header's
+/// offset and length.
+pub fn parse_trailer(trailer: &[u8], pack_len: u64) -> Result<(u64, usize)> {
+    if trailer.len() != TRAILER_LEN || &trailer[4..] != PACK_TRAILER_MAGIC {
+        return Err(Error::corrupt("pack: bad trailer magic"));
+    }
+    let hlen = u32::from_le_bytes(trailer[..4].try_into().expect("4 bytes")) as usize;
+    let min = (LEADER_LEN + TRAILER_LEN) as u64;
+    if hlen > MAX_PACK_HEADER || (hlen as u64) > pack_len.saturating_sub(min) {
+        return Err(Error::corrupt("pack: header length out of range"));
+    }
+    Ok((pack_len - TRAILER_LEN as u64 - hlen as u64, hlen))
+}
+
+/// Open and validate a pack header: entries lie between the leader and the header,
+/// in order, without overlap.
+pub fn decode_header(repo_id: &[u8; 32], cipher: &Cipher, sealed: &[u8], header_offset: u64) -> Result<Vec<PackEntry>> {
+    let plain = cipher.open(&format::aad(repo_id, Kind::PackHeader, &[0; 32]), sealed, "pack header")?;
+    let h: PackHeader = format::decode_versioned(1, &plain, "pack header")?;
+    let mut pos = LEADER_LEN as u64;
+    for e in &h.entries {
+        if e.offset < pos || e.offset + e.length as u64 > header_offset {
+            return Err(Error::corrupt("pack header: blob outside the pack or overlapping"));
+        }
+        pos = e.offset + e.length as u64;
+    }
+    Ok(h.entries)
+}
+
+/// Parse a whole pack held in memory (check, repair, fuzzing).
+pub fn read_all(repo_id: &[u8; 32], cipher: &Cipher, bytes: &[u8]) -> Result<Vec<PackEntry>> {
+    if bytes.len() < LEADER_LEN + TRAILER_LEN {
+        return Err(Error::corrupt("pack: too short"));
+    }
+    format::strip_envelope(Kind::Pack, bytes, "pack")?;
+    let (off, len) = parse_trailer(&bytes[bytes.len() - TRAILER_LEN..], bytes.len() as u64)?;
+    decode_header(repo_id, cipher, &bytes[off as usize..off as usize + len], off)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::Keys;
+
+    #[test]
+    fn write_then_read() {
+        let keys = Keys::generate();
+        let c = keys.cipher();
+        let mut w = PackWriter::new();
+        w.add(BlobKind::Data, BlobId([1; 32]), 10, b"0123456789abcdef");
+        w.add(BlobKind::Tree, BlobId([2; 32]), 3, b"xyz");
+        let (id, bytes, entries) = w.finish(&[5; 32], &c);
+        assert_eq!(id.0, *blake3::hash(&bytes).as_bytes());
+        let back = read_all(&[5; 32], &c, &bytes).unwrap();
+        assert_eq!(back, entries);
+        assert_eq!(&bytes[back[1].offset as usize..][..3], b"xyz");
+        let mut bad = bytes.clone();
+        let n = bad.len();
+        bad[n - 20] ^= 1;
+        assert!(read_all(&[5; 32], &c, &bad).is_err());
+    }
+}

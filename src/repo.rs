@@ -1,0 +1,394 @@
+//! Opening, creating and unlocking a repository; it owns the backend, the keys and the
+//! index cache, and offers typed reads of blobs, trees and snapshots.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::backend::{Backend, Dir, Written};
+use crate::blob;
+use crate::chunker::{Chunker, ChunkerParams};
+use crate::crypto::{Cipher, KdfParams, Keys, random_bytes};
+use crate::error::{Error, Result};
+use crate::format::{
+    self, BlobKind, ChunkPage, ChunkRef, Config, Content, IndexDelta, KeyFile, Kind, Node, Snapshot, Tree,
+};
+use crate::id::*;
+use crate::index::{Index, Location};
+
+pub use crate::lock::{LockGuard, LockMode};
+
+pub struct Repository {
+    pub backend: Arc<dyn Backend>,
+    pub config: Config,
+    pub keys: Keys,
+    pub cipher: Cipher,
+    pub index: Index,
+}
+
+pub fn now_unix_ns() -> i64 {
+    jiff::Timestamp::now().as_nanosecond() as i64
+}
+
+fn insecure_wrapping_key(repo_id: &[u8; 32]) -> [u8; 32] {
+    blake3::derive_key("projectclone 2026-11 v1 insecure no-password wrapping key", repo_id)
+}
+
+/// Build a key file wrapping `keys`' master key under `password` (None: insecure).
+pub fn make_key_file(repo_id: &[u8; 32], keys: &Keys, password: Option<&[u8]>, kdf: KdfParams) -> Result<Vec<u8>> {
+    let salt: [u8; 32] = random_bytes();
+    let (wrapping, kdf) = match password {
+        Some(p) => (kdf.derive(p, &salt)?, Some(kdf)),
+        None => (insecure_wrapping_key(repo_id), None),
+    };
+    let wrapped = Cipher::new(&wrapping).seal(&format::aad(repo_id, Kind::MasterKey, &salt), keys.master());
+    Ok(format::encode_key_file(&KeyFile {
+        kdf,
+        salt,
+        created_unix_ns: now_unix_ns(),
+        wrapped,
+    }))
+}
+
+/// Try to unwrap a key file; `Ok(None)` when the password does not fit.
+pub fn unwrap_key_file(repo_id: &[u8; 32], bytes: &[u8], password: Option<&[u8]>) -> Result<Option<Keys>> {
+    let kf = format::decode_key_file(bytes)?;
+    let wrapping = match (&kf.kdf, password) {
+        (Some(kdf), Some(p)) => kdf.derive(p, &kf.salt)?,
+        (Some(_), None) => return Ok(None),
+        (None, _) => insecure_wrapping_key(repo_id),
+    };
+    match Cipher::new(&wrapping).open(&format::aad(repo_id, Kind::MasterKey, &kf.salt), &kf.wrapped, "key") {
+        Ok(m) if m.len() == 32 => Ok(Some(Keys::from_master(m.try_into().expect("length checked")))),
+        Ok(_) => Err(Error::corrupt("key file: master key has the wrong length")),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Options for `init`.
+#[derive(Clone, Debug, Default)]
+pub struct InitOptions {
+    pub kdf: KdfParams,
+    pub chunker: ChunkerParams,
+    pub pack_target: Option<u32>,
+}
+
+impl Repository {
+    /// Create a new repository. `password: None` stores the key in clear.
+    pub fn init(
+        backend: Arc<dyn Backend>,
+        password: Option<&[u8]>,
+        opts: &InitOptions,
+        cache_dir: &Path,
+    ) -> Result<Repository> {
+        if backend.exists("config")? {
+            return Err(Error::AlreadyExists(backend.location()));
+        }
+        opts.chunker.validate()?;
+        backend.create()?;
+        let keys = Keys::generate();
+        let repo_id: [u8; 32] = random_bytes();
+        let config = Config {
+            repo_id,
+            chunker: opts.chunker,
+            pack_target: opts.pack_target.unwrap_or(16 * 1024 * 1024),
+            created_unix_ns: now_unix_ns(),
+        };
+        let kf = make_key_file(&repo_id, &keys, password, opts.kdf)?;
+        let key_name = blake3::hash(&kf).to_hex().to_string();
+        backend.write_new(&Dir::Keys.path(&key_name), &kf)?;
+        // The config is written last: its presence is what makes a repository.
+        let cipher = keys.cipher();
+        if backend.write_new("config", &format::encode_config(&config, &cipher))? == Written::AlreadyThere {
+            return Err(Error::AlreadyExists(backend.location()));
+        }
+        let index = Index::open(&cache_dir.join(hex::encode(repo_id)).join("index.db"))?;
+        Ok(Repository {
+            backend,
+            config,
+            keys,
+            cipher,
+            index,
+        })
+    }
+
+    /// Open and unlock a repository, then bring the index cache up to date.
+    pub fn open(backend: Arc<dyn Backend>, password: Option<&[u8]>, cache_dir: &Path) -> Result<Repository> {
+        let cfg_bytes = match backend.read("config") {
+            Ok(b) => b,
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotARepository(backend.location()));
+            }
+            Err(e) => return Err(e),
+        };
+        let repo_id = format::config_repo_id(&cfg_bytes)?;
+        let mut keys = None;
+        let mut key_names = backend.list(Dir::Keys)?;
+        key_names.sort();
+        for (name, _) in &key_names {
+            let bytes = backend.read(&Dir::Keys.path(name))?;
+            if let Some(k) = unwrap_key_file(&repo_id, &bytes, password)? {
+                keys = Some(k);
+                break;
+            }
+        }
+        let keys = keys.ok_or_else(|| Error::WrongPassword(backend.location()))?;
+        let cipher = keys.cipher();
+        let config = format::decode_config(&cfg_bytes, &cipher)?;
+        let index = Index::open(&cache_dir.join(hex::encode(repo_id)).join("index.db"))?;
+        let mut repo = Repository {
+            backend,
+            config,
+            keys,
+            cipher,
+            index,
+        };
+        repo.sync_index()?;
+        Ok(repo)
+    }
+
+    pub fn repo_id(&self) -> &[u8; 32] {
+        &self.config.repo_id
+    }
+
+    pub fn chunker(&self) -> Chunker {
+        Chunker::new(self.config.chunker, self.keys.gear_table())
+    }
+
+    /// Reconcile the index cache with a listing of `index/` and `snapshots/`.
+    pub fn sync_index(&mut self) -> Result<()> {
+        let listed: Vec<ObjectId> = self
+            .backend
+            .list(Dir::Index)?
+            .into_iter()
+            .filter_map(|(n, _)| n.parse().ok())
+            .collect();
+        let mut known: std::collections::HashSet<ObjectId> = self.index.known_deltas()?.into_iter().collect();
+        let listed_set: std::collections::HashSet<ObjectId> = listed.iter().copied().collect();
+        if known.iter().any(|k| !listed_set.contains(k)) {
+            self.index.clear_blobs()?;
+            known.clear();
+        }
+        let new: Vec<ObjectId> = listed.into_iter().filter(|d| !known.contains(d)).collect();
+        if !new.is_empty() {
+            let deltas = new
+                .iter()
+                .map(|id| Ok((*id, self.read_delta(id)?)))
+                .collect::<Result<Vec<_>>>()?;
+            self.index.add_deltas(&deltas)?;
+        }
+
+        let listed: Vec<SnapshotId> = self
+            .backend
+            .list(Dir::Snapshots)?
+            .into_iter()
+            .filter_map(|(n, _)| n.parse().ok())
+            .collect();
+        let listed_set: std::collections::HashSet<SnapshotId> = listed.iter().copied().collect();
+        let known: std::collections::HashSet<SnapshotId> = self.index.known_snapshots()?.into_iter().collect();
+        let gone: Vec<SnapshotId> = known.iter().filter(|k| !listed_set.contains(k)).copied().collect();
+        if !gone.is_empty() {
+            self.index.remove_snapshots(&gone)?;
+        }
+        let mut added = Vec::new();
+        for id in listed.into_iter().filter(|s| !known.contains(s)) {
+            let (snap, body) = self.read_snapshot_object(&id)?;
+            added.push((id, body, snap));
+        }
+        if !added.is_empty() {
+            let rows: Vec<_> = added.iter().map(|(i, b, s)| (*i, b.clone(), s)).collect();
+            self.index.add_snapshots(&rows)?;
+        }
+        Ok(())
+    }
+
+    pub fn read_delta(&self, id: &ObjectId) -> Result<IndexDelta> {
+        let bytes = self.backend.read(&Dir::Index.path(&id.to_hex()))?;
+        let what = format!("index delta {id}");
+        let (d, plain): (IndexDelta, Vec<u8>) =
+            format::open_object(self.repo_id(), &self.cipher, Kind::Index, &id.0, &bytes, &what)?;
+        if self.keys.meta_id(&plain) != id.0 {
+            return Err(Error::corrupt(format!("{what}: content does not match its name")));
+        }
+        Ok(d)
+    }
+
+    /// Write an index delta (after its packs are durable). Returns its id.
+    pub fn write_delta(&self, delta: &IndexDelta) -> Result<ObjectId> {
+        let plain = format::encode_versioned(1, delta);
+        let id = ObjectId(self.keys.meta_id(&plain));
+        let bytes = format::seal_object(self.repo_id(), &self.cipher, Kind::Index, &id.0, &plain);
+        self.backend.write_new(&Dir::Index.path(&id.to_hex()), &bytes)?;
+        Ok(id)
+    }
+
+    pub fn read_snapshot_object(&self, id: &SnapshotId) -> Result<(Snapshot, Vec<u8>)> {
+        let bytes = self.backend.read(&Dir::Snapshots.path(&id.to_hex()))?;
+        let what = format!("snapshot {id}");
+        let (s, plain): (Snapshot, Vec<u8>) =
+            format::open_object(self.repo_id(), &self.cipher, Kind::Snapshot, &id.0, &bytes, &what)?;
+        if self.keys.meta_id(&plain) != id.0 {
+            return Err(Error::corrupt(format!("{what}: content does not match its name")));
+        }
+        Ok((s, plain))
+    }
+
+    /// Write a snapshot object: the last step of a backup.
+    pub fn write_snapshot(&mut self, snap: &Snapshot) -> Result<SnapshotId> {
+        let plain = format::encode_versioned(1, snap);
+        let id = SnapshotId(self.keys.meta_id(&plain));
+        let bytes = format::seal_object(self.repo_id(), &self.cipher, Kind::Snapshot, &id.0, &plain);
+        self.backend.write_new(&Dir::Snapshots.path(&id.to_hex()), &bytes)?;
+        self.index.add_snapshots(&[(id, plain, snap)])?;
+        Ok(id)
+    }
+
+    /// All snapshots, oldest first (ties by id).
+    pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        self.index
+            .snapshot_bodies()?
+            .into_iter()
+            .map(|(id, body)| Ok((id, format::decode_versioned(1, &body, "cached snapshot")?)))
+            .collect()
+    }
+
+    /// Resolve `latest`, a full id, or a unique prefix of at least 4 hex digits.
+    pub fn resolve_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
+        let all = self.snapshots()?;
+        if spec == "latest" {
+            return all
+                .into_iter()
+                .max_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)))
+                .ok_or_else(|| Error::SnapshotNotFound("latest (the repository has no snapshots)".into()));
+        }
+        let lower = spec.to_ascii_lowercase();
+        if lower.len() < 4 || lower.len() > 64 || !lower.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::SnapshotNotFound(format!(
+                "{spec:?}: give `latest`, a snapshot id, or at least 4 of its hex digits"
+            )));
+        }
+        let mut matches: Vec<_> = all
+            .into_iter()
+            .filter(|(id, _)| id.to_hex().starts_with(&lower))
+            .collect();
+        match matches.len() {
+            0 => Err(Error::SnapshotNotFound(spec.to_string())),
+            1 => Ok(matches.pop().expect("one match")),
+            _ => Err(Error::AmbiguousSnapshot(spec.to_string())),
+        }
+    }
+
+    /// Find a blob's location, preferring the first copy.
+    pub fn locate(&self, id: &BlobId) -> Result<Location> {
+        self.index.lookup(id)?.into_iter().next().ok_or_else(|| {
+            Error::corrupt(format!(
+                "blob {id} is not in the index (missing data; run `projectclone check`)"
+            ))
+        })
+    }
+
+    /// Read, open and verify one blob.
+    pub fn read_blob(&self, kind: BlobKind, id: &BlobId) -> Result<Vec<u8>> {
+        let loc = self.locate(id)?;
+        if loc.kind != kind {
+            return Err(Error::corrupt(format!(
+                "blob {id}: indexed as {:?}, wanted {kind:?}",
+                loc.kind
+            )));
+        }
+        let sealed = self
+            .backend
+            .read_range(&Dir::Packs.path(&loc.pack.to_hex()), loc.offset, loc.length as usize)?;
+        blob::open_blob(self.repo_id(), &self.keys, &self.cipher, kind, id, &sealed)
+    }
+
+    /// Load one tree page.
+    pub fn load_tree_page(&self, id: &TreeId) -> Result<Tree> {
+        let raw = self.read_blob(BlobKind::Tree, &BlobId(id.0))?;
+        let t: Tree = format::decode_versioned(1, &raw, &format!("tree {id}"))?;
+        format::validate_tree(&t)?;
+        Ok(t)
+    }
+
+    /// Load all pages of a directory.
+    pub fn load_tree(&self, id: &TreeId) -> Result<Vec<Node>> {
+        let mut t = self.load_tree_page(id)?;
+        let mut nodes = std::mem::take(&mut t.nodes);
+        let mut next = t.next;
+        let mut pages = 1;
+        while let Some(n) = next {
+            pages += 1;
+            if pages > 1_000_000 {
+                return Err(Error::corrupt(format!("tree {id}: page chain too long (loop?)")));
+            }
+            let mut p = self.load_tree_page(&n)?;
+            if let (Some(last), Some(first)) = (nodes.last(), p.nodes.first())
+                && last.name >= first.name
+            {
+                return Err(Error::corrupt(format!("tree {id}: pages out of order")));
+            }
+            nodes.append(&mut p.nodes);
+            next = p.next;
+        }
+        Ok(nodes)
+    }
+
+    /// The full chunk list of a file, expanding pages.
+    pub fn chunk_list(&self, content: &Content) -> Result<Vec<ChunkRef>> {
+        match content {
+            Content::Chunks(c) => Ok(c.clone()),
+            Content::Pages(pages) => {
+                let mut out = Vec::new();
+                for p in pages {
+                    let raw = self.read_blob(BlobKind::Tree, &BlobId(p.0))?;
+                    let page: ChunkPage = format::decode_versioned(1, &raw, &format!("chunk list page {p}"))?;
+                    out.extend(page.chunks);
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Walk a snapshot path (`a/b/c`) down from a root tree.
+    pub fn find_node(&self, root: &TreeId, path: &[u8]) -> Result<Option<Node>> {
+        let mut tree = *root;
+        let comps: Vec<&[u8]> = path.split(|b| *b == b'/').filter(|c| !c.is_empty()).collect();
+        for (i, comp) in comps.iter().enumerate() {
+            let nodes = self.load_tree(&tree)?;
+            let Some(n) = nodes.into_iter().find(|n| n.name == *comp) else {
+                return Ok(None);
+            };
+            if i + 1 == comps.len() {
+                return Ok(Some(n));
+            }
+            match n.kind {
+                format::NodeKind::Dir(t) => tree = t,
+                _ => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Cache of decoded trees for walks that visit trees more than once.
+#[derive(Default)]
+pub struct TreeCache(HashMap<TreeId, Arc<Vec<Node>>>);
+
+impl TreeCache {
+    pub fn get(&mut self, repo: &Repository, id: &TreeId) -> Result<Arc<Vec<Node>>> {
+        if let Some(t) = self.0.get(id) {
+            return Ok(t.clone());
+        }
+        let t = Arc::new(repo.load_tree(id)?);
+        if self.0.len() > 4096 {
+            self.0.clear();
+        }
+        self.0.insert(*id, t.clone());
+        Ok(t)
+    }
+}
+
+/// Where the index cache of a repository lives.
+pub fn cache_path(cache_dir: &Path, repo_id: &[u8; 32]) -> PathBuf {
+    cache_dir.join(hex::encode(repo_id))
+}

@@ -1,0 +1,701 @@
+//! Restore: plan (what `--dry-run` prints), then execute.
+//!
+//! Safety (guarantee 6): every name was checked when its tree was decoded; every file
+//! system call is made relative to a directory descriptor opened beneath the target
+//! with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`, so nothing is written outside it and
+//! no symlink in the target is followed.
+//!
+//! Order: directories and empty files first (walk order), then file data pack by pack
+//! (each pack read once, positioned writes from both cores), then hard links, then
+//! metadata: owner before mode (chown clears setuid), xattrs before times; directory
+//! metadata last, deepest first.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use globset::{Glob, GlobMatcher};
+use rayon::prelude::*;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
+use rustix::io::Errno;
+
+use crate::backend::Dir;
+use crate::blob::open_blob;
+use crate::error::{Error, Result};
+use crate::format::{ChunkRef, FileData, Meta, Node, NodeKind, Snapshot};
+use crate::id::{BlobId, ChunkId, PackId, TreeId};
+use crate::progress::Progress;
+use crate::repo::Repository;
+
+#[derive(Clone, Debug, Default)]
+pub struct RestoreOptions {
+    pub target: PathBuf,
+    pub includes: Vec<String>,
+    pub verify: bool,
+    pub dry_run: bool,
+}
+
+/// One thing to create, in walk order. Paths are relative to the target.
+#[derive(Clone, Debug)]
+pub enum Item {
+    Dir { rel: Vec<u8>, meta: Meta },
+    File { rel: Vec<u8>, data: FileData, meta: Meta },
+    Symlink { rel: Vec<u8>, target: Vec<u8>, meta: Meta },
+    Special { rel: Vec<u8>, kind: NodeKind, meta: Meta },
+    HardLink { rel: Vec<u8>, target: Vec<u8>, meta: Meta },
+}
+
+impl Item {
+    pub fn rel(&self) -> &[u8] {
+        match self {
+            Item::Dir { rel, .. }
+            | Item::File { rel, .. }
+            | Item::Symlink { rel, .. }
+            | Item::Special { rel, .. }
+            | Item::HardLink { rel, .. } => rel,
+        }
+    }
+    fn meta(&self) -> &Meta {
+        match self {
+            Item::Dir { meta, .. }
+            | Item::File { meta, .. }
+            | Item::Symlink { meta, .. }
+            | Item::Special { meta, .. }
+            | Item::HardLink { meta, .. } => meta,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub items: Vec<Item>,
+    pub files: u64,
+    pub dirs: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct RestoreResult {
+    pub plan: Plan,
+    pub bytes_written: u64,
+    /// Paths (relative to the target) that could not be restored, with the reason.
+    pub errors: Vec<(String, String)>,
+}
+
+/// `--include` patterns: without a slash a name at any depth; with a slash anchored
+/// at the snapshot root. A directory match includes its subtree.
+pub struct Includes(Vec<(bool, GlobMatcher)>);
+
+impl Includes {
+    pub fn new(patterns: &[String]) -> Result<Includes> {
+        let mut v = Vec::new();
+        for p in patterns {
+            let anchored = p.contains('/');
+            let pat = p.trim_start_matches('/').trim_end_matches('/');
+            let g = Glob::new(pat).map_err(|e| Error::Invalid(format!("--include {p:?}: {e}")))?;
+            v.push((anchored, g.compile_matcher()));
+        }
+        Ok(Includes(v))
+    }
+    fn all(&self) -> bool {
+        self.0.is_empty()
+    }
+    fn matches(&self, rel: &[u8], name: &[u8]) -> bool {
+        self.0.iter().any(|(anchored, g)| {
+            let s = if *anchored { rel } else { name };
+            g.is_match(Path::new(OsStr::from_bytes(s)))
+        })
+    }
+}
+
+pub fn display(rel: &[u8]) -> String {
+    crate::format_name(rel)
+}
+
+/// Build the restore plan for a snapshot.
+pub fn plan(repo: &Repository, snap: &Snapshot, includes: &Includes) -> Result<Plan> {
+    let mut plan = Plan::default();
+    let mut files = HashSet::new();
+    plan_dir(repo, &snap.tree, b"", includes, includes.all(), &mut plan, &mut files)?;
+    Ok(plan)
+}
+
+fn join(rel: &[u8], name: &[u8]) -> Vec<u8> {
+    if rel.is_empty() {
+        return name.to_vec();
+    }
+    let mut r = rel.to_vec();
+    r.push(b'/');
+    r.extend_from_slice(name);
+    r
+}
+
+fn plan_dir(
+    repo: &Repository,
+    tree: &TreeId,
+    rel: &[u8],
+    inc: &Includes,
+    included: bool,
+    plan: &mut Plan,
+    files: &mut HashSet<Vec<u8>>,
+) -> Result<()> {
+    for node in repo.load_tree(tree)? {
+        let Node { name, kind, meta } = node;
+        let r = join(rel, &name);
+        let inc_here = included || inc.matches(&r, &name);
+        match kind {
+            NodeKind::Dir(t) => {
+                let mark = plan.items.len();
+                plan.items.push(Item::Dir { rel: r.clone(), meta });
+                plan_dir(repo, &t, &r, inc, inc_here, plan, files)?;
+                if !inc_here && plan.items.len() == mark + 1 {
+                    plan.items.pop();
+                } else {
+                    plan.dirs += 1;
+                }
+            }
+            _ if !inc_here => {}
+            NodeKind::File(data) => {
+                plan.files += 1;
+                plan.bytes += data.size;
+                files.insert(r.clone());
+                plan.items.push(Item::File { rel: r, data, meta });
+            }
+            NodeKind::HardLink { target, data } => {
+                plan.files += 1;
+                if files.contains(&target) {
+                    plan.items.push(Item::HardLink { rel: r, target, meta });
+                } else {
+                    // The first name was not restored: this one carries the content.
+                    plan.bytes += data.size;
+                    files.insert(r.clone());
+                    plan.items.push(Item::File { rel: r, data, meta });
+                }
+            }
+            NodeKind::Symlink(target) => {
+                plan.files += 1;
+                plan.items.push(Item::Symlink { rel: r, target, meta });
+            }
+            k => {
+                plan.files += 1;
+                plan.items.push(Item::Special { rel: r, kind: k, meta });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn errno(e: Errno) -> std::io::Error {
+    std::io::Error::from_raw_os_error(e.raw_os_error())
+}
+
+const BENEATH: ResolveFlags = ResolveFlags::BENEATH
+    .union(ResolveFlags::NO_SYMLINKS)
+    .union(ResolveFlags::NO_MAGICLINKS);
+
+/// Open a directory beneath the target without following any symlink.
+fn open_dir_beneath(root: &OwnedFd, rel: &[u8]) -> std::io::Result<OwnedFd> {
+    let p: &OsStr = if rel.is_empty() {
+        OsStr::new(".")
+    } else {
+        OsStr::from_bytes(rel)
+    };
+    rustix::fs::openat2(
+        root,
+        p,
+        OFlags::DIRECTORY | OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+        BENEATH,
+    )
+    .map_err(errno)
+}
+
+fn split_rel(rel: &[u8]) -> (&[u8], &[u8]) {
+    match rel.iter().rposition(|b| *b == b'/') {
+        Some(i) => (&rel[..i], &rel[i + 1..]),
+        None => (b"", rel),
+    }
+}
+
+/// Caches the descriptor of the last parent directory: walk order visits siblings together.
+struct Parents<'a> {
+    root: &'a OwnedFd,
+    last: Option<(Vec<u8>, OwnedFd)>,
+}
+
+impl Parents<'_> {
+    fn get(&mut self, parent: &[u8]) -> std::io::Result<&OwnedFd> {
+        if self.last.as_ref().is_none_or(|(p, _)| p != parent) {
+            let fd = open_dir_beneath(self.root, parent)?;
+            self.last = Some((parent.to_vec(), fd));
+        }
+        Ok(&self.last.as_ref().expect("just set").1)
+    }
+}
+
+/// Remove whatever is at `name` in `dir` (a directory recursively), never following symlinks.
+fn remove_at(dir: &OwnedFd, name: &OsStr) -> std::io::Result<()> {
+    match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
+        Ok(()) | Err(Errno::NOENT) => Ok(()),
+        Err(Errno::ISDIR) | Err(Errno::PERM) => {
+            let sub = rustix::fs::openat(
+                dir,
+                name,
+                OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(errno)?;
+            let mut names = Vec::new();
+            let mut d = rustix::fs::Dir::read_from(&sub).map_err(errno)?;
+            for e in d.by_ref() {
+                let e = e.map_err(errno)?;
+                let n = e.file_name().to_bytes();
+                if n != b"." && n != b".." {
+                    names.push(n.to_vec());
+                }
+            }
+            for n in names {
+                remove_at(&sub, OsStr::from_bytes(&n))?;
+            }
+            rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR).map_err(errno)
+        }
+        Err(e) => Err(errno(e)),
+    }
+}
+
+fn ts(t: &crate::format::Time) -> Timespec {
+    Timespec {
+        tv_sec: t.secs,
+        tv_nsec: t.nanos as _,
+    }
+}
+
+pub fn restore(
+    repo: &Repository,
+    snap: &Snapshot,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreResult> {
+    let includes = Includes::new(&opts.includes)?;
+    let plan = plan(repo, snap, &includes)?;
+    let mut res = RestoreResult::default();
+    if opts.dry_run {
+        res.plan = plan;
+        return Ok(res);
+    }
+    std::fs::create_dir_all(&opts.target).map_err(|e| Error::io(&opts.target, e))?;
+    let root: OwnedFd = rustix::fs::open(
+        &opts.target,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::io(&opts.target, errno(e)))?;
+    let mut errors: Vec<(String, String)> = Vec::new();
+    let mut failed: HashSet<Vec<u8>> = HashSet::new();
+
+    // Phase 1: the skeleton, in walk order.
+    let mut parents = Parents {
+        root: &root,
+        last: None,
+    };
+    for item in &plan.items {
+        let rel = item.rel();
+        let (parent, name) = split_rel(rel);
+        let name = OsStr::from_bytes(name);
+        let r = (|| -> std::io::Result<()> {
+            let dir = parents.get(parent)?;
+            match item {
+                Item::Dir { .. } => match rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o700)) {
+                    Ok(()) => Ok(()),
+                    Err(Errno::EXIST) => {
+                        let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(errno)?;
+                        if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+                            remove_at(dir, name)?;
+                            rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o700)).map_err(errno)?;
+                        }
+                        Ok(())
+                    }
+                    Err(e) => Err(errno(e)),
+                },
+                Item::File { data, .. } => {
+                    remove_at(dir, name)?;
+                    let fd = rustix::fs::openat(
+                        dir,
+                        name,
+                        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::from_raw_mode(0o600),
+                    )
+                    .map_err(errno)?;
+                    if data.size > 0 {
+                        rustix::fs::ftruncate(&fd, data.size).map_err(errno)?;
+                    }
+                    Ok(())
+                }
+                Item::Symlink { target, .. } => {
+                    remove_at(dir, name)?;
+                    rustix::fs::symlinkat(OsStr::from_bytes(target), dir, name).map_err(errno)
+                }
+                Item::Special { kind, meta, .. } => {
+                    remove_at(dir, name)?;
+                    let (ft, dev) = match kind {
+                        NodeKind::Fifo => (FileType::Fifo, 0),
+                        NodeKind::Socket => (FileType::Socket, 0),
+                        NodeKind::CharDevice(d) => (FileType::CharacterDevice, *d),
+                        NodeKind::BlockDevice(d) => (FileType::BlockDevice, *d),
+                        _ => unreachable!("plan puts only special files here"),
+                    };
+                    rustix::fs::mknodat(dir, name, ft, Mode::from_raw_mode(meta.mode & 0o777), dev as _).map_err(errno)
+                }
+                Item::HardLink { .. } => Ok(()),
+            }
+        })();
+        if let Err(e) = r {
+            failed.insert(rel.to_vec());
+            errors.push((display(rel), e.to_string()));
+        }
+    }
+    drop(parents);
+
+    // Phase 2: file data, pack by pack.
+    let written = AtomicU64::new(0);
+    let data_errors = restore_data(repo, &root, &plan, &failed, &written, progress)?;
+    for (rel, msg) in data_errors {
+        if failed.insert(rel.clone()) {
+            errors.push((display(&rel), msg));
+        }
+    }
+
+    // Phase 3: hard links, then metadata of non-directories in walk order.
+    let mut parents = Parents {
+        root: &root,
+        last: None,
+    };
+    let is_root = rustix::process::geteuid().is_root();
+    for item in &plan.items {
+        let rel = item.rel();
+        if matches!(item, Item::Dir { .. }) || failed.contains(rel) {
+            continue;
+        }
+        let r = (|| -> std::io::Result<()> {
+            if let Item::HardLink { target, .. } = item {
+                let (tp, tn) = split_rel(target);
+                let tdir = open_dir_beneath(&root, tp)?;
+                let (parent, name) = split_rel(rel);
+                let dir = parents.get(parent)?;
+                remove_at(dir, OsStr::from_bytes(name))?;
+                rustix::fs::linkat(
+                    &tdir,
+                    OsStr::from_bytes(tn),
+                    dir,
+                    OsStr::from_bytes(name),
+                    AtFlags::empty(),
+                )
+                .map_err(errno)?;
+                return Ok(());
+            }
+            let (parent, name) = split_rel(rel);
+            let dir = parents.get(parent)?;
+            apply_meta(
+                dir,
+                OsStr::from_bytes(name),
+                item,
+                is_root,
+                &opts.target.join(OsStr::from_bytes(rel)),
+            )
+        })();
+        if let Err(e) = r {
+            errors.push((display(rel), format!("metadata: {e}")));
+        }
+    }
+    drop(parents);
+
+    // Phase 4: directory metadata, deepest first.
+    for item in plan.items.iter().rev() {
+        if let Item::Dir { rel, .. } = item {
+            let (parent, name) = split_rel(rel);
+            let r = open_dir_beneath(&root, parent).and_then(|dir| {
+                apply_meta(
+                    &dir,
+                    OsStr::from_bytes(name),
+                    item,
+                    is_root,
+                    &opts.target.join(OsStr::from_bytes(rel)),
+                )
+            });
+            if let Err(e) = r {
+                errors.push((display(rel), format!("metadata: {e}")));
+            }
+        }
+    }
+    if let Some(m) = &snap.root
+        && includes.all()
+    {
+        let item = Item::Dir {
+            rel: Vec::new(),
+            meta: m.clone(),
+        };
+        if let Err(e) = apply_meta(&root, OsStr::new("."), &item, is_root, &opts.target) {
+            errors.push((".".into(), format!("metadata: {e}")));
+        }
+    }
+
+    if opts.verify {
+        for (rel, msg) in verify(repo, &root, &plan, &failed) {
+            errors.push((display(&rel), msg));
+        }
+    }
+    res.bytes_written = written.load(Ordering::Relaxed);
+    res.errors = errors;
+    res.plan = plan;
+    Ok(res)
+}
+
+fn apply_meta(dir: &OwnedFd, name: &OsStr, item: &Item, is_root: bool, full: &Path) -> std::io::Result<()> {
+    let meta = item.meta();
+    let is_link = matches!(item, Item::Symlink { .. });
+    let nofollow = AtFlags::SYMLINK_NOFOLLOW;
+    // Owner first: chown clears setuid/setgid, so the mode comes after it.
+    let own = rustix::fs::chownat(
+        dir,
+        name,
+        Some(rustix::process::Uid::from_raw(meta.uid)),
+        Some(rustix::process::Gid::from_raw(meta.gid)),
+        nofollow,
+    );
+    if let Err(e) = own
+        && (is_root || e != Errno::PERM)
+    {
+        return Err(errno(e));
+    }
+    for (k, v) in &meta.xattrs {
+        xattr::set(full, OsStr::from_bytes(k), v)?;
+    }
+    if !is_link {
+        rustix::fs::chmodat(dir, name, Mode::from_raw_mode(meta.mode & 0o7777), AtFlags::empty()).map_err(errno)?;
+    }
+    let t = Timestamps {
+        last_access: ts(&meta.mtime),
+        last_modification: ts(&meta.mtime),
+    };
+    rustix::fs::utimensat(dir, name, &t, nofollow).map_err(errno)
+}
+
+/// File offsets of each chunk of a file: the chunk stream fills the data regions
+/// (everything outside `holes`) in order; a chunk never spans two regions.
+pub fn chunk_offsets(data: &FileData, chunks: &[ChunkRef]) -> Vec<u64> {
+    let mut regions = Vec::new();
+    let mut pos = 0;
+    for &(s, l) in &data.holes {
+        if s > pos {
+            regions.push((pos, s - pos));
+        }
+        pos = s + l;
+    }
+    if pos < data.size {
+        regions.push((pos, data.size - pos));
+    }
+    let mut out = Vec::with_capacity(chunks.len());
+    let mut ri = 0;
+    let mut used = 0;
+    for c in chunks {
+        while ri < regions.len() && used >= regions[ri].1 {
+            ri += 1;
+            used = 0;
+        }
+        let base = regions.get(ri).map(|r| r.0).unwrap_or(data.size);
+        out.push(base + used);
+        used += c.len as u64;
+    }
+    out
+}
+
+struct Target {
+    file: usize,
+    offset: u64,
+}
+
+type DataErrors = Vec<(Vec<u8>, String)>;
+
+fn restore_data(
+    repo: &Repository,
+    root: &OwnedFd,
+    plan: &Plan,
+    failed: &HashSet<Vec<u8>>,
+    written: &AtomicU64,
+    progress: &dyn Progress,
+) -> Result<DataErrors> {
+    let mut files: Vec<&[u8]> = Vec::new();
+    let mut targets: HashMap<ChunkId, (u32, Vec<Target>)> = HashMap::new();
+    let mut errors: DataErrors = Vec::new();
+    for item in &plan.items {
+        if let Item::File { rel, data, .. } = item {
+            if failed.contains(rel) || data.size == 0 {
+                continue;
+            }
+            let chunks = match repo.chunk_list(&data.content) {
+                Ok(c) => c,
+                Err(e) => {
+                    errors.push((rel.clone(), e.to_string()));
+                    continue;
+                }
+            };
+            let idx = files.len();
+            files.push(rel);
+            for (c, off) in chunks.iter().zip(chunk_offsets(data, &chunks)) {
+                targets
+                    .entry(c.id)
+                    .or_insert_with(|| (c.len, Vec::new()))
+                    .1
+                    .push(Target { file: idx, offset: off });
+            }
+        }
+    }
+    let mut by_pack: HashMap<PackId, Vec<(u64, u32, ChunkId)>> = HashMap::new();
+    let mut failed_files: HashSet<usize> = HashSet::new();
+    for (id, (_, ts)) in &targets {
+        match repo.locate(&BlobId(id.0)) {
+            Ok(loc) => by_pack.entry(loc.pack).or_default().push((loc.offset, loc.length, *id)),
+            Err(e) => {
+                for t in ts {
+                    if failed_files.insert(t.file) {
+                        errors.push((files[t.file].to_vec(), e.to_string()));
+                    }
+                }
+            }
+        }
+    }
+    let mut packs: Vec<(PackId, Vec<(u64, u32, ChunkId)>)> = by_pack.into_iter().collect();
+    packs.sort_by_key(|p| p.0);
+    let total: u64 = plan.bytes;
+    let errs = Mutex::new(Vec::<(usize, String)>::new());
+    packs.par_iter_mut().for_each(|(pack, blobs)| {
+        blobs.sort_unstable();
+        let path = Dir::Packs.path(&pack.to_hex());
+        let mut open: HashMap<usize, File> = HashMap::new();
+        // Coalesce neighbouring blobs into one read.
+        let mut i = 0;
+        while i < blobs.len() {
+            let start = blobs[i].0;
+            let mut end = start + blobs[i].1 as u64;
+            let mut j = i + 1;
+            while j < blobs.len()
+                && blobs[j].0 <= end + 256 * 1024
+                && blobs[j].0 + blobs[j].1 as u64 - start <= 32 << 20
+            {
+                end = end.max(blobs[j].0 + blobs[j].1 as u64);
+                j += 1;
+            }
+            let range = repo.backend.read_range(&path, start, (end - start) as usize);
+            for &(off, len, id) in &blobs[i..j] {
+                let (_, ts) = &targets[&id];
+                let plain = range.as_ref().map_err(|e| e.to_string()).and_then(|r| {
+                    let s = (off - start) as usize;
+                    open_blob(
+                        repo.repo_id(),
+                        &repo.keys,
+                        &repo.cipher,
+                        crate::format::BlobKind::Data,
+                        &BlobId(id.0),
+                        &r[s..s + len as usize],
+                    )
+                    .map_err(|e| e.to_string())
+                });
+                match plain {
+                    Ok(bytes) => {
+                        for t in ts {
+                            let r = (|| -> std::io::Result<()> {
+                                if !open.contains_key(&t.file) {
+                                    if open.len() >= 64 {
+                                        open.clear();
+                                    }
+                                    let fd = rustix::fs::openat2(
+                                        root,
+                                        OsStr::from_bytes(files[t.file]),
+                                        OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                                        Mode::empty(),
+                                        BENEATH,
+                                    )
+                                    .map_err(errno)?;
+                                    open.insert(t.file, File::from(fd));
+                                }
+                                open[&t.file].write_all_at(&bytes, t.offset)
+                            })();
+                            match r {
+                                Ok(()) => {
+                                    let w = written.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                                    progress.restore(w + bytes.len() as u64, total);
+                                }
+                                Err(e) => errs
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .push((t.file, e.to_string())),
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let mut g = errs.lock().unwrap_or_else(|p| p.into_inner());
+                        for t in ts {
+                            g.push((t.file, format!("damaged data: {e}")));
+                        }
+                    }
+                }
+            }
+            i = j;
+        }
+    });
+    for (f, e) in errs.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        if failed_files.insert(f) {
+            errors.push((files[f].to_vec(), e));
+        }
+    }
+    Ok(errors)
+}
+
+/// Re-read every restored file and compare each chunk's keyed hash with its id.
+fn verify(repo: &Repository, root: &OwnedFd, plan: &Plan, failed: &HashSet<Vec<u8>>) -> DataErrors {
+    let items: Vec<&Item> = plan
+        .items
+        .iter()
+        .filter(|i| matches!(i, Item::File { rel, .. } if !failed.contains(rel)))
+        .collect();
+    items
+        .par_iter()
+        .filter_map(|item| {
+            let Item::File { rel, data, .. } = item else {
+                return None;
+            };
+            let r = (|| -> std::result::Result<(), String> {
+                let chunks = repo.chunk_list(&data.content).map_err(|e| e.to_string())?;
+                let fd = rustix::fs::openat2(
+                    root,
+                    OsStr::from_bytes(rel),
+                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                    BENEATH,
+                )
+                .map_err(|e| e.to_string())?;
+                let f = File::from(fd);
+                let size = f.metadata().map_err(|e| e.to_string())?.len();
+                if size != data.size {
+                    return Err(format!("verify: size {size}, expected {}", data.size));
+                }
+                let mut buf = Vec::new();
+                for (c, off) in chunks.iter().zip(chunk_offsets(data, &chunks)) {
+                    buf.resize(c.len as usize, 0);
+                    f.read_exact_at(&mut buf, off).map_err(|e| e.to_string())?;
+                    if repo.keys.chunk_id(&buf) != c.id.0 {
+                        return Err(format!("verify: content differs at offset {off}"));
+                    }
+                }
+                Ok(())
+            })();
+            r.err().map(|e| (rel.clone(), e))
+        })
+        .collect()
+}
