@@ -631,7 +631,11 @@ impl Walker<'_> {
         if meta.nlink > 1
             && let Some((target, data)) = self.hardlinks.get(&key)
         {
-            self.summary.files_unmodified += 1;
+            if parent.is_some() {
+                self.summary.files_unmodified += 1;
+            } else {
+                self.summary.files_new += 1;
+            }
             let kind = NodeKind::HardLink {
                 target: target.clone(),
                 data: data.clone(),
