@@ -1,1 +1,157 @@
-fn main() {}
+//! Micro-benchmarks of every pipeline stage, in bytes/s or ops/s:
+//! chunking, keyed BLAKE3, zstd and lz4, seal/open, pack write, index lookup and insert.
+
+use std::hint::black_box;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use projectclone::blob::{open_blob, seal_blob};
+use projectclone::chunker::{Chunker, ChunkerParams};
+use projectclone::compress::{Codec, Compression, compress_into, decompress};
+use projectclone::crypto::Keys;
+use projectclone::format::{BlobKind, IndexDelta, IndexPack, PackEntry};
+use projectclone::id::{BlobId, ObjectId, PackId};
+use projectclone::index::Index;
+use projectclone::pack::PackWriter;
+
+fn random(n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    blake3::Hasher::new().update(b"bench").finalize_xof().fill(&mut v);
+    v
+}
+
+/// Half random, half text-like: compresses roughly 2:1 like typical source trees.
+fn mixed(n: usize) -> Vec<u8> {
+    let r = random(n / 2);
+    let text: Vec<u8> = b"fn main() { println!(\"hello, world\"); }\n"
+        .iter()
+        .cycle()
+        .take(n - n / 2)
+        .copied()
+        .collect();
+    r.into_iter().zip(text).flat_map(|(a, b)| [a, b]).collect()
+}
+
+fn stages(c: &mut Criterion) {
+    let keys = Keys::from_master([1; 32]);
+    let data = mixed(16 << 20);
+
+    let mut g = c.benchmark_group("stage");
+    g.throughput(Throughput::Bytes(data.len() as u64));
+    g.sample_size(10);
+    let chunker = Chunker::new(ChunkerParams::default(), keys.gear_table());
+    g.bench_function("fastcdc", |b| b.iter(|| black_box(chunker.cuts(black_box(&data)))));
+    g.bench_function("keyed_blake3", |b| {
+        b.iter(|| black_box(keys.chunk_id(black_box(&data))))
+    });
+
+    let chunk = &data[..1 << 20];
+    g.throughput(Throughput::Bytes(chunk.len() as u64));
+    for (name, comp) in [("zstd3", Compression::Zstd(3)), ("lz4", Compression::Lz4)] {
+        let mut out = Vec::new();
+        g.bench_function(format!("compress_{name}"), |b| {
+            b.iter(|| {
+                out.clear();
+                black_box(compress_into(comp, black_box(chunk), &mut out))
+            })
+        });
+        out.clear();
+        let codec = compress_into(comp, chunk, &mut out);
+        assert_ne!(codec, Codec::None);
+        g.bench_function(format!("decompress_{name}"), |b| {
+            b.iter(|| black_box(decompress(codec, black_box(&out), chunk.len()).unwrap()))
+        });
+    }
+    let cipher = keys.cipher();
+    let rid = [2; 32];
+    let id = BlobId(keys.chunk_id(chunk));
+    let (mut scratch, mut sealed) = (Vec::new(), Vec::new());
+    g.bench_function("seal_blob_zstd3", |b| {
+        b.iter(|| {
+            sealed.clear();
+            seal_blob(
+                &rid,
+                &cipher,
+                BlobKind::Data,
+                &id,
+                chunk,
+                Compression::Zstd(3),
+                &mut scratch,
+                &mut sealed,
+            )
+        })
+    });
+    sealed.clear();
+    seal_blob(
+        &rid,
+        &cipher,
+        BlobKind::Data,
+        &id,
+        chunk,
+        Compression::Zstd(3),
+        &mut scratch,
+        &mut sealed,
+    );
+    g.bench_function("open_blob_zstd3", |b| {
+        b.iter(|| black_box(open_blob(&rid, &keys, &cipher, BlobKind::Data, &id, &sealed).unwrap()))
+    });
+    g.throughput(Throughput::Bytes(16 << 20));
+    g.bench_function("pack_write_16MiB", |b| {
+        b.iter_batched(
+            PackWriter::new,
+            |mut w| {
+                for i in 0..16u32 {
+                    w.add(BlobKind::Data, BlobId([i as u8; 32]), 1 << 20, chunk);
+                }
+                black_box(w.finish(&rid, &cipher))
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("index");
+    g.sample_size(10);
+    let dir = tempfile::tempdir().unwrap();
+    let mut idx = Index::open(&dir.path().join("index.db")).unwrap();
+    let n = 100_000u32;
+    let delta = |base: u32| IndexDelta {
+        packs: vec![IndexPack {
+            id: PackId(*blake3::hash(&base.to_le_bytes()).as_bytes()),
+            size: 1,
+            blobs: (base..base + n)
+                .map(|i| PackEntry {
+                    kind: BlobKind::Data,
+                    id: BlobId(*blake3::hash(&i.to_le_bytes()).as_bytes()),
+                    offset: i as u64 * 100,
+                    length: 100,
+                    raw_length: 200,
+                })
+                .collect(),
+        }],
+        supersedes: vec![],
+    };
+    g.throughput(Throughput::Elements(n as u64));
+    let mut round = 0u32;
+    g.bench_function("insert_100k_blobs", |b| {
+        b.iter(|| {
+            round += 1;
+            idx.add_deltas(&[(ObjectId([round as u8; 32]), delta(round * n))])
+                .unwrap();
+        })
+    });
+    g.throughput(Throughput::Elements(1000));
+    g.bench_function("lookup_1000", |b| {
+        b.iter(|| {
+            for i in n..n + 1000 {
+                black_box(
+                    idx.has_blob(&BlobId(*blake3::hash(&i.to_le_bytes()).as_bytes()))
+                        .unwrap(),
+                );
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, stages);
+criterion_main!(benches);
