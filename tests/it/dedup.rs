@@ -1,0 +1,128 @@
+//! Deduplication: an unchanged tree costs no new data; a shifted large file re-stores only
+//! the chunks around the change; identical content is stored once.
+
+use std::fs;
+
+use crate::util::*;
+
+fn num(v: &serde_json::Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("backup --json: {key} is not a number in {v}"))
+}
+
+fn repo_bytes(env: &Env) -> u64 {
+    files_under(&env.repo())
+        .iter()
+        .map(|p| fs::metadata(p).unwrap().len())
+        .sum()
+}
+
+#[test]
+fn unchanged_second_backup_adds_no_pack() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(src.join("medium.bin"), random_bytes(11, 3_000_000));
+    for i in 0..40 {
+        write(
+            src.join(format!("d{}/f{i}.txt", i % 4)),
+            format!("file {i}\n").repeat(i + 1),
+        );
+    }
+    fs::create_dir_all(src.join("d0/empty")).unwrap();
+    // mtimes well before the first snapshot: the racy-clean rule must not force re-reads.
+    age_tree(&src);
+
+    let first = env.backup_json([&src]);
+    assert_eq!(num(&first, "files_new"), 41, "{first}");
+    assert_eq!(num(&first, "files_changed"), 0, "{first}");
+    assert_eq!(num(&first, "files_unmodified"), 0, "{first}");
+    assert_eq!(num(&first, "errors"), 0, "{first}");
+    assert!(num(&first, "data_added") > 3_000_000, "{first}");
+    let packs_before = files_under(&env.repo().join("packs"));
+    let index_before = files_under(&env.repo().join("index"));
+    assert!(!packs_before.is_empty());
+
+    let second = env.backup_json([&src]);
+    assert_eq!(num(&second, "files_unmodified"), 41, "{second}");
+    assert_eq!(num(&second, "files_new"), 0, "{second}");
+    assert_eq!(num(&second, "files_changed"), 0, "{second}");
+    assert_eq!(num(&second, "data_added"), 0, "{second}");
+    assert_eq!(
+        num(&second, "data_read"),
+        0,
+        "unchanged files must not be read again: {second}"
+    );
+    assert_eq!(num(&second, "dirs"), num(&first, "dirs"), "{second}");
+    assert_ne!(second["snapshot_id"], first["snapshot_id"]);
+    assert_eq!(files_under(&env.repo().join("packs")), packs_before, "no new pack");
+    assert_eq!(
+        files_under(&env.repo().join("index")),
+        index_before,
+        "no new index delta"
+    );
+    assert_eq!(env.snapshots().len(), 2);
+}
+
+#[test]
+fn inserting_one_kib_at_the_start_of_a_large_file_restores_few_chunks() {
+    const SIZE: usize = 40 * 1024 * 1024;
+    let env = Env::with_repo();
+    let src = env.path("src");
+    let data = random_bytes(21, SIZE);
+    write(src.join("big.bin"), &data);
+    age_tree(&src);
+    let first = env.backup_json([&src]);
+    assert!(num(&first, "data_added") >= SIZE as u64, "{first}");
+    let size1 = repo_bytes(&env);
+
+    let mut shifted = random_bytes(22, 1024);
+    shifted.extend_from_slice(&data);
+    drop(data);
+    write(src.join("big.bin"), &shifted);
+    age_tree(&src);
+    let second = env.backup_json([&src]);
+    assert_eq!(num(&second, "files_changed"), 1, "{second}");
+    let added = num(&second, "data_added");
+    let growth = repo_bytes(&env) - size1;
+    let limit = SIZE as u64 / 10;
+    assert!(
+        added < limit && growth < limit,
+        "a 1 KiB insert re-stored {added} bytes (repository grew {growth}); expected well under {limit}"
+    );
+
+    // And the shifted file restores exactly from old and new chunks.
+    let target = env.path("out");
+    env.restore(second["snapshot_id"].as_str().unwrap(), &target);
+    assert!(
+        fs::read(target.join("big.bin")).unwrap() == shifted,
+        "shifted file restored wrongly"
+    );
+}
+
+#[test]
+fn identical_content_is_stored_once() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    let blob = random_bytes(31, 6_000_000);
+    write(src.join("a/one.bin"), &blob);
+    write(src.join("b/c/two.bin"), &blob);
+    write(src.join("b/three.bin"), &blob);
+    age_tree(&src);
+    let first = env.backup_json([&src]);
+    let added = num(&first, "data_added");
+    assert!(
+        (6_000_000..7_000_000).contains(&added),
+        "three copies of 6 MB in one backup should store about 6 MB, stored {added}"
+    );
+
+    // Moving a directory re-reads nothing new: only trees are written.
+    fs::rename(src.join("b"), src.join("moved")).unwrap();
+    let second = env.backup_json([&src]);
+    let added = num(&second, "data_added");
+    assert!(added < 100_000, "a moved directory stored {added} bytes again");
+    let target = env.path("out");
+    env.restore("latest", &target);
+    assert!(fs::read(target.join("moved/c/two.bin")).unwrap() == blob);
+    assert!(fs::read(target.join("a/one.bin")).unwrap() == blob);
+}

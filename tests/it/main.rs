@@ -1,0 +1,15 @@
+//! End-to-end tests of the `projectclone` binary against the CLI contract and the
+//! guarantees of DESIGN.md §1–§2. One integration binary, one module per topic.
+//!
+//! Every test runs in its own temporary directory with its own repository, cache, HOME
+//! and XDG directories; tests run as root (devices, owners) and without a terminal.
+
+mod util;
+
+mod cli;
+mod crash;
+mod damage;
+mod dedup;
+mod hostile;
+mod roundtrip;
+mod security;

@@ -1,0 +1,179 @@
+//! Guarantee 1: restore reproduces bytes, types, modes, mtimes (ns), owners, xattrs, sparse
+//! holes, hard-link groups and raw name bytes.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use crate::util::*;
+
+#[test]
+fn nasty_tree_round_trips_exactly() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    build_nasty(&src);
+
+    let id = env.backup([&src]);
+    let target = env.path("restored");
+    env.restore(&id, &target);
+    assert_trees_equal(&src, &target, true);
+
+    // A second snapshot of the unchanged tree takes the "unmodified" path for every file
+    // (metadata from the parent snapshot): it must restore just as exactly, also with --verify.
+    let id2 = env.backup([&src]);
+    assert_ne!(id, id2);
+    let target2 = env.path("restored2");
+    env.run([
+        "restore".as_ref(),
+        id2.as_ref(),
+        "--verify".as_ref(),
+        "--target".as_ref(),
+        target2.as_os_str(),
+    ])
+    .success();
+    assert_trees_equal(&src, &target2, true);
+}
+
+#[test]
+fn several_paths_restore_under_their_basenames() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(src.join("alpha/one.txt"), b"one\n");
+    write(src.join("alpha/deep/two.txt"), b"two\n");
+    xattr::set(src.join("alpha"), "user.a", b"1").unwrap();
+    write(src.join("beta/three.bin"), random_bytes(5, 300_000));
+    fs::create_dir_all(src.join("beta/empty")).unwrap();
+    write(src.join("gamma.txt"), b"single file among the paths\n");
+    fs::set_permissions(src.join("gamma.txt"), fs::Permissions::from_mode(0o604)).unwrap();
+    fs::set_permissions(src.join("beta"), fs::Permissions::from_mode(0o750)).unwrap();
+    age_tree(&src);
+
+    let id = env.backup([src.join("alpha"), src.join("beta"), src.join("gamma.txt")]);
+    let target = env.path("out");
+    env.restore(&id, &target);
+
+    let mut names: Vec<_> = fs::read_dir(&target)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["alpha", "beta", "gamma.txt"]);
+    assert_trees_equal(&src.join("alpha"), &target.join("alpha"), true);
+    assert_trees_equal(&src.join("beta"), &target.join("beta"), true);
+    assert_entries_equal(&src.join("gamma.txt"), &target.join("gamma.txt"));
+}
+
+#[test]
+fn single_file_path_round_trips() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    let f = src.join("only.bin");
+    write(&f, random_bytes(9, 1_500_000));
+    std::os::unix::fs::lchown(&f, Some(1234), Some(5678)).unwrap();
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o4750)).unwrap();
+    xattr::set(&f, "user.single", b"yes").unwrap();
+    set_mtime(&f, 1_600_000_000, 987_654_321);
+
+    let id = env.backup([&f]);
+    let target = env.path("out");
+    env.restore(&id, &target);
+    let names: Vec<_> = fs::read_dir(&target).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(
+        names,
+        ["only.bin"],
+        "a single-file snapshot restores that file under its name"
+    );
+    assert_entries_equal(&f, &target.join("only.bin"));
+}
+
+/// The comparison used above must notice each kind of difference it claims to check,
+/// or the round-trip tests prove nothing. `cp -a` makes a faithful copy to mutate.
+#[test]
+fn tree_comparison_notices_every_kind_of_difference() {
+    let env = Env::new();
+    let src = env.path("src");
+    build_nasty(&src);
+    let copy = env.path("copy");
+    let st = std::process::Command::new("cp")
+        .args(["-a", "--sparse=always"])
+        .arg(&src)
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_trees_equal(&src, &copy, true);
+
+    let expect_diff = |what: &str, needle: &str| {
+        let d = compare_trees(&src, &copy, true);
+        assert!(
+            d.iter().any(|l| l.contains(needle)),
+            "{what}: not detected (looked for {needle:?} in {d:?})"
+        );
+    };
+
+    let hello = copy.join("hello.txt");
+    set_mtime(&hello, 1_700_000_000, 123_456_790);
+    expect_diff("mtime nanoseconds", "hello.txt");
+    set_mtime(&hello, 1_700_000_000, 123_456_789);
+
+    fs::set_permissions(copy.join("modes/zero"), fs::Permissions::from_mode(0o001)).unwrap();
+    expect_diff("mode bits", "zero");
+    fs::set_permissions(copy.join("modes/zero"), fs::Permissions::from_mode(0o000)).unwrap();
+
+    xattr::set(&hello, "user.comment", b"another comment").unwrap();
+    expect_diff("xattr value", "hello.txt");
+    xattr::set(&hello, "user.comment", b"a comment").unwrap();
+    set_mtime(&hello, 1_700_000_000, 123_456_789);
+
+    std::os::unix::fs::lchown(copy.join("owned/file"), Some(1235), None).unwrap();
+    expect_diff("owner", "owned/file");
+    std::os::unix::fs::lchown(copy.join("owned/file"), Some(1234), None).unwrap();
+
+    let link = copy.join("links/dangling");
+    let t = fs::symlink_metadata(&link).unwrap();
+    fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink("does/not/exiss", &link).unwrap();
+    {
+        use std::os::unix::fs::MetadataExt;
+        set_mtime(&link, t.mtime(), t.mtime_nsec() as u32);
+        let d = fs::metadata(src.join("links")).unwrap();
+        set_mtime(&copy.join("links"), d.mtime(), d.mtime_nsec() as u32);
+    }
+    expect_diff("symlink target", "dangling");
+
+    {
+        use std::os::unix::fs::{FileExt, MetadataExt};
+        let p = copy.join("big/random.bin");
+        let md = fs::metadata(&p).unwrap();
+        let f = fs::OpenOptions::new().write(true).open(&p).unwrap();
+        f.write_all_at(&[random_bytes(1, NASTY_BIG)[10_000_000] ^ 1], 10_000_000)
+            .unwrap();
+        set_mtime(&p, md.mtime(), md.mtime_nsec() as u32);
+    }
+    expect_diff("one flipped byte", "contents differ");
+
+    // Replace a file by an independent copy with identical metadata (the directory's
+    // mtime is put back too), so only the hard-link group or the holes differ.
+    let replace_with_copy = |rel: &str, sparse: &str| {
+        use std::os::unix::fs::MetadataExt;
+        let p = copy.join(rel);
+        let tmp = env.path("tmp-copy");
+        let st = std::process::Command::new("cp")
+            .args(["--preserve=all", sparse])
+            .arg(&p)
+            .arg(&tmp)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        fs::rename(&tmp, &p).unwrap();
+        let parent = p.parent().unwrap();
+        let d = fs::metadata(src.join(parent.strip_prefix(&copy).unwrap())).unwrap();
+        set_mtime(parent, d.mtime(), d.mtime_nsec() as u32);
+    };
+    replace_with_copy("other/three", "--sparse=auto");
+    expect_diff("broken hard-link group", "hard-link groups differ");
+    replace_with_copy("sparse.img", "--sparse=never");
+    expect_diff("filled holes", "not sparse");
+
+    fs::rename(pb(&copy, b"bad\xff\xfename"), pb(&copy, b"bad\xff\xfdname")).unwrap();
+    expect_diff("name bytes", "only in");
+}

@@ -1,0 +1,780 @@
+//! Shared helpers: a throwaway environment per test, a command builder for the binary,
+//! a "nasty" source tree, and an exact tree comparison.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use rustix::fs::{AtFlags, CWD, Timespec, Timestamps};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A throwaway environment: its own repository, cache, HOME and XDG directories, so no
+/// test touches the real home or another test's state.
+pub struct Env {
+    pub tmp: tempfile::TempDir,
+}
+
+/// Outcome of one run of the binary.
+#[derive(Debug)]
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub raw_stdout: Vec<u8>,
+}
+
+impl Out {
+    #[track_caller]
+    pub fn success(self) -> Out {
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn code(self, code: i32) -> Out {
+        assert_eq!(
+            self.code, code,
+            "expected exit code {code}\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn failure(self) -> Out {
+        assert_ne!(
+            self.code, 0,
+            "expected failure\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not one JSON document ({e}):\n{}\nstderr: {}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+
+    /// The snapshot id printed by `backup` (exactly 64 hex digits and a newline).
+    #[track_caller]
+    pub fn snapshot_id(&self) -> String {
+        assert_id_line(&self.stdout);
+        self.stdout.trim_end().to_string()
+    }
+}
+
+#[track_caller]
+pub fn assert_id_line(stdout: &str) {
+    let ok = stdout.len() == 65
+        && stdout.ends_with('\n')
+        && stdout[..64]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    assert!(
+        ok,
+        "stdout must be exactly a 64-hex-digit snapshot id and a newline, got {stdout:?}"
+    );
+}
+
+pub fn run(cmd: &mut Command) -> Out {
+    let o = cmd.output().expect("the binary runs");
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        raw_stdout: o.stdout,
+    }
+}
+
+pub fn bin_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_projectclone"))
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let tmp = tempfile::Builder::new().prefix("pcl-it-").tempdir().expect("temp dir");
+        for d in ["home", "xdg-data", "xdg-cache", "xdg-config", "xdg-state"] {
+            fs::create_dir_all(tmp.path().join(d)).expect("mkdir");
+        }
+        Env { tmp }
+    }
+
+    /// A new environment with an initialised repository (fast KDF).
+    pub fn with_repo() -> Env {
+        let e = Env::new();
+        e.init();
+        e
+    }
+
+    pub fn root(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    pub fn path(&self, rel: impl AsRef<Path>) -> PathBuf {
+        self.tmp.path().join(rel)
+    }
+
+    pub fn repo(&self) -> PathBuf {
+        self.path("repo")
+    }
+
+    pub fn cache(&self) -> PathBuf {
+        self.path("cache")
+    }
+
+    /// The binary with an isolated environment and no password, repository or cache.
+    pub fn bare(&self) -> Command {
+        let mut c = Command::cargo_bin("projectclone").expect("binary built");
+        for v in [
+            "PROJECTCLONE_REPO",
+            "PROJECTCLONE_PASSWORD",
+            "PROJECTCLONE_PASSWORD_FILE",
+            "PROJECTCLONE_CACHE_DIR",
+            "PROJECTCLONE_NEW_PASSWORD",
+            "PROJECTCLONE_LOG",
+            "RUST_LOG",
+        ] {
+            c.env_remove(v);
+        }
+        c.env("HOME", self.path("home"))
+            .env("XDG_DATA_HOME", self.path("xdg-data"))
+            .env("XDG_CACHE_HOME", self.path("xdg-cache"))
+            .env("XDG_CONFIG_HOME", self.path("xdg-config"))
+            .env("XDG_STATE_HOME", self.path("xdg-state"))
+            .env("TZ", "UTC")
+            .current_dir(self.root());
+        c
+    }
+
+    /// The binary with the password in the environment, `-r REPO` and `--cache-dir CACHE`.
+    pub fn cmd(&self) -> Command {
+        let mut c = self.bare();
+        c.env("PROJECTCLONE_PASSWORD", PASSWORD)
+            .arg("-r")
+            .arg(self.repo())
+            .arg("--cache-dir")
+            .arg(self.cache());
+        c
+    }
+
+    pub fn run<I, S>(&self, args: I) -> Out
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        run(self.cmd().args(args))
+    }
+
+    pub fn init(&self) {
+        self.run(["init", "--kdf-memory", "1024", "--kdf-time", "1"]).success();
+    }
+
+    /// `backup ARGS...`; returns the new snapshot id.
+    #[track_caller]
+    pub fn backup<I, S>(&self, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut c = self.cmd();
+        c.arg("backup").args(args);
+        run(&mut c).success().snapshot_id()
+    }
+
+    /// `backup --json ARGS...`, expecting success.
+    #[track_caller]
+    pub fn backup_json<I, S>(&self, args: I) -> serde_json::Value
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut c = self.cmd();
+        c.arg("--json").arg("backup").args(args);
+        run(&mut c).success().json()
+    }
+
+    #[track_caller]
+    pub fn restore(&self, snap: &str, target: &Path) {
+        let mut c = self.cmd();
+        c.args(["restore", snap, "--target"]).arg(target);
+        run(&mut c).success();
+    }
+
+    /// `snapshots --json`.
+    #[track_caller]
+    pub fn snapshots(&self) -> Vec<serde_json::Value> {
+        let v = self.run(["--json", "snapshots"]).success().json();
+        v.as_array().expect("snapshots --json gives an array").clone()
+    }
+
+    pub fn pack_count(&self) -> usize {
+        files_under(&self.repo().join("packs")).len()
+    }
+}
+
+/// Every regular file below `dir` (recursively), sorted.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    fn walk(d: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(rd) = fs::read_dir(d) else { return };
+        for e in rd {
+            let e = e.expect("dir entry");
+            let ft = e.file_type().expect("file type");
+            if ft.is_dir() {
+                walk(&e.path(), out);
+            } else if ft.is_file() {
+                out.push(e.path());
+            }
+        }
+    }
+    walk(dir, &mut out);
+    out.sort();
+    out
+}
+
+/// Every entry below `dir` with its type and the BLAKE3 of its bytes (files) — a
+/// fingerprint to show that nothing in a directory changed.
+pub fn fingerprint(dir: &Path) -> BTreeMap<PathBuf, String> {
+    let mut out = BTreeMap::new();
+    fn walk(root: &Path, d: &Path, out: &mut BTreeMap<PathBuf, String>) {
+        let Ok(rd) = fs::read_dir(d) else { return };
+        for e in rd {
+            let e = e.expect("dir entry");
+            let p = e.path();
+            let rel = p.strip_prefix(root).expect("below root").to_path_buf();
+            let md = fs::symlink_metadata(&p).expect("lstat");
+            let ft = md.file_type();
+            let v = if ft.is_dir() {
+                walk(root, &p, out);
+                format!("dir {:o}", md.mode())
+            } else if ft.is_file() {
+                format!(
+                    "file {:o} {}",
+                    md.mode(),
+                    blake3::hash(&fs::read(&p).expect("read")).to_hex()
+                )
+            } else if ft.is_symlink() {
+                format!("symlink {:?}", fs::read_link(&p).expect("readlink"))
+            } else {
+                format!("other {:o}", md.mode())
+            };
+            out.insert(rel, v);
+        }
+    }
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// Relative paths (as raw bytes joined by `/`) of every entry below `dir`.
+pub fn rel_paths(dir: &Path) -> BTreeSet<String> {
+    fingerprint(dir)
+        .into_keys()
+        .map(|p| String::from_utf8_lossy(p.as_os_str().as_bytes()).into_owned())
+        .collect()
+}
+
+/// Make everything below (and including) `dir` readable and writable by everybody.
+pub fn world_accessible(dir: &Path) {
+    let md = fs::symlink_metadata(dir).expect("lstat");
+    if md.file_type().is_symlink() {
+        return;
+    }
+    let mode = if md.is_dir() { 0o777 } else { 0o666 };
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode)).expect("chmod");
+    if md.is_dir() {
+        for e in fs::read_dir(dir).expect("read_dir") {
+            world_accessible(&e.expect("entry").path());
+        }
+    }
+}
+
+// ---------------------------------------------------------------- data
+
+/// Deterministic incompressible bytes (splitmix64).
+pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 8);
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+    while out.len() < len {
+        s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        out.extend_from_slice(&z.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Deterministic, compressible text-like bytes.
+pub fn text_bytes(seed: u64, len: usize) -> Vec<u8> {
+    const WORDS: [&str; 16] = [
+        "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo", "lima",
+        "mike", "november", "oscar", "papa",
+    ];
+    let r = random_bytes(seed, len / 8 + 16);
+    let mut out = Vec::with_capacity(len + 64);
+    let mut i = 0usize;
+    let mut line = 0u64;
+    while out.len() < len {
+        out.extend_from_slice(format!("{seed:04} {line:08}").as_bytes());
+        for _ in 0..6 {
+            out.push(b' ');
+            out.extend_from_slice(WORDS[(r[i % r.len()] & 15) as usize].as_bytes());
+            i += 1;
+        }
+        out.push(b'\n');
+        line += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+pub fn write(path: impl AsRef<Path>, bytes: impl AsRef<[u8]>) {
+    let path = path.as_ref();
+    if let Some(p) = path.parent() {
+        fs::create_dir_all(p).expect("mkdir -p");
+    }
+    fs::write(path, bytes).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+/// Join raw name bytes onto a path.
+pub fn pb(base: &Path, name: &[u8]) -> PathBuf {
+    base.join(OsStr::from_bytes(name))
+}
+
+/// Set atime and mtime (nanoseconds) without following a final symlink.
+pub fn set_mtime(path: &Path, secs: i64, nanos: u32) {
+    let t = Timespec {
+        tv_sec: secs,
+        tv_nsec: nanos as _,
+    };
+    rustix::fs::utimensat(
+        CWD,
+        path,
+        &Timestamps {
+            last_access: t,
+            last_modification: t,
+        },
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .unwrap_or_else(|e| panic!("utimensat {}: {e}", path.display()));
+}
+
+/// Give every entry below `root` (and `root`) a distinct mtime in the past (2021),
+/// with nanoseconds, deepest first. Past mtimes keep the racy-clean rule out of dedup
+/// tests: only files modified within a second of the previous backup are re-read.
+pub fn age_tree(root: &Path) {
+    let mut entries = Vec::new();
+    fn walk(d: &Path, out: &mut Vec<PathBuf>) {
+        for e in fs::read_dir(d).expect("read_dir") {
+            let e = e.expect("entry");
+            let p = e.path();
+            if e.file_type().expect("type").is_dir() {
+                walk(&p, out);
+            }
+            out.push(p);
+        }
+    }
+    walk(root, &mut entries);
+    entries.push(root.to_path_buf());
+    for (i, p) in entries.iter().enumerate() {
+        set_mtime(
+            p,
+            1_620_000_000 + i as i64 * 7,
+            (i as u32).wrapping_mul(7_919_993) % 1_000_000_000,
+        );
+    }
+}
+
+// ---------------------------------------------------------------- the nasty tree
+
+/// Size of the random file in the nasty tree.
+pub const NASTY_BIG: usize = 20 * 1024 * 1024;
+
+/// Build a tree with everything a backup tool gets wrong: odd names, empty files and
+/// directories, a 20 MB random file, many small files, all kinds of symlinks, a hard-link
+/// group across directories, a FIFO, a character device, a sparse file, xattrs, setuid and
+/// other odd modes, foreign owners, nanosecond and pre-1970 mtimes.
+pub fn build_nasty(root: &Path) {
+    fs::create_dir_all(root).expect("mkdir");
+    write(root.join("hello.txt"), b"hello world\n");
+    write(root.join("empty_file"), b"");
+    fs::create_dir_all(root.join("empty_dir")).expect("mkdir");
+    fs::create_dir_all(root.join("nested/empty/deeper")).expect("mkdir");
+    // Names: not UTF-8, a newline, a backslash, a tab, unicode, 255 bytes, leading dash and dot.
+    write(pb(root, b"bad\xff\xfename"), b"not utf-8 name\n");
+    write(pb(root, b"new\nline"), b"newline in name\n");
+    write(pb(root, b"back\\slash"), b"backslash\n");
+    write(pb(root, b"tab\there"), b"tab\n");
+    write(root.join("ünïcødé ☃.txt"), "unicode ☃\n");
+    write(pb(root, &[b'L'; 255]), b"long name\n");
+    write(root.join("-dash"), b"dash\n");
+    write(root.join(".hidden"), b"hidden\n");
+    fs::create_dir_all(pb(root, b"dir\xc0\x80odd")).expect("mkdir");
+    write(pb(root, b"dir\xc0\x80odd/inner\x01"), b"inner\n");
+
+    write(root.join("big/random.bin"), random_bytes(1, NASTY_BIG));
+    // Many small files, some with identical content.
+    for i in 0..300u32 {
+        let content = if i % 10 == 0 {
+            b"duplicate content\n".to_vec()
+        } else {
+            format!("small file {i}\n").repeat(i as usize % 7 + 1).into_bytes()
+        };
+        write(root.join(format!("small/f{i:03}")), content);
+    }
+
+    fs::create_dir_all(root.join("links")).expect("mkdir");
+    std::os::unix::fs::symlink("../hello.txt", root.join("links/rel")).expect("symlink");
+    std::os::unix::fs::symlink("does/not/exist", root.join("links/dangling")).expect("symlink");
+    std::os::unix::fs::symlink("/etc/hostname", root.join("links/abs")).expect("symlink");
+    std::os::unix::fs::symlink("../small", root.join("links/to_dir")).expect("symlink");
+    std::os::unix::fs::symlink("loop", root.join("links/loop")).expect("symlink");
+    std::os::unix::fs::symlink(OsStr::from_bytes(b"tar\xffget\nx"), root.join("links/odd_target")).expect("symlink");
+
+    // A hard-link group across three directories, and a second group in one directory.
+    write(root.join("hl/one"), b"hard linked content\n");
+    fs::create_dir_all(root.join("hl/sub")).expect("mkdir");
+    fs::create_dir_all(root.join("other")).expect("mkdir");
+    fs::hard_link(root.join("hl/one"), root.join("hl/sub/two")).expect("link");
+    fs::hard_link(root.join("hl/one"), root.join("other/three")).expect("link");
+    write(root.join("hl2/a"), random_bytes(7, 100_000));
+    fs::hard_link(root.join("hl2/a"), root.join("hl2/b")).expect("link");
+
+    fs::create_dir_all(root.join("special")).expect("mkdir");
+    rustix::fs::mknodat(
+        CWD,
+        &root.join("special/fifo"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o640),
+        0,
+    )
+    .expect("mkfifo");
+    rustix::fs::mknodat(
+        CWD,
+        &root.join("special/null"),
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::from_raw_mode(0o666),
+        rustix::fs::makedev(1, 3),
+    )
+    .expect("mknod (needs root)");
+    fs::set_permissions(root.join("special/null"), fs::Permissions::from_mode(0o620)).expect("chmod");
+
+    // Sparse: 64 MiB with two 4 KiB data regions and a hole at the end.
+    {
+        use std::os::unix::fs::FileExt;
+        let f = fs::File::create(root.join("sparse.img")).expect("create");
+        f.set_len(64 * 1024 * 1024).expect("set_len");
+        f.write_all_at(&random_bytes(3, 4096), 0).expect("write");
+        f.write_all_at(&random_bytes(4, 4096), 32 * 1024 * 1024).expect("write");
+    }
+
+    // Owners (before modes: chown clears setuid).
+    write(root.join("owned/file"), b"owned by 1234:5678\n");
+    fs::create_dir_all(root.join("owned/dir")).expect("mkdir");
+    std::os::unix::fs::symlink("file", root.join("owned/link")).expect("symlink");
+    for p in ["owned/file", "owned/dir", "owned/link"] {
+        std::os::unix::fs::lchown(root.join(p), Some(1234), Some(5678)).expect("lchown (needs root)");
+    }
+    write(root.join("modes/setuid"), b"#!/bin/sh\n");
+    std::os::unix::fs::lchown(root.join("modes/setuid"), Some(1234), Some(5678)).expect("lchown");
+    write(root.join("modes/zero"), b"mode 000\n");
+    write(root.join("modes/setgid"), b"setgid\n");
+    write(root.join("modes/odd"), b"odd\n");
+    fs::create_dir_all(root.join("modes/sticky")).expect("mkdir");
+    write(root.join("modes/ro_dir/inside"), b"inside a read-only directory\n");
+    fs::create_dir_all(root.join("modes/noexec_dir")).expect("mkdir");
+
+    // xattrs on files and directories, with binary values.
+    xattr::set(root.join("hello.txt"), "user.comment", b"a comment").expect("xattr (user.* supported)");
+    xattr::set(root.join("hello.txt"), "user.binary", b"\x00\xff\x01\n").expect("xattr");
+    xattr::set(root.join("hello.txt"), "user.empty", b"").expect("xattr");
+    xattr::set(root.join("big"), "user.dir", b"on a directory").expect("xattr");
+    xattr::set(root.join("modes/setuid"), "user.k", b"v").expect("xattr");
+    xattr::set(root.join("big/random.bin"), "user.big", &[b'x'; 2000]).expect("xattr");
+    xattr::set(root, "user.root", b"root attr").expect("xattr");
+
+    let chmod = |p: &str, m: u32| fs::set_permissions(root.join(p), fs::Permissions::from_mode(m)).expect("chmod");
+    chmod("modes/setuid", 0o4755);
+    chmod("modes/zero", 0o000);
+    chmod("modes/setgid", 0o2750);
+    chmod("modes/odd", 0o4001);
+    chmod("modes/sticky", 0o1777);
+    chmod("modes/ro_dir", 0o555);
+    chmod("modes/noexec_dir", 0o600);
+    chmod("hl/one", 0o640);
+    chmod("empty_dir", 0o700);
+    fs::set_permissions(root, fs::Permissions::from_mode(0o751)).expect("chmod root");
+
+    // Timestamps last, deepest first, each with its own nanoseconds; one before 1970.
+    age_tree(root);
+    set_mtime(&root.join("hello.txt"), 1_700_000_000, 123_456_789);
+    set_mtime(&root.join("empty_file"), 1_000_000_000, 999_999_999);
+    set_mtime(&root.join("modes/zero"), -86_400 * 400, 500_000_001);
+    set_mtime(&root.join("links/dangling"), 1_234_567_890, 1);
+    set_mtime(root, 1_650_000_000, 42);
+}
+
+// ---------------------------------------------------------------- comparison
+
+/// One entry's observable state.
+#[derive(Debug, PartialEq, Eq)]
+struct EntryState {
+    kind: &'static str,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: (i64, i64),
+    xattrs: Vec<(OsString, Vec<u8>)>,
+    rdev: u64,
+    size: u64,
+    link_target: Option<Vec<u8>>,
+}
+
+fn kind_of(ft: &fs::FileType) -> &'static str {
+    if ft.is_dir() {
+        "dir"
+    } else if ft.is_file() {
+        "file"
+    } else if ft.is_symlink() {
+        "symlink"
+    } else if ft.is_fifo() {
+        "fifo"
+    } else if ft.is_socket() {
+        "socket"
+    } else if ft.is_char_device() {
+        "chardev"
+    } else {
+        "blockdev"
+    }
+}
+
+fn xattrs_of(p: &Path) -> Vec<(OsString, Vec<u8>)> {
+    let mut v: Vec<(OsString, Vec<u8>)> = match xattr::list(p) {
+        Ok(names) => names
+            .map(|n| {
+                let val = xattr::get(p, &n).ok().flatten().unwrap_or_default();
+                (n, val)
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    v.sort();
+    v
+}
+
+fn state(p: &Path, md: &fs::Metadata) -> EntryState {
+    let ft = md.file_type();
+    EntryState {
+        kind: kind_of(&ft),
+        mode: md.mode(),
+        uid: md.uid(),
+        gid: md.gid(),
+        mtime: (md.mtime(), md.mtime_nsec()),
+        xattrs: xattrs_of(p),
+        rdev: if ft.is_char_device() || ft.is_block_device() {
+            md.rdev()
+        } else {
+            0
+        },
+        size: if ft.is_file() { md.len() } else { 0 },
+        link_target: if ft.is_symlink() {
+            Some(fs::read_link(p).expect("readlink").into_os_string().into_vec())
+        } else {
+            None
+        },
+    }
+}
+
+fn show(rel: &[u8]) -> String {
+    if rel.is_empty() {
+        ".".into()
+    } else {
+        format!("{:?}", String::from_utf8_lossy(rel))
+    }
+}
+
+fn files_equal(a: &Path, b: &Path) -> bool {
+    use std::io::Read;
+    let (Ok(mut fa), Ok(mut fb)) = (fs::File::open(a), fs::File::open(b)) else {
+        return false;
+    };
+    let mut ba = vec![0u8; 1 << 20];
+    let mut bb = vec![0u8; 1 << 20];
+    loop {
+        let na = read_full(&mut fa, &mut ba);
+        let nb = read_full(&mut fb, &mut bb);
+        if na != nb || ba[..na] != bb[..nb] {
+            return false;
+        }
+        if na == 0 {
+            return true;
+        }
+    }
+    fn read_full(f: &mut fs::File, buf: &mut [u8]) -> usize {
+        let mut n = 0;
+        while n < buf.len() {
+            match f.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+        n
+    }
+}
+
+/// Compare two trees entry by entry: names (raw bytes), types, bytes, mode bits, mtimes to
+/// the nanosecond, owners, xattrs, symlink targets, device numbers, hard-link groups and
+/// sparseness. `with_root` also compares the two roots' own metadata. Returns the differences.
+pub fn compare_trees(a: &Path, b: &Path, with_root: bool) -> Vec<String> {
+    let mut diffs = Vec::new();
+    let mut inodes_a: HashMap<u64, Vec<Vec<u8>>> = HashMap::new();
+    let mut inodes_b: HashMap<u64, Vec<Vec<u8>>> = HashMap::new();
+    if with_root {
+        let (ma, mb) = (
+            fs::symlink_metadata(a).expect("lstat a"),
+            fs::symlink_metadata(b).expect("lstat b"),
+        );
+        let (sa, sb) = (state(a, &ma), state(b, &mb));
+        if sa != sb {
+            diffs.push(format!("root: {sa:?}\n   vs {sb:?}"));
+        }
+    }
+    compare_dir(a, b, b"", &mut diffs, &mut inodes_a, &mut inodes_b);
+    let groups = |m: HashMap<u64, Vec<Vec<u8>>>| -> BTreeSet<Vec<Vec<u8>>> {
+        m.into_values()
+            .filter(|g| g.len() > 1)
+            .map(|mut g| {
+                g.sort();
+                g
+            })
+            .collect()
+    };
+    let (ga, gb) = (groups(inodes_a), groups(inodes_b));
+    if ga != gb {
+        let fmt = |g: &BTreeSet<Vec<Vec<u8>>>| {
+            g.iter()
+                .map(|grp| grp.iter().map(|r| show(r)).collect::<Vec<_>>().join(" = "))
+                .collect::<Vec<_>>()
+        };
+        diffs.push(format!("hard-link groups differ: {:?} vs {:?}", fmt(&ga), fmt(&gb)));
+    }
+    diffs
+}
+
+fn compare_dir(
+    a: &Path,
+    b: &Path,
+    rel: &[u8],
+    diffs: &mut Vec<String>,
+    ia: &mut HashMap<u64, Vec<Vec<u8>>>,
+    ib: &mut HashMap<u64, Vec<Vec<u8>>>,
+) {
+    let names = |d: &Path| -> BTreeSet<Vec<u8>> {
+        fs::read_dir(d)
+            .unwrap_or_else(|e| panic!("read_dir {}: {e}", d.display()))
+            .map(|e| e.expect("entry").file_name().into_vec())
+            .collect()
+    };
+    let (na, nb) = (names(a), names(b));
+    for n in na.symmetric_difference(&nb) {
+        let mut r = rel.to_vec();
+        if !r.is_empty() {
+            r.push(b'/');
+        }
+        r.extend_from_slice(n);
+        diffs.push(format!(
+            "{} only in {}",
+            show(&r),
+            if na.contains(n) { "the source" } else { "the copy" }
+        ));
+    }
+    for n in na.intersection(&nb) {
+        let mut r = rel.to_vec();
+        if !r.is_empty() {
+            r.push(b'/');
+        }
+        r.extend_from_slice(n);
+        let (pa, pb_) = (pb(a, n), pb(b, n));
+        let (ma, mb) = (
+            fs::symlink_metadata(&pa).expect("lstat"),
+            fs::symlink_metadata(&pb_).expect("lstat"),
+        );
+        let (sa, sb) = (state(&pa, &ma), state(&pb_, &mb));
+        if sa != sb {
+            diffs.push(format!("{}: {sa:?}\n   vs {sb:?}", show(&r)));
+            if sa.kind != sb.kind || sa.kind != "dir" {
+                continue;
+            }
+        }
+        match sa.kind {
+            "dir" => compare_dir(&pa, &pb_, &r, diffs, ia, ib),
+            "file" => {
+                ia.entry(ma.ino()).or_default().push(r.clone());
+                ib.entry(mb.ino()).or_default().push(r.clone());
+                if !files_equal(&pa, &pb_) {
+                    diffs.push(format!("{}: contents differ", show(&r)));
+                }
+                let (alloc_a, alloc_b) = (ma.blocks() * 512, mb.blocks() * 512);
+                if ma.len() >= 1 << 20 && alloc_a < ma.len() / 4 && alloc_b >= ma.len() / 4 {
+                    diffs.push(format!(
+                        "{}: sparse file not sparse in the copy ({alloc_b} bytes allocated of {}; source {alloc_a})",
+                        show(&r),
+                        ma.len()
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Compare two single entries (any type; directories without their contents).
+#[track_caller]
+pub fn assert_entries_equal(a: &Path, b: &Path) {
+    let (ma, mb) = (
+        fs::symlink_metadata(a).expect("lstat a"),
+        fs::symlink_metadata(b).expect("lstat b"),
+    );
+    let (sa, sb) = (state(a, &ma), state(b, &mb));
+    assert_eq!(sa, sb, "{} vs {}", a.display(), b.display());
+    if sa.kind == "file" {
+        assert!(
+            files_equal(a, b),
+            "contents of {} and {} differ",
+            a.display(),
+            b.display()
+        );
+    }
+}
+
+#[track_caller]
+pub fn assert_trees_equal(a: &Path, b: &Path, with_root: bool) {
+    let d = compare_trees(a, b, with_root);
+    assert!(
+        d.is_empty(),
+        "{} difference(s) between {} and {}:\n{}",
+        d.len(),
+        a.display(),
+        b.display(),
+        d.iter().take(30).cloned().collect::<Vec<_>>().join("\n")
+    );
+}
