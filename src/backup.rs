@@ -43,6 +43,9 @@ pub const IGNORE_FILE: &str = ".projectcloneignore";
 const IN_FLIGHT_BUDGET: usize = 32 * 1024 * 1024;
 /// Read granularity.
 const READ_SIZE: usize = 1024 * 1024;
+/// A batch of blobs is handed to the sealing workers at this many bytes or blobs.
+const BATCH_BYTES: usize = 2 * 1024 * 1024;
+const BATCH_BLOBS: usize = 256;
 
 #[derive(Clone, Debug, Default)]
 pub struct BackupOptions {
@@ -114,7 +117,9 @@ struct Walker<'a> {
     repo: &'a Repository,
     chunker: Arc<Chunker>,
     opts: &'a BackupOptions,
-    jobs: Sender<Job>,
+    jobs: Sender<Vec<Job>>,
+    batch: Vec<Job>,
+    batch_bytes: usize,
     budget: Arc<Budget>,
     seen: HashSet<BlobId>,
     excludes: Gitignore,
@@ -189,8 +194,9 @@ pub fn backup(repo: &mut Repository, opts: &BackupOptions, progress: &dyn Progre
         cv: Condvar::new(),
         limit: IN_FLIGHT_BUDGET,
     });
-    let (job_tx, job_rx) = bounded::<Job>(256);
-    let (sealed_tx, sealed_rx) = bounded::<Sealed>(256);
+    // Blobs travel in batches: one channel hand-off per blob costs more than sealing a small file.
+    let (job_tx, job_rx) = bounded::<Vec<Job>>(8);
+    let (sealed_tx, sealed_rx) = bounded::<Vec<Sealed>>(8);
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
@@ -198,6 +204,7 @@ pub fn backup(repo: &mut Repository, opts: &BackupOptions, progress: &dyn Progre
 
     let packer_out = Arc::new(Mutex::new(PackerOut::default()));
     let repo_ref: &Repository = repo;
+    repo_ref.index.begin_read()?;
     let (walked, mut summary, errors) = std::thread::scope(|scope| {
         for _ in 0..workers {
             let rx = job_rx.clone();
@@ -236,6 +243,8 @@ pub fn backup(repo: &mut Repository, opts: &BackupOptions, progress: &dyn Progre
             chunker: Arc::new(repo_ref.chunker()),
             opts,
             jobs: job_tx,
+            batch: Vec::new(),
+            batch_bytes: 0,
             budget: budget.clone(),
             seen: HashSet::new(),
             excludes,
@@ -252,7 +261,9 @@ pub fn backup(repo: &mut Repository, opts: &BackupOptions, progress: &dyn Progre
             files_done: 0,
             last_progress: Instant::now(),
         };
-        let walked = w.walk_sources(&sources, parent.as_ref().map(|(_, s)| s.tree));
+        let walked = w
+            .walk_sources(&sources, parent.as_ref().map(|(_, s)| s.tree))
+            .and_then(|v| w.flush_batch().map(|_| v));
         // Closing the job channel ends the workers, then the packer flushes its last packs.
         let Walker {
             jobs, summary, errors, ..
@@ -260,6 +271,7 @@ pub fn backup(repo: &mut Repository, opts: &BackupOptions, progress: &dyn Progre
         drop(jobs);
         (walked, summary, errors)
     });
+    repo.index.end_read();
     let (tree, root) = walked?;
 
     let out = std::mem::take(&mut *packer_out.lock().unwrap_or_else(|p| p.into_inner()));
@@ -308,29 +320,36 @@ pub fn backup(repo: &mut Repository, opts: &BackupOptions, progress: &dyn Progre
     })
 }
 
-fn seal_worker(rx: Receiver<Job>, tx: Sender<Sealed>, repo_id: &[u8; 32], cipher: &Cipher, comp: Compression) {
+fn seal_worker(
+    rx: Receiver<Vec<Job>>,
+    tx: Sender<Vec<Sealed>>,
+    repo_id: &[u8; 32],
+    cipher: &Cipher,
+    comp: Compression,
+) {
     let mut scratch = Vec::new();
-    for job in rx {
-        let mut sealed = Vec::with_capacity(job.raw.len() / 2 + 64);
-        seal_blob(
-            repo_id,
-            cipher,
-            job.kind,
-            &job.id,
-            &job.raw,
-            comp,
-            &mut scratch,
-            &mut sealed,
-        );
-        if tx
-            .send(Sealed {
+    for batch in rx {
+        let mut out = Vec::with_capacity(batch.len());
+        for job in batch {
+            let mut sealed = Vec::with_capacity(job.raw.len() / 2 + 64);
+            seal_blob(
+                repo_id,
+                cipher,
+                job.kind,
+                &job.id,
+                &job.raw,
+                comp,
+                &mut scratch,
+                &mut sealed,
+            );
+            out.push(Sealed {
                 kind: job.kind,
                 id: job.id,
                 raw_len: job.raw.len(),
                 sealed,
-            })
-            .is_err()
-        {
+            });
+        }
+        if tx.send(out).is_err() {
             return;
         }
     }
@@ -338,7 +357,7 @@ fn seal_worker(rx: Receiver<Job>, tx: Sender<Sealed>, repo_id: &[u8; 32], cipher
 
 #[allow(clippy::too_many_arguments)]
 fn packer(
-    rx: Receiver<Sealed>,
+    rx: Receiver<Vec<Sealed>>,
     budget: &Budget,
     out: &Mutex<PackerOut>,
     backend: &dyn crate::backend::Backend,
@@ -368,7 +387,7 @@ fn packer(
             blobs: entries,
         });
     };
-    for s in rx {
+    for s in rx.into_iter().flatten() {
         let w = if s.kind == BlobKind::Data {
             &mut data
         } else {
@@ -461,9 +480,21 @@ impl Walker<'_> {
         if self.repo.index.has_blob(&id)? {
             return Ok(());
         }
-        self.budget.acquire(raw.len());
-        let n = raw.len();
-        if self.jobs.send(Job { kind, id, raw }).is_err() {
+        self.batch_bytes += raw.len();
+        self.batch.push(Job { kind, id, raw });
+        if self.batch_bytes >= BATCH_BYTES || self.batch.len() >= BATCH_BLOBS {
+            self.flush_batch()?;
+        }
+        Ok(())
+    }
+
+    fn flush_batch(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let n = std::mem::take(&mut self.batch_bytes);
+        self.budget.acquire(n);
+        if self.jobs.send(std::mem::take(&mut self.batch)).is_err() {
             self.budget.release(n);
             return Err(Error::Invalid(
                 "backup pipeline stopped (a pack could not be written)".into(),

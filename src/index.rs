@@ -183,6 +183,23 @@ impl Index {
         tx.commit().map_err(err)
     }
 
+    /// Hold one read transaction across many lookups (a backup's dedup checks): saves
+    /// SQLite's per-statement lock round trips. Pair with `end_read`.
+    pub fn begin_read(&self) -> Result<()> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if conn.is_autocommit() {
+            conn.execute_batch("BEGIN DEFERRED").map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    pub fn end_read(&self) {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("COMMIT");
+        }
+    }
+
     pub fn has_blob(&self, id: &BlobId) -> Result<bool> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let mut st = conn

@@ -122,7 +122,13 @@ pub fn acquire(repo: &Repository, mode: LockMode) -> Result<LockGuard> {
     held.write()?;
     let my_id = held.id;
     for (id, other) in list_locks(repo)? {
-        if id == my_id || other.is_stale(now_unix_ns(), &host, &boot) {
+        if id == my_id {
+            continue;
+        }
+        if other.is_stale(now_unix_ns(), &host, &boot) {
+            // Left by a killed process or a machine gone for 30 minutes: remove it so the
+            // locks folder does not grow. It no longer protects anything.
+            let _ = repo.backend.delete(&Dir::Locks.path(&id.to_hex()));
             continue;
         }
         if other.exclusive || mode == LockMode::Exclusive {
@@ -169,5 +175,39 @@ impl Drop for LockGuard {
         }
         let h = self.held.lock().unwrap_or_else(|p| p.into_inner());
         let _ = h.backend.delete(&Dir::Locks.path(&h.id.to_hex()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lock(pid: u32, pid_start: u64, refreshed: i64) -> Lock {
+        Lock {
+            hostname: "h".into(),
+            boot_id: "b".into(),
+            pid,
+            pid_start,
+            exclusive: false,
+            created_unix_ns: refreshed,
+            refreshed_unix_ns: refreshed,
+        }
+    }
+
+    #[test]
+    fn staleness() {
+        let now = now_unix_ns();
+        let me = std::process::id();
+        let start = process_start(me).expect("own /proc entry");
+        // Live process on this boot: not stale.
+        assert!(!lock(me, start, now).is_stale(now, "h", "b"));
+        // Same pid but another start time (pid reused): stale.
+        assert!(lock(me, start + 1, now).is_stale(now, "h", "b"));
+        // Another host: only the 30-minute rule applies.
+        assert!(!lock(me, start + 1, now).is_stale(now, "other", "b"));
+        let old = now - STALE_AFTER.as_nanos() as i64 - 1;
+        assert!(lock(me, start, old).is_stale(now, "other", "b"));
+        // A pid that cannot exist.
+        assert!(lock(u32::MAX - 1, 1, now).is_stale(now, "h", "b"));
     }
 }
