@@ -778,3 +778,146 @@ pub fn assert_trees_equal(a: &Path, b: &Path, with_root: bool) {
         d.iter().take(30).cloned().collect::<Vec<_>>().join("\n")
     );
 }
+
+// ---------------------------------------------------------------- forging repository content
+
+use projectclone::backend::Dir;
+use projectclone::backend::local::LocalBackend;
+use projectclone::blob::seal_blob;
+use projectclone::compress::Compression;
+use projectclone::format::{
+    BlobKind, ChunkRef, Content, FileData, IndexDelta, IndexPack, Meta, Node, NodeKind, Snapshot, Summary, Time, Tree,
+};
+use projectclone::id::{BlobId, ChunkId, TreeId};
+use projectclone::pack::PackWriter;
+use projectclone::repo::Repository;
+
+/// Writes objects into a repository through the library, bypassing the backup pipeline:
+/// hostile trees, extra snapshots, stray packs.
+pub struct Forge {
+    pub repo: Repository,
+    blobs: Vec<(BlobKind, BlobId, Vec<u8>)>,
+}
+
+impl Forge {
+    pub fn open(env: &Env) -> Forge {
+        let backend = std::sync::Arc::new(LocalBackend::new(env.repo()));
+        let repo = Repository::open(backend, Some(PASSWORD.as_bytes()), &env.path("forge-cache"))
+            .unwrap_or_else(|e| panic!("open repository through the library: {e}"));
+        Forge {
+            repo,
+            blobs: Vec::new(),
+        }
+    }
+
+    /// File content held in one chunk.
+    pub fn data(&mut self, bytes: &[u8]) -> FileData {
+        let id = ChunkId(self.repo.keys.chunk_id(bytes));
+        self.blobs.push((BlobKind::Data, BlobId(id.0), bytes.to_vec()));
+        FileData {
+            size: bytes.len() as u64,
+            holes: Vec::new(),
+            content: Content::Chunks(vec![ChunkRef {
+                id,
+                len: bytes.len() as u32,
+            }]),
+        }
+    }
+
+    /// A tree page with exactly these nodes, in this order (no validation).
+    pub fn tree(&mut self, nodes: Vec<Node>, next: Option<TreeId>) -> TreeId {
+        let raw = projectclone::format::encode_versioned(1, &Tree { nodes, next });
+        let id = TreeId(self.repo.keys.meta_id(&raw));
+        self.blobs.push((BlobKind::Tree, BlobId(id.0), raw));
+        id
+    }
+
+    /// Write the pending blobs as one pack plus its index delta. Returns the pack's name.
+    pub fn flush(&mut self, with_index: bool) -> String {
+        let mut w = PackWriter::new();
+        let (mut scratch, mut sealed) = (Vec::new(), Vec::new());
+        let repo_id = *self.repo.repo_id();
+        for (kind, id, raw) in self.blobs.drain(..) {
+            sealed.clear();
+            seal_blob(
+                &repo_id,
+                &self.repo.cipher,
+                kind,
+                &id,
+                &raw,
+                Compression::default(),
+                &mut scratch,
+                &mut sealed,
+            );
+            w.add(kind, id, raw.len() as u32, &sealed);
+        }
+        let (id, bytes, entries) = w.finish(&repo_id, &self.repo.cipher);
+        self.repo
+            .backend
+            .write_new(&Dir::Packs.path(&id.to_hex()), &bytes)
+            .expect("write pack");
+        if with_index {
+            self.repo
+                .write_delta(&IndexDelta {
+                    packs: vec![IndexPack {
+                        id,
+                        size: bytes.len() as u64,
+                        blobs: entries,
+                    }],
+                    supersedes: Vec::new(),
+                })
+                .expect("write index delta");
+        }
+        id.to_hex()
+    }
+
+    /// Flush pending blobs and write a snapshot of `tree`. Returns its id.
+    pub fn snapshot(&mut self, tree: TreeId, note: &str) -> String {
+        if !self.blobs.is_empty() {
+            self.flush(true);
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        let snap = Snapshot {
+            time: Time {
+                secs: now.as_secs() as i64,
+                nanos: now.subsec_nanos(),
+            },
+            utc_offset: 0,
+            hostname: "forge".into(),
+            username: "forge".into(),
+            paths: vec![b"/forged".to_vec()],
+            tags: Vec::new(),
+            note: Some(note.into()),
+            tree,
+            root: None,
+            parent: None,
+            summary: Summary::default(),
+            program_version: "forge".into(),
+        };
+        self.repo.write_snapshot(&snap).expect("write snapshot").to_hex()
+    }
+}
+
+/// A node with plain metadata: type bits from the kind, mode 0644/0755, owned by root.
+pub fn node(name: &[u8], kind: NodeKind) -> Node {
+    let mode = match &kind {
+        NodeKind::Dir(_) => 0o040755,
+        NodeKind::Symlink(_) => 0o120777,
+        _ => 0o100644,
+    };
+    Node {
+        name: name.to_vec(),
+        kind,
+        meta: Meta {
+            mode,
+            mtime: Time {
+                secs: 1_600_000_000,
+                nanos: 0,
+            },
+            nlink: 1,
+            ..Meta::default()
+        },
+    }
+}
