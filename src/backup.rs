@@ -858,3 +858,85 @@ fn data_regions(f: &File, size: u64) -> Vec<(u64, u64)> {
 pub fn tree_id(keys: &Keys, t: &Tree) -> TreeId {
     TreeId(keys.meta_id(&format::encode_versioned(1, t)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::fault::FailAfter;
+    use crate::backend::local::LocalBackend;
+    use crate::progress::NoProgress;
+    use crate::repo::InitOptions;
+
+    fn opts(src: &Path) -> BackupOptions {
+        BackupOptions {
+            paths: vec![src.to_path_buf()],
+            hostname: "h".into(),
+            ..Default::default()
+        }
+    }
+
+    fn fast_init() -> InitOptions {
+        InitOptions {
+            kdf: crate::crypto::KdfParams {
+                m_cost: 64,
+                t_cost: 1,
+                p_cost: 1,
+            },
+            pack_target: Some(1024 * 1024),
+            ..Default::default()
+        }
+    }
+
+    /// Write order is an invariant: a backup that dies after any number of writes leaves a
+    /// repository whose every snapshot is complete, and the next backup succeeds.
+    #[test]
+    fn failure_after_any_write_leaves_a_consistent_repository() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        std::fs::create_dir_all(src.join("d")).unwrap();
+        for i in 0..20u32 {
+            let mut data = vec![0u8; 50_000 + i as usize * 1000];
+            blake3::Hasher::new()
+                .update(&i.to_le_bytes())
+                .finalize_xof()
+                .fill(&mut data);
+            std::fs::write(src.join("d").join(format!("f{i}")), data).unwrap();
+        }
+        let repo_path = t.path().join("repo");
+        let cache = t.path().join("cache");
+        let mut repo = Repository::init(Arc::new(LocalBackend::new(&repo_path)), None, &fast_init(), &cache).unwrap();
+        let first = backup(&mut repo, &opts(&src), &NoProgress)
+            .unwrap()
+            .snapshot_id
+            .unwrap();
+        // New content so the next backups must write packs, a delta and a snapshot.
+        let mut big = vec![0u8; 1_500_000];
+        blake3::Hasher::new().update(b"big").finalize_xof().fill(&mut big);
+        std::fs::write(src.join("new"), big).unwrap();
+        for i in 0..20u32 {
+            let mut data = vec![0u8; 50_000];
+            blake3::Hasher::new()
+                .update(b"g")
+                .update(&i.to_le_bytes())
+                .finalize_xof()
+                .fill(&mut data);
+            std::fs::write(src.join("d").join(format!("g{i}")), data).unwrap();
+        }
+        let mut failures = 0;
+        for ok_writes in 0..8 {
+            let faulty = Arc::new(FailAfter::new(LocalBackend::new(&repo_path), ok_writes));
+            let mut r = Repository::open(faulty, None, &cache).unwrap();
+            if backup(&mut r, &opts(&src), &NoProgress).is_err() {
+                failures += 1;
+            }
+            let repo = Repository::open(Arc::new(LocalBackend::new(&repo_path)), None, &cache).unwrap();
+            let report = crate::check::check(&repo, true).unwrap();
+            assert!(report.ok(), "after {ok_writes} writes: {:?}", report.errors);
+            assert!(repo.snapshots().unwrap().iter().any(|(id, _)| *id == first));
+        }
+        assert!(failures >= 3, "the fault injection must actually interrupt backups");
+        let mut repo = Repository::open(Arc::new(LocalBackend::new(&repo_path)), None, &cache).unwrap();
+        backup(&mut repo, &opts(&src), &NoProgress).unwrap();
+        assert!(crate::check::check(&repo, true).unwrap().ok());
+    }
+}

@@ -1,6 +1,7 @@
 //! Storage backends: dumb byte stores behind one small trait. This module imports
 //! nothing else of the crate but its error type, so backends stay swappable.
 
+pub mod fault;
 pub mod local;
 
 use crate::error::Result;
