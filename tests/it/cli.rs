@@ -1,1 +1,950 @@
-//! placeholder
+//! The CLI contract of DESIGN.md §1: exit codes, stdout/stderr discipline, JSON shapes,
+//! snapshot specs, ignore files, dry runs, repository resolution, restore options and a
+//! rebuildable index cache.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use crate::util::*;
+
+/// Relative paths of the regular files below `dir`.
+fn file_set(dir: &Path) -> BTreeSet<String> {
+    fingerprint(dir)
+        .into_iter()
+        .filter(|(_, v)| v.starts_with("file "))
+        .map(|(p, _)| p.to_string_lossy().into_owned())
+        .collect()
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+/// Lines of `ls` output as relative paths.
+fn ls_paths(out: &Out) -> BTreeSet<String> {
+    out.stdout
+        .lines()
+        .map(|l| l.trim_start_matches('/').to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+fn is_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// RFC 3339 with exactly nine fractional digits and a numeric offset (or Z).
+fn is_rfc3339_ns(t: &str) -> bool {
+    let b = t.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b.get(r.clone()).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
+    let shape = b.len() >= 30
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && b[10] == b'T'
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19)
+        && b[19] == b'.'
+        && digits(20..29);
+    if !shape {
+        return false;
+    }
+    let off = &t[29..];
+    off == "Z"
+        || (off.len() == 6
+            && (off.starts_with('+') || off.starts_with('-'))
+            && digits(30..32)
+            && &off[3..4] == ":"
+            && digits(33..35))
+}
+
+// ---------------------------------------------------------------- exit codes
+
+#[test]
+fn unknown_command_or_flag_is_a_usage_error() {
+    let env = Env::with_repo();
+    let before = fingerprint(&env.repo());
+    for args in [
+        vec!["frobnicate"],
+        vec!["backup", "--frobnicate"],
+        vec!["--frobnicate", "snapshots"],
+        vec!["restore", "latest"],
+        vec!["snapshots", "--no-such-flag"],
+    ] {
+        let out = env.run(&args).code(2);
+        assert!(!out.stderr.is_empty(), "{args:?}: a usage error explains itself");
+        assert!(out.stdout.is_empty(), "{args:?}: {}", out.stdout);
+    }
+    assert_eq!(fingerprint(&env.repo()), before);
+}
+
+#[test]
+fn missing_path_fails_and_creates_no_snapshot() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(src.join("a.txt"), b"a");
+    let missing = env.path("does-not-exist");
+    let before = fingerprint(&env.repo());
+    let out = env.run(["backup".as_ref(), missing.as_os_str()]).code(1);
+    assert!(
+        out.stderr.contains("does-not-exist"),
+        "the error names the path: {}",
+        out.stderr
+    );
+    assert!(out.stdout.is_empty());
+    // One good and one missing path: still nothing.
+    env.run(["backup".as_ref(), src.as_os_str(), missing.as_os_str()])
+        .code(1);
+    assert_eq!(fingerprint(&env.repo()), before, "nothing may be written");
+    assert!(env.snapshots().is_empty());
+}
+
+#[test]
+fn unreadable_source_files_give_exit_3_and_a_saved_snapshot() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(src.join("ok.txt"), b"readable\n");
+    write(src.join("sub/ok2.txt"), b"also readable\n");
+    write(src.join("secret.txt"), b"not readable\n");
+    write(src.join("closed_dir/inner.txt"), b"in a closed directory\n");
+    // The backup runs as nobody: the repository, cache and tree must be reachable.
+    fs::set_permissions(env.root(), fs::Permissions::from_mode(0o755)).unwrap();
+    world_accessible(&env.repo());
+    world_accessible(&env.cache());
+    world_accessible(&src);
+    fs::set_permissions(src.join("secret.txt"), fs::Permissions::from_mode(0o000)).unwrap();
+    fs::set_permissions(src.join("closed_dir"), fs::Permissions::from_mode(0o000)).unwrap();
+
+    let out = run(env.cmd_as_nobody().arg("backup").arg(&src)).code(3);
+    let id = out.snapshot_id();
+    assert!(
+        out.stderr.contains("secret.txt"),
+        "the unreadable file is named: {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("closed_dir"),
+        "the unreadable directory is named: {}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("ok.txt"), "{}", out.stderr);
+
+    let json = run(env.cmd_as_nobody().args(["--json", "backup"]).arg(&src))
+        .code(3)
+        .json();
+    assert_eq!(json["errors"], 2, "{json}");
+
+    let snaps = env.snapshots();
+    assert_eq!(snaps.len(), 2);
+    assert_eq!(snaps[0]["id"], id.as_str());
+    let target = env.path("out");
+    env.restore(&id, &target);
+    assert_eq!(fs::read(target.join("ok.txt")).unwrap(), b"readable\n");
+    assert_eq!(fs::read(target.join("sub/ok2.txt")).unwrap(), b"also readable\n");
+    assert!(
+        !target.join("secret.txt").exists(),
+        "an unreadable file is not in the snapshot"
+    );
+    assert!(!target.join("closed_dir/inner.txt").exists());
+}
+
+// ---------------------------------------------------------------- output
+
+#[test]
+fn backup_prints_exactly_the_snapshot_id() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(src.join("a.txt"), b"a");
+    let out = env.run(["backup".as_ref(), src.as_os_str()]).success();
+    assert_id_line(&out.stdout);
+    let q = env.run(["-q".as_ref(), "backup".as_ref(), src.as_os_str()]).success();
+    assert_id_line(&q.stdout);
+    assert!(q.stderr.is_empty(), "-q leaves stderr empty on success: {}", q.stderr);
+    let q2 = env.run(["backup".as_ref(), src.as_os_str(), "-q".as_ref()]).success();
+    assert_id_line(&q2.stdout);
+    let ids: Vec<String> = env
+        .snapshots()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        ids.iter().collect::<BTreeSet<_>>(),
+        [out.stdout.trim(), q.stdout.trim(), q2.stdout.trim()]
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .iter()
+            .collect::<BTreeSet<_>>()
+    );
+}
+
+#[test]
+fn json_output_has_the_documented_fields() {
+    let env = Env::with_repo();
+    let src = env.path(std::ffi::OsStr::new("caf\u{e9}"));
+    write(src.join("one.txt"), b"1");
+    write(src.join("d/two.txt"), b"22");
+    write(src.join("d/e/three.txt"), b"333");
+    age_tree(&src);
+    let b = run(env
+        .cmd()
+        .args([
+            "--json",
+            "backup",
+            "--tag",
+            "t1",
+            "--tag",
+            "t2",
+            "--note",
+            "first note",
+            "--host",
+            "hostA",
+        ])
+        .arg(&src))
+    .success()
+    .json();
+    for k in [
+        "snapshot_id",
+        "files_new",
+        "files_changed",
+        "files_unmodified",
+        "dirs",
+        "data_added",
+        "data_read",
+        "total_duration",
+        "errors",
+    ] {
+        assert!(b.get(k).is_some(), "backup --json lacks {k}: {b}");
+    }
+    let id = b["snapshot_id"].as_str().expect("snapshot_id is a string").to_string();
+    assert!(is_hex(&id, 64), "{id}");
+    assert_eq!(b["files_new"], 3, "{b}");
+    assert_eq!(b["files_changed"], 0, "{b}");
+    assert_eq!(b["files_unmodified"], 0, "{b}");
+    assert_eq!(b["dirs"], 3, "root, d and d/e: {b}");
+    assert_eq!(b["data_read"], 6, "{b}");
+    assert!(b["data_added"].as_u64().unwrap() > 0, "{b}");
+    assert!(b["total_duration"].is_number(), "{b}");
+    assert_eq!(b["errors"], 0, "{b}");
+
+    let b2 = run(env.cmd().args(["--json", "backup", "--host", "hostA"]).arg(&src))
+        .success()
+        .json();
+    let id2 = b2["snapshot_id"].as_str().unwrap().to_string();
+
+    let snaps = env.snapshots();
+    assert_eq!(snaps.len(), 2);
+    let canon = fs::canonicalize(&src).unwrap();
+    for s in &snaps {
+        for k in [
+            "id", "short_id", "time", "hostname", "username", "paths", "tags", "note", "tree", "parent",
+        ] {
+            assert!(s.get(k).is_some(), "snapshots --json lacks {k}: {s}");
+        }
+        let sid = s["id"].as_str().unwrap();
+        assert!(is_hex(sid, 64), "{s}");
+        let short = s["short_id"].as_str().unwrap();
+        assert!(short.len() >= 4 && sid.starts_with(short), "{s}");
+        assert!(
+            is_rfc3339_ns(s["time"].as_str().unwrap()),
+            "time must be RFC 3339 with ns and offset: {s}"
+        );
+        assert_eq!(s["hostname"], "hostA");
+        assert!(s["username"].is_string(), "{s}");
+        assert_eq!(s["paths"], serde_json::json!([canon.to_str().unwrap()]), "{s}");
+        assert!(is_hex(s["tree"].as_str().unwrap(), 64), "{s}");
+    }
+    let first = snaps.iter().find(|s| s["id"] == id.as_str()).expect("first listed");
+    let second = snaps.iter().find(|s| s["id"] == id2.as_str()).expect("second listed");
+    assert_eq!(first["tags"], serde_json::json!(["t1", "t2"]));
+    assert_eq!(first["note"], "first note");
+    assert!(first["parent"].is_null(), "{first}");
+    assert_eq!(second["tags"], serde_json::json!([]));
+    assert!(second["note"].is_null(), "{second}");
+    assert_eq!(
+        second["parent"],
+        id.as_str(),
+        "same host and paths: the first is the parent"
+    );
+    assert_eq!(second["tree"], first["tree"], "same content, same tree id");
+
+    // A path that is not UTF-8 is escaped, not mangled or dropped.
+    let odd = pb(env.root(), b"odd\xffdir");
+    write(odd.join("f"), b"f");
+    env.backup([&odd]);
+    let snaps = env.snapshots();
+    let paths: Vec<&str> = snaps.iter().map(|s| s["paths"][0].as_str().unwrap()).collect();
+    assert!(
+        paths.iter().any(|p| p.ends_with("odd\\xffdir")),
+        "non-UTF-8 path should appear with its byte escaped: {paths:?}"
+    );
+}
+
+// ---------------------------------------------------------------- snapshot specs
+
+#[test]
+fn snapshot_specs_latest_prefix_and_errors() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        write(src.join("f.txt"), format!("version {i}\n"));
+        write(src.join(format!("only{i}.txt")), b"x");
+        ids.push(env.backup([&src]));
+    }
+    let listing = |spec: &str| ls_paths(&env.run(["ls", spec]).success());
+    assert!(listing("latest").contains("only2.txt"));
+    assert!(!listing(&ids[0]).contains("only1.txt"));
+    assert!(listing(&ids[1]).contains("only1.txt"));
+    assert_eq!(listing(&ids[0][..4]), listing(&ids[0]), "a 4-digit prefix");
+    assert_eq!(listing(&ids[1][..10]), listing(&ids[1]));
+    assert_eq!(
+        listing(&ids[2].to_uppercase()[..8]),
+        listing(&ids[2]),
+        "hex digits in any case"
+    );
+
+    let target = env.path("latest-restore");
+    env.restore("latest", &target);
+    assert_eq!(fs::read(target.join("f.txt")).unwrap(), b"version 2\n");
+
+    let out = env.run(["ls", &ids[0][..3]]).code(1);
+    assert!(
+        out.stderr.contains("4"),
+        "too-short prefix: say how many digits: {}",
+        out.stderr
+    );
+    let unknown = (0..=u16::MAX)
+        .map(|n| format!("{n:04x}"))
+        .find(|p| !ids.iter().any(|i| i.starts_with(p.as_str())))
+        .unwrap();
+    for args in [
+        vec!["ls", unknown.as_str()],
+        vec!["restore", unknown.as_str(), "--target", "x"],
+        vec!["diff", unknown.as_str(), "latest"],
+    ] {
+        let out = env.run(&args).code(1);
+        assert!(
+            out.stderr.contains(&unknown),
+            "{args:?}: the error names the snapshot: {}",
+            out.stderr
+        );
+        assert!(out.stderr.to_lowercase().contains("not found"), "{}", out.stderr);
+    }
+    assert!(!env.path("x").exists());
+    env.run(["ls", "not-hex!"]).code(1);
+}
+
+#[test]
+fn ambiguous_prefix_is_an_error() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(src.join("a"), b"a");
+    let first = env.backup([&src]);
+    // Forge snapshots of an empty tree until two ids share their first four hex digits.
+    let mut f = Forge::open(&env);
+    let tree = f.tree(vec![], None);
+    let mut seen: HashMap<String, String> = HashMap::new();
+    seen.insert(first[..4].to_string(), first.clone());
+    let mut pair = None;
+    for i in 0..5000 {
+        let id = f.snapshot(tree, &format!("filler {i}"));
+        if let Some(other) = seen.insert(id[..4].to_string(), id.clone()) {
+            pair = Some((other, id));
+            break;
+        }
+    }
+    let (a, b) = pair.expect("a 4-digit collision among 5000 ids");
+    let out = env.run(["ls", &a[..4]]).code(1);
+    assert!(out.stderr.to_lowercase().contains("ambiguous"), "{}", out.stderr);
+    let common = a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count();
+    env.run(["ls", &a[..common + 1]]).success();
+    env.run(["ls", &b[..common + 1]]).success();
+}
+
+// ---------------------------------------------------------------- ls, diff, stats, snapshots
+
+#[test]
+fn ls_lists_a_snapshot_and_a_subtree() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(src.join("a.txt"), b"a");
+    write(src.join("d/b.txt"), b"b");
+    write(src.join("d/e/c.txt"), b"c");
+    write(pb(&src, b"d/odd\xffname"), b"o");
+    std::os::unix::fs::symlink("a.txt", src.join("link")).unwrap();
+    env.backup([&src]);
+
+    let all = ls_paths(&env.run(["ls", "latest"]).success());
+    assert_eq!(
+        all,
+        set(&["a.txt", "d", "d/b.txt", "d/e", "d/e/c.txt", "d/odd\\xffname", "link"]),
+        "ls lists every entry once, names escaped"
+    );
+    let sub = ls_paths(&env.run(["ls", "latest", "d/e"]).success());
+    assert!(sub.contains("d/e/c.txt"), "{sub:?}");
+    assert!(!sub.contains("a.txt") && !sub.contains("d/b.txt"), "{sub:?}");
+    env.run(["ls", "latest", "no/such/dir"]).code(1);
+
+    let json = env.run(["--json", "ls", "latest"]).success().json();
+    let entries = json.as_array().expect("ls --json gives an array");
+    assert_eq!(entries.len(), 7, "{json}");
+    env.run(["ls", "-l", "latest"]).success();
+}
+
+/// `diff` lines as (change, path) pairs.
+fn diff_lines(out: &Out) -> BTreeSet<(String, String)> {
+    out.stdout
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            Some((it.next()?.to_string(), it.next()?.trim_start_matches('/').to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn diff_shows_added_removed_and_modified() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(src.join("keep.txt"), b"same\n");
+    write(src.join("change.txt"), b"before\n");
+    write(src.join("gone.txt"), b"bye\n");
+    write(src.join("dir/x.txt"), b"x\n");
+    age_tree(&src);
+    let a = env.backup([&src]);
+    write(src.join("change.txt"), b"after, longer\n");
+    fs::remove_file(src.join("gone.txt")).unwrap();
+    write(src.join("new.txt"), b"hello\n");
+    write(src.join("dir/y.txt"), b"y\n");
+    age_tree(&src);
+    let b = env.backup([&src]);
+
+    let d = diff_lines(&env.run(["diff", &a, &b]).success());
+    for (c, p) in [
+        ("+", "new.txt"),
+        ("-", "gone.txt"),
+        ("M", "change.txt"),
+        ("+", "dir/y.txt"),
+    ] {
+        assert!(d.contains(&(c.to_string(), p.to_string())), "diff lacks {c} {p}: {d:?}");
+    }
+    assert!(!d.iter().any(|(_, p)| p == "keep.txt" || p == "dir/x.txt"), "{d:?}");
+    let rev = diff_lines(&env.run(["diff", &b, &a]).success());
+    assert!(rev.contains(&("-".to_string(), "new.txt".to_string())), "{rev:?}");
+    assert!(rev.contains(&("+".to_string(), "gone.txt".to_string())), "{rev:?}");
+    let same = env.run(["diff", &a, &a]).success();
+    assert!(
+        same.stdout.trim().is_empty(),
+        "a snapshot has no differences with itself: {}",
+        same.stdout
+    );
+}
+
+#[test]
+fn stats_and_snapshots_listing() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(src.join("a.bin"), random_bytes(51, 200_000));
+    write(src.join("b.txt"), b"b");
+    let id1 = env.backup(
+        ["--tag", "mytag", "--note", "my note"]
+            .iter()
+            .map(std::ffi::OsStr::new)
+            .chain([src.as_os_str()]),
+    );
+    let id2 = env.backup([&src]);
+
+    let s = env.run(["stats"]).success();
+    assert!(!s.stdout.trim().is_empty());
+    let sj = env.run(["--json", "stats"]).success().json();
+    assert_eq!(sj["snapshots"], 2, "{sj}");
+    let one = env.run(["--json", "stats", &id1]).success().json();
+    assert_eq!(one["files"], 2, "{one}");
+    assert!(one["total_size"].as_u64().unwrap() >= 200_001, "{one}");
+    env.run(["stats", "latest"]).success();
+    env.run(["stats", "ffffffffffff"]).code(1);
+
+    let l = env.run(["snapshots"]).success();
+    for id in [&id1, &id2] {
+        assert!(
+            l.stdout.contains(&id[..8]),
+            "snapshots lists {}: {}",
+            &id[..8],
+            l.stdout
+        );
+    }
+    assert!(
+        l.stdout.contains("mytag") && l.stdout.contains("my note"),
+        "{}",
+        l.stdout
+    );
+}
+
+// ---------------------------------------------------------------- what gets backed up
+
+#[test]
+fn projectcloneignore_applies_below_its_directory_and_gitignore_does_not() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(src.join("keep.txt"), b"k");
+    write(src.join(".gitignore"), b"keep.txt\ngitignored.txt\n*.log\n");
+    write(src.join("gitignored.txt"), b"g");
+    write(src.join(".ignore"), b"dotignored.txt\n");
+    write(src.join("dotignored.txt"), b"d");
+    write(
+        src.join("top.log"),
+        b"top log: the ignore file below does not apply here",
+    );
+    write(
+        src.join("sub/.projectcloneignore"),
+        b"# comment\n*.log\n!important.log\nbuild/\n/anchored.txt\n",
+    );
+    write(src.join("sub/a.log"), b"x");
+    write(src.join("sub/important.log"), b"x");
+    write(src.join("sub/build/out.o"), b"x");
+    write(src.join("sub/anchored.txt"), b"x");
+    write(
+        src.join("sub/deeper/anchored.txt"),
+        b"kept: /anchored.txt is anchored at sub/",
+    );
+    write(src.join("sub/deeper/b.log"), b"x");
+    write(src.join("sub/deeper/build/x"), b"x");
+    write(src.join("sub/deeper/.projectcloneignore"), b"!b.log\n");
+    write(src.join("sub/deeper/deepest/c.log"), b"x");
+    write(src.join("other/c.log"), b"sibling: not ignored");
+    write(src.join("other/scratch.tmp"), b"excluded by --exclude");
+    write(src.join("node_modules/m.js"), b"excluded by --exclude");
+    write(src.join("other/node_modules/n.js"), b"excluded by --exclude");
+    let id = env.backup(
+        ["--exclude", "*.tmp", "--exclude", "node_modules"]
+            .iter()
+            .map(std::ffi::OsStr::new)
+            .chain([src.as_os_str()]),
+    );
+    let target = env.path("out");
+    env.restore(&id, &target);
+    assert_eq!(
+        file_set(&target),
+        set(&[
+            ".gitignore",
+            ".ignore",
+            "dotignored.txt",
+            "gitignored.txt",
+            "keep.txt",
+            "other/c.log",
+            "sub/.projectcloneignore",
+            "sub/deeper/.projectcloneignore",
+            "sub/deeper/anchored.txt",
+            "sub/deeper/b.log",
+            "sub/important.log",
+            "top.log",
+        ])
+    );
+}
+
+#[test]
+fn backup_without_path_backs_up_the_current_directory() {
+    let env = Env::with_repo();
+    let src = env.path("here");
+    write(src.join("cwd.txt"), b"from the current directory\n");
+    let id = run(env.cmd().arg("backup").current_dir(&src)).success().snapshot_id();
+    let snaps = env.snapshots();
+    assert_eq!(
+        snaps[0]["paths"],
+        serde_json::json!([fs::canonicalize(&src).unwrap().to_str().unwrap()])
+    );
+    let target = env.path("out");
+    env.restore(&id, &target);
+    assert_eq!(
+        fs::read(target.join("cwd.txt")).unwrap(),
+        b"from the current directory\n"
+    );
+}
+
+// ---------------------------------------------------------------- dry runs and repositories
+
+#[test]
+fn backup_dry_run_writes_nothing() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(src.join("a.bin"), random_bytes(61, 500_000));
+    write(src.join("b.txt"), b"b");
+    env.backup([&src]);
+    write(src.join("c.bin"), random_bytes(62, 500_000));
+    let before = fingerprint(&env.repo());
+    let out = env
+        .run(["backup".as_ref(), "--dry-run".as_ref(), src.as_os_str()])
+        .success();
+    assert!(
+        out.stdout.trim().is_empty() || !is_hex(out.stdout.trim(), 64),
+        "{}",
+        out.stdout
+    );
+    let j = env
+        .run([
+            "--json".as_ref(),
+            "backup".as_ref(),
+            "--dry-run".as_ref(),
+            src.as_os_str(),
+        ])
+        .success()
+        .json();
+    assert!(j["snapshot_id"].is_null(), "a dry run has no snapshot: {j}");
+    assert_eq!(fingerprint(&env.repo()), before, "--dry-run changed the repository");
+    assert_eq!(env.snapshots().len(), 1);
+}
+
+#[test]
+fn backup_dry_run_into_missing_default_repository_creates_nothing() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(src.join("a.txt"), b"a");
+    let out = run(env
+        .bare()
+        .env("PROJECTCLONE_PASSWORD", PASSWORD)
+        .args(["backup", "--dry-run"])
+        .arg(&src));
+    out.success();
+    for d in ["xdg-data", "xdg-cache", "home", "xdg-config"] {
+        assert!(
+            rel_paths(&env.path(d)).is_empty(),
+            "--dry-run created {:?} in {d}",
+            rel_paths(&env.path(d))
+        );
+    }
+}
+
+#[test]
+fn first_backup_creates_the_default_repository() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(src.join("a.txt"), b"a\n");
+    let default = || {
+        let mut c = env.bare();
+        c.env("PROJECTCLONE_PASSWORD", PASSWORD);
+        c
+    };
+    let id = run(default().arg("backup").arg(&src)).success().snapshot_id();
+    let repo = env.path("xdg-data/projectclone/repo");
+    assert!(
+        repo.join("config").is_file(),
+        "the default repository is $XDG_DATA_HOME/projectclone/repo"
+    );
+    let snaps = run(default().args(["--json", "snapshots"])).success().json();
+    assert_eq!(snaps[0]["id"], id.as_str());
+    let id2 = run(default().arg("backup").arg(&src)).success().snapshot_id();
+    assert_ne!(id, id2);
+    // The same repository through -r.
+    let listed = run(env.cmd_at(&repo).args(["--json", "snapshots"])).success().json();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn repository_resolution_order() {
+    let env = Env::new();
+    let (a, b, c) = (env.path("repo-a"), env.path("repo-b"), env.path("repo-c"));
+    let src = env.path("src");
+    write(src.join("f"), b"f");
+    let mut ids = HashMap::new();
+    for r in [&a, &b, &c] {
+        run(env.cmd_at(r).args(["init", "--kdf-memory", "1024", "--kdf-time", "1"])).success();
+        let id = run(env.cmd_at(r).arg("backup").arg(&src)).success().snapshot_id();
+        ids.insert(r.clone(), id);
+    }
+    write(
+        env.path("xdg-config/projectclone/config.toml"),
+        format!("repo = {:?}\n", c.to_str().unwrap()),
+    );
+    let listed = |cmd: &mut assert_cmd::Command| -> String {
+        let v = run(cmd
+            .env("PROJECTCLONE_PASSWORD", PASSWORD)
+            .args(["--cache-dir"])
+            .arg(env.cache())
+            .args(["--json", "snapshots"]))
+        .success()
+        .json();
+        v[0]["id"].as_str().unwrap().to_string()
+    };
+    assert_eq!(
+        listed(env.bare().arg("-r").arg(&a).env("PROJECTCLONE_REPO", &b)),
+        ids[&a],
+        "--repo first"
+    );
+    assert_eq!(
+        listed(env.bare().env("PROJECTCLONE_REPO", &b)),
+        ids[&b],
+        "then PROJECTCLONE_REPO"
+    );
+    assert_eq!(listed(&mut env.bare()), ids[&c], "then the config file");
+}
+
+#[test]
+fn a_path_that_is_not_a_repository_is_an_error_and_stays_untouched() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(src.join("a.txt"), b"a");
+    let empty = env.path("empty");
+    fs::create_dir(&empty).unwrap();
+    let other = env.path("other");
+    write(other.join("unrelated.txt"), b"not a repository\n");
+    let missing = env.path("missing/deeper");
+    for r in [&empty, &other, &missing] {
+        let before = fingerprint(r);
+        for args in [
+            vec!["backup".into(), src.clone().into_os_string()],
+            vec!["snapshots".into()],
+            vec!["check".into()],
+        ] {
+            let out = run(env.cmd_at(r).args(&args)).code(1);
+            assert!(
+                out.stderr.contains(r.file_name().unwrap().to_str().unwrap()),
+                "the error names the path: {}",
+                out.stderr
+            );
+            assert!(out.stderr.to_lowercase().contains("repository"), "{}", out.stderr);
+        }
+        assert_eq!(fingerprint(r), before, "{} was changed", r.display());
+    }
+    assert!(
+        !env.path("missing").exists(),
+        "nothing is created for a missing repository"
+    );
+
+    // init refuses an existing repository and changes nothing.
+    env.init();
+    let before = fingerprint(&env.repo());
+    env.run(["init", "--kdf-memory", "1024", "--kdf-time", "1"]).code(1);
+    assert_eq!(fingerprint(&env.repo()), before);
+}
+
+// ---------------------------------------------------------------- restore options
+
+fn include_tree(env: &Env) -> String {
+    let src = env.path("src");
+    for p in [
+        "target.txt",
+        "a/target.txt",
+        "a/b/target.txt",
+        "a/other.txt",
+        "sub/f.txt",
+        "deep/sub/f.txt",
+        "dirmatch/x/y.txt",
+        "dirmatch/z.txt",
+        "unrelated.txt",
+    ] {
+        write(src.join(p), p.as_bytes());
+    }
+    env.backup([&src])
+}
+
+#[test]
+fn restore_include_patterns() {
+    let env = Env::with_repo();
+    let id = include_tree(&env);
+    let restore = |name: &str, includes: &[&str]| -> BTreeSet<String> {
+        let target = env.path(name);
+        let mut c = env.cmd();
+        c.args(["restore", &id, "--target"]).arg(&target);
+        for i in includes {
+            c.args(["--include", i]);
+        }
+        run(&mut c).success();
+        let files = file_set(&target);
+        for f in &files {
+            assert_eq!(fs::read(target.join(f)).unwrap(), f.as_bytes(), "{f}");
+        }
+        files
+    };
+    assert_eq!(
+        restore("t1", &["target.txt"]),
+        set(&["target.txt", "a/target.txt", "a/b/target.txt"]),
+        "a name without a slash matches at any depth"
+    );
+    assert_eq!(
+        restore("t2", &["sub/f.txt"]),
+        set(&["sub/f.txt"]),
+        "a pattern with a slash is anchored"
+    );
+    assert_eq!(
+        restore("t3", &["dirmatch"]),
+        set(&["dirmatch/x/y.txt", "dirmatch/z.txt"]),
+        "a directory match includes its subtree"
+    );
+    assert_eq!(restore("t4", &["a/b"]), set(&["a/b/target.txt"]));
+    assert_eq!(
+        restore("t5", &["z.txt", "f.txt"]),
+        set(&["dirmatch/z.txt", "sub/f.txt", "deep/sub/f.txt"]),
+        "several patterns: their union"
+    );
+    assert_eq!(restore("t6", &["*.txt"]).len(), 9);
+    assert_eq!(restore("t7", &["nothing-matches"]), set(&[]));
+    assert_eq!(
+        restore("t8", &["b/target.txt"]),
+        set(&[]),
+        "anchored at the root, not at any depth"
+    );
+}
+
+#[test]
+fn restore_dry_run_writes_nothing() {
+    let env = Env::with_repo();
+    let id = include_tree(&env);
+    let fresh = env.path("fresh");
+    env.run([
+        "restore".as_ref(),
+        id.as_ref(),
+        "--dry-run".as_ref(),
+        "--target".as_ref(),
+        fresh.as_os_str(),
+    ])
+    .success();
+    assert!(!fresh.exists(), "restore --dry-run created its target");
+    let existing = env.path("existing");
+    write(existing.join("target.txt"), b"mine\n");
+    write(existing.join("keep"), b"keep\n");
+    let before = fingerprint(&existing);
+    env.run([
+        "restore".as_ref(),
+        id.as_ref(),
+        "--dry-run".as_ref(),
+        "--target".as_ref(),
+        existing.as_os_str(),
+    ])
+    .success();
+    assert_eq!(fingerprint(&existing), before);
+}
+
+#[test]
+fn restore_verify_passes_on_a_good_restore() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(src.join("big.bin"), random_bytes(71, 3_000_000));
+    write(src.join("d/small.txt"), b"small\n");
+    {
+        let f = fs::File::create(src.join("sparse")).unwrap();
+        f.set_len(8 << 20).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, b"data in the middle", 4 << 20).unwrap();
+    }
+    let id = env.backup([&src]);
+    let target = env.path("out");
+    env.run([
+        "restore".as_ref(),
+        id.as_ref(),
+        "--verify".as_ref(),
+        "--target".as_ref(),
+        target.as_os_str(),
+    ])
+    .success();
+    assert_trees_equal(&src, &target, true);
+}
+
+#[test]
+fn restore_replaces_same_names_and_leaves_other_entries() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(src.join("a.txt"), b"from the snapshot\n");
+    write(src.join("d/inner.txt"), b"inner\n");
+    write(src.join("x"), b"x is a file in the snapshot\n");
+    write(src.join("sub/s.txt"), b"s\n");
+    std::os::unix::fs::symlink("a.txt", src.join("l")).unwrap();
+    let id = env.backup([&src]);
+
+    let target = env.path("target");
+    write(
+        target.join("a.txt"),
+        b"older, longer content that must go away entirely\n",
+    );
+    fs::set_permissions(target.join("a.txt"), fs::Permissions::from_mode(0o400)).unwrap();
+    write(target.join("extra.txt"), b"not in the snapshot\n");
+    write(target.join("d"), b"d is a file in the target\n");
+    write(target.join("x/deep/file"), b"x is a directory in the target\n");
+    write(target.join("sub/keep-me.txt"), b"mine\n");
+    write(target.join("l"), b"l is a file in the target\n");
+    env.restore(&id, &target);
+
+    assert_eq!(fs::read(target.join("a.txt")).unwrap(), b"from the snapshot\n");
+    assert_eq!(fs::read(target.join("d/inner.txt")).unwrap(), b"inner\n");
+    assert_eq!(fs::read(target.join("x")).unwrap(), b"x is a file in the snapshot\n");
+    assert_eq!(fs::read(target.join("sub/s.txt")).unwrap(), b"s\n");
+    assert_eq!(fs::read_link(target.join("l")).unwrap(), Path::new("a.txt"));
+    assert_eq!(fs::read(target.join("extra.txt")).unwrap(), b"not in the snapshot\n");
+    assert_eq!(fs::read(target.join("sub/keep-me.txt")).unwrap(), b"mine\n");
+    assert_entries_equal(&src.join("a.txt"), &target.join("a.txt"));
+}
+
+// ---------------------------------------------------------------- the index cache
+
+#[test]
+fn deleting_or_damaging_the_index_cache_loses_nothing() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(src.join("a.bin"), random_bytes(81, 1_000_000));
+    write(src.join("b/c.txt"), b"c\n");
+    age_tree(&src);
+    let id1 = env.backup([&src]);
+    write(src.join("b/d.txt"), b"d\n");
+    age_tree(&src);
+    let id2 = env.backup([&src]);
+
+    for damage in ["delete", "garbage"] {
+        let dbs: Vec<_> = files_under(&env.cache())
+            .into_iter()
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("index.db"))
+            .collect();
+        assert!(
+            !dbs.is_empty(),
+            "the cache holds index.db: {:?}",
+            files_under(&env.cache())
+        );
+        for db in &dbs {
+            if damage == "delete" {
+                fs::remove_file(db).unwrap();
+            } else {
+                fs::write(db, b"this is not an SQLite database at all, not even close").unwrap();
+            }
+        }
+        let ids: BTreeSet<String> = env
+            .snapshots()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(ids, [id1.clone(), id2.clone()].into_iter().collect(), "after {damage}");
+        let target = env.path(format!("out-{damage}"));
+        env.restore(&id2, &target);
+        assert_trees_equal(&src, &target, true);
+        env.run(["check", "--read-data"]).success();
+    }
+    // The rebuilt cache still deduplicates against what is stored.
+    let j = env.backup_json([&src]);
+    assert_eq!(j["data_added"], 0, "{j}");
+}
+
+#[test]
+fn hard_link_to_an_excluded_first_name_still_restores() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(src.join("a/first"), b"linked content\n");
+    fs::create_dir_all(src.join("b")).unwrap();
+    fs::hard_link(src.join("a/first"), src.join("b/second")).unwrap();
+    let id = env.backup([&src]);
+    let target = env.path("out");
+    env.run([
+        "restore".as_ref(),
+        id.as_ref(),
+        "--include".as_ref(),
+        "b".as_ref(),
+        "--target".as_ref(),
+        target.as_os_str(),
+    ])
+    .success();
+    assert_eq!(file_set(&target), set(&["b/second"]));
+    assert_eq!(fs::read(target.join("b/second")).unwrap(), b"linked content\n");
+}

@@ -164,8 +164,42 @@ impl Env {
 
     /// The binary with the password in the environment, `-r REPO` and `--cache-dir CACHE`.
     pub fn cmd(&self) -> Command {
+        self.cmd_at(&self.repo())
+    }
+
+    /// Like `cmd()` for another repository path.
+    pub fn cmd_at(&self, repo: &Path) -> Command {
         let mut c = self.bare();
         c.env("PROJECTCLONE_PASSWORD", PASSWORD)
+            .arg("-r")
+            .arg(repo)
+            .arg("--cache-dir")
+            .arg(self.cache());
+        c
+    }
+
+    /// Like `cmd()`, but the binary runs as uid/gid 65534 (nobody) through `setpriv`.
+    pub fn cmd_as_nobody(&self) -> Command {
+        let mut c = Command::new("setpriv");
+        for v in [
+            "PROJECTCLONE_REPO",
+            "PROJECTCLONE_PASSWORD_FILE",
+            "PROJECTCLONE_CACHE_DIR",
+            "PROJECTCLONE_LOG",
+            "RUST_LOG",
+        ] {
+            c.env_remove(v);
+        }
+        c.env("HOME", self.path("home"))
+            .env("XDG_DATA_HOME", self.path("xdg-data"))
+            .env("XDG_CACHE_HOME", self.path("xdg-cache"))
+            .env("XDG_CONFIG_HOME", self.path("xdg-config"))
+            .env("XDG_STATE_HOME", self.path("xdg-state"))
+            .env("TZ", "UTC")
+            .env("PROJECTCLONE_PASSWORD", PASSWORD)
+            .current_dir(self.root())
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(bin_path())
             .arg("-r")
             .arg(self.repo())
             .arg("--cache-dir")
