@@ -520,6 +520,12 @@ impl Walker<'_> {
         let mut next = None;
         for nodes in pages.into_iter().rev() {
             let raw = format::encode_versioned(1, &Tree { nodes, next });
+            if raw.len() > format::MAX_BLOB_RAW {
+                return Err(Error::Invalid(format!(
+                    "a directory entry's metadata exceeds {} bytes (huge xattrs?); it cannot be stored",
+                    format::MAX_BLOB_RAW
+                )));
+            }
             let id = TreeId(self.repo.keys.meta_id(&raw));
             self.store(BlobKind::Tree, BlobId(id.0), raw)?;
             next = Some(id);
@@ -755,7 +761,7 @@ impl Walker<'_> {
             return Err(std::io::Error::other("changed type while being read"));
         }
         let mut meta = meta_from(&md);
-        meta.xattrs = read_xattrs(full)?;
+        meta.xattrs = crate::meta::read_xattrs_fd(&f)?;
         let size = md.len();
         // Sparse files: read only the data regions.
         let regions = if size > 0 && md.blocks() * 512 < size {
@@ -808,6 +814,11 @@ impl Walker<'_> {
         self.buf = buf;
         res?;
         let hole_total: u64 = holes.iter().map(|h| h.1).sum();
+        if !holes.is_empty() && total + hole_total != size {
+            return Err(std::io::Error::other(
+                "sparse file changed size while being read; back it up again",
+            ));
+        }
         let content = if chunks.len() > CHUNK_LIST_INLINE_MAX {
             let mut pages = Vec::new();
             for page in chunks.chunks(CHUNK_LIST_PAGE) {

@@ -45,7 +45,7 @@ pub fn check(repo: &Repository, read_data: bool) -> Result<CheckReport> {
         .backend
         .list(Dir::Packs)?
         .into_iter()
-        .filter_map(|(n, s)| n.parse().ok().map(|id| (id, s)))
+        .filter_map(|(n, s)| crate::repo::object_name(&n).map(|id| (PackId(id), s)))
         .collect();
     let indexed = repo.index.packs()?;
     let indexed_set: HashSet<PackId> = indexed.iter().map(|p| p.0).collect();
@@ -58,19 +58,19 @@ pub fn check(repo: &Repository, read_data: bool) -> Result<CheckReport> {
     r.packs = indexed.len() as u64;
 
     // Packs: presence, size, header agreement, and with read_data every byte.
-    let bad_blobs: HashSet<BlobId> = {
-        let results: Vec<(Vec<String>, Vec<BlobId>, u64)> = indexed
-            .par_iter()
-            .map(|(id, size)| check_pack(repo, id, *size, listed.get(id).copied(), read_data))
-            .collect();
-        let mut bad = HashSet::new();
-        for (errs, blobs, n) in results {
-            r.errors.extend(errs);
-            bad.extend(blobs);
-            r.blobs_read += n;
-        }
-        bad
-    };
+    for d in &repo.damaged {
+        r.errors.push(format!("unreadable {d}"));
+    }
+    let results: Vec<PackCheck> = indexed
+        .par_iter()
+        .map(|(id, size)| check_pack(repo, id, *size, listed.get(id).copied(), read_data))
+        .collect();
+    let mut bad_blobs: HashSet<BlobId> = HashSet::new();
+    for pc in &results {
+        r.errors.extend(pc.errors.iter().cloned());
+        bad_blobs.extend(pc.bad.iter().copied());
+        r.blobs_read += pc.read;
+    }
 
     // Snapshots: every tree and chunk reachable and indexed.
     let mut seen_trees: HashSet<TreeId> = HashSet::new();
@@ -94,22 +94,53 @@ pub fn check(repo: &Repository, read_data: bool) -> Result<CheckReport> {
         }
     }
     r.trees = seen_trees.len() as u64;
+    // Indexed packs none of whose blobs any snapshot uses: left by a backup killed after
+    // writing its index delta but before its snapshot. Reported, not damage.
+    for (pc, (id, _)) in results.iter().zip(&indexed) {
+        let used = pc
+            .blobs
+            .iter()
+            .any(|b| seen_chunks.contains(b) || seen_trees.contains(&TreeId(b.0)));
+        if !used && !pc.blobs.is_empty() {
+            r.unreferenced_packs.push(id.to_hex());
+        }
+    }
+    r.unreferenced_packs.sort();
     Ok(r)
 }
 
-fn check_pack(
+struct PackCheck {
+    errors: Vec<String>,
+    /// Blobs found damaged or missing.
+    bad: Vec<BlobId>,
+    /// Blobs the index places in this pack.
+    blobs: Vec<BlobId>,
+    read: u64,
+}
+
+fn check_pack(repo: &Repository, id: &PackId, size: u64, listed: Option<u64>, read_data: bool) -> PackCheck {
+    let (errors, bad, read, blobs) = check_pack_inner(repo, id, size, listed, read_data);
+    PackCheck {
+        errors,
+        bad,
+        blobs,
+        read,
+    }
+}
+
+fn check_pack_inner(
     repo: &Repository,
     id: &PackId,
     size: u64,
     listed: Option<u64>,
     read_data: bool,
-) -> (Vec<String>, Vec<BlobId>, u64) {
+) -> (Vec<String>, Vec<BlobId>, u64, Vec<BlobId>) {
     let mut errs = Vec::new();
     let mut bad = Vec::new();
     let mut n = 0;
     let indexed = match repo.index.pack_blobs(id) {
         Ok(b) => b,
-        Err(e) => return (vec![format!("pack {id}: index: {e}")], bad, 0),
+        Err(e) => return (vec![format!("pack {id}: index: {e}")], bad, 0, Vec::new()),
     };
     let all_bad = |bad: &mut Vec<BlobId>| bad.extend(indexed.iter().map(|(b, _)| *b));
     match listed {
@@ -119,7 +150,7 @@ fn check_pack(
                 indexed.len()
             ));
             all_bad(&mut bad);
-            return (errs, bad, 0);
+            return (errs, bad, 0, indexed.iter().map(|(b, _)| *b).collect());
         }
         Some(s) if s != size => {
             errs.push(format!("pack {id}: size {s}, index says {size}"));
@@ -177,7 +208,7 @@ fn check_pack(
             all_bad(&mut bad);
         }
     }
-    (errs, bad, n)
+    (errs, bad, n, indexed.iter().map(|(b, _)| *b).collect())
 }
 
 /// Read and decode a pack header from the pack's tail.
@@ -231,6 +262,9 @@ fn walk(
         match &n.kind {
             NodeKind::Dir(t) => walk(repo, sid, t, &p, bad, seen_trees, seen_chunks, r),
             NodeKind::File(d) | NodeKind::HardLink { data: d, .. } => {
+                if let Content::Pages(pages) = &d.content {
+                    seen_trees.extend(pages.iter().copied());
+                }
                 let chunks = match &d.content {
                     Content::Chunks(c) => c.clone(),
                     c => match repo.chunk_list(c) {

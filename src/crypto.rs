@@ -22,7 +22,7 @@ const CTX_TREE_ID: &str = "projectclone 2026-11 v1 tree id key";
 const CTX_AEAD: &str = "projectclone 2026-11 v1 aead key";
 const CTX_GEAR: &str = "projectclone 2026-11 v1 chunker gear table";
 
-/// Fill a buffer from the OS CSPRNG.
+/// Fill a buffer from `rand`'s thread-local CSPRNG (ChaCha, seeded from the OS).
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
     rand::rng().fill_bytes(&mut b);
@@ -157,10 +157,10 @@ impl Default for KdfParams {
 }
 
 impl KdfParams {
-    /// Upper bounds accepted when reading a key file, so a hostile key file cannot make
-    /// us allocate unbounded memory or spin forever.
+    /// Bounds accepted when reading a key file (at most 1 GiB and 20 passes), so a hostile
+    /// key file cannot make us allocate unbounded memory or spin for long.
     pub fn validate(&self) -> Result<()> {
-        if self.m_cost < 8 || self.m_cost > 4 * 1024 * 1024 || self.t_cost == 0 || self.t_cost > 100 {
+        if self.m_cost < 8 || self.m_cost > 1024 * 1024 || self.t_cost == 0 || self.t_cost > 20 {
             return Err(Error::corrupt("key file: argon2id parameters out of range"));
         }
         if self.p_cost == 0 || self.p_cost > 64 || self.m_cost < 8 * self.p_cost {

@@ -360,10 +360,45 @@ pub fn check_name(name: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Validate a decoded tree page: safe names, strictly sorted.
+/// Validate a file's layout: holes sorted, disjoint and inside the file; with an inline
+/// chunk list, chunks plus holes add up to the size.
+pub fn validate_file(d: &FileData) -> Result<()> {
+    let mut pos = 0u64;
+    let mut holes = 0u64;
+    for &(o, l) in &d.holes {
+        let end = o.checked_add(l);
+        if o < pos || end.is_none_or(|e| e > d.size) {
+            return Err(Error::corrupt("file entry: holes out of order or beyond the file size"));
+        }
+        pos = o + l; // checked just above
+        holes += l;
+    }
+    if let Content::Chunks(c) = &d.content {
+        let data: u64 = c.iter().map(|c| c.len as u64).sum();
+        if data.checked_add(holes) != Some(d.size) {
+            return Err(Error::corrupt(
+                "file entry: chunk lengths and holes do not add up to its size",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Validate a decoded tree page: safe names (also in hard-link targets), strictly
+/// sorted, consistent file layouts.
 pub fn validate_tree(t: &Tree) -> Result<()> {
     for n in &t.nodes {
         check_name(&n.name)?;
+        match &n.kind {
+            NodeKind::File(d) => validate_file(d)?,
+            NodeKind::HardLink { target, data } => {
+                for comp in target.split(|b| *b == b'/') {
+                    check_name(comp)?;
+                }
+                validate_file(data)?;
+            }
+            _ => {}
+        }
     }
     if t.nodes.windows(2).any(|w| w[0].name >= w[1].name) {
         return Err(Error::corrupt("tree entries not sorted or duplicated"));

@@ -88,8 +88,10 @@ impl Index {
             conn.execute_batch(&tx_sql).map_err(err)?;
         }
         // Touch every table so a damaged file is found now, not mid-backup.
-        conn.query_row("SELECT count(*) FROM deltas", [], |r| r.get::<_, i64>(0))
-            .map_err(err)?;
+        for table in ["deltas", "packs", "blobs", "snapshots"] {
+            let sql = format!("SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT 1)");
+            conn.query_row(&sql, [], |r| r.get::<_, i64>(0)).map_err(err)?;
+        }
         Ok(Index {
             conn: std::sync::Mutex::new(conn),
             path: path.to_path_buf(),

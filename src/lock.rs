@@ -50,7 +50,9 @@ impl Lock {
         if now_ns.saturating_sub(self.refreshed_unix_ns) > STALE_AFTER.as_nanos() as i64 {
             return true;
         }
-        if self.hostname == my_host && !my_boot.is_empty() && self.boot_id == my_boot {
+        // Without a recorded start time (no /proc when it was taken) we cannot tell a
+        // reused pid apart, so only the 30-minute rule applies.
+        if self.pid_start != 0 && self.hostname == my_host && !my_boot.is_empty() && self.boot_id == my_boot {
             return process_start(self.pid) != Some(self.pid_start);
         }
         false

@@ -85,10 +85,11 @@ pub fn decode_header(repo_id: &[u8; 32], cipher: &Cipher, sealed: &[u8], header_
     let h: PackHeader = format::decode_versioned(1, &plain, "pack header")?;
     let mut pos = LEADER_LEN as u64;
     for e in &h.entries {
-        if e.offset < pos || e.offset + e.length as u64 > header_offset {
+        let end = e.offset.checked_add(e.length as u64);
+        if e.offset < pos || end.is_none_or(|end| end > header_offset) {
             return Err(Error::corrupt("pack header: blob outside the pack or overlapping"));
         }
-        pos = e.offset + e.length as u64;
+        pos = e.offset + e.length as u64; // checked just above
     }
     Ok(h.entries)
 }

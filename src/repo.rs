@@ -24,6 +24,9 @@ pub struct Repository {
     pub keys: Keys,
     pub cipher: Cipher,
     pub index: Index,
+    /// Repository objects that could not be read while syncing the index cache (they are
+    /// skipped so the rest stays usable; `check` reports them as damage).
+    pub damaged: Vec<String>,
 }
 
 pub fn now_unix_ns() -> i64 {
@@ -109,6 +112,7 @@ impl Repository {
             keys,
             cipher,
             index,
+            damaged: Vec::new(),
         })
     }
 
@@ -126,10 +130,17 @@ impl Repository {
         let mut key_names = backend.list(Dir::Keys)?;
         key_names.sort();
         for (name, _) in &key_names {
-            let bytes = backend.read(&Dir::Keys.path(name))?;
-            if let Some(k) = unwrap_key_file(&repo_id, &bytes, password)? {
-                keys = Some(k);
-                break;
+            // One damaged or foreign key file must not lock everyone out: try the others.
+            let tried = backend
+                .read(&Dir::Keys.path(name))
+                .and_then(|bytes| unwrap_key_file(&repo_id, &bytes, password));
+            match tried {
+                Ok(Some(k)) => {
+                    keys = Some(k);
+                    break;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!("key file {name} skipped: {e}"),
             }
         }
         let keys = keys.ok_or_else(|| Error::WrongPassword(backend.location()))?;
@@ -142,6 +153,7 @@ impl Repository {
             keys,
             cipher,
             index,
+            damaged: Vec::new(),
         };
         repo.sync_index()?;
         Ok(repo)
@@ -161,7 +173,7 @@ impl Repository {
             .backend
             .list(Dir::Index)?
             .into_iter()
-            .filter_map(|(n, _)| n.parse().ok())
+            .filter_map(|(n, _)| object_name(&n).map(ObjectId))
             .collect();
         let mut known: std::collections::HashSet<ObjectId> = self.index.known_deltas()?.into_iter().collect();
         let listed_set: std::collections::HashSet<ObjectId> = listed.iter().copied().collect();
@@ -171,10 +183,16 @@ impl Repository {
         }
         let new: Vec<ObjectId> = listed.into_iter().filter(|d| !known.contains(d)).collect();
         if !new.is_empty() {
-            let deltas = new
-                .iter()
-                .map(|id| Ok((*id, self.read_delta(id)?)))
-                .collect::<Result<Vec<_>>>()?;
+            let mut deltas = Vec::new();
+            for id in &new {
+                match self.read_delta(id) {
+                    Ok(d) => deltas.push((*id, d)),
+                    Err(e) => {
+                        tracing::warn!("index delta {id} skipped: {e}");
+                        self.damaged.push(format!("index delta {id}: {e}"));
+                    }
+                }
+            }
             self.index.add_deltas(&deltas)?;
         }
 
@@ -182,7 +200,7 @@ impl Repository {
             .backend
             .list(Dir::Snapshots)?
             .into_iter()
-            .filter_map(|(n, _)| n.parse().ok())
+            .filter_map(|(n, _)| object_name(&n).map(SnapshotId))
             .collect();
         let listed_set: std::collections::HashSet<SnapshotId> = listed.iter().copied().collect();
         let known: std::collections::HashSet<SnapshotId> = self.index.known_snapshots()?.into_iter().collect();
@@ -192,8 +210,13 @@ impl Repository {
         }
         let mut added = Vec::new();
         for id in listed.into_iter().filter(|s| !known.contains(s)) {
-            let (snap, body) = self.read_snapshot_object(&id)?;
-            added.push((id, body, snap));
+            match self.read_snapshot_object(&id) {
+                Ok((snap, body)) => added.push((id, body, snap)),
+                Err(e) => {
+                    tracing::warn!("snapshot {id} skipped: {e}");
+                    self.damaged.push(format!("snapshot {id}: {e}"));
+                }
+            }
         }
         if !added.is_empty() {
             let rows: Vec<_> = added.iter().map(|(i, b, s)| (*i, b.clone(), s)).collect();
@@ -386,6 +409,16 @@ impl TreeCache {
         self.0.insert(*id, t.clone());
         Ok(t)
     }
+}
+
+/// An object name: exactly 64 lowercase hex digits (anything else in a folder is ignored).
+pub fn object_name(n: &str) -> Option<[u8; 32]> {
+    if n.len() != 64 || !n.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(n, &mut out).ok()?;
+    Some(out)
 }
 
 /// Where the index cache of a repository lives.

@@ -78,6 +78,9 @@ pub struct Plan {
     pub files: u64,
     pub dirs: u64,
     pub bytes: u64,
+    /// Directories whose listing could not be read (damaged or missing tree blobs): their
+    /// contents are left out, everything else is restored.
+    pub errors: Vec<(Vec<u8>, String)>,
 }
 
 #[derive(Debug, Default)]
@@ -145,7 +148,15 @@ fn plan_dir(
     plan: &mut Plan,
     files: &mut HashSet<Vec<u8>>,
 ) -> Result<()> {
-    for node in repo.load_tree(tree)? {
+    let nodes = match repo.load_tree(tree) {
+        Ok(n) => n,
+        Err(e) => {
+            plan.errors
+                .push((rel.to_vec(), format!("directory contents lost: {e}")));
+            return Ok(());
+        }
+    };
+    for node in nodes {
         let Node { name, kind, meta } = node;
         let r = join(rel, &name);
         let inc_here = included || inc.matches(&r, &name);
@@ -286,6 +297,7 @@ pub fn restore(
     let plan = plan(repo, snap, &includes)?;
     let mut res = RestoreResult::default();
     if opts.dry_run {
+        res.errors = plan.errors.iter().map(|(rel, e)| (display(rel), e.clone())).collect();
         res.plan = plan;
         return Ok(res);
     }
@@ -296,7 +308,11 @@ pub fn restore(
         Mode::empty(),
     )
     .map_err(|e| Error::io(&opts.target, errno(e)))?;
-    let mut errors: Vec<(String, String)> = Vec::new();
+    let mut errors: Vec<(String, String)> = plan
+        .errors
+        .iter()
+        .map(|(rel, e)| (if rel.is_empty() { "/".into() } else { display(rel) }, e.clone()))
+        .collect();
     let mut failed: HashSet<Vec<u8>> = HashSet::new();
 
     // Phase 1: the skeleton, in walk order.
@@ -473,8 +489,21 @@ fn apply_meta(dir: &OwnedFd, name: &OsStr, item: &Item, is_root: bool, full: &Pa
     {
         return Err(errno(e));
     }
-    for (k, v) in &meta.xattrs {
-        xattr::set(full, OsStr::from_bytes(k), v)?;
+    if !meta.xattrs.is_empty() {
+        // Through the directory descriptor: `/proc/self/fd/N/name` resolves `name` inside
+        // the directory we hold, and l*xattr does not follow a final symlink.
+        use std::os::fd::AsRawFd;
+        let mut p = std::ffi::OsString::from(format!("/proc/self/fd/{}/", dir.as_raw_fd()));
+        p.push(name);
+        let via_fd = Path::new(&p);
+        let target = if via_fd.parent().is_some_and(|d| d.exists()) {
+            via_fd
+        } else {
+            full
+        };
+        for (k, v) in &meta.xattrs {
+            xattr::set(target, OsStr::from_bytes(k), v)?;
+        }
     }
     if !is_link {
         rustix::fs::chmodat(dir, name, Mode::from_raw_mode(meta.mode & 0o7777), AtFlags::empty()).map_err(errno)?;
@@ -545,6 +574,14 @@ fn restore_data(
                     continue;
                 }
             };
+            let holes: u64 = data.holes.iter().map(|h| h.1).sum();
+            if chunks.iter().map(|c| c.len as u64).sum::<u64>() + holes != data.size {
+                errors.push((
+                    rel.clone(),
+                    "damaged entry: chunk list does not add up to the file size".into(),
+                ));
+                continue;
+            }
             let idx = files.len();
             files.push(rel);
             for (c, off) in chunks.iter().zip(chunk_offsets(data, &chunks)) {

@@ -17,8 +17,16 @@ use projectclone::{format_name, format_time};
 
 use super::Cli;
 
+/// `println!` that ignores a closed stdout (`… | head`) instead of panicking.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout().lock(), $($t)*);
+    }};
+}
+
 fn print_json(v: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(v).expect("JSON values serialise"));
+    outln!("{}", serde_json::to_string_pretty(v).expect("JSON values serialise"));
 }
 
 struct Bar(indicatif::ProgressBar);
@@ -82,7 +90,7 @@ pub fn backup(cli: &Cli, res: &BackupResult) {
             "error_paths": res.errors.iter().map(|(p, e)| json!({"path": p.display().to_string(), "error": e})).collect::<Vec<_>>(),
         }));
     } else if let Some(id) = &id {
-        println!("{id}");
+        outln!("{id}");
     }
     if !cli.quiet && !cli.json {
         eprintln!(
@@ -127,10 +135,10 @@ pub fn snapshots(json: bool, snaps: &[(SnapshotId, Snapshot)]) {
         ));
         return;
     }
-    println!("{:<8}  {:<35}  {:<15}  {:<15}  paths", "id", "time", "host", "tags");
+    outln!("{:<8}  {:<35}  {:<15}  {:<15}  paths", "id", "time", "host", "tags");
     for (id, s) in snaps {
         let t = format_time(&s.time, s.utc_offset);
-        println!(
+        outln!(
             "{:<8}  {:<35}  {:<15}  {:<15}  {}{}",
             id.short(),
             t,
@@ -140,7 +148,7 @@ pub fn snapshots(json: bool, snaps: &[(SnapshotId, Snapshot)]) {
             s.note.as_ref().map(|n| format!("  ({n})")).unwrap_or_default()
         );
     }
-    println!("{} snapshot(s)", snaps.len());
+    outln!("{} snapshot(s)", snaps.len());
 }
 
 pub fn ls(json: bool, long: bool, entries: &[LsEntry]) {
@@ -150,7 +158,7 @@ pub fn ls(json: bool, long: bool, entries: &[LsEntry]) {
     }
     for e in entries {
         if long {
-            println!(
+            outln!(
                 "{:<8} {:>6o} {:>5}:{:<5} {:>12} {} {}{}",
                 e.kind,
                 e.mode & 0o7777,
@@ -162,7 +170,7 @@ pub fn ls(json: bool, long: bool, entries: &[LsEntry]) {
                 e.link_target.as_ref().map(|t| format!(" -> {t}")).unwrap_or_default()
             );
         } else {
-            println!("{}", e.path);
+            outln!("{}", e.path);
         }
     }
 }
@@ -173,7 +181,7 @@ pub fn diff(json: bool, changes: &[Change]) {
         return;
     }
     for c in changes {
-        println!("{:<4} {}", c.change, c.path);
+        outln!("{:<4} {}", c.change, c.path);
     }
 }
 
@@ -188,7 +196,7 @@ pub fn restore(cli: &Cli, id: &SnapshotId, opts: &RestoreOptions, res: &RestoreR
                 Item::Special { .. } => "special",
                 Item::HardLink { .. } => "hardlink",
             };
-            println!("{what:<8} {}", format_name(item.rel()));
+            outln!("{what:<8} {}", format_name(item.rel()));
         }
     }
     for (path, e) in &res.errors {
@@ -237,15 +245,15 @@ pub fn check(json: bool, r: &CheckReport) {
         return;
     }
     for e in &r.errors {
-        println!("error: {e}");
+        outln!("error: {e}");
     }
     for p in &r.unreferenced_packs {
-        println!("note: pack {p} is not referenced by any index (left by an interrupted backup; harmless)");
+        outln!("note: pack {p} is not referenced by any index (left by an interrupted backup; harmless)");
     }
     for s in &r.damaged_snapshots {
-        println!("damaged snapshot: {s}");
+        outln!("damaged snapshot: {s}");
     }
-    println!(
+    outln!(
         "{} snapshots, {} packs, {} trees{}: {}",
         r.snapshots,
         r.packs,
@@ -266,12 +274,12 @@ pub fn snapshot_stats(json: bool, id: &SnapshotId, s: &SnapshotStats) {
         print_json(&v);
         return;
     }
-    println!("snapshot {}", id.short());
-    println!("  files:          {}", s.files);
-    println!("  directories:    {}", s.dirs);
-    println!("  other entries:  {}", s.other);
-    println!("  restore size:   {}", bytesize::ByteSize(s.total_size));
-    println!(
+    outln!("snapshot {}", id.short());
+    outln!("  files:          {}", s.files);
+    outln!("  directories:    {}", s.dirs);
+    outln!("  other entries:  {}", s.other);
+    outln!("  restore size:   {}", bytesize::ByteSize(s.total_size));
+    outln!(
         "  unique chunks:  {} ({} raw, {} stored)",
         s.unique_chunks,
         bytesize::ByteSize(s.unique_raw_bytes),
@@ -284,13 +292,13 @@ pub fn repo_stats(json: bool, s: &RepoStats) {
         print_json(&serde_json::to_value(s).expect("serialisable"));
         return;
     }
-    println!("snapshots:      {}", s.snapshots);
-    println!("packs:          {} ({})", s.packs, bytesize::ByteSize(s.pack_bytes));
-    println!("blobs:          {}", s.blobs);
-    println!("raw data:       {}", bytesize::ByteSize(s.raw_bytes));
-    println!("stored blobs:   {}", bytesize::ByteSize(s.stored_blob_bytes));
+    outln!("snapshots:      {}", s.snapshots);
+    outln!("packs:          {} ({})", s.packs, bytesize::ByteSize(s.pack_bytes));
+    outln!("blobs:          {}", s.blobs);
+    outln!("raw data:       {}", bytesize::ByteSize(s.raw_bytes));
+    outln!("stored blobs:   {}", bytesize::ByteSize(s.stored_blob_bytes));
     if s.stored_blob_bytes > 0 {
-        println!(
+        outln!(
             "ratio:          {:.2}x",
             s.raw_bytes as f64 / s.stored_blob_bytes as f64
         );
