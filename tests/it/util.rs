@@ -356,25 +356,43 @@ pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
     out
 }
 
-/// Deterministic, compressible text-like bytes.
+/// Deterministic, highly compressible text-like bytes: a 64 KiB block of words repeated,
+/// each copy behind its own header line, so no two 512 KiB chunks are equal but zstd
+/// stores the whole at a small fraction of its size.
 pub fn text_bytes(seed: u64, len: usize) -> Vec<u8> {
-    const WORDS: [&str; 16] = [
-        "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo", "lima",
-        "mike", "november", "oscar", "papa",
+    const WORDS: [&[u8]; 16] = [
+        b"alpha",
+        b"bravo",
+        b"charlie",
+        b"delta",
+        b"echo",
+        b"foxtrot",
+        b"golf",
+        b"hotel",
+        b"india",
+        b"juliet",
+        b"kilo",
+        b"lima",
+        b"mike",
+        b"november",
+        b"oscar",
+        b"papa",
     ];
-    let r = random_bytes(seed, len / 8 + 16);
-    let mut out = Vec::with_capacity(len + 64);
-    let mut i = 0usize;
-    let mut line = 0u64;
-    while out.len() < len {
-        out.extend_from_slice(format!("{seed:04} {line:08}").as_bytes());
-        for _ in 0..6 {
-            out.push(b' ');
-            out.extend_from_slice(WORDS[(r[i % r.len()] & 15) as usize].as_bytes());
-            i += 1;
+    let r = random_bytes(seed, 16 * 1024);
+    let mut block = Vec::with_capacity(64 * 1024 + 16);
+    for (i, b) in r.iter().enumerate() {
+        block.extend_from_slice(WORDS[(b & 15) as usize]);
+        block.push(if i % 9 == 8 { b'\n' } else { b' ' });
+        if block.len() >= 64 * 1024 {
+            break;
         }
-        out.push(b'\n');
-        line += 1;
+    }
+    let mut out = Vec::with_capacity(len + block.len() + 64);
+    let mut n = 0u64;
+    while out.len() < len {
+        out.extend_from_slice(format!("== {seed} block {n:08} ==\n").as_bytes());
+        out.extend_from_slice(&block);
+        n += 1;
     }
     out.truncate(len);
     out
@@ -495,7 +513,7 @@ pub fn build_nasty(root: &Path) {
     fs::create_dir_all(root.join("special")).expect("mkdir");
     rustix::fs::mknodat(
         CWD,
-        &root.join("special/fifo"),
+        root.join("special/fifo"),
         rustix::fs::FileType::Fifo,
         rustix::fs::Mode::from_raw_mode(0o640),
         0,
@@ -503,7 +521,7 @@ pub fn build_nasty(root: &Path) {
     .expect("mkfifo");
     rustix::fs::mknodat(
         CWD,
-        &root.join("special/null"),
+        root.join("special/null"),
         rustix::fs::FileType::CharacterDevice,
         rustix::fs::Mode::from_raw_mode(0o666),
         rustix::fs::makedev(1, 3),
