@@ -495,6 +495,14 @@ fn projectcloneignore_applies_below_its_directory_and_gitignore_does_not() {
     let env = Env::with_repo();
     let src = env.path("src");
     write(src.join("keep.txt"), b"k");
+    write(src.join(".projectcloneignore"), b"*.bak\n/rootonly.txt\n");
+    write(src.join("a.bak"), b"x");
+    write(src.join("sub/deeper/x.bak"), b"x");
+    write(src.join("rootonly.txt"), b"x");
+    write(
+        src.join("other/rootonly.txt"),
+        b"kept: /rootonly.txt is anchored at the top",
+    );
     write(src.join(".gitignore"), b"keep.txt\ngitignored.txt\n*.log\n");
     write(src.join("gitignored.txt"), b"g");
     write(src.join(".ignore"), b"dotignored.txt\n");
@@ -536,10 +544,12 @@ fn projectcloneignore_applies_below_its_directory_and_gitignore_does_not() {
         set(&[
             ".gitignore",
             ".ignore",
+            ".projectcloneignore",
             "dotignored.txt",
             "gitignored.txt",
             "keep.txt",
             "other/c.log",
+            "other/rootonly.txt",
             "sub/.projectcloneignore",
             "sub/deeper/.projectcloneignore",
             "sub/deeper/anchored.txt",
@@ -947,4 +957,344 @@ fn hard_link_to_an_excluded_first_name_still_restores() {
     .success();
     assert_eq!(file_set(&target), set(&["b/second"]));
     assert_eq!(fs::read(target.join("b/second")).unwrap(), b"linked content\n");
+}
+
+// ---------------------------------------------------------------- more of the contract
+
+#[test]
+fn every_contract_subcommand_exists() {
+    let env = Env::new();
+    let mut missing = Vec::new();
+    for cmd in [
+        vec!["init"],
+        vec!["backup"],
+        vec!["snapshots"],
+        vec!["ls"],
+        vec!["diff"],
+        vec!["restore"],
+        vec!["export"],
+        vec!["forget"],
+        vec!["prune"],
+        vec!["check"],
+        vec!["repair", "index"],
+        vec!["stats"],
+        vec!["key", "passwd"],
+    ] {
+        let out = run(env.bare().args(&cmd).arg("--help"));
+        if out.code != 0 {
+            missing.push(cmd.join(" "));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "DESIGN.md §1 subcommands missing from the CLI: {missing:?}"
+    );
+}
+
+#[test]
+fn json_flag_gives_one_document_for_every_command() {
+    let env = Env::new();
+    let out = env
+        .run(["--json", "init", "--kdf-memory", "1024", "--kdf-time", "1"])
+        .success();
+    out.json();
+    let src = env.path("src");
+    write(src.join("a.txt"), b"a");
+    let a = env.backup([&src]);
+    write(src.join("b.txt"), b"b");
+    let b = env.backup([&src]);
+    let target = env.path("out");
+    let t = target.to_str().unwrap();
+    for args in [
+        vec!["snapshots"],
+        vec!["ls", "latest"],
+        vec!["diff", a.as_str(), b.as_str()],
+        vec!["restore", "latest", "--target", t],
+        vec!["restore", "latest", "--dry-run", "--target", t],
+        vec!["check"],
+        vec!["check", "--read-data"],
+        vec!["stats"],
+        vec!["stats", "latest"],
+    ] {
+        let mut full = vec!["--json"];
+        full.extend(&args);
+        let out = env.run(&full);
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+        let _ = serde_json::from_str::<serde_json::Value>(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: stdout is not one JSON document ({e}):\n{}", out.stdout));
+    }
+}
+
+#[test]
+fn human_output_has_no_progress_without_a_terminal() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(src.join("a.bin"), random_bytes(3, 2_000_000));
+    let out = env.run(["backup".as_ref(), src.as_os_str()]).success();
+    let target = env.path("out");
+    let r = env
+        .run([
+            "restore".as_ref(),
+            "latest".as_ref(),
+            "--target".as_ref(),
+            target.as_os_str(),
+        ])
+        .success();
+    for (what, err) in [("backup", &out.stderr), ("restore", &r.stderr)] {
+        assert!(
+            !err.contains('\r') && !err.contains("\x1b["),
+            "{what}: progress drawn without a terminal: {err:?}"
+        );
+    }
+}
+
+#[test]
+fn repository_and_cache_inside_the_source_are_not_backed_up() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(src.join("code.txt"), b"code\n");
+    let (repo, cache) = (src.join("repo"), src.join(".cache"));
+    let cmd = || {
+        let mut c = env.bare();
+        c.env("PROJECTCLONE_PASSWORD", PASSWORD)
+            .arg("-r")
+            .arg(&repo)
+            .arg("--cache-dir")
+            .arg(&cache);
+        c
+    };
+    run(cmd().args(["init", "--kdf-memory", "1024", "--kdf-time", "1"])).success();
+    run(cmd().arg("backup").arg(&src)).success();
+    let listed = ls_paths(&run(cmd().args(["ls", "latest"])).success());
+    assert_eq!(
+        listed,
+        set(&["code.txt"]),
+        "the repository and its cache must not back up themselves"
+    );
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_no_panic() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(src.join("a.txt"), b"a\n");
+    let no_panic = |out: &Out, what: &str| {
+        assert!(!out.stderr.contains("panicked"), "{what}: {}", out.stderr);
+        assert!(
+            out.code == 0 || !out.stderr.trim().is_empty(),
+            "{what}: failed without a message"
+        );
+    };
+
+    let out = env.run(["ls", "latest"]).code(1);
+    no_panic(&out, "latest of an empty repository");
+    assert!(out.stderr.contains("snapshot"), "{}", out.stderr);
+    env.backup([&src]);
+
+    // A target that is a regular file.
+    let file_target = env.path("a-file");
+    write(&file_target, b"i am a file\n");
+    let out = env.run([
+        "restore".as_ref(),
+        "latest".as_ref(),
+        "--target".as_ref(),
+        file_target.as_os_str(),
+    ]);
+    assert_ne!(out.code, 0, "restore into a regular file succeeded");
+    no_panic(&out, "restore into a file");
+    assert!(out.stderr.contains("a-file"), "{}", out.stderr);
+    assert_eq!(fs::read(&file_target).unwrap(), b"i am a file\n");
+
+    // A password file that is a directory; a repository path that is a file.
+    let out = run(env.cmd().arg("--password-file").arg(env.path("src")).arg("snapshots")).code(1);
+    no_panic(&out, "password file is a directory");
+    assert!(out.stderr.contains("src"), "{}", out.stderr);
+    let out = run(env.cmd_at(&file_target).arg("snapshots")).code(1);
+    no_panic(&out, "repository is a file");
+
+    // A cache directory that cannot be created.
+    let out = run(env
+        .cmd()
+        .arg("--cache-dir")
+        .arg(file_target.join("sub"))
+        .arg("snapshots"));
+    no_panic(&out, "cache under a file");
+
+    // Invalid patterns.
+    let out = env.run(["restore", "latest", "--include", "a[", "--target", "x"]);
+    no_panic(&out, "invalid --include");
+    let out = env.run(["backup".as_ref(), "--exclude".as_ref(), "a[".as_ref(), src.as_os_str()]);
+    no_panic(&out, "invalid --exclude");
+
+    // A damaged or missing config and key.
+    for (what, rel, content) in [
+        ("empty config", "config", &b""[..]),
+        ("garbage config", "config", &b"PCLN\x01\x01garbage"[..]),
+        ("truncated config", "config", &b"PCLN"[..]),
+    ] {
+        let copy = env.path(format!("copy-{}", what.replace(' ', "-")));
+        assert!(
+            std::process::Command::new("cp")
+                .arg("-a")
+                .arg(env.repo())
+                .arg(&copy)
+                .status()
+                .unwrap()
+                .success()
+        );
+        fs::write(copy.join(rel), content).unwrap();
+        let out = run(env.cmd_at(&copy).arg("snapshots")).code(1);
+        no_panic(&out, what);
+        assert!(out.stderr.contains("config"), "{what}: name the config: {}", out.stderr);
+    }
+    let copy = env.path("copy-no-keys");
+    assert!(
+        std::process::Command::new("cp")
+            .arg("-a")
+            .arg(env.repo())
+            .arg(&copy)
+            .status()
+            .unwrap()
+            .success()
+    );
+    for k in files_under(&copy.join("keys")) {
+        fs::write(&k, &fs::read(&k).unwrap()[..20]).unwrap();
+    }
+    let out = run(env.cmd_at(&copy).arg("snapshots")).code(1);
+    no_panic(&out, "truncated key file");
+
+    // A junk snapshot object: listed or skipped, but check calls it damage.
+    let copy = env.path("copy-junk-snapshot");
+    assert!(
+        std::process::Command::new("cp")
+            .arg("-a")
+            .arg(env.repo())
+            .arg(&copy)
+            .status()
+            .unwrap()
+            .success()
+    );
+    write(
+        copy.join("snapshots").join("ab".repeat(32)),
+        b"PCLN\x05\x01 not a snapshot",
+    );
+    let cache2 = env.path("cache2");
+    let mut c = env.bare();
+    c.env("PROJECTCLONE_PASSWORD", PASSWORD)
+        .env("PROJECTCLONE_CACHE_DIR", &cache2)
+        .arg("-r")
+        .arg(&copy);
+    let out = run(c.arg("check"));
+    assert_ne!(out.code, 0, "check accepted a junk snapshot object: {}", out.stdout);
+    no_panic(&out, "junk snapshot");
+}
+
+#[test]
+fn closed_stdout_is_not_a_panic() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    for i in 0..3000 {
+        write(src.join(format!("d{}/file-with-a-longish-name-{i}.txt", i % 30)), b"x");
+    }
+    env.backup([&src]);
+    let mut child = std::process::Command::new(bin_path())
+        .env("PROJECTCLONE_PASSWORD", PASSWORD)
+        .env("HOME", env.path("home"))
+        .env("XDG_CONFIG_HOME", env.path("xdg-config"))
+        .arg("-r")
+        .arg(env.repo())
+        .arg("--cache-dir")
+        .arg(env.cache())
+        .args(["ls", "latest"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "closed stdout: {err}");
+}
+
+/// A tmpfs of `size` mounted at `path`, unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(path: &Path, size: &str) -> Option<Tmpfs> {
+        fs::create_dir_all(path).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(path.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn full_disk_is_a_clear_error_and_loses_nothing() {
+    let env = Env::new();
+    let Some(_fs) = Tmpfs::mount(&env.repo(), "3m") else {
+        eprintln!("note: cannot mount a tmpfs here (not root or no CAP_SYS_ADMIN); full-disk test not run");
+        return;
+    };
+    env.init();
+    let src = env.path("src");
+    write(src.join("small.bin"), random_bytes(5, 500_000));
+    let first = env.backup([&src]);
+    write(src.join("big.bin"), random_bytes(6, 6_000_000));
+    let out = env.run(["backup".as_ref(), src.as_os_str()]);
+    assert_eq!(
+        out.code, 1,
+        "backup onto a full disk: stdout {} stderr {}",
+        out.stdout, out.stderr
+    );
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    assert!(
+        out.stderr.to_lowercase().contains("space"),
+        "say the disk is full: {}",
+        out.stderr
+    );
+    assert!(
+        out.stdout.trim().is_empty(),
+        "no snapshot id for a failed backup: {}",
+        out.stdout
+    );
+    assert_eq!(env.snapshots().len(), 1);
+    env.run(["check", "--read-data"]).success();
+    let target = env.path("out");
+    env.restore(&first, &target);
+    assert_eq!(fs::read(target.join("small.bin")).unwrap(), random_bytes(5, 500_000));
+
+    // The space of the failed backup is free again: a smaller backup succeeds.
+    fs::remove_file(src.join("big.bin")).unwrap();
+    write(src.join("two.bin"), random_bytes(7, 1_200_000));
+    write(src.join("tiny.txt"), b"tiny\n");
+    let second = env.backup([&src]);
+
+    // Restoring onto a full disk fails loudly, naming the file.
+    let small_target = env.path("small-target");
+    let Some(_t) = Tmpfs::mount(&small_target, "1m") else {
+        return;
+    };
+    let out = env.run([
+        "restore".as_ref(),
+        second.as_ref(),
+        "--target".as_ref(),
+        small_target.as_os_str(),
+    ]);
+    assert_ne!(out.code, 0, "restore onto a full disk succeeded");
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("two.bin"),
+        "name the file that could not be written: {}",
+        out.stderr
+    );
 }

@@ -93,7 +93,7 @@ pub fn assert_id_line(stdout: &str) {
 }
 
 pub fn run(cmd: &mut Command) -> Out {
-    let o = cmd.output().expect("the binary runs");
+    let o = cmd.output().expect("the binary runs (and ends within its timeout)");
     Out {
         code: o.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -158,7 +158,9 @@ impl Env {
             .env("XDG_CONFIG_HOME", self.path("xdg-config"))
             .env("XDG_STATE_HOME", self.path("xdg-state"))
             .env("TZ", "UTC")
-            .current_dir(self.root());
+            .current_dir(self.root())
+            // A hang (say, reading a device node) fails the test instead of blocking the suite.
+            .timeout(std::time::Duration::from_secs(240));
         c
     }
 
@@ -528,6 +530,24 @@ pub fn build_nasty(root: &Path) {
     )
     .expect("mknod (needs root)");
     fs::set_permissions(root.join("special/null"), fs::Permissions::from_mode(0o620)).expect("chmod");
+    // /dev/zero's numbers: a backup that opened device nodes for reading would never end.
+    rustix::fs::mknodat(
+        CWD,
+        root.join("special/zero"),
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        rustix::fs::makedev(1, 5),
+    )
+    .expect("mknod");
+    rustix::fs::mknodat(
+        CWD,
+        root.join("special/block"),
+        rustix::fs::FileType::BlockDevice,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        rustix::fs::makedev(7, 200),
+    )
+    .expect("mknod block device");
+    drop(std::os::unix::net::UnixListener::bind(root.join("special/socket")).expect("bind a unix socket"));
 
     // Sparse: 64 MiB with two 4 KiB data regions and a hole at the end.
     {
@@ -536,6 +556,17 @@ pub fn build_nasty(root: &Path) {
         f.set_len(64 * 1024 * 1024).expect("set_len");
         f.write_all_at(&random_bytes(3, 4096), 0).expect("write");
         f.write_all_at(&random_bytes(4, 4096), 32 * 1024 * 1024).expect("write");
+    }
+
+    // Fully sparse, and a hole followed by data up to the end.
+    fs::File::create(root.join("sparse_empty.img"))
+        .and_then(|f| f.set_len(10 * 1024 * 1024))
+        .expect("sparse file");
+    {
+        use std::os::unix::fs::FileExt;
+        let f = fs::File::create(root.join("sparse_tail.img")).expect("create");
+        f.write_all_at(&random_bytes(5, 4096), 16 * 1024 * 1024 - 4096)
+            .expect("write");
     }
 
     // Owners (before modes: chown clears setuid).
@@ -562,9 +593,25 @@ pub fn build_nasty(root: &Path) {
     xattr::set(root.join("modes/setuid"), "user.k", b"v").expect("xattr");
     xattr::set(root.join("big/random.bin"), "user.big", &[b'x'; 2000]).expect("xattr");
     xattr::set(root, "user.root", b"root attr").expect("xattr");
+    // trusted.* (root only) also works on symlinks.
+    xattr::set(root.join("links/rel"), "trusted.on_symlink", b"t").expect("trusted xattr on a symlink");
+    xattr::set(root.join("hl2/a"), "trusted.on_file", b"\x00t").expect("trusted xattr");
+    // A file capability (cap_net_raw+ep) on a foreign-owned file: chown clears
+    // capabilities, so a restore must set the owner before the xattrs.
+    write(root.join("modes/cap"), b"capable\n");
+    std::os::unix::fs::lchown(root.join("modes/cap"), Some(1234), Some(5678)).expect("lchown");
+    xattr::set(
+        root.join("modes/cap"),
+        "security.capability",
+        &[1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    )
+    .expect("file capability");
+    write(root.join("modes/closed_dir/inner"), b"inside a mode-000 directory\n");
 
     let chmod = |p: &str, m: u32| fs::set_permissions(root.join(p), fs::Permissions::from_mode(m)).expect("chmod");
     chmod("modes/setuid", 0o4755);
+    chmod("modes/cap", 0o750);
+    chmod("modes/closed_dir", 0o000);
     chmod("modes/zero", 0o000);
     chmod("modes/setgid", 0o2750);
     chmod("modes/odd", 0o4001);
@@ -581,6 +628,7 @@ pub fn build_nasty(root: &Path) {
     set_mtime(&root.join("empty_file"), 1_000_000_000, 999_999_999);
     set_mtime(&root.join("modes/zero"), -86_400 * 400, 500_000_001);
     set_mtime(&root.join("links/dangling"), 1_234_567_890, 1);
+    set_mtime(&root.join("-dash"), 4_102_444_800, 999_999_998);
     set_mtime(root, 1_650_000_000, 42);
 }
 
