@@ -1298,3 +1298,37 @@ fn full_disk_is_a_clear_error_and_loses_nothing() {
         out.stderr
     );
 }
+
+#[test]
+fn latest_is_the_newest_time_with_ties_broken_by_id() {
+    use projectclone::format::{NodeKind, Time};
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(src.join("real.txt"), b"r");
+    env.backup([&src]);
+    let mut f = Forge::open(&env);
+    let mut tree_with = |name: &[u8]| {
+        let d = f.data(name);
+        let n = node(name, NodeKind::File(d));
+        f.tree(vec![n], None)
+    };
+    let (t_old, t_a, t_b) = (tree_with(b"old"), tree_with(b"tie-a"), tree_with(b"tie-b"));
+    // Written last but dated long ago: not the latest.
+    f.snapshot_at(
+        t_old,
+        "old",
+        Time {
+            secs: 1_000_000_000,
+            nanos: 0,
+        },
+    );
+    let future = Time {
+        secs: 4_000_000_000,
+        nanos: 7,
+    };
+    let a = f.snapshot_at(t_a, "a", future);
+    let b = f.snapshot_at(t_b, "b", future);
+    drop(f);
+    let expected = if a > b { "tie-a" } else { "tie-b" };
+    assert_eq!(ls_paths(&env.run(["ls", "latest"]).success()), set(&[expected]));
+}

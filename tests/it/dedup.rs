@@ -126,3 +126,51 @@ fn identical_content_is_stored_once() {
     assert!(fs::read(target.join("moved/c/two.bin")).unwrap() == blob);
     assert!(fs::read(target.join("a/one.bin")).unwrap() == blob);
 }
+
+#[test]
+fn same_size_and_mtime_but_new_content_is_noticed() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(src.join("edited.txt"), b"version one\n");
+    write(src.join("replaced.txt"), b"original file\n");
+    age_tree(&src);
+    env.backup([&src]);
+
+    // Rewrite in place, then put the old mtime back: only the ctime tells.
+    let md = fs::metadata(src.join("edited.txt")).unwrap();
+    fs::write(src.join("edited.txt"), b"version two\n").unwrap();
+    set_mtime(&src.join("edited.txt"), md.mtime(), md.mtime_nsec() as u32);
+    // Replace by another file (another inode) with the same size and mtime.
+    let md = fs::metadata(src.join("replaced.txt")).unwrap();
+    write(src.join("new.tmp"), b"replacement!!\n");
+    set_mtime(&src.join("new.tmp"), md.mtime(), md.mtime_nsec() as u32);
+    fs::rename(src.join("new.tmp"), src.join("replaced.txt")).unwrap();
+
+    let j = env.backup_json([&src]);
+    assert_eq!(j["files_changed"], 2, "{j}");
+    let target = env.path("out");
+    env.restore("latest", &target);
+    assert_eq!(fs::read(target.join("edited.txt")).unwrap(), b"version two\n");
+    assert_eq!(fs::read(target.join("replaced.txt")).unwrap(), b"replacement!!\n");
+}
+
+#[test]
+fn parent_snapshot_is_found_whatever_the_path_spelling() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(src.join("a/b.txt"), b"b\n");
+    write(src.join("c.bin"), random_bytes(3, 100_000));
+    age_tree(&src);
+    let first = crate::util::run(env.cmd().arg("backup").arg("src").current_dir(env.root()))
+        .success()
+        .snapshot_id();
+    let mut spelled = src.clone().into_os_string();
+    spelled.push("/./a/..//");
+    let j = env.backup_json([&spelled]);
+    assert_eq!(j["files_unmodified"], 2, "{j}");
+    let snaps = env.snapshots();
+    let second = snaps.iter().find(|s| s["id"] == j["snapshot_id"]).unwrap();
+    assert_eq!(second["parent"], first.as_str());
+    assert_eq!(second["paths"], snaps[0]["paths"]);
+}

@@ -177,3 +177,98 @@ fn tree_comparison_notices_every_kind_of_difference() {
     fs::rename(pb(&copy, b"bad\xff\xfename"), pb(&copy, b"bad\xff\xfdname")).unwrap();
     expect_diff("name bytes", "only in");
 }
+
+#[test]
+fn hard_links_across_several_paths_stay_linked() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(src.join("one/a.txt"), b"shared by two paths\n");
+    fs::create_dir_all(src.join("two/deeper")).unwrap();
+    fs::hard_link(src.join("one/a.txt"), src.join("two/deeper/b.txt")).unwrap();
+    let id = env.backup([src.join("one"), src.join("two")]);
+    let target = env.path("out");
+    env.restore(&id, &target);
+    let (a, b) = (
+        fs::metadata(target.join("one/a.txt")).unwrap(),
+        fs::metadata(target.join("two/deeper/b.txt")).unwrap(),
+    );
+    assert_eq!(
+        a.ino(),
+        b.ino(),
+        "the hard link across the two paths was not restored as one"
+    );
+    assert_eq!(
+        fs::read(target.join("two/deeper/b.txt")).unwrap(),
+        b"shared by two paths\n"
+    );
+}
+
+#[test]
+fn empty_directory_round_trips() {
+    let env = Env::with_repo();
+    let src = env.path("empty-src");
+    fs::create_dir(&src).unwrap();
+    fs::set_permissions(&src, fs::Permissions::from_mode(0o710)).unwrap();
+    xattr::set(&src, "user.e", b"empty").unwrap();
+    set_mtime(&src, 1_500_000_000, 5);
+    let id = env.backup([&src]);
+    let target = env.path("out");
+    env.restore(&id, &target);
+    assert_trees_equal(&src, &target, true);
+}
+
+/// A directory whose entries do not fit one tree blob is split into pages; it must list,
+/// diff and restore whole. Symlinks with 4000-byte targets make big entries cheaply.
+#[test]
+fn huge_directory_is_paged_and_round_trips() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    let dir = src.join("huge");
+    fs::create_dir_all(&dir).unwrap();
+    const N: usize = 1200;
+    let name = |i: usize| format!("{i:05}-{}", "n".repeat(190));
+    for i in 0..N {
+        // About 4.4 kB per entry: some 5 MB of entries, over the 4 MB page size.
+        let target = format!("{i}/{}", "t".repeat(3990));
+        std::os::unix::fs::symlink(target, dir.join(name(i))).unwrap();
+    }
+    write(dir.join("zzz-last.txt"), b"the last entry\n");
+    write(dir.join("000-first.txt"), b"the first entry\n");
+    age_tree(&src);
+    let id = env.backup([&src]);
+    {
+        let f = Forge::open(&env);
+        let (_, snap) = f.repo.resolve_snapshot(&id).unwrap();
+        let node = f.repo.find_node(&snap.tree, b"huge").unwrap().unwrap();
+        let projectclone::format::NodeKind::Dir(t) = node.kind else {
+            panic!("huge is a directory")
+        };
+        assert!(
+            f.repo.load_tree_page(&t).unwrap().next.is_some(),
+            "the test needs a paged directory"
+        );
+    }
+    let ls = env.run(["ls", &id]).success();
+    assert_eq!(
+        ls.stdout.lines().count(),
+        N + 3,
+        "ls lists every entry of a paged directory once"
+    );
+    let target = env.path("out");
+    env.restore(&id, &target);
+    assert_trees_equal(&src, &target, true);
+
+    fs::remove_file(dir.join(name(777))).unwrap();
+    let id2 = env.backup([&src]);
+    let d = env.run(["diff", &id, &id2]).success();
+    let lines: Vec<&str> = d.stdout.lines().collect();
+    assert!(
+        lines.iter().any(|l| l.starts_with('-') && l.contains("00777-")),
+        "diff across pages shows the removed entry: {lines:?}"
+    );
+    assert!(
+        lines.len() <= 2,
+        "only the removed entry (and the directory's metadata) differ: {lines:?}"
+    );
+}

@@ -973,17 +973,26 @@ impl Forge {
 
     /// Flush pending blobs and write a snapshot of `tree`. Returns its id.
     pub fn snapshot(&mut self, tree: TreeId, note: &str) -> String {
-        if !self.blobs.is_empty() {
-            self.flush(true);
-        }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap();
-        let snap = Snapshot {
-            time: Time {
+        self.snapshot_at(
+            tree,
+            note,
+            Time {
                 secs: now.as_secs() as i64,
                 nanos: now.subsec_nanos(),
             },
+        )
+    }
+
+    /// Like `snapshot`, with a given snapshot time.
+    pub fn snapshot_at(&mut self, tree: TreeId, note: &str, time: Time) -> String {
+        if !self.blobs.is_empty() {
+            self.flush(true);
+        }
+        let snap = Snapshot {
+            time,
             utc_offset: 0,
             hostname: "forge".into(),
             username: "forge".into(),
