@@ -275,6 +275,18 @@ fn json_output_has_the_documented_fields() {
     );
     assert_eq!(second["tree"], first["tree"], "same content, same tree id");
 
+    // The time carries the zone offset in force when the backup ran.
+    let b3 = run(env.cmd().env("TZ", "XST-05:30").args(["--json", "backup"]).arg(&src))
+        .success()
+        .json();
+    let snaps = env.snapshots();
+    let third = snaps.iter().find(|s| s["id"] == b3["snapshot_id"]).unwrap();
+    let t = third["time"].as_str().unwrap();
+    assert!(
+        is_rfc3339_ns(t) && t.ends_with("+05:30"),
+        "backup under TZ=XST-05:30: {t}"
+    );
+
     // A path that is not UTF-8 is escaped, not mangled or dropped.
     let odd = pb(env.root(), b"odd\xffdir");
     write(odd.join("f"), b"f");
@@ -1331,4 +1343,33 @@ fn latest_is_the_newest_time_with_ties_broken_by_id() {
     drop(f);
     let expected = if a > b { "tie-a" } else { "tie-b" };
     assert_eq!(ls_paths(&env.run(["ls", "latest"]).success()), set(&[expected]));
+}
+
+/// `--exclude` takes gitignore-syntax globs. A pattern with a slash is anchored like one
+/// in a `.projectcloneignore` at the top of the backed-up PATH (DESIGN.md §6: the globs are
+/// `ignore` overrides, matched relative to the walk root) — not at the file-system root,
+/// where it would silently exclude nothing.
+#[test]
+fn exclude_patterns_with_a_slash_match_below_the_backed_up_path() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(src.join("sub/build/out.o"), b"x");
+    write(src.join("sub/keep.c"), b"kept");
+    write(src.join("other/f.log"), b"x");
+    write(src.join("other/f.txt"), b"kept");
+    let out = env.run([
+        "backup".as_ref(),
+        "--exclude".as_ref(),
+        "sub/build".as_ref(),
+        "--exclude".as_ref(),
+        "/other/*.log".as_ref(),
+        src.as_os_str(),
+    ]);
+    let id = out.success().snapshot_id();
+    let listed = ls_paths(&env.run(["ls", &id]).success());
+    assert_eq!(
+        listed,
+        set(&["other", "other/f.txt", "sub", "sub/keep.c"]),
+        "--exclude sub/build and --exclude /other/*.log must leave those paths out"
+    );
 }

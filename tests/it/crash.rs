@@ -249,3 +249,37 @@ fn concurrent_backups_into_one_repository_both_succeed() {
     assert_eq!(env.snapshots().len(), 4);
     env.run(["check", "--read-data"]).success();
 }
+
+#[test]
+fn reading_commands_work_while_a_backup_runs() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(src.join("first.bin"), random_bytes(8, 500_000));
+    let first = env.backup([&src]);
+    for i in 0..4 {
+        write(src.join(format!("new{i}.bin")), random_bytes(20 + i, 2_000_000));
+    }
+    let child = backup_process(&env, &src).spawn().unwrap();
+    let mut rounds = 0;
+    loop {
+        let running = child.id();
+        for args in [vec!["check"], vec!["snapshots"], vec!["ls", "latest"]] {
+            let out = env.run(&args);
+            assert_eq!(
+                out.code, 0,
+                "{args:?} during a backup (pid {running}): {}{}",
+                out.stdout, out.stderr
+            );
+        }
+        let target = env.path(format!("during-{rounds}"));
+        env.restore(&first, &target);
+        assert_eq!(fs::read(target.join("first.bin")).unwrap(), random_bytes(8, 500_000));
+        rounds += 1;
+        if rounds >= 3 || std::fs::metadata(format!("/proc/{running}")).is_err() {
+            break;
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    env.run(["check", "--read-data"]).success();
+}

@@ -185,6 +185,12 @@ fn symlinks_already_in_the_target_are_replaced_not_followed() {
     std::os::unix::fs::symlink(&a.outside, target.join("sub")).unwrap();
     std::os::unix::fs::symlink(&victim, target.join("top.txt")).unwrap();
     std::os::unix::fs::symlink("../outside", target.join("deep")).unwrap();
+    // A hard link to a file outside: replacing it must not write through it.
+    let linked = a.outside.join("linked.txt");
+    write(&linked, b"outside, hard-linked into the target\n");
+    write(src.join("hl.txt"), b"the snapshot's own hl.txt\n");
+    let id = env.backup([&src]);
+    fs::hard_link(&linked, target.join("hl.txt")).unwrap();
     let before = a.outside_state();
 
     env.restore(&id, &target);
@@ -194,6 +200,8 @@ fn symlinks_already_in_the_target_are_replaced_not_followed() {
         "restore followed a symlink out of the target"
     );
     assert_eq!(fs::read(&victim).unwrap(), b"must not change\n");
+    assert_eq!(fs::read(&linked).unwrap(), b"outside, hard-linked into the target\n");
+    assert_eq!(fs::read(target.join("hl.txt")).unwrap(), b"the snapshot's own hl.txt\n");
     for (p, content) in [
         ("sub/file.txt", &b"restored into sub\n"[..]),
         ("top.txt", b"restored top\n"),
