@@ -176,7 +176,6 @@ fn symlinks_already_in_the_target_are_replaced_not_followed() {
     write(src.join("sub/file.txt"), b"restored into sub\n");
     write(src.join("top.txt"), b"restored top\n");
     write(src.join("deep/er/x.txt"), b"x\n");
-    let id = env.backup([&src]);
 
     let victim = a.outside.join("victim.txt");
     write(&victim, b"must not change\n");
