@@ -182,12 +182,8 @@ pub fn backup(repo: &mut Repository, opts: &BackupOptions, progress: &dyn Progre
         })
         .max_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
 
-    let mut eb = GitignoreBuilder::new("/");
-    for g in &opts.excludes {
-        eb.add_line(None, g)
-            .map_err(|e| Error::Invalid(format!("--exclude {g:?}: {e}")))?;
-    }
-    let excludes = eb.build().map_err(|e| Error::Invalid(format!("--exclude: {e}")))?;
+    // Checked now so a bad glob fails before anything is read; rebuilt per source below.
+    let excludes = build_excludes(Path::new("/"), &opts.excludes)?;
 
     let budget = Arc::new(Budget {
         used: Mutex::new(0),
@@ -404,6 +400,16 @@ fn packer(
     flush(trees, &mut failed);
 }
 
+/// `--exclude` globs in gitignore syntax, anchored at `root`.
+fn build_excludes(root: &Path, globs: &[String]) -> Result<Gitignore> {
+    let mut b = GitignoreBuilder::new(root);
+    for g in globs {
+        b.add_line(None, g)
+            .map_err(|e| Error::Invalid(format!("--exclude {g:?}: {e}")))?;
+    }
+    b.build().map_err(|e| Error::Invalid(format!("--exclude: {e}")))
+}
+
 fn name_bytes(n: &OsStr) -> Vec<u8> {
     n.as_bytes().to_vec()
 }
@@ -427,6 +433,8 @@ impl Walker<'_> {
         {
             let mut root_meta = meta_from(&md);
             root_meta.xattrs = read_xattrs(src).unwrap_or_default();
+            // `--exclude` patterns with a slash are anchored at the snapshot root.
+            self.excludes = build_excludes(src, &self.opts.excludes)?;
             return Ok((self.dir(src, b"", parent_tree)?, Some(root_meta)));
         }
         // Several paths, or one non-directory: a synthetic root holding each by name.
@@ -441,6 +449,8 @@ impl Walker<'_> {
                 .map(|n| n.as_bytes().to_vec())
                 .unwrap_or_else(|| b"root".to_vec());
             let pn = parent_nodes.iter().find(|n| n.name == name);
+            // The snapshot root holds each source by name: anchor patterns at its parent.
+            self.excludes = build_excludes(s.parent().unwrap_or(Path::new("/")), &self.opts.excludes)?;
             if let Some(n) = self.entry(s, &name, name.clone(), pn)? {
                 nodes.push(n);
             }

@@ -115,17 +115,18 @@ impl Chunker {
         mut emit: impl FnMut(&[u8]) -> std::io::Result<()>,
     ) -> std::io::Result<u64> {
         const READ: usize = 1024 * 1024;
-        buf.clear();
+        // `buf` keeps its length between calls (it is only ever grown), so its bytes are
+        // zeroed once, not once per file; `start..end` is the live data.
         let (min, max) = (self.p.min as usize, self.p.max as usize);
-        let mut start = 0;
+        let (mut start, mut end) = (0usize, 0usize);
         let mut remaining = limit;
         let mut eof = limit == 0;
         let mut total = 0u64;
         loop {
-            let avail = buf.len() - start;
+            let avail = end - start;
             if !eof && avail < max {
                 if avail > min {
-                    let n = self.next_cut(&buf[start..]);
+                    let n = self.next_cut(&buf[start..end]);
                     if n < avail {
                         emit(&buf[start..start + n])?;
                         start += n;
@@ -133,27 +134,21 @@ impl Chunker {
                     }
                 }
                 if start > 0 {
-                    buf.copy_within(start.., 0);
-                    buf.truncate(avail);
+                    buf.copy_within(start..end, 0);
+                    end = avail;
                     start = 0;
                 }
                 let want = READ.min(remaining.min(READ as u64) as usize);
-                let old = buf.len();
-                buf.resize(old + want, 0);
+                if buf.len() < end + want {
+                    buf.resize(end + want, 0);
+                }
                 let n = loop {
-                    match r.read(&mut buf[old..]) {
+                    match r.read(&mut buf[end..end + want]) {
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                        other => break other,
+                        other => break other?,
                     }
                 };
-                let n = match n {
-                    Ok(n) => n,
-                    Err(e) => {
-                        buf.truncate(old);
-                        return Err(e);
-                    }
-                };
-                buf.truncate(old + n);
+                end += n;
                 remaining -= n as u64;
                 total += n as u64;
                 if n == 0 || remaining == 0 {
@@ -164,7 +159,7 @@ impl Chunker {
             if avail == 0 {
                 return Ok(total);
             }
-            let n = self.next_cut(&buf[start..]);
+            let n = self.next_cut(&buf[start..end]);
             emit(&buf[start..start + n])?;
             start += n;
         }
