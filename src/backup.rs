@@ -135,7 +135,14 @@ struct Walker<'a> {
     last_progress: Instant,
 }
 
-pub fn backup(repo: &mut Repository, opts: &BackupOptions, progress: &dyn Progress) -> Result<BackupResult> {
+/// Take a snapshot. `guard` is the shared lock the caller holds: it is re-checked before
+/// the snapshot is written (a lock gone stale may have let a prune delete packs we use).
+pub fn backup(
+    repo: &mut Repository,
+    opts: &BackupOptions,
+    progress: &dyn Progress,
+    guard: Option<&crate::lock::LockGuard>,
+) -> Result<BackupResult> {
     let started = Instant::now();
     let now = jiff::ZonedDateTime::now();
     let time = Time {
@@ -284,6 +291,13 @@ pub fn backup(repo: &mut Repository, opts: &BackupOptions, progress: &dyn Progre
             summary,
             errors,
         });
+    }
+    if guard.is_some_and(|g| !g.still_valid()) {
+        return Err(Error::Invalid(
+            "this backup's repository lock went stale (suspended for 30 minutes?): a prune may have \
+             removed data it relies on, so no snapshot was written; run the backup again"
+                .into(),
+        ));
     }
     // Write order: packs (durable above) → index delta → snapshot.
     if !out.packs.is_empty() {
@@ -926,7 +940,7 @@ mod tests {
         let repo_path = t.path().join("repo");
         let cache = t.path().join("cache");
         let mut repo = Repository::init(Arc::new(LocalBackend::new(&repo_path)), None, &fast_init(), &cache).unwrap();
-        let first = backup(&mut repo, &opts(&src), &NoProgress)
+        let first = backup(&mut repo, &opts(&src), &NoProgress, None)
             .unwrap()
             .snapshot_id
             .unwrap();
@@ -947,7 +961,7 @@ mod tests {
         for ok_writes in 0..8 {
             let faulty = Arc::new(FailAfter::new(LocalBackend::new(&repo_path), ok_writes));
             let mut r = Repository::open(faulty, None, &cache).unwrap();
-            if backup(&mut r, &opts(&src), &NoProgress).is_err() {
+            if backup(&mut r, &opts(&src), &NoProgress, None).is_err() {
                 failures += 1;
             }
             let repo = Repository::open(Arc::new(LocalBackend::new(&repo_path)), None, &cache).unwrap();
@@ -957,7 +971,7 @@ mod tests {
         }
         assert!(failures >= 3, "the fault injection must actually interrupt backups");
         let mut repo = Repository::open(Arc::new(LocalBackend::new(&repo_path)), None, &cache).unwrap();
-        backup(&mut repo, &opts(&src), &NoProgress).unwrap();
+        backup(&mut repo, &opts(&src), &NoProgress, None).unwrap();
         assert!(crate::check::check(&repo, true).unwrap().ok());
     }
 }

@@ -39,7 +39,66 @@ impl CheckReport {
     }
 }
 
+/// Which packs `--read-data` reads: all, part N of M, or a random percentage.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Subset {
+    All,
+    Part(u32, u32),
+    Percent(f64),
+}
+
+impl std::str::FromStr for Subset {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Subset, String> {
+        let bad = || format!("{s:?}: use N/M (part N of M, 1 <= N <= M) or P% (0 < P <= 100)");
+        if let Some(p) = s.strip_suffix('%') {
+            let p: f64 = p.trim().parse().map_err(|_| bad())?;
+            return if p > 0.0 && p <= 100.0 {
+                Ok(Subset::Percent(p))
+            } else {
+                Err(bad())
+            };
+        }
+        let (n, m) = s.split_once('/').ok_or_else(bad)?;
+        let (n, m): (u32, u32) = (
+            n.trim().parse().map_err(|_| bad())?,
+            m.trim().parse().map_err(|_| bad())?,
+        );
+        if n == 0 || m == 0 || n > m {
+            return Err(bad());
+        }
+        Ok(Subset::Part(n, m))
+    }
+}
+
+impl Subset {
+    /// Is the `i`-th pack (in id order) read?
+    fn selects(&self, i: usize, id: &PackId) -> bool {
+        match *self {
+            Subset::All => true,
+            Subset::Part(n, m) => i % m as usize == (n - 1) as usize,
+            Subset::Percent(p) => {
+                // Random per run, so repeated runs cover the repository.
+                let r = u64::from_le_bytes(
+                    blake3::keyed_hash(&SEED.with(|s| *s), &id.0).as_bytes()[..8]
+                        .try_into()
+                        .expect("8 bytes"),
+                );
+                (r as f64 / u64::MAX as f64) * 100.0 < p
+            }
+        }
+    }
+}
+
+thread_local! {
+    static SEED: [u8; 32] = crate::crypto::random_bytes();
+}
+
 pub fn check(repo: &Repository, read_data: bool) -> Result<CheckReport> {
+    check_with(repo, if read_data { Some(Subset::All) } else { None })
+}
+
+pub fn check_with(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport> {
     let mut r = CheckReport::default();
     let listed: HashMap<PackId, u64> = repo
         .backend
@@ -61,9 +120,18 @@ pub fn check(repo: &Repository, read_data: bool) -> Result<CheckReport> {
     for d in &repo.damaged {
         r.errors.push(format!("unreadable {d}"));
     }
+    let mut order: Vec<usize> = (0..indexed.len()).collect();
+    order.sort_by_key(|i| indexed[*i].0);
+    let mut read = vec![false; indexed.len()];
+    if let Some(subset) = read_data {
+        for (rank, i) in order.iter().enumerate() {
+            read[*i] = subset.selects(rank, &indexed[*i].0);
+        }
+    }
     let results: Vec<PackCheck> = indexed
         .par_iter()
-        .map(|(id, size)| check_pack(repo, id, *size, listed.get(id).copied(), read_data))
+        .zip(read.par_iter())
+        .map(|((id, size), rd)| check_pack(repo, id, *size, listed.get(id).copied(), *rd))
         .collect();
     let mut bad_blobs: HashSet<BlobId> = HashSet::new();
     for pc in &results {

@@ -418,6 +418,9 @@ pub struct Lock {
     pub exclusive: bool,
     pub created_unix_ns: i64,
     pub refreshed_unix_ns: i64,
+    /// What the holder is doing (`backup`, `restore`, `check`, `prune`, …). Two prunes
+    /// never run at once.
+    pub purpose: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

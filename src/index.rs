@@ -11,7 +11,7 @@ use crate::format::{BlobKind, IndexDelta, Snapshot};
 use crate::id::{BlobId, ObjectId, PackId, SnapshotId};
 
 /// Schema version in `PRAGMA user_version`. A cache with another version is rebuilt.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE deltas (id BLOB PRIMARY KEY) WITHOUT ROWID;
@@ -30,6 +30,17 @@ CREATE TABLE blobs (
     PRIMARY KEY (id, pack)
 ) WITHOUT ROWID;
 CREATE INDEX blobs_by_pack ON blobs(pack);
+CREATE TABLE delta_packs (
+    delta BLOB NOT NULL,
+    pack INTEGER NOT NULL,
+    PRIMARY KEY (delta, pack)
+) WITHOUT ROWID;
+CREATE TABLE condemned (
+    record BLOB NOT NULL,
+    pack BLOB NOT NULL,
+    marked INTEGER NOT NULL,
+    PRIMARY KEY (record, pack)
+) WITHOUT ROWID;
 CREATE TABLE snapshots (
     id BLOB PRIMARY KEY,
     time_secs INTEGER NOT NULL,
@@ -83,7 +94,7 @@ impl Index {
         let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(err)?;
         if v != SCHEMA_VERSION {
             let tx_sql = format!(
-                "BEGIN IMMEDIATE; DROP TABLE IF EXISTS blobs; DROP TABLE IF EXISTS packs; DROP TABLE IF EXISTS deltas; DROP TABLE IF EXISTS snapshots; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                "BEGIN IMMEDIATE; DROP TABLE IF EXISTS blobs; DROP TABLE IF EXISTS packs; DROP TABLE IF EXISTS deltas; DROP TABLE IF EXISTS snapshots; DROP TABLE IF EXISTS delta_packs; DROP TABLE IF EXISTS condemned; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             );
             conn.execute_batch(&tx_sql).map_err(err)?;
         }
@@ -96,6 +107,10 @@ impl Index {
             conn: std::sync::Mutex::new(conn),
             path: path.to_path_buf(),
         })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     fn err(&self, source: rusqlite::Error) -> Error {
@@ -131,7 +146,7 @@ impl Index {
     pub fn clear_blobs(&mut self) -> Result<()> {
         let path = self.path.clone();
         let conn = self.conn.get_mut().unwrap_or_else(|p| p.into_inner());
-        conn.execute_batch("BEGIN IMMEDIATE; DELETE FROM blobs; DELETE FROM packs; DELETE FROM deltas; COMMIT;")
+        conn.execute_batch("BEGIN IMMEDIATE; DELETE FROM blobs; DELETE FROM packs; DELETE FROM deltas; DELETE FROM delta_packs; COMMIT;")
             .map_err(|source| Error::Index {
                 path: path.clone(),
                 source,
@@ -139,7 +154,17 @@ impl Index {
     }
 
     /// Add index deltas in one transaction.
+    /// Add index deltas in one transaction. Deltas in `superseded` are only recorded as
+    /// known: a later delta replaced their content.
     pub fn add_deltas(&mut self, deltas: &[(ObjectId, IndexDelta)]) -> Result<()> {
+        self.add_deltas_except(deltas, &Default::default())
+    }
+
+    pub fn add_deltas_except(
+        &mut self,
+        deltas: &[(ObjectId, IndexDelta)],
+        superseded: &std::collections::HashSet<ObjectId>,
+    ) -> Result<()> {
         let conn = self.conn.get_mut().unwrap_or_else(|p| p.into_inner());
         let path = self.path.clone();
         let err = |source| Error::Index {
@@ -162,11 +187,18 @@ impl Index {
                     "INSERT OR IGNORE INTO blobs (id, pack, kind, offset, length, raw_length) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )
                 .map_err(err)?;
+            let mut ins_dp = tx
+                .prepare_cached("INSERT OR IGNORE INTO delta_packs (delta, pack) VALUES (?1, ?2)")
+                .map_err(err)?;
             for (did, delta) in deltas {
                 ins_delta.execute(params![&did.0[..]]).map_err(err)?;
+                if superseded.contains(did) {
+                    continue;
+                }
                 for p in &delta.packs {
                     ins_pack.execute(params![&p.id.0[..], p.size as i64]).map_err(err)?;
                     let n: i64 = get_pack.query_row(params![&p.id.0[..]], |r| r.get(0)).map_err(err)?;
+                    ins_dp.execute(params![&did.0[..], n]).map_err(err)?;
                     for b in &p.blobs {
                         ins_blob
                             .execute(params![
@@ -202,10 +234,15 @@ impl Index {
         }
     }
 
+    /// Is the blob stored in a pack that is not condemned? (A backup never dedups into a
+    /// condemned pack: a later prune may delete it.)
     pub fn has_blob(&self, id: &BlobId) -> Result<bool> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let mut st = conn
-            .prepare_cached("SELECT 1 FROM blobs WHERE id = ?1 LIMIT 1")
+            .prepare_cached(
+                "SELECT 1 FROM blobs b JOIN packs p ON p.n = b.pack \
+                 WHERE b.id = ?1 AND p.id NOT IN (SELECT pack FROM condemned) LIMIT 1",
+            )
             .map_err(|e| self.err(e))?;
         st.exists(params![&id.0[..]]).map_err(|e| self.err(e))
     }
@@ -376,6 +413,196 @@ impl Index {
         .optional()
         .map_err(|e| self.err(e))
     }
+}
+
+impl Index {
+    /// Condemned records known to the cache: (record id, marked time, packs).
+    pub fn condemned(&self) -> Result<Vec<(ObjectId, i64, Vec<PackId>)>> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = conn
+            .prepare("SELECT record, marked, pack FROM condemned ORDER BY record")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out: Vec<(ObjectId, i64, Vec<PackId>)> = Vec::new();
+        for row in rows {
+            let (rec, marked, pack) = row.map_err(|e| self.err(e))?;
+            let rec = ObjectId::from_slice(&rec).ok_or_else(|| Error::corrupt("index cache: bad record id"))?;
+            let pack = PackId::from_slice(&pack).ok_or_else(|| Error::corrupt("index cache: bad pack id"))?;
+            match out.last_mut() {
+                Some(last) if last.0 == rec => last.2.push(pack),
+                _ => out.push((rec, marked, vec![pack])),
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn set_condemned(&mut self, add: &[(ObjectId, i64, Vec<PackId>)], remove: &[ObjectId]) -> Result<()> {
+        let path = self.path.clone();
+        let err = |source| Error::Index {
+            path: path.clone(),
+            source,
+        };
+        let conn = self.conn.get_mut().unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction().map_err(err)?;
+        for r in remove {
+            tx.execute("DELETE FROM condemned WHERE record = ?1", params![&r.0[..]])
+                .map_err(err)?;
+        }
+        for (r, marked, packs) in add {
+            for p in packs {
+                tx.execute(
+                    "INSERT OR IGNORE INTO condemned (record, pack, marked) VALUES (?1, ?2, ?3)",
+                    params![&r.0[..], &p.0[..], marked],
+                )
+                .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// Start a fresh set of live blob ids (a temporary table: memory stays bounded).
+    pub fn live_reset(&self) -> Result<()> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        conn.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS live (id BLOB PRIMARY KEY) WITHOUT ROWID; DELETE FROM live;",
+        )
+        .map_err(|e| self.err(e))
+    }
+
+    /// Mark blobs live; returns, for each, whether it was new to the set.
+    pub fn live_insert(&self, ids: &[BlobId]) -> Result<Vec<bool>> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::with_capacity(ids.len());
+        conn.execute_batch("SAVEPOINT live_ins").map_err(|e| self.err(e))?;
+        {
+            let mut st = conn
+                .prepare_cached("INSERT OR IGNORE INTO live (id) VALUES (?1)")
+                .map_err(|e| self.err(e))?;
+            for id in ids {
+                out.push(st.execute(params![&id.0[..]]).map_err(|e| self.err(e))? == 1);
+            }
+        }
+        conn.execute_batch("RELEASE live_ins").map_err(|e| self.err(e))?;
+        Ok(out)
+    }
+
+    pub fn is_live(&self, id: &BlobId) -> Result<bool> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        conn.prepare_cached("SELECT 1 FROM live WHERE id = ?1")
+            .and_then(|mut s| s.exists(params![&id.0[..]]))
+            .map_err(|e| self.err(e))
+    }
+
+    /// Per pack: size, blob count, live blob count, blob bytes, live blob bytes.
+    pub fn pack_usage(&self) -> Result<Vec<PackUsage>> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = conn
+            .prepare(
+                "SELECT p.id, p.size, count(*), count(l.id), sum(b.length), coalesce(sum(CASE WHEN l.id IS NULL THEN 0 ELSE b.length END), 0) \
+                 FROM packs p JOIN blobs b ON b.pack = p.n LEFT JOIN live l ON l.id = b.id GROUP BY p.n ORDER BY p.id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, size, blobs, live, bytes, live_bytes) = row.map_err(|e| self.err(e))?;
+            out.push(PackUsage {
+                id: PackId::from_slice(&id).ok_or_else(|| Error::corrupt("index cache: bad pack id"))?,
+                size: size as u64,
+                blobs: blobs as u64,
+                live_blobs: live as u64,
+                bytes: bytes as u64,
+                live_bytes: live_bytes as u64,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Live blobs of `pack` that have no copy in any pack outside `gone` (the packs about
+    /// to be deleted, which includes `pack`).
+    pub fn live_only_in(&self, pack: &PackId, gone: &std::collections::HashSet<PackId>) -> Result<u64> {
+        let mut n = 0;
+        for (b, _) in self.pack_blobs(pack)? {
+            if self.is_live(&b)? && self.lookup(&b)?.iter().all(|l| gone.contains(&l.pack)) {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// The deltas that list any of `packs`.
+    pub fn deltas_with_packs(&self, packs: &[PackId]) -> Result<Vec<ObjectId>> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = conn
+            .prepare_cached(
+                "SELECT DISTINCT dp.delta FROM delta_packs dp JOIN packs p ON p.n = dp.pack WHERE p.id = ?1",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut out = std::collections::BTreeSet::new();
+        for p in packs {
+            let rows = st
+                .query_map(params![&p.0[..]], |r| r.get::<_, Vec<u8>>(0))
+                .map_err(|e| self.err(e))?;
+            for r in rows {
+                let r = r.map_err(|e| self.err(e))?;
+                out.insert(ObjectId::from_slice(&r).ok_or_else(|| Error::corrupt("index cache: bad delta id"))?);
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    /// The packs (with their blob entries) that a delta contributed.
+    pub fn delta_packs(&self, delta: &ObjectId) -> Result<Vec<PackId>> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = conn
+            .prepare_cached("SELECT p.id FROM delta_packs dp JOIN packs p ON p.n = dp.pack WHERE dp.delta = ?1")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(params![&delta.0[..]], |r| r.get::<_, Vec<u8>>(0))
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let r = r.map_err(|e| self.err(e))?;
+            out.push(PackId::from_slice(&r).ok_or_else(|| Error::corrupt("index cache: bad pack id"))?);
+        }
+        Ok(out)
+    }
+
+    pub fn pack_size(&self, pack: &PackId) -> Result<Option<u64>> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        conn.query_row("SELECT size FROM packs WHERE id = ?1", params![&pack.0[..]], |r| {
+            r.get::<_, i64>(0)
+        })
+        .optional()
+        .map(|o| o.map(|s| s as u64))
+        .map_err(|e| self.err(e))
+    }
+}
+
+/// How much of a pack the kept snapshots still use.
+#[derive(Clone, Debug)]
+pub struct PackUsage {
+    pub id: PackId,
+    pub size: u64,
+    pub blobs: u64,
+    pub live_blobs: u64,
+    pub bytes: u64,
+    pub live_bytes: u64,
 }
 
 #[cfg(test)]

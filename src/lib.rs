@@ -10,7 +10,7 @@
 //! - [`backend`]: the storage trait and the local directory backend.
 //! - [`index`]: the SQLite index cache (the only module speaking SQL).
 //! - [`repo`], [`lock`]: open/init/unlock, typed reads, repository locks.
-//! - [`backup`], [`restore`], [`check`], [`inspect`]: the commands' logic.
+//! - [`backup`], [`restore`], [`check`], [`inspect`], [`prune`]: the commands' logic.
 //!
 //! Dependency direction: commands → repo → pack/index/blob → format/crypto/chunker/compress → id;
 //! `backend` imports only the error type.
@@ -21,7 +21,7 @@
 //! let backend = Arc::new(LocalBackend::new("/tmp/repo"));
 //! let mut repo = Repository::init(backend, Some(b"secret"), &InitOptions::default(), "/tmp/cache".as_ref())?;
 //! let opts = projectclone::backup::BackupOptions { paths: vec![".".into()], ..Default::default() };
-//! let res = projectclone::backup::backup(&mut repo, &opts, &projectclone::progress::NoProgress)?;
+//! let res = projectclone::backup::backup(&mut repo, &opts, &projectclone::progress::NoProgress, None)?;
 //! println!("{:?}", res.snapshot_id);
 //! # Ok::<(), projectclone::Error>(())
 //! ```
@@ -42,6 +42,7 @@ pub mod lock;
 pub mod meta;
 pub mod pack;
 pub mod progress;
+pub mod prune;
 pub mod repo;
 pub mod restore;
 

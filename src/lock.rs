@@ -100,7 +100,20 @@ pub fn list_locks(repo: &Repository) -> Result<Vec<(ObjectId, Lock)>> {
     Ok(out)
 }
 
-pub fn acquire(repo: &Repository, mode: LockMode) -> Result<LockGuard> {
+/// Remove every stale lock; returns how many. A live process's lock is never removed.
+pub fn remove_stale(repo: &Repository) -> Result<usize> {
+    let (host, boot, now) = (hostname(), boot_id(), now_unix_ns());
+    let mut n = 0;
+    for (id, l) in list_locks(repo)? {
+        if l.is_stale(now, &host, &boot) {
+            repo.backend.delete(&Dir::Locks.path(&id.to_hex()))?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+pub fn acquire(repo: &Repository, mode: LockMode, purpose: &str) -> Result<LockGuard> {
     let host = hostname();
     let boot = boot_id();
     let pid = std::process::id();
@@ -113,6 +126,7 @@ pub fn acquire(repo: &Repository, mode: LockMode) -> Result<LockGuard> {
         exclusive: mode == LockMode::Exclusive,
         created_unix_ns: now,
         refreshed_unix_ns: now,
+        purpose: purpose.to_string(),
     };
     let mut held = Held {
         backend: repo.backend.clone(),
@@ -133,11 +147,12 @@ pub fn acquire(repo: &Repository, mode: LockMode) -> Result<LockGuard> {
             let _ = repo.backend.delete(&Dir::Locks.path(&id.to_hex()));
             continue;
         }
-        if other.exclusive || mode == LockMode::Exclusive {
+        if other.exclusive || mode == LockMode::Exclusive || (purpose == "prune" && other.purpose == "prune") {
             let _ = repo.backend.delete(&Dir::Locks.path(&my_id.to_hex()));
             return Err(Error::Locked(format!(
-                "{} lock of pid {} on {}",
+                "{} {} lock of pid {} on {}",
                 if other.exclusive { "an exclusive" } else { "a shared" },
+                other.purpose,
                 other.pid,
                 other.hostname
             )));
@@ -169,6 +184,28 @@ pub fn acquire(repo: &Repository, mode: LockMode) -> Result<LockGuard> {
     })
 }
 
+impl LockGuard {
+    /// Still ours and fresh? A backup asks before writing its snapshot: if the lock went
+    /// stale (the process was suspended for 30 minutes), a prune may have deleted packs
+    /// this backup relies on, so the snapshot must not be written.
+    pub fn still_valid(&self) -> bool {
+        let h = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let fresh =
+            now_unix_ns().saturating_sub(h.lock.refreshed_unix_ns) < STALE_AFTER.as_nanos() as i64 - 60_000_000_000;
+        fresh && h.backend.exists(&Dir::Locks.path(&h.id.to_hex())).unwrap_or(false)
+    }
+
+    /// When this lock was first taken.
+    pub fn created_unix_ns(&self) -> i64 {
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).lock.created_unix_ns
+    }
+
+    /// The lock object's current name.
+    pub fn object_id(&self) -> ObjectId {
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).id
+    }
+}
+
 impl Drop for LockGuard {
     fn drop(&mut self) {
         drop(self.stop.take());
@@ -193,6 +230,7 @@ mod tests {
             exclusive: false,
             created_unix_ns: refreshed,
             refreshed_unix_ns: refreshed,
+            purpose: "test".into(),
         }
     }
 

@@ -27,6 +27,8 @@ pub struct Repository {
     /// Repository objects that could not be read while syncing the index cache (they are
     /// skipped so the rest stays usable; `check` reports them as damage).
     pub damaged: Vec<String>,
+    /// Name of the key file that opened the repository.
+    pub key_name: String,
 }
 
 pub fn now_unix_ns() -> i64 {
@@ -99,6 +101,7 @@ impl Repository {
         };
         let kf = make_key_file(&repo_id, &keys, password, opts.kdf)?;
         let key_name = blake3::hash(&kf).to_hex().to_string();
+        let opened_with = key_name.clone();
         backend.write_new(&Dir::Keys.path(&key_name), &kf)?;
         // The config is written last: its presence is what makes a repository.
         let cipher = keys.cipher();
@@ -113,6 +116,7 @@ impl Repository {
             cipher,
             index,
             damaged: Vec::new(),
+            key_name: opened_with,
         })
     }
 
@@ -127,6 +131,7 @@ impl Repository {
         };
         let repo_id = format::config_repo_id(&cfg_bytes)?;
         let mut keys = None;
+        let mut opened_with = String::new();
         let mut key_names = backend.list(Dir::Keys)?;
         key_names.sort();
         for (name, _) in &key_names {
@@ -137,6 +142,7 @@ impl Repository {
             match tried {
                 Ok(Some(k)) => {
                     keys = Some(k);
+                    opened_with = name.clone();
                     break;
                 }
                 Ok(None) => {}
@@ -154,9 +160,104 @@ impl Repository {
             cipher,
             index,
             damaged: Vec::new(),
+            key_name: opened_with,
         };
         repo.sync_index()?;
         Ok(repo)
+    }
+
+    /// Add a key file for another password (or replace ours: add, then `remove_key`).
+    pub fn add_key(&self, password: &[u8], kdf: KdfParams) -> Result<String> {
+        let kf = make_key_file(self.repo_id(), &self.keys, Some(password), kdf)?;
+        let name = blake3::hash(&kf).to_hex().to_string();
+        self.backend.write_new(&Dir::Keys.path(&name), &kf)?;
+        Ok(name)
+    }
+
+    /// Key files: (name, created, KDF parameters; `None` for an insecure key).
+    pub fn list_keys(&self) -> Result<Vec<(String, i64, Option<KdfParams>)>> {
+        let mut out = Vec::new();
+        for (name, _) in self.backend.list(Dir::Keys)? {
+            match self
+                .backend
+                .read(&Dir::Keys.path(&name))
+                .and_then(|b| format::decode_key_file(&b))
+            {
+                Ok(k) => out.push((name, k.created_unix_ns, k.kdf)),
+                Err(e) => tracing::warn!("key file {name}: {e}"),
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Remove a key file by name or unique prefix; never the last one.
+    pub fn remove_key(&self, name: &str) -> Result<String> {
+        let keys = self.backend.list(Dir::Keys)?;
+        let matches: Vec<&String> = keys.iter().map(|k| &k.0).filter(|k| k.starts_with(name)).collect();
+        let target = match matches.as_slice() {
+            [one] => (*one).clone(),
+            [] => {
+                return Err(Error::Invalid(format!(
+                    "no key file {name}; see `projectclone key list`"
+                )));
+            }
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "key prefix {name} is ambiguous; give more digits"
+                )));
+            }
+        };
+        if keys.len() <= 1 {
+            return Err(Error::Invalid(
+                "refusing to remove the last key: the repository would be unreadable".into(),
+            ));
+        }
+        self.backend.delete(&Dir::Keys.path(&target))?;
+        Ok(target)
+    }
+
+    /// Throw the index cache away and rebuild it from the repository; packs that no index
+    /// delta lists (a lost delta, a killed backup) are read from their headers and indexed
+    /// by a new delta. Returns how many packs were recovered that way.
+    pub fn repair_index(&mut self) -> Result<usize> {
+        let path = self.index.path().to_path_buf();
+        for suffix in ["", "-wal", "-shm"] {
+            let p = format!("{}{suffix}", path.display());
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(p, e)),
+            }
+        }
+        self.index = Index::open(&path)?;
+        self.damaged.clear();
+        self.sync_index()?;
+        let indexed: std::collections::HashSet<PackId> = self.index.packs()?.into_iter().map(|p| p.0).collect();
+        let mut recovered = Vec::new();
+        for (name, size) in self.backend.list(Dir::Packs)? {
+            let Some(id) = object_name(&name).map(PackId) else {
+                continue;
+            };
+            if indexed.contains(&id) {
+                continue;
+            }
+            let p = Dir::Packs.path(&name);
+            match crate::check::read_header(self, &p, size) {
+                Ok(blobs) => recovered.push(format::IndexPack { id, size, blobs }),
+                Err(e) => tracing::warn!("pack {name} not recoverable: {e}"),
+            }
+        }
+        let n = recovered.len();
+        if n > 0 {
+            let delta = IndexDelta {
+                packs: recovered,
+                supersedes: Vec::new(),
+            };
+            let id = self.write_delta(&delta)?;
+            self.index.add_deltas(&[(id, delta)])?;
+        }
+        Ok(n)
     }
 
     pub fn repo_id(&self) -> &[u8; 32] {
@@ -175,26 +276,41 @@ impl Repository {
             .into_iter()
             .filter_map(|(n, _)| object_name(&n).map(ObjectId))
             .collect();
-        let mut known: std::collections::HashSet<ObjectId> = self.index.known_deltas()?.into_iter().collect();
+        let known: std::collections::HashSet<ObjectId> = self.index.known_deltas()?.into_iter().collect();
         let listed_set: std::collections::HashSet<ObjectId> = listed.iter().copied().collect();
-        if known.iter().any(|k| !listed_set.contains(k)) {
-            self.index.clear_blobs()?;
-            known.clear();
-        }
-        let new: Vec<ObjectId> = listed.into_iter().filter(|d| !known.contains(d)).collect();
-        if !new.is_empty() {
-            let mut deltas = Vec::new();
-            for id in &new {
+        let read_all = |ids: &[ObjectId], damaged: &mut Vec<String>| {
+            let mut out = Vec::new();
+            for id in ids {
                 match self.read_delta(id) {
-                    Ok(d) => deltas.push((*id, d)),
+                    Ok(d) => out.push((*id, d)),
                     Err(e) => {
                         tracing::warn!("index delta {id} skipped: {e}");
-                        self.damaged.push(format!("index delta {id}: {e}"));
+                        damaged.push(format!("index delta {id}: {e}"));
                     }
                 }
             }
-            self.index.add_deltas(&deltas)?;
+            out
+        };
+        let mut damaged = Vec::new();
+        let new: Vec<ObjectId> = listed.iter().filter(|d| !known.contains(d)).copied().collect();
+        let new_deltas = read_all(&new, &mut damaged);
+        let vanished = known.iter().any(|k| !listed_set.contains(k));
+        let supersedes = new_deltas.iter().any(|(_, d)| !d.supersedes.is_empty());
+        if vanished || supersedes {
+            // A prune replaced some deltas: rebuild, ignoring the replaced ones (they may
+            // still be listed if that prune was interrupted before deleting them).
+            let old: Vec<ObjectId> = listed.iter().filter(|d| known.contains(d)).copied().collect();
+            let mut all = read_all(&old, &mut damaged);
+            all.extend(new_deltas);
+            let superseded: std::collections::HashSet<ObjectId> =
+                all.iter().flat_map(|(_, d)| d.supersedes.iter().copied()).collect();
+            self.index.clear_blobs()?;
+            self.index.add_deltas_except(&all, &superseded)?;
+        } else if !new_deltas.is_empty() {
+            self.index.add_deltas(&new_deltas)?;
         }
+        self.damaged.extend(damaged);
+        self.sync_condemned()?;
 
         let listed: Vec<SnapshotId> = self
             .backend
@@ -223,6 +339,59 @@ impl Repository {
             self.index.add_snapshots(&rows)?;
         }
         Ok(())
+    }
+
+    /// Reconcile the cache's condemned-pack records with `condemned/`.
+    pub fn sync_condemned(&mut self) -> Result<()> {
+        let listed: std::collections::HashSet<ObjectId> = self
+            .backend
+            .list(Dir::Condemned)?
+            .into_iter()
+            .filter_map(|(n, _)| object_name(&n).map(ObjectId))
+            .collect();
+        let known: std::collections::HashSet<ObjectId> = self.index.condemned()?.into_iter().map(|r| r.0).collect();
+        let gone: Vec<ObjectId> = known.iter().filter(|k| !listed.contains(k)).copied().collect();
+        let mut add = Vec::new();
+        for id in listed.iter().filter(|l| !known.contains(l)) {
+            match self.read_condemned(id) {
+                Ok(c) => add.push((*id, c.marked_unix_ns, c.packs)),
+                Err(e) => {
+                    tracing::warn!("condemned record {id} skipped: {e}");
+                    self.damaged.push(format!("condemned record {id}: {e}"));
+                }
+            }
+        }
+        if !gone.is_empty() || !add.is_empty() {
+            self.index.set_condemned(&add, &gone)?;
+        }
+        Ok(())
+    }
+
+    pub fn read_condemned(&self, id: &ObjectId) -> Result<format::Condemned> {
+        let bytes = self.backend.read(&Dir::Condemned.path(&id.to_hex()))?;
+        let what = format!("condemned record {id}");
+        let (c, plain): (format::Condemned, Vec<u8>) =
+            format::open_object(self.repo_id(), &self.cipher, Kind::Condemned, &id.0, &bytes, &what)?;
+        if self.keys.meta_id(&plain) != id.0 {
+            return Err(Error::corrupt(format!("{what}: content does not match its name")));
+        }
+        Ok(c)
+    }
+
+    /// Record packs as condemned (phase one of a prune).
+    pub fn write_condemned(&mut self, c: &format::Condemned) -> Result<ObjectId> {
+        let plain = format::encode_versioned(1, c);
+        let id = ObjectId(self.keys.meta_id(&plain));
+        let bytes = format::seal_object(self.repo_id(), &self.cipher, Kind::Condemned, &id.0, &plain);
+        self.backend.write_new(&Dir::Condemned.path(&id.to_hex()), &bytes)?;
+        self.index
+            .set_condemned(&[(id, c.marked_unix_ns, c.packs.clone())], &[])?;
+        Ok(id)
+    }
+
+    pub fn delete_condemned(&mut self, id: &ObjectId) -> Result<()> {
+        self.backend.delete(&Dir::Condemned.path(&id.to_hex()))?;
+        self.index.set_condemned(&[], &[*id])
     }
 
     pub fn read_delta(&self, id: &ObjectId) -> Result<IndexDelta> {

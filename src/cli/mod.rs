@@ -121,9 +121,143 @@ enum Command {
     Check {
         #[arg(long)]
         read_data: bool,
+        /// Read only part of the data: N/M (the N-th of M parts) or P% (a random P percent)
+        #[arg(long, value_name = "N/M|P%", conflicts_with = "read_data")]
+        read_data_subset: Option<projectclone::check::Subset>,
+    },
+    /// Remove snapshots (named, or those the --keep-* rules do not keep)
+    Forget {
+        snaps: Vec<String>,
+        #[command(flatten)]
+        keep: KeepArgs,
+        /// Collect garbage afterwards, as `prune` does
+        #[arg(long)]
+        prune: bool,
+        /// Print the plan; change nothing
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, default_value_t = 0.1, value_name = "FRACTION")]
+        repack_threshold: f64,
+    },
+    /// Apply --keep-* rules (if any), then collect garbage without blocking backups
+    Prune {
+        #[command(flatten)]
+        keep: KeepArgs,
+        /// Print the plan; change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Repack a partly used pack when more than this fraction of it is unused
+        #[arg(long, default_value_t = 0.1, value_name = "FRACTION")]
+        repack_threshold: f64,
+    },
+    /// Rebuild local state from the repository
+    Repair {
+        #[command(subcommand)]
+        what: RepairCmd,
+    },
+    /// Remove stale locks (a live process's lock is never removed)
+    Unlock,
+    /// Manage the passwords (key files) of the repository
+    Key {
+        #[command(subcommand)]
+        what: KeyCmd,
     },
     /// Sizes of the repository, or of one snapshot
     Stats { snap: Option<String> },
+}
+
+#[derive(clap::Args, Debug, Default)]
+struct KeepArgs {
+    #[arg(long, value_name = "N")]
+    keep_last: Option<u32>,
+    #[arg(long, value_name = "N")]
+    keep_hourly: Option<u32>,
+    #[arg(long, value_name = "N")]
+    keep_daily: Option<u32>,
+    #[arg(long, value_name = "N")]
+    keep_weekly: Option<u32>,
+    #[arg(long, value_name = "N")]
+    keep_monthly: Option<u32>,
+    #[arg(long, value_name = "N")]
+    keep_yearly: Option<u32>,
+    /// Keep snapshots with this tag (repeatable)
+    #[arg(long = "keep-tag", value_name = "T")]
+    keep_tags: Vec<String>,
+    /// Keep snapshots within this span of the newest one: e.g. 14d, 6m, 1y2m, 36h
+    #[arg(long, value_name = "DURATION")]
+    keep_within: Option<String>,
+}
+
+impl KeepArgs {
+    fn rules(&self) -> Result<projectclone::prune::policy::KeepRules> {
+        Ok(projectclone::prune::policy::KeepRules {
+            last: self.keep_last,
+            hourly: self.keep_hourly,
+            daily: self.keep_daily,
+            weekly: self.keep_weekly,
+            monthly: self.keep_monthly,
+            yearly: self.keep_yearly,
+            tags: self.keep_tags.clone(),
+            within: self
+                .keep_within
+                .as_deref()
+                .map(projectclone::prune::policy::parse_within)
+                .transpose()?,
+        })
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum RepairCmd {
+    /// Rebuild the index cache from the repository (and index packs no delta lists)
+    Index,
+}
+
+#[derive(Subcommand, Debug)]
+enum KeyCmd {
+    /// Change the password: add a key for the new one, remove the one used now
+    Passwd {
+        /// Read the new password from this file (or PROJECTCLONE_NEW_PASSWORD, or a prompt)
+        #[arg(long, value_name = "F")]
+        new_password_file: Option<PathBuf>,
+    },
+    /// Add a key for another password
+    Add {
+        #[arg(long, value_name = "F")]
+        new_password_file: Option<PathBuf>,
+    },
+    /// List key files
+    List,
+    /// Remove a key file (never the last one)
+    Remove { id: String },
+}
+
+fn read_password_file(f: &Path) -> Result<Vec<u8>> {
+    let mut b = std::fs::read(f).with_context(|| format!("password file {}", f.display()))?;
+    if b.ends_with(b"\r\n") {
+        b.truncate(b.len() - 2);
+    } else if b.ends_with(b"\n") {
+        b.truncate(b.len() - 1);
+    }
+    Ok(b)
+}
+
+fn new_password(file: &Option<PathBuf>) -> Result<Vec<u8>> {
+    if let Some(f) = file {
+        return read_password_file(f);
+    }
+    if let Some(p) = std::env::var_os("PROJECTCLONE_NEW_PASSWORD") {
+        use std::os::unix::ffi::OsStrExt;
+        return Ok(p.as_bytes().to_vec());
+    }
+    if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+        let p = rpassword::prompt_password("new password: ")?;
+        if rpassword::prompt_password("repeat the new password: ")? != p {
+            bail!("the passwords do not match");
+        }
+        return Ok(p.into_bytes());
+    }
+    bail!("no new password given: use --new-password-file F or PROJECTCLONE_NEW_PASSWORD")
 }
 
 pub fn init_logging(cli: &Cli) {
@@ -204,13 +338,7 @@ impl Ctx {
             .clone()
             .or_else(|| self.file.password_file.clone())
         {
-            let mut b = std::fs::read(&f).with_context(|| format!("password file {}", f.display()))?;
-            if b.ends_with(b"\r\n") {
-                b.truncate(b.len() - 2);
-            } else if b.ends_with(b"\n") {
-                b.truncate(b.len() - 1);
-            }
-            return Ok(Some(b));
+            return Ok(Some(read_password_file(&f)?));
         }
         if let Some(p) = std::env::var_os("PROJECTCLONE_PASSWORD") {
             use std::os::unix::ffi::OsStrExt;
@@ -347,7 +475,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             let _lock = if *dry_run {
                 None
             } else {
-                Some(lock::acquire(&repo, LockMode::Shared)?)
+                Some(lock::acquire(&repo, LockMode::Shared, "backup")?)
             };
             let mut skip = Vec::new();
             for p in [&path, &cache] {
@@ -367,7 +495,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                 skip,
             };
             let progress = output::progress(&ctx.cli);
-            let res = backup(&mut repo, &opts, progress.as_ref())?;
+            let res = backup(&mut repo, &opts, progress.as_ref(), _lock.as_ref())?;
             progress.finish();
             output::backup(&ctx.cli, &res);
             Ok(if res.errors.is_empty() { 0 } else { 3 })
@@ -403,7 +531,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             let _lock = if *dry_run {
                 None
             } else {
-                Some(lock::acquire(&repo, LockMode::Shared)?)
+                Some(lock::acquire(&repo, LockMode::Shared, "restore")?)
             };
             let opts = RestoreOptions {
                 target: target.clone(),
@@ -417,12 +545,92 @@ pub fn run(cli: Cli) -> Result<u8> {
             output::restore(&ctx.cli, &id, &opts, &res);
             Ok(if res.errors.is_empty() { 0 } else { 1 })
         }
-        Command::Check { read_data } => {
+        Command::Check {
+            read_data,
+            read_data_subset,
+        } => {
             let repo = ctx.open()?;
-            let _lock = lock::acquire(&repo, LockMode::Shared)?;
-            let report = projectclone::check::check(&repo, *read_data)?;
+            let _lock = lock::acquire(&repo, LockMode::Shared, "check")?;
+            let subset = if *read_data {
+                Some(projectclone::check::Subset::All)
+            } else {
+                *read_data_subset
+            };
+            let report = projectclone::check::check_with(&repo, subset)?;
             output::check(json, &report);
             Ok(if report.ok() { 0 } else { 1 })
+        }
+        Command::Forget {
+            snaps,
+            keep,
+            prune,
+            dry_run,
+            repack_threshold,
+        } => {
+            let mut repo = ctx.open()?;
+            let mut ids = Vec::new();
+            for s in snaps {
+                ids.push(repo.resolve_snapshot(s)?.0);
+            }
+            let rules = keep.rules()?;
+            if ids.is_empty() && rules.is_empty() {
+                bail!("forget needs snapshot ids or --keep-* rules");
+            }
+            run_prune(&ctx, &mut repo, rules, ids, *prune, *dry_run, *repack_threshold)
+        }
+        Command::Prune {
+            keep,
+            dry_run,
+            repack_threshold,
+        } => {
+            let mut repo = ctx.open()?;
+            run_prune(
+                &ctx,
+                &mut repo,
+                keep.rules()?,
+                Vec::new(),
+                true,
+                *dry_run,
+                *repack_threshold,
+            )
+        }
+        Command::Repair { what: RepairCmd::Index } => {
+            let mut repo = ctx.open()?;
+            let _lock = lock::acquire(&repo, LockMode::Exclusive, "repair")?;
+            let recovered = repo.repair_index()?;
+            output::repair_index(json, &repo, recovered)?;
+            Ok(if repo.damaged.is_empty() { 0 } else { 1 })
+        }
+        Command::Unlock => {
+            let repo = ctx.open()?;
+            let removed = lock::remove_stale(&repo)?;
+            output::unlock(json, removed);
+            Ok(0)
+        }
+        Command::Key { what } => {
+            let repo = ctx.open()?;
+            let _lock = lock::acquire(&repo, LockMode::Exclusive, "key")?;
+            let kdf = projectclone::crypto::KdfParams::default();
+            match what {
+                KeyCmd::List => output::keys(json, &repo.list_keys()?, &repo.key_name),
+                KeyCmd::Add { new_password_file } => {
+                    let name = repo.add_key(&new_password(new_password_file)?, kdf)?;
+                    output::key_changed(json, "added", &name);
+                }
+                KeyCmd::Passwd { new_password_file } => {
+                    let name = repo.add_key(&new_password(new_password_file)?, kdf)?;
+                    repo.remove_key(&repo.key_name)?;
+                    output::key_changed(json, "password changed; new key", &name);
+                }
+                KeyCmd::Remove { id } => {
+                    if repo.key_name.starts_with(id.as_str()) {
+                        bail!("key {id} is the one opening the repository now; use `key passwd` to replace it");
+                    }
+                    let name = repo.remove_key(id)?;
+                    output::key_changed(json, "removed", &name);
+                }
+            }
+            Ok(0)
         }
         Command::Stats { snap } => {
             let repo = ctx.open()?;
@@ -436,4 +644,36 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
     }
+}
+
+fn run_prune(
+    ctx: &Ctx,
+    repo: &mut Repository,
+    rules: projectclone::prune::policy::KeepRules,
+    forget: Vec<projectclone::id::SnapshotId>,
+    gc: bool,
+    dry_run: bool,
+    repack_threshold: f64,
+) -> Result<u8> {
+    if !(0.0..=1.0).contains(&repack_threshold) {
+        bail!("--repack-threshold {repack_threshold}: give a fraction between 0 and 1");
+    }
+    let guard = if dry_run {
+        None
+    } else {
+        Some(lock::acquire(repo, LockMode::Shared, "prune")?)
+    };
+    let opts = projectclone::prune::PruneOptions {
+        rules,
+        forget,
+        gc,
+        dry_run,
+        repack_threshold,
+        tz: jiff::tz::TimeZone::system(),
+        hostname: lock::hostname(),
+        own_lock: guard.as_ref().map(|g| g.object_id()),
+    };
+    let plan = projectclone::prune::run(repo, &opts)?;
+    output::prune(&ctx.cli, &plan);
+    Ok(0)
 }

@@ -304,3 +304,114 @@ pub fn repo_stats(json: bool, s: &RepoStats) {
         );
     }
 }
+
+pub fn prune(cli: &Cli, p: &projectclone::prune::PrunePlan) {
+    if cli.json {
+        print_json(&serde_json::to_value(p).expect("serialisable"));
+        return;
+    }
+    let verb = if p.dry_run { "would" } else { "will" };
+    for s in &p.snapshots {
+        outln!(
+            "{} {}  {}",
+            if s.keep { "keep  " } else { "remove" },
+            &s.id[..8],
+            s.reasons.join(", ")
+        );
+    }
+    outln!(
+        "{} snapshot(s) {}",
+        p.forgotten,
+        if p.dry_run { "would be removed" } else { "removed" }
+    );
+    if !p.deleted_packs.is_empty() {
+        outln!(
+            "{} condemned pack(s) {}deleted, {} freed",
+            p.deleted_packs.len(),
+            if p.dry_run { "would be " } else { "" },
+            bytesize::ByteSize(p.deleted_bytes)
+        );
+    }
+    if !p.uncondemned_packs.is_empty() {
+        outln!(
+            "{} condemned pack(s) are needed again and were kept",
+            p.uncondemned_packs.len()
+        );
+    }
+    if !p.waiting_packs.is_empty() {
+        outln!(
+            "{} condemned pack(s) wait for older locks (a backup that started before they were marked)",
+            p.waiting_packs.len()
+        );
+    }
+    if !p.repacked_packs.is_empty() {
+        outln!(
+            "{} partly used pack(s) {} repacked ({} still in use copied)",
+            p.repacked_packs.len(),
+            verb,
+            bytesize::ByteSize(p.repacked_bytes)
+        );
+    }
+    if !p.condemned_packs.is_empty() || !p.repacked_packs.is_empty() {
+        outln!(
+            "{} unused pack(s) ({}) {} be condemned now and deleted by the next prune",
+            p.condemned_packs.len() + p.repacked_packs.len(),
+            bytesize::ByteSize(p.condemned_bytes),
+            verb
+        );
+    }
+}
+
+pub fn repair_index(json: bool, repo: &projectclone::repo::Repository, recovered: usize) -> anyhow::Result<()> {
+    let (blobs, _, _) = repo.index.totals()?;
+    let packs = repo.index.packs()?.len();
+    if json {
+        print_json(&json!({"packs": packs, "blobs": blobs, "recovered_packs": recovered, "damaged": repo.damaged}));
+    } else {
+        for d in &repo.damaged {
+            outln!("damaged: {d}");
+        }
+        outln!("index rebuilt: {packs} packs, {blobs} blobs ({recovered} pack(s) recovered from their headers)");
+    }
+    Ok(())
+}
+
+pub fn unlock(json: bool, removed: usize) {
+    if json {
+        print_json(&json!({"removed": removed}));
+    } else {
+        outln!("{removed} stale lock(s) removed");
+    }
+}
+
+pub fn keys(json: bool, keys: &[(String, i64, Option<projectclone::crypto::KdfParams>)], current: &str) {
+    if json {
+        print_json(&serde_json::Value::Array(
+            keys.iter()
+                .map(|(n, c, k)| json!({"id": n, "current": n == current, "created": format_time(&projectclone::format::Time { secs: c.div_euclid(1_000_000_000), nanos: c.rem_euclid(1_000_000_000) as u32 }, 0), "kdf": k.map(|k| json!({"m_cost": k.m_cost, "t_cost": k.t_cost, "p_cost": k.p_cost}))}))
+                .collect(),
+        ));
+        return;
+    }
+    for (n, c, k) in keys {
+        let t = format_time(
+            &projectclone::format::Time {
+                secs: c.div_euclid(1_000_000_000),
+                nanos: c.rem_euclid(1_000_000_000) as u32,
+            },
+            0,
+        );
+        let kdf = k
+            .map(|k| format!("argon2id m={}KiB t={} p={}", k.m_cost, k.t_cost, k.p_cost))
+            .unwrap_or_else(|| "no password (insecure)".into());
+        outln!("{} {}  {}  {}", if n == current { "*" } else { " " }, &n[..12], t, kdf);
+    }
+}
+
+pub fn key_changed(json: bool, what: &str, name: &str) {
+    if json {
+        print_json(&json!({"result": what, "id": name}));
+    } else {
+        eprintln!("{what}: {}", &name[..12.min(name.len())]);
+    }
+}

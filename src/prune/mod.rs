@@ -1,0 +1,362 @@
+//! `forget` and `prune`: plan, then execute, never losing data.
+//!
+//! Garbage collection is two-phase and never needs an exclusive lock:
+//! 1. *Condemn*: packs that no remaining snapshot uses are recorded in `condemned/`
+//!    with the time of marking; partly used packs above the threshold are first repacked
+//!    (live blobs copied to new packs, new index delta written), then condemned too.
+//! 2. *Delete*, in a later run: a condemned pack is deleted only when every lock older
+//!    than its mark is gone (so no backup that started before the mark is still running)
+//!    and no current snapshot needs a blob that lives only in condemned packs; otherwise it
+//!    is un-condemned. Deletion writes a new index delta replacing the ones that listed the
+//!    packs, then deletes those deltas, then the packs, then updates the records.
+//!
+//! Backups never dedup into a condemned pack (see `Index::has_blob`). The set of live
+//! blobs is kept in a temporary SQLite table, so memory does not grow with the index.
+
+pub mod policy;
+
+use std::collections::{BTreeSet, HashSet};
+
+use serde::Serialize;
+
+use crate::backend::Dir;
+use crate::blob::open_blob;
+use crate::error::{Error, Result};
+use crate::format::{BlobKind, Condemned, Content, IndexDelta, IndexPack, NodeKind};
+use crate::id::{BlobId, ObjectId, PackId, SnapshotId, TreeId};
+use crate::lock;
+use crate::pack::PackWriter;
+use crate::repo::{Repository, now_unix_ns};
+use policy::{Decision, KeepRules};
+
+#[derive(Clone, Debug)]
+pub struct PruneOptions {
+    pub rules: KeepRules,
+    /// Snapshots named on the command line.
+    pub forget: Vec<SnapshotId>,
+    /// Collect garbage after forgetting (`prune`, or `forget --prune`).
+    pub gc: bool,
+    pub dry_run: bool,
+    /// A partly used pack is repacked when more than this fraction of its bytes is unused.
+    pub repack_threshold: f64,
+    pub tz: jiff::tz::TimeZone,
+    pub hostname: String,
+    /// Our own lock object, ignored when looking for older locks.
+    pub own_lock: Option<ObjectId>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct PrunePlan {
+    pub snapshots: Vec<SnapshotDecision>,
+    pub forgotten: u64,
+    pub live_blobs: u64,
+    /// Phase two: condemned packs deleted now, and the bytes that frees.
+    pub deleted_packs: Vec<String>,
+    pub deleted_bytes: u64,
+    /// Condemned packs that a snapshot turned out to need again.
+    pub uncondemned_packs: Vec<String>,
+    /// Condemned packs still waiting for older locks to go away.
+    pub waiting_packs: Vec<String>,
+    /// Phase one: packs condemned now (deleted by a later prune).
+    pub condemned_packs: Vec<String>,
+    pub condemned_bytes: u64,
+    /// Partly used packs whose live blobs were copied to new packs (and are condemned).
+    pub repacked_packs: Vec<String>,
+    pub repacked_bytes: u64,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SnapshotDecision {
+    pub id: String,
+    pub keep: bool,
+    pub reasons: Vec<String>,
+}
+
+pub fn run(repo: &mut Repository, opts: &PruneOptions) -> Result<PrunePlan> {
+    let mut plan = PrunePlan {
+        dry_run: opts.dry_run,
+        ..Default::default()
+    };
+    let snaps = repo.snapshots()?;
+    let mut forget: BTreeSet<SnapshotId> = opts.forget.iter().copied().collect();
+    if !opts.rules.is_empty() {
+        for Decision { id, keep, reasons } in policy::apply(&snaps, &opts.rules, &opts.tz) {
+            if !keep {
+                forget.insert(id);
+            }
+            plan.snapshots.push(SnapshotDecision {
+                id: id.to_hex(),
+                keep,
+                reasons,
+            });
+        }
+    } else if !forget.is_empty() {
+        for (id, _) in &snaps {
+            let keep = !forget.contains(id);
+            let reasons = if keep {
+                vec!["not named".into()]
+            } else {
+                vec!["named".into()]
+            };
+            plan.snapshots.push(SnapshotDecision {
+                id: id.to_hex(),
+                keep,
+                reasons,
+            });
+        }
+    }
+    plan.forgotten = forget.len() as u64;
+    if !opts.dry_run && !forget.is_empty() {
+        for id in &forget {
+            repo.backend.delete(&Dir::Snapshots.path(&id.to_hex()))?;
+        }
+        repo.index
+            .remove_snapshots(&forget.iter().copied().collect::<Vec<_>>())?;
+    }
+    if !opts.gc {
+        return Ok(plan);
+    }
+
+    // The live set: everything the remaining snapshots reach.
+    repo.index.live_reset()?;
+    for (id, s) in &snaps {
+        if !forget.contains(id) {
+            mark_tree(repo, &s.tree).map_err(|e| {
+                Error::corrupt(format!(
+                    "snapshot {}: {e}; prune stops rather than guess what is in use (run `projectclone check`)",
+                    id.short()
+                ))
+            })?;
+        }
+    }
+
+    phase_two(repo, opts, &mut plan)?;
+    phase_one(repo, opts, &mut plan)?;
+    Ok(plan)
+}
+
+fn mark_tree(repo: &Repository, tree: &TreeId) -> Result<()> {
+    let mut page = Some(*tree);
+    let mut first = true;
+    while let Some(p) = page {
+        let new = repo.index.live_insert(&[BlobId(p.0)])?[0];
+        if !new && first {
+            return Ok(()); // this whole directory was marked through another snapshot
+        }
+        first = false;
+        let t = repo.load_tree_page(&p)?;
+        for n in &t.nodes {
+            match &n.kind {
+                NodeKind::Dir(sub) => mark_tree(repo, sub)?,
+                NodeKind::File(d) | NodeKind::HardLink { data: d, .. } => {
+                    if let Content::Pages(pages) = &d.content {
+                        let ids: Vec<BlobId> = pages.iter().map(|p| BlobId(p.0)).collect();
+                        repo.index.live_insert(&ids)?;
+                    }
+                    let chunks = repo.chunk_list(&d.content)?;
+                    let ids: Vec<BlobId> = chunks.iter().map(|c| BlobId(c.id.0)).collect();
+                    repo.index.live_insert(&ids)?;
+                }
+                _ => {}
+            }
+        }
+        page = t.next;
+    }
+    Ok(())
+}
+
+fn phase_two(repo: &mut Repository, opts: &PruneOptions, plan: &mut PrunePlan) -> Result<()> {
+    let records = repo.index.condemned()?;
+    if records.is_empty() {
+        return Ok(());
+    }
+    let host = lock::hostname();
+    let boot = lock::boot_id();
+    let now = now_unix_ns();
+    let locks: Vec<_> = lock::list_locks(repo)?
+        .into_iter()
+        .filter(|(id, l)| Some(*id) != opts.own_lock && !l.is_stale(now, &host, &boot))
+        .collect();
+    let mut eligible: Vec<&(ObjectId, i64, Vec<PackId>)> = Vec::new();
+    for r in &records {
+        if locks.iter().any(|(_, l)| l.created_unix_ns < r.1) {
+            plan.waiting_packs.extend(r.2.iter().map(|p| p.to_hex()));
+        } else {
+            eligible.push(r);
+        }
+    }
+    let mut gone: HashSet<PackId> = eligible.iter().flat_map(|r| r.2.iter().copied()).collect();
+    // Un-condemn packs holding a live blob that has no copy outside the packs to delete.
+    loop {
+        let mut keep = Vec::new();
+        for p in &gone {
+            if repo.index.live_only_in(p, &gone)? > 0 {
+                keep.push(*p);
+            }
+        }
+        if keep.is_empty() {
+            break;
+        }
+        for p in keep {
+            gone.remove(&p);
+            plan.uncondemned_packs.push(p.to_hex());
+        }
+    }
+    let mut gone_list: Vec<PackId> = gone.iter().copied().collect();
+    gone_list.sort();
+    for p in &gone_list {
+        plan.deleted_bytes += repo.index.pack_size(p)?.unwrap_or(0);
+        plan.deleted_packs.push(p.to_hex());
+    }
+    if opts.dry_run {
+        return Ok(());
+    }
+    // 1. A delta replacing every delta that lists a pack to delete, minus those packs.
+    let affected = repo.index.deltas_with_packs(&gone_list)?;
+    if !affected.is_empty() {
+        let mut packs = Vec::new();
+        let mut seen = HashSet::new();
+        for d in &affected {
+            for p in repo.index.delta_packs(d)? {
+                if gone.contains(&p) || !seen.insert(p) {
+                    continue;
+                }
+                let blobs = repo.index.pack_blobs(&p)?;
+                packs.push(IndexPack {
+                    id: p,
+                    size: repo.index.pack_size(&p)?.unwrap_or(0),
+                    blobs: blobs
+                        .into_iter()
+                        .map(|(id, l)| crate::format::PackEntry {
+                            kind: l.kind,
+                            id,
+                            offset: l.offset,
+                            length: l.length,
+                            raw_length: l.raw_length,
+                        })
+                        .collect(),
+                });
+            }
+        }
+        repo.write_delta(&IndexDelta {
+            packs,
+            supersedes: affected.clone(),
+        })?;
+        // 2. The replaced deltas, 3. the packs.
+        for d in &affected {
+            repo.backend.delete(&Dir::Index.path(&d.to_hex()))?;
+        }
+    }
+    for p in &gone_list {
+        repo.backend.delete(&Dir::Packs.path(&p.to_hex()))?;
+    }
+    // 4. The records: what is left of each eligible record is written anew.
+    let uncondemned: HashSet<String> = plan.uncondemned_packs.iter().cloned().collect();
+    for (rid, marked, packs) in eligible {
+        let rest: Vec<PackId> = packs
+            .iter()
+            .filter(|p| !gone.contains(p) && !uncondemned.contains(&p.to_hex()))
+            .copied()
+            .collect();
+        if !rest.is_empty() {
+            repo.write_condemned(&Condemned {
+                packs: rest,
+                marked_unix_ns: *marked,
+                hostname: opts.hostname.clone(),
+            })?;
+        }
+        repo.delete_condemned(rid)?;
+    }
+    repo.sync_index()?;
+    Ok(())
+}
+
+fn phase_one(repo: &mut Repository, opts: &PruneOptions, plan: &mut PrunePlan) -> Result<()> {
+    let already: HashSet<PackId> = repo.index.condemned()?.into_iter().flat_map(|r| r.2).collect();
+    let mut condemn = Vec::new();
+    let mut repack = Vec::new();
+    for u in repo.index.pack_usage()? {
+        if already.contains(&u.id) {
+            continue;
+        }
+        if u.live_blobs == 0 {
+            plan.condemned_bytes += u.size;
+            plan.condemned_packs.push(u.id.to_hex());
+            condemn.push(u.id);
+        } else if u.bytes > 0 && (u.bytes - u.live_bytes) as f64 > opts.repack_threshold * u.bytes as f64 {
+            plan.repacked_bytes += u.live_bytes;
+            plan.repacked_packs.push(u.id.to_hex());
+            repack.push(u.id);
+        }
+    }
+    plan.live_blobs = repo.index.totals()?.0;
+    if opts.dry_run || (condemn.is_empty() && repack.is_empty()) {
+        return Ok(());
+    }
+    if !repack.is_empty() {
+        repack_packs(repo, &repack)?;
+        condemn.extend(repack);
+    }
+    repo.write_condemned(&Condemned {
+        packs: condemn,
+        marked_unix_ns: now_unix_ns(),
+        hostname: opts.hostname.clone(),
+    })?;
+    Ok(())
+}
+
+/// Copy the live blobs of `packs` into new packs (verifying each), then index them.
+fn repack_packs(repo: &mut Repository, packs: &[PackId]) -> Result<()> {
+    let target = repo.config.pack_target as usize;
+    let mut writers = [PackWriter::new(), PackWriter::new()];
+    let mut new_packs = Vec::new();
+    let mut copied: HashSet<BlobId> = HashSet::new();
+    let flush = |repo: &Repository, w: PackWriter, out: &mut Vec<IndexPack>| -> Result<()> {
+        if w.is_empty() {
+            return Ok(());
+        }
+        let (id, bytes, entries) = w.finish(repo.repo_id(), &repo.cipher);
+        repo.backend.write_new(&Dir::Packs.path(&id.to_hex()), &bytes)?;
+        out.push(IndexPack {
+            id,
+            size: bytes.len() as u64,
+            blobs: entries,
+        });
+        Ok(())
+    };
+    for p in packs {
+        let bytes = repo.backend.read(&Dir::Packs.path(&p.to_hex()))?;
+        for (id, loc) in repo.index.pack_blobs(p)? {
+            let live = repo.index.is_live(&id)?;
+            if !live || !copied.insert(id) {
+                continue;
+            }
+            let s = loc.offset as usize;
+            let sealed = bytes
+                .get(s..s + loc.length as usize)
+                .ok_or_else(|| Error::corrupt(format!("pack {p}: blob {id} outside the pack")))?;
+            // Verify before copying: repacking must not spread damage.
+            open_blob(repo.repo_id(), &repo.keys, &repo.cipher, loc.kind, &id, sealed)
+                .map_err(|e| Error::corrupt(format!("pack {p}: {e}; run `projectclone check --read-data`")))?;
+            let w = &mut writers[if loc.kind == BlobKind::Data { 0 } else { 1 }];
+            w.add(loc.kind, id, loc.raw_length, sealed);
+            if w.len() >= target {
+                let full = std::mem::take(w);
+                flush(repo, full, &mut new_packs)?;
+            }
+        }
+    }
+    for w in writers {
+        flush(repo, w, &mut new_packs)?;
+    }
+    if !new_packs.is_empty() {
+        let delta = IndexDelta {
+            packs: new_packs,
+            supersedes: Vec::new(),
+        };
+        let id = repo.write_delta(&delta)?;
+        repo.index.add_deltas(&[(id, delta)])?;
+    }
+    Ok(())
+}
