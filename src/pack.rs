@@ -72,6 +72,9 @@ pub fn parse_trailer(trailer: &[u8], pack_len: u64) -> Result<(u64, usize)> {
     }
     let hlen = u32::from_le_bytes(trailer[..4].try_into().expect("4 bytes")) as usize;
     let min = (LEADER_LEN + TRAILER_LEN) as u64;
+    if pack_len < min {
+        return Err(Error::corrupt("pack: shorter than its leader and trailer"));
+    }
     if hlen > MAX_PACK_HEADER || (hlen as u64) > pack_len.saturating_sub(min) {
         return Err(Error::corrupt("pack: header length out of range"));
     }
@@ -125,5 +128,12 @@ mod tests {
         let n = bad.len();
         bad[n - 20] ^= 1;
         assert!(read_all(&[5; 32], &c, &bad).is_err());
+    }
+
+    #[test]
+    fn trailer_of_a_too_short_pack_is_refused() {
+        // Found by the `pack` fuzz target: used to underflow or point into the leader.
+        assert!(parse_trailer(b"\0\0\0\0PCLNPAK1", 15).is_err());
+        assert!(parse_trailer(b"\0\0\0\0PCLNPAK1", 5).is_err());
     }
 }
