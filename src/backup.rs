@@ -2,8 +2,8 @@
 //!
 //! walk (this thread, depth first, sorted by name bytes) → compare with the parent
 //! snapshot's tree → read changed files into a buffer → FastCDC → keyed BLAKE3 →
-//! dedup (this session's blobs, then the index) → [workers] compress + seal →
-//! [packer] pack files, durable → index delta → tree blobs bottom-up → snapshot.
+//! dedup (this session's blobs, then the index) → (workers) compress + seal →
+//! (packer) pack files, durable → index delta → tree blobs bottom-up → snapshot.
 //!
 //! Work is parallel over chunks, not files, so one large file keeps both cores busy.
 //! Memory in flight between the walker and the packer is bounded in bytes.

@@ -142,21 +142,14 @@ pub fn check_with(repo: &Repository, read_data: Option<Subset>) -> Result<CheckR
 
     // Snapshots: every tree and chunk reachable and indexed.
     let mut seen_trees: HashSet<TreeId> = HashSet::new();
-    let mut seen_chunks: HashSet<BlobId> = HashSet::new();
+    // Chunks already verified live in a temporary SQLite table: memory stays bounded
+    // however many chunks the repository holds.
+    repo.index.live_reset()?;
     let snaps = repo.snapshots()?;
     r.snapshots = snaps.len() as u64;
     for (sid, snap) in &snaps {
         let before = r.errors.len();
-        walk(
-            repo,
-            sid,
-            &snap.tree,
-            b"",
-            &bad_blobs,
-            &mut seen_trees,
-            &mut seen_chunks,
-            &mut r,
-        );
+        walk(repo, sid, &snap.tree, b"", &bad_blobs, &mut seen_trees, &mut r);
         if r.errors.len() > before {
             r.damaged_snapshots.push(sid.to_hex());
         }
@@ -168,7 +161,7 @@ pub fn check_with(repo: &Repository, read_data: Option<Subset>) -> Result<CheckR
         let used = pc
             .blobs
             .iter()
-            .any(|b| seen_chunks.contains(b) || seen_trees.contains(&TreeId(b.0)));
+            .any(|b| seen_trees.contains(&TreeId(b.0)) || repo.index.is_live(b).unwrap_or(true));
         if !used && !pc.blobs.is_empty() {
             r.unreferenced_packs.push(id.to_hex());
         }
@@ -300,7 +293,6 @@ fn walk(
     rel: &[u8],
     bad: &HashSet<BlobId>,
     seen_trees: &mut HashSet<TreeId>,
-    seen_chunks: &mut HashSet<BlobId>,
     r: &mut CheckReport,
 ) {
     if !seen_trees.insert(*tree) && !bad.contains(&BlobId(tree.0)) {
@@ -328,7 +320,7 @@ fn walk(
         }
         p.extend_from_slice(&n.name);
         match &n.kind {
-            NodeKind::Dir(t) => walk(repo, sid, t, &p, bad, seen_trees, seen_chunks, r),
+            NodeKind::Dir(t) => walk(repo, sid, t, &p, bad, seen_trees, r),
             NodeKind::File(d) | NodeKind::HardLink { data: d, .. } => {
                 if let Content::Pages(pages) = &d.content {
                     seen_trees.extend(pages.iter().copied());
@@ -349,13 +341,13 @@ fn walk(
                     let b = BlobId(c.id.0);
                     if bad.contains(&b) {
                         missing += 1;
-                    } else if seen_chunks.insert(b) {
-                        match repo.index.has_blob(&b) {
-                            Ok(true) => {}
-                            _ => {
-                                seen_chunks.remove(&b);
-                                missing += 1;
+                    } else if !repo.index.is_live(&b).unwrap_or(false) {
+                        // Any copy counts, also in a condemned pack: it still exists.
+                        match repo.index.lookup(&b) {
+                            Ok(l) if !l.is_empty() => {
+                                let _ = repo.index.live_insert(&[b]);
                             }
+                            _ => missing += 1,
                         }
                     }
                 }

@@ -3,7 +3,7 @@
 //!
 //! # Code map
 //! - [`id`]: typed 32-byte ids. [`error`]: the one error type.
-//! - [`format`]: every on-disk structure and its pure encode/decode (mirrors `format-spec/`).
+//! - [`format`](mod@format): every on-disk structure and its pure encode/decode (mirrors `format-spec/`).
 //! - [`crypto`]: Argon2id key wrapping, XChaCha20-Poly1305 sealing, keyed BLAKE3 ids.
 //! - [`chunker`], [`compress`], [`blob`]: plaintext chunk ⇄ sealed blob.
 //! - [`pack`]: pack writer (sans-IO) and header reader.
