@@ -40,7 +40,7 @@ use crate::repo::Repository;
 /// The name of the per-directory ignore file.
 pub const IGNORE_FILE: &str = ".projectcloneignore";
 /// Bytes of chunk data allowed between the walker and the packer.
-const IN_FLIGHT_BUDGET: usize = 32 * 1024 * 1024;
+const IN_FLIGHT_BUDGET: usize = 16 * 1024 * 1024;
 /// Read granularity.
 const READ_SIZE: usize = 1024 * 1024;
 /// A batch of blobs is handed to the sealing workers at this many bytes or blobs.
@@ -198,8 +198,8 @@ pub fn backup(
         limit: IN_FLIGHT_BUDGET,
     });
     // Blobs travel in batches: one channel hand-off per blob costs more than sealing a small file.
-    let (job_tx, job_rx) = bounded::<Vec<Job>>(8);
-    let (sealed_tx, sealed_rx) = bounded::<Vec<Sealed>>(8);
+    let (job_tx, job_rx) = bounded::<Vec<Job>>(4);
+    let (sealed_tx, sealed_rx) = bounded::<Vec<Sealed>>(4);
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
