@@ -127,6 +127,8 @@ struct Walker<'a> {
     hardlinks: HashMap<(u64, u64), (Vec<u8>, FileData)>,
     summary: Summary,
     errors: Vec<(PathBuf, String)>,
+    /// Some packs are condemned: reused chunk lists must be checked against them.
+    condemned_any: bool,
     /// Parent snapshot start: files modified within a second of it are re-read.
     racy_before: Option<Time>,
     buf: Vec<u8>,
@@ -206,6 +208,7 @@ pub fn backup(
         .clamp(1, 16);
 
     let packer_out = Arc::new(Mutex::new(PackerOut::default()));
+    let condemned_any = !repo.index.condemned()?.is_empty();
     let repo_ref: &Repository = repo;
     repo_ref.index.begin_read()?;
     let (walked, mut summary, errors) = std::thread::scope(|scope| {
@@ -255,6 +258,7 @@ pub fn backup(
             hardlinks: HashMap::new(),
             summary: Summary::default(),
             errors: Vec::new(),
+            condemned_any,
             racy_before: parent.as_ref().map(|(_, s)| Time {
                 secs: s.time.secs - 1,
                 nanos: s.time.nanos,
@@ -495,6 +499,24 @@ impl Walker<'_> {
         false
     }
 
+    /// Does a reused file's content live (only) in condemned packs? Then it is read again:
+    /// a backup never makes a snapshot depend on a pack a prune may delete.
+    fn relies_on_condemned(&self, d: &FileData) -> bool {
+        if !self.condemned_any {
+            return false;
+        }
+        let mut ids: Vec<BlobId> = match &d.content {
+            Content::Chunks(_) => Vec::new(),
+            Content::Pages(p) => p.iter().map(|p| BlobId(p.0)).collect(),
+        };
+        match self.repo.chunk_list(&d.content) {
+            Ok(c) => ids.extend(c.iter().map(|c| BlobId(c.id.0))),
+            Err(_) => return true,
+        }
+        ids.iter()
+            .any(|id| !self.seen.contains(id) && !self.repo.index.has_blob(id).unwrap_or(false))
+    }
+
     /// Queue a blob unless it is already stored or in flight.
     fn store(&mut self, kind: BlobKind, id: BlobId, raw: Vec<u8>) -> Result<()> {
         if self.seen.contains(&id) {
@@ -719,6 +741,7 @@ impl Walker<'_> {
             if let Some(d) = pdata {
                 let racy = self.racy_before.is_none_or(|r| meta.mtime >= r);
                 if !racy
+                    && !self.relies_on_condemned(d)
                     && d.size == size
                     && p.meta.mtime == meta.mtime
                     && p.meta.ctime == meta.ctime
@@ -874,7 +897,17 @@ fn data_regions(f: &File, size: u64) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
     let mut pos = 0u64;
     while pos < size {
-        let Ok(data) = seek(f, SeekFrom::Data(pos)) else { break };
+        let data = match seek(f, SeekFrom::Data(pos)) {
+            Ok(d) => d,
+            // ENXIO: no data after `pos`, the rest is a hole.
+            Err(rustix::io::Errno::NXIO) => break,
+            // SEEK_DATA unsupported or failing: read the whole file densely.
+            Err(_) if out.is_empty() => return vec![(0, size)],
+            Err(_) => {
+                out.push((pos, size - pos));
+                break;
+            }
+        };
         if data >= size {
             break;
         }

@@ -120,6 +120,15 @@ pub fn check_with(repo: &Repository, read_data: Option<Subset>) -> Result<CheckR
     for d in &repo.damaged {
         r.errors.push(format!("unreadable {d}"));
     }
+    for (name, _) in repo.backend.list(Dir::Keys)? {
+        let res = repo
+            .backend
+            .read(&Dir::Keys.path(&name))
+            .and_then(|b| crate::format::decode_key_file(&b));
+        if let Err(e) = res {
+            r.errors.push(format!("unreadable key file {name}: {e}"));
+        }
+    }
     let mut order: Vec<usize> = (0..indexed.len()).collect();
     order.sort_by_key(|i| indexed[*i].0);
     let mut read = vec![false; indexed.len()];

@@ -11,10 +11,10 @@ use crate::format::{BlobKind, IndexDelta, Snapshot};
 use crate::id::{BlobId, ObjectId, PackId, SnapshotId};
 
 /// Schema version in `PRAGMA user_version`. A cache with another version is rebuilt.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
-CREATE TABLE deltas (id BLOB PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE deltas (id BLOB PRIMARY KEY, superseded INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
 CREATE TABLE packs (
     n INTEGER PRIMARY KEY,
     id BLOB NOT NULL UNIQUE,
@@ -120,6 +120,21 @@ impl Index {
         }
     }
 
+    /// Deltas recorded as replaced by a later delta (still listed if a prune was
+    /// interrupted before deleting them).
+    pub fn superseded_deltas(&self) -> Result<Vec<ObjectId>> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = conn
+            .prepare("SELECT id FROM deltas WHERE superseded = 1")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| r.get::<_, Vec<u8>>(0))
+            .map_err(|e| self.err(e))?
+            .filter_map(|r| r.ok().and_then(|b| ObjectId::from_slice(&b)))
+            .collect();
+        Ok(rows)
+    }
+
     pub fn known_deltas(&self) -> Result<Vec<ObjectId>> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let mut st = conn.prepare("SELECT id FROM deltas").map_err(|e| self.err(e))?;
@@ -176,7 +191,7 @@ impl Index {
             .map_err(err)?;
         {
             let mut ins_delta = tx
-                .prepare_cached("INSERT OR IGNORE INTO deltas (id) VALUES (?1)")
+                .prepare_cached("INSERT OR REPLACE INTO deltas (id, superseded) VALUES (?1, ?2)")
                 .map_err(err)?;
             let mut ins_pack = tx
                 .prepare_cached("INSERT OR IGNORE INTO packs (id, size) VALUES (?1, ?2)")
@@ -191,7 +206,9 @@ impl Index {
                 .prepare_cached("INSERT OR IGNORE INTO delta_packs (delta, pack) VALUES (?1, ?2)")
                 .map_err(err)?;
             for (did, delta) in deltas {
-                ins_delta.execute(params![&did.0[..]]).map_err(err)?;
+                ins_delta
+                    .execute(params![&did.0[..], superseded.contains(did) as i64])
+                    .map_err(err)?;
                 if superseded.contains(did) {
                     continue;
                 }
@@ -252,7 +269,8 @@ impl Index {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let mut st = conn
             .prepare_cached(
-                "SELECT p.id, b.kind, b.offset, b.length, b.raw_length FROM blobs b JOIN packs p ON p.n = b.pack WHERE b.id = ?1",
+                "SELECT p.id, b.kind, b.offset, b.length, b.raw_length FROM blobs b JOIN packs p ON p.n = b.pack WHERE b.id = ?1 \
+                 ORDER BY p.id IN (SELECT pack FROM condemned)",
             )
             .map_err(|e| self.err(e))?;
         let rows = st

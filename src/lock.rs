@@ -88,7 +88,9 @@ pub struct LockGuard {
 pub fn list_locks(repo: &Repository) -> Result<Vec<(ObjectId, Lock)>> {
     let mut out = Vec::new();
     for (name, _) in repo.backend.list(Dir::Locks)? {
-        let Ok(id) = name.parse::<ObjectId>() else { continue };
+        let Some(id) = crate::repo::object_name(&name).map(ObjectId) else {
+            continue;
+        };
         let Ok(bytes) = repo.backend.read(&Dir::Locks.path(&name)) else {
             continue;
         };
@@ -166,12 +168,15 @@ pub fn acquire(repo: &Repository, mode: LockMode, purpose: &str) -> Result<LockG
         .spawn(move || {
             while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(REFRESH_EVERY) {
                 let mut h = h2.lock().unwrap_or_else(|p| p.into_inner());
-                let old = h.id;
+                let (old, old_time) = (h.id, h.lock.refreshed_unix_ns);
                 h.lock.refreshed_unix_ns = now_unix_ns();
                 if h.write().is_ok() {
                     let _ = h.backend.delete(&Dir::Locks.path(&old.to_hex()));
                 } else {
+                    // Keep the time of the last refresh that reached the repository:
+                    // `still_valid` must judge by what other clients can see.
                     h.id = old;
+                    h.lock.refreshed_unix_ns = old_time;
                     tracing::warn!("could not refresh the repository lock");
                 }
             }

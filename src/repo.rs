@@ -29,6 +29,8 @@ pub struct Repository {
     pub damaged: Vec<String>,
     /// Name of the key file that opened the repository.
     pub key_name: String,
+    /// Key files that could not be read (reported by `check`; they do not stop prune).
+    pub bad_keys: Vec<String>,
 }
 
 pub fn now_unix_ns() -> i64 {
@@ -117,6 +119,7 @@ impl Repository {
             index,
             damaged: Vec::new(),
             key_name: opened_with,
+            bad_keys: Vec::new(),
         })
     }
 
@@ -132,6 +135,7 @@ impl Repository {
         let repo_id = format::config_repo_id(&cfg_bytes)?;
         let mut keys = None;
         let mut opened_with = String::new();
+        let mut bad_keys = Vec::new();
         let mut key_names = backend.list(Dir::Keys)?;
         key_names.sort();
         for (name, _) in &key_names {
@@ -146,7 +150,10 @@ impl Repository {
                     break;
                 }
                 Ok(None) => {}
-                Err(e) => tracing::warn!("key file {name} skipped: {e}"),
+                Err(e) => {
+                    tracing::warn!("key file {name} skipped: {e}");
+                    bad_keys.push(format!("key file {name}: {e}"));
+                }
             }
         }
         let keys = keys.ok_or_else(|| Error::WrongPassword(backend.location()))?;
@@ -161,6 +168,7 @@ impl Repository {
             index,
             damaged: Vec::new(),
             key_name: opened_with,
+            bad_keys,
         };
         repo.sync_index()?;
         Ok(repo)

@@ -477,6 +477,11 @@ pub fn run(cli: Cli) -> Result<u8> {
             } else {
                 Some(lock::acquire(&repo, LockMode::Shared, "backup")?)
             };
+            if _lock.is_some() {
+                // Condemned marks written before our lock are now visible: a prune waits only
+                // for locks older than its mark, so we must see every earlier one.
+                repo.sync_index()?;
+            }
             let mut skip = Vec::new();
             for p in [&path, &cache] {
                 if let Ok(c) = std::fs::canonicalize(p) {
@@ -526,13 +531,16 @@ pub fn run(cli: Cli) -> Result<u8> {
             verify,
             dry_run,
         } => {
-            let repo = ctx.open()?;
+            let mut repo = ctx.open()?;
             let (id, s) = repo.resolve_snapshot(snap)?;
             let _lock = if *dry_run {
                 None
             } else {
                 Some(lock::acquire(&repo, LockMode::Shared, "restore")?)
             };
+            if _lock.is_some() {
+                repo.sync_index()?;
+            }
             let opts = RestoreOptions {
                 target: target.clone(),
                 includes: includes.clone(),
@@ -663,6 +671,9 @@ fn run_prune(
     } else {
         Some(lock::acquire(repo, LockMode::Shared, "prune")?)
     };
+    if guard.is_some() {
+        repo.sync_index()?;
+    }
     let opts = projectclone::prune::PruneOptions {
         rules,
         forget,
@@ -673,7 +684,7 @@ fn run_prune(
         hostname: lock::hostname(),
         own_lock: guard.as_ref().map(|g| g.object_id()),
     };
-    let plan = projectclone::prune::run(repo, &opts)?;
+    let plan = projectclone::prune::run(repo, &opts, guard.as_ref())?;
     output::prune(&ctx.cli, &plan);
     Ok(0)
 }

@@ -73,11 +73,21 @@ pub struct SnapshotDecision {
     pub reasons: Vec<String>,
 }
 
-pub fn run(repo: &mut Repository, opts: &PruneOptions) -> Result<PrunePlan> {
+/// `guard` is the prune's own shared lock: re-checked before anything is deleted.
+pub fn run(repo: &mut Repository, opts: &PruneOptions, guard: Option<&lock::LockGuard>) -> Result<PrunePlan> {
     let mut plan = PrunePlan {
         dry_run: opts.dry_run,
         ..Default::default()
     };
+    if !repo.damaged.is_empty() && (opts.gc || !opts.rules.is_empty()) {
+        // An unreadable snapshot or delta would make us misjudge what is in use.
+        return Err(Error::corrupt(format!(
+            "{} repository object(s) could not be read ({}); prune and rule-based forget refuse to run \
+             until `projectclone check` is clean",
+            repo.damaged.len(),
+            repo.damaged[0]
+        )));
+    }
     let snaps = repo.snapshots()?;
     let mut forget: BTreeSet<SnapshotId> = opts.forget.iter().copied().collect();
     if !opts.rules.is_empty() {
@@ -131,7 +141,7 @@ pub fn run(repo: &mut Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         }
     }
 
-    phase_two(repo, opts, &mut plan)?;
+    phase_two(repo, opts, &mut plan, guard)?;
     phase_one(repo, opts, &mut plan)?;
     Ok(plan)
 }
@@ -166,27 +176,63 @@ fn mark_tree(repo: &Repository, tree: &TreeId) -> Result<()> {
     Ok(())
 }
 
-fn phase_two(repo: &mut Repository, opts: &PruneOptions, plan: &mut PrunePlan) -> Result<()> {
+/// Clocks of different machines disagree: a lock is treated as older than a mark unless
+/// it was created this much after it.
+const CLOCK_SKEW_NS: i64 = 10 * 60 * 1_000_000_000;
+
+fn phase_two(
+    repo: &mut Repository,
+    opts: &PruneOptions,
+    plan: &mut PrunePlan,
+    guard: Option<&lock::LockGuard>,
+) -> Result<()> {
     let records = repo.index.condemned()?;
-    if records.is_empty() {
+    let superseded = repo.index.superseded_deltas()?;
+    if records.is_empty() && superseded.is_empty() {
         return Ok(());
     }
     let host = lock::hostname();
     let boot = lock::boot_id();
     let now = now_unix_ns();
+    // Our lock's object changes name when refreshed: ask the guard for the current one.
+    let own = guard.map(|g| g.object_id()).or(opts.own_lock);
     let locks: Vec<_> = lock::list_locks(repo)?
         .into_iter()
-        .filter(|(id, l)| Some(*id) != opts.own_lock && !l.is_stale(now, &host, &boot))
+        .filter(|(id, l)| Some(*id) != own && !l.is_stale(now, &host, &boot))
         .collect();
     let mut eligible: Vec<&(ObjectId, i64, Vec<PackId>)> = Vec::new();
+    let mut waiting: HashSet<PackId> = HashSet::new();
     for r in &records {
-        if locks.iter().any(|(_, l)| l.created_unix_ns < r.1) {
+        if locks
+            .iter()
+            .any(|(_, l)| l.created_unix_ns < r.1.saturating_add(CLOCK_SKEW_NS))
+        {
+            waiting.extend(r.2.iter().copied());
             plan.waiting_packs.extend(r.2.iter().map(|p| p.to_hex()));
         } else {
             eligible.push(r);
         }
     }
-    let mut gone: HashSet<PackId> = eligible.iter().flat_map(|r| r.2.iter().copied()).collect();
+    // A backup older than a mark may have finished between our first look at the
+    // snapshots and the lock listing above: its snapshot is visible now. Mark it live.
+    let before: HashSet<SnapshotId> = repo.snapshots()?.into_iter().map(|s| s.0).collect();
+    repo.sync_index()?;
+    if !repo.damaged.is_empty() {
+        return Err(Error::corrupt(format!(
+            "repository object unreadable: {}",
+            repo.damaged[0]
+        )));
+    }
+    for (id, s) in repo.snapshots()? {
+        if !before.contains(&id) {
+            mark_tree(repo, &s.tree)?;
+        }
+    }
+    let mut gone: HashSet<PackId> = eligible
+        .iter()
+        .flat_map(|r| r.2.iter().copied())
+        .filter(|p| !waiting.contains(p))
+        .collect();
     // Un-condemn packs holding a live blob that has no copy outside the packs to delete.
     loop {
         let mut keep = Vec::new();
@@ -209,15 +255,26 @@ fn phase_two(repo: &mut Repository, opts: &PruneOptions, plan: &mut PrunePlan) -
         plan.deleted_bytes += repo.index.pack_size(p)?.unwrap_or(0);
         plan.deleted_packs.push(p.to_hex());
     }
-    if opts.dry_run {
+    if opts.dry_run || (gone_list.is_empty() && superseded.is_empty()) {
         return Ok(());
     }
-    // 1. A delta replacing every delta that lists a pack to delete, minus those packs.
-    let affected = repo.index.deltas_with_packs(&gone_list)?;
+    if guard.is_some_and(|g| !g.still_valid()) {
+        return Err(Error::Invalid(
+            "this prune's lock went stale; nothing was deleted; run prune again".into(),
+        ));
+    }
+    // 1. A delta replacing every delta that lists a pack to delete, minus those packs;
+    //    deltas an interrupted prune already replaced are replaced (and deleted) again, so
+    //    they cannot come back once the delta that replaced them is itself replaced.
+    let listing = repo.index.deltas_with_packs(&gone_list)?;
+    let mut affected = listing.clone();
+    affected.extend(superseded.iter().copied());
+    affected.sort();
+    affected.dedup();
     if !affected.is_empty() {
         let mut packs = Vec::new();
         let mut seen = HashSet::new();
-        for d in &affected {
+        for d in &listing {
             for p in repo.index.delta_packs(d)? {
                 if gone.contains(&p) || !seen.insert(p) {
                     continue;
@@ -285,6 +342,14 @@ fn phase_one(repo: &mut Repository, opts: &PruneOptions, plan: &mut PrunePlan) -
             plan.condemned_packs.push(u.id.to_hex());
             condemn.push(u.id);
         } else if u.bytes > 0 && (u.bytes - u.live_bytes) as f64 > opts.repack_threshold * u.bytes as f64 {
+            if repo.index.live_only_in(&u.id, &HashSet::from([u.id]))? == 0 {
+                // Every live blob already has a copy elsewhere (an earlier repack that was
+                // interrupted, or two backups storing the same blob): no copy needed.
+                plan.condemned_bytes += u.size;
+                plan.condemned_packs.push(u.id.to_hex());
+                condemn.push(u.id);
+                continue;
+            }
             plan.repacked_bytes += u.live_bytes;
             plan.repacked_packs.push(u.id.to_hex());
             repack.push(u.id);
