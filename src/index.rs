@@ -158,9 +158,10 @@ impl Index {
     }
 
     /// Forget every pack and blob (when an index delta disappeared: rebuild from scratch).
-    pub fn clear_blobs(&mut self) -> Result<()> {
+    pub fn clear_blobs(&self) -> Result<()> {
         let path = self.path.clone();
-        let conn = self.conn.get_mut().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let conn = &mut *guard;
         conn.execute_batch("BEGIN IMMEDIATE; DELETE FROM blobs; DELETE FROM packs; DELETE FROM deltas; DELETE FROM delta_packs; COMMIT;")
             .map_err(|source| Error::Index {
                 path: path.clone(),
@@ -171,16 +172,17 @@ impl Index {
     /// Add index deltas in one transaction.
     /// Add index deltas in one transaction. Deltas in `superseded` are only recorded as
     /// known: a later delta replaced their content.
-    pub fn add_deltas(&mut self, deltas: &[(ObjectId, IndexDelta)]) -> Result<()> {
+    pub fn add_deltas(&self, deltas: &[(ObjectId, IndexDelta)]) -> Result<()> {
         self.add_deltas_except(deltas, &Default::default())
     }
 
     pub fn add_deltas_except(
-        &mut self,
+        &self,
         deltas: &[(ObjectId, IndexDelta)],
         superseded: &std::collections::HashSet<ObjectId>,
     ) -> Result<()> {
-        let conn = self.conn.get_mut().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let conn = &mut *guard;
         let path = self.path.clone();
         let err = |source| Error::Index {
             path: path.clone(),
@@ -364,8 +366,9 @@ impl Index {
             .map_err(|e| self.err(e))
     }
 
-    pub fn add_snapshots(&mut self, snaps: &[(SnapshotId, Vec<u8>, &Snapshot)]) -> Result<()> {
-        let conn = self.conn.get_mut().unwrap_or_else(|p| p.into_inner());
+    pub fn add_snapshots(&self, snaps: &[(SnapshotId, Vec<u8>, &Snapshot)]) -> Result<()> {
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let conn = &mut *guard;
         let path = self.path.clone();
         let err = |source| Error::Index {
             path: path.clone(),
@@ -388,8 +391,9 @@ impl Index {
         tx.commit().map_err(err)
     }
 
-    pub fn remove_snapshots(&mut self, ids: &[SnapshotId]) -> Result<()> {
-        let conn = self.conn.get_mut().unwrap_or_else(|p| p.into_inner());
+    pub fn remove_snapshots(&self, ids: &[SnapshotId]) -> Result<()> {
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let conn = &mut *guard;
         let path = self.path.clone();
         let err = |source| Error::Index {
             path: path.clone(),
@@ -458,13 +462,14 @@ impl Index {
         Ok(out)
     }
 
-    pub fn set_condemned(&mut self, add: &[(ObjectId, i64, Vec<PackId>)], remove: &[ObjectId]) -> Result<()> {
+    pub fn set_condemned(&self, add: &[(ObjectId, i64, Vec<PackId>)], remove: &[ObjectId]) -> Result<()> {
         let path = self.path.clone();
         let err = |source| Error::Index {
             path: path.clone(),
             source,
         };
-        let conn = self.conn.get_mut().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let conn = &mut *guard;
         let tx = conn.transaction().map_err(err)?;
         for r in remove {
             tx.execute("DELETE FROM condemned WHERE record = ?1", params![&r.0[..]])

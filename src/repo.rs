@@ -286,36 +286,68 @@ impl Repository {
             .collect();
         let known: std::collections::HashSet<ObjectId> = self.index.known_deltas()?.into_iter().collect();
         let listed_set: std::collections::HashSet<ObjectId> = listed.iter().copied().collect();
-        let read_all = |ids: &[ObjectId], damaged: &mut Vec<String>| {
-            let mut out = Vec::new();
-            for id in ids {
-                match self.read_delta(id) {
-                    Ok(d) => out.push((*id, d)),
-                    Err(e) => {
-                        tracing::warn!("index delta {id} skipped: {e}");
-                        damaged.push(format!("index delta {id}: {e}"));
-                    }
+        // Deltas are applied in bounded batches, so memory does not grow with the index.
+        const BATCH_BLOBS: usize = 500_000;
+        let mut damaged = Vec::new();
+        let read = |id: &ObjectId, damaged: &mut Vec<String>| match self.read_delta(id) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                tracing::warn!("index delta {id} skipped: {e}");
+                damaged.push(format!("index delta {id}: {e}"));
+                None
+            }
+        };
+        let new: Vec<ObjectId> = listed.iter().filter(|d| !known.contains(d)).copied().collect();
+        let mut rebuild = known.iter().any(|k| !listed_set.contains(k));
+        let mut batch: Vec<(ObjectId, IndexDelta)> = Vec::new();
+        let mut pending = Vec::new();
+        if !rebuild {
+            let mut blobs = 0;
+            for id in &new {
+                let Some(d) = read(id, &mut damaged) else { continue };
+                if !d.supersedes.is_empty() {
+                    rebuild = true;
+                    break;
+                }
+                blobs += d.packs.iter().map(|p| p.blobs.len()).sum::<usize>();
+                batch.push((*id, d));
+                if blobs >= BATCH_BLOBS {
+                    pending.push(std::mem::take(&mut batch));
+                    blobs = 0;
                 }
             }
-            out
-        };
-        let mut damaged = Vec::new();
-        let new: Vec<ObjectId> = listed.iter().filter(|d| !known.contains(d)).copied().collect();
-        let new_deltas = read_all(&new, &mut damaged);
-        let vanished = known.iter().any(|k| !listed_set.contains(k));
-        let supersedes = new_deltas.iter().any(|(_, d)| !d.supersedes.is_empty());
-        if vanished || supersedes {
+            pending.push(batch);
+        }
+        if rebuild {
             // A prune replaced some deltas: rebuild, ignoring the replaced ones (they may
-            // still be listed if that prune was interrupted before deleting them).
-            let old: Vec<ObjectId> = listed.iter().filter(|d| known.contains(d)).copied().collect();
-            let mut all = read_all(&old, &mut damaged);
-            all.extend(new_deltas);
-            let superseded: std::collections::HashSet<ObjectId> =
-                all.iter().flat_map(|(_, d)| d.supersedes.iter().copied()).collect();
+            // still be listed if that prune was interrupted before deleting them). First
+            // pass: who replaces whom; second pass: apply the rest in batches.
+            damaged.clear();
+            let mut superseded = std::collections::HashSet::new();
+            for id in &listed {
+                if let Some(d) = read(id, &mut damaged) {
+                    superseded.extend(d.supersedes);
+                }
+            }
             self.index.clear_blobs()?;
-            self.index.add_deltas_except(&all, &superseded)?;
-        } else if !new_deltas.is_empty() {
-            self.index.add_deltas(&new_deltas)?;
+            let mut batch = Vec::new();
+            let mut blobs = 0;
+            let mut dummy = Vec::new();
+            for id in &listed {
+                let Some(d) = read(id, &mut dummy) else { continue };
+                blobs += d.packs.iter().map(|p| p.blobs.len()).sum::<usize>();
+                batch.push((*id, d));
+                if blobs >= BATCH_BLOBS {
+                    self.index.add_deltas_except(&batch, &superseded)?;
+                    batch.clear();
+                    blobs = 0;
+                }
+            }
+            self.index.add_deltas_except(&batch, &superseded)?;
+        } else {
+            for b in pending.into_iter().filter(|b| !b.is_empty()) {
+                self.index.add_deltas(&b)?;
+            }
         }
         self.damaged.extend(damaged);
         self.sync_condemned()?;
