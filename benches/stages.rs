@@ -112,7 +112,7 @@ fn stages(c: &mut Criterion) {
     let mut g = c.benchmark_group("index");
     g.sample_size(10);
     let dir = tempfile::tempdir().unwrap();
-    let mut idx = Index::open(&dir.path().join("index.db")).unwrap();
+    let idx = Index::open(&dir.path().join("index.db")).unwrap();
     let n = 100_000u32;
     let delta = |base: u32| IndexDelta {
         packs: vec![IndexPack {

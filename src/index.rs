@@ -636,7 +636,7 @@ mod tests {
     #[test]
     fn add_and_lookup() {
         let t = tempfile::tempdir().unwrap();
-        let mut idx = Index::open(&t.path().join("index.db")).unwrap();
+        let idx = Index::open(&t.path().join("index.db")).unwrap();
         let e = PackEntry {
             kind: BlobKind::Data,
             id: BlobId([1; 32]),
