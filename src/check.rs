@@ -165,14 +165,18 @@ pub fn check_with(repo: &Repository, read_data: Option<Subset>) -> Result<CheckR
     }
     r.trees = seen_trees.len() as u64;
     // Indexed packs none of whose blobs any snapshot uses: left by a backup killed after
-    // writing its index delta but before its snapshot. Reported, not damage.
-    for (pc, (id, _)) in results.iter().zip(&indexed) {
-        let used = pc
-            .blobs
-            .iter()
-            .any(|b| seen_trees.contains(&TreeId(b.0)) || repo.index.is_live(b).unwrap_or(true));
-        if !used && !pc.blobs.is_empty() {
-            r.unreferenced_packs.push(id.to_hex());
+    // writing its index delta but before its snapshot. Reported, not damage. (Trees join
+    // the chunks in the live table so one query answers it.)
+    let trees: Vec<BlobId> = seen_trees.iter().map(|t| BlobId(t.0)).collect();
+    repo.index.live_insert(&trees)?;
+    let missing: HashSet<PackId> = indexed
+        .iter()
+        .filter(|(id, _)| !listed.contains_key(id))
+        .map(|p| p.0)
+        .collect();
+    for u in repo.index.pack_usage()? {
+        if u.live_blobs == 0 && !missing.contains(&u.id) {
+            r.unreferenced_packs.push(u.id.to_hex());
         }
     }
     r.unreferenced_packs.sort();
@@ -183,19 +187,12 @@ struct PackCheck {
     errors: Vec<String>,
     /// Blobs found damaged or missing.
     bad: Vec<BlobId>,
-    /// Blobs the index places in this pack.
-    blobs: Vec<BlobId>,
     read: u64,
 }
 
 fn check_pack(repo: &Repository, id: &PackId, size: u64, listed: Option<u64>, read_data: bool) -> PackCheck {
-    let (errors, bad, read, blobs) = check_pack_inner(repo, id, size, listed, read_data);
-    PackCheck {
-        errors,
-        bad,
-        blobs,
-        read,
-    }
+    let (errors, bad, read) = check_pack_inner(repo, id, size, listed, read_data);
+    PackCheck { errors, bad, read }
 }
 
 fn check_pack_inner(
@@ -204,13 +201,13 @@ fn check_pack_inner(
     size: u64,
     listed: Option<u64>,
     read_data: bool,
-) -> (Vec<String>, Vec<BlobId>, u64, Vec<BlobId>) {
+) -> (Vec<String>, Vec<BlobId>, u64) {
     let mut errs = Vec::new();
     let mut bad = Vec::new();
     let mut n = 0;
     let indexed = match repo.index.pack_blobs(id) {
         Ok(b) => b,
-        Err(e) => return (vec![format!("pack {id}: index: {e}")], bad, 0, Vec::new()),
+        Err(e) => return (vec![format!("pack {id}: index: {e}")], bad, 0),
     };
     let all_bad = |bad: &mut Vec<BlobId>| bad.extend(indexed.iter().map(|(b, _)| *b));
     match listed {
@@ -220,7 +217,7 @@ fn check_pack_inner(
                 indexed.len()
             ));
             all_bad(&mut bad);
-            return (errs, bad, 0, indexed.iter().map(|(b, _)| *b).collect());
+            return (errs, bad, 0);
         }
         Some(s) if s != size => {
             errs.push(format!("pack {id}: size {s}, index says {size}"));
@@ -278,7 +275,7 @@ fn check_pack_inner(
             all_bad(&mut bad);
         }
     }
-    (errs, bad, n, indexed.iter().map(|(b, _)| *b).collect())
+    (errs, bad, n)
 }
 
 /// Read and decode a pack header from the pack's tail.
