@@ -53,7 +53,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             size: PER_PACK * 1000,
             blobs,
         });
-        if (p + 1) * PER_PACK % PER_DELTA == 0 {
+        if ((p + 1) * PER_PACK).is_multiple_of(PER_DELTA) {
             repo.write_delta(&std::mem::take(&mut delta))?;
         }
     }
