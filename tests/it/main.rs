@@ -11,5 +11,6 @@ mod crash;
 mod damage;
 mod dedup;
 mod hostile;
+mod prune;
 mod roundtrip;
 mod security;
