@@ -2,8 +2,7 @@
 //!
 //!     cargo run --release --example synth_repo -- DIR CACHE BLOBS
 //!
-//! The index lists BLOBS data blobs in packs of 10,000 (the pack files themselves are not
-//! written: prune's planning and check's structure pass only need the index), and one
+//! BLOBS tiny data blobs in real packs of 10,000, indexed by deltas of 100,000, and one
 //! snapshot whose files reference every other blob through chunk-list pages (those trees
 //! and pages are real, sealed and packed). Insecure key: no password needed.
 
@@ -17,7 +16,7 @@ use projectclone::format::{
     self, BlobKind, ChunkPage, ChunkRef, Content, FileData, IndexDelta, IndexPack, Meta, Node, NodeKind, PackEntry,
     Snapshot, Summary, Time, Tree,
 };
-use projectclone::id::{BlobId, ChunkId, PackId, TreeId};
+use projectclone::id::{BlobId, ChunkId, TreeId};
 use projectclone::pack::PackWriter;
 use projectclone::repo::{InitOptions, Repository};
 
@@ -33,24 +32,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..Default::default()
     };
     let mut repo = Repository::init(Arc::new(LocalBackend::new(dir)), None, &opts, cache.as_ref())?;
-    let id = |i: u64| BlobId(*blake3::hash(&i.to_le_bytes()).as_bytes());
     const PER_PACK: u64 = 10_000;
     const PER_DELTA: u64 = 100_000;
+    // Real packs of tiny blobs: blob i holds the 8 bytes of i.
+    let data = |i: u64| i.to_le_bytes();
+    let id = |i: u64| BlobId(repo.keys.chunk_id(&data(i)));
     let mut delta = IndexDelta::default();
+    let (mut scratch, mut sealed) = (Vec::new(), Vec::new());
     for p in 0..n.div_ceil(PER_PACK) {
-        let blobs = (p * PER_PACK..((p + 1) * PER_PACK).min(n))
-            .map(|i| PackEntry {
-                kind: BlobKind::Data,
-                id: id(i),
-                offset: 6 + (i - p * PER_PACK) * 1000,
-                length: 1000,
-                raw_length: 2000,
-            })
-            .collect();
-        let pid = PackId(*blake3::hash(format!("pack {p}").as_bytes()).as_bytes());
+        let mut w = PackWriter::new();
+        for i in p * PER_PACK..((p + 1) * PER_PACK).min(n) {
+            sealed.clear();
+            seal_blob(
+                repo.repo_id(),
+                &repo.cipher,
+                BlobKind::Data,
+                &id(i),
+                &data(i),
+                Compression::None,
+                &mut scratch,
+                &mut sealed,
+            );
+            w.add(BlobKind::Data, id(i), 8, &sealed);
+        }
+        let (pid, bytes, blobs) = w.finish(repo.repo_id(), &repo.cipher);
+        repo.backend.write_new(&Dir::Packs.path(&pid.to_hex()), &bytes)?;
         delta.packs.push(IndexPack {
             id: pid,
-            size: PER_PACK * 1000,
+            size: bytes.len() as u64,
             blobs,
         });
         if ((p + 1) * PER_PACK).is_multiple_of(PER_DELTA) {
@@ -101,7 +110,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             })
             .collect();
         let data = FileData {
-            size: file_chunks.len() as u64 * 2000,
+            size: file_chunks.len() as u64 * 8,
             holes: vec![],
             content: Content::Pages(pages),
         };

@@ -300,7 +300,6 @@ impl Repository {
         let new: Vec<ObjectId> = listed.iter().filter(|d| !known.contains(d)).copied().collect();
         let mut rebuild = known.iter().any(|k| !listed_set.contains(k));
         let mut batch: Vec<(ObjectId, IndexDelta)> = Vec::new();
-        let mut pending = Vec::new();
         if !rebuild {
             let mut blobs = 0;
             for id in &new {
@@ -312,11 +311,13 @@ impl Repository {
                 blobs += d.packs.iter().map(|p| p.blobs.len()).sum::<usize>();
                 batch.push((*id, d));
                 if blobs >= BATCH_BLOBS {
-                    pending.push(std::mem::take(&mut batch));
+                    // Applied at once; if a superseding delta turns up later the rebuild
+                    // below starts from scratch anyway.
+                    self.index.add_deltas(&batch)?;
+                    batch.clear();
                     blobs = 0;
                 }
             }
-            pending.push(batch);
         }
         if rebuild {
             // A prune replaced some deltas: rebuild, ignoring the replaced ones (they may
@@ -344,10 +345,8 @@ impl Repository {
                 }
             }
             self.index.add_deltas_except(&batch, &superseded)?;
-        } else {
-            for b in pending.into_iter().filter(|b| !b.is_empty()) {
-                self.index.add_deltas(&b)?;
-            }
+        } else if !batch.is_empty() {
+            self.index.add_deltas(&batch)?;
         }
         self.damaged.extend(damaged);
         self.sync_condemned()?;
