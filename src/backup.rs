@@ -146,6 +146,11 @@ pub fn backup(
     guard: Option<&crate::lock::LockGuard>,
 ) -> Result<BackupResult> {
     let started = Instant::now();
+    if guard.is_some() {
+        // Condemned marks written before our lock are visible only now: a prune waits
+        // just for locks older than its mark, so we must know every earlier one.
+        repo.sync_index()?;
+    }
     let now = jiff::ZonedDateTime::now();
     let time = Time {
         secs: now.timestamp().as_second(),

@@ -28,7 +28,9 @@ pub enum Error {
     AmbiguousSnapshot(String),
     #[error("path not found in snapshot: {0}")]
     PathNotInSnapshot(String),
-    #[error("repository is locked exclusively by {0}; wait for it to finish (stale locks expire after 30 minutes)")]
+    #[error(
+        "repository is locked by {0}; wait for it to finish (stale locks expire after 30 minutes, or at once when their process is gone: `projectclone unlock`)"
+    )]
     Locked(String),
     #[error("index cache {path}: {source}")]
     Index {

@@ -477,11 +477,6 @@ pub fn run(cli: Cli) -> Result<u8> {
             } else {
                 Some(lock::acquire(&repo, LockMode::Shared, "backup")?)
             };
-            if _lock.is_some() {
-                // Condemned marks written before our lock are now visible: a prune waits only
-                // for locks older than its mark, so we must see every earlier one.
-                repo.sync_index()?;
-            }
             let mut skip = Vec::new();
             for p in [&path, &cache] {
                 if let Ok(c) = std::fs::canonicalize(p) {

@@ -354,9 +354,14 @@ pub fn prune(cli: &Cli, p: &projectclone::prune::PrunePlan) {
     }
     if !p.condemned_packs.is_empty() || !p.repacked_packs.is_empty() {
         outln!(
-            "{} unused pack(s) ({}) {} be condemned now and deleted by the next prune",
-            p.condemned_packs.len() + p.repacked_packs.len(),
+            "{} unused pack(s) ({}){} {} be condemned now and deleted by the next prune",
+            p.condemned_packs.len(),
             bytesize::ByteSize(p.condemned_bytes),
+            if p.repacked_packs.is_empty() {
+                String::new()
+            } else {
+                format!(" and {} repacked pack(s)", p.repacked_packs.len())
+            },
             verb
         );
     }

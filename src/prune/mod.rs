@@ -355,6 +355,20 @@ fn phase_one(repo: &mut Repository, opts: &PruneOptions, plan: &mut PrunePlan) -
             repack.push(u.id);
         }
     }
+    // Packs that no index delta lists: left by a backup or repack killed before its delta.
+    // Condemned like unused packs; a backup still running holds a lock older than the mark,
+    // and once its delta lists them they are live and get un-condemned.
+    let indexed: HashSet<PackId> = repo.index.packs()?.into_iter().map(|p| p.0).collect();
+    for (name, size) in repo.backend.list(Dir::Packs)? {
+        if let Some(id) = crate::repo::object_name(&name).map(PackId)
+            && !indexed.contains(&id)
+            && !already.contains(&id)
+        {
+            plan.condemned_bytes += size;
+            plan.condemned_packs.push(id.to_hex());
+            condemn.push(id);
+        }
+    }
     plan.live_blobs = repo.index.totals()?.0;
     if opts.dry_run || (condemn.is_empty() && repack.is_empty()) {
         return Ok(());
