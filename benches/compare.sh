@@ -49,9 +49,12 @@ measure() {
   ROWS+=("| $name | $tool | $wall | $(echo "$user + $sys" | bc) | $((rss / 1024)) |")
 }
 
+"$PC" -q -r "$R/pc" --cache-dir "$R/pcc" init
+restic init -q -r "$R/rs"
+borg init -e repokey-blake2 "$R/bg"
 measure "initial backup" projectclone "$PC" -r "$R/pc" --cache-dir "$R/pcc" backup "$CORPUS"
-measure "initial backup" restic sh -c "restic init -q -r '$R/rs' && restic -q -r '$R/rs' backup '$CORPUS'"
-measure "initial backup" borg sh -c "borg init -e repokey-blake2 '$R/bg' && borg create '$R/bg::a' '$CORPUS'"
+measure "initial backup" restic restic -q -r "$R/rs" backup "$CORPUS"
+measure "initial backup" borg borg create "$R/bg::a" "$CORPUS"
 measure "unchanged re-backup" projectclone "$PC" -r "$R/pc" --cache-dir "$R/pcc" backup "$CORPUS"
 measure "unchanged re-backup" restic restic -q -r "$R/rs" backup "$CORPUS"
 measure "unchanged re-backup" borg borg create "$R/bg::b" "$CORPUS"
@@ -61,7 +64,7 @@ measure "restore" borg sh -c "mkdir -p '$R/out-bg' && cd '$R/out-bg' && borg ext
 measure "check --read-data" projectclone "$PC" -r "$R/pc" --cache-dir "$R/pcc" check --read-data
 measure "check --read-data" restic restic -q -r "$R/rs" check --read-data
 measure "check --read-data" borg borg check --verify-data "$R/bg"
-measure "limit: tar | zstd -3 -T2" tar sh -c "tar cf - -C '$CORPUS' . | zstd -q -3 -T2 > '$R/ref.tar.zst'"
+measure "limit: tar \\| zstd -3 -T2" tar sh -c "tar cf - -C '$CORPUS' . | zstd -q -3 -T2 > '$R/ref.tar.zst'"
 measure "limit: stat walk" find find "$CORPUS" -printf "%s %T@\n"
 
 size() { du -sb "$1" | cut -f1; }
