@@ -31,6 +31,8 @@ pub struct CheckReport {
     pub damaged_snapshots: Vec<String>,
     /// Packs present in the repository that no index delta lists.
     pub unreferenced_packs: Vec<String>,
+    /// Indexed packs no snapshot uses (the next prune collects them).
+    pub unused_packs: Vec<String>,
 }
 
 impl CheckReport {
@@ -176,7 +178,7 @@ pub fn check_with(repo: &Repository, read_data: Option<Subset>) -> Result<CheckR
         .collect();
     for u in repo.index.pack_usage()? {
         if u.live_blobs == 0 && !missing.contains(&u.id) {
-            r.unreferenced_packs.push(u.id.to_hex());
+            r.unused_packs.push(u.id.to_hex());
         }
     }
     r.unreferenced_packs.sort();

@@ -225,6 +225,80 @@ impl Repository {
         Ok(target)
     }
 
+    /// Remove `gone` packs from the repository's index: write one delta replacing every
+    /// delta that lists any of them (without them), then delete the replaced deltas. Deltas
+    /// in `also_replace` (already replaced by an interrupted prune) are replaced and deleted
+    /// too, so they cannot come back once the delta that replaced them is itself replaced.
+    pub fn drop_packs_from_index(
+        &mut self,
+        gone: &std::collections::HashSet<PackId>,
+        also_replace: &[ObjectId],
+    ) -> Result<()> {
+        let gone_list: Vec<PackId> = gone.iter().copied().collect();
+        let listing = self.index.deltas_with_packs(&gone_list)?;
+        let mut affected = listing.clone();
+        affected.extend(also_replace.iter().copied());
+        affected.sort();
+        affected.dedup();
+        if affected.is_empty() {
+            return Ok(());
+        }
+        let mut packs = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for d in &listing {
+            for p in self.index.delta_packs(d)? {
+                if gone.contains(&p) || !seen.insert(p) {
+                    continue;
+                }
+                let blobs = self.index.pack_blobs(&p)?;
+                packs.push(format::IndexPack {
+                    id: p,
+                    size: self.index.pack_size(&p)?.unwrap_or(0),
+                    blobs: blobs
+                        .into_iter()
+                        .map(|(id, l)| format::PackEntry {
+                            kind: l.kind,
+                            id,
+                            offset: l.offset,
+                            length: l.length,
+                            raw_length: l.raw_length,
+                        })
+                        .collect(),
+                });
+            }
+        }
+        self.write_delta(&IndexDelta {
+            packs,
+            supersedes: affected.clone(),
+        })?;
+        for d in &affected {
+            self.backend.delete(&Dir::Index.path(&d.to_hex()))?;
+        }
+        self.sync_index()
+    }
+
+    /// Drop packs the index lists but the repository no longer holds (after damage was
+    /// repaired). Returns how many.
+    pub fn forget_missing_packs(&mut self) -> Result<usize> {
+        let listed: std::collections::HashSet<PackId> = self
+            .backend
+            .list(Dir::Packs)?
+            .into_iter()
+            .filter_map(|(n, _)| object_name(&n).map(PackId))
+            .collect();
+        let missing: std::collections::HashSet<PackId> = self
+            .index
+            .packs()?
+            .into_iter()
+            .map(|p| p.0)
+            .filter(|p| !listed.contains(p))
+            .collect();
+        if !missing.is_empty() {
+            self.drop_packs_from_index(&missing, &[])?;
+        }
+        Ok(missing.len())
+    }
+
     /// Throw the index cache away and rebuild it from the repository; packs that no index
     /// delta lists (a lost delta, a killed backup) are read from their headers and indexed
     /// by a new delta. Returns how many packs were recovered that way.
@@ -241,6 +315,9 @@ impl Repository {
         self.index = Index::open(&path)?;
         self.damaged.clear();
         self.sync_index()?;
+        // Packs the deltas list but the repository lacks: drop them from the index (a pack
+        // that comes back later is re-indexed from its header by the step below).
+        self.forget_missing_packs()?;
         let indexed: std::collections::HashSet<PackId> = self.index.packs()?.into_iter().map(|p| p.0).collect();
         let mut recovered = Vec::new();
         for (name, size) in self.backend.list(Dir::Packs)? {

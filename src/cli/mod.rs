@@ -211,6 +211,15 @@ impl KeepArgs {
 enum RepairCmd {
     /// Rebuild the index cache from the repository (and index packs no delta lists)
     Index,
+    /// Rewrite snapshots whose data is partly lost, keeping what remains (tag `repaired`)
+    Snapshots {
+        /// Print what would be dropped; write nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Keep the damaged originals too
+        #[arg(long)]
+        keep_original: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -603,6 +612,15 @@ pub fn run(cli: Cli) -> Result<u8> {
             let recovered = repo.repair_index()?;
             output::repair_index(json, &repo, recovered)?;
             Ok(if repo.damaged.is_empty() { 0 } else { 1 })
+        }
+        Command::Repair {
+            what: RepairCmd::Snapshots { dry_run, keep_original },
+        } => {
+            let mut repo = ctx.open()?;
+            let _lock = lock::acquire(&repo, LockMode::Exclusive, "repair")?;
+            let report = projectclone::repair::repair_snapshots(&mut repo, *dry_run, !*keep_original)?;
+            output::repair_snapshots(json, &report);
+            Ok(0)
         }
         Command::Unlock => {
             let repo = ctx.open()?;

@@ -241,6 +241,7 @@ pub fn check(json: bool, r: &CheckReport) {
             "errors": r.errors,
             "damaged_snapshots": r.damaged_snapshots,
             "unreferenced_packs": r.unreferenced_packs,
+            "unused_packs": r.unused_packs,
         }));
         return;
     }
@@ -248,7 +249,12 @@ pub fn check(json: bool, r: &CheckReport) {
         outln!("error: {e}");
     }
     for p in &r.unreferenced_packs {
-        outln!("note: pack {p} is not referenced by any index (left by an interrupted backup; harmless)");
+        outln!(
+            "note: pack {p} is not referenced by any index (left by an interrupted backup; harmless, prune removes it)"
+        );
+    }
+    for p in &r.unused_packs {
+        outln!("note: pack {p} is used by no snapshot (harmless; prune removes it)");
     }
     for s in &r.damaged_snapshots {
         outln!("damaged snapshot: {s}");
@@ -418,5 +424,33 @@ pub fn key_changed(json: bool, what: &str, name: &str) {
         print_json(&json!({"result": what, "id": name}));
     } else {
         eprintln!("{what}: {}", &name[..12.min(name.len())]);
+    }
+}
+
+pub fn repair_snapshots(json: bool, r: &projectclone::repair::RepairReport) {
+    if json {
+        print_json(&serde_json::to_value(r).expect("serialisable"));
+        return;
+    }
+    for s in &r.repaired {
+        match &s.new {
+            Some(n) => outln!(
+                "snapshot {} repaired as {}: {} path(s) dropped",
+                &s.old[..8],
+                &n[..8],
+                s.dropped.len()
+            ),
+            None => outln!(
+                "snapshot {} would be repaired: {} path(s) dropped",
+                &s.old[..8],
+                s.dropped.len()
+            ),
+        }
+        for d in &s.dropped {
+            outln!("  dropped {d}");
+        }
+    }
+    if r.repaired.is_empty() {
+        outln!("no damaged snapshots");
     }
 }

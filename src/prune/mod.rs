@@ -263,48 +263,9 @@ fn phase_two(
             "this prune's lock went stale; nothing was deleted; run prune again".into(),
         ));
     }
-    // 1. A delta replacing every delta that lists a pack to delete, minus those packs;
-    //    deltas an interrupted prune already replaced are replaced (and deleted) again, so
-    //    they cannot come back once the delta that replaced them is itself replaced.
-    let listing = repo.index.deltas_with_packs(&gone_list)?;
-    let mut affected = listing.clone();
-    affected.extend(superseded.iter().copied());
-    affected.sort();
-    affected.dedup();
-    if !affected.is_empty() {
-        let mut packs = Vec::new();
-        let mut seen = HashSet::new();
-        for d in &listing {
-            for p in repo.index.delta_packs(d)? {
-                if gone.contains(&p) || !seen.insert(p) {
-                    continue;
-                }
-                let blobs = repo.index.pack_blobs(&p)?;
-                packs.push(IndexPack {
-                    id: p,
-                    size: repo.index.pack_size(&p)?.unwrap_or(0),
-                    blobs: blobs
-                        .into_iter()
-                        .map(|(id, l)| crate::format::PackEntry {
-                            kind: l.kind,
-                            id,
-                            offset: l.offset,
-                            length: l.length,
-                            raw_length: l.raw_length,
-                        })
-                        .collect(),
-                });
-            }
-        }
-        repo.write_delta(&IndexDelta {
-            packs,
-            supersedes: affected.clone(),
-        })?;
-        // 2. The replaced deltas, 3. the packs.
-        for d in &affected {
-            repo.backend.delete(&Dir::Index.path(&d.to_hex()))?;
-        }
-    }
+    // 1. A delta replacing every delta that lists a pack to delete, minus those packs,
+    //    then 2. the replaced deltas (see `Repository::drop_packs_from_index`), 3. the packs.
+    repo.drop_packs_from_index(&gone, &superseded)?;
     for p in &gone_list {
         repo.backend.delete(&Dir::Packs.path(&p.to_hex()))?;
     }

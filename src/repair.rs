@@ -1,0 +1,210 @@
+//! `repair snapshots`: rewrite snapshots whose data is partly lost, keeping everything
+//! that is still readable. Files with a missing or damaged chunk are dropped; a directory
+//! whose listing is lost becomes empty. The new snapshot carries the tag `repaired` and a
+//! note naming what was dropped; the damaged original is then forgotten (unless asked not
+//! to), so `check` is clean again. Plan, then execute: `--dry-run` reports and writes nothing.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::backend::Dir;
+use crate::blob::seal_blob;
+use crate::compress::Compression;
+use crate::error::Result;
+use crate::format::{self, BlobKind, Content, IndexDelta, IndexPack, Node, NodeKind, Tree};
+use crate::id::{BlobId, SnapshotId, TreeId};
+use crate::pack::PackWriter;
+use crate::repo::Repository;
+
+#[derive(Debug, Default, Serialize)]
+pub struct RepairReport {
+    /// Snapshots found damaged, with the paths dropped from each.
+    pub repaired: Vec<RepairedSnapshot>,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RepairedSnapshot {
+    pub old: String,
+    pub new: Option<String>,
+    pub dropped: Vec<String>,
+}
+
+struct Rewriter<'a> {
+    repo: &'a Repository,
+    /// Verified blob availability, so each blob is checked once.
+    ok: HashMap<BlobId, bool>,
+    dropped: Vec<String>,
+    packer: PackWriter,
+    dry_run: bool,
+    memo: HashMap<TreeId, TreeId>,
+}
+
+impl Rewriter<'_> {
+    fn readable(&mut self, kind: BlobKind, id: BlobId) -> bool {
+        if let Some(v) = self.ok.get(&id) {
+            return *v;
+        }
+        // Reading it is the only honest test: present in the index is not enough.
+        let v = self.repo.read_blob(kind, &id).is_ok();
+        self.ok.insert(id, v);
+        v
+    }
+
+    /// Rewrite a tree; returns the new id (equal to the old one when nothing was lost).
+    fn tree(&mut self, id: &TreeId, rel: &[u8]) -> Result<TreeId> {
+        if let Some(t) = self.memo.get(id) {
+            return Ok(*t);
+        }
+        let mut changed = false;
+        let nodes = match self.repo.load_tree(id) {
+            Ok(n) => n,
+            Err(_) => {
+                self.dropped
+                    .push(format!("{}/ (directory listing lost)", crate::format_name(rel)));
+                changed = true;
+                Vec::new()
+            }
+        };
+        let mut out = Vec::with_capacity(nodes.len());
+        for n in nodes {
+            let mut p = rel.to_vec();
+            p.push(b'/');
+            p.extend_from_slice(&n.name);
+            let Node { name, kind, meta } = n;
+            let kind = match kind {
+                NodeKind::Dir(t) => {
+                    let nt = self.tree(&t, &p)?;
+                    changed |= nt != t;
+                    NodeKind::Dir(nt)
+                }
+                NodeKind::File(ref d) | NodeKind::HardLink { data: ref d, .. } => {
+                    let pages_ok = match &d.content {
+                        Content::Pages(pages) => pages.iter().all(|p| self.readable(BlobKind::Tree, BlobId(p.0))),
+                        Content::Chunks(_) => true,
+                    };
+                    let chunks = if pages_ok {
+                        self.repo.chunk_list(&d.content).ok()
+                    } else {
+                        None
+                    };
+                    let intact =
+                        chunks.is_some_and(|c| c.iter().all(|c| self.readable(BlobKind::Data, BlobId(c.id.0))));
+                    if !intact {
+                        self.dropped.push(crate::format_name(&p));
+                        changed = true;
+                        continue;
+                    }
+                    kind
+                }
+                k => k,
+            };
+            out.push(Node { name, kind, meta });
+        }
+        // A hard link whose first name was dropped keeps its own copy of the content, so
+        // it still restores (restore turns it into a regular file).
+        let new = if changed { self.store_tree(out)? } else { *id };
+        self.memo.insert(*id, new);
+        Ok(new)
+    }
+
+    fn store_tree(&mut self, nodes: Vec<Node>) -> Result<TreeId> {
+        let raw = format::encode_versioned(1, &Tree { nodes, next: None });
+        let id = TreeId(self.repo.keys.meta_id(&raw));
+        if !self.dry_run && !self.repo.index.has_blob(&BlobId(id.0))? {
+            let (mut scratch, mut sealed) = (Vec::new(), Vec::new());
+            seal_blob(
+                self.repo.repo_id(),
+                &self.repo.cipher,
+                BlobKind::Tree,
+                &BlobId(id.0),
+                &raw,
+                Compression::default(),
+                &mut scratch,
+                &mut sealed,
+            );
+            self.packer.add(BlobKind::Tree, BlobId(id.0), raw.len() as u32, &sealed);
+        }
+        Ok(id)
+    }
+}
+
+/// Repair every damaged snapshot. `forget_old`: remove the damaged originals afterwards.
+pub fn repair_snapshots(repo: &mut Repository, dry_run: bool, forget_old: bool) -> Result<RepairReport> {
+    let mut report = RepairReport {
+        dry_run,
+        ..Default::default()
+    };
+    let snaps = repo.snapshots()?;
+    let mut rw = Rewriter {
+        repo,
+        ok: HashMap::new(),
+        dropped: Vec::new(),
+        packer: PackWriter::new(),
+        dry_run,
+        memo: HashMap::new(),
+    };
+    let mut rewritten: Vec<(SnapshotId, format::Snapshot, Vec<String>)> = Vec::new();
+    for (id, s) in &snaps {
+        rw.dropped.clear();
+        let tree = rw.tree(&s.tree, b"")?;
+        if tree == s.tree && rw.dropped.is_empty() {
+            continue;
+        }
+        let mut ns = s.clone();
+        ns.tree = tree;
+        if !ns.tags.iter().any(|t| t == "repaired") {
+            ns.tags.push("repaired".into());
+        }
+        let what = format!("repaired from {}: {} path(s) lost", id.short(), rw.dropped.len());
+        ns.note = Some(match &s.note {
+            Some(n) => format!("{n} ({what})"),
+            None => what,
+        });
+        rewritten.push((*id, ns, rw.dropped.clone()));
+    }
+    let packer = std::mem::take(&mut rw.packer);
+    drop(rw);
+    if dry_run {
+        report.repaired = rewritten
+            .into_iter()
+            .map(|(old, _, dropped)| RepairedSnapshot {
+                old: old.to_hex(),
+                new: None,
+                dropped,
+            })
+            .collect();
+        return Ok(report);
+    }
+    // Write order: the pack of new trees, its index delta, then the snapshots, then forget.
+    if !packer.is_empty() {
+        let (pid, bytes, blobs) = packer.finish(repo.repo_id(), &repo.cipher);
+        repo.backend.write_new(&Dir::Packs.path(&pid.to_hex()), &bytes)?;
+        let delta = IndexDelta {
+            packs: vec![IndexPack {
+                id: pid,
+                size: bytes.len() as u64,
+                blobs,
+            }],
+            supersedes: vec![],
+        };
+        let did = repo.write_delta(&delta)?;
+        repo.index.add_deltas(&[(did, delta)])?;
+    }
+    // Packs that are gone for good no longer belong in the index.
+    repo.forget_missing_packs()?;
+    for (old, ns, dropped) in rewritten {
+        let new = repo.write_snapshot(&ns)?;
+        if forget_old && new != old {
+            repo.backend.delete(&Dir::Snapshots.path(&old.to_hex()))?;
+            repo.index.remove_snapshots(&[old])?;
+        }
+        report.repaired.push(RepairedSnapshot {
+            old: old.to_hex(),
+            new: Some(new.to_hex()),
+            dropped,
+        });
+    }
+    Ok(report)
+}
