@@ -12,5 +12,6 @@ mod damage;
 mod dedup;
 mod hostile;
 mod prune;
+mod repair;
 mod roundtrip;
 mod security;
