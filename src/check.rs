@@ -345,18 +345,16 @@ fn walk(
                     },
                 };
                 let mut missing = 0;
-                for c in chunks {
-                    let b = BlobId(c.id.0);
-                    if bad.contains(&b) {
+                let ids: Vec<BlobId> = chunks.iter().map(|c| BlobId(c.id.0)).collect();
+                let new = repo.index.live_insert(&ids).unwrap_or_else(|_| vec![true; ids.len()]);
+                for (b, new) in ids.iter().zip(new) {
+                    if bad.contains(b) {
                         missing += 1;
-                    } else if !repo.index.is_live(&b).unwrap_or(false) {
-                        // Any copy counts, also in a condemned pack: it still exists.
-                        match repo.index.lookup(&b) {
-                            Ok(l) if !l.is_empty() => {
-                                let _ = repo.index.live_insert(&[b]);
-                            }
-                            _ => missing += 1,
-                        }
+                    } else if new && !repo.index.exists_any(b).unwrap_or(false) {
+                        // Any copy counts, also in a condemned pack: it still exists. A missing
+                        // chunk leaves the live set so every file using it is named.
+                        let _ = repo.index.live_remove(b);
+                        missing += 1;
                     }
                 }
                 if missing > 0 {

@@ -513,6 +513,22 @@ impl Index {
         Ok(out)
     }
 
+    /// Is any copy of the blob indexed (condemned packs included)?
+    pub fn exists_any(&self, id: &BlobId) -> Result<bool> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        conn.prepare_cached("SELECT 1 FROM blobs WHERE id = ?1 LIMIT 1")
+            .and_then(|mut s| s.exists(params![&id.0[..]]))
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn live_remove(&self, id: &BlobId) -> Result<()> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        conn.prepare_cached("DELETE FROM live WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![&id.0[..]]))
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
     pub fn is_live(&self, id: &BlobId) -> Result<bool> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         conn.prepare_cached("SELECT 1 FROM live WHERE id = ?1")
