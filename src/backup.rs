@@ -385,6 +385,8 @@ fn packer(
     target: usize,
     dry_run: bool,
 ) {
+    // Room for a full pack plus the largest sealed blob that can push it over the target.
+    let cap = target + format::MAX_BLOB_RAW / 2;
     let mut data = PackWriter::new();
     let mut trees = PackWriter::new();
     let mut failed = false;
@@ -417,6 +419,10 @@ fn packer(
         if w.len() >= target {
             let full = std::mem::take(w);
             flush(full, &mut failed);
+        } else if w.len() == crate::pack::LEADER_LEN + s.sealed.len() && s.kind == BlobKind::Data {
+            // First blob of a data pack: from here on it grows to the target, so reserve it
+            // once instead of doubling (which briefly holds two buffers).
+            w.reserve(cap);
         }
     }
     flush(data, &mut failed);

@@ -34,6 +34,12 @@ impl PackWriter {
         self.entries.is_empty()
     }
 
+    /// Make room for a pack of `total` bytes at once: growing by doubling would briefly
+    /// hold the old and the new buffer (peak memory).
+    pub fn reserve(&mut self, total: usize) {
+        self.buf.reserve(total.saturating_sub(self.buf.len()));
+    }
+
     /// Bytes of blobs so far.
     pub fn len(&self) -> usize {
         self.buf.len()
