@@ -295,6 +295,20 @@ pub fn restore(
 ) -> Result<RestoreResult> {
     let includes = Includes::new(&opts.includes)?;
     let plan = plan(repo, snap, &includes)?;
+    execute(repo, snap, plan, includes.all(), opts, progress)
+}
+
+/// Carry out a plan (from [`plan`], possibly trimmed by the caller: an incremental export
+/// leaves out the files it hard-links from an earlier export). `whole`: the plan covers
+/// the whole snapshot, so the snapshot root's metadata is applied to the target.
+pub fn execute(
+    repo: &Repository,
+    snap: &Snapshot,
+    plan: Plan,
+    whole: bool,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreResult> {
     let mut res = RestoreResult::default();
     if opts.dry_run {
         res.errors = plan.errors.iter().map(|(rel, e)| (display(rel), e.clone())).collect();
@@ -450,7 +464,7 @@ pub fn restore(
         }
     }
     if let Some(m) = &snap.root
-        && includes.all()
+        && whole
     {
         let item = Item::Dir {
             rel: Vec::new(),
