@@ -11,6 +11,7 @@
 //! - [`index`]: the SQLite index cache (the only module speaking SQL).
 //! - [`repo`], [`lock`]: open/init/unlock, typed reads, repository locks.
 //! - [`backup`], [`restore`], [`check`], [`inspect`], [`prune`]: the commands' logic.
+//! - [`export`]: the folder copy, tar archive and incremental hard-link views of a snapshot.
 //!
 //! Dependency direction: commands → repo → pack/index/blob → format/crypto/chunker/compress → id;
 //! `backend` imports only the error type.
@@ -34,6 +35,7 @@ pub mod chunker;
 pub mod compress;
 pub mod crypto;
 pub mod error;
+pub mod export;
 pub mod format;
 pub mod id;
 pub mod index;

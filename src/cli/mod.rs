@@ -14,6 +14,7 @@ use projectclone::backend::local::LocalBackend;
 use projectclone::backup::{BackupOptions, backup};
 use projectclone::compress::Compression;
 use projectclone::error::Error;
+use projectclone::export::{self, ArchiveFormat};
 use projectclone::lock::{self, LockMode};
 use projectclone::repo::{InitOptions, Repository};
 use projectclone::restore::{RestoreOptions, restore};
@@ -114,6 +115,33 @@ enum Command {
         #[arg(long)]
         verify: bool,
         /// Print the plan; write nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Write a view of a snapshot: a folder copy, a tar archive or an incremental folder
+    #[command(group(clap::ArgGroup::new("view").required(true).args(["clone", "archive", "incremental"])))]
+    Export {
+        snap: String,
+        /// An exact copy at DIR (which must not exist, or be empty)
+        #[arg(long, value_name = "DIR")]
+        clone: Option<PathBuf>,
+        /// A tar archive, compressed by extension (.tar, .tar.gz, .tar.zst); - for stdout
+        #[arg(long, value_name = "FILE")]
+        archive: Option<PathBuf>,
+        /// With --archive: also write FILE.sha256 for `sha256sum -c`
+        #[arg(long, requires = "archive")]
+        manifest: bool,
+        /// With --archive: the format when the name does not say (default for -: tar.gz)
+        #[arg(long, value_name = "tar|tar.gz|tar.zst", requires = "archive")]
+        format: Option<ArchiveFormat>,
+        /// A new YYYY-MM-DD_HHMMSS-<project>[-<note>] folder under DIR; files unchanged
+        /// since the previous export there are hard links to it
+        #[arg(long, value_name = "DIR")]
+        incremental: Option<PathBuf>,
+        /// With --incremental: keep only this project's newest N export folders
+        #[arg(long, value_name = "N", requires = "incremental")]
+        keep: Option<usize>,
+        /// Print what would be written; write nothing
         #[arg(long)]
         dry_run: bool,
     },
@@ -555,6 +583,78 @@ pub fn run(cli: Cli) -> Result<u8> {
             let res = restore(&repo, &s, &opts, progress.as_ref())?;
             progress.finish();
             output::restore(&ctx.cli, &id, &opts, &res);
+            Ok(if res.errors.is_empty() { 0 } else { 1 })
+        }
+        Command::Export {
+            snap,
+            clone,
+            archive,
+            manifest,
+            format,
+            incremental,
+            keep,
+            dry_run,
+        } => {
+            let mut repo = ctx.open()?;
+            let (id, s) = repo.resolve_snapshot(snap)?;
+            let _lock = if *dry_run {
+                None
+            } else {
+                Some(lock::acquire(&repo, LockMode::Shared, "export")?)
+            };
+            if _lock.is_some() {
+                repo.sync_index()?;
+            }
+            let progress = output::progress(&ctx.cli);
+            let res = match (clone, archive, incremental) {
+                (_, Some(a), _) if a.as_os_str() == "-" => {
+                    if *manifest {
+                        bail!("--manifest needs an archive file name, not -");
+                    }
+                    if json && !*dry_run {
+                        bail!("--json prints on stdout, where the archive goes with -; leave one out");
+                    }
+                    let fmt = format.unwrap_or(ArchiveFormat::Gzip);
+                    let stdout = std::io::stdout();
+                    let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+                    let res = if *dry_run {
+                        export::archive_to_writer(&repo, &s, fmt, &mut std::io::sink(), true, progress.as_ref())?
+                    } else {
+                        export::archive_to_writer(&repo, &s, fmt, &mut w, false, progress.as_ref())?
+                    };
+                    std::io::Write::flush(&mut w).context("writing the archive to stdout")?;
+                    res
+                }
+                _ => {
+                    let view = match (clone, archive, incremental) {
+                        (Some(d), _, _) => export::View::Clone { dir: d.clone() },
+                        (_, Some(f), _) => export::View::Archive {
+                            file: f.clone(),
+                            format: match format.or_else(|| ArchiveFormat::from_path(f)) {
+                                Some(x) => x,
+                                None => bail!(
+                                    "{}: name the archive .tar, .tar.gz or .tar.zst, or give --format",
+                                    f.display()
+                                ),
+                            },
+                            manifest: *manifest,
+                        },
+                        (_, _, Some(d)) => export::View::Incremental {
+                            dir: d.clone(),
+                            keep: *keep,
+                        },
+                        _ => unreachable!("clap requires one view"),
+                    };
+                    let opts = export::ExportOptions {
+                        view,
+                        dry_run: *dry_run,
+                        tz: jiff::tz::TimeZone::system(),
+                    };
+                    export::export(&repo, &id, &s, &opts, progress.as_ref())?
+                }
+            };
+            progress.finish();
+            output::export(&ctx.cli, &id, &res);
             Ok(if res.errors.is_empty() { 0 } else { 1 })
         }
         Command::Check {

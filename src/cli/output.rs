@@ -8,6 +8,7 @@ use serde_json::json;
 
 use projectclone::backup::BackupResult;
 use projectclone::check::CheckReport;
+use projectclone::export::ExportResult;
 use projectclone::format::Snapshot;
 use projectclone::id::SnapshotId;
 use projectclone::inspect::{Change, LsEntry, RepoStats, SnapshotStats};
@@ -452,5 +453,91 @@ pub fn repair_snapshots(json: bool, r: &projectclone::repair::RepairReport) {
     }
     if r.repaired.is_empty() {
         outln!("no damaged snapshots");
+    }
+}
+
+pub fn export(cli: &Cli, id: &SnapshotId, res: &ExportResult) {
+    let path = res.path.display().to_string();
+    if res.dry_run && !cli.json {
+        for (action, name) in &res.entries {
+            let a = serde_json::to_value(action).expect("serialisable");
+            outln!("{:<8} {}", a.as_str().unwrap_or_default(), format_name(name));
+        }
+    }
+    for (p, why) in &res.skipped {
+        eprintln!("warning: {p} left out: {why}");
+    }
+    for (p, e) in &res.errors {
+        eprintln!("error: {p}: {e}");
+    }
+    if cli.json {
+        print_json(&json!({
+            "snapshot_id": id.to_hex(),
+            "path": path,
+            "dry_run": res.dry_run,
+            "files": res.files,
+            "dirs": res.dirs,
+            "bytes": res.bytes,
+            "bytes_written": res.bytes_written,
+            "linked": res.linked,
+            "linked_bytes": res.linked_bytes,
+            "copied_after_link_failure": res.copied_after_link_failure,
+            "previous": res.previous.as_ref().map(|p| p.display().to_string()),
+            "manifest": res.manifest.as_ref().map(|p| p.display().to_string()),
+            "removed": res.removed.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            "cleaned": res.cleaned.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            "skipped": res.skipped.iter().map(|(p, w)| json!({"path": p, "reason": w})).collect::<Vec<_>>(),
+            "errors": res.errors.iter().map(|(p, e)| json!({"path": p, "error": e})).collect::<Vec<_>>(),
+            "entries": res.entries.iter().map(|(a, n)| json!({"action": a, "path": format_name(n)})).collect::<Vec<_>>(),
+        }));
+        return;
+    }
+    if cli.quiet {
+        return;
+    }
+    for p in &res.cleaned {
+        eprintln!("removed {} (left by an interrupted export)", p.display());
+    }
+    if !res.errors.is_empty() {
+        eprintln!(
+            "export of snapshot {} failed: {} error(s); nothing was written at {path}",
+            id.short(),
+            res.errors.len()
+        );
+        return;
+    }
+    let verb = if res.dry_run { "would export" } else { "exported" };
+    let mut line = format!(
+        "{verb} snapshot {} to {path}: {} files, {} dirs, {}",
+        id.short(),
+        res.files,
+        res.dirs,
+        bytesize::ByteSize(res.bytes)
+    );
+    if let Some(prev) = &res.previous {
+        line.push_str(&format!(
+            "; {} file(s) ({}) {} from {}",
+            res.linked,
+            bytesize::ByteSize(res.linked_bytes),
+            if res.dry_run { "would be linked" } else { "linked" },
+            prev.display()
+        ));
+    }
+    if res.copied_after_link_failure > 0 {
+        line.push_str(&format!(
+            "; {} unchanged file(s) copied because linking failed",
+            res.copied_after_link_failure
+        ));
+    }
+    eprintln!("{line}");
+    if let Some(m) = &res.manifest {
+        eprintln!("{} {}", if res.dry_run { "would write" } else { "wrote" }, m.display());
+    }
+    for p in &res.removed {
+        eprintln!(
+            "{} {}",
+            if res.dry_run { "would remove" } else { "removed" },
+            p.display()
+        );
     }
 }

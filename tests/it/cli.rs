@@ -974,7 +974,6 @@ fn hard_link_to_an_excluded_first_name_still_restores() {
 // ---------------------------------------------------------------- more of the contract
 
 #[test]
-#[ignore = "export (issue 4), forget/prune/repair/key (issue 3) are not built yet"]
 fn every_contract_subcommand_exists() {
     let env = Env::new();
     let mut missing = Vec::new();

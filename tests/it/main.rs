@@ -10,6 +10,7 @@ mod cli;
 mod crash;
 mod damage;
 mod dedup;
+mod export;
 mod hostile;
 mod prune;
 mod repair;
