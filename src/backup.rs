@@ -29,7 +29,7 @@ use crate::crypto::{Cipher, Keys};
 use crate::error::{Error, Result};
 use crate::format::{
     self, BlobKind, CHUNK_LIST_INLINE_MAX, CHUNK_LIST_PAGE, ChunkPage, ChunkRef, Content, FileData, IndexDelta,
-    IndexPack, Meta, Node, NodeKind, Snapshot, Summary, TREE_PAGE_TARGET, Time, Tree,
+    IndexPack, Meta, Node, NodeKind, Snapshot, Summary, Time, Tree,
 };
 use crate::id::*;
 use crate::meta::{meta_from, read_xattrs};
@@ -59,6 +59,12 @@ pub struct BackupOptions {
     pub username: String,
     /// Absolute paths never backed up (the repository and the cache themselves).
     pub skip: Vec<PathBuf>,
+    /// Record this time and UTC offset (seconds) instead of now (imports of older backups).
+    pub time_override: Option<(Time, i32)>,
+    /// Record these source paths (raw bytes, one per entry of `paths`) instead of the real
+    /// ones; they also choose the parent snapshot. Imports record the project they came
+    /// from, not the temporary folder they read.
+    pub paths_override: Option<Vec<Vec<u8>>>,
 }
 
 #[derive(Debug)]
@@ -157,6 +163,7 @@ pub fn backup(
         nanos: now.timestamp().subsec_nanosecond() as u32,
     };
     let utc_offset = now.offset().seconds();
+    let (time, utc_offset) = opts.time_override.unwrap_or((time, utc_offset));
 
     // Resolve sources up front: a missing path fails before anything is written.
     let mut sources = Vec::new();
@@ -180,7 +187,11 @@ pub fn backup(
             )));
         }
     }
-    let mut path_bytes: Vec<Vec<u8>> = sources.iter().map(|s| s.as_os_str().as_bytes().to_vec()).collect();
+    let mut path_bytes: Vec<Vec<u8>> = match &opts.paths_override {
+        Some(p) if p.len() == sources.len() => p.clone(),
+        Some(_) => return Err(Error::Invalid("paths_override needs one path per source".into())),
+        None => sources.iter().map(|s| s.as_os_str().as_bytes().to_vec()).collect(),
+    };
     path_bytes.sort();
 
     // Parent: the latest snapshot of the same host and paths.
@@ -561,33 +572,13 @@ impl Walker<'_> {
     }
 
     fn store_tree(&mut self, nodes: Vec<Node>) -> Result<TreeId> {
-        // Split into pages by encoded size; write the last page first so each page can
-        // name its successor.
-        let mut pages: Vec<Vec<Node>> = vec![Vec::new()];
-        let mut size = 0;
-        for n in nodes {
-            let sz = postcard::to_allocvec(&n).map(|v| v.len()).unwrap_or(0);
-            if size + sz > TREE_PAGE_TARGET && !pages.last().expect("non-empty").is_empty() {
-                pages.push(Vec::new());
-                size = 0;
-            }
-            size += sz;
-            pages.last_mut().expect("non-empty").push(n);
-        }
-        let mut next = None;
-        for nodes in pages.into_iter().rev() {
-            let raw = format::encode_versioned(1, &Tree { nodes, next });
-            if raw.len() > format::MAX_BLOB_RAW {
-                return Err(Error::Invalid(format!(
-                    "a directory entry's metadata exceeds {} bytes (huge xattrs?); it cannot be stored",
-                    format::MAX_BLOB_RAW
-                )));
-            }
-            let id = TreeId(self.repo.keys.meta_id(&raw));
+        let keys = &self.repo.keys;
+        let pages = format::encode_tree_pages(nodes, |raw| TreeId(keys.meta_id(raw)))?;
+        let root = pages.last().map(|p| p.0).expect("at least one page");
+        for (id, raw) in pages {
             self.store(BlobKind::Tree, BlobId(id.0), raw)?;
-            next = Some(id);
         }
-        Ok(next.expect("at least one page"))
+        Ok(root)
     }
 
     fn dir(&mut self, path: &Path, rel: &[u8], parent: Option<TreeId>) -> Result<TreeId> {

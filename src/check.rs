@@ -313,8 +313,12 @@ fn walk(
             crate::format_name(p)
         }
     };
-    let nodes = match repo.load_tree(tree) {
-        Ok(n) => n,
+    let nodes = match repo.load_tree_pages(tree) {
+        Ok((n, pages)) => {
+            // Continuation pages are used too (for the unused-pack report).
+            seen_trees.extend(pages);
+            n
+        }
         Err(e) => {
             r.errors
                 .push(format!("snapshot {}: directory {}: {e}", sid.short(), shown(rel)));

@@ -349,6 +349,39 @@ pub struct Tree {
     pub next: Option<TreeId>,
 }
 
+/// Encode a directory as tree pages, split by encoded size. Returned last page first, each
+/// with its encoding and id, so every page can name its successor; the last one returned is
+/// the directory's id. `id` computes a page id from its plaintext.
+pub fn encode_tree_pages(nodes: Vec<Node>, id: impl Fn(&[u8]) -> TreeId) -> Result<Vec<(TreeId, Vec<u8>)>> {
+    let mut pages: Vec<Vec<Node>> = vec![Vec::new()];
+    let mut size = 0;
+    for n in nodes {
+        let sz = postcard::to_allocvec(&n).map(|v| v.len()).unwrap_or(0);
+        if size + sz > TREE_PAGE_TARGET && !pages.last().is_some_and(|p| p.is_empty()) {
+            pages.push(Vec::new());
+            size = 0;
+        }
+        size += sz;
+        if let Some(p) = pages.last_mut() {
+            p.push(n);
+        }
+    }
+    let mut out = Vec::with_capacity(pages.len());
+    let mut next = None;
+    for nodes in pages.into_iter().rev() {
+        let raw = encode_versioned(1, &Tree { nodes, next });
+        if raw.len() > MAX_BLOB_RAW {
+            return Err(Error::Invalid(format!(
+                "a directory entry's metadata exceeds {MAX_BLOB_RAW} bytes (huge xattrs?); it cannot be stored"
+            )));
+        }
+        let tid = id(&raw);
+        next = Some(tid);
+        out.push((tid, raw));
+    }
+    Ok(out)
+}
+
 /// Reject names that could escape a restore target (guarantee 6).
 pub fn check_name(name: &[u8]) -> Result<()> {
     if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0) {

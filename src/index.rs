@@ -11,7 +11,7 @@ use crate::format::{BlobKind, IndexDelta, Snapshot};
 use crate::id::{BlobId, ObjectId, PackId, SnapshotId};
 
 /// Schema version in `PRAGMA user_version`. A cache with another version is rebuilt.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE deltas (id BLOB PRIMARY KEY, superseded INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
@@ -30,6 +30,7 @@ CREATE TABLE blobs (
     PRIMARY KEY (id, pack)
 ) WITHOUT ROWID;
 CREATE INDEX blobs_by_pack ON blobs(pack);
+CREATE TABLE state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE delta_packs (
     delta BLOB NOT NULL,
     pack INTEGER NOT NULL,
@@ -94,12 +95,12 @@ impl Index {
         let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(err)?;
         if v != SCHEMA_VERSION {
             let tx_sql = format!(
-                "BEGIN IMMEDIATE; DROP TABLE IF EXISTS blobs; DROP TABLE IF EXISTS packs; DROP TABLE IF EXISTS deltas; DROP TABLE IF EXISTS snapshots; DROP TABLE IF EXISTS delta_packs; DROP TABLE IF EXISTS condemned; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                "BEGIN IMMEDIATE; DROP TABLE IF EXISTS blobs; DROP TABLE IF EXISTS packs; DROP TABLE IF EXISTS deltas; DROP TABLE IF EXISTS snapshots; DROP TABLE IF EXISTS delta_packs; DROP TABLE IF EXISTS condemned; DROP TABLE IF EXISTS state; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             );
             conn.execute_batch(&tx_sql).map_err(err)?;
         }
         // Touch every table so a damaged file is found now, not mid-backup.
-        for table in ["deltas", "packs", "blobs", "snapshots"] {
+        for table in ["deltas", "packs", "blobs", "snapshots", "state"] {
             let sql = format!("SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT 1)");
             conn.query_row(&sql, [], |r| r.get::<_, i64>(0)).map_err(err)?;
         }
@@ -107,6 +108,27 @@ impl Index {
             conn: std::sync::Mutex::new(conn),
             path: path.to_path_buf(),
         })
+    }
+
+    /// Is a rebuild of the blob tables under way (or was one interrupted)?
+    pub fn rebuilding(&self) -> Result<bool> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        conn.query_row("SELECT value FROM state WHERE key = 'rebuilding'", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .optional()
+        .map(|v| v == Some(1))
+        .map_err(|e| self.err(e))
+    }
+
+    pub fn set_rebuilding(&self, on: bool) -> Result<()> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        conn.execute(
+            "INSERT OR REPLACE INTO state (key, value) VALUES ('rebuilding', ?1)",
+            params![on as i64],
+        )
+        .map(|_| ())
+        .map_err(|e| self.err(e))
     }
 
     pub fn path(&self) -> &Path {

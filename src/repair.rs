@@ -11,11 +11,20 @@ use serde::Serialize;
 use crate::backend::Dir;
 use crate::blob::seal_blob;
 use crate::compress::Compression;
-use crate::error::Result;
-use crate::format::{self, BlobKind, Content, IndexDelta, IndexPack, Node, NodeKind, Tree};
+use crate::error::{Error, Result};
+use crate::format::{self, BlobKind, Content, IndexDelta, IndexPack, Node, NodeKind};
 use crate::id::{BlobId, SnapshotId, TreeId};
 use crate::pack::PackWriter;
 use crate::repo::Repository;
+
+/// Errors that mean the data is gone (as opposed to a passing I/O failure).
+fn is_loss(e: &Error) -> bool {
+    match e {
+        Error::Corrupt(_) | Error::Hostile(_) | Error::Unsupported(_) => true,
+        Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+        _ => false,
+    }
+}
 
 #[derive(Debug, Default, Serialize)]
 pub struct RepairReport {
@@ -38,34 +47,49 @@ struct Rewriter<'a> {
     dropped: Vec<String>,
     packer: PackWriter,
     dry_run: bool,
-    memo: HashMap<TreeId, TreeId>,
+    /// Rewritten trees: new id and the paths (relative to that tree) dropped from it, so a
+    /// subtree shared by several snapshots reports its losses for each of them.
+    memo: HashMap<TreeId, (TreeId, Vec<String>)>,
+    written: std::collections::HashSet<TreeId>,
 }
 
 impl Rewriter<'_> {
-    fn readable(&mut self, kind: BlobKind, id: BlobId) -> bool {
+    /// Can the blob be read? Loss (missing, damaged) is `Ok(false)`; an I/O error that may
+    /// pass (a timeout, a full disk) aborts the repair rather than drop intact data.
+    fn readable(&mut self, kind: BlobKind, id: BlobId) -> Result<bool> {
         if let Some(v) = self.ok.get(&id) {
-            return *v;
+            return Ok(*v);
         }
         // Reading it is the only honest test: present in the index is not enough.
-        let v = self.repo.read_blob(kind, &id).is_ok();
+        let v = match self.repo.read_blob(kind, &id) {
+            Ok(_) => true,
+            Err(e) if is_loss(&e) => false,
+            Err(e) => return Err(e),
+        };
         self.ok.insert(id, v);
-        v
+        Ok(v)
     }
 
     /// Rewrite a tree; returns the new id (equal to the old one when nothing was lost).
     fn tree(&mut self, id: &TreeId, rel: &[u8]) -> Result<TreeId> {
-        if let Some(t) = self.memo.get(id) {
-            return Ok(*t);
+        if let Some((t, lost)) = self.memo.get(id).cloned() {
+            let prefix = crate::format_name(rel);
+            for l in lost {
+                self.dropped.push(format!("{prefix}{l}"));
+            }
+            return Ok(t);
         }
+        let mark = self.dropped.len();
         let mut changed = false;
         let nodes = match self.repo.load_tree(id) {
             Ok(n) => n,
-            Err(_) => {
+            Err(e) if is_loss(&e) => {
                 self.dropped
                     .push(format!("{}/ (directory listing lost)", crate::format_name(rel)));
                 changed = true;
                 Vec::new()
             }
+            Err(e) => return Err(e),
         };
         let mut out = Vec::with_capacity(nodes.len());
         for n in nodes {
@@ -80,17 +104,20 @@ impl Rewriter<'_> {
                     NodeKind::Dir(nt)
                 }
                 NodeKind::File(ref d) | NodeKind::HardLink { data: ref d, .. } => {
-                    let pages_ok = match &d.content {
-                        Content::Pages(pages) => pages.iter().all(|p| self.readable(BlobKind::Tree, BlobId(p.0))),
-                        Content::Chunks(_) => true,
-                    };
-                    let chunks = if pages_ok {
-                        self.repo.chunk_list(&d.content).ok()
-                    } else {
-                        None
-                    };
-                    let intact =
-                        chunks.is_some_and(|c| c.iter().all(|c| self.readable(BlobKind::Data, BlobId(c.id.0))));
+                    let mut intact = true;
+                    if let Content::Pages(pages) = &d.content {
+                        for p in pages {
+                            intact &= self.readable(BlobKind::Tree, BlobId(p.0))?;
+                        }
+                    }
+                    if intact {
+                        for c in self.repo.chunk_list(&d.content)? {
+                            if !self.readable(BlobKind::Data, BlobId(c.id.0))? {
+                                intact = false;
+                                break;
+                            }
+                        }
+                    }
                     if !intact {
                         self.dropped.push(crate::format_name(&p));
                         changed = true;
@@ -105,14 +132,27 @@ impl Rewriter<'_> {
         // A hard link whose first name was dropped keeps its own copy of the content, so
         // it still restores (restore turns it into a regular file).
         let new = if changed { self.store_tree(out)? } else { *id };
-        self.memo.insert(*id, new);
+        let prefix_len = crate::format_name(rel).len();
+        let lost: Vec<String> = self.dropped[mark..]
+            .iter()
+            .map(|d| d[prefix_len..].to_string())
+            .collect();
+        self.memo.insert(*id, (new, lost));
         Ok(new)
     }
 
     fn store_tree(&mut self, nodes: Vec<Node>) -> Result<TreeId> {
-        let raw = format::encode_versioned(1, &Tree { nodes, next: None });
-        let id = TreeId(self.repo.keys.meta_id(&raw));
-        if !self.dry_run && !self.repo.index.has_blob(&BlobId(id.0))? {
+        let keys = &self.repo.keys;
+        let pages = format::encode_tree_pages(nodes, |raw| TreeId(keys.meta_id(raw)))?;
+        let root = pages.last().map(|p| p.0).expect("at least one page");
+        for (id, raw) in pages {
+            self.store_page(id, raw)?;
+        }
+        Ok(root)
+    }
+
+    fn store_page(&mut self, id: TreeId, raw: Vec<u8>) -> Result<()> {
+        if !self.dry_run && self.written.insert(id) && !self.repo.index.has_blob(&BlobId(id.0))? {
             let (mut scratch, mut sealed) = (Vec::new(), Vec::new());
             seal_blob(
                 self.repo.repo_id(),
@@ -126,7 +166,7 @@ impl Rewriter<'_> {
             );
             self.packer.add(BlobKind::Tree, BlobId(id.0), raw.len() as u32, &sealed);
         }
-        Ok(id)
+        Ok(())
     }
 }
 
@@ -136,6 +176,8 @@ pub fn repair_snapshots(repo: &mut Repository, dry_run: bool, forget_old: bool) 
         dry_run,
         ..Default::default()
     };
+    // What other clients did before our lock was taken must be visible now.
+    repo.sync_index()?;
     let snaps = repo.snapshots()?;
     let mut rw = Rewriter {
         repo,
@@ -144,6 +186,7 @@ pub fn repair_snapshots(repo: &mut Repository, dry_run: bool, forget_old: bool) 
         packer: PackWriter::new(),
         dry_run,
         memo: HashMap::new(),
+        written: Default::default(),
     };
     let mut rewritten: Vec<(SnapshotId, format::Snapshot, Vec<String>)> = Vec::new();
     for (id, s) in &snaps {

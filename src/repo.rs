@@ -29,8 +29,6 @@ pub struct Repository {
     pub damaged: Vec<String>,
     /// Name of the key file that opened the repository.
     pub key_name: String,
-    /// Key files that could not be read (reported by `check`; they do not stop prune).
-    pub bad_keys: Vec<String>,
 }
 
 pub fn now_unix_ns() -> i64 {
@@ -119,7 +117,6 @@ impl Repository {
             index,
             damaged: Vec::new(),
             key_name: opened_with,
-            bad_keys: Vec::new(),
         })
     }
 
@@ -135,7 +132,6 @@ impl Repository {
         let repo_id = format::config_repo_id(&cfg_bytes)?;
         let mut keys = None;
         let mut opened_with = String::new();
-        let mut bad_keys = Vec::new();
         let mut key_names = backend.list(Dir::Keys)?;
         key_names.sort();
         for (name, _) in &key_names {
@@ -150,10 +146,7 @@ impl Repository {
                     break;
                 }
                 Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!("key file {name} skipped: {e}");
-                    bad_keys.push(format!("key file {name}: {e}"));
-                }
+                Err(e) => tracing::warn!("key file {name} skipped: {e}"),
             }
         }
         let keys = keys.ok_or_else(|| Error::WrongPassword(backend.location()))?;
@@ -168,7 +161,6 @@ impl Repository {
             index,
             damaged: Vec::new(),
             key_name: opened_with,
-            bad_keys,
         };
         repo.sync_index()?;
         Ok(repo)
@@ -227,17 +219,13 @@ impl Repository {
 
     /// Remove `gone` packs from the repository's index: write one delta replacing every
     /// delta that lists any of them (without them), then delete the replaced deltas. Deltas
-    /// in `also_replace` (already replaced by an interrupted prune) are replaced and deleted
-    /// too, so they cannot come back once the delta that replaced them is itself replaced.
-    pub fn drop_packs_from_index(
-        &mut self,
-        gone: &std::collections::HashSet<PackId>,
-        also_replace: &[ObjectId],
-    ) -> Result<()> {
+    /// already replaced by an interrupted prune or repair are replaced and deleted too, so
+    /// they cannot come back once the delta that replaced them is itself replaced.
+    pub fn drop_packs_from_index(&mut self, gone: &std::collections::HashSet<PackId>) -> Result<()> {
         let gone_list: Vec<PackId> = gone.iter().copied().collect();
         let listing = self.index.deltas_with_packs(&gone_list)?;
         let mut affected = listing.clone();
-        affected.extend(also_replace.iter().copied());
+        affected.extend(self.index.superseded_deltas()?);
         affected.sort();
         affected.dedup();
         if affected.is_empty() {
@@ -294,7 +282,7 @@ impl Repository {
             .filter(|p| !listed.contains(p))
             .collect();
         if !missing.is_empty() {
-            self.drop_packs_from_index(&missing, &[])?;
+            self.drop_packs_from_index(&missing)?;
         }
         Ok(missing.len())
     }
@@ -355,6 +343,8 @@ impl Repository {
 
     /// Reconcile the index cache with a listing of `index/` and `snapshots/`.
     pub fn sync_index(&mut self) -> Result<()> {
+        // Each sync reports afresh what it could not read.
+        self.damaged.clear();
         let listed: Vec<ObjectId> = self
             .backend
             .list(Dir::Index)?
@@ -375,7 +365,7 @@ impl Repository {
             }
         };
         let new: Vec<ObjectId> = listed.iter().filter(|d| !known.contains(d)).copied().collect();
-        let mut rebuild = known.iter().any(|k| !listed_set.contains(k));
+        let mut rebuild = known.iter().any(|k| !listed_set.contains(k)) || self.index.rebuilding()?;
         let mut batch: Vec<(ObjectId, IndexDelta)> = Vec::new();
         if !rebuild {
             let mut blobs = 0;
@@ -407,12 +397,15 @@ impl Repository {
                     superseded.extend(d.supersedes);
                 }
             }
+            // Marked until done: an interrupted rebuild must start over, never be taken for a
+            // complete index (a replaced delta could otherwise be loaded as a current one).
+            self.index.set_rebuilding(true)?;
             self.index.clear_blobs()?;
             let mut batch = Vec::new();
             let mut blobs = 0;
-            let mut dummy = Vec::new();
+            let mut second = Vec::new();
             for id in &listed {
-                let Some(d) = read(id, &mut dummy) else { continue };
+                let Some(d) = read(id, &mut second) else { continue };
                 blobs += d.packs.iter().map(|p| p.blobs.len()).sum::<usize>();
                 batch.push((*id, d));
                 if blobs >= BATCH_BLOBS {
@@ -422,6 +415,12 @@ impl Repository {
                 }
             }
             self.index.add_deltas_except(&batch, &superseded)?;
+            for e in second {
+                if !damaged.contains(&e) {
+                    damaged.push(e);
+                }
+            }
+            self.index.set_rebuilding(false)?;
         } else if !batch.is_empty() {
             self.index.add_deltas(&batch)?;
         }
@@ -618,15 +617,15 @@ impl Repository {
         Ok(t)
     }
 
-    /// Load all pages of a directory.
-    pub fn load_tree(&self, id: &TreeId) -> Result<Vec<Node>> {
+    /// Load all pages of a directory, with the ids of its continuation pages.
+    pub fn load_tree_pages(&self, id: &TreeId) -> Result<(Vec<Node>, Vec<TreeId>)> {
+        let mut ids = Vec::new();
         let mut t = self.load_tree_page(id)?;
         let mut nodes = std::mem::take(&mut t.nodes);
         let mut next = t.next;
-        let mut pages = 1;
         while let Some(n) = next {
-            pages += 1;
-            if pages > 1_000_000 {
+            ids.push(n);
+            if ids.len() > 1_000_000 {
                 return Err(Error::corrupt(format!("tree {id}: page chain too long (loop?)")));
             }
             let mut p = self.load_tree_page(&n)?;
@@ -638,7 +637,12 @@ impl Repository {
             nodes.append(&mut p.nodes);
             next = p.next;
         }
-        Ok(nodes)
+        Ok((nodes, ids))
+    }
+
+    /// Load all pages of a directory.
+    pub fn load_tree(&self, id: &TreeId) -> Result<Vec<Node>> {
+        Ok(self.load_tree_pages(id)?.0)
     }
 
     /// The full chunk list of a file, expanding pages.

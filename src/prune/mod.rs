@@ -251,11 +251,17 @@ fn phase_two(
     }
     let mut gone_list: Vec<PackId> = gone.iter().copied().collect();
     gone_list.sort();
+    let sizes: std::collections::HashMap<PackId, u64> = repo
+        .backend
+        .list(Dir::Packs)?
+        .into_iter()
+        .filter_map(|(n, s)| crate::repo::object_name(&n).map(|id| (PackId(id), s)))
+        .collect();
     for p in &gone_list {
-        plan.deleted_bytes += repo.index.pack_size(p)?.unwrap_or(0);
+        plan.deleted_bytes += sizes.get(p).copied().unwrap_or(0);
         plan.deleted_packs.push(p.to_hex());
     }
-    if opts.dry_run || (gone_list.is_empty() && superseded.is_empty()) {
+    if opts.dry_run || (gone_list.is_empty() && superseded.is_empty() && eligible.is_empty()) {
         return Ok(());
     }
     if guard.is_some_and(|g| !g.still_valid()) {
@@ -265,7 +271,9 @@ fn phase_two(
     }
     // 1. A delta replacing every delta that lists a pack to delete, minus those packs,
     //    then 2. the replaced deltas (see `Repository::drop_packs_from_index`), 3. the packs.
-    repo.drop_packs_from_index(&gone, &superseded)?;
+    if !gone.is_empty() || !superseded.is_empty() {
+        repo.drop_packs_from_index(&gone)?;
+    }
     for p in &gone_list {
         repo.backend.delete(&Dir::Packs.path(&p.to_hex()))?;
     }
@@ -303,7 +311,9 @@ fn phase_one(repo: &mut Repository, opts: &PruneOptions, plan: &mut PrunePlan) -
             plan.condemned_packs.push(u.id.to_hex());
             condemn.push(u.id);
         } else if u.bytes > 0 && (u.bytes - u.live_bytes) as f64 > opts.repack_threshold * u.bytes as f64 {
-            if repo.index.live_only_in(&u.id, &HashSet::from([u.id]))? == 0 {
+            let mut without: HashSet<PackId> = already.iter().chain(&condemn).copied().collect();
+            without.insert(u.id);
+            if repo.index.live_only_in(&u.id, &without)? == 0 {
                 // Every live blob already has a copy elsewhere (an earlier repack that was
                 // interrupted, or two backups storing the same blob): no copy needed.
                 plan.condemned_bytes += u.size;
