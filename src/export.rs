@@ -349,6 +349,18 @@ impl Staging {
         Ok(Staging { path, lock })
     }
 
+    /// A snapshot without root metadata (one file, several paths) gives the folder the
+    /// mode a new directory gets, not the staging folder's private 0700.
+    fn default_mode(&self, snap: &Snapshot) -> Result<()> {
+        if snap.root.is_some() {
+            return Ok(());
+        }
+        let mask = rustix::process::umask(Mode::empty());
+        rustix::process::umask(mask);
+        let mode = Mode::from_raw_mode(0o777 & !mask.as_raw_mode());
+        rustix::fs::fchmod(&self.lock, mode).map_err(|e| Error::io(&self.path, errno(e)))
+    }
+
     fn remove(self) {
         if let Err(e) = remove_path(&self.path) {
             tracing::warn!("could not remove the staging folder {}: {e}", self.path.display());
@@ -530,6 +542,10 @@ fn clone(
         res.errors = r.errors;
         staging.remove();
         return Ok(res);
+    }
+    if let Err(e) = staging.default_mode(snap) {
+        staging.remove();
+        return Err(e);
     }
     staging.commit(dir)?;
     Ok(res)
@@ -1591,7 +1607,7 @@ fn incremental(
         let r = restore::execute(repo, snap, std::mem::take(&mut plan), true, &ropts, progress)?;
         res.bytes_written = r.bytes_written;
         res.errors = r.errors;
-        Ok(())
+        staging.default_mode(snap)
     })();
     if let Err(e) = result {
         staging.remove();

@@ -11,7 +11,8 @@
 //! - [`index`]: the SQLite index cache (the only module speaking SQL).
 //! - [`repo`], [`lock`]: open/init/unlock, typed reads, repository locks.
 //! - [`backup`], [`restore`], [`check`], [`inspect`], [`prune`]: the commands' logic.
-//! - [`export`]: the folder copy, tar archive and incremental hard-link views of a snapshot.
+//! - [`export`]: the folder copy, tar archive and incremental hard-link views of a snapshot;
+//!   [`import`](mod@import): the older Python tool's backups brought in as snapshots.
 //!
 //! Dependency direction: commands → repo → pack/index/blob → format/crypto/chunker/compress → id;
 //! `backend` imports only the error type.
@@ -38,6 +39,7 @@ pub mod error;
 pub mod export;
 pub mod format;
 pub mod id;
+pub mod import;
 pub mod index;
 pub mod inspect;
 pub mod lock;

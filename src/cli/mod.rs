@@ -145,6 +145,23 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Bring the older Python tool's backups (folders, incremental folders, .tar.gz
+    /// archives named YYYY-MM-DD_HHMMSS-<project>[-<note>]) in as snapshots
+    Import {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The project name, when a name cannot tell project from note (or has no time stamp)
+        #[arg(long, value_name = "NAME")]
+        project: Option<String>,
+        #[arg(long = "tag", value_name = "T")]
+        tags: Vec<String>,
+        /// Record this host name instead of the machine's
+        #[arg(long)]
+        host: Option<String>,
+        /// Report what would be imported; write nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Verify the repository's structure (and with --read-data, every byte)
     Check {
         #[arg(long)]
@@ -530,6 +547,8 @@ pub fn run(cli: Cli) -> Result<u8> {
                 hostname: host.clone().unwrap_or_else(lock::hostname),
                 username: std::env::var("USER").unwrap_or_else(|_| rustix::process::getuid().as_raw().to_string()),
                 skip,
+                time_override: None,
+                paths_override: None,
             };
             let progress = output::progress(&ctx.cli);
             let res = backup(&mut repo, &opts, progress.as_ref(), _lock.as_ref())?;
@@ -656,6 +675,45 @@ pub fn run(cli: Cli) -> Result<u8> {
             progress.finish();
             output::export(&ctx.cli, &id, &res);
             Ok(if res.errors.is_empty() { 0 } else { 1 })
+        }
+        Command::Import {
+            paths,
+            project,
+            tags,
+            host,
+            dry_run,
+        } => {
+            let mut repo = ctx.open()?;
+            let guard = if *dry_run {
+                None
+            } else {
+                Some(lock::acquire(&repo, LockMode::Shared, "import")?)
+            };
+            let mut skip = Vec::new();
+            for p in [ctx.repo_location()?.0, ctx.cache_dir()?] {
+                if let Ok(c) = std::fs::canonicalize(p) {
+                    skip.push(c);
+                }
+            }
+            let opts = projectclone::import::ImportOptions {
+                project: project.clone(),
+                tags: tags.clone(),
+                hostname: host.clone().unwrap_or_else(lock::hostname),
+                username: std::env::var("USER").unwrap_or_else(|_| rustix::process::getuid().as_raw().to_string()),
+                compression: Compression::default(),
+                dry_run: *dry_run,
+                tz: jiff::tz::TimeZone::system(),
+                skip,
+            };
+            let progress = output::progress(&ctx.cli);
+            let res = projectclone::import::import(&mut repo, paths, &opts, progress.as_ref(), guard.as_ref())?;
+            progress.finish();
+            output::import(&ctx.cli, &res);
+            Ok(if res.iter().all(|r| r.result.errors.is_empty()) {
+                0
+            } else {
+                3
+            })
         }
         Command::Check {
             read_data,

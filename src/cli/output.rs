@@ -541,3 +541,51 @@ pub fn export(cli: &Cli, id: &SnapshotId, res: &ExportResult) {
         );
     }
 }
+
+pub fn import(cli: &Cli, res: &[projectclone::import::Imported]) {
+    for i in res {
+        for (p, e) in &i.result.errors {
+            eprintln!("error: {}: {}: {e}", i.source.display(), p.display());
+        }
+    }
+    let time = |i: &projectclone::import::Imported| format_time(&i.parsed.time, i.parsed.utc_offset);
+    if cli.json {
+        print_json(&serde_json::Value::Array(
+            res.iter()
+                .map(|i| {
+                    json!({
+                        "source": i.source.display().to_string(),
+                        "snapshot_id": i.result.snapshot_id.map(|s| s.to_hex()),
+                        "dry_run": i.result.snapshot_id.is_none(),
+                        "project": i.parsed.project,
+                        "note": i.parsed.note,
+                        "time": time(i),
+                        "files_new": i.result.summary.files_new,
+                        "files_changed": i.result.summary.files_changed,
+                        "files_unmodified": i.result.summary.files_unmodified,
+                        "data_added": i.result.summary.data_added,
+                        "errors": i.result.errors.len(),
+                    })
+                })
+                .collect(),
+        ));
+        return;
+    }
+    for i in res {
+        match i.result.snapshot_id {
+            Some(id) => outln!("{}  {}", id.to_hex(), i.source.display()),
+            None if !cli.quiet => eprintln!(
+                "would import {} as project {} ({}){}",
+                i.source.display(),
+                i.parsed.project,
+                time(i),
+                i.parsed
+                    .note
+                    .as_ref()
+                    .map(|n| format!(", note {n:?}"))
+                    .unwrap_or_default()
+            ),
+            None => {}
+        }
+    }
+}

@@ -519,3 +519,152 @@ fn hostile_snapshot_exports_nothing() {
     assert!(!env.path("v/c").exists() && !env.path("v/a.tar").exists());
     assert!(!env.path("evil").exists() && !env.root().parent().unwrap().join("..").join("evil").exists());
 }
+
+// ---------------------------------------------------------------- import
+
+/// A tar.gz built member by member (hostile names included), through the tar crate.
+fn raw_tar_gz(path: &Path, members: &[(&[u8], tar::EntryType, &[u8], &[u8])]) {
+    let f = fs::File::create(path).unwrap();
+    let gz = flate2::write::GzEncoder::new(f, flate2::Compression::fast());
+    let mut b = tar::Builder::new(gz);
+    for (name, kind, link, data) in members {
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name);
+        h.set_entry_type(*kind);
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        if !link.is_empty() {
+            h.set_link_name(std::ffi::OsStr::from_bytes(link)).unwrap();
+        }
+        h.set_cksum();
+        b.append(&h, *data).unwrap();
+    }
+    b.into_inner().unwrap().finish().unwrap();
+}
+
+use std::os::unix::ffi::OsStrExt;
+
+#[test]
+fn import_brings_old_folders_and_archives_in_with_their_time_and_note() {
+    let env = Env::with_repo();
+    let old = env.path("project_backups");
+    // A plain folder, an incremental folder hard-linked to it, and an archive.
+    let first = old.join("2024-03-05_140102-my-app-first_copy");
+    write(first.join("src/main.py"), b"print('v1')\n");
+    write(first.join("big.bin"), random_bytes(4, 1_000_000));
+    xattr::set(first.join("big.bin"), "user.x", b"1").unwrap();
+    age_tree(&first);
+    let second = old.join("2024-03-06_090000-my-app");
+    fs::create_dir_all(second.join("src")).unwrap();
+    fs::hard_link(first.join("big.bin"), second.join("big.bin")).unwrap();
+    write(second.join("src/main.py"), b"print('v2')\n");
+    age_tree(&second);
+    let third_src = env.path("staging/my-app");
+    write(third_src.join("src/main.py"), b"print('v3')\n");
+    let archive = old.join("2024-03-07_100000-my-app-release.tar.gz");
+    let st = StdCommand::new("tar")
+        .arg("czf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(env.path("staging"))
+        .arg("my-app")
+        .status()
+        .unwrap();
+    assert!(st.success());
+
+    // "my-app-first_copy": project or note? The name cannot say.
+    let out = env.run([os("import"), first.as_os_str()]).failure();
+    assert!(out.stderr.contains("--project"), "{}", out.stderr);
+
+    let before = fingerprint(&old);
+    let mut c = env.cmd();
+    c.args(["--json", "import", "--project", "my-app"])
+        .arg(&archive)
+        .arg(&second)
+        .arg(&first);
+    let v = run(&mut c).success().json();
+    assert_eq!(fingerprint(&old), before, "import changed its sources");
+    let v = v.as_array().unwrap();
+    assert_eq!(v.len(), 3);
+    // Oldest first, with the names' time (TZ=UTC), project and note.
+    assert_eq!(v[0]["time"], "2024-03-05T14:01:02.000000000+00:00");
+    assert_eq!(v[0]["note"], "first_copy");
+    assert_eq!(v[1]["note"], serde_json::Value::Null);
+    assert_eq!(v[2]["note"], "release");
+    // The incremental folder's linked file is the parent's: not read again.
+    assert_eq!(v[1]["files_unmodified"], 1, "{}", v[1]);
+
+    let snaps = env.snapshots();
+    assert_eq!(snaps.len(), 3);
+    for s in &snaps {
+        assert_eq!(s["paths"], serde_json::json!(["/my-app"]));
+        assert!(s["tags"].as_array().unwrap().contains(&serde_json::json!("imported")));
+    }
+    for (i, src) in [&first, &second].into_iter().enumerate() {
+        let t = env.path(format!("r{i}"));
+        env.restore(v[i]["snapshot_id"].as_str().unwrap(), &t);
+        assert_trees_equal(src, &t, true);
+    }
+    let t = env.path("r2");
+    env.restore(v[2]["snapshot_id"].as_str().unwrap(), &t);
+    assert_eq!(fs::read(t.join("src/main.py")).unwrap(), b"print('v3')\n");
+    // No temporary folder left beside the archive.
+    assert_eq!(fs::read_dir(&old).unwrap().count(), 3);
+}
+
+#[test]
+fn import_of_a_hostile_archive_writes_nothing_outside() {
+    let env = Env::with_repo();
+    let archive = env.path("in/2024-01-01_000000-app.tar.gz");
+    fs::create_dir_all(env.path("in")).unwrap();
+    raw_tar_gz(
+        &archive,
+        &[
+            (b"app/ok.txt", tar::EntryType::Regular, b"", b"ok\n"),
+            (b"../escape.txt", tar::EntryType::Regular, b"", b"evil\n"),
+            (b"app/../../escape2.txt", tar::EntryType::Regular, b"", b"evil\n"),
+            (
+                b"app/up",
+                tar::EntryType::Symlink,
+                env.root().as_os_str().as_bytes(),
+                b"",
+            ),
+            (b"app/up/escape3.txt", tar::EntryType::Regular, b"", b"evil\n"),
+            (b"app/hl", tar::EntryType::Link, b"../../etc/passwd", b""),
+        ],
+    );
+    let before = rel_paths(env.root());
+    let out = env.run([os("import"), archive.as_os_str()]);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    let mut after = rel_paths(env.root());
+    after.retain(|p| !p.starts_with("repo") && !p.starts_with("cache"));
+    let mut before = before;
+    before.retain(|p| !p.starts_with("repo") && !p.starts_with("cache"));
+    assert_eq!(before, after, "the import wrote outside its folder\n{}", out.stderr);
+    for p in ["escape.txt", "escape2.txt", "escape3.txt"] {
+        assert!(!env.path(p).exists() && !env.path("in").join(p).exists(), "{p}");
+    }
+}
+
+#[test]
+fn several_paths_export_each_under_its_name() {
+    let env = Env::with_repo();
+    let src = env.path("ws");
+    write(src.join("alpha/one.txt"), b"one\n");
+    write(src.join("beta/two.txt"), b"two\n");
+    age_tree(&src);
+    let id = env.backup([src.join("alpha"), src.join("beta")]);
+    let dir = env.path("c");
+    export(&env, &[os(&id), os("--clone"), dir.as_os_str()]).success();
+    assert_trees_equal(&src.join("alpha"), &dir.join("alpha"), true);
+    assert_trees_equal(&src.join("beta"), &dir.join("beta"), true);
+    // No snapshot root: the folder gets a new directory's mode, not the staging 0700.
+    fs::create_dir(env.path("fresh")).unwrap();
+    assert_eq!(
+        fs::metadata(&dir).unwrap().mode(),
+        fs::metadata(env.path("fresh")).unwrap().mode()
+    );
+    // The archive's top folder is the paths' common parent.
+    let out = export(&env, &[os(&id), os("--dry-run"), os("--archive"), os("x.tar")]).success();
+    assert!(out.stdout.contains("dir      ws/alpha\n"), "{}", out.stdout);
+}

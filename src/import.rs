@@ -1,0 +1,276 @@
+//! Importing the older Python tool's backups — plain folder copies, hard-link incremental
+//! folders and `.tar.gz` archives, named `YYYY-MM-DD_HHMMSS-<project>[-<note>]` — as
+//! snapshots with their original time (local zone), project and note.
+//!
+//! Each import is an ordinary backup of the folder (or of the archive unpacked into a
+//! private temporary folder beside it) through [`backup::backup`], recording the parsed
+//! time and `/<project>` as the source path instead of the folder's own. Imports run
+//! oldest first, so each finds the previous one of its project as its parent and the
+//! unchanged files of an incremental series (the same inodes) are not read again.
+//!
+//! Archives are unpacked by the `tar` crate, which skips members with `..`, strips
+//! leading `/` and refuses to write through symlinks outside the folder; the folder is
+//! new, private (0700) and removed afterwards.
+
+use std::path::{Path, PathBuf};
+
+use crate::backup::{self, BackupOptions, BackupResult};
+use crate::compress::Compression;
+use crate::error::{Error, IoContext, Result};
+use crate::format::Time;
+use crate::progress::Progress;
+use crate::repo::Repository;
+
+#[derive(Clone, Debug)]
+pub struct ImportOptions {
+    /// The project name, when a name alone cannot tell project from note.
+    pub project: Option<String>,
+    pub tags: Vec<String>,
+    pub hostname: String,
+    pub username: String,
+    pub compression: Compression,
+    pub dry_run: bool,
+    /// The zone the old tool's names are in (local time).
+    pub tz: jiff::tz::TimeZone,
+    /// Paths never backed up (the repository and the cache).
+    pub skip: Vec<PathBuf>,
+}
+
+/// What a backup's name says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Parsed {
+    pub time: Time,
+    pub utc_offset: i32,
+    pub project: String,
+    pub note: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Imported {
+    pub source: PathBuf,
+    pub parsed: Parsed,
+    pub result: BackupResult,
+}
+
+const ARCHIVE_EXTS: [&str; 5] = [".tar.gz", ".tgz", ".tar.zst", ".tzst", ".tar"];
+
+/// The name without an archive extension, and whether it had one.
+fn stem(name: &str) -> (&str, bool) {
+    for ext in ARCHIVE_EXTS {
+        if let Some(s) = name.strip_suffix(ext) {
+            return (s, true);
+        }
+    }
+    (name, false)
+}
+
+/// Parse `YYYY-MM-DD_HHMMSS-<rest>`: the time in `tz` and the rest.
+fn parse_stamp<'a>(name: &'a str, tz: &jiff::tz::TimeZone) -> Option<(jiff::ZonedDateTime, &'a str)> {
+    let (stamp, rest) = (name.get(..17)?, name.get(17..)?);
+    let rest = rest.strip_prefix('-')?;
+    let dt = jiff::civil::DateTime::strptime("%Y-%m-%d_%H%M%S", stamp).ok()?;
+    let z = dt.to_zoned_datetime(tz.clone()).ok()?;
+    (!rest.is_empty()).then_some((z, rest))
+}
+
+/// Time, project and note from a backup's file name. `project` settles a name like
+/// `…-my-app-note` (is the project `my`, `my-app` or `my-app-note`?). A name without
+/// the time stamp needs `project`, and takes its time from `mtime`.
+pub fn parse_name(name: &str, project: Option<&str>, mtime: Time, tz: &jiff::tz::TimeZone) -> Result<Parsed> {
+    let (base, _) = stem(name);
+    let Some((z, rest)) = parse_stamp(base, tz) else {
+        return match project {
+            Some(p) => Ok(Parsed {
+                time: mtime,
+                utc_offset: jiff::Timestamp::new(mtime.secs, mtime.nanos as i32)
+                    .map(|t| tz.to_offset(t).seconds())
+                    .unwrap_or(0),
+                project: p.to_string(),
+                note: None,
+            }),
+            None => Err(Error::Invalid(format!(
+                "{name}: not named YYYY-MM-DD_HHMMSS-<project>[-<note>]; give --project to import it \
+                 (its time is then its modification time)"
+            ))),
+        };
+    };
+    let time = Time {
+        secs: z.timestamp().as_second(),
+        nanos: 0,
+    };
+    let utc_offset = z.offset().seconds();
+    let (project, note) = match project {
+        Some(p) if rest == p => (p.to_string(), None),
+        Some(p) => match rest.strip_prefix(p).and_then(|r| r.strip_prefix('-')) {
+            Some(note) => (p.to_string(), Some(note.to_string())),
+            None => {
+                return Err(Error::Invalid(format!(
+                    "{name}: the name does not continue with the project {p:?} after its time stamp"
+                )));
+            }
+        },
+        None if !rest.contains('-') => (rest.to_string(), None),
+        None => {
+            let choices: Vec<&str> = rest.match_indices('-').map(|(i, _)| &rest[..i]).collect();
+            return Err(Error::Invalid(format!(
+                "{name}: cannot tell the project from the note; give --project (one of {}, or {rest:?})",
+                choices.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>().join(", ")
+            )));
+        }
+    };
+    Ok(Parsed {
+        time,
+        utc_offset,
+        project,
+        note,
+    })
+}
+
+fn mtime_of(md: &std::fs::Metadata) -> Time {
+    use std::os::unix::fs::MetadataExt;
+    Time {
+        secs: md.mtime(),
+        nanos: md.mtime_nsec() as u32,
+    }
+}
+
+/// Unpack an archive into a new private folder beside it.
+fn unpack(archive: &Path) -> Result<tempfile::TempDir> {
+    let parent = match archive.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let dir = tempfile::Builder::new()
+        .prefix(".projectclone-import-")
+        .tempdir_in(parent)
+        .at(parent)?;
+    let f = std::fs::File::open(archive).at(archive)?;
+    let name = archive
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    let reader: Box<dyn std::io::Read> = if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
+        Box::new(flate2::read::GzDecoder::new(std::io::BufReader::new(f)))
+    } else if name.ends_with(".tar.zst") || name.ends_with(".tzst") {
+        Box::new(zstd::stream::read::Decoder::new(f).at(archive)?)
+    } else {
+        Box::new(std::io::BufReader::new(f))
+    };
+    let mut ar = tar::Archive::new(reader);
+    ar.set_preserve_permissions(true);
+    ar.set_preserve_mtime(true);
+    ar.set_unpack_xattrs(true);
+    ar.set_preserve_ownerships(rustix::process::geteuid().is_root());
+    ar.set_overwrite(false);
+    ar.unpack(dir.path())
+        .map_err(|e| Error::Invalid(format!("{}: cannot unpack: {e}", archive.display())))?;
+    Ok(dir)
+}
+
+/// The folder to back up from an unpacked archive: its one top folder if it has
+/// exactly one (the old tool's archives hold `<project>/…`), else the whole folder.
+fn content_root(dir: &Path) -> Result<PathBuf> {
+    let entries: Vec<_> = std::fs::read_dir(dir)
+        .at(dir)?
+        .collect::<std::io::Result<_>>()
+        .at(dir)?;
+    if let [one] = entries.as_slice()
+        && one.file_type().at(one.path())?.is_dir()
+    {
+        return Ok(one.path());
+    }
+    Ok(dir.to_path_buf())
+}
+
+/// Import each of `paths` as a snapshot, oldest first.
+pub fn import(
+    repo: &mut Repository,
+    paths: &[PathBuf],
+    opts: &ImportOptions,
+    progress: &dyn Progress,
+    guard: Option<&crate::lock::LockGuard>,
+) -> Result<Vec<Imported>> {
+    let mut todo = Vec::new();
+    for p in paths {
+        let md = std::fs::symlink_metadata(p).at(p)?;
+        let name = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| Error::Invalid(format!("{}: not a UTF-8 name", p.display())))?;
+        let archive = md.is_file() && stem(name).1;
+        if !md.is_dir() && !archive {
+            return Err(Error::Invalid(format!(
+                "{}: neither a folder nor a .tar.gz, .tar.zst or .tar archive",
+                p.display()
+            )));
+        }
+        let parsed = parse_name(name, opts.project.as_deref(), mtime_of(&md), &opts.tz)?;
+        todo.push((p.clone(), archive, parsed));
+    }
+    todo.sort_by(|a, b| (a.2.time, &a.0).cmp(&(b.2.time, &b.0)));
+    let mut out = Vec::new();
+    for (path, archive, parsed) in todo {
+        let unpacked = if archive { Some(unpack(&path)?) } else { None };
+        let source = match &unpacked {
+            Some(d) => content_root(d.path())?,
+            None => path.clone(),
+        };
+        let mut tags = vec!["imported".to_string()];
+        tags.extend(opts.tags.iter().cloned());
+        let bopts = BackupOptions {
+            paths: vec![source],
+            tags,
+            note: parsed.note.clone(),
+            dry_run: opts.dry_run,
+            compression: opts.compression,
+            hostname: opts.hostname.clone(),
+            username: opts.username.clone(),
+            skip: opts.skip.clone(),
+            time_override: Some((parsed.time, parsed.utc_offset)),
+            paths_override: Some(vec![format!("/{}", parsed.project).into_bytes()]),
+            ..Default::default()
+        };
+        let result = backup::backup(repo, &bopts, progress, guard)?;
+        drop(unpacked);
+        out.push(Imported {
+            source: path,
+            parsed,
+            result,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc() -> jiff::tz::TimeZone {
+        jiff::tz::TimeZone::UTC
+    }
+
+    #[test]
+    fn names_give_time_project_and_note() {
+        let t = Time::default();
+        let p = parse_name("2024-03-05_140102-app-before_refactor.tar.gz", Some("app"), t, &utc()).unwrap();
+        assert_eq!(p.project, "app");
+        assert_eq!(p.note.as_deref(), Some("before_refactor"));
+        assert_eq!(p.time.secs, 1_709_647_262);
+        let p = parse_name("2024-03-05_140102-app", None, t, &utc()).unwrap();
+        assert_eq!((p.project.as_str(), p.note), ("app", None));
+        let p = parse_name("2024-03-05_140102-my-app", Some("my-app"), t, &utc()).unwrap();
+        assert_eq!((p.project.as_str(), p.note), ("my-app", None));
+    }
+
+    #[test]
+    fn ambiguous_or_unnamed_backups_need_the_project() {
+        let t = Time { secs: 7, nanos: 8 };
+        let e = parse_name("2024-03-05_140102-my-app-x", None, t, &utc()).unwrap_err();
+        assert!(e.to_string().contains("--project"), "{e}");
+        assert!(parse_name("copy-of-app", None, t, &utc()).is_err());
+        let p = parse_name("copy-of-app", Some("app"), t, &utc()).unwrap();
+        assert_eq!(p.time, t);
+        assert!(parse_name("2024-03-05_140102-other-x", Some("app"), t, &utc()).is_err());
+        assert!(parse_name("2024-13-05_140102-app", None, t, &utc()).is_err());
+    }
+}
