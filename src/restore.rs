@@ -637,7 +637,7 @@ fn restore_data(
             let mut j = i + 1;
             while j < blobs.len()
                 && blobs[j].0 <= end + 256 * 1024
-                && blobs[j].0 + blobs[j].1 as u64 - start <= 32 << 20
+                && blobs[j].0 + blobs[j].1 as u64 - start <= 8 << 20
             {
                 end = end.max(blobs[j].0 + blobs[j].1 as u64);
                 j += 1;
