@@ -327,6 +327,7 @@ fn fsync_dir(dir: &Path) -> io::Result<()> {
 }
 
 const STAGING: &str = ".projectclone-staging-";
+const TMP: &str = ".projectclone-tmp-";
 
 /// A hidden folder beside the target, locked while this export writes into it.
 struct Staging {
@@ -415,9 +416,10 @@ fn is_empty_dir(p: &Path) -> bool {
     }
 }
 
-/// Remove staging folders in `parent` left by killed exports (for `name` only, or any).
-/// A folder whose lock is held belongs to a running export and is left alone.
-fn clean_stale(parent: &Path, name: Option<&[u8]>) -> Vec<PathBuf> {
+/// Remove staging folders (`tag` [`STAGING`]) or temp files (`tag` [`TMP`]) in `parent`
+/// left by killed exports, for target `name` only or for any. One whose lock is held
+/// belongs to a running export and is left alone.
+fn clean_stale(parent: &Path, name: Option<&[u8]>, tag: &str) -> Vec<PathBuf> {
     let mut cleaned = Vec::new();
     let Ok(rd) = std::fs::read_dir(parent) else {
         return cleaned;
@@ -425,28 +427,42 @@ fn clean_stale(parent: &Path, name: Option<&[u8]>) -> Vec<PathBuf> {
     let prefix = name.map(|n| {
         let mut p = b".".to_vec();
         p.extend_from_slice(&n[..n.len().min(200)]);
-        p.extend_from_slice(STAGING.as_bytes());
+        p.extend_from_slice(tag.as_bytes());
         p
     });
+    let dirs = tag == STAGING;
     for e in rd.flatten() {
         let n = e.file_name();
         let n = n.as_bytes();
         let ours = match &prefix {
             Some(p) => n.starts_with(p) && n.len() == p.len() + 12,
-            None => n.starts_with(b".") && n.windows(STAGING.len()).any(|w| w == STAGING.as_bytes()),
+            None => n.starts_with(b".") && n.windows(tag.len()).any(|w| w == tag.as_bytes()),
         };
-        if !ours || !e.file_type().is_ok_and(|t| t.is_dir()) {
+        let kind_ok = e.file_type().is_ok_and(|t| if dirs { t.is_dir() } else { t.is_file() });
+        if !ours || !kind_ok {
             continue;
         }
         let p = e.path();
-        let Ok(fd) = open_dir(&p) else { continue };
-        let f = File::from(fd);
+        let opened = if dirs {
+            open_dir(&p).map(File::from)
+        } else {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(OFlags::NOFOLLOW.bits() as i32)
+                .open(&p)
+        };
+        let Ok(f) = opened else { continue };
         if f.try_lock().is_err() {
             continue;
         }
-        match remove_path(&p) {
+        let r = if dirs {
+            remove_path(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+        match r {
             Ok(()) => cleaned.push(p),
-            Err(e) => tracing::warn!("could not remove the stale staging folder {}: {e}", p.display()),
+            Err(e) => tracing::warn!("could not remove {} (left by an interrupted export): {e}", p.display()),
         }
     }
     cleaned
@@ -524,7 +540,7 @@ fn clone(
         return Ok(res);
     }
     std::fs::create_dir_all(&parent).at(&parent)?;
-    res.cleaned = clean_stale(&parent, Some(&name));
+    res.cleaned = clean_stale(&parent, Some(&name), STAGING);
     let staging = Staging::create(&parent, &name)?;
     let opts = RestoreOptions {
         target: staging.path.clone(),
@@ -1208,16 +1224,23 @@ fn archive_file(
     let temp = |n: &[u8]| {
         let mut t = b".".to_vec();
         t.extend_from_slice(&n[..n.len().min(200)]);
-        t.extend_from_slice(format!(".projectclone-tmp-{}", random_hex()).as_bytes());
+        t.extend_from_slice(format!("{TMP}{}", random_hex()).as_bytes());
         path_join(&parent, &t)
     };
+    // Temp files are locked while written, so a later export tells a killed one's
+    // leftovers (removed) from a running one's.
+    res.cleaned = clean_stale(&parent, Some(&name), TMP);
+    res.cleaned.extend(clean_stale(&parent, Some(&mname), TMP));
     let create = |p: &Path| {
-        std::fs::OpenOptions::new()
+        let f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o644)
             .open(p)
-            .at(p)
+            .at(p)?;
+        f.try_lock()
+            .map_err(|e| Error::io(p, io::Error::other(e.to_string())))?;
+        Ok::<File, Error>(f)
     };
     let (tmp, mtmp) = (temp(&name), temp(&mname));
     let out = create(&tmp)?;
@@ -1345,13 +1368,26 @@ fn list_exports(dir: &Path, project: &str) -> Vec<Sidecar> {
                 continue;
             }
         };
-        if sc.project != project || sc.folder != folder || sc.format != 1 {
+        if sc.project != project || sc.folder != folder || sc.format != 1 || !export_folder_name(folder) {
             continue;
         }
         out.push(sc);
     }
     out.sort_by(|a, b| (a.time_secs, a.time_nanos, &a.folder).cmp(&(b.time_secs, b.time_nanos, &b.folder)));
     out
+}
+
+/// A name this tool gives export folders: `YYYY-MM-DD_HHMMSS-` and a plain name (a record
+/// naming anything else, such as `..`, is ignored).
+fn export_folder_name(n: &str) -> bool {
+    let b = n.as_bytes();
+    b.len() > 18
+        && b[..18].iter().enumerate().all(|(i, c)| match i {
+            4 | 7 | 17 => *c == b'-',
+            10 => *c == b'_',
+            _ => c.is_ascii_digit(),
+        })
+        && !n.contains('/')
 }
 
 /// Remove sidecars whose folder is gone (deleted by hand, or a crash between the
@@ -1449,6 +1485,12 @@ fn incremental(
     }
     // One incremental export at a time per DIR: the sidecars and rotation are shared.
     let side = dir.join(SIDECAR_DIR);
+    if std::fs::symlink_metadata(&side).is_ok_and(|m| !m.is_dir()) {
+        return Err(Error::Invalid(format!(
+            "{} is not a directory (a symlink?); export records are kept there",
+            side.display()
+        )));
+    }
     let _lock = if dry_run {
         None
     } else {
@@ -1469,7 +1511,7 @@ fn incremental(
         ..Default::default()
     };
     if !dry_run {
-        res.cleaned = clean_stale(dir, None);
+        res.cleaned = clean_stale(dir, None, STAGING);
         clean_sidecars(dir);
     }
     let existing = list_exports(dir, &project);
@@ -1737,6 +1779,15 @@ mod tests {
             content: crate::format::Content::Chunks(Vec::new()),
         };
         assert!(sparse_map(&d).starts_with(b"1\n50\n50\n"));
+    }
+
+    #[test]
+    fn export_folder_names() {
+        assert!(export_folder_name("2024-03-05_140102-app"));
+        assert!(export_folder_name("2024-03-05_140102-app-note"));
+        assert!(!export_folder_name(".."));
+        assert!(!export_folder_name("2024-03-05_140102-"));
+        assert!(!export_folder_name("2024-03-05-140102-app"));
     }
 
     #[test]

@@ -425,6 +425,12 @@ fn dry_run_writes_nothing_in_every_mode() {
 /// Spawn `export ARGS`, SIGKILL it as soon as a staging folder appears in `parent`.
 /// Returns whether it was killed before it finished.
 fn kill_when_staging_appears(env: &Env, parent: &Path, args: &[&std::ffi::OsStr]) -> bool {
+    kill_when_appears(env, parent, ".projectclone-staging-", args)
+}
+
+/// Spawn `export ARGS`, SIGKILL it as soon as a name containing `pattern` appears in
+/// `parent`. Returns whether it was killed before it finished.
+fn kill_when_appears(env: &Env, parent: &Path, pattern: &str, args: &[&std::ffi::OsStr]) -> bool {
     let mut child = std::process::Command::new(bin_path())
         .env("PROJECTCLONE_PASSWORD", PASSWORD)
         .env("HOME", env.path("home"))
@@ -439,12 +445,8 @@ fn kill_when_staging_appears(env: &Env, parent: &Path, args: &[&std::ffi::OsStr]
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let staging = || {
-        fs::read_dir(parent).is_ok_and(|rd| {
-            rd.flatten()
-                .any(|e| e.file_name().to_string_lossy().contains(".projectclone-staging-"))
-        })
-    };
+    let staging =
+        || fs::read_dir(parent).is_ok_and(|rd| rd.flatten().any(|e| e.file_name().to_string_lossy().contains(pattern)));
     let start = std::time::Instant::now();
     while child.try_wait().unwrap().is_none() && !staging() && start.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_micros(200));
@@ -497,6 +499,26 @@ fn killed_exports_leave_no_folder_and_the_next_one_cleans_up() {
         .filter(|n| n.starts_with('.'))
         .collect();
     assert_eq!(hidden, [".projectclone-export"], "only the records folder stays hidden");
+
+    // An archive: no FILE, and the next export removes the temp file.
+    let file = views.join("a.tar");
+    assert!(kill_when_appears(
+        &env,
+        &views,
+        ".projectclone-tmp-",
+        &[os(&id), os("--archive"), file.as_os_str()]
+    ));
+    assert!(!file.exists());
+    let v = export(&env, &[os("--json"), os(&id), os("--archive"), file.as_os_str()])
+        .success()
+        .json();
+    assert_eq!(v["cleaned"].as_array().unwrap().len(), 1, "{v}");
+    let left: Vec<_> = fs::read_dir(&views)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains("projectclone"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]
