@@ -121,6 +121,7 @@ enum Command {
     /// Write a view of a snapshot: a folder copy, a tar archive or an incremental folder
     #[command(group(clap::ArgGroup::new("view").required(true).args(["clone", "archive", "incremental"])))]
     Export {
+        /// Snapshot: an id, a unique prefix of at least 4 hex digits, or `latest`
         snap: String,
         /// An exact copy at DIR (which must not exist, or be empty)
         #[arg(long, value_name = "DIR")]
@@ -148,6 +149,7 @@ enum Command {
     /// Bring the older Python tool's backups (folders, incremental folders, .tar.gz
     /// archives named YYYY-MM-DD_HHMMSS-<project>[-<note>]) in as snapshots
     Import {
+        /// Backup folders and archives of the old tool
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// The project name, when a name cannot tell project from note (or has no time stamp)
