@@ -110,8 +110,20 @@ impl Rewriter<'_> {
                             intact &= self.readable(BlobKind::Tree, BlobId(p.0))?;
                         }
                     }
+                    let chunks = if intact {
+                        match self.repo.chunk_list(&d.content) {
+                            Ok(c) => c,
+                            Err(e) if is_loss(&e) => {
+                                intact = false;
+                                Vec::new()
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    } else {
+                        Vec::new()
+                    };
                     if intact {
-                        for c in self.repo.chunk_list(&d.content)? {
+                        for c in chunks {
                             if !self.readable(BlobKind::Data, BlobId(c.id.0))? {
                                 intact = false;
                                 break;

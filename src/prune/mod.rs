@@ -117,6 +117,22 @@ pub fn run(repo: &mut Repository, opts: &PruneOptions, guard: Option<&lock::Lock
         }
     }
     plan.forgotten = forget.len() as u64;
+    if opts.gc {
+        // A copy in a lost pack must not count as "a copy elsewhere": refuse until the index
+        // is honest again (`repair index` drops lost packs, `repair snapshots` what they held).
+        let listed: HashSet<PackId> = repo
+            .backend
+            .list(Dir::Packs)?
+            .into_iter()
+            .filter_map(|(n, _)| crate::repo::object_name(&n).map(PackId))
+            .collect();
+        if let Some((lost, _)) = repo.index.packs()?.into_iter().find(|p| !listed.contains(&p.0)) {
+            return Err(Error::corrupt(format!(
+                "indexed pack {lost} is missing from the repository; prune refuses to run until \
+                 `projectclone check` is clean (see `repair index` and `repair snapshots`)"
+            )));
+        }
+    }
     if !opts.dry_run && !forget.is_empty() {
         for id in &forget {
             repo.backend.delete(&Dir::Snapshots.path(&id.to_hex()))?;
@@ -273,6 +289,12 @@ fn phase_two(
     //    then 2. the replaced deltas (see `Repository::drop_packs_from_index`), 3. the packs.
     if !gone.is_empty() || !superseded.is_empty() {
         repo.drop_packs_from_index(&gone)?;
+        if let Some(d) = repo.damaged.first() {
+            // Phase one would take the packs of an unreadable delta for unindexed ones.
+            return Err(Error::corrupt(format!(
+                "repository object unreadable after replacing deltas: {d}"
+            )));
+        }
     }
     for p in &gone_list {
         repo.backend.delete(&Dir::Packs.path(&p.to_hex()))?;
@@ -285,6 +307,9 @@ fn phase_two(
             .filter(|p| !gone.contains(p) && !uncondemned.contains(&p.to_hex()))
             .copied()
             .collect();
+        if rest.len() == packs.len() {
+            continue; // unchanged: the record stays as it is
+        }
         if !rest.is_empty() {
             repo.write_condemned(&Condemned {
                 packs: rest,
