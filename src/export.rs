@@ -1435,6 +1435,67 @@ fn unchanged_on_disk(parent: &OwnedFd, name: &[u8], meta: &Meta, size: u64, is_r
     }
 }
 
+/// The newest folder in `dir` named `YYYY-MM-DD_HHMMSS-<project>[-<note>]` that no record
+/// describes: the older Python tool's latest backup of the project, a link base for the
+/// first export into its backup folder.
+fn old_tool_folder(dir: &Path, project: &str) -> Option<String> {
+    let rd = std::fs::read_dir(dir).ok()?;
+    let mut best: Option<String> = None;
+    for e in rd.flatten() {
+        let Ok(n) = e.file_name().into_string() else { continue };
+        if !export_folder_name(&n) || !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let rest = &n[18..];
+        let ours = rest == project || rest.strip_prefix(project).is_some_and(|r| r.starts_with('-'));
+        if ours && best.as_ref().is_none_or(|b| (&n[..17], &n) > (&b[..17], b)) {
+            best = Some(n);
+        }
+    }
+    best
+}
+
+/// Whether the file at `rel` below `root` holds exactly the bytes of `data`: cut by the
+/// repository's chunker, its keyed chunk ids are the snapshot's chunk list. Only dense
+/// files qualify; the file is read once, nothing is decrypted.
+fn same_content(
+    repo: &Repository,
+    chunker: &crate::chunker::Chunker,
+    buf: &mut Vec<u8>,
+    root: &OwnedFd,
+    rel: &[u8],
+    data: &FileData,
+) -> bool {
+    if !data.holes.is_empty() {
+        return false;
+    }
+    let Ok(chunks) = repo.chunk_list(&data.content) else {
+        return false;
+    };
+    let Ok(fd) = rustix::fs::openat2(
+        root,
+        OsStr::from_bytes(rel),
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+        BENEATH,
+    ) else {
+        return false;
+    };
+    let mut f = File::from(fd);
+    if !f.metadata().is_ok_and(|m| m.is_file()) {
+        return false;
+    }
+    let mut i = 0;
+    let read = chunker.stream(&mut f, data.size + 1, buf, |c| match chunks.get(i) {
+        Some(x) if x.len as usize == c.len() && x.id.0 == repo.keys.chunk_id(c) => {
+            i += 1;
+            Ok(())
+        }
+        _ => Err(io::Error::other("content differs")),
+    });
+    read.is_ok_and(|n| n == data.size) && i == chunks.len()
+}
+
 /// Create the directories of `rel` (not its last component) below `root`, mode 0700
 /// (the restore sets their real metadata later).
 fn make_parents(root: &OwnedFd, rel: &[u8], made: &mut HashSet<Vec<u8>>) -> io::Result<()> {
@@ -1544,32 +1605,41 @@ fn incremental(
             files.insert(key, sf);
         }
     }
-    let prev_root = match prev {
-        Some(p) if !candidates.is_empty() => match open_dir(&dir.join(&p.folder)) {
+    // The folder to link from: the newest export with a record; without one, the newest
+    // folder of the project named like the old tool's, its content compared by hashing.
+    let (base, by_record) = match prev {
+        Some(p) => (Some(p.folder.clone()), true),
+        None => (old_tool_folder(dir, &project), false),
+    };
+    let prev_root = match &base {
+        Some(b) if !by_record || !candidates.is_empty() => match open_dir(&dir.join(b)) {
             Ok(fd) => Some(fd),
             Err(e) => {
-                tracing::warn!("previous export {} unreadable, nothing linked: {e}", p.folder);
+                tracing::warn!("previous export {b} unreadable, nothing linked: {e}");
                 None
             }
         },
         _ => None,
     };
-    res.previous = prev.map(|p| dir.join(&p.folder));
+    res.previous = base.as_ref().map(|b| dir.join(b));
     let is_root = rustix::process::geteuid().is_root();
     let mut link: HashSet<Vec<u8>> = HashSet::new();
     if let Some(root) = &prev_root {
+        let chunker = repo.chunker();
+        let mut buf = Vec::new();
         let mut parent: Option<(Vec<u8>, OwnedFd)> = None;
         for item in &plan.items {
             let Item::File { rel, data, meta } = item else { continue };
-            if !candidates.contains(rel) {
+            if by_record && !candidates.contains(rel) {
                 continue;
             }
             let (p, n) = split_rel(rel);
             if parent.as_ref().is_none_or(|(q, _)| q != p) {
                 parent = open_beneath(root, p).ok().map(|fd| (p.to_vec(), fd));
             }
-            if let Some((_, fd)) = &parent
-                && unchanged_on_disk(fd, n, meta, data.size, is_root)
+            let Some((_, fd)) = &parent else { continue };
+            if unchanged_on_disk(fd, n, meta, data.size, is_root)
+                && (by_record || same_content(repo, &chunker, &mut buf, root, rel, data))
             {
                 link.insert(rel.clone());
             }

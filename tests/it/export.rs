@@ -690,3 +690,39 @@ fn several_paths_export_each_under_its_name() {
     let out = export(&env, &[os(&id), os("--dry-run"), os("--archive"), os("x.tar")]).success();
     assert!(out.stdout.contains("dir      ws/alpha\n"), "{}", out.stdout);
 }
+
+#[test]
+fn first_incremental_export_links_to_the_old_tools_latest_folder_by_content() {
+    let env = Env::with_repo();
+    let src = env.path("webapp");
+    write(src.join("a.bin"), random_bytes(8, 1_500_000));
+    write(src.join("b.txt"), b"same size\n");
+    write(src.join("c.txt"), b"changed\n");
+    age_tree(&src);
+    let base = env.path("project_backups");
+    // The old tool's folders: an older one and the latest, a `cp -a` copy in which
+    // b.txt was altered keeping its size and mtime (only its content tells).
+    fs::create_dir_all(&base).unwrap();
+    for name in ["2023-01-01_000000-webapp", "2024-02-02_101010-webapp-last_one"] {
+        let st = StdCommand::new("cp").arg("-a").arg(&src).arg(base.join(name)).status();
+        assert!(st.unwrap().success());
+    }
+    let last = base.join("2024-02-02_101010-webapp-last_one");
+    let md = fs::metadata(last.join("b.txt")).unwrap();
+    write(last.join("b.txt"), b"SAME SIZE\n");
+    set_mtime(&last.join("b.txt"), md.mtime(), md.mtime_nsec() as u32);
+    write(src.join("c.txt"), b"changed!\n");
+    let id = env.backup([&src]);
+    let v = export(&env, &[os("--json"), os(&id), os("--incremental"), base.as_os_str()])
+        .success()
+        .json();
+    assert_eq!(v["previous"], last.display().to_string());
+    assert_eq!(v["linked"], 1, "only a.bin: {v}");
+    let f = PathBuf::from(v["path"].as_str().unwrap());
+    assert_trees_equal(&src, &f, true);
+    assert_eq!(
+        fs::metadata(f.join("a.bin")).unwrap().ino(),
+        fs::metadata(last.join("a.bin")).unwrap().ino()
+    );
+    assert_eq!(fs::read(last.join("b.txt")).unwrap(), b"SAME SIZE\n");
+}
