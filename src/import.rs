@@ -156,15 +156,109 @@ fn unpack(archive: &Path) -> Result<tempfile::TempDir> {
     } else {
         Box::new(std::io::BufReader::new(f))
     };
+    let bad = |e: std::io::Error| Error::Invalid(format!("{}: cannot unpack: {e}", archive.display()));
+    let dst = dir.path().canonicalize().at(dir.path())?;
     let mut ar = tar::Archive::new(reader);
     ar.set_preserve_permissions(true);
     ar.set_preserve_mtime(true);
     ar.set_unpack_xattrs(true);
     ar.set_preserve_ownerships(rustix::process::geteuid().is_root());
     ar.set_overwrite(false);
-    ar.unpack(dir.path())
-        .map_err(|e| Error::Invalid(format!("{}: cannot unpack: {e}", archive.display())))?;
+    // As `Archive::unpack` does: directories last, deepest first, so a read-only directory
+    // does not stop its contents; and then the PAX nanosecond mtimes, which the tar crate
+    // does not apply (it sets whole seconds).
+    let mut dirs = Vec::new();
+    for e in ar.entries().map_err(bad)? {
+        let mut e = e.map_err(bad)?;
+        let t = pax_mtime(&mut e);
+        let rel = normal_path(&e.path_bytes());
+        if e.header().entry_type() == tar::EntryType::Directory {
+            dirs.push((e, t, rel));
+            continue;
+        }
+        if e.unpack_in(&dst).map_err(bad)?
+            && let (Some(t), Some(rel)) = (t, rel)
+        {
+            set_mtime(&dst.join(rel), t);
+        }
+    }
+    dirs.sort_by(|a, b| b.0.path_bytes().cmp(&a.0.path_bytes()));
+    let mut dir_times = Vec::new();
+    for (mut d, t, rel) in dirs {
+        if d.unpack_in(&dst).map_err(bad)?
+            && let (Some(t), Some(rel)) = (t, rel)
+        {
+            dir_times.push((dst.join(rel), t));
+        }
+    }
+    for (p, t) in dir_times {
+        set_mtime(&p, t);
+    }
     Ok(dir)
+}
+
+/// A member path as the tar crate unpacks it (empty and `.` components dropped); `None`
+/// for a path with `..`, which it skips.
+fn normal_path(p: &[u8]) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = PathBuf::new();
+    for c in p.split(|b| *b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => return None,
+            c => out.push(std::ffi::OsStr::from_bytes(c)),
+        }
+    }
+    (!out.as_os_str().is_empty()).then_some(out)
+}
+
+/// The PAX `mtime` record of an entry, if any.
+fn pax_mtime<R: std::io::Read>(e: &mut tar::Entry<'_, R>) -> Option<Time> {
+    let exts = e.pax_extensions().ok()??;
+    for x in exts.flatten() {
+        if x.key() == Ok("mtime") {
+            return x.value().ok().and_then(parse_pax_time);
+        }
+    }
+    None
+}
+
+/// `"1700000000.5"` → 1700000000 s + 500000000 ns; `"-1.5"` is 1.5 s before 1970.
+fn parse_pax_time(v: &str) -> Option<Time> {
+    let (neg, v) = match v.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, v),
+    };
+    let (int, frac) = v.split_once('.').unwrap_or((v, ""));
+    let secs: i64 = int.parse().ok()?;
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let digits: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
+    let nanos: u32 = digits.parse().ok()?;
+    Some(match (neg, nanos) {
+        (false, n) => Time { secs, nanos: n },
+        (true, 0) => Time { secs: -secs, nanos: 0 },
+        (true, n) => Time {
+            secs: -secs - 1,
+            nanos: 1_000_000_000 - n,
+        },
+    })
+}
+
+/// Set a member's mtime (and atime) without following a final symlink.
+fn set_mtime(p: &Path, t: Time) {
+    let ts = rustix::fs::Timespec {
+        tv_sec: t.secs,
+        tv_nsec: t.nanos as _,
+    };
+    let times = rustix::fs::Timestamps {
+        last_access: ts,
+        last_modification: ts,
+    };
+    if let Err(e) = rustix::fs::utimensat(rustix::fs::CWD, p, &times, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+        tracing::warn!("{}: cannot set its time: {e}", p.display());
+    }
 }
 
 /// The folder to back up from an unpacked archive: its one top folder if it has
@@ -260,6 +354,29 @@ mod tests {
         assert_eq!((p.project.as_str(), p.note), ("app", None));
         let p = parse_name("2024-03-05_140102-my-app", Some("my-app"), t, &utc()).unwrap();
         assert_eq!((p.project.as_str(), p.note), ("my-app", None));
+    }
+
+    #[test]
+    fn pax_times() {
+        assert_eq!(parse_pax_time("5.000000001"), Some(Time { secs: 5, nanos: 1 }));
+        assert_eq!(
+            parse_pax_time("1.5"),
+            Some(Time {
+                secs: 1,
+                nanos: 500_000_000
+            })
+        );
+        assert_eq!(
+            parse_pax_time("-1.5"),
+            Some(Time {
+                secs: -2,
+                nanos: 500_000_000
+            })
+        );
+        assert_eq!(parse_pax_time("7"), Some(Time { secs: 7, nanos: 0 }));
+        assert_eq!(parse_pax_time("x"), None);
+        assert_eq!(normal_path(b"./a//b/"), Some(PathBuf::from("a/b")));
+        assert_eq!(normal_path(b"a/../b"), None);
     }
 
     #[test]

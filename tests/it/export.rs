@@ -632,6 +632,31 @@ fn import_brings_old_folders_and_archives_in_with_their_time_and_note() {
     assert_eq!(fs::read(t.join("src/main.py")).unwrap(), b"print('v3')\n");
     // No temporary folder left beside the archive.
     assert_eq!(fs::read_dir(&old).unwrap().count(), 3);
+
+    // Our own archives import back exactly (PAX nanosecond mtimes and xattrs included).
+    let ours = env.path("again/2024-03-08_000000-my-app-round_trip.tar.gz");
+    export(
+        &env,
+        &[
+            os(v[0]["snapshot_id"].as_str().unwrap()),
+            os("--archive"),
+            ours.as_os_str(),
+        ],
+    )
+    .success();
+    let w = env
+        .run([
+            os("--json"),
+            os("import"),
+            os("--project"),
+            os("my-app"),
+            ours.as_os_str(),
+        ])
+        .success()
+        .json();
+    let t = env.path("r3");
+    env.restore(w[0]["snapshot_id"].as_str().unwrap(), &t);
+    assert_trees_equal(&first, &t, true);
 }
 
 #[test]
