@@ -170,7 +170,16 @@ fn unpack(archive: &Path) -> Result<tempfile::TempDir> {
     let mut dirs = Vec::new();
     for e in ar.entries().map_err(bad)? {
         let mut e = e.map_err(bad)?;
-        let t = pax_mtime(&mut e);
+        let (t, sparse) = pax_info(&mut e);
+        if sparse {
+            // The tar crate would unpack the stand-in member and its region map as a file.
+            return Err(Error::Invalid(format!(
+                "{}: holds a GNU sparse 1.0 member ({}), which import cannot unpack; extract \
+                 it with GNU tar or bsdtar and import the folder",
+                archive.display(),
+                String::from_utf8_lossy(&e.path_bytes())
+            )));
+        }
         let rel = normal_path(&e.path_bytes());
         if e.header().entry_type() == tar::EntryType::Directory {
             dirs.push((e, t, rel));
@@ -212,15 +221,19 @@ fn normal_path(p: &[u8]) -> Option<PathBuf> {
     (!out.as_os_str().is_empty()).then_some(out)
 }
 
-/// The PAX `mtime` record of an entry, if any.
-fn pax_mtime<R: std::io::Read>(e: &mut tar::Entry<'_, R>) -> Option<Time> {
-    let exts = e.pax_extensions().ok()??;
-    for x in exts.flatten() {
-        if x.key() == Ok("mtime") {
-            return x.value().ok().and_then(parse_pax_time);
+/// An entry's PAX `mtime` record, if any, and whether it is a GNU sparse member.
+fn pax_info<R: std::io::Read>(e: &mut tar::Entry<'_, R>) -> (Option<Time>, bool) {
+    let (mut mtime, mut sparse) = (None, false);
+    if let Ok(Some(exts)) = e.pax_extensions() {
+        for x in exts.flatten() {
+            match x.key() {
+                Ok("mtime") => mtime = x.value().ok().and_then(parse_pax_time),
+                Ok(k) if k.starts_with("GNU.sparse.") => sparse = true,
+                _ => {}
+            }
         }
     }
-    None
+    (mtime, sparse)
 }
 
 /// `"1700000000.5"` → 1700000000 s + 500000000 ns; `"-1.5"` is 1.5 s before 1970.

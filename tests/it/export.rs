@@ -751,3 +751,24 @@ fn first_incremental_export_links_to_the_old_tools_latest_folder_by_content() {
     );
     assert_eq!(fs::read(last.join("b.txt")).unwrap(), b"SAME SIZE\n");
 }
+
+#[test]
+fn import_refuses_sparse_members_it_cannot_unpack() {
+    let env = Env::with_repo();
+    let src = env.path("sp");
+    fs::create_dir_all(&src).unwrap();
+    fs::File::create(src.join("holes.img"))
+        .and_then(|f| f.set_len(1 << 20))
+        .unwrap();
+    let id = env.backup([&src]);
+    let a = env.path("in/2024-01-01_000000-sp.tar");
+    export(&env, &[os(&id), os("--archive"), a.as_os_str()]).success();
+    let out = env.run([os("import"), a.as_os_str()]).failure();
+    assert!(out.stderr.contains("sparse"), "{}", out.stderr);
+    assert_eq!(env.snapshots().len(), 1, "nothing imported");
+    assert_eq!(
+        fs::read_dir(env.path("in")).unwrap().count(),
+        1,
+        "no temporary folder left"
+    );
+}
