@@ -255,13 +255,24 @@ fn remove_at(dir: &OwnedFd, name: &OsStr) -> std::io::Result<()> {
     match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
         Ok(()) | Err(Errno::NOENT) => Ok(()),
         Err(Errno::ISDIR) | Err(Errno::PERM) => {
-            let sub = rustix::fs::openat(
-                dir,
-                name,
-                OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(errno)?;
+            let open = || {
+                rustix::fs::openat(
+                    dir,
+                    name,
+                    OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+            };
+            let sub = match open() {
+                // A directory of ours with mode 000 (not root): give ourselves access to empty it.
+                // chmodat follows a final symlink, but `name` is a directory here (ISDIR/PERM
+                // from unlinkat, and openat with NOFOLLOW|DIRECTORY is what failed).
+                Err(Errno::ACCESS) => {
+                    rustix::fs::chmodat(dir, name, Mode::from_raw_mode(0o700), AtFlags::empty()).map_err(errno)?;
+                    open().map_err(errno)?
+                }
+                other => other.map_err(errno)?,
+            };
             let mut names = Vec::new();
             let mut d = rustix::fs::Dir::read_from(&sub).map_err(errno)?;
             for e in d.by_ref() {
@@ -635,9 +646,7 @@ fn restore_data(
             let start = blobs[i].0;
             let mut end = start + blobs[i].1 as u64;
             let mut j = i + 1;
-            while j < blobs.len()
-                && blobs[j].0 <= end + 256 * 1024
-                && blobs[j].0 + blobs[j].1 as u64 - start <= 8 << 20
+            while j < blobs.len() && blobs[j].0 <= end + 256 * 1024 && blobs[j].0 + blobs[j].1 as u64 - start <= 8 << 20
             {
                 end = end.max(blobs[j].0 + blobs[j].1 as u64);
                 j += 1;
