@@ -1537,6 +1537,9 @@ fn incremental(
     } else {
         project
     };
+    // Records match on the project's exact name, not its sanitized form: two projects whose
+    // names sanitize alike must never rotate each other's folders away.
+    let project_key = crate::format_name(&project_name(snap));
     let dest = dir.join(&folder);
     if std::fs::symlink_metadata(&dest).is_ok() {
         return Err(Error::Invalid(format!(
@@ -1575,7 +1578,7 @@ fn incremental(
         res.cleaned = clean_stale(dir, None, STAGING);
         clean_sidecars(dir);
     }
-    let existing = list_exports(dir, &project);
+    let existing = list_exports(dir, &project_key);
     let prev = existing.last();
 
     let mut plan = full_plan(repo, snap)?;
@@ -1734,7 +1737,7 @@ fn incremental(
     let sc = Sidecar {
         format: 1,
         folder: folder.clone(),
-        project: project.clone(),
+        project: project_key.clone(),
         snapshot: id.to_hex(),
         time_secs: snap.time.secs,
         time_nanos: snap.time.nanos,
@@ -1761,7 +1764,7 @@ fn incremental(
     }
 
     if let Some(k) = keep {
-        let all = list_exports(dir, &project);
+        let all = list_exports(dir, &project_key);
         let n = all.len().saturating_sub(k);
         for old in all.into_iter().take(n) {
             let p = dir.join(&old.folder);
