@@ -24,7 +24,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags, ResolveFlags};
+use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 
@@ -222,13 +222,8 @@ pub fn folder_name(snap: &Snapshot, tz: &jiff::tz::TimeZone) -> String {
 
 // ---------------------------------------------------------------- file system helpers
 
-fn errno(e: Errno) -> io::Error {
-    io::Error::from_raw_os_error(e.raw_os_error())
-}
-
-const BENEATH: ResolveFlags = ResolveFlags::BENEATH
-    .union(ResolveFlags::NO_SYMLINKS)
-    .union(ResolveFlags::NO_MAGICLINKS);
+// Shared with restore: one implementation of the beneath-the-target rules.
+use crate::restore::{BENEATH, errno, open_dir_beneath as open_beneath, remove_at, split_rel};
 
 fn open_dir(path: &Path) -> io::Result<OwnedFd> {
     rustix::fs::open(
@@ -237,29 +232,6 @@ fn open_dir(path: &Path) -> io::Result<OwnedFd> {
         Mode::empty(),
     )
     .map_err(errno)
-}
-
-fn open_beneath(root: &OwnedFd, rel: &[u8]) -> io::Result<OwnedFd> {
-    let p: &OsStr = if rel.is_empty() {
-        OsStr::new(".")
-    } else {
-        OsStr::from_bytes(rel)
-    };
-    rustix::fs::openat2(
-        root,
-        p,
-        OFlags::DIRECTORY | OFlags::PATH | OFlags::CLOEXEC,
-        Mode::empty(),
-        BENEATH,
-    )
-    .map_err(errno)
-}
-
-fn split_rel(rel: &[u8]) -> (&[u8], &[u8]) {
-    match rel.iter().rposition(|b| *b == b'/') {
-        Some(i) => (&rel[..i], &rel[i + 1..]),
-        None => (b"", rel),
-    }
 }
 
 /// The parent directory (`.` for a bare name) and base name of a target path.
@@ -280,38 +252,6 @@ fn path_join(dir: &Path, name: &[u8]) -> PathBuf {
 
 fn random_hex() -> String {
     hex::encode(rand::random::<[u8; 6]>())
-}
-
-/// Remove `name` in `dir` (a directory recursively), never following symlinks; a
-/// directory we may not list (mode 000 when not root) is opened up first.
-fn remove_at(dir: &OwnedFd, name: &OsStr) -> io::Result<()> {
-    match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
-        Ok(()) | Err(Errno::NOENT) => return Ok(()),
-        Err(Errno::ISDIR) | Err(Errno::PERM) => {}
-        Err(e) => return Err(errno(e)),
-    }
-    let flags = OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC;
-    let sub = match rustix::fs::openat(dir, name, flags, Mode::empty()) {
-        Err(Errno::ACCESS) => {
-            rustix::fs::chmodat(dir, name, Mode::from_raw_mode(0o700), AtFlags::empty()).map_err(errno)?;
-            rustix::fs::openat(dir, name, flags, Mode::empty()).map_err(errno)?
-        }
-        r => r.map_err(errno)?,
-    };
-    // Removing entries needs write permission on the directory itself.
-    let _ = rustix::fs::fchmod(&sub, Mode::from_raw_mode(0o700));
-    let mut names = Vec::new();
-    for e in rustix::fs::Dir::read_from(&sub).map_err(errno)? {
-        let e = e.map_err(errno)?;
-        let n = e.file_name().to_bytes();
-        if n != b"." && n != b".." {
-            names.push(n.to_vec());
-        }
-    }
-    for n in names {
-        remove_at(&sub, OsStr::from_bytes(&n))?;
-    }
-    rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR).map_err(errno)
 }
 
 fn remove_path(p: &Path) -> io::Result<()> {

@@ -202,16 +202,16 @@ fn plan_dir(
     Ok(())
 }
 
-fn errno(e: Errno) -> std::io::Error {
+pub(crate) fn errno(e: Errno) -> std::io::Error {
     std::io::Error::from_raw_os_error(e.raw_os_error())
 }
 
-const BENEATH: ResolveFlags = ResolveFlags::BENEATH
+pub(crate) const BENEATH: ResolveFlags = ResolveFlags::BENEATH
     .union(ResolveFlags::NO_SYMLINKS)
     .union(ResolveFlags::NO_MAGICLINKS);
 
 /// Open a directory beneath the target without following any symlink.
-fn open_dir_beneath(root: &OwnedFd, rel: &[u8]) -> std::io::Result<OwnedFd> {
+pub(crate) fn open_dir_beneath(root: &OwnedFd, rel: &[u8]) -> std::io::Result<OwnedFd> {
     let p: &OsStr = if rel.is_empty() {
         OsStr::new(".")
     } else {
@@ -227,7 +227,7 @@ fn open_dir_beneath(root: &OwnedFd, rel: &[u8]) -> std::io::Result<OwnedFd> {
     .map_err(errno)
 }
 
-fn split_rel(rel: &[u8]) -> (&[u8], &[u8]) {
+pub(crate) fn split_rel(rel: &[u8]) -> (&[u8], &[u8]) {
     match rel.iter().rposition(|b| *b == b'/') {
         Some(i) => (&rel[..i], &rel[i + 1..]),
         None => (b"", rel),
@@ -250,45 +250,36 @@ impl Parents<'_> {
     }
 }
 
-/// Remove whatever is at `name` in `dir` (a directory recursively), never following symlinks.
-fn remove_at(dir: &OwnedFd, name: &OsStr) -> std::io::Result<()> {
+/// Remove `name` in `dir` (a directory recursively), never following symlinks; a
+/// directory we may not list (mode 000 when not root) is opened up first.
+pub(crate) fn remove_at(dir: &OwnedFd, name: &OsStr) -> std::io::Result<()> {
     match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
-        Ok(()) | Err(Errno::NOENT) => Ok(()),
-        Err(Errno::ISDIR) | Err(Errno::PERM) => {
-            let open = || {
-                rustix::fs::openat(
-                    dir,
-                    name,
-                    OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-            };
-            let sub = match open() {
-                // A directory of ours with mode 000 (not root): give ourselves access to empty it.
-                // chmodat follows a final symlink, but `name` is a directory here (ISDIR/PERM
-                // from unlinkat, and openat with NOFOLLOW|DIRECTORY is what failed).
-                Err(Errno::ACCESS) => {
-                    rustix::fs::chmodat(dir, name, Mode::from_raw_mode(0o700), AtFlags::empty()).map_err(errno)?;
-                    open().map_err(errno)?
-                }
-                other => other.map_err(errno)?,
-            };
-            let mut names = Vec::new();
-            let mut d = rustix::fs::Dir::read_from(&sub).map_err(errno)?;
-            for e in d.by_ref() {
-                let e = e.map_err(errno)?;
-                let n = e.file_name().to_bytes();
-                if n != b"." && n != b".." {
-                    names.push(n.to_vec());
-                }
-            }
-            for n in names {
-                remove_at(&sub, OsStr::from_bytes(&n))?;
-            }
-            rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR).map_err(errno)
-        }
-        Err(e) => Err(errno(e)),
+        Ok(()) | Err(Errno::NOENT) => return Ok(()),
+        Err(Errno::ISDIR) | Err(Errno::PERM) => {}
+        Err(e) => return Err(errno(e)),
     }
+    let flags = OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC;
+    let sub = match rustix::fs::openat(dir, name, flags, Mode::empty()) {
+        Err(Errno::ACCESS) => {
+            rustix::fs::chmodat(dir, name, Mode::from_raw_mode(0o700), AtFlags::empty()).map_err(errno)?;
+            rustix::fs::openat(dir, name, flags, Mode::empty()).map_err(errno)?
+        }
+        r => r.map_err(errno)?,
+    };
+    // Removing entries needs write permission on the directory itself.
+    let _ = rustix::fs::fchmod(&sub, Mode::from_raw_mode(0o700));
+    let mut names = Vec::new();
+    for e in rustix::fs::Dir::read_from(&sub).map_err(errno)? {
+        let e = e.map_err(errno)?;
+        let n = e.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            names.push(n.to_vec());
+        }
+    }
+    for n in names {
+        remove_at(&sub, OsStr::from_bytes(&n))?;
+    }
+    rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR).map_err(errno)
 }
 
 fn ts(t: &crate::format::Time) -> Timespec {
