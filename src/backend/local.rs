@@ -1,19 +1,43 @@
 //! Local directory backend: temp file, fsync, rename without replacing, directory fsync.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use super::{Backend, Dir, Written};
 use crate::error::{Error, IoContext, Result};
 
 pub struct LocalBackend {
     root: PathBuf,
+    /// Recently read objects kept open: a backup reads thousands of tree blobs from a few
+    /// packs, and a restore many blobs per pack. Objects are immutable and content-named,
+    /// so a descriptor never shows other bytes than its name promises.
+    open: Mutex<HashMap<String, Arc<File>>>,
 }
+
+const OPEN_FILES: usize = 64;
 
 impl LocalBackend {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        LocalBackend { root: root.into() }
+        LocalBackend {
+            root: root.into(),
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn open_cached(&self, path: &str) -> std::io::Result<Arc<File>> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = open.get(path) {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(File::open(self.full(path))?);
+        if open.len() >= OPEN_FILES {
+            open.clear();
+        }
+        open.insert(path.to_string(), f.clone());
+        Ok(f)
     }
 
     fn full(&self, path: &str) -> PathBuf {
@@ -80,11 +104,11 @@ impl Backend for LocalBackend {
     }
 
     fn read_range(&self, path: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
         let p = self.full(path);
-        let mut f = File::open(&p).at(&p)?;
-        f.seek(SeekFrom::Start(offset)).at(&p)?;
+        let f = self.open_cached(path).at(&p)?;
         let mut buf = vec![0u8; len];
-        f.read_exact(&mut buf).map_err(|e| {
+        f.read_exact_at(&mut buf, offset).map_err(|e| {
             if e.kind() == ErrorKind::UnexpectedEof {
                 Error::corrupt(format!("{}: shorter than expected (truncated?)", p.display()))
             } else {
@@ -136,6 +160,7 @@ impl Backend for LocalBackend {
     }
 
     fn delete(&self, path: &str) -> Result<()> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).remove(path);
         let p = self.full(path);
         match fs::remove_file(&p) {
             Ok(()) => fsync_dir(p.parent().expect("object paths have a parent")),
