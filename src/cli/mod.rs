@@ -528,11 +528,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             } else {
                 ctx.open_at(&path)?
             };
-            let _lock = if *dry_run {
-                None
-            } else {
-                Some(lock::acquire(&repo, LockMode::Shared, "backup")?)
-            };
+            let _lock = shared_lock(&mut repo, *dry_run, "backup")?;
             let mut skip = Vec::new();
             for p in [&path, &cache] {
                 if let Ok(c) = std::fs::canonicalize(p) {
@@ -586,14 +582,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         } => {
             let mut repo = ctx.open()?;
             let (id, s) = repo.resolve_snapshot(snap)?;
-            let _lock = if *dry_run {
-                None
-            } else {
-                Some(lock::acquire(&repo, LockMode::Shared, "restore")?)
-            };
-            if _lock.is_some() {
-                repo.sync_index()?;
-            }
+            let _lock = shared_lock(&mut repo, *dry_run, "restore")?;
             let opts = RestoreOptions {
                 target: target.clone(),
                 includes: includes.clone(),
@@ -618,14 +607,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         } => {
             let mut repo = ctx.open()?;
             let (id, s) = repo.resolve_snapshot(snap)?;
-            let _lock = if *dry_run {
-                None
-            } else {
-                Some(lock::acquire(&repo, LockMode::Shared, "export")?)
-            };
-            if _lock.is_some() {
-                repo.sync_index()?;
-            }
+            let _lock = shared_lock(&mut repo, *dry_run, "export")?;
             let progress = output::progress(&ctx.cli);
             let res = match (clone, archive, incremental) {
                 (_, Some(a), _) if a.as_os_str() == "-" => {
@@ -686,11 +668,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             dry_run,
         } => {
             let mut repo = ctx.open()?;
-            let guard = if *dry_run {
-                None
-            } else {
-                Some(lock::acquire(&repo, LockMode::Shared, "import")?)
-            };
+            let guard = shared_lock(&mut repo, *dry_run, "import")?;
             let mut skip = Vec::new();
             for p in [ctx.repo_location()?.0, ctx.cache_dir()?] {
                 if let Ok(c) = std::fs::canonicalize(p) {
@@ -827,6 +805,17 @@ pub fn run(cli: Cli) -> Result<u8> {
     }
 }
 
+/// A shared lock (none for a dry run), then a re-sync: condemned marks written before the
+/// lock are visible from here on, since a prune waits only for locks older than its mark.
+fn shared_lock(repo: &mut Repository, dry_run: bool, purpose: &str) -> Result<Option<lock::LockGuard>> {
+    if dry_run {
+        return Ok(None);
+    }
+    let guard = lock::acquire(repo, LockMode::Shared, purpose)?;
+    repo.sync_index()?;
+    Ok(Some(guard))
+}
+
 fn run_prune(
     ctx: &Ctx,
     repo: &mut Repository,
@@ -839,14 +828,7 @@ fn run_prune(
     if !(0.0..=1.0).contains(&repack_threshold) {
         bail!("--repack-threshold {repack_threshold}: give a fraction between 0 and 1");
     }
-    let guard = if dry_run {
-        None
-    } else {
-        Some(lock::acquire(repo, LockMode::Shared, "prune")?)
-    };
-    if guard.is_some() {
-        repo.sync_index()?;
-    }
+    let guard = shared_lock(repo, dry_run, "prune")?;
     let opts = projectclone::prune::PruneOptions {
         rules,
         forget,
