@@ -808,16 +808,10 @@ impl<W: Write> Tar<W> {
 /// The data regions of a sparse file as GNU sparse 1.0 writes them: `(offset, length)`,
 /// with a final empty region at the end when the file ends in a hole.
 fn sparse_map(data: &FileData) -> Vec<u8> {
-    let mut regions = Vec::new();
-    let mut pos = 0;
-    for &(s, l) in &data.holes {
-        if s > pos {
-            regions.push((pos, s - pos));
-        }
-        pos = s + l;
-    }
-    if pos < data.size || regions.last().is_none_or(|r| r.0 + r.1 < data.size) {
-        regions.push((pos, data.size - pos));
+    let mut regions = data.data_regions();
+    if regions.last().is_none_or(|r| r.0 + r.1 < data.size) {
+        // The file ends in a hole: GNU marks that with an empty region at the end.
+        regions.push((data.size, 0));
     }
     let mut map = format!("{}\n", regions.len()).into_bytes();
     for (o, l) in regions {

@@ -316,6 +316,25 @@ pub struct FileData {
     pub content: Content,
 }
 
+impl FileData {
+    /// The data regions `(offset, length)`: everything in `[0, size)` outside the holes,
+    /// in order. The chunk stream fills them one after another.
+    pub fn data_regions(&self) -> Vec<(u64, u64)> {
+        let mut regions = Vec::new();
+        let mut pos = 0;
+        for &(s, l) in &self.holes {
+            if s > pos {
+                regions.push((pos, s - pos));
+            }
+            pos = s + l;
+        }
+        if pos < self.size {
+            regions.push((pos, self.size - pos));
+        }
+        regions
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NodeKind {
     File(FileData),

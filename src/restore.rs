@@ -534,17 +534,7 @@ fn apply_meta(dir: &OwnedFd, name: &OsStr, item: &Item, is_root: bool, full: &Pa
 /// File offsets of each chunk of a file: the chunk stream fills the data regions
 /// (everything outside `holes`) in order; a chunk never spans two regions.
 pub fn chunk_offsets(data: &FileData, chunks: &[ChunkRef]) -> Vec<u64> {
-    let mut regions = Vec::new();
-    let mut pos = 0;
-    for &(s, l) in &data.holes {
-        if s > pos {
-            regions.push((pos, s - pos));
-        }
-        pos = s + l;
-    }
-    if pos < data.size {
-        regions.push((pos, data.size - pos));
-    }
+    let regions = data.data_regions();
     let mut out = Vec::with_capacity(chunks.len());
     let mut ri = 0;
     let mut used = 0;
