@@ -34,6 +34,7 @@ use crate::format::{
 use crate::id::*;
 use crate::meta::{meta_from, read_xattrs};
 use crate::pack::PackWriter;
+use crate::prefetch::Prefetch;
 use crate::progress::Progress;
 use crate::repo::Repository;
 
@@ -141,6 +142,10 @@ struct Walker<'a> {
     progress: &'a dyn Progress,
     files_done: u64,
     last_progress: Instant,
+    /// Read-ahead threads running in front of the walk (started by `walk_sources`).
+    prefetch: Option<Prefetch>,
+    /// Whether they read file contents ahead (a first backup) or only metadata.
+    prefetch_data: bool,
 }
 
 /// Take a snapshot. `guard` is the shared lock the caller holds: it is re-checked before
@@ -283,10 +288,14 @@ pub fn backup(
             progress,
             files_done: 0,
             last_progress: Instant::now(),
+            prefetch: None,
+            // Without a parent every file is read; with one, only changed files are.
+            prefetch_data: parent.is_none(),
         };
         let walked = w
             .walk_sources(&sources, parent.as_ref().map(|(_, s)| s.tree))
             .and_then(|v| w.flush_batch().map(|_| v));
+        w.prefetch = None; // stop the read-ahead threads
         // Closing the job channel ends the workers, then the packer flushes its last packs.
         let Walker {
             jobs, summary, errors, ..
@@ -454,6 +463,31 @@ fn name_bytes(n: &OsStr) -> Vec<u8> {
     n.as_bytes().to_vec()
 }
 
+/// Is `path` left out of the backup: a skipped path, an `--exclude` match, or matched by the
+/// innermost `.projectcloneignore` that has an opinion (`!pattern` re-includes)?
+pub(crate) fn ignored(
+    skip: &[PathBuf],
+    excludes: &Gitignore,
+    ignores: &[Gitignore],
+    path: &Path,
+    is_dir: bool,
+) -> bool {
+    if skip.iter().any(|s| s == path) {
+        return true;
+    }
+    if excludes.matched(path, is_dir).is_ignore() {
+        return true;
+    }
+    for g in ignores.iter().rev() {
+        match g.matched(path, is_dir) {
+            Match::Ignore(_) => return true,
+            Match::Whitelist(_) => return false,
+            Match::None => {}
+        }
+    }
+    false
+}
+
 fn join_rel(rel: &[u8], name: &[u8]) -> Vec<u8> {
     if rel.is_empty() {
         name.to_vec()
@@ -475,6 +509,11 @@ impl Walker<'_> {
             root_meta.xattrs = read_xattrs(src).unwrap_or_default();
             // `--exclude` patterns with a slash are anchored at the snapshot root.
             self.excludes = build_excludes(src, &self.opts.excludes)?;
+            self.prefetch = Some(Prefetch::start(
+                vec![(src.clone(), self.excludes.clone())],
+                self.opts.skip.clone(),
+                self.prefetch_data,
+            ));
             return Ok((self.dir(src, b"", parent_tree)?, Some(root_meta)));
         }
         // Several paths, or one non-directory: a synthetic root holding each by name.
@@ -482,6 +521,14 @@ impl Walker<'_> {
             Some(t) => self.repo.load_tree(t).unwrap_or_default(),
             None => Vec::new(),
         };
+        let mut roots = Vec::new();
+        for s in sources {
+            if std::fs::symlink_metadata(s).is_ok_and(|m| m.is_dir()) {
+                let ex = build_excludes(s.parent().unwrap_or(Path::new("/")), &self.opts.excludes)?;
+                roots.push((s.clone(), ex));
+            }
+        }
+        self.prefetch = Some(Prefetch::start(roots, self.opts.skip.clone(), self.prefetch_data));
         let mut nodes = Vec::new();
         for s in sources {
             let name = s
@@ -505,20 +552,7 @@ impl Walker<'_> {
     }
 
     fn is_ignored(&self, path: &Path, is_dir: bool) -> bool {
-        if self.opts.skip.iter().any(|s| s == path) {
-            return true;
-        }
-        if self.excludes.matched(path, is_dir).is_ignore() {
-            return true;
-        }
-        for g in self.ignores.iter().rev() {
-            match g.matched(path, is_dir) {
-                Match::Ignore(_) => return true,
-                Match::Whitelist(_) => return false,
-                Match::None => {}
-            }
-        }
-        false
+        ignored(&self.opts.skip, &self.excludes, &self.ignores, path, is_dir)
     }
 
     /// Does a reused file's content live (only) in condemned packs? Then it is read again:
@@ -654,6 +688,9 @@ impl Walker<'_> {
         let ft = md.file_type();
         if self.is_ignored(full, ft.is_dir()) {
             return Ok(None);
+        }
+        if let Some(p) = &self.prefetch {
+            p.consumed(crate::prefetch::weight(ft.is_file(), md.len(), self.prefetch_data));
         }
         let mut meta = meta_from(&md);
         if !ft.is_file() {

@@ -10,6 +10,7 @@
 //! - [`backend`]: the storage trait and the local directory backend.
 //! - [`index`]: the SQLite index cache (the only module speaking SQL).
 //! - [`repo`], [`lock`]: open/init/unlock, typed reads, repository locks.
+//! - [`prefetch`]: read-ahead threads in front of the backup walker.
 //! - [`backup`], [`restore`], [`check`], [`inspect`], [`prune`]: the commands' logic.
 //! - [`export`]: the folder copy, tar archive and incremental hard-link views of a snapshot;
 //!   [`import`](mod@import): the older Python tool's backups brought in as snapshots.
@@ -45,6 +46,7 @@ pub mod inspect;
 pub mod lock;
 pub mod meta;
 pub mod pack;
+pub mod prefetch;
 pub mod progress;
 pub mod prune;
 pub mod repair;
