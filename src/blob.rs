@@ -39,26 +39,27 @@ pub fn open_blob(
     id: &BlobId,
     sealed: &[u8],
 ) -> Result<Vec<u8>> {
-    let what = format!("{kind:?} blob {id}");
-    let plain = cipher.open(&aad(repo_id, kind.kind(), &id.0), sealed, &what)?;
+    let what = || format!("{kind:?} blob {id}");
+    let plain = cipher.open_lazy(&aad(repo_id, kind.kind(), &id.0), sealed, what)?;
     if plain.len() < 5 {
-        return Err(Error::corrupt(format!("{what}: truncated header")));
+        return Err(Error::corrupt(format!("{}: truncated header", what())));
     }
     let codec =
-        Codec::from_u8(plain[0]).ok_or_else(|| Error::corrupt(format!("{what}: unknown codec {}", plain[0])))?;
+        Codec::from_u8(plain[0]).ok_or_else(|| Error::corrupt(format!("{}: unknown codec {}", what(), plain[0])))?;
     let raw_len = u32::from_le_bytes(plain[1..5].try_into().expect("4 bytes")) as usize;
     if raw_len > MAX_BLOB_RAW {
         return Err(Error::corrupt(format!(
-            "{what}: declares {raw_len} bytes, more than the {MAX_BLOB_RAW} limit"
+            "{}: declares {raw_len} bytes, more than the {MAX_BLOB_RAW} limit",
+            what()
         )));
     }
-    let raw = decompress(codec, &plain[5..], raw_len).map_err(|e| Error::corrupt(format!("{what}: {e}")))?;
+    let raw = decompress(codec, &plain[5..], raw_len).map_err(|e| Error::corrupt(format!("{}: {e}", what())))?;
     let actual = match kind {
         BlobKind::Data => keys.chunk_id(&raw),
         BlobKind::Tree => keys.meta_id(&raw),
     };
     if actual != id.0 {
-        return Err(Error::corrupt(format!("{what}: content does not match its id")));
+        return Err(Error::corrupt(format!("{}: content does not match its id", what())));
     }
     Ok(raw)
 }

@@ -275,6 +275,13 @@ impl Index {
         }
     }
 
+    /// [`begin_read`](Self::begin_read) until the guard is dropped: many lookups in a row
+    /// (a restore plan, a check) without a lock round trip and file check per statement.
+    pub fn read_txn(&self) -> Result<ReadTxn<'_>> {
+        self.begin_read()?;
+        Ok(ReadTxn(self))
+    }
+
     /// Is the blob stored in a pack that is not condemned? (A backup never dedups into a
     /// condemned pack: a later prune may delete it.)
     pub fn has_blob(&self, id: &BlobId) -> Result<bool> {
@@ -664,6 +671,15 @@ pub struct PackUsage {
     pub live_blobs: u64,
     pub bytes: u64,
     pub live_bytes: u64,
+}
+
+/// An open read transaction on the index cache; ends when dropped.
+pub struct ReadTxn<'a>(&'a Index);
+
+impl Drop for ReadTxn<'_> {
+    fn drop(&mut self) {
+        self.0.end_read();
+    }
 }
 
 #[cfg(test)]

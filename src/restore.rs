@@ -317,7 +317,17 @@ pub fn execute(
         res.plan = plan;
         return Ok(res);
     }
+    // An empty (or new) target holds nothing of its own, so nothing needs removing before
+    // an entry is created, and files with data are created by the data phase on their first
+    // write: two to three system calls fewer per file.
+    let fresh = match std::fs::read_dir(&opts.target) {
+        Ok(mut rd) => rd.next().is_none(),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    };
     std::fs::create_dir_all(&opts.target).map_err(|e| Error::io(&opts.target, e))?;
+    // One read transaction for the whole restore: plan and data lookups hit the index per
+    // file and per chunk.
+    let _txn = repo.index.read_txn()?;
     let root: OwnedFd = rustix::fs::open(
         &opts.target,
         OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
@@ -330,6 +340,7 @@ pub fn execute(
         .map(|(rel, e)| (if rel.is_empty() { "/".into() } else { display(rel) }, e.clone()))
         .collect();
     let mut failed: HashSet<Vec<u8>> = HashSet::new();
+    let clear = |dir: &OwnedFd, name: &OsStr| if fresh { Ok(()) } else { remove_at(dir, name) };
 
     // Phase 1: the skeleton, in walk order.
     let mut parents = Parents {
@@ -356,7 +367,11 @@ pub fn execute(
                     Err(e) => Err(errno(e)),
                 },
                 Item::File { data, .. } => {
-                    remove_at(dir, name)?;
+                    let hole_bytes: u64 = data.holes.iter().map(|h| h.1).sum();
+                    if fresh && data.size > hole_bytes {
+                        return Ok(()); // it has data: created on its first write (`restore_data`)
+                    }
+                    clear(dir, name)?;
                     let fd = rustix::fs::openat(
                         dir,
                         name,
@@ -364,17 +379,17 @@ pub fn execute(
                         Mode::from_raw_mode(0o600),
                     )
                     .map_err(errno)?;
-                    if data.size > 0 {
+                    if !data.holes.is_empty() {
                         rustix::fs::ftruncate(&fd, data.size).map_err(errno)?;
                     }
                     Ok(())
                 }
                 Item::Symlink { target, .. } => {
-                    remove_at(dir, name)?;
+                    clear(dir, name)?;
                     rustix::fs::symlinkat(OsStr::from_bytes(target), dir, name).map_err(errno)
                 }
                 Item::Special { kind, meta, .. } => {
-                    remove_at(dir, name)?;
+                    clear(dir, name)?;
                     let (ft, dev) = match kind {
                         NodeKind::Fifo => (FileType::Fifo, 0),
                         NodeKind::Socket => (FileType::Socket, 0),
@@ -396,7 +411,7 @@ pub fn execute(
 
     // Phase 2: file data, pack by pack.
     let written = AtomicU64::new(0);
-    let data_errors = restore_data(repo, &root, &plan, &failed, &written, progress)?;
+    let data_errors = restore_data(repo, &root, &plan, &failed, fresh, &written, progress)?;
     for (rel, msg) in data_errors {
         if failed.insert(rel.clone()) {
             errors.push((display(&rel), msg));
@@ -420,7 +435,7 @@ pub fn execute(
                 let tdir = open_dir_beneath(&root, tp)?;
                 let (parent, name) = split_rel(rel);
                 let dir = parents.get(parent)?;
-                remove_at(dir, OsStr::from_bytes(name))?;
+                clear(dir, OsStr::from_bytes(name))?;
                 rustix::fs::linkat(
                     &tdir,
                     OsStr::from_bytes(tn),
@@ -557,15 +572,52 @@ struct Target {
 
 type DataErrors = Vec<(Vec<u8>, String)>;
 
+/// A file the data phase writes.
+struct DataFile<'a> {
+    rel: &'a [u8],
+    /// Set the length after creating (the file ends in a hole); 0: the writes make it.
+    truncate_to: u64,
+    /// Whether it exists yet: in a fresh target the first write creates it, exclusively,
+    /// so nothing that appeared there meanwhile is ever written through.
+    created: Mutex<bool>,
+}
+
+impl DataFile<'_> {
+    fn open(&self, root: &OwnedFd) -> std::io::Result<File> {
+        let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let name = OsStr::from_bytes(self.rel);
+        let mut created = self.created.lock().unwrap_or_else(|p| p.into_inner());
+        if *created {
+            drop(created);
+            let fd = rustix::fs::openat2(root, name, flags, Mode::empty(), BENEATH).map_err(errno)?;
+            return Ok(File::from(fd));
+        }
+        let fd = rustix::fs::openat2(
+            root,
+            name,
+            flags | OFlags::CREATE | OFlags::EXCL,
+            Mode::from_raw_mode(0o600),
+            BENEATH,
+        )
+        .map_err(errno)?;
+        if self.truncate_to > 0 {
+            rustix::fs::ftruncate(&fd, self.truncate_to).map_err(errno)?;
+        }
+        *created = true;
+        Ok(File::from(fd))
+    }
+}
+
 fn restore_data(
     repo: &Repository,
     root: &OwnedFd,
     plan: &Plan,
     failed: &HashSet<Vec<u8>>,
+    create: bool,
     written: &AtomicU64,
     progress: &dyn Progress,
 ) -> Result<DataErrors> {
-    let mut files: Vec<&[u8]> = Vec::new();
+    let mut files: Vec<DataFile> = Vec::new();
     let mut targets: HashMap<ChunkId, (u32, Vec<Target>)> = HashMap::new();
     let mut errors: DataErrors = Vec::new();
     for item in &plan.items {
@@ -589,7 +641,12 @@ fn restore_data(
                 continue;
             }
             let idx = files.len();
-            files.push(rel);
+            files.push(DataFile {
+                rel,
+                // A file ending in a hole gets its length from ftruncate, not from a write.
+                truncate_to: if data.holes.is_empty() { 0 } else { data.size },
+                created: Mutex::new(!create),
+            });
             for (c, off) in chunks.iter().zip(chunk_offsets(data, &chunks)) {
                 targets
                     .entry(c.id)
@@ -607,7 +664,7 @@ fn restore_data(
             Err(e) => {
                 for t in ts {
                     if failed_files.insert(t.file) {
-                        errors.push((files[t.file].to_vec(), e.to_string()));
+                        errors.push((files[t.file].rel.to_vec(), e.to_string()));
                     }
                 }
             }
@@ -655,15 +712,7 @@ fn restore_data(
                                     if open.len() >= 64 {
                                         open.clear();
                                     }
-                                    let fd = rustix::fs::openat2(
-                                        root,
-                                        OsStr::from_bytes(files[t.file]),
-                                        OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                                        Mode::empty(),
-                                        BENEATH,
-                                    )
-                                    .map_err(errno)?;
-                                    open.insert(t.file, File::from(fd));
+                                    open.insert(t.file, files[t.file].open(root)?);
                                 }
                                 open[&t.file].write_all_at(&bytes, t.offset)
                             })();
@@ -692,7 +741,7 @@ fn restore_data(
     });
     for (f, e) in errs.into_inner().unwrap_or_else(|p| p.into_inner()) {
         if failed_files.insert(f) {
-            errors.push((files[f].to_vec(), e));
+            errors.push((files[f].rel.to_vec(), e));
         }
     }
     Ok(errors)
