@@ -139,32 +139,50 @@ pub fn check_with(repo: &Repository, read_data: Option<Subset>) -> Result<CheckR
             read[*i] = subset.selects(rank, &indexed[*i].0);
         }
     }
-    let results: Vec<PackCheck> = indexed
-        .par_iter()
-        .zip(read.par_iter())
-        .map(|((id, size), rd)| check_pack(repo, id, *size, listed.get(id).copied(), *rd))
-        .collect();
+    // Packs are verified (in parallel) while this thread walks the snapshots: on a
+    // healthy repository the two never meet. Only when a pack turns out damaged is the
+    // walk repeated, knowing the bad blobs, so every file that used one is named.
+    let snaps = repo.snapshots()?;
+    r.snapshots = snaps.len() as u64;
+    let _txn = repo.index.read_txn()?;
+    let walk_all = |bad: &HashSet<BlobId>, r: &mut CheckReport| -> Result<HashSet<TreeId>> {
+        let mut seen_trees: HashSet<TreeId> = HashSet::new();
+        // Chunks already verified live in a temporary SQLite table: memory stays bounded
+        // however many chunks the repository holds.
+        repo.index.live_reset()?;
+        for (sid, snap) in &snaps {
+            let before = r.errors.len();
+            walk(repo, sid, &snap.tree, b"", bad, &mut seen_trees, r);
+            if r.errors.len() > before {
+                r.damaged_snapshots.push(sid.to_hex());
+            }
+        }
+        Ok(seen_trees)
+    };
+    let mut walked = CheckReport::default();
+    let (results, first_walk) = rayon::join(
+        || -> Vec<PackCheck> {
+            indexed
+                .par_iter()
+                .zip(read.par_iter())
+                .map(|((id, size), rd)| check_pack(repo, id, *size, listed.get(id).copied(), *rd))
+                .collect()
+        },
+        || walk_all(&HashSet::new(), &mut walked),
+    );
     let mut bad_blobs: HashSet<BlobId> = HashSet::new();
     for pc in &results {
         r.errors.extend(pc.errors.iter().cloned());
         bad_blobs.extend(pc.bad.iter().copied());
         r.blobs_read += pc.read;
     }
-
-    // Snapshots: every tree and chunk reachable and indexed.
-    let mut seen_trees: HashSet<TreeId> = HashSet::new();
-    // Chunks already verified live in a temporary SQLite table: memory stays bounded
-    // however many chunks the repository holds.
-    repo.index.live_reset()?;
-    let snaps = repo.snapshots()?;
-    r.snapshots = snaps.len() as u64;
-    for (sid, snap) in &snaps {
-        let before = r.errors.len();
-        walk(repo, sid, &snap.tree, b"", &bad_blobs, &mut seen_trees, &mut r);
-        if r.errors.len() > before {
-            r.damaged_snapshots.push(sid.to_hex());
-        }
-    }
+    let seen_trees = if bad_blobs.is_empty() {
+        r.errors.extend(walked.errors);
+        r.damaged_snapshots.extend(walked.damaged_snapshots);
+        first_walk?
+    } else {
+        walk_all(&bad_blobs, &mut r)?
+    };
     r.trees = seen_trees.len() as u64;
     // Indexed packs none of whose blobs any snapshot uses: left by a backup killed after
     // writing its index delta but before its snapshot. Reported, not damage. (Trees join
