@@ -469,7 +469,7 @@ tool_version() {
   echo "tools: $(for t in "${TOOLS[@]}"; do printf '%s; ' "$(tool_version "$t")"; done | sed 's/; $//')"
   echo
   echo "corpus: $CORPUS + small-files/ ($SMALL_FILES files): $(du -sh "$DATA" | cut -f1), $(find "$DATA" | wc -l) entries;" \
-       "1% changed = $CHANGED files; series: $SERIES_NAME; big file: $BIG_MIB MiB"
+       "1% changed = $CHANGED files; series: $SERIES_NAME; big file: $(skip big && echo skipped || echo "$BIG_MIB MiB")"
   echo
   echo "Ratios are tool / projectclone (above 1: projectclone is faster or leaner). Limit rows compare"
   echo "with projectclone's initial backup (tar), unchanged re-backup (stat walk) and restore (cp -a)."
