@@ -4,7 +4,7 @@
 //! the blob kind and the blob id, so a blob moved to another id or kind fails to open,
 //! and the id is re-checked against the keyed hash of the decompressed bytes.
 
-use crate::compress::{Codec, Compression, compress_into, decompress};
+use crate::compress::{Codec, Compression, compress_into, decompress_into};
 use crate::crypto::{Cipher, Keys};
 use crate::error::{Error, Result};
 use crate::format::{BlobKind, MAX_BLOB_RAW, aad};
@@ -39,8 +39,27 @@ pub fn open_blob(
     id: &BlobId,
     sealed: &[u8],
 ) -> Result<Vec<u8>> {
+    let (mut scratch, mut out) = (Vec::new(), Vec::new());
+    open_blob_into(repo_id, keys, cipher, kind, id, sealed, &mut scratch, &mut out)?;
+    Ok(out)
+}
+
+/// [`open_blob`] into `out` (replaced), with `scratch` for the decrypted bytes: a loop
+/// over many blobs reuses both buffers instead of allocating (and page-faulting) each.
+#[allow(clippy::too_many_arguments)]
+pub fn open_blob_into(
+    repo_id: &[u8; 32],
+    keys: &Keys,
+    cipher: &Cipher,
+    kind: BlobKind,
+    id: &BlobId,
+    sealed: &[u8],
+    scratch: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Result<()> {
     let what = || format!("{kind:?} blob {id}");
-    let plain = cipher.open_lazy(&aad(repo_id, kind.kind(), &id.0), sealed, what)?;
+    cipher.open_into(&aad(repo_id, kind.kind(), &id.0), sealed, what, scratch)?;
+    let plain = &scratch[..];
     if plain.len() < 5 {
         return Err(Error::corrupt(format!("{}: truncated header", what())));
     }
@@ -53,15 +72,15 @@ pub fn open_blob(
             what()
         )));
     }
-    let raw = decompress(codec, &plain[5..], raw_len).map_err(|e| Error::corrupt(format!("{}: {e}", what())))?;
+    decompress_into(codec, &plain[5..], raw_len, out).map_err(|e| Error::corrupt(format!("{}: {e}", what())))?;
     let actual = match kind {
-        BlobKind::Data => keys.chunk_id(&raw),
-        BlobKind::Tree => keys.meta_id(&raw),
+        BlobKind::Data => keys.chunk_id(out),
+        BlobKind::Tree => keys.meta_id(out),
     };
     if actual != id.0 {
         return Err(Error::corrupt(format!("{}: content does not match its id", what())));
     }
-    Ok(raw)
+    Ok(())
 }
 
 #[cfg(test)]

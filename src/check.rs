@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::backend::Dir;
-use crate::blob::open_blob;
+use crate::blob::open_blob_into;
 use crate::error::Result;
 use crate::format::{Content, NodeKind};
 use crate::id::{BlobId, PackId, SnapshotId, TreeId};
@@ -255,16 +255,19 @@ fn check_pack_inner(
                 }
                 let entries = pack::read_all(repo.repo_id(), &repo.cipher, &bytes);
                 if let Ok(entries) = &entries {
+                    let (mut scratch, mut plain) = (Vec::new(), Vec::new());
                     for e in entries {
                         n += 1;
                         let s = e.offset as usize;
-                        if let Err(err) = open_blob(
+                        if let Err(err) = open_blob_into(
                             repo.repo_id(),
                             &repo.keys,
                             &repo.cipher,
                             e.kind,
                             &e.id,
                             &bytes[s..s + e.length as usize],
+                            &mut scratch,
+                            &mut plain,
                         ) {
                             errs.push(format!("pack {id}: {err}"));
                             bad.push(e.id);

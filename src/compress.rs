@@ -119,8 +119,16 @@ pub fn compress_into(c: Compression, raw: &[u8], out: &mut Vec<u8>) -> Codec {
 /// Decompress a blob payload whose declared raw length is `raw_len` (already checked
 /// against the limit by the caller, so this allocation is bounded).
 pub fn decompress(codec: Codec, payload: &[u8], raw_len: usize) -> Result<Vec<u8>> {
-    let out = match codec {
-        Codec::None => payload.to_vec(),
+    let mut out = Vec::new();
+    decompress_into(codec, payload, raw_len, &mut out)?;
+    Ok(out)
+}
+
+/// [`decompress`] into `out` (replaced), so a loop reuses one buffer.
+pub fn decompress_into(codec: Codec, payload: &[u8], raw_len: usize, out: &mut Vec<u8>) -> Result<()> {
+    out.clear();
+    match codec {
+        Codec::None => out.extend_from_slice(payload),
         Codec::Zstd => ZSTD_D.with(|cell| {
             let mut slot = cell.borrow_mut();
             if slot.is_none() {
@@ -129,10 +137,16 @@ pub fn decompress(codec: Codec, payload: &[u8], raw_len: usize) -> Result<Vec<u8
             let d = slot
                 .as_mut()
                 .ok_or_else(|| Error::corrupt("cannot create zstd decompressor"))?;
-            d.decompress(payload, raw_len)
+            out.reserve(raw_len);
+            d.decompress_to_buffer(payload, out)
+                .map(|_| ())
                 .map_err(|e| Error::corrupt(format!("zstd: {e}")))
         })?,
-        Codec::Lz4 => lz4_flex::block::decompress(payload, raw_len).map_err(|e| Error::corrupt(format!("lz4: {e}")))?,
+        Codec::Lz4 => {
+            out.resize(raw_len, 0);
+            let n = lz4_flex::block::decompress_into(payload, out).map_err(|e| Error::corrupt(format!("lz4: {e}")))?;
+            out.truncate(n);
+        }
     };
     if out.len() != raw_len {
         return Err(Error::corrupt(format!(
@@ -140,7 +154,7 @@ pub fn decompress(codec: Codec, payload: &[u8], raw_len: usize) -> Result<Vec<u8
             out.len()
         )));
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -124,6 +124,13 @@ impl Cipher {
     /// [`open`](Self::open), naming the object only when there is an error to report
     /// (blobs are opened by the million; formatting an id each time shows in profiles).
     pub fn open_lazy(&self, aad: &[u8], sealed: &[u8], what: impl Fn() -> String) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.open_into(aad, sealed, what, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// [`open_lazy`](Self::open_lazy) into `buf` (replaced), so a loop reuses one buffer.
+    pub fn open_into(&self, aad: &[u8], sealed: &[u8], what: impl Fn() -> String, buf: &mut Vec<u8>) -> Result<()> {
         if sealed.len() < SEAL_OVERHEAD {
             return Err(Error::corrupt(format!("{}: sealed object too short", what())));
         }
@@ -131,7 +138,8 @@ impl Cipher {
         let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
         let nonce = XNonce::try_from(nonce).expect("split_at gave NONCE_LEN bytes");
         let tag = chacha20poly1305::Tag::try_from(tag).expect("split gave TAG_LEN bytes");
-        let mut buf = ct.to_vec();
+        buf.clear();
+        buf.extend_from_slice(ct);
         self.0
             .decrypt_inout_detached(&nonce, aad, buf.as_mut_slice().into(), &tag)
             .map_err(|_| {
@@ -139,8 +147,7 @@ impl Cipher {
                     "{}: authentication failed (damaged, swapped, or from another repository)",
                     what()
                 ))
-            })?;
-        Ok(buf)
+            })
     }
 }
 

@@ -26,7 +26,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timest
 use rustix::io::Errno;
 
 use crate::backend::Dir;
-use crate::blob::open_blob;
+use crate::blob::open_blob_into;
 use crate::error::{Error, Result};
 use crate::format::{ChunkRef, FileData, Meta, Node, NodeKind, Snapshot};
 use crate::id::{BlobId, ChunkId, PackId, TreeId};
@@ -674,71 +674,81 @@ fn restore_data(
     packs.sort_by_key(|p| p.0);
     let total: u64 = plan.bytes;
     let errs = Mutex::new(Vec::<(usize, String)>::new());
-    packs.par_iter_mut().for_each(|(pack, blobs)| {
-        blobs.sort_unstable();
-        let path = Dir::Packs.path(&pack.to_hex());
-        let mut open: HashMap<usize, File> = HashMap::new();
-        // Coalesce neighbouring blobs into one read.
-        let mut i = 0;
-        while i < blobs.len() {
-            let start = blobs[i].0;
-            let mut end = start + blobs[i].1 as u64;
-            let mut j = i + 1;
-            while j < blobs.len() && blobs[j].0 <= end + 256 * 1024 && blobs[j].0 + blobs[j].1 as u64 - start <= 8 << 20
-            {
-                end = end.max(blobs[j].0 + blobs[j].1 as u64);
-                j += 1;
-            }
-            let range = repo.backend.read_range(&path, start, (end - start) as usize);
-            for &(off, len, id) in &blobs[i..j] {
-                let (_, ts) = &targets[&id];
-                let plain = range.as_ref().map_err(|e| e.to_string()).and_then(|r| {
-                    let s = (off - start) as usize;
-                    open_blob(
-                        repo.repo_id(),
-                        &repo.keys,
-                        &repo.cipher,
-                        crate::format::BlobKind::Data,
-                        &BlobId(id.0),
-                        &r[s..s + len as usize],
-                    )
-                    .map_err(|e| e.to_string())
-                });
-                match plain {
-                    Ok(bytes) => {
-                        for t in ts {
-                            let r = (|| -> std::io::Result<()> {
-                                if !open.contains_key(&t.file) {
-                                    if open.len() >= 64 {
-                                        open.clear();
+    // Per worker: the coalesced read, the decrypted blob and the plaintext, reused.
+    let buffers = || (Vec::new(), Vec::new(), Vec::new());
+    packs
+        .par_iter_mut()
+        .for_each_init(buffers, |(range, scratch, bytes), (pack, blobs)| {
+            blobs.sort_unstable();
+            let path = Dir::Packs.path(&pack.to_hex());
+            let mut open: HashMap<usize, File> = HashMap::new();
+            // Coalesce neighbouring blobs into one read.
+            let mut i = 0;
+            while i < blobs.len() {
+                let start = blobs[i].0;
+                let mut end = start + blobs[i].1 as u64;
+                let mut j = i + 1;
+                while j < blobs.len()
+                    && blobs[j].0 <= end + 256 * 1024
+                    && blobs[j].0 + blobs[j].1 as u64 - start <= 8 << 20
+                {
+                    end = end.max(blobs[j].0 + blobs[j].1 as u64);
+                    j += 1;
+                }
+                let read = repo
+                    .backend
+                    .read_range_into(&path, start, (end - start) as usize, range);
+                for &(off, len, id) in &blobs[i..j] {
+                    let (_, ts) = &targets[&id];
+                    let plain = read.as_ref().map_err(|e| e.to_string()).and_then(|_| {
+                        let s = (off - start) as usize;
+                        open_blob_into(
+                            repo.repo_id(),
+                            &repo.keys,
+                            &repo.cipher,
+                            crate::format::BlobKind::Data,
+                            &BlobId(id.0),
+                            &range[s..s + len as usize],
+                            scratch,
+                            bytes,
+                        )
+                        .map_err(|e| e.to_string())
+                    });
+                    match plain {
+                        Ok(()) => {
+                            for t in ts {
+                                let r = (|| -> std::io::Result<()> {
+                                    if !open.contains_key(&t.file) {
+                                        if open.len() >= 64 {
+                                            open.clear();
+                                        }
+                                        open.insert(t.file, files[t.file].open(root)?);
                                     }
-                                    open.insert(t.file, files[t.file].open(root)?);
+                                    open[&t.file].write_all_at(bytes, t.offset)
+                                })();
+                                match r {
+                                    Ok(()) => {
+                                        let w = written.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                                        progress.restore(w + bytes.len() as u64, total);
+                                    }
+                                    Err(e) => errs
+                                        .lock()
+                                        .unwrap_or_else(|p| p.into_inner())
+                                        .push((t.file, e.to_string())),
                                 }
-                                open[&t.file].write_all_at(&bytes, t.offset)
-                            })();
-                            match r {
-                                Ok(()) => {
-                                    let w = written.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                                    progress.restore(w + bytes.len() as u64, total);
-                                }
-                                Err(e) => errs
-                                    .lock()
-                                    .unwrap_or_else(|p| p.into_inner())
-                                    .push((t.file, e.to_string())),
+                            }
+                        }
+                        Err(e) => {
+                            let mut g = errs.lock().unwrap_or_else(|p| p.into_inner());
+                            for t in ts {
+                                g.push((t.file, format!("damaged data: {e}")));
                             }
                         }
                     }
-                    Err(e) => {
-                        let mut g = errs.lock().unwrap_or_else(|p| p.into_inner());
-                        for t in ts {
-                            g.push((t.file, format!("damaged data: {e}")));
-                        }
-                    }
                 }
+                i = j;
             }
-            i = j;
-        }
-    });
+        });
     for (f, e) in errs.into_inner().unwrap_or_else(|p| p.into_inner()) {
         if failed_files.insert(f) {
             errors.push((files[f].rel.to_vec(), e));

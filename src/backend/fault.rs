@@ -35,6 +35,9 @@ impl<B: Backend> Backend for FailAfter<B> {
     fn read_range(&self, path: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
         self.inner.read_range(path, offset, len)
     }
+    fn read_range_into(&self, path: &str, offset: u64, len: usize, buf: &mut Vec<u8>) -> Result<()> {
+        self.inner.read_range_into(path, offset, len, buf)
+    }
     fn size(&self, path: &str) -> Result<u64> {
         self.inner.size(path)
     }

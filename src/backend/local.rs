@@ -104,18 +104,24 @@ impl Backend for LocalBackend {
     }
 
     fn read_range(&self, path: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.read_range_into(path, offset, len, &mut buf)?;
+        Ok(buf)
+    }
+
+    fn read_range_into(&self, path: &str, offset: u64, len: usize, buf: &mut Vec<u8>) -> Result<()> {
         use std::os::unix::fs::FileExt;
         let p = self.full(path);
         let f = self.open_cached(path).at(&p)?;
-        let mut buf = vec![0u8; len];
-        f.read_exact_at(&mut buf, offset).map_err(|e| {
+        buf.clear();
+        buf.resize(len, 0);
+        f.read_exact_at(buf, offset).map_err(|e| {
             if e.kind() == ErrorKind::UnexpectedEof {
                 Error::corrupt(format!("{}: shorter than expected (truncated?)", p.display()))
             } else {
                 Error::io(&p, e)
             }
-        })?;
-        Ok(buf)
+        })
     }
 
     fn size(&self, path: &str) -> Result<u64> {

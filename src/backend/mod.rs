@@ -65,6 +65,12 @@ pub trait Backend: Send + Sync {
     fn list(&self, dir: Dir) -> Result<Vec<(String, u64)>>;
     fn read(&self, path: &str) -> Result<Vec<u8>>;
     fn read_range(&self, path: &str, offset: u64, len: usize) -> Result<Vec<u8>>;
+    /// [`read_range`](Self::read_range) into `buf` (replaced): a loop of reads reuses one
+    /// allocation instead of faulting in fresh pages for each.
+    fn read_range_into(&self, path: &str, offset: u64, len: usize, buf: &mut Vec<u8>) -> Result<()> {
+        *buf = self.read_range(path, offset, len)?;
+        Ok(())
+    }
     fn size(&self, path: &str) -> Result<u64>;
     /// Write an object only if no object of that name exists, durably.
     fn write_new(&self, path: &str, bytes: &[u8]) -> Result<Written>;
