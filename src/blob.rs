@@ -57,9 +57,24 @@ pub fn open_blob_into(
     scratch: &mut Vec<u8>,
     out: &mut Vec<u8>,
 ) -> Result<()> {
+    scratch.clear();
+    scratch.extend_from_slice(sealed);
+    open_blob_in_place(repo_id, keys, cipher, kind, id, scratch, out)
+}
+
+/// [`open_blob`] decrypting where the sealed bytes lie (they are overwritten), the
+/// plaintext going to `out` (replaced).
+pub fn open_blob_in_place(
+    repo_id: &[u8; 32],
+    keys: &Keys,
+    cipher: &Cipher,
+    kind: BlobKind,
+    id: &BlobId,
+    sealed: &mut [u8],
+    out: &mut Vec<u8>,
+) -> Result<()> {
     let what = || format!("{kind:?} blob {id}");
-    cipher.open_into(&aad(repo_id, kind.kind(), &id.0), sealed, what, scratch)?;
-    let plain = &scratch[..];
+    let plain = cipher.open_in_place(&aad(repo_id, kind.kind(), &id.0), sealed, what)?;
     if plain.len() < 5 {
         return Err(Error::corrupt(format!("{}: truncated header", what())));
     }

@@ -129,6 +129,28 @@ impl Cipher {
         Ok(buf)
     }
 
+    /// Open a sealed object where it lies: the plaintext replaces the ciphertext inside
+    /// `sealed` and is returned as a sub-slice. No copy, no allocation.
+    pub fn open_in_place<'a>(&self, aad: &[u8], sealed: &'a mut [u8], what: impl Fn() -> String) -> Result<&'a [u8]> {
+        if sealed.len() < SEAL_OVERHEAD {
+            return Err(Error::corrupt(format!("{}: sealed object too short", what())));
+        }
+        let (nonce, rest) = sealed.split_at_mut(NONCE_LEN);
+        let tag_at = rest.len() - TAG_LEN;
+        let (ct, tag) = rest.split_at_mut(tag_at);
+        let nonce = XNonce::try_from(&nonce[..]).expect("split_at gave NONCE_LEN bytes");
+        let tag = chacha20poly1305::Tag::try_from(&tag[..]).expect("split gave TAG_LEN bytes");
+        self.0
+            .decrypt_inout_detached(&nonce, aad, (&mut ct[..]).into(), &tag)
+            .map_err(|_| {
+                Error::corrupt(format!(
+                    "{}: authentication failed (damaged, swapped, or from another repository)",
+                    what()
+                ))
+            })?;
+        Ok(ct)
+    }
+
     /// [`open_lazy`](Self::open_lazy) into `buf` (replaced), so a loop reuses one buffer.
     pub fn open_into(&self, aad: &[u8], sealed: &[u8], what: impl Fn() -> String, buf: &mut Vec<u8>) -> Result<()> {
         if sealed.len() < SEAL_OVERHEAD {

@@ -226,3 +226,47 @@ fn read_ahead(path: &Path, len: u64) {
     };
     let _ = rustix::fs::fadvise(&f, 0, NonZeroU64::new(len), rustix::fs::Advice::WillNeed);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The threads must weigh exactly the entries the walker visits (same ignore rules,
+    /// no symlink followed, special files counted but never opened) and then finish.
+    #[test]
+    fn reads_ahead_exactly_what_the_walker_visits_then_finishes() {
+        let root = std::env::temp_dir().join(format!("pc-prefetch-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for d in ["a/b", "skipped/deep", "ignored", "excluded"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::fs::write(root.join("a/one"), vec![1u8; 10_000]).unwrap();
+        std::fs::write(root.join("a/b/two"), b"two").unwrap();
+        std::fs::write(root.join("skipped/deep/x"), vec![0u8; 5000]).unwrap();
+        std::fs::write(root.join("ignored/y"), vec![0u8; 7000]).unwrap();
+        std::fs::write(root.join("excluded/z"), vec![0u8; 3000]).unwrap();
+        std::fs::write(root.join(IGNORE_FILE), "ignored/\n").unwrap();
+        // A FIFO would block an open for reading; a symlink to / would loop the walk.
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            root.join("a/fifo"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("/", root.join("a/up")).unwrap();
+        let mut ex = GitignoreBuilder::new(&root);
+        ex.add_line(None, "/excluded").unwrap();
+        let ex = ex.build().unwrap();
+
+        let mut p = Prefetch::start(vec![(root.clone(), ex)], vec![root.join("skipped")], true);
+        for t in p.threads.drain(..) {
+            t.join().unwrap();
+        }
+        // Visited: the ignore file, a, a/b, a/b/two, a/fifo, a/one, a/up.
+        let want = 7 * ENTRY_WEIGHT + 9 + 3 + 10_000;
+        assert_eq!(p.shared.issued.load(Ordering::Relaxed), want);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}

@@ -13,6 +13,7 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::File;
+use std::ops::Range;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
@@ -26,7 +27,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timest
 use rustix::io::Errno;
 
 use crate::backend::Dir;
-use crate::blob::open_blob_into;
+use crate::blob::open_blob_in_place;
 use crate::error::{Error, Result};
 use crate::format::{ChunkRef, FileData, Meta, Node, NodeKind, Snapshot};
 use crate::id::{BlobId, ChunkId, PackId, TreeId};
@@ -175,7 +176,10 @@ fn plan_dir(
             NodeKind::File(data) => {
                 plan.files += 1;
                 plan.bytes += data.size;
-                files.insert(r.clone());
+                // Only a file with several links can be a hard link's target.
+                if meta.nlink > 1 {
+                    files.insert(r.clone());
+                }
                 plan.items.push(Item::File { rel: r, data, meta });
             }
             NodeKind::HardLink { target, data } => {
@@ -572,6 +576,11 @@ struct Target {
 
 type DataErrors = Vec<(Vec<u8>, String)>;
 
+/// Neighbouring blobs of a pack are read together up to this many bytes: few system calls,
+/// and per worker one buffer of this size (peak memory: 8 MiB cost 12 MB more than 2 MiB
+/// on a restore of 130k files, for no measurable speed).
+const READ_COALESCE: u64 = 2 << 20;
+
 /// A file the data phase writes.
 struct DataFile<'a> {
     rel: &'a [u8],
@@ -617,8 +626,10 @@ fn restore_data(
     written: &AtomicU64,
     progress: &dyn Progress,
 ) -> Result<DataErrors> {
-    let mut files: Vec<DataFile> = Vec::new();
-    let mut targets: HashMap<ChunkId, (u32, Vec<Target>)> = HashMap::new();
+    let mut files: Vec<DataFile> = Vec::with_capacity(plan.files as usize);
+    // Every (chunk, where it goes), sorted by chunk below: one flat array, no per-chunk
+    // allocation (a restore of 100k small files held ~100 bytes per chunk in a map of vectors).
+    let mut targets: Vec<(ChunkId, Target)> = Vec::with_capacity(plan.files as usize);
     let mut errors: DataErrors = Vec::new();
     for item in &plan.items {
         if let Item::File { rel, data, .. } = item {
@@ -648,41 +659,46 @@ fn restore_data(
                 created: Mutex::new(!create),
             });
             for (c, off) in chunks.iter().zip(chunk_offsets(data, &chunks)) {
-                targets
-                    .entry(c.id)
-                    .or_insert_with(|| (c.len, Vec::new()))
-                    .1
-                    .push(Target { file: idx, offset: off });
+                targets.push((c.id, Target { file: idx, offset: off }));
             }
         }
     }
-    let mut by_pack: HashMap<PackId, Vec<(u64, u32, ChunkId)>> = HashMap::new();
+    targets.sort_unstable_by_key(|t| t.0);
+    // Per pack: (offset, sealed length, the chunk's range in `targets`).
+    let mut by_pack: HashMap<PackId, Vec<(u64, u32, Range<usize>)>> = HashMap::new();
     let mut failed_files: HashSet<usize> = HashSet::new();
-    for (id, (_, ts)) in &targets {
+    let mut start = 0;
+    while start < targets.len() {
+        let id = targets[start].0;
+        let end = start + targets[start..].iter().take_while(|t| t.0 == id).count();
         match repo.locate(&BlobId(id.0)) {
-            Ok(loc) => by_pack.entry(loc.pack).or_default().push((loc.offset, loc.length, *id)),
+            Ok(loc) => by_pack
+                .entry(loc.pack)
+                .or_default()
+                .push((loc.offset, loc.length, start..end)),
             Err(e) => {
-                for t in ts {
+                for (_, t) in &targets[start..end] {
                     if failed_files.insert(t.file) {
                         errors.push((files[t.file].rel.to_vec(), e.to_string()));
                     }
                 }
             }
         }
+        start = end;
     }
-    let mut packs: Vec<(PackId, Vec<(u64, u32, ChunkId)>)> = by_pack.into_iter().collect();
+    let mut packs: Vec<(PackId, Vec<(u64, u32, Range<usize>)>)> = by_pack.into_iter().collect();
     packs.sort_by_key(|p| p.0);
     let total: u64 = plan.bytes;
     let errs = Mutex::new(Vec::<(usize, String)>::new());
-    // Per worker: the coalesced read, the decrypted blob and the plaintext, reused.
-    let buffers = || (Vec::new(), Vec::new(), Vec::new());
+    // Per worker: the coalesced read (blobs are decrypted in it) and the plaintext, reused.
+    let buffers = || (Vec::new(), Vec::new());
     packs
         .par_iter_mut()
-        .for_each_init(buffers, |(range, scratch, bytes), (pack, blobs)| {
-            blobs.sort_unstable();
+        .for_each_init(buffers, |(range, bytes), (pack, blobs)| {
+            blobs.sort_unstable_by_key(|b| b.0);
             let path = Dir::Packs.path(&pack.to_hex());
             let mut open: HashMap<usize, File> = HashMap::new();
-            // Coalesce neighbouring blobs into one read.
+            // Coalesce neighbouring blobs into one read of at most READ_COALESCE bytes.
             let mut i = 0;
             while i < blobs.len() {
                 let start = blobs[i].0;
@@ -690,7 +706,7 @@ fn restore_data(
                 let mut j = i + 1;
                 while j < blobs.len()
                     && blobs[j].0 <= end + 256 * 1024
-                    && blobs[j].0 + blobs[j].1 as u64 - start <= 8 << 20
+                    && blobs[j].0 + blobs[j].1 as u64 - start <= READ_COALESCE
                 {
                     end = end.max(blobs[j].0 + blobs[j].1 as u64);
                     j += 1;
@@ -698,25 +714,26 @@ fn restore_data(
                 let read = repo
                     .backend
                     .read_range_into(&path, start, (end - start) as usize, range);
-                for &(off, len, id) in &blobs[i..j] {
-                    let (_, ts) = &targets[&id];
+                for (off, len, r) in &blobs[i..j] {
+                    let (off, len) = (*off, *len);
+                    let ts = &targets[r.clone()];
+                    let id = ts[0].0;
                     let plain = read.as_ref().map_err(|e| e.to_string()).and_then(|_| {
                         let s = (off - start) as usize;
-                        open_blob_into(
+                        open_blob_in_place(
                             repo.repo_id(),
                             &repo.keys,
                             &repo.cipher,
                             crate::format::BlobKind::Data,
                             &BlobId(id.0),
-                            &range[s..s + len as usize],
-                            scratch,
+                            &mut range[s..s + len as usize],
                             bytes,
                         )
                         .map_err(|e| e.to_string())
                     });
                     match plain {
                         Ok(()) => {
-                            for t in ts {
+                            for (_, t) in ts {
                                 let r = (|| -> std::io::Result<()> {
                                     if !open.contains_key(&t.file) {
                                         if open.len() >= 64 {
@@ -740,10 +757,14 @@ fn restore_data(
                         }
                         Err(e) => {
                             let mut g = errs.lock().unwrap_or_else(|p| p.into_inner());
-                            for t in ts {
+                            for (_, t) in ts {
                                 g.push((t.file, format!("damaged data: {e}")));
                             }
                         }
+                    }
+                    // Keep a small buffer for the next blob, but not a large chunk's.
+                    if bytes.capacity() > 2 << 20 {
+                        *bytes = Vec::new();
                     }
                 }
                 i = j;
