@@ -159,7 +159,24 @@ pub fn check_with(repo: &Repository, read_data: Option<Subset>) -> Result<CheckR
         }
         Ok(seen_trees)
     };
-    let mut walked = CheckReport::default();
+    // The first walk assumes a healthy repository: it only puts every reachable chunk into
+    // the live set, in batches, and one query then asks whether any is not indexed.
+    let fast_walk = || -> Result<Option<HashSet<TreeId>>> {
+        let mut seen_trees: HashSet<TreeId> = HashSet::new();
+        repo.index.live_reset()?;
+        let mut batch = Vec::new();
+        for (_, snap) in &snaps {
+            if !walk_fast(repo, &snap.tree, &mut seen_trees, &mut batch)? {
+                return Ok(None);
+            }
+        }
+        repo.index.live_insert(&batch)?;
+        Ok(if repo.index.live_has_unindexed()? {
+            None
+        } else {
+            Some(seen_trees)
+        })
+    };
     let (results, first_walk) = rayon::join(
         || -> Vec<PackCheck> {
             indexed
@@ -168,7 +185,7 @@ pub fn check_with(repo: &Repository, read_data: Option<Subset>) -> Result<CheckR
                 .map(|((id, size), rd)| check_pack(repo, id, *size, listed.get(id).copied(), *rd))
                 .collect()
         },
-        || walk_all(&HashSet::new(), &mut walked),
+        fast_walk,
     );
     let mut bad_blobs: HashSet<BlobId> = HashSet::new();
     for pc in &results {
@@ -176,12 +193,11 @@ pub fn check_with(repo: &Repository, read_data: Option<Subset>) -> Result<CheckR
         bad_blobs.extend(pc.bad.iter().copied());
         r.blobs_read += pc.read;
     }
-    let seen_trees = if bad_blobs.is_empty() {
-        r.errors.extend(walked.errors);
-        r.damaged_snapshots.extend(walked.damaged_snapshots);
-        first_walk?
-    } else {
-        walk_all(&bad_blobs, &mut r)?
+    // Damage anywhere (a bad pack, an unreadable tree, a chunk not indexed): walk again,
+    // naming every file and snapshot affected.
+    let seen_trees = match first_walk? {
+        Some(t) if bad_blobs.is_empty() => t,
+        _ => walk_all(&bad_blobs, &mut r)?,
     };
     r.trees = seen_trees.len() as u64;
     // Indexed packs none of whose blobs any snapshot uses: left by a backup killed after
@@ -255,23 +271,37 @@ fn check_pack_inner(
                 }
                 let entries = pack::read_all(repo.repo_id(), &repo.cipher, &bytes);
                 if let Ok(entries) = &entries {
-                    let (mut scratch, mut plain) = (Vec::new(), Vec::new());
-                    for e in entries {
-                        n += 1;
-                        let s = e.offset as usize;
-                        if let Err(err) = open_blob_into(
-                            repo.repo_id(),
-                            &repo.keys,
-                            &repo.cipher,
-                            e.kind,
-                            &e.id,
-                            &bytes[s..s + e.length as usize],
-                            &mut scratch,
-                            &mut plain,
-                        ) {
-                            errs.push(format!("pack {id}: {err}"));
-                            bad.push(e.id);
-                        }
+                    // Blobs in parallel too, so the last large pack does not leave a core idle.
+                    let failed: Vec<(String, BlobId)> = entries
+                        .par_chunks(64)
+                        .map_init(
+                            || (Vec::new(), Vec::new()),
+                            |(scratch, plain), part| {
+                                let mut out = Vec::new();
+                                for e in part {
+                                    let s = e.offset as usize;
+                                    if let Err(err) = open_blob_into(
+                                        repo.repo_id(),
+                                        &repo.keys,
+                                        &repo.cipher,
+                                        e.kind,
+                                        &e.id,
+                                        &bytes[s..s + e.length as usize],
+                                        scratch,
+                                        plain,
+                                    ) {
+                                        out.push((format!("pack {id}: {err}"), e.id));
+                                    }
+                                }
+                                out
+                            },
+                        )
+                        .flatten()
+                        .collect();
+                    n += entries.len() as u64;
+                    for (msg, b) in failed {
+                        errs.push(msg);
+                        bad.push(b);
                     }
                 }
                 entries
@@ -312,6 +342,46 @@ pub fn read_header(repo: &Repository, path: &str, size: u64) -> Result<Vec<crate
     let (off, len) = pack::parse_trailer(&trailer, size)?;
     let sealed = repo.backend.read_range(path, off, len)?;
     pack::decode_header(repo.repo_id(), &repo.cipher, &sealed, off)
+}
+
+/// Put every chunk and chunk-list page reachable from `tree` into the live set (through
+/// `batch`); `false` when a tree or chunk list cannot be read.
+fn walk_fast(
+    repo: &Repository,
+    tree: &TreeId,
+    seen_trees: &mut HashSet<TreeId>,
+    batch: &mut Vec<BlobId>,
+) -> Result<bool> {
+    if !seen_trees.insert(*tree) {
+        return Ok(true);
+    }
+    let Ok((nodes, pages)) = repo.load_tree_pages(tree) else {
+        return Ok(false);
+    };
+    seen_trees.extend(pages);
+    for n in nodes {
+        match &n.kind {
+            NodeKind::Dir(t) if !walk_fast(repo, t, seen_trees, batch)? => return Ok(false),
+            NodeKind::File(d) | NodeKind::HardLink { data: d, .. } => match &d.content {
+                Content::Chunks(c) => batch.extend(c.iter().map(|c| BlobId(c.id.0))),
+                c => {
+                    if let Content::Pages(p) = c {
+                        seen_trees.extend(p.iter().copied());
+                    }
+                    let Ok(chunks) = repo.chunk_list(c) else {
+                        return Ok(false);
+                    };
+                    batch.extend(chunks.iter().map(|c| BlobId(c.id.0)));
+                }
+            },
+            _ => {}
+        }
+        if batch.len() >= 16384 {
+            repo.index.live_insert(batch)?;
+            batch.clear();
+        }
+    }
+    Ok(true)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -41,6 +41,25 @@ impl Default for Compression {
     }
 }
 
+/// zstd level for small tree blobs. A tree is a few hundred bytes per directory and a small
+/// share of the bytes, so a high level costs little time and shrinks the many small blobs
+/// that a tree of many directories makes. Larger tree pages (huge directories, chunk lists
+/// of huge files) keep the asked level: level 19 runs at a few MB/s.
+pub const TREE_LEVEL: i32 = 19;
+/// Tree blobs up to this size get [`TREE_LEVEL`].
+pub const TREE_LEVEL_MAX_LEN: usize = 64 * 1024;
+
+impl Compression {
+    /// The compression for a tree blob of `len` bytes: zstd at least at [`TREE_LEVEL`] when
+    /// small; otherwise, and for lz4 and none, as asked.
+    pub fn for_tree(self, len: usize) -> Compression {
+        match self {
+            Compression::Zstd(l) if len <= TREE_LEVEL_MAX_LEN => Compression::Zstd(l.max(TREE_LEVEL)),
+            c => c,
+        }
+    }
+}
+
 impl std::str::FromStr for Compression {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
@@ -60,7 +79,8 @@ impl std::str::FromStr for Compression {
 
 thread_local! {
     // One zstd context per worker thread, reused across blobs.
-    static ZSTD_C: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+    /// One compressor per level in use (data and trees use different levels).
+    static ZSTD_C: RefCell<Vec<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(Vec::new()) };
     static ZSTD_D: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
 }
 
@@ -72,13 +92,21 @@ pub fn compress_into(c: Compression, raw: &[u8], out: &mut Vec<u8>) -> Codec {
         Compression::None => Codec::None,
         Compression::Zstd(level) => {
             let ok = ZSTD_C.with(|cell| {
-                let mut slot = cell.borrow_mut();
-                if slot.as_ref().map(|(l, _)| *l) != Some(level) {
-                    *slot = zstd::bulk::Compressor::new(level).ok().map(|z| (level, z));
-                }
-                let Some((_, z)) = slot.as_mut() else {
-                    return false;
+                let mut slots = cell.borrow_mut();
+                let i = match slots.iter().position(|(l, _)| *l == level) {
+                    Some(i) => i,
+                    None => {
+                        let Ok(z) = zstd::bulk::Compressor::new(level) else {
+                            return false;
+                        };
+                        if slots.len() >= 4 {
+                            slots.remove(0);
+                        }
+                        slots.push((level, z));
+                        slots.len() - 1
+                    }
                 };
+                let z = &mut slots[i].1;
                 let bound = zstd::zstd_safe::compress_bound(raw.len());
                 out.reserve(bound);
                 let spare = out.spare_capacity_mut();

@@ -558,6 +558,17 @@ impl Index {
         Ok(out)
     }
 
+    /// Does the live set hold an id that no indexed pack holds (condemned ones included)?
+    pub fn live_has_unindexed(&self) -> Result<bool> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM live l WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = l.id))",
+            [],
+            |r| r.get::<_, bool>(0),
+        )
+        .map_err(|e| self.err(e))
+    }
+
     /// Is any copy of the blob indexed (condemned packs included)?
     pub fn exists_any(&self, id: &BlobId) -> Result<bool> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
