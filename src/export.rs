@@ -33,7 +33,7 @@ use crate::format::{BlobKind, FileData, Meta, NodeKind, Snapshot, Time};
 use crate::id::{BlobId, SnapshotId};
 use crate::progress::Progress;
 use crate::repo::Repository;
-use crate::restore::{self, Includes, Item, Plan, RestoreOptions};
+use crate::restore::{self, Includes, Item, ItemMeta, Plan, RestoreOptions};
 
 /// Which view to write.
 #[derive(Clone, Debug)]
@@ -664,7 +664,7 @@ impl<W: Write> Tar<W> {
 
     /// Write a member's header (a PAX extended header first when needed). Returns the
     /// names of xattrs that a PAX record cannot carry (they contain `=`).
-    fn header(&mut self, name: &[u8], m: &Member, meta: &Meta) -> io::Result<Vec<String>> {
+    fn header(&mut self, name: &[u8], m: &Member, meta: &ItemMeta) -> io::Result<Vec<String>> {
         let mut pax = Vec::new();
         let mut binary = false;
         let mut skipped = Vec::new();
@@ -953,13 +953,17 @@ fn write_archive<W: Write>(
     res: &mut ExportResult,
 ) -> Result<W> {
     let mut tar = Tar { w: out, pos: 0 };
-    let root_meta = snap.root.clone().unwrap_or_else(|| Meta {
-        mode: 0o040755,
-        mtime: snap.time,
-        uid: rustix::process::geteuid().as_raw(),
-        gid: rustix::process::getegid().as_raw(),
-        ..Meta::default()
-    });
+    let root_meta: ItemMeta = snap
+        .root
+        .clone()
+        .unwrap_or_else(|| Meta {
+            mode: 0o040755,
+            mtime: snap.time,
+            uid: rustix::process::geteuid().as_raw(),
+            gid: rustix::process::getegid().as_raw(),
+            ..Meta::default()
+        })
+        .into();
     tar.header(top, &Member::Dir, &root_meta).map_err(tar_err)?;
     let total = plan.bytes;
     let mut done = 0u64;
@@ -1343,7 +1347,7 @@ fn clean_sidecars(dir: &Path) {
 
 /// A file of the previous export that matches the snapshot's entry in type, size, ns
 /// mtime, mode, owner (when root) and xattrs, as it is on disk now.
-fn unchanged_on_disk(parent: &OwnedFd, name: &[u8], meta: &Meta, size: u64, is_root: bool) -> bool {
+fn unchanged_on_disk(parent: &OwnedFd, name: &[u8], meta: &ItemMeta, size: u64, is_root: bool) -> bool {
     let Ok(st) = rustix::fs::statat(parent, OsStr::from_bytes(name), AtFlags::SYMLINK_NOFOLLOW) else {
         return false;
     };

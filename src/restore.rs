@@ -42,14 +42,57 @@ pub struct RestoreOptions {
     pub dry_run: bool,
 }
 
+/// The metadata a restore or export applies: a tree's [`Meta`] without the fields that
+/// only detect changes (ctime, inode, device, link count). A plan holds one per entry, so
+/// this is 40 bytes less per file of a large restore.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ItemMeta {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: crate::format::Time,
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl From<Meta> for ItemMeta {
+    fn from(m: Meta) -> ItemMeta {
+        ItemMeta {
+            mode: m.mode,
+            uid: m.uid,
+            gid: m.gid,
+            mtime: m.mtime,
+            xattrs: m.xattrs,
+        }
+    }
+}
+
 /// One thing to create, in walk order. Paths are relative to the target.
 #[derive(Clone, Debug)]
 pub enum Item {
-    Dir { rel: Vec<u8>, meta: Meta },
-    File { rel: Vec<u8>, data: FileData, meta: Meta },
-    Symlink { rel: Vec<u8>, target: Vec<u8>, meta: Meta },
-    Special { rel: Vec<u8>, kind: NodeKind, meta: Meta },
-    HardLink { rel: Vec<u8>, target: Vec<u8>, meta: Meta },
+    Dir {
+        rel: Vec<u8>,
+        meta: ItemMeta,
+    },
+    File {
+        rel: Vec<u8>,
+        data: FileData,
+        meta: ItemMeta,
+    },
+    Symlink {
+        rel: Vec<u8>,
+        target: Vec<u8>,
+        meta: ItemMeta,
+    },
+    Special {
+        rel: Vec<u8>,
+        kind: NodeKind,
+        meta: ItemMeta,
+    },
+    HardLink {
+        rel: Vec<u8>,
+        target: Vec<u8>,
+        meta: ItemMeta,
+    },
 }
 
 impl Item {
@@ -62,7 +105,7 @@ impl Item {
             | Item::HardLink { rel, .. } => rel,
         }
     }
-    fn meta(&self) -> &Meta {
+    fn meta(&self) -> &ItemMeta {
         match self {
             Item::Dir { meta, .. }
             | Item::File { meta, .. }
@@ -159,6 +202,9 @@ fn plan_dir(
     };
     for node in nodes {
         let Node { name, kind, meta } = node;
+        // Only a file with several links can be a hard link's target.
+        let multi_link = meta.nlink > 1;
+        let meta = ItemMeta::from(meta);
         let r = join(rel, &name);
         let inc_here = included || inc.matches(&r, &name);
         match kind {
@@ -176,8 +222,7 @@ fn plan_dir(
             NodeKind::File(data) => {
                 plan.files += 1;
                 plan.bytes += data.size;
-                // Only a file with several links can be a hard link's target.
-                if meta.nlink > 1 {
+                if multi_link {
                     files.insert(r.clone());
                 }
                 plan.items.push(Item::File { rel: r, data, meta });
@@ -489,7 +534,7 @@ pub fn execute(
     {
         let item = Item::Dir {
             rel: Vec::new(),
-            meta: m.clone(),
+            meta: m.clone().into(),
         };
         if let Err(e) = apply_meta(&root, OsStr::new("."), &item, is_root, &opts.target) {
             errors.push((".".into(), format!("metadata: {e}")));
