@@ -371,11 +371,6 @@ fn seal_worker(
         let mut out = Vec::with_capacity(batch.len());
         for job in batch {
             let mut sealed = Vec::with_capacity(job.raw.len() / 2 + 64);
-            let comp = if job.kind == BlobKind::Tree {
-                comp.for_tree(job.raw.len())
-            } else {
-                comp
-            };
             seal_blob(
                 repo_id,
                 cipher,

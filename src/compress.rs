@@ -41,25 +41,6 @@ impl Default for Compression {
     }
 }
 
-/// zstd level for small tree blobs. A tree is a few hundred bytes per directory and a small
-/// share of the bytes, so a high level costs little time and shrinks the many small blobs
-/// that a tree of many directories makes. Larger tree pages (huge directories, chunk lists
-/// of huge files) keep the asked level: level 19 runs at a few MB/s.
-pub const TREE_LEVEL: i32 = 19;
-/// Tree blobs up to this size get [`TREE_LEVEL`].
-pub const TREE_LEVEL_MAX_LEN: usize = 64 * 1024;
-
-impl Compression {
-    /// The compression for a tree blob of `len` bytes: zstd at least at [`TREE_LEVEL`] when
-    /// small; otherwise, and for lz4 and none, as asked.
-    pub fn for_tree(self, len: usize) -> Compression {
-        match self {
-            Compression::Zstd(l) if len <= TREE_LEVEL_MAX_LEN => Compression::Zstd(l.max(TREE_LEVEL)),
-            c => c,
-        }
-    }
-}
-
 impl std::str::FromStr for Compression {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {

@@ -473,6 +473,15 @@ pub fn execute(
         last: None,
     };
     let is_root = rustix::process::geteuid().is_root();
+    // In a fresh target every entry was created by us, so it already belongs to our user
+    // and group (new entries take the target's group when it is setgid or mounted `grpid`:
+    // hence the target's own group must be ours too). Entries recorded with that owner need
+    // no chown: one system call fewer per file for the common case.
+    let ours = {
+        let (uid, gid) = (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw());
+        let root_gid = rustix::fs::fstat(&root).map(|st| st.st_gid).ok();
+        (fresh && root_gid == Some(gid)).then_some((uid, gid))
+    };
     for item in &plan.items {
         let rel = item.rel();
         if matches!(item, Item::Dir { .. }) || failed.contains(rel) {
@@ -502,6 +511,7 @@ pub fn execute(
                 OsStr::from_bytes(name),
                 item,
                 is_root,
+                ours,
                 &opts.target.join(OsStr::from_bytes(rel)),
             )
         })();
@@ -521,6 +531,7 @@ pub fn execute(
                     OsStr::from_bytes(name),
                     item,
                     is_root,
+                    ours,
                     &opts.target.join(OsStr::from_bytes(rel)),
                 )
             });
@@ -536,7 +547,7 @@ pub fn execute(
             rel: Vec::new(),
             meta: m.clone().into(),
         };
-        if let Err(e) = apply_meta(&root, OsStr::new("."), &item, is_root, &opts.target) {
+        if let Err(e) = apply_meta(&root, OsStr::new("."), &item, is_root, None, &opts.target) {
             errors.push((".".into(), format!("metadata: {e}")));
         }
     }
@@ -552,18 +563,31 @@ pub fn execute(
     Ok(res)
 }
 
-fn apply_meta(dir: &OwnedFd, name: &OsStr, item: &Item, is_root: bool, full: &Path) -> std::io::Result<()> {
+/// Owner, extended attributes, mode, times. `ours`: the (uid, gid) the entry already has
+/// because we created it, when that is known.
+fn apply_meta(
+    dir: &OwnedFd,
+    name: &OsStr,
+    item: &Item,
+    is_root: bool,
+    ours: Option<(u32, u32)>,
+    full: &Path,
+) -> std::io::Result<()> {
     let meta = item.meta();
     let is_link = matches!(item, Item::Symlink { .. });
     let nofollow = AtFlags::SYMLINK_NOFOLLOW;
     // Owner first: chown clears setuid/setgid, so the mode comes after it.
-    let own = rustix::fs::chownat(
-        dir,
-        name,
-        Some(rustix::process::Uid::from_raw(meta.uid)),
-        Some(rustix::process::Gid::from_raw(meta.gid)),
-        nofollow,
-    );
+    let own = if ours == Some((meta.uid, meta.gid)) {
+        Ok(())
+    } else {
+        rustix::fs::chownat(
+            dir,
+            name,
+            Some(rustix::process::Uid::from_raw(meta.uid)),
+            Some(rustix::process::Gid::from_raw(meta.gid)),
+            nofollow,
+        )
+    };
     if let Err(e) = own
         && (is_root || e != Errno::PERM)
     {
