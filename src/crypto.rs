@@ -153,23 +153,12 @@ impl Cipher {
 
     /// [`open_lazy`](Self::open_lazy) into `buf` (replaced), so a loop reuses one buffer.
     pub fn open_into(&self, aad: &[u8], sealed: &[u8], what: impl Fn() -> String, buf: &mut Vec<u8>) -> Result<()> {
-        if sealed.len() < SEAL_OVERHEAD {
-            return Err(Error::corrupt(format!("{}: sealed object too short", what())));
-        }
-        let (nonce, rest) = sealed.split_at(NONCE_LEN);
-        let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
-        let nonce = XNonce::try_from(nonce).expect("split_at gave NONCE_LEN bytes");
-        let tag = chacha20poly1305::Tag::try_from(tag).expect("split gave TAG_LEN bytes");
         buf.clear();
-        buf.extend_from_slice(ct);
-        self.0
-            .decrypt_inout_detached(&nonce, aad, buf.as_mut_slice().into(), &tag)
-            .map_err(|_| {
-                Error::corrupt(format!(
-                    "{}: authentication failed (damaged, swapped, or from another repository)",
-                    what()
-                ))
-            })
+        buf.extend_from_slice(sealed);
+        let len = self.open_in_place(aad, buf, what)?.len();
+        buf.copy_within(NONCE_LEN..NONCE_LEN + len, 0);
+        buf.truncate(len);
+        Ok(())
     }
 }
 
