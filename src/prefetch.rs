@@ -13,7 +13,7 @@
 //!
 //! The lead is bounded: each entry weighs [`ENTRY_WEIGHT`] plus the bytes read ahead for
 //! it, the walker reports the same weight for every entry it visits, and the threads wait
-//! while they are more than [`MAX_LEAD`] ahead, so a huge tree does not flood the page cache.
+//! while they are more than `MAX_LEAD` ahead, so a huge tree does not flood the page cache.
 
 use std::fs::{File, OpenOptions};
 use std::num::NonZeroU64;
