@@ -28,8 +28,8 @@ use crate::compress::Compression;
 use crate::crypto::{Cipher, Keys};
 use crate::error::{Error, Result};
 use crate::format::{
-    self, BlobKind, CHUNK_LIST_INLINE_MAX, CHUNK_LIST_PAGE, ChunkPage, ChunkRef, Content, FileData, IndexDelta,
-    IndexPack, Meta, Node, NodeKind, Snapshot, Summary, Time, Tree,
+    self, BlobKind, CHUNK_LIST_INLINE_MAX, CHUNK_LIST_PAGE, ChunkPage, ChunkRef, Content, DirEncoding, FileData,
+    IndexDelta, IndexPack, Meta, Node, NodeKind, Snapshot, Summary, Time, Tree,
 };
 use crate::id::*;
 use crate::meta::{meta_from, read_xattrs};
@@ -514,7 +514,9 @@ impl Walker<'_> {
                 self.opts.skip.clone(),
                 self.prefetch_data,
             ));
-            return Ok((self.dir(src, b"", parent_tree)?, Some(root_meta)));
+            let parent = parent_tree.map(NodeKind::Dir);
+            let nodes = self.dir_nodes(src, b"", parent.as_ref())?;
+            return Ok((self.store_root(nodes)?, Some(root_meta)));
         }
         // Several paths, or one non-directory: a synthetic root holding each by name.
         let parent_nodes = match &parent_tree {
@@ -543,7 +545,7 @@ impl Walker<'_> {
             }
         }
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok((self.store_tree(nodes)?, None))
+        Ok((self.store_root(nodes)?, None))
     }
 
     fn error(&mut self, path: &Path, msg: impl std::fmt::Display) {
@@ -605,20 +607,39 @@ impl Walker<'_> {
         Ok(())
     }
 
-    fn store_tree(&mut self, nodes: Vec<Node>) -> Result<TreeId> {
+    /// Store a snapshot's root directory: always as tree pages, so the snapshot can name it.
+    fn store_root(&mut self, nodes: Vec<Node>) -> Result<TreeId> {
         let keys = &self.repo.keys;
         let pages = format::encode_tree_pages(nodes, |raw| TreeId(keys.meta_id(raw)))?;
-        let root = pages.last().map(|p| p.0).expect("at least one page");
+        self.store_pages(pages)
+    }
+
+    /// Store any other directory and return its node kind: inline, or tree pages.
+    fn store_dir(&mut self, nodes: Vec<Node>) -> Result<NodeKind> {
+        let keys = &self.repo.keys;
+        match format::encode_dir(nodes, true, |raw| TreeId(keys.meta_id(raw)))? {
+            DirEncoding::Inline(b) => Ok(NodeKind::InlineDir(b)),
+            DirEncoding::Pages(pages) => Ok(NodeKind::Dir(self.store_pages(pages)?)),
+        }
+    }
+
+    /// Queue tree pages (last first, as `encode_tree_pages` returns them); the directory's id.
+    fn store_pages(&mut self, pages: Vec<(TreeId, Vec<u8>)>) -> Result<TreeId> {
+        let root = pages
+            .last()
+            .map(|p| p.0)
+            .expect("encode_tree_pages returns at least one page");
         for (id, raw) in pages {
             self.store(BlobKind::Tree, BlobId(id.0), raw)?;
         }
         Ok(root)
     }
 
-    fn dir(&mut self, path: &Path, rel: &[u8], parent: Option<TreeId>) -> Result<TreeId> {
+    /// Back up the entries of one directory; `parent` is its entry in the parent snapshot.
+    fn dir_nodes(&mut self, path: &Path, rel: &[u8], parent: Option<&NodeKind>) -> Result<Vec<Node>> {
         self.summary.dirs += 1;
         let parent_nodes = match parent {
-            Some(t) => self.repo.load_tree(&t).unwrap_or_else(|e| {
+            Some(k) => self.repo.dir_nodes(k).unwrap_or_else(|e| {
                 tracing::warn!("parent tree of {} unreadable ({e}); reading all files", path.display());
                 Vec::new()
             }),
@@ -672,7 +693,7 @@ impl Walker<'_> {
         if pushed {
             self.ignores.pop();
         }
-        self.store_tree(nodes)
+        Ok(nodes)
     }
 
     /// Back up one directory entry; `None` when it is ignored or unreadable.
@@ -700,11 +721,9 @@ impl Walker<'_> {
             }
         }
         let kind = if ft.is_dir() {
-            let pt = parent.and_then(|n| match n.kind {
-                NodeKind::Dir(t) => Some(t),
-                _ => None,
-            });
-            NodeKind::Dir(self.dir(full, &rel, pt)?)
+            let pk = parent.map(|n| &n.kind).filter(|k| k.is_dir());
+            let nodes = self.dir_nodes(full, &rel, pk)?;
+            self.store_dir(nodes)?
         } else if ft.is_symlink() {
             match std::fs::read_link(full) {
                 Ok(t) => NodeKind::Symlink(t.as_os_str().as_bytes().to_vec()),

@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::backend::Dir;
 use crate::blob::open_blob_into;
 use crate::error::Result;
-use crate::format::{Content, NodeKind};
+use crate::format::{Content, Node, NodeKind};
 use crate::id::{BlobId, PackId, SnapshotId, TreeId};
 use crate::pack;
 use crate::repo::Repository;
@@ -359,9 +359,27 @@ fn walk_fast(
         return Ok(false);
     };
     seen_trees.extend(pages);
+    walk_fast_nodes(repo, nodes, seen_trees, batch)
+}
+
+/// `walk_fast` for the nodes of one directory, however it is stored.
+fn walk_fast_nodes(
+    repo: &Repository,
+    nodes: Vec<Node>,
+    seen_trees: &mut HashSet<TreeId>,
+    batch: &mut Vec<BlobId>,
+) -> Result<bool> {
     for n in nodes {
         match &n.kind {
             NodeKind::Dir(t) if !walk_fast(repo, t, seen_trees, batch)? => return Ok(false),
+            NodeKind::InlineDir(b) => {
+                let Ok(sub) = crate::format::decode_inline_dir(b) else {
+                    return Ok(false);
+                };
+                if !walk_fast_nodes(repo, sub, seen_trees, batch)? {
+                    return Ok(false);
+                }
+            }
             NodeKind::File(d) | NodeKind::HardLink { data: d, .. } => match &d.content {
                 Content::Chunks(c) => batch.extend(c.iter().map(|c| BlobId(c.id.0))),
                 c => {
@@ -397,25 +415,37 @@ fn walk(
     if !seen_trees.insert(*tree) && !bad.contains(&BlobId(tree.0)) {
         return;
     }
-    let shown = |p: &[u8]| {
-        if p.is_empty() {
-            "/".to_string()
-        } else {
-            crate::format_name(p)
-        }
-    };
-    let nodes = match repo.load_tree_pages(tree) {
-        Ok((n, pages)) => {
+    match repo.load_tree_pages(tree) {
+        Ok((nodes, pages)) => {
             // Continuation pages are used too (for the unused-pack report).
             seen_trees.extend(pages);
-            n
+            walk_nodes(repo, sid, nodes, rel, bad, seen_trees, r);
         }
-        Err(e) => {
-            r.errors
-                .push(format!("snapshot {}: directory {}: {e}", sid.short(), shown(rel)));
-            return;
-        }
-    };
+        Err(e) => r
+            .errors
+            .push(format!("snapshot {}: directory {}: {e}", sid.short(), shown(rel))),
+    }
+}
+
+fn shown(p: &[u8]) -> String {
+    if p.is_empty() {
+        "/".to_string()
+    } else {
+        crate::format_name(p)
+    }
+}
+
+/// `walk` for the nodes of one directory, however it is stored.
+#[allow(clippy::too_many_arguments)]
+fn walk_nodes(
+    repo: &Repository,
+    sid: &SnapshotId,
+    nodes: Vec<Node>,
+    rel: &[u8],
+    bad: &HashSet<BlobId>,
+    seen_trees: &mut HashSet<TreeId>,
+    r: &mut CheckReport,
+) {
     for n in nodes {
         let mut p = rel.to_vec();
         if !p.is_empty() {
@@ -424,6 +454,12 @@ fn walk(
         p.extend_from_slice(&n.name);
         match &n.kind {
             NodeKind::Dir(t) => walk(repo, sid, t, &p, bad, seen_trees, r),
+            NodeKind::InlineDir(b) => match crate::format::decode_inline_dir(b) {
+                Ok(sub) => walk_nodes(repo, sid, sub, &p, bad, seen_trees, r),
+                Err(e) => r
+                    .errors
+                    .push(format!("snapshot {}: directory {}: {e}", sid.short(), shown(&p))),
+            },
             NodeKind::File(d) | NodeKind::HardLink { data: d, .. } => {
                 if let Content::Pages(pages) = &d.content {
                     seen_trees.extend(pages.iter().copied());

@@ -29,6 +29,9 @@ pub const TREE_PAGE_TARGET: usize = 4 * 1024 * 1024;
 /// Chunk lists longer than this are stored in separate chunk-list pages.
 pub const CHUNK_LIST_INLINE_MAX: usize = 4096;
 pub const CHUNK_LIST_PAGE: usize = 65536;
+/// A directory whose node list encodes to at most this many bytes is stored inside its
+/// parent's tree page (`NodeKind::InlineDir`) rather than as a tree blob of its own.
+pub const INLINE_DIR_MAX: usize = 512;
 
 /// The kind byte of the file envelope, also part of every AEAD associated data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -351,6 +354,15 @@ pub enum NodeKind {
     Socket,
     CharDevice(u64),
     BlockDevice(u64),
+    /// A small directory kept inside its parent's page: `postcard(Vec<Node>)`, at most
+    /// `INLINE_DIR_MAX` bytes. Kept encoded so that decoding a page never recurses.
+    InlineDir(Vec<u8>),
+}
+
+impl NodeKind {
+    pub fn is_dir(&self) -> bool {
+        matches!(self, NodeKind::Dir(_) | NodeKind::InlineDir(_))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -401,6 +413,38 @@ pub fn encode_tree_pages(nodes: Vec<Node>, id: impl Fn(&[u8]) -> TreeId) -> Resu
     Ok(out)
 }
 
+/// How a directory is stored: inside its parent's page, or as a chain of tree pages.
+pub enum DirEncoding {
+    /// The `NodeKind::InlineDir` payload.
+    Inline(Vec<u8>),
+    /// As `encode_tree_pages` returns them: last page first, the directory's id last.
+    Pages(Vec<(TreeId, Vec<u8>)>),
+}
+
+/// Encode a directory: inline when `may_inline` (every directory but a snapshot's root)
+/// and its node list encodes to at most `INLINE_DIR_MAX` bytes, else as tree pages. The
+/// choice depends only on the nodes, so equal directories always encode alike.
+pub fn encode_dir(nodes: Vec<Node>, may_inline: bool, id: impl Fn(&[u8]) -> TreeId) -> Result<DirEncoding> {
+    if may_inline {
+        let inline = postcard::to_allocvec(&nodes).map_err(|e| Error::Invalid(format!("encoding a directory: {e}")))?;
+        if inline.len() <= INLINE_DIR_MAX {
+            return Ok(DirEncoding::Inline(inline));
+        }
+    }
+    encode_tree_pages(nodes, id).map(DirEncoding::Pages)
+}
+
+/// Decode and validate the payload of a `NodeKind::InlineDir`.
+pub fn decode_inline_dir(bytes: &[u8]) -> Result<Vec<Node>> {
+    if bytes.len() > INLINE_DIR_MAX {
+        return Err(Error::corrupt("inline directory larger than allowed"));
+    }
+    let nodes: Vec<Node> =
+        postcard::from_bytes(bytes).map_err(|e| Error::corrupt(format!("inline directory undecodable: {e}")))?;
+    validate_nodes(&nodes)?;
+    Ok(nodes)
+}
+
 /// Reject names that could escape a restore target (guarantee 6).
 pub fn check_name(name: &[u8]) -> Result<()> {
     if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0) {
@@ -439,7 +483,13 @@ pub fn validate_file(d: &FileData) -> Result<()> {
 /// Validate a decoded tree page: safe names (also in hard-link targets), strictly
 /// sorted, consistent file layouts.
 pub fn validate_tree(t: &Tree) -> Result<()> {
-    for n in &t.nodes {
+    validate_nodes(&t.nodes)
+}
+
+/// Validate one directory level (a page, or an inline directory's nodes). An inline
+/// child is only checked for its size here; its nodes are validated when it is decoded.
+fn validate_nodes(nodes: &[Node]) -> Result<()> {
+    for n in nodes {
         check_name(&n.name)?;
         match &n.kind {
             NodeKind::File(d) => validate_file(d)?,
@@ -449,10 +499,13 @@ pub fn validate_tree(t: &Tree) -> Result<()> {
                 }
                 validate_file(data)?;
             }
+            NodeKind::InlineDir(b) if b.len() > INLINE_DIR_MAX => {
+                return Err(Error::corrupt("inline directory larger than allowed"));
+            }
             _ => {}
         }
     }
-    if t.nodes.windows(2).any(|w| w[0].name >= w[1].name) {
+    if nodes.windows(2).any(|w| w[0].name >= w[1].name) {
         return Err(Error::corrupt("tree entries not sorted or duplicated"));
     }
     Ok(())
@@ -556,6 +609,7 @@ mod tests {
                 })
             }),
             any::<[u8; 32]>().prop_map(|t| NodeKind::Dir(TreeId(t))),
+            proptest::collection::vec(any::<u8>(), 0..40).prop_map(NodeKind::InlineDir),
             proptest::collection::vec(any::<u8>(), 0..20).prop_map(NodeKind::Symlink),
             Just(NodeKind::Fifo),
             any::<u64>().prop_map(NodeKind::CharDevice),
@@ -593,9 +647,65 @@ mod tests {
         fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = decode_versioned::<Tree>(1, &bytes, "t");
             let _ = decode_versioned::<Snapshot>(1, &bytes, "s");
+            let _ = decode_inline_dir(&bytes);
             let _ = decode_key_file(&bytes);
             let _ = config_repo_id(&bytes);
         }
+    }
+
+    fn leaf(name: &[u8]) -> Node {
+        Node {
+            name: name.to_vec(),
+            kind: NodeKind::Symlink(b"t".to_vec()),
+            meta: Meta::default(),
+        }
+    }
+
+    #[test]
+    fn small_directories_inline_large_ones_and_roots_get_pages() {
+        let id = |raw: &[u8]| TreeId(*blake3::hash(raw).as_bytes());
+        let small = vec![leaf(b"a"), leaf(b"b")];
+        let Ok(DirEncoding::Inline(b)) = encode_dir(small.clone(), true, id) else {
+            panic!("a two-entry directory is stored inline");
+        };
+        assert_eq!(decode_inline_dir(&b).unwrap(), small);
+        // The same nodes always give the same bytes: inline directories deduplicate with their parents.
+        let Ok(DirEncoding::Inline(again)) = encode_dir(small.clone(), true, id) else {
+            panic!("deterministic");
+        };
+        assert_eq!(b, again);
+        // A root never inlines.
+        assert!(matches!(encode_dir(small, false, id), Ok(DirEncoding::Pages(p)) if p.len() == 1));
+        // Just over the limit: pages.
+        let big: Vec<Node> = (0..200u32).map(|i| leaf(format!("{i:04}").as_bytes())).collect();
+        assert!(postcard::to_allocvec(&big).unwrap().len() > INLINE_DIR_MAX);
+        assert!(matches!(encode_dir(big, true, id), Ok(DirEncoding::Pages(_))));
+    }
+
+    #[test]
+    fn inline_directories_are_validated_and_bounded() {
+        let enc = |nodes: &Vec<Node>| postcard::to_allocvec(nodes).unwrap();
+        // Unsorted, duplicated and hostile names are refused like in a page.
+        assert!(decode_inline_dir(&enc(&vec![leaf(b"b"), leaf(b"a")])).is_err());
+        assert!(decode_inline_dir(&enc(&vec![leaf(b"a"), leaf(b"a")])).is_err());
+        assert!(matches!(
+            decode_inline_dir(&enc(&vec![leaf(b"..")])),
+            Err(Error::Hostile(_))
+        ));
+        // Larger than a writer ever inlines: refused both when decoding and in the parent's page,
+        // which bounds how deeply inline directories can nest.
+        let over = vec![0u8; INLINE_DIR_MAX + 1];
+        assert!(decode_inline_dir(&over).is_err());
+        let page = Tree {
+            nodes: vec![Node {
+                name: b"d".to_vec(),
+                kind: NodeKind::InlineDir(over),
+                meta: Meta::default(),
+            }],
+            next: None,
+        };
+        assert!(validate_tree(&page).is_err());
+        assert!(decode_inline_dir(b"\xff\xff").is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::format::{Content, FileData, Meta, Node, NodeKind, Snapshot};
-use crate::id::{BlobId, TreeId};
+use crate::id::BlobId;
 use crate::repo::Repository;
 
 #[derive(Debug, Clone, Serialize)]
@@ -26,7 +26,7 @@ pub struct LsEntry {
 pub fn kind_name(k: &NodeKind) -> &'static str {
     match k {
         NodeKind::File(_) => "file",
-        NodeKind::Dir(_) => "dir",
+        NodeKind::Dir(_) | NodeKind::InlineDir(_) => "dir",
         NodeKind::Symlink(_) => "symlink",
         NodeKind::HardLink { .. } => "hardlink",
         NodeKind::Fifo => "fifo",
@@ -73,17 +73,17 @@ pub fn ls(repo: &Repository, snap: &Snapshot, path: Option<&str>) -> Result<Vec<
         .map(|p| p.trim_matches('/').as_bytes().to_vec())
         .unwrap_or_default();
     let start = if prefix.is_empty() {
-        snap.tree
+        NodeKind::Dir(snap.tree)
     } else {
         let node = repo
             .find_node(&snap.tree, &prefix)?
             .ok_or_else(|| Error::PathNotInSnapshot(String::from_utf8_lossy(&prefix).into_owned()))?;
         let full = join(b"", &prefix);
         out.push(entry(&full, &node));
-        match node.kind {
-            NodeKind::Dir(t) => t,
-            _ => return Ok(out),
+        if !node.kind.is_dir() {
+            return Ok(out);
         }
+        node.kind
     };
     let base = if prefix.is_empty() {
         Vec::new()
@@ -94,12 +94,13 @@ pub fn ls(repo: &Repository, snap: &Snapshot, path: Option<&str>) -> Result<Vec<
     Ok(out)
 }
 
-fn walk(repo: &Repository, tree: &TreeId, rel: &[u8], f: &mut dyn FnMut(&[u8], &Node)) -> Result<()> {
-    for n in repo.load_tree(tree)? {
+/// Visit every entry below the directory entry `dir` (`Dir` or `InlineDir`), depth first.
+fn walk(repo: &Repository, dir: &NodeKind, rel: &[u8], f: &mut dyn FnMut(&[u8], &Node)) -> Result<()> {
+    for n in repo.dir_nodes(dir)? {
         let p = join(rel, &n.name);
         f(&p, &n);
-        if let NodeKind::Dir(t) = &n.kind {
-            walk(repo, t, &p, f)?;
+        if n.kind.is_dir() {
+            walk(repo, &n.kind, &p, f)?;
         }
     }
     Ok(())
@@ -118,14 +119,20 @@ fn same_meta(a: &Meta, b: &Meta) -> bool {
 
 pub fn diff(repo: &Repository, a: &Snapshot, b: &Snapshot) -> Result<Vec<Change>> {
     let mut out = Vec::new();
-    diff_trees(repo, Some(&a.tree), Some(&b.tree), b"", &mut out)?;
+    diff_trees(
+        repo,
+        Some(&NodeKind::Dir(a.tree)),
+        Some(&NodeKind::Dir(b.tree)),
+        b"",
+        &mut out,
+    )?;
     Ok(out)
 }
 
 fn diff_trees(
     repo: &Repository,
-    a: Option<&TreeId>,
-    b: Option<&TreeId>,
+    a: Option<&NodeKind>,
+    b: Option<&NodeKind>,
     rel: &[u8],
     out: &mut Vec<Change>,
 ) -> Result<()> {
@@ -133,11 +140,11 @@ fn diff_trees(
         return Ok(());
     }
     let an = match a {
-        Some(t) => repo.load_tree(t)?,
+        Some(k) => repo.dir_nodes(k)?,
         None => Vec::new(),
     };
     let bn = match b {
-        Some(t) => repo.load_tree(t)?,
+        Some(k) => repo.dir_nodes(k)?,
         None => Vec::new(),
     };
     let (mut i, mut j) = (0, 0);
@@ -155,8 +162,8 @@ fn diff_trees(
                     path: crate::format_name(&p),
                     change: "-",
                 });
-                if let NodeKind::Dir(t) = &n.kind {
-                    diff_trees(repo, Some(t), None, &p, out)?;
+                if n.kind.is_dir() {
+                    diff_trees(repo, Some(&n.kind), None, &p, out)?;
                 }
                 i += 1;
             }
@@ -167,8 +174,8 @@ fn diff_trees(
                     path: crate::format_name(&p),
                     change: "+",
                 });
-                if let NodeKind::Dir(t) = &n.kind {
-                    diff_trees(repo, None, Some(t), &p, out)?;
+                if n.kind.is_dir() {
+                    diff_trees(repo, None, Some(&n.kind), &p, out)?;
                 }
                 j += 1;
             }
@@ -176,7 +183,7 @@ fn diff_trees(
                 let (x, y) = (&an[i], &bn[j]);
                 let p = join(rel, &x.name);
                 match (&x.kind, &y.kind) {
-                    (NodeKind::Dir(s), NodeKind::Dir(t)) => {
+                    (s, t) if s.is_dir() && t.is_dir() => {
                         if !same_meta(&x.meta, &y.meta) {
                             out.push(Change {
                                 path: crate::format_name(&p),
@@ -232,8 +239,8 @@ pub fn snapshot_stats(repo: &Repository, snap: &Snapshot) -> Result<SnapshotStat
     let mut s = SnapshotStats::default();
     let mut seen: HashSet<BlobId> = HashSet::new();
     let mut err = None;
-    walk(repo, &snap.tree, b"", &mut |_, n| match &n.kind {
-        NodeKind::Dir(_) => s.dirs += 1,
+    walk(repo, &NodeKind::Dir(snap.tree), b"", &mut |_, n| match &n.kind {
+        k if k.is_dir() => s.dirs += 1,
         k => {
             if let Some(d) = file_data(k) {
                 s.files += 1;

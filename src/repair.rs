@@ -47,9 +47,10 @@ struct Rewriter<'a> {
     dropped: Vec<String>,
     packer: PackWriter,
     dry_run: bool,
-    /// Rewritten trees: new id and the paths (relative to that tree) dropped from it, so a
+    /// Rewritten trees, by old id and whether it is a snapshot root: the new node kind and
+    /// the paths (relative to that tree) dropped from it, so a
     /// subtree shared by several snapshots reports its losses for each of them.
-    memo: HashMap<TreeId, (TreeId, Vec<String>)>,
+    memo: HashMap<(TreeId, bool), (NodeKind, Vec<String>)>,
     written: std::collections::HashSet<TreeId>,
 }
 
@@ -70,27 +71,47 @@ impl Rewriter<'_> {
         Ok(v)
     }
 
-    /// Rewrite a tree; returns the new id (equal to the old one when nothing was lost).
-    fn tree(&mut self, id: &TreeId, rel: &[u8]) -> Result<TreeId> {
-        if let Some((t, lost)) = self.memo.get(id).cloned() {
+    /// Rewrite a directory stored in tree pages; returns its new node kind (`Dir` of the
+    /// old id when nothing was lost). A snapshot's `root` stays in tree pages; any other
+    /// directory is re-encoded like a backup encodes it, so it may become inline.
+    fn tree(&mut self, id: &TreeId, rel: &[u8], root: bool) -> Result<NodeKind> {
+        if let Some((k, lost)) = self.memo.get(&(*id, root)).cloned() {
             let prefix = crate::format_name(rel);
             for l in lost {
                 self.dropped.push(format!("{prefix}{l}"));
             }
-            return Ok(t);
+            return Ok(k);
         }
         let mark = self.dropped.len();
-        let mut changed = false;
-        let nodes = match self.repo.load_tree(id) {
-            Ok(n) => n,
+        let (nodes, lost_listing) = match self.repo.load_tree(id) {
+            Ok(n) => (n, false),
             Err(e) if is_loss(&e) => {
                 self.dropped
                     .push(format!("{}/ (directory listing lost)", crate::format_name(rel)));
-                changed = true;
-                Vec::new()
+                (Vec::new(), true)
             }
             Err(e) => return Err(e),
         };
+        let (out, changed) = self.nodes(nodes, rel)?;
+        // A hard link whose first name was dropped keeps its own copy of the content, so
+        // it still restores (restore turns it into a regular file).
+        let new = if changed || lost_listing {
+            self.store_dir(out, !root)?
+        } else {
+            NodeKind::Dir(*id)
+        };
+        let prefix_len = crate::format_name(rel).len();
+        let lost: Vec<String> = self.dropped[mark..]
+            .iter()
+            .map(|d| d[prefix_len..].to_string())
+            .collect();
+        self.memo.insert((*id, root), (new.clone(), lost));
+        Ok(new)
+    }
+
+    /// Rewrite the nodes of one directory; `true` when anything in them was lost.
+    fn nodes(&mut self, nodes: Vec<Node>, rel: &[u8]) -> Result<(Vec<Node>, bool)> {
+        let mut changed = false;
         let mut out = Vec::with_capacity(nodes.len());
         for n in nodes {
             let mut p = rel.to_vec();
@@ -99,9 +120,27 @@ impl Rewriter<'_> {
             let Node { name, kind, meta } = n;
             let kind = match kind {
                 NodeKind::Dir(t) => {
-                    let nt = self.tree(&t, &p)?;
-                    changed |= nt != t;
-                    NodeKind::Dir(nt)
+                    let nk = self.tree(&t, &p, false)?;
+                    changed |= nk != NodeKind::Dir(t);
+                    nk
+                }
+                NodeKind::InlineDir(b) => {
+                    let (sub, lost_listing) = match format::decode_inline_dir(&b) {
+                        Ok(n) => (n, false),
+                        Err(e) if is_loss(&e) => {
+                            self.dropped
+                                .push(format!("{}/ (directory listing lost)", crate::format_name(&p)));
+                            (Vec::new(), true)
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    let (sub, c) = self.nodes(sub, &p)?;
+                    if c || lost_listing {
+                        changed = true;
+                        self.store_dir(sub, true)?
+                    } else {
+                        NodeKind::InlineDir(b)
+                    }
                 }
                 NodeKind::File(ref d) | NodeKind::HardLink { data: ref d, .. } => {
                     let mut intact = true;
@@ -141,26 +180,25 @@ impl Rewriter<'_> {
             };
             out.push(Node { name, kind, meta });
         }
-        // A hard link whose first name was dropped keeps its own copy of the content, so
-        // it still restores (restore turns it into a regular file).
-        let new = if changed { self.store_tree(out)? } else { *id };
-        let prefix_len = crate::format_name(rel).len();
-        let lost: Vec<String> = self.dropped[mark..]
-            .iter()
-            .map(|d| d[prefix_len..].to_string())
-            .collect();
-        self.memo.insert(*id, (new, lost));
-        Ok(new)
+        Ok((out, changed))
     }
 
-    fn store_tree(&mut self, nodes: Vec<Node>) -> Result<TreeId> {
+    /// Store a rewritten directory the way a backup would (`format::encode_dir`).
+    fn store_dir(&mut self, nodes: Vec<Node>, may_inline: bool) -> Result<NodeKind> {
         let keys = &self.repo.keys;
-        let pages = format::encode_tree_pages(nodes, |raw| TreeId(keys.meta_id(raw)))?;
-        let root = pages.last().map(|p| p.0).expect("at least one page");
-        for (id, raw) in pages {
-            self.store_page(id, raw)?;
+        match format::encode_dir(nodes, may_inline, |raw| TreeId(keys.meta_id(raw)))? {
+            format::DirEncoding::Inline(b) => Ok(NodeKind::InlineDir(b)),
+            format::DirEncoding::Pages(pages) => {
+                let root = pages
+                    .last()
+                    .map(|p| p.0)
+                    .expect("encode_tree_pages returns at least one page");
+                for (id, raw) in pages {
+                    self.store_page(id, raw)?;
+                }
+                Ok(NodeKind::Dir(root))
+            }
         }
-        Ok(root)
     }
 
     fn store_page(&mut self, id: TreeId, raw: Vec<u8>) -> Result<()> {
@@ -203,7 +241,14 @@ pub fn repair_snapshots(repo: &mut Repository, dry_run: bool, forget_old: bool) 
     let mut rewritten: Vec<(SnapshotId, format::Snapshot, Vec<String>)> = Vec::new();
     for (id, s) in &snaps {
         rw.dropped.clear();
-        let tree = rw.tree(&s.tree, b"")?;
+        let tree = match rw.tree(&s.tree, b"", true)? {
+            NodeKind::Dir(t) => t,
+            _ => {
+                return Err(Error::Invalid(
+                    "internal error: a snapshot root was stored inline".into(),
+                ));
+            }
+        };
         if tree == s.tree && rw.dropped.is_empty() {
             continue;
         }

@@ -1,7 +1,6 @@
 //! Opening, creating and unlocking a repository; it owns the backend, the keys and the
 //! index cache, and offers typed reads of blobs, trees and snapshots.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -11,7 +10,7 @@ use crate::chunker::{Chunker, ChunkerParams};
 use crate::crypto::{Cipher, KdfParams, Keys, random_bytes};
 use crate::error::{Error, Result};
 use crate::format::{
-    self, BlobKind, ChunkPage, ChunkRef, Config, Content, IndexDelta, KeyFile, Kind, Node, Snapshot, Tree,
+    self, BlobKind, ChunkPage, ChunkRef, Config, Content, IndexDelta, KeyFile, Kind, Node, NodeKind, Snapshot, Tree,
 };
 use crate::id::*;
 use crate::index::{Index, Location};
@@ -645,6 +644,16 @@ impl Repository {
         Ok(self.load_tree_pages(id)?.0)
     }
 
+    /// The nodes of a directory entry, whether it is stored in tree pages of its own or
+    /// inline in its parent's page. An entry that is not a directory has none.
+    pub fn dir_nodes(&self, kind: &NodeKind) -> Result<Vec<Node>> {
+        match kind {
+            NodeKind::Dir(t) => self.load_tree(t),
+            NodeKind::InlineDir(b) => format::decode_inline_dir(b),
+            _ => Ok(Vec::new()),
+        }
+    }
+
     /// The full chunk list of a file, expanding pages.
     pub fn chunk_list(&self, content: &Content) -> Result<Vec<ChunkRef>> {
         match content {
@@ -663,40 +672,22 @@ impl Repository {
 
     /// Walk a snapshot path (`a/b/c`) down from a root tree.
     pub fn find_node(&self, root: &TreeId, path: &[u8]) -> Result<Option<Node>> {
-        let mut tree = *root;
+        let mut dir = NodeKind::Dir(*root);
         let comps: Vec<&[u8]> = path.split(|b| *b == b'/').filter(|c| !c.is_empty()).collect();
         for (i, comp) in comps.iter().enumerate() {
-            let nodes = self.load_tree(&tree)?;
+            let nodes = self.dir_nodes(&dir)?;
             let Some(n) = nodes.into_iter().find(|n| n.name == *comp) else {
                 return Ok(None);
             };
             if i + 1 == comps.len() {
                 return Ok(Some(n));
             }
-            match n.kind {
-                format::NodeKind::Dir(t) => tree = t,
-                _ => return Ok(None),
+            if !n.kind.is_dir() {
+                return Ok(None);
             }
+            dir = n.kind;
         }
         Ok(None)
-    }
-}
-
-/// Cache of decoded trees for walks that visit trees more than once.
-#[derive(Default)]
-pub struct TreeCache(HashMap<TreeId, Arc<Vec<Node>>>);
-
-impl TreeCache {
-    pub fn get(&mut self, repo: &Repository, id: &TreeId) -> Result<Arc<Vec<Node>>> {
-        if let Some(t) = self.0.get(id) {
-            return Ok(t.clone());
-        }
-        let t = Arc::new(repo.load_tree(id)?);
-        if self.0.len() > 4096 {
-            self.0.clear();
-        }
-        self.0.insert(*id, t.clone());
-        Ok(t)
     }
 }
 

@@ -30,7 +30,7 @@ use crate::backend::Dir;
 use crate::blob::open_blob_in_place;
 use crate::error::{Error, Result};
 use crate::format::{ChunkRef, FileData, Meta, Node, NodeKind, Snapshot};
-use crate::id::{BlobId, ChunkId, PackId, TreeId};
+use crate::id::{BlobId, ChunkId, PackId};
 use crate::progress::Progress;
 use crate::repo::Repository;
 
@@ -169,7 +169,15 @@ pub fn display(rel: &[u8]) -> String {
 pub fn plan(repo: &Repository, snap: &Snapshot, includes: &Includes) -> Result<Plan> {
     let mut plan = Plan::default();
     let mut files = HashSet::new();
-    plan_dir(repo, &snap.tree, b"", includes, includes.all(), &mut plan, &mut files)?;
+    plan_dir(
+        repo,
+        &NodeKind::Dir(snap.tree),
+        b"",
+        includes,
+        includes.all(),
+        &mut plan,
+        &mut files,
+    )?;
     Ok(plan)
 }
 
@@ -185,14 +193,14 @@ fn join(rel: &[u8], name: &[u8]) -> Vec<u8> {
 
 fn plan_dir(
     repo: &Repository,
-    tree: &TreeId,
+    dir: &NodeKind,
     rel: &[u8],
     inc: &Includes,
     included: bool,
     plan: &mut Plan,
     files: &mut HashSet<Vec<u8>>,
 ) -> Result<()> {
-    let nodes = match repo.load_tree(tree) {
+    let nodes = match repo.dir_nodes(dir) {
         Ok(n) => n,
         Err(e) => {
             plan.errors
@@ -208,10 +216,10 @@ fn plan_dir(
         let r = join(rel, &name);
         let inc_here = included || inc.matches(&r, &name);
         match kind {
-            NodeKind::Dir(t) => {
+            k if k.is_dir() => {
                 let mark = plan.items.len();
                 plan.items.push(Item::Dir { rel: r.clone(), meta });
-                plan_dir(repo, &t, &r, inc, inc_here, plan, files)?;
+                plan_dir(repo, &k, &r, inc, inc_here, plan, files)?;
                 if !inc_here && plan.items.len() == mark + 1 {
                     plan.items.pop();
                 } else {

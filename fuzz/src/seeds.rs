@@ -79,10 +79,17 @@ pub fn sample_tree() -> Tree {
         kind,
         meta: meta(mode),
     };
+    let small = vec![node(b"x", NodeKind::Symlink(b"../a-file".to_vec()), 0o120777)];
+    let Ok(projectclone::format::DirEncoding::Inline(inline)) =
+        projectclone::format::encode_dir(small, true, |_| TreeId([0; 32]))
+    else {
+        panic!("a one-entry directory is stored inline");
+    };
     Tree {
         nodes: vec![
             node(b"a-file", NodeKind::File(data.clone()), 0o100644),
             node(b"b-dir", NodeKind::Dir(TreeId([2; 32])), 0o40755),
+            node(b"b-inline", NodeKind::InlineDir(inline), 0o40755),
             node(b"c-link", NodeKind::Symlink(b"../a-file".to_vec()), 0o120777),
             node(
                 b"d-hard",

@@ -266,6 +266,12 @@ fn use_node(n: &Node) {
         NodeKind::Symlink(target) => {
             let _ = format_name(target);
         }
+        // An inline directory is decoded (and validated) one level at a time, as readers do.
+        NodeKind::InlineDir(b) => {
+            if let Ok(nodes) = format::decode_inline_dir(b) {
+                nodes.iter().for_each(use_node);
+            }
+        }
         _ => {}
     }
 }

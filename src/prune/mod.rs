@@ -22,7 +22,7 @@ use serde::Serialize;
 use crate::backend::Dir;
 use crate::blob::open_blob;
 use crate::error::{Error, Result};
-use crate::format::{BlobKind, Condemned, Content, IndexDelta, IndexPack, NodeKind};
+use crate::format::{BlobKind, Condemned, Content, IndexDelta, IndexPack, Node, NodeKind};
 use crate::id::{BlobId, ObjectId, PackId, SnapshotId, TreeId};
 use crate::lock;
 use crate::pack::PackWriter;
@@ -172,22 +172,29 @@ fn mark_tree(repo: &Repository, tree: &TreeId) -> Result<()> {
         }
         first = false;
         let t = repo.load_tree_page(&p)?;
-        for n in &t.nodes {
-            match &n.kind {
-                NodeKind::Dir(sub) => mark_tree(repo, sub)?,
-                NodeKind::File(d) | NodeKind::HardLink { data: d, .. } => {
-                    if let Content::Pages(pages) = &d.content {
-                        let ids: Vec<BlobId> = pages.iter().map(|p| BlobId(p.0)).collect();
-                        repo.index.live_insert(&ids)?;
-                    }
-                    let chunks = repo.chunk_list(&d.content)?;
-                    let ids: Vec<BlobId> = chunks.iter().map(|c| BlobId(c.id.0)).collect();
+        mark_nodes(repo, &t.nodes)?;
+        page = t.next;
+    }
+    Ok(())
+}
+
+/// Mark what the nodes of one directory level use, inline subdirectories included.
+fn mark_nodes(repo: &Repository, nodes: &[Node]) -> Result<()> {
+    for n in nodes {
+        match &n.kind {
+            NodeKind::Dir(sub) => mark_tree(repo, sub)?,
+            NodeKind::InlineDir(b) => mark_nodes(repo, &crate::format::decode_inline_dir(b)?)?,
+            NodeKind::File(d) | NodeKind::HardLink { data: d, .. } => {
+                if let Content::Pages(pages) = &d.content {
+                    let ids: Vec<BlobId> = pages.iter().map(|p| BlobId(p.0)).collect();
                     repo.index.live_insert(&ids)?;
                 }
-                _ => {}
+                let chunks = repo.chunk_list(&d.content)?;
+                let ids: Vec<BlobId> = chunks.iter().map(|c| BlobId(c.id.0)).collect();
+                repo.index.live_insert(&ids)?;
             }
+            _ => {}
         }
-        page = t.next;
     }
     Ok(())
 }

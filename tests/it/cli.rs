@@ -422,6 +422,78 @@ fn diff_lines(out: &Out) -> BTreeSet<(String, String)> {
         .collect()
 }
 
+/// Small directories are stored inside their parent's tree page (format §9, "Inline
+/// directories"); ls, diff, restore, check and prune read them like any other directory.
+#[test]
+fn small_directories_are_stored_inline_and_every_command_reads_them() {
+    use projectclone::format::NodeKind;
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(src.join("a/b/c/deep.txt"), b"deep\n");
+    write(src.join("a/b/side.txt"), b"side\n");
+    fs::create_dir_all(src.join("a/empty")).unwrap();
+    for i in 0..40 {
+        write(
+            src.join(format!("big/a-file-with-a-rather-long-name-{i:03}.txt")),
+            format!("{i}\n").as_bytes(),
+        );
+    }
+    age_tree(&src);
+    let first = env.backup([&src]);
+    {
+        let f = Forge::open(&env);
+        let (_, snap) = f.repo.resolve_snapshot(&first).unwrap();
+        let kind = |p: &[u8]| f.repo.find_node(&snap.tree, p).unwrap().expect("in the snapshot").kind;
+        for small in [&b"a"[..], b"a/b", b"a/b/c", b"a/empty"] {
+            assert!(
+                matches!(kind(small), NodeKind::InlineDir(_)),
+                "{} is not inline",
+                String::from_utf8_lossy(small)
+            );
+        }
+        assert!(
+            matches!(kind(b"big"), NodeKind::Dir(_)),
+            "a 40-entry directory has a tree blob of its own"
+        );
+        assert!(matches!(kind(b"a/b/c/deep.txt"), NodeKind::File(_)));
+    }
+    let listed = ls_paths(&env.run(["ls", &first, "a/b"]).success());
+    let want: BTreeSet<String> = ["a/b", "a/b/c", "a/b/c/deep.txt", "a/b/side.txt"]
+        .map(String::from)
+        .into();
+    assert_eq!(listed, want);
+
+    write(src.join("a/b/c/deep.txt"), b"deeper and longer\n");
+    write(src.join("a/b/c/new.txt"), b"new\n");
+    age_tree(&src);
+    let second = env.backup([&src]);
+    // `age_tree` moves every mtime, so metadata-only changes (`U`) are everywhere.
+    let mut d = diff_lines(&env.run(["diff", &first, &second]).success());
+    d.retain(|(c, _)| c != "U");
+    let want: BTreeSet<(String, String)> = [("M", "a/b/c/deep.txt"), ("+", "a/b/c/new.txt")]
+        .map(|(c, p)| (c.to_string(), p.to_string()))
+        .into();
+    assert_eq!(d, want, "only the two changes inside the inline directories");
+
+    for id in [&first, &second] {
+        let out = env.path(format!("out-{id}"));
+        env.restore(id, &out);
+        if id == &second {
+            assert_trees_equal(&src, &out, true);
+        }
+    }
+    assert_eq!(
+        fs::read(env.path(format!("out-{first}")).join("a/b/c/deep.txt")).unwrap(),
+        b"deep\n"
+    );
+    env.run(["forget", &first]).success();
+    env.run(["prune"]).success();
+    env.run(["check", "--read-data"]).success();
+    let out = env.path("after-prune");
+    env.restore(&second, &out);
+    assert_trees_equal(&src, &out, true);
+}
+
 #[test]
 fn diff_shows_added_removed_and_modified() {
     let env = Env::with_repo();

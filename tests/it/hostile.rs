@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use projectclone::format::NodeKind;
+use projectclone::format::{DirEncoding, NodeKind, encode_dir};
+use projectclone::id::TreeId;
 
 use crate::util::*;
 
@@ -103,6 +104,16 @@ fn entries_named_dot_dot_slash_empty_or_nul_are_rejected() {
         snaps.push((
             f.snapshot(t, "dir"),
             format!("directory named {:?}", String::from_utf8_lossy(name)),
+        ));
+        // As a file inside a directory stored inline in its parent's page (format §9).
+        let inner_file = file_node(&mut f, name, b"PWNED\n");
+        let Ok(DirEncoding::Inline(inline)) = encode_dir(vec![inner_file], true, |_| TreeId([0; 32])) else {
+            panic!("a one-entry directory is stored inline");
+        };
+        let t = f.tree(vec![node(b"inline", NodeKind::InlineDir(inline))], None);
+        snaps.push((
+            f.snapshot(t, "inline"),
+            format!("entry named {:?} in an inline directory", String::from_utf8_lossy(name)),
         ));
     }
     // The name "a" next to "a/b": the slash entry would land inside the directory.

@@ -87,3 +87,36 @@ fn repair_snapshots_keep_original_and_nothing_to_do() {
     assert!(out.stdout.contains("no damaged snapshots"), "{}", out.stdout);
     assert_eq!(fingerprint(&healthy.repo()), before);
 }
+
+/// A lost file inside small directories stored inline in their parent's page (format §9):
+/// repair drops just that file, and the directories around it keep their other entries.
+#[test]
+fn repair_drops_a_lost_file_inside_inline_directories() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(src.join("x/y/keep"), random_bytes(3, 1000));
+    write(src.join("x/z"), random_bytes(4, 1000));
+    age_tree(&src);
+    env.backup([&src]);
+    let before: BTreeSet<_> = files_under(&env.repo().join("packs")).into_iter().collect();
+    write(src.join("x/y/lost"), random_bytes(5, 300_000));
+    age_tree(&src);
+    let second = env.backup([&src]);
+    let data_pack = files_under(&env.repo().join("packs"))
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .expect("the second backup wrote a data pack");
+    std::fs::remove_file(&data_pack).unwrap();
+
+    let out = env.run(["--json", "repair", "snapshots"]).success().json();
+    let r = &out["repaired"][0];
+    assert_eq!(r["old"], second.as_str(), "{out}");
+    assert_eq!(r["dropped"], serde_json::json!(["/x/y/lost"]));
+    env.run(["check", "--read-data"]).success();
+    let target = env.path("out");
+    env.restore(r["new"].as_str().unwrap(), &target);
+    assert_eq!(std::fs::read(target.join("x/y/keep")).unwrap(), random_bytes(3, 1000));
+    assert_eq!(std::fs::read(target.join("x/z")).unwrap(), random_bytes(4, 1000));
+    assert!(!target.join("x/y/lost").exists());
+}

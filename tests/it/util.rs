@@ -1012,7 +1012,7 @@ impl Forge {
 /// A node with plain metadata: type bits from the kind, mode 0644/0755, owned by root.
 pub fn node(name: &[u8], kind: NodeKind) -> Node {
     let mode = match &kind {
-        NodeKind::Dir(_) => 0o040755,
+        NodeKind::Dir(_) | NodeKind::InlineDir(_) => 0o040755,
         NodeKind::Symlink(_) => 0o120777,
         _ => 0o100644,
     };
