@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 use crate::util::*;
 
@@ -271,4 +272,79 @@ fn huge_directory_is_paged_and_round_trips() {
         lines.len() <= 2,
         "only the removed entry (and the directory's metadata) differ: {lines:?}"
     );
+}
+
+/// In a fresh target most entries are created with their recorded mode and get no chmod
+/// afterwards; whatever the restoring process's umask, and in a setgid target, every
+/// mode must still come out exact.
+#[test]
+fn modes_are_exact_under_any_umask_and_in_a_setgid_target() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    let files: [(&str, u32); 11] = [
+        ("f644", 0o644),
+        ("f755", 0o755),
+        ("f600", 0o600),
+        ("f444", 0o444),
+        ("f666", 0o666),
+        ("f777", 0o777),
+        ("f640", 0o640),
+        ("f4755", 0o4755),
+        ("f2755", 0o2755),
+        ("f000", 0o000),
+        ("f200", 0o200),
+    ];
+    let dirs: [(&str, u32); 7] = [
+        ("d755", 0o755),
+        ("d700", 0o700),
+        ("d775", 0o775),
+        ("d777", 0o777),
+        ("d1777", 0o1777),
+        ("d555", 0o555),
+        ("d2755", 0o2755),
+    ];
+    for (d, _) in dirs {
+        for (f, _) in files {
+            write(src.join(d).join(f), f.as_bytes());
+        }
+    }
+    let chmod = |p: &Path, m: u32| fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap();
+    for (d, dm) in dirs {
+        for (f, fm) in files {
+            chmod(&src.join(d).join(f), fm);
+        }
+        chmod(&src.join(d), dm);
+    }
+    age_tree(&src);
+    let id = env.backup([&src]);
+
+    let restore = |umask: &str, target: &Path| {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
+            .arg(bin_path())
+            .env_remove("PROJECTCLONE_REPO")
+            .env_remove("PROJECTCLONE_PASSWORD_FILE")
+            .env("PROJECTCLONE_PASSWORD", PASSWORD)
+            .arg("-r")
+            .arg(env.repo())
+            .arg("--cache-dir")
+            .arg(env.cache())
+            .args(["restore", &id, "--target"])
+            .arg(target)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    for umask in ["022", "077", "000", "777"] {
+        let target = env.path(format!("out-{umask}"));
+        restore(umask, &target);
+        assert_trees_equal(&src, &target, true);
+    }
+    // A setgid target passes its bit to new directories: they must still end up exact.
+    let target = env.path("out-setgid");
+    fs::create_dir(&target).unwrap();
+    chmod(&target, 0o2755);
+    restore("022", &target);
+    assert_trees_equal(&src, &target, true);
 }
