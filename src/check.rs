@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::backend::Dir;
-use crate::blob::open_blob_into;
+use crate::blob::open_blob_in_place;
 use crate::error::Result;
 use crate::format::{Content, Node, NodeKind};
 use crate::id::{BlobId, PackId, SnapshotId, TreeId};
@@ -263,7 +263,7 @@ fn check_pack_inner(
     let path = Dir::Packs.path(&id.to_hex());
     let header = if read_data {
         match repo.backend.read(&path) {
-            Ok(bytes) => {
+            Ok(mut bytes) => {
                 if blake3::hash(&bytes).as_bytes() != &id.0 {
                     errs.push(format!(
                         "pack {id}: content does not match its name (damaged or swapped)"
@@ -271,31 +271,38 @@ fn check_pack_inner(
                 }
                 let entries = pack::read_all(repo.repo_id(), &repo.cipher, &bytes);
                 if let Ok(entries) = &entries {
+                    // Each blob is decrypted where it lies in the pack buffer (the pack id was
+                    // hashed above): the header lists them ascending and disjoint.
+                    let mut parts: Vec<(&crate::format::PackEntry, &mut [u8])> = Vec::with_capacity(entries.len());
+                    let mut rest: &mut [u8] = &mut bytes;
+                    let mut pos = 0usize;
+                    for e in entries {
+                        let (_, tail) = std::mem::take(&mut rest).split_at_mut(e.offset as usize - pos);
+                        let (blob, tail) = tail.split_at_mut(e.length as usize);
+                        parts.push((e, blob));
+                        rest = tail;
+                        pos = e.offset as usize + e.length as usize;
+                    }
                     // Blobs in parallel too, so the last large pack does not leave a core idle.
-                    let failed: Vec<(String, BlobId)> = entries
-                        .par_chunks(64)
-                        .map_init(
-                            || (Vec::new(), Vec::new()),
-                            |(scratch, plain), part| {
-                                let mut out = Vec::new();
-                                for e in part {
-                                    let s = e.offset as usize;
-                                    if let Err(err) = open_blob_into(
-                                        repo.repo_id(),
-                                        &repo.keys,
-                                        &repo.cipher,
-                                        e.kind,
-                                        &e.id,
-                                        &bytes[s..s + e.length as usize],
-                                        scratch,
-                                        plain,
-                                    ) {
-                                        out.push((format!("pack {id}: {err}"), e.id));
-                                    }
+                    let failed: Vec<(String, BlobId)> = parts
+                        .par_chunks_mut(64)
+                        .map_init(Vec::new, |plain, part| {
+                            let mut out = Vec::new();
+                            for (e, blob) in part {
+                                if let Err(err) = open_blob_in_place(
+                                    repo.repo_id(),
+                                    &repo.keys,
+                                    &repo.cipher,
+                                    e.kind,
+                                    &e.id,
+                                    blob,
+                                    plain,
+                                ) {
+                                    out.push((format!("pack {id}: {err}"), e.id));
                                 }
-                                out
-                            },
-                        )
+                            }
+                            out
+                        })
                         .flatten()
                         .collect();
                     n += entries.len() as u64;
