@@ -29,7 +29,7 @@ use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
-use crate::format::{BlobKind, FileData, Meta, NodeKind, Snapshot, Time};
+use crate::format::{BlobKind, FileData, Meta, Snapshot, Time};
 use crate::id::{BlobId, SnapshotId};
 use crate::progress::Progress;
 use crate::repo::Repository;
@@ -748,7 +748,7 @@ impl<W: Write> Tar<W> {
             h.set_device_major(rustix::fs::major(*d as _))?;
             h.set_device_minor(rustix::fs::minor(*d as _))?;
         }
-        for (k, v) in &meta.xattrs {
+        for (k, v) in meta.xattrs.iter() {
             if k.contains(&b'=') {
                 skipped.push(crate::format_name(k));
                 continue;
@@ -994,10 +994,10 @@ fn write_archive<W: Write>(
                 }
                 Item::Special { kind, meta, .. } => {
                     let m = match kind {
-                        NodeKind::Fifo => Member::Fifo,
-                        NodeKind::CharDevice(d) => Member::Char(*d),
-                        NodeKind::BlockDevice(d) => Member::Block(*d),
-                        _ => {
+                        restore::Special::Fifo => Member::Fifo,
+                        restore::Special::Char(d) => Member::Char(*d),
+                        restore::Special::Block(d) => Member::Block(*d),
+                        restore::Special::Socket => {
                             res.skipped
                                 .push((restore::display(&name), "a tar archive cannot hold a socket".into()));
                             continue;
@@ -1365,7 +1365,7 @@ fn unchanged_on_disk(parent: &OwnedFd, name: &[u8], meta: &ItemMeta, size: u64, 
     p.push(OsStr::from_bytes(name));
     match crate::meta::read_xattrs(Path::new(&p)) {
         Ok(x) => {
-            let mut want = meta.xattrs.clone();
+            let mut want = meta.xattrs.to_vec();
             want.sort();
             x == want
         }

@@ -52,7 +52,8 @@ pub struct ItemMeta {
     pub uid: u32,
     pub gid: u32,
     pub mtime: crate::format::Time,
-    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// A boxed slice: 8 bytes less than a `Vec` in every item, and no allocation when empty.
+    pub xattrs: Box<[(Vec<u8>, Vec<u8>)]>,
 }
 
 impl From<Meta> for ItemMeta {
@@ -62,7 +63,7 @@ impl From<Meta> for ItemMeta {
             uid: m.uid,
             gid: m.gid,
             mtime: m.mtime,
-            xattrs: m.xattrs,
+            xattrs: m.xattrs.into_boxed_slice(),
         }
     }
 }
@@ -86,7 +87,7 @@ pub enum Item {
     },
     Special {
         rel: Vec<u8>,
-        kind: NodeKind,
+        kind: Special,
         meta: ItemMeta,
     },
     HardLink {
@@ -115,6 +116,15 @@ impl Item {
             | Item::HardLink { meta, .. } => meta,
         }
     }
+}
+
+/// The kind of a special file (a `NodeKind` holds far more: this keeps `Item` small).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Special {
+    Fifo,
+    Socket,
+    Char(u64),
+    Block(u64),
 }
 
 #[derive(Debug, Default)]
@@ -182,11 +192,13 @@ pub fn plan(repo: &Repository, snap: &Snapshot, includes: &Includes) -> Result<P
     Ok(plan)
 }
 
+/// `rel/name`, allocated at its exact length: a plan holds one per entry.
 fn join(rel: &[u8], name: &[u8]) -> Vec<u8> {
     if rel.is_empty() {
         return name.to_vec();
     }
-    let mut r = rel.to_vec();
+    let mut r = Vec::with_capacity(rel.len() + 1 + name.len());
+    r.extend_from_slice(rel);
     r.push(b'/');
     r.extend_from_slice(name);
     r
@@ -253,7 +265,15 @@ fn plan_dir(
             }
             k => {
                 plan.files += 1;
-                plan.items.push(Item::Special { rel: r, kind: k, meta });
+                let kind = match k {
+                    NodeKind::Fifo => Special::Fifo,
+                    NodeKind::Socket => Special::Socket,
+                    NodeKind::CharDevice(d) => Special::Char(d),
+                    NodeKind::BlockDevice(d) => Special::Block(d),
+                    // Directories, files, symlinks and hard links were matched above.
+                    _ => continue,
+                };
+                plan.items.push(Item::Special { rel: r, kind, meta });
             }
         }
     }
@@ -507,11 +527,10 @@ pub fn execute(
                 Item::Special { kind, meta, .. } => {
                     clear(dir, name)?;
                     let (ft, dev) = match kind {
-                        NodeKind::Fifo => (FileType::Fifo, 0),
-                        NodeKind::Socket => (FileType::Socket, 0),
-                        NodeKind::CharDevice(d) => (FileType::CharacterDevice, *d),
-                        NodeKind::BlockDevice(d) => (FileType::BlockDevice, *d),
-                        _ => unreachable!("plan puts only special files here"),
+                        Special::Fifo => (FileType::Fifo, 0),
+                        Special::Socket => (FileType::Socket, 0),
+                        Special::Char(d) => (FileType::CharacterDevice, *d),
+                        Special::Block(d) => (FileType::BlockDevice, *d),
                     };
                     rustix::fs::mknodat(dir, name, ft, Mode::from_raw_mode(meta.mode & 0o777), dev as _).map_err(errno)
                 }
@@ -701,7 +720,7 @@ fn apply_meta(
         } else {
             full
         };
-        for (k, v) in &meta.xattrs {
+        for (k, v) in meta.xattrs.iter() {
             xattr::set(target, OsStr::from_bytes(k), v)?;
         }
     }
@@ -758,26 +777,26 @@ type TimesSet = Vec<std::sync::atomic::AtomicBool>;
 /// on a restore of 130k files, for no measurable speed).
 const READ_COALESCE: u64 = 2 << 20;
 
-/// A file the data phase writes.
-struct DataFile<'a> {
-    rel: &'a [u8],
-    /// Set the length after creating (the file ends in a hole); 0: the writes make it.
-    truncate_to: u64,
-    /// Whether it exists yet: in a fresh target the first write creates it, exclusively,
-    /// so nothing that appeared there meanwhile is ever written through.
-    created: Mutex<bool>,
-    /// The mode it is created with (`Modes::create`).
-    mode: u32,
-    /// Its index in the plan.
+/// A file the data phase writes: 24 bytes, everything else is read from its plan item.
+struct DataFile {
+    /// Its index in the plan (an `Item::File`).
     item: usize,
     /// Writes still to come; the last one sets the times through its descriptor.
     remaining: std::sync::atomic::AtomicU32,
+    /// Whether it exists yet: in a fresh target the first write creates it, exclusively,
+    /// so nothing that appeared there meanwhile is ever written through.
+    created: Mutex<bool>,
 }
 
-impl DataFile<'_> {
-    fn open(&self, root: &OwnedFd) -> std::io::Result<File> {
+impl DataFile {
+    fn rel<'p>(&self, plan: &'p Plan) -> &'p [u8] {
+        plan.items[self.item].rel()
+    }
+
+    fn open(&self, root: &OwnedFd, plan: &Plan, modes: Modes) -> std::io::Result<File> {
         let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let name = OsStr::from_bytes(self.rel);
+        let item = &plan.items[self.item];
+        let name = OsStr::from_bytes(item.rel());
         let mut created = self.created.lock().unwrap_or_else(|p| p.into_inner());
         if *created {
             drop(created);
@@ -788,12 +807,15 @@ impl DataFile<'_> {
             root,
             name,
             flags | OFlags::CREATE | OFlags::EXCL,
-            Mode::from_raw_mode(self.mode),
+            Mode::from_raw_mode(modes.create(item.meta().mode, false)),
             BENEATH,
         )
         .map_err(errno)?;
-        if self.truncate_to > 0 {
-            rustix::fs::ftruncate(&fd, self.truncate_to).map_err(errno)?;
+        // A file ending in a hole gets its length from ftruncate, not from a write.
+        if let Item::File { data, .. } = item
+            && !data.holes.is_empty()
+        {
+            rustix::fs::ftruncate(&fd, data.size).map_err(errno)?;
         }
         *created = true;
         Ok(File::from(fd))
@@ -817,7 +839,7 @@ fn restore_data(
     let mut targets: Vec<(ChunkId, Target)> = Vec::with_capacity(plan.files as usize);
     let mut errors: DataErrors = Vec::new();
     for (item_idx, item) in plan.items.iter().enumerate() {
-        if let Item::File { rel, data, meta } = item {
+        if let Item::File { rel, data, .. } = item {
             if failed.contains(rel) || data.size == 0 {
                 continue;
             }
@@ -838,11 +860,7 @@ fn restore_data(
             }
             let idx = files.len();
             files.push(DataFile {
-                rel,
-                // A file ending in a hole gets its length from ftruncate, not from a write.
-                truncate_to: if data.holes.is_empty() { 0 } else { data.size },
                 created: Mutex::new(!create),
-                mode: modes.create(meta.mode, false),
                 item: item_idx,
                 // Past u32::MAX chunks the count never reaches zero: times come in phase 3.
                 remaining: u32::try_from(chunks.len()).unwrap_or(u32::MAX).into(),
@@ -868,7 +886,7 @@ fn restore_data(
             Err(e) => {
                 for (_, t) in &targets[start..end] {
                     if failed_files.insert(t.file) {
-                        errors.push((files[t.file].rel.to_vec(), e.to_string()));
+                        errors.push((files[t.file].rel(plan).to_vec(), e.to_string()));
                     }
                 }
             }
@@ -928,7 +946,7 @@ fn restore_data(
                                         if open.len() >= 64 {
                                             open.clear();
                                         }
-                                        open.insert(t.file, files[t.file].open(root)?);
+                                        open.insert(t.file, files[t.file].open(root, plan, modes)?);
                                     }
                                     let f = &open[&t.file];
                                     f.write_all_at(bytes, t.offset)?;
@@ -969,7 +987,7 @@ fn restore_data(
         });
     for (f, e) in errs.into_inner().unwrap_or_else(|p| p.into_inner()) {
         if failed_files.insert(f) {
-            errors.push((files[f].rel.to_vec(), e));
+            errors.push((files[f].rel(plan).to_vec(), e));
         }
     }
     Ok((errors, times_set))
