@@ -170,6 +170,7 @@ pub fn check_with(repo: &Repository, read_data: Option<Subset>) -> Result<CheckR
                 return Ok(None);
             }
         }
+        batch.sort_unstable();
         repo.index.live_insert(&batch)?;
         Ok(if repo.index.live_has_unindexed()? {
             None
@@ -182,7 +183,10 @@ pub fn check_with(repo: &Repository, read_data: Option<Subset>) -> Result<CheckR
             indexed
                 .par_iter()
                 .zip(read.par_iter())
-                .map(|((id, size), rd)| check_pack(repo, id, *size, listed.get(id).copied(), *rd))
+                // One pack buffer per worker, reused: no fresh pages to fault in per pack.
+                .map_init(Vec::new, |buf, ((id, size), rd)| {
+                    check_pack(repo, id, *size, listed.get(id).copied(), *rd, buf)
+                })
                 .collect()
         },
         fast_walk,
@@ -210,9 +214,9 @@ pub fn check_with(repo: &Repository, read_data: Option<Subset>) -> Result<CheckR
         .filter(|(id, _)| !listed.contains_key(id))
         .map(|p| p.0)
         .collect();
-    for u in repo.index.pack_usage()? {
-        if u.live_blobs == 0 && !missing.contains(&u.id) {
-            r.unused_packs.push(u.id.to_hex());
+    for p in repo.index.packs_without_live()? {
+        if !missing.contains(&p) {
+            r.unused_packs.push(p.to_hex());
         }
     }
     r.unreferenced_packs.sort();
@@ -226,8 +230,15 @@ struct PackCheck {
     read: u64,
 }
 
-fn check_pack(repo: &Repository, id: &PackId, size: u64, listed: Option<u64>, read_data: bool) -> PackCheck {
-    let (errors, bad, read) = check_pack_inner(repo, id, size, listed, read_data);
+fn check_pack(
+    repo: &Repository,
+    id: &PackId,
+    size: u64,
+    listed: Option<u64>,
+    read_data: bool,
+    buf: &mut Vec<u8>,
+) -> PackCheck {
+    let (errors, bad, read) = check_pack_inner(repo, id, size, listed, read_data, buf);
     PackCheck { errors, bad, read }
 }
 
@@ -237,6 +248,7 @@ fn check_pack_inner(
     size: u64,
     listed: Option<u64>,
     read_data: bool,
+    buf: &mut Vec<u8>,
 ) -> (Vec<String>, Vec<BlobId>, u64) {
     let mut errs = Vec::new();
     let mut bad = Vec::new();
@@ -262,19 +274,20 @@ fn check_pack_inner(
     }
     let path = Dir::Packs.path(&id.to_hex());
     let header = if read_data {
-        match repo.backend.read(&path) {
-            Ok(mut bytes) => {
-                if blake3::hash(&bytes).as_bytes() != &id.0 {
+        match repo.backend.read_into(&path, buf) {
+            Ok(()) => {
+                let bytes = &mut *buf;
+                if blake3::hash(bytes).as_bytes() != &id.0 {
                     errs.push(format!(
                         "pack {id}: content does not match its name (damaged or swapped)"
                     ));
                 }
-                let entries = pack::read_all(repo.repo_id(), &repo.cipher, &bytes);
+                let entries = pack::read_all(repo.repo_id(), &repo.cipher, bytes);
                 if let Ok(entries) = &entries {
                     // Each blob is decrypted where it lies in the pack buffer (the pack id was
                     // hashed above): the header lists them ascending and disjoint.
                     let mut parts: Vec<(&crate::format::PackEntry, &mut [u8])> = Vec::with_capacity(entries.len());
-                    let mut rest: &mut [u8] = &mut bytes;
+                    let mut rest: &mut [u8] = bytes;
                     let mut pos = 0usize;
                     for e in entries {
                         let (_, tail) = std::mem::take(&mut rest).split_at_mut(e.offset as usize - pos);
@@ -402,6 +415,8 @@ fn walk_fast_nodes(
             _ => {}
         }
         if batch.len() >= 16384 {
+            // In key order the B-tree inserts touch neighbouring pages.
+            batch.sort_unstable();
             repo.index.live_insert(batch)?;
             batch.clear();
         }

@@ -592,6 +592,25 @@ impl Index {
             .map_err(|e| self.err(e))
     }
 
+    /// Packs that hold indexed blobs, none of them in the live set, in id order. Stops at
+    /// the first live blob of each pack, unlike [`pack_usage`](Self::pack_usage).
+    pub fn packs_without_live(&self) -> Result<Vec<PackId>> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = conn
+            .prepare(
+                "SELECT p.id FROM packs p WHERE EXISTS (SELECT 1 FROM blobs b WHERE b.pack = p.n) \
+                 AND NOT EXISTS (SELECT 1 FROM blobs b JOIN live l ON l.id = b.id WHERE b.pack = p.n) ORDER BY p.id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st.query_map([], |r| r.get::<_, Vec<u8>>(0)).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let id = row.map_err(|e| self.err(e))?;
+            out.push(PackId::from_slice(&id).ok_or_else(|| Error::corrupt("index cache: bad pack id"))?);
+        }
+        Ok(out)
+    }
+
     /// Per pack: size, blob count, live blob count, blob bytes, live blob bytes.
     pub fn pack_usage(&self) -> Result<Vec<PackUsage>> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());

@@ -32,6 +32,9 @@ impl<B: Backend> Backend for FailAfter<B> {
     fn read(&self, path: &str) -> Result<Vec<u8>> {
         self.inner.read(path)
     }
+    fn read_into(&self, path: &str, buf: &mut Vec<u8>) -> Result<()> {
+        self.inner.read_into(path, buf)
+    }
     fn read_range(&self, path: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
         self.inner.read_range(path, offset, len)
     }

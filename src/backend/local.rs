@@ -103,6 +103,15 @@ impl Backend for LocalBackend {
         fs::read(&p).at(p)
     }
 
+    fn read_into(&self, path: &str, buf: &mut Vec<u8>) -> Result<()> {
+        use std::io::Read;
+        let p = self.full(path);
+        buf.clear();
+        // `read_to_end` fills the spare capacity without zeroing it first.
+        File::open(&p).and_then(|mut f| f.read_to_end(buf)).at(p)?;
+        Ok(())
+    }
+
     fn read_range(&self, path: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
         let mut buf = Vec::new();
         self.read_range_into(path, offset, len, &mut buf)?;

@@ -64,6 +64,11 @@ pub trait Backend: Send + Sync {
     /// Names and sizes of the objects in `dir`.
     fn list(&self, dir: Dir) -> Result<Vec<(String, u64)>>;
     fn read(&self, path: &str) -> Result<Vec<u8>>;
+    /// [`read`](Self::read) into `buf` (replaced), reusing its allocation.
+    fn read_into(&self, path: &str, buf: &mut Vec<u8>) -> Result<()> {
+        *buf = self.read(path)?;
+        Ok(())
+    }
     fn read_range(&self, path: &str, offset: u64, len: usize) -> Result<Vec<u8>>;
     /// [`read_range`](Self::read_range) into `buf` (replaced): a loop of reads reuses one
     /// allocation instead of faulting in fresh pages for each.

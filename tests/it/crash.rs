@@ -283,3 +283,45 @@ fn reading_commands_work_while_a_backup_runs() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     env.run(["check", "--read-data"]).success();
 }
+
+/// A backup killed after its index delta but before its snapshot leaves packs no snapshot
+/// uses: `check` names exactly those as `unused_packs`, and they are not errors.
+#[test]
+fn check_names_packs_that_no_snapshot_uses() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(src.join("kept"), random_bytes(1, 100_000));
+    age_tree(&src);
+    env.backup([&src]);
+    let before: BTreeSet<_> = files_under(&env.repo().join("packs")).into_iter().collect();
+    let snaps_before: BTreeSet<_> = files_under(&env.repo().join("snapshots")).into_iter().collect();
+    write(src.join("orphan"), random_bytes(2, 300_000));
+    age_tree(&src);
+    env.backup([&src]);
+    let new_packs: BTreeSet<String> = files_under(&env.repo().join("packs"))
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(!new_packs.is_empty());
+    // The state of a backup killed just before writing its snapshot.
+    for s in files_under(&env.repo().join("snapshots")) {
+        if !snaps_before.contains(&s) {
+            fs::remove_file(s).unwrap();
+        }
+    }
+    let c = env.run(["--json", "check", "--read-data"]).success().json();
+    let unused: BTreeSet<String> = c["unused_packs"]
+        .as_array()
+        .expect("unused_packs")
+        .iter()
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(unused, new_packs, "{c}");
+    let text = env.run(["check"]).success();
+    assert!(
+        text.stdout.contains("used by no snapshot") || text.stderr.contains("used by no snapshot"),
+        "{}",
+        text.stdout
+    );
+}
