@@ -296,9 +296,9 @@ impl Staging {
         if snap.root.is_some() {
             return Ok(());
         }
-        let mask = rustix::process::umask(Mode::empty());
-        rustix::process::umask(mask);
-        let mode = Mode::from_raw_mode(0o777 & !mask.as_raw_mode());
+        // Not umask(2): setting it even for a moment races with the lock-refresh thread.
+        let mask = restore::process_umask().unwrap_or(0o022);
+        let mode = Mode::from_raw_mode(0o777 & !mask);
         rustix::fs::fchmod(&self.lock, mode).map_err(|e| Error::io(&self.path, errno(e)))
     }
 

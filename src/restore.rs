@@ -383,16 +383,37 @@ impl Modes {
         let sgid = rustix::fs::fstat(root).map_or(true, |st| st.st_mode & 0o2000 != 0);
         // A default ACL replaces the umask for new entries: then the mode is not predictable.
         let acl = !matches!(xattr::get(target, "system.posix_acl_default"), Ok(None) | Err(_));
+        let Some(umask) = process_umask() else {
+            return Modes::private();
+        };
         if sgid || acl {
             return Modes::private();
         }
-        // Reading the umask means setting it: no other thread of ours creates files here.
-        let old = rustix::process::umask(Mode::empty());
-        rustix::process::umask(old);
-        Modes {
-            exact: true,
-            umask: old.bits() & 0o777,
-        }
+        let modes = Modes { exact: true, umask };
+        // Other inheritance schemes (NFSv4 ACLs, mounts that force modes) are found by
+        // trying: a file and a directory must come out with the predicted mode.
+        if modes.probe(root) { modes } else { Modes::private() }
+    }
+
+    /// Create a file (0754) and a directory (0751) in the empty target, compare their
+    /// modes with the prediction, and remove them.
+    fn probe(&self, root: &OwnedFd) -> bool {
+        let name = format!(".projectclone-mode-probe-{}", std::process::id());
+        let want = |m: u32| m & !self.umask;
+        let file = rustix::fs::openat(
+            root,
+            name.as_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o754),
+        )
+        .and_then(|fd| rustix::fs::fstat(&fd))
+        .map(|st| st.st_mode & 0o7777 == want(0o754));
+        let _ = rustix::fs::unlinkat(root, name.as_str(), AtFlags::empty());
+        let dir = rustix::fs::mkdirat(root, name.as_str(), Mode::from_raw_mode(0o751))
+            .and_then(|()| rustix::fs::statat(root, name.as_str(), AtFlags::SYMLINK_NOFOLLOW))
+            .map(|st| st.st_mode & 0o7777 == want(0o751));
+        let _ = rustix::fs::unlinkat(root, name.as_str(), AtFlags::REMOVEDIR);
+        file == Ok(true) && dir == Ok(true)
     }
 
     /// The mode a directory or regular file is created with. Directories keep owner rwx
@@ -413,6 +434,14 @@ impl Modes {
     fn already_right(&self, mode: u32, dir: bool) -> bool {
         self.exact && mode & 0o7777 == self.create(mode, dir) & !self.umask
     }
+}
+
+/// The process's umask, read from `/proc/self/status`: reading it through `umask(2)` means
+/// setting it for a moment, which would race with the lock-refresh thread creating files.
+pub(crate) fn process_umask() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+    u32::from_str_radix(line.trim(), 8).ok().filter(|m| *m <= 0o777)
 }
 
 fn ts(t: &crate::format::Time) -> Timespec {
@@ -495,7 +524,8 @@ pub fn execute(
                             let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(errno)?;
                             if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
                                 remove_at(dir, name)?;
-                                rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o700)).map_err(errno)?;
+                                let mode = Mode::from_raw_mode(modes.create(meta.mode, true));
+                                rustix::fs::mkdirat(dir, name, mode).map_err(errno)?;
                             }
                             Ok(())
                         }
@@ -782,7 +812,7 @@ struct DataFile {
     /// Its index in the plan (an `Item::File`).
     item: usize,
     /// Writes still to come; the last one sets the times through its descriptor.
-    remaining: std::sync::atomic::AtomicU32,
+    remaining: AtomicU64,
     /// Whether it exists yet: in a fresh target the first write creates it, exclusively,
     /// so nothing that appeared there meanwhile is ever written through.
     created: Mutex<bool>,
@@ -862,8 +892,7 @@ fn restore_data(
             files.push(DataFile {
                 created: Mutex::new(!create),
                 item: item_idx,
-                // Past u32::MAX chunks the count never reaches zero: times come in phase 3.
-                remaining: u32::try_from(chunks.len()).unwrap_or(u32::MAX).into(),
+                remaining: AtomicU64::new(chunks.len() as u64),
             });
             for (c, off) in chunks.iter().zip(chunk_offsets(data, &chunks)) {
                 targets.push((c.id, Target { file: idx, offset: off }));
@@ -952,9 +981,12 @@ fn restore_data(
                                     f.write_all_at(bytes, t.offset)?;
                                     let df = &files[t.file];
                                     if df.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-                                        // The file's last write: its times, through this descriptor.
-                                        rustix::fs::futimens(f, &times(plan.items[df.item].meta())).map_err(errno)?;
-                                        times_set[df.item].store(true, Ordering::Relaxed);
+                                        // The file's last write: its times, through this
+                                        // descriptor. On failure phase 3 tries again by name.
+                                        let t = times(plan.items[df.item].meta());
+                                        if rustix::fs::futimens(f, &t).is_ok() {
+                                            times_set[df.item].store(true, Ordering::Relaxed);
+                                        }
                                     }
                                     Ok(())
                                 })();

@@ -347,4 +347,29 @@ fn modes_are_exact_under_any_umask_and_in_a_setgid_target() {
     chmod(&target, 0o2755);
     restore("022", &target);
     assert_trees_equal(&src, &target, true);
+
+    // A default ACL (user rwx, group r-x, other none) replaces the umask for new entries.
+    // The restored entries inherit ACLs (so xattrs differ), but every mode must be exact.
+    let target = env.path("out-acl");
+    fs::create_dir(&target).unwrap();
+    let mut acl = 2u32.to_le_bytes().to_vec();
+    for (tag, perm) in [(0x01u16, 7u16), (0x04, 5), (0x20, 0)] {
+        acl.extend_from_slice(&tag.to_le_bytes());
+        acl.extend_from_slice(&perm.to_le_bytes());
+        acl.extend_from_slice(&u32::MAX.to_le_bytes());
+    }
+    xattr::set(&target, "system.posix_acl_default", &acl).expect("default ACL (ext4 and tmpfs support them)");
+    restore("022", &target);
+    let mut n = 0;
+    for (d, _) in dirs {
+        for (f, _) in files {
+            let rel = Path::new(d).join(f);
+            let mode = |p: &Path| fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777;
+            assert_eq!(mode(&target.join(&rel)), mode(&src.join(&rel)), "{}", rel.display());
+            n += 1;
+        }
+        let mode = |p: &Path| fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&target.join(d)), mode(&src.join(d)), "{d}");
+    }
+    assert_eq!(n, files.len() * dirs.len());
 }
