@@ -57,6 +57,14 @@ pub struct Cli {
     command: Command,
 }
 
+impl Cli {
+    /// Whether this run chunks files into new snapshots, `backup` or `import` (the
+    /// allocator is tuned differently for it).
+    pub fn chunks_files(&self) -> bool {
+        matches!(self.command, Command::Backup { .. } | Command::Import { .. })
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Create a new repository
