@@ -238,24 +238,18 @@ fn check_pack(
     read_data: bool,
     buf: &mut Vec<u8>,
 ) -> PackCheck {
-    let (errors, bad, read) = check_pack_inner(repo, id, size, listed, read_data, buf);
-    PackCheck { errors, bad, read }
-}
-
-fn check_pack_inner(
-    repo: &Repository,
-    id: &PackId,
-    size: u64,
-    listed: Option<u64>,
-    read_data: bool,
-    buf: &mut Vec<u8>,
-) -> (Vec<String>, Vec<BlobId>, u64) {
     let mut errs = Vec::new();
     let mut bad = Vec::new();
     let mut n = 0;
     let indexed = match repo.index.pack_blobs(id) {
         Ok(b) => b,
-        Err(e) => return (vec![format!("pack {id}: index: {e}")], bad, 0),
+        Err(e) => {
+            return PackCheck {
+                errors: vec![format!("pack {id}: index: {e}")],
+                bad,
+                read: 0,
+            };
+        }
     };
     let all_bad = |bad: &mut Vec<BlobId>| bad.extend(indexed.iter().map(|(b, _)| *b));
     match listed {
@@ -265,7 +259,11 @@ fn check_pack_inner(
                 indexed.len()
             ));
             all_bad(&mut bad);
-            return (errs, bad, 0);
+            return PackCheck {
+                errors: errs,
+                bad,
+                read: 0,
+            };
         }
         Some(s) if s != size => {
             errs.push(format!("pack {id}: size {s}, index says {size}"));
@@ -348,7 +346,11 @@ fn check_pack_inner(
             all_bad(&mut bad);
         }
     }
-    (errs, bad, n)
+    PackCheck {
+        errors: errs,
+        bad,
+        read: n,
+    }
 }
 
 /// Read and decode a pack header from the pack's tail.
