@@ -426,9 +426,11 @@ pub enum DirEncoding {
 /// choice depends only on the nodes, so equal directories always encode alike.
 pub fn encode_dir(nodes: Vec<Node>, may_inline: bool, id: impl Fn(&[u8]) -> TreeId) -> Result<DirEncoding> {
     if may_inline {
-        let inline = postcard::to_allocvec(&nodes).map_err(|e| Error::Invalid(format!("encoding a directory: {e}")))?;
-        if inline.len() <= INLINE_DIR_MAX {
-            return Ok(DirEncoding::Inline(inline));
+        // Encoding into a buffer of the limit's size stops as soon as it is full, so a large
+        // directory costs at most INLINE_DIR_MAX bytes of encoding here.
+        let mut buf = [0u8; INLINE_DIR_MAX];
+        if let Ok(inline) = postcard::to_slice(&nodes, &mut buf) {
+            return Ok(DirEncoding::Inline(inline.to_vec()));
         }
     }
     encode_tree_pages(nodes, id).map(DirEncoding::Pages)
@@ -676,7 +678,17 @@ mod tests {
         assert_eq!(b, again);
         // A root never inlines.
         assert!(matches!(encode_dir(small, false, id), Ok(DirEncoding::Pages(p)) if p.len() == 1));
-        // Just over the limit: pages.
+        // Exactly at the limit: inline; one byte more: pages.
+        let sized = |len: usize| vec![leaf(&vec![b'n'; len])];
+        let len = (1..INLINE_DIR_MAX)
+            .find(|l| postcard::to_allocvec(&sized(*l)).unwrap().len() == INLINE_DIR_MAX)
+            .expect("a name length that encodes to the limit");
+        assert!(matches!(encode_dir(sized(len), true, id), Ok(DirEncoding::Inline(b)) if b.len() == INLINE_DIR_MAX));
+        assert!(matches!(
+            encode_dir(sized(len + 1), true, id),
+            Ok(DirEncoding::Pages(_))
+        ));
+        // Far over the limit: pages.
         let big: Vec<Node> = (0..200u32).map(|i| leaf(format!("{i:04}").as_bytes())).collect();
         assert!(postcard::to_allocvec(&big).unwrap().len() > INLINE_DIR_MAX);
         assert!(matches!(encode_dir(big, true, id), Ok(DirEncoding::Pages(_))));
