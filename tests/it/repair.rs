@@ -13,17 +13,25 @@ fn damaged_repo() -> (Env, String, String, std::path::PathBuf) {
     write(src.join("d/keep"), random_bytes(3, 1000));
     age_tree(&src);
     let first = env.backup([&src]);
+    let (second, big_new) = backup_then_lose_its_data_pack(&env, &src.join("b"), random_bytes(2, 300_000));
+    (env, first, second, big_new)
+}
+
+/// Write `content` at `file` (under the backed-up `src`), back up again, and delete the
+/// largest pack that backup wrote (the one holding `file`'s data). Returns (snapshot, pack).
+fn backup_then_lose_its_data_pack(env: &Env, file: &std::path::Path, content: Vec<u8>) -> (String, std::path::PathBuf) {
+    let src = env.path("src");
     let before: BTreeSet<_> = files_under(&env.repo().join("packs")).into_iter().collect();
-    write(src.join("b"), random_bytes(2, 300_000));
+    write(file, content);
     age_tree(&src);
-    let second = env.backup([&src]);
-    let big_new = files_under(&env.repo().join("packs"))
+    let snap = env.backup([&src]);
+    let pack = files_under(&env.repo().join("packs"))
         .into_iter()
         .filter(|p| !before.contains(p))
         .max_by_key(|p| std::fs::metadata(p).unwrap().len())
-        .expect("the second backup wrote a data pack");
-    std::fs::remove_file(&big_new).unwrap();
-    (env, first, second, big_new)
+        .expect("the backup wrote a data pack");
+    std::fs::remove_file(&pack).unwrap();
+    (snap, pack)
 }
 
 #[test]
@@ -98,16 +106,7 @@ fn repair_drops_a_lost_file_inside_inline_directories() {
     write(src.join("x/z"), random_bytes(4, 1000));
     age_tree(&src);
     env.backup([&src]);
-    let before: BTreeSet<_> = files_under(&env.repo().join("packs")).into_iter().collect();
-    write(src.join("x/y/lost"), random_bytes(5, 300_000));
-    age_tree(&src);
-    let second = env.backup([&src]);
-    let data_pack = files_under(&env.repo().join("packs"))
-        .into_iter()
-        .filter(|p| !before.contains(p))
-        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
-        .expect("the second backup wrote a data pack");
-    std::fs::remove_file(&data_pack).unwrap();
+    let (second, _) = backup_then_lose_its_data_pack(&env, &src.join("x/y/lost"), random_bytes(5, 300_000));
 
     let out = env.run(["--json", "repair", "snapshots"]).success().json();
     let r = &out["repaired"][0];
