@@ -235,6 +235,11 @@ impl Index {
             let mut ins_dp = tx
                 .prepare_cached("INSERT OR IGNORE INTO delta_packs (delta, pack) VALUES (?1, ?2)")
                 .map_err(err)?;
+            // Blob rows go in afterwards in id order: ids are uniformly random, so rows
+            // inserted as they come touch B-tree pages at random, and once the table
+            // outgrows SQLite's page cache nearly every row costs a page read and a page
+            // spill. In id order each page is visited once.
+            let mut rows: Vec<(&crate::format::PackEntry, i64)> = Vec::new();
             for (did, delta) in deltas {
                 ins_delta
                     .execute(params![&did.0[..], superseded.contains(did) as i64])
@@ -246,19 +251,21 @@ impl Index {
                     ins_pack.execute(params![&p.id.0[..], p.size as i64]).map_err(err)?;
                     let n: i64 = get_pack.query_row(params![&p.id.0[..]], |r| r.get(0)).map_err(err)?;
                     ins_dp.execute(params![&did.0[..], n]).map_err(err)?;
-                    for b in &p.blobs {
-                        ins_blob
-                            .execute(params![
-                                &b.id.0[..],
-                                n,
-                                b.kind.as_i64(),
-                                b.offset as i64,
-                                b.length as i64,
-                                b.raw_length as i64
-                            ])
-                            .map_err(err)?;
-                    }
+                    rows.extend(p.blobs.iter().map(|b| (b, n)));
                 }
+            }
+            rows.sort_unstable_by(|a, b| (&a.0.id.0, a.1).cmp(&(&b.0.id.0, b.1)));
+            for (b, n) in rows {
+                ins_blob
+                    .execute(params![
+                        &b.id.0[..],
+                        n,
+                        b.kind.as_i64(),
+                        b.offset as i64,
+                        b.length as i64,
+                        b.raw_length as i64
+                    ])
+                    .map_err(err)?;
             }
         }
         tx.commit().map_err(err)
