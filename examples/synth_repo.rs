@@ -98,9 +98,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .collect();
     let mut nodes = Vec::new();
-    for (f, file_chunks) in live.chunks(format::CHUNK_LIST_PAGE * 4).enumerate() {
-        let pages: Vec<TreeId> = file_chunks
-            .chunks(format::CHUNK_LIST_PAGE)
+    for (f, file_chunks) in live.chunks(262_144).enumerate() {
+        let pages: Vec<TreeId> = format::chunk_list_pages(file_chunks)
+            .into_iter()
             .map(|c| {
                 put(
                     &mut w,

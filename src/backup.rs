@@ -28,8 +28,8 @@ use crate::compress::Compression;
 use crate::crypto::{Cipher, Keys};
 use crate::error::{Error, Result};
 use crate::format::{
-    self, BlobKind, CHUNK_LIST_INLINE_MAX, CHUNK_LIST_PAGE, ChunkPage, ChunkRef, Content, DirEncoding, FileData,
-    IndexDelta, IndexPack, Meta, Node, NodeKind, Snapshot, Summary, Time, Tree,
+    self, BlobKind, CHUNK_LIST_INLINE_MAX, ChunkPage, ChunkRef, Content, DirEncoding, FileData, IndexDelta, IndexPack,
+    Meta, Node, NodeKind, Snapshot, Summary, Time, Tree,
 };
 use crate::id::*;
 use crate::meta::{meta_from, read_xattrs};
@@ -926,7 +926,7 @@ impl Walker<'_> {
         }
         let content = if chunks.len() > CHUNK_LIST_INLINE_MAX {
             let mut pages = Vec::new();
-            for page in chunks.chunks(CHUNK_LIST_PAGE) {
+            for page in format::chunk_list_pages(&chunks) {
                 let raw = format::encode_versioned(1, &ChunkPage { chunks: page.to_vec() });
                 let id = TreeId(self.repo.keys.meta_id(&raw));
                 self.store(BlobKind::Tree, BlobId(id.0), raw)

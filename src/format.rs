@@ -27,8 +27,13 @@ pub const MAX_OBJECT: usize = 256 * 1024 * 1024;
 /// Tree pages are split when their encoding would exceed this.
 pub const TREE_PAGE_TARGET: usize = 4 * 1024 * 1024;
 /// Chunk lists longer than this are stored in separate chunk-list pages.
-pub const CHUNK_LIST_INLINE_MAX: usize = 4096;
-pub const CHUNK_LIST_PAGE: usize = 65536;
+pub const CHUNK_LIST_INLINE_MAX: usize = 128;
+/// A chunk-list page ends after a chunk whose id's last byte has its low 7 bits clear
+/// (one chunk in 128), once the page holds at least [`CHUNK_LIST_PAGE_MIN`] chunks, or
+/// when it reaches [`CHUNK_LIST_PAGE_MAX`]. See [`chunk_list_pages`].
+pub const CHUNK_LIST_PAGE_MASK: u8 = 0x7f;
+pub const CHUNK_LIST_PAGE_MIN: usize = 16;
+pub const CHUNK_LIST_PAGE_MAX: usize = 1024;
 /// A directory whose node list encodes to at most this many bytes is stored inside its
 /// parent's tree page (`NodeKind::InlineDir`) rather than as a tree blob of its own.
 pub const INLINE_DIR_MAX: usize = 512;
@@ -310,6 +315,26 @@ pub struct ChunkPage {
     pub chunks: Vec<ChunkRef>,
 }
 
+/// Cut a long chunk list into chunk-list pages, content-defined: a page ends after a
+/// chunk chosen by its id, so an edit that changes a few chunks changes only the pages
+/// holding them, even when it adds or removes chunks (fixed-size pages would all shift).
+/// Ids are keyed hashes, so the cuts reveal nothing the ids do not.
+pub fn chunk_list_pages(chunks: &[ChunkRef]) -> Vec<&[ChunkRef]> {
+    let mut pages = Vec::with_capacity(chunks.len() / 128 + 1);
+    let mut start = 0;
+    for (i, c) in chunks.iter().enumerate() {
+        let n = i + 1 - start;
+        if (n >= CHUNK_LIST_PAGE_MIN && c.id.0[31] & CHUNK_LIST_PAGE_MASK == 0) || n == CHUNK_LIST_PAGE_MAX {
+            pages.push(&chunks[start..=i]);
+            start = i + 1;
+        }
+    }
+    if start < chunks.len() {
+        pages.push(&chunks[start..]);
+    }
+    pages
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileData {
     pub size: u64,
@@ -567,6 +592,62 @@ pub fn open_object<T: DeserializeOwned>(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn chunk(n: u64) -> ChunkRef {
+        ChunkRef {
+            id: ChunkId(*blake3::hash(&n.to_le_bytes()).as_bytes()),
+            len: 1000 + n as u32 % 7,
+        }
+    }
+
+    #[test]
+    fn chunk_list_pages_are_cut_by_content_within_bounds() {
+        let list: Vec<ChunkRef> = (0..20_000).map(chunk).collect();
+        let pages = chunk_list_pages(&list);
+        assert_eq!(pages.concat(), list, "the pages are the list, in order");
+        let (last, full) = pages.split_last().unwrap();
+        assert!(!last.is_empty() && last.len() <= CHUNK_LIST_PAGE_MAX);
+        for p in full {
+            assert!((CHUNK_LIST_PAGE_MIN..=CHUNK_LIST_PAGE_MAX).contains(&p.len()));
+            let end = p.last().unwrap();
+            assert!(end.id.0[31] & CHUNK_LIST_PAGE_MASK == 0 || p.len() == CHUNK_LIST_PAGE_MAX);
+            // Only the last chunk of a page may end it.
+            assert!(
+                p[CHUNK_LIST_PAGE_MIN - 1..p.len() - 1]
+                    .iter()
+                    .all(|c| c.id.0[31] & CHUNK_LIST_PAGE_MASK != 0)
+            );
+        }
+        let avg = list.len() / pages.len();
+        assert!(
+            (100..200).contains(&avg),
+            "about 1 page per 128 chunks past the minimum: {avg}"
+        );
+        assert!(chunk_list_pages(&[]).is_empty());
+        assert_eq!(chunk_list_pages(&list[..3]), vec![&list[..3]]);
+    }
+
+    /// An insertion, a removal or a replaced chunk changes the pages around it only;
+    /// the pages after it are the same slices, so they dedup in the next backup.
+    #[test]
+    fn chunk_list_pages_resynchronise_after_an_edit() {
+        let list: Vec<ChunkRef> = (0..5_000).map(chunk).collect();
+        let before = chunk_list_pages(&list);
+        let edits: [(usize, usize, Vec<ChunkRef>); 4] = [
+            (3, 3, vec![chunk(1 << 40)]),                              // insert near the start
+            (2_000, 2_001, vec![chunk(1 << 41)]),                      // replace one
+            (2_500, 2_503, Vec::new()),                                // remove three
+            (10, 10, (0..40).map(|i| chunk((1 << 42) + i)).collect()), // insert many
+        ];
+        for (at, to, with) in edits {
+            let mut edited = list.clone();
+            edited.splice(at..to, with);
+            let after = chunk_list_pages(&edited);
+            let new = after.iter().filter(|p| !before.contains(p)).count();
+            assert!(new <= 3, "edit at {at}: {new} of {} pages are new", after.len());
+            assert!(after.len() > 30);
+        }
+    }
 
     fn arb_time() -> impl Strategy<Value = Time> {
         (any::<i64>(), 0u32..1_000_000_000).prop_map(|(secs, nanos)| Time { secs, nanos })

@@ -174,3 +174,77 @@ fn parent_snapshot_is_found_whatever_the_path_spelling() {
     assert_eq!(second["parent"], first.as_str());
     assert_eq!(second["paths"], snaps[0]["paths"]);
 }
+
+/// A file of many chunks keeps its chunk list in content-defined pages: an edit near its
+/// start stores one or two new pages, the others are the same blobs as before, and the
+/// file restores and checks whole. (Small chunker parameters, set through the library,
+/// make a 3 MB file ~3000 chunks; the defaults need a file of over 128 MiB.)
+#[test]
+fn long_chunk_lists_are_paged_and_an_edit_rewrites_few_pages() {
+    use projectclone::backend::local::LocalBackend;
+    use projectclone::chunker::ChunkerParams;
+    use projectclone::crypto::KdfParams;
+    use projectclone::format::{Content, NodeKind};
+    use projectclone::repo::{InitOptions, Repository};
+
+    let env = Env::new();
+    let opts = InitOptions {
+        kdf: KdfParams {
+            m_cost: 64,
+            t_cost: 1,
+            p_cost: 1,
+        },
+        chunker: ChunkerParams {
+            min: 256,
+            avg: 1024,
+            max: 4096,
+            normalization: 1,
+        },
+        pack_target: None,
+    };
+    let backend = std::sync::Arc::new(LocalBackend::new(env.repo()));
+    Repository::init(backend, Some(PASSWORD.as_bytes()), &opts, &env.path("init-cache")).expect("init");
+
+    let src = env.path("src");
+    let data = random_bytes(31, 3_000_000);
+    write(src.join("big.bin"), &data);
+    age_tree(&src);
+    let first = env.backup([&src]);
+    let mut edited = data[..5000].to_vec();
+    edited.extend_from_slice(&random_bytes(32, 1024));
+    edited.extend_from_slice(&data[5000..]);
+    write(src.join("big.bin"), &edited);
+    age_tree(&src);
+    let second = env.backup([&src]);
+
+    let pages = |snap: &str| {
+        let f = Forge::open(&env);
+        let (_, s) = f.repo.resolve_snapshot(snap).unwrap();
+        let node = f.repo.find_node(&s.tree, b"big.bin").unwrap().expect("big.bin");
+        let NodeKind::File(d) = node.kind else {
+            panic!("not a file")
+        };
+        let Content::Pages(p) = d.content else {
+            panic!("chunk list not paged")
+        };
+        p
+    };
+    let (a, b) = (pages(&first), pages(&second));
+    assert!(a.len() > 10, "{} pages", a.len());
+    let new = b.iter().filter(|p| !a.contains(p)).count();
+    assert!(
+        (1..=2).contains(&new),
+        "{new} of {} pages rewritten by one 1 KiB insert",
+        b.len()
+    );
+
+    env.run(["check", "--read-data"]).success();
+    for (snap, want) in [(&first, &data), (&second, &edited)] {
+        let target = env.path(format!("out-{snap}"));
+        env.restore(snap, &target);
+        assert!(
+            fs::read(target.join("big.bin")).unwrap() == *want,
+            "{snap} restored wrongly"
+        );
+    }
+}
