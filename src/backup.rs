@@ -513,6 +513,7 @@ impl Walker<'_> {
                 vec![(src.clone(), self.excludes.clone())],
                 self.opts.skip.clone(),
                 self.prefetch_data,
+                false,
             ));
             let parent = parent_tree.map(NodeKind::Dir);
             let nodes = self.dir_nodes(src, b"", parent.as_ref())?;
@@ -530,7 +531,7 @@ impl Walker<'_> {
                 roots.push((s.clone(), ex));
             }
         }
-        self.prefetch = Some(Prefetch::start(roots, self.opts.skip.clone(), self.prefetch_data));
+        self.prefetch = Some(Prefetch::start(roots, self.opts.skip.clone(), self.prefetch_data, true));
         let mut nodes = Vec::new();
         for s in sources {
             let name = s
