@@ -178,7 +178,8 @@ fn parent_snapshot_is_found_whatever_the_path_spelling() {
 /// A file of many chunks keeps its chunk list in content-defined pages: an edit near its
 /// start stores one or two new pages, the others are the same blobs as before, and the
 /// file restores and checks whole. (Small chunker parameters, set through the library,
-/// make a 3 MB file ~3000 chunks; the defaults need a file of over 128 MiB.)
+/// make a 10 MB file about 9000 chunks, about 60 pages whatever the repository's key;
+/// the defaults need a file of over 128 MiB.)
 #[test]
 fn long_chunk_lists_are_paged_and_an_edit_rewrites_few_pages() {
     use projectclone::backend::local::LocalBackend;
@@ -206,7 +207,7 @@ fn long_chunk_lists_are_paged_and_an_edit_rewrites_few_pages() {
     Repository::init(backend, Some(PASSWORD.as_bytes()), &opts, &env.path("init-cache")).expect("init");
 
     let src = env.path("src");
-    let data = random_bytes(31, 3_000_000);
+    let data = random_bytes(31, 10_000_000);
     write(src.join("big.bin"), &data);
     age_tree(&src);
     let first = env.backup([&src]);
