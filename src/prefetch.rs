@@ -86,21 +86,13 @@ impl Task {
     /// subdirectory's contents right after it). Comparing the bytes with `/` taken as the
     /// lowest byte gives exactly that: names contain neither `/` nor NUL.
     fn walk_order(&self, other: &Task) -> std::cmp::Ordering {
-        self.root.cmp(&other.root).then_with(|| {
-            let a = self
-                .path
-                .as_os_str()
-                .as_bytes()
-                .iter()
-                .map(|&b| if b == b'/' { 0 } else { b });
-            let b = other
-                .path
-                .as_os_str()
-                .as_bytes()
-                .iter()
-                .map(|&b| if b == b'/' { 0 } else { b });
-            a.cmp(b)
-        })
+        fn key(p: &Path) -> impl Iterator<Item = u8> + '_ {
+            let bytes = p.as_os_str().as_bytes().iter();
+            bytes.map(|&b| if b == b'/' { 0 } else { b })
+        }
+        self.root
+            .cmp(&other.root)
+            .then_with(|| key(&self.path).cmp(key(&other.path)))
     }
 }
 
