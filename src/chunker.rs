@@ -1,8 +1,15 @@
 //! Content-defined chunking: FastCDC (2020) with a gear table derived from the key,
 //! so chunk boundaries (and so chunk sizes) do not fingerprint content to outsiders.
 //!
+//! One rule is added to FastCDC: a run of at least `run` copies of one byte value ends a
+//! chunk where the run ends (format-spec §15, "Runs"). Zero-filled regions (preallocated
+//! database pages, disk images, padding) are where FastCDC's gear hash cannot cut: the hash
+//! is constant over a run, so the chunk around a run ends at a random point in the data
+//! after it, and an edit anywhere before that point changes the whole chunk. Cutting at the
+//! run's end makes the data after a run start a chunk of its own.
+//!
 //! The cut points are the dedup contract: the same key, parameters and bytes must give
-//! the same chunks forever. `tests::golden_cut_points` pins them.
+//! the same chunks forever. `tests::golden_cut_points` and `tests::golden_run_cuts` pin them.
 
 use fastcdc::v2020::{Normalization, cut_gear, select_masks};
 use serde::{Deserialize, Serialize};
@@ -17,6 +24,9 @@ pub struct ChunkerParams {
     pub max: u32,
     /// FastCDC normalization level (0-3).
     pub normalization: u8,
+    /// A run of at least this many copies of one byte value ends a chunk where the run
+    /// ends; 0 turns the rule off (repositories made before config version 2).
+    pub run: u32,
 }
 
 impl Default for ChunkerParams {
@@ -26,6 +36,7 @@ impl Default for ChunkerParams {
             avg: 1024 * 1024,
             max: 8 * 1024 * 1024,
             normalization: 1,
+            run: 64 * 1024,
         }
     }
 }
@@ -41,7 +52,8 @@ impl ChunkerParams {
             && self.min.is_multiple_of(2)
             && self.avg.is_power_of_two()
             && self.max.is_multiple_of(2)
-            && self.normalization <= 3;
+            && self.normalization <= 3
+            && (self.run == 0 || (RUN_MIN..=self.max).contains(&self.run));
         if ok {
             Ok(())
         } else {
@@ -49,6 +61,9 @@ impl ChunkerParams {
         }
     }
 }
+
+/// The smallest accepted `run` other than 0, so that the rule cannot cut tiny chunks.
+pub const RUN_MIN: u32 = 64;
 
 pub struct Chunker {
     p: ChunkerParams,
@@ -85,6 +100,22 @@ impl Chunker {
     /// Length of the next chunk at the start of `buf`. `buf` must hold at least `max`
     /// bytes unless it is the end of the stream.
     pub fn next_cut(&self, buf: &[u8]) -> usize {
+        if self.p.run == 0 {
+            return self.gear_cut(buf);
+        }
+        // The cut is the gear cut or the end of the first long run before it, whichever
+        // comes first. Finding the run first bounds the gear scan: `gear_cut` on a prefix
+        // finds exactly the cuts that the whole buffer has inside that prefix (the property
+        // `stream` relies on too), and the prefix `..p + 1` tests every position up to `p`.
+        let limit = buf.len().min(self.p.max as usize);
+        match first_run_end(&buf[..limit], self.p.run as usize) {
+            None => self.gear_cut(buf),
+            Some(p) => self.gear_cut(&buf[..p + 1]).min(p),
+        }
+    }
+
+    /// FastCDC's cut (format-spec §15, "Cut routine").
+    fn gear_cut(&self, buf: &[u8]) -> usize {
         if buf.len() <= self.p.min as usize {
             return buf.len();
         }
@@ -177,6 +208,56 @@ impl Chunker {
     }
 }
 
+/// The smallest `p` with `run <= p < buf.len()` such that `buf[p - run .. p]` is one byte
+/// value repeated and `buf[p]` differs from it: the end of the first run of at least `run`
+/// equal bytes that ends inside `buf`. `run >= 2`.
+///
+/// Every such run contains a whole window `[k·s, (k+1)·s)` with `s = run / 2`, so only
+/// those windows are probed (three bytes each, then the whole window if they agree), and
+/// data without runs costs three loads per `s` bytes.
+fn first_run_end(buf: &[u8], run: usize) -> Option<usize> {
+    let s = run / 2;
+    let mut w = 0;
+    while w + s <= buf.len() {
+        let win = &buf[w..w + s];
+        let v = win[0];
+        if win[s / 2] != v || win[s - 1] != v || !all_equal(win, v) {
+            w += s;
+            continue;
+        }
+        let start = buf[..w].iter().rposition(|&b| b != v).map_or(0, |i| i + 1);
+        let end = w + s + leading_equal(&buf[w + s..], v);
+        if end == buf.len() {
+            return None; // the run reaches the end of what may be cut
+        }
+        if end - start >= run {
+            return Some(end);
+        }
+        w = end.div_ceil(s) * s;
+    }
+    None
+}
+
+/// Whether every byte of `b` is `v`.
+fn all_equal(b: &[u8], v: u8) -> bool {
+    leading_equal(b, v) == b.len()
+}
+
+/// How many bytes at the start of `b` equal `v`. Compares 64 bytes at a time (a `memcmp`),
+/// which is what makes long zero runs cheap to scan.
+fn leading_equal(b: &[u8], v: u8) -> usize {
+    const W: usize = 64;
+    let pattern = [v; W];
+    let mut n = 0;
+    for block in b.chunks_exact(W) {
+        if block != pattern {
+            break;
+        }
+        n += W;
+    }
+    n + b[n..].iter().take_while(|&&x| x == v).count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +307,132 @@ mod tests {
                 .unwrap();
             assert_eq!(n as usize, len);
             assert_eq!(got, c.cuts(&data), "len {len}");
+        }
+    }
+
+    /// The definition of format-spec §15 ("Runs"), written the slow way: the gear cut, or
+    /// the first position before it that ends a run of at least `run` equal bytes.
+    fn reference_cut(c: &Chunker, buf: &[u8]) -> usize {
+        let gear = c.gear_cut(buf);
+        let run = c.p.run as usize;
+        if run == 0 {
+            return gear;
+        }
+        (run..gear)
+            .find(|&p| buf[p] != buf[p - 1] && buf[p - run..p].iter().all(|&b| b == buf[p - 1]))
+            .unwrap_or(gear)
+    }
+
+    /// 4 MiB of zeros, random data, 100 KiB of 0xff, random data, a 40 KiB zero run (too
+    /// short to cut), random data, and 20 MiB of zeros at the end.
+    fn with_runs() -> Vec<u8> {
+        let mut d = vec![0u8; 4 << 20];
+        d.extend(pseudo_random(3 << 20, 11));
+        d.extend(vec![0xffu8; 100 << 10]);
+        d.extend(pseudo_random(5 << 20, 12));
+        d.extend(vec![0u8; 40 << 10]);
+        d.extend(pseudo_random(2 << 20, 13));
+        d.extend(vec![0u8; 20 << 20]);
+        d
+    }
+
+    #[test]
+    fn golden_run_cuts() {
+        // Pinned like `golden_cut_points`: the run rule of format-spec §15.
+        let c = Chunker::new(ChunkerParams::default(), Keys::from_master([42; 32]).gear_table());
+        let data = with_runs();
+        let cuts = c.cuts(&data);
+        assert_eq!(cuts.iter().sum::<usize>(), data.len());
+        let ends: Vec<usize> = cuts
+            .iter()
+            .scan(0, |s, n| {
+                *s += n;
+                Some(*s)
+            })
+            .collect();
+        assert!(ends.contains(&(4 << 20)), "the first zero run ends a chunk");
+        assert!(ends.contains(&((7 << 20) + (100 << 10))), "the 0xff run ends a chunk");
+        assert_eq!(cuts, GOLDEN_RUNS);
+        let mut at = 0;
+        for n in cuts {
+            assert_eq!(reference_cut(&c, &data[at..]), n, "at {at}");
+            at += n;
+        }
+    }
+
+    const GOLDEN_RUNS: &[usize] = &[
+        4194304, 1059534, 872343, 1118581, 197670, 777996, 2140026, 1247619, 1850137, 1173158, 8388608, 8388608,
+        4386360,
+    ];
+
+    #[test]
+    fn a_run_rule_of_zero_is_plain_fastcdc() {
+        let keys = Keys::from_master([42; 32]);
+        let plain = Chunker::new(
+            ChunkerParams {
+                run: 0,
+                ..Default::default()
+            },
+            keys.gear_table(),
+        );
+        let data = with_runs();
+        let cuts = plain.cuts(&data);
+        assert!(
+            cuts[0] > 4 << 20,
+            "without the rule the first chunk runs on past the zeros"
+        );
+        assert_eq!(plain.cuts(&pseudo_random(24 * 1024 * 1024, 0x9E3779B97F4A7C15)), GOLDEN);
+    }
+
+    #[test]
+    fn an_edit_before_a_zero_run_changes_only_the_chunk_it_is_in() {
+        // The case of the benchmark's 2 GiB file: an insert inside a long leading zero
+        // run. Without the rule the first chunk runs on into the data after the zeros.
+        let c = Chunker::new(ChunkerParams::default(), Keys::from_master([3; 32]).gear_table());
+        let mut data = vec![0u8; 4_041_012];
+        data.extend(pseudo_random(12 << 20, 5));
+        let mut edited = data[..4096].to_vec();
+        edited.extend(pseudo_random(1024, 6));
+        edited.extend_from_slice(&data[4096..]);
+        let (a, b) = (c.cuts(&data), c.cuts(&edited));
+        assert_eq!(a[0], 4_041_012);
+        assert_eq!(b[0], 4_041_012 + 1024);
+        assert_eq!(a[1..], b[1..], "every chunk after the zero run is the same");
+    }
+
+    proptest::proptest! {
+        /// Random mixtures of data and runs, with small parameters so that every rule is
+        /// reached: the fast scan equals the definition, and streaming equals whole-buffer.
+        #[test]
+        fn run_cuts_match_the_definition(
+            parts in proptest::collection::vec((0u8..4, 1usize..3000, proptest::prelude::any::<u8>()), 0..40),
+            run in 64u32..400,
+            seed in 0u64..1000,
+        ) {
+            let mut data = Vec::new();
+            for (i, (kind, len, v)) in parts.into_iter().enumerate() {
+                match kind {
+                    0 => data.extend(pseudo_random(len, seed + i as u64 + 1)),
+                    _ => data.extend(std::iter::repeat_n(v, len)),
+                }
+            }
+            let p = ChunkerParams { min: 256, avg: 1024, max: 4096, normalization: 1, run };
+            p.validate().unwrap();
+            let c = Chunker::new(p, Keys::from_master([5; 32]).gear_table());
+            let cuts = c.cuts(&data);
+            let mut at = 0;
+            for &n in &cuts {
+                proptest::prop_assert_eq!(reference_cut(&c, &data[at..]), n, "at {}", at);
+                at += n;
+            }
+            let mut got = Vec::new();
+            let mut buf = Vec::new();
+            c.stream(&mut &data[..], u64::MAX, &mut buf, |ch| {
+                got.push(ch.len());
+                Ok(())
+            })
+            .unwrap();
+            proptest::prop_assert_eq!(got, cuts);
         }
     }
 

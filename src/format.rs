@@ -120,12 +120,56 @@ pub struct Config {
     pub created_unix_ns: i64,
 }
 
-/// `envelope || repo_id(32) || sealed(1 || postcard(Config))`.
+/// The `Config` structure version this build writes. Version 2 added `ChunkerParams::run`
+/// (format-spec §5); version 1 is still read, as a repository whose chunker has no run rule.
+pub const CONFIG_VERSION: u8 = 2;
+
+/// `Config` as written at structure version 1: `ChunkerParams` without `run`.
+#[derive(Deserialize)]
+struct ConfigV1 {
+    repo_id: [u8; 32],
+    chunker: ChunkerParamsV1,
+    pack_target: u32,
+    created_unix_ns: i64,
+}
+
+#[derive(Deserialize)]
+struct ChunkerParamsV1 {
+    min: u32,
+    avg: u32,
+    max: u32,
+    normalization: u8,
+}
+
+impl From<ConfigV1> for Config {
+    fn from(c: ConfigV1) -> Config {
+        let ChunkerParamsV1 {
+            min,
+            avg,
+            max,
+            normalization,
+        } = c.chunker;
+        Config {
+            repo_id: c.repo_id,
+            chunker: ChunkerParams {
+                min,
+                avg,
+                max,
+                normalization,
+                run: 0,
+            },
+            pack_target: c.pack_target,
+            created_unix_ns: c.created_unix_ns,
+        }
+    }
+}
+
+/// `envelope || repo_id(32) || sealed(2 || postcard(Config))`.
 pub fn encode_config(c: &Config, cipher: &Cipher) -> Vec<u8> {
     let mut out = envelope(Kind::Config).to_vec();
     out.extend_from_slice(&c.repo_id);
     let aad = aad(&c.repo_id, Kind::Config, &[0; 32]);
-    cipher.seal_into(&aad, &encode_versioned(1, c), &mut out);
+    cipher.seal_into(&aad, &encode_versioned(CONFIG_VERSION, c), &mut out);
     out
 }
 
@@ -141,7 +185,10 @@ pub fn decode_config(bytes: &[u8], cipher: &Cipher) -> Result<Config> {
     let repo_id = config_repo_id(bytes)?;
     let sealed = &strip_envelope(Kind::Config, bytes, "config")?[32..];
     let plain = cipher.open(&aad(&repo_id, Kind::Config, &[0; 32]), sealed, "config")?;
-    let c: Config = decode_versioned(1, &plain, "config")?;
+    let c: Config = match plain.first() {
+        Some(1) => decode_versioned::<ConfigV1>(1, &plain, "config")?.into(),
+        _ => decode_versioned(CONFIG_VERSION, &plain, "config")?,
+    };
     if c.repo_id != repo_id {
         return Err(Error::corrupt("config: repository id mismatch"));
     }
@@ -807,6 +854,58 @@ mod tests {
             assert!(check_name(bad).is_err());
         }
         check_name(b"ok\nname\xff").unwrap();
+    }
+
+    #[test]
+    fn config_round_trips_at_version_2_and_version_1_still_reads() {
+        let cipher = Cipher::new(&[7; 32]);
+        let c = Config {
+            repo_id: [9; 32],
+            chunker: ChunkerParams::default(),
+            pack_target: 16 << 20,
+            created_unix_ns: 5,
+        };
+        let bytes = encode_config(&c, &cipher);
+        assert_eq!(decode_config(&bytes, &cipher).unwrap(), c);
+        let plain = cipher
+            .open(&aad(&[9; 32], Kind::Config, &[0; 32]), &bytes[38..], "c")
+            .unwrap();
+        assert_eq!(plain[0], 2, "config structure version");
+        assert_eq!(
+            &plain[plain.len() - 8..],
+            [0x80, 0x80, 0x04, 0x80, 0x80, 0x80, 0x08, 0x0a],
+            "run 65536 ends ChunkerParams, then pack target and created"
+        );
+
+        // A config as the builds before version 2 wrote it, byte by byte (format-spec §5):
+        // version 1, repo id, min/avg/max as varints, normalization, pack target, created.
+        let mut v1 = vec![1];
+        v1.extend_from_slice(&[9; 32]);
+        v1.extend_from_slice(&[0x80, 0x80, 0x20, 0x80, 0x80, 0x40, 0x80, 0x80, 0x80, 0x04, 0x01]);
+        v1.extend_from_slice(&[0x80, 0x80, 0x80, 0x08, 0x0a]);
+        let mut old = envelope(Kind::Config).to_vec();
+        old.extend_from_slice(&[9; 32]);
+        cipher.seal_into(&aad(&[9; 32], Kind::Config, &[0; 32]), &v1, &mut old);
+        let read = decode_config(&old, &cipher).unwrap();
+        assert_eq!(
+            read.chunker.run, 0,
+            "a version 1 repository keeps chunking without the run rule"
+        );
+        assert_eq!(
+            read,
+            Config {
+                chunker: ChunkerParams { run: 0, ..c.chunker },
+                ..c
+            }
+        );
+
+        let mut v3 = plain.clone();
+        v3[0] = 3;
+        let mut new = envelope(Kind::Config).to_vec();
+        new.extend_from_slice(&[9; 32]);
+        cipher.seal_into(&aad(&[9; 32], Kind::Config, &[0; 32]), &v3, &mut new);
+        let err = decode_config(&new, &cipher).unwrap_err().to_string();
+        assert!(err.contains("structure version 3"), "{err}");
     }
 
     #[test]

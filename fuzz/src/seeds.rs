@@ -274,8 +274,24 @@ pub fn seeds() -> Vec<Seed> {
     out.push(seed(
         "config",
         "plaintext",
-        format::encode_versioned(1, &sample_config()),
-        |b| format::decode_versioned::<Config>(1, b, "seed").is_ok(),
+        format::encode_versioned(format::CONFIG_VERSION, &sample_config()),
+        |b| format::decode_versioned::<Config>(format::CONFIG_VERSION, b, "seed").is_ok(),
+    ));
+    // The structure version 1 form (no `run`): the same fields, as a tuple.
+    let (c, p) = (sample_config(), sample_config().chunker);
+    out.push(seed(
+        "config",
+        "plaintext-v1",
+        format::encode_versioned(
+            1,
+            &(
+                c.repo_id,
+                (p.min, p.avg, p.max, p.normalization),
+                c.pack_target,
+                c.created_unix_ns,
+            ),
+        ),
+        |b| b.first() == Some(&1) && b.len() > 33 && b[1..33] == REPO_ID,
     ));
 
     let insecure = repo::make_key_file(&REPO_ID, &f.keys, None, KdfParams::default()).expect("insecure key file");

@@ -101,6 +101,42 @@ fn inserting_one_kib_at_the_start_of_a_large_file_restores_few_chunks() {
 }
 
 #[test]
+fn an_insert_inside_a_zero_run_stores_only_the_chunk_it_falls_in() {
+    // Like a database file or disk image: a long zero-filled region, then data. FastCDC
+    // cannot cut inside zeros, so without the run rule (format-spec §15) the first chunk
+    // would run on into the data, and this insert would store that data again (a random
+    // amount, about 512 KB on average with the default parameters).
+    let env = Env::with_repo();
+    let src = env.path("src");
+    let mut data = vec![0u8; 4_041_012];
+    data.extend(random_bytes(41, 12_000_000));
+    write(src.join("image.bin"), &data);
+    age_tree(&src);
+    env.backup_json([&src]);
+    let size1 = repo_bytes(&env);
+
+    let mut edited = data[..4096].to_vec();
+    edited.extend(random_bytes(42, 1024));
+    edited.extend_from_slice(&data[4096..]);
+    write(src.join("image.bin"), &edited);
+    age_tree(&src);
+    let second = env.backup_json([&src]);
+    assert_eq!(num(&second, "files_changed"), 1, "{second}");
+    let added = num(&second, "data_added");
+    let growth = repo_bytes(&env) - size1;
+    assert!(
+        added < 32_000 && growth < 32_000,
+        "a 1 KiB insert into the zero run stored {added} bytes (repository grew {growth})"
+    );
+    let target = env.path("out");
+    env.restore(second["snapshot_id"].as_str().unwrap(), &target);
+    assert!(
+        fs::read(target.join("image.bin")).unwrap() == edited,
+        "edited file restored wrongly"
+    );
+}
+
+#[test]
 fn identical_content_is_stored_once() {
     let env = Env::with_repo();
     let src = env.path("src");
@@ -200,6 +236,7 @@ fn long_chunk_lists_are_paged_and_an_edit_rewrites_few_pages() {
             avg: 1024,
             max: 4096,
             normalization: 1,
+            run: 128,
         },
         pack_target: None,
     };
