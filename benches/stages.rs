@@ -45,7 +45,13 @@ fn stages(c: &mut Criterion) {
     let chunker = Chunker::new(ChunkerParams::default(), keys.gear_table());
     g.bench_function("fastcdc", |b| b.iter(|| black_box(chunker.cuts(black_box(&data)))));
     // The same without the run rule (repositories of config version 1): the rule's cost.
-    let plain = Chunker::new(ChunkerParams { run: 0, ..Default::default() }, keys.gear_table());
+    let plain = Chunker::new(
+        ChunkerParams {
+            run: 0,
+            ..Default::default()
+        },
+        keys.gear_table(),
+    );
     g.bench_function("fastcdc_without_run_rule", |b| {
         b.iter(|| black_box(plain.cuts(black_box(&data))))
     });
@@ -59,7 +65,9 @@ fn stages(c: &mut Criterion) {
         .flat_map(|c| c.iter().copied().chain(std::iter::repeat_n(0, 1 << 20)))
         .collect();
     g.throughput(Throughput::Bytes(sparse.len() as u64));
-    g.bench_function("fastcdc_zero_runs", |b| b.iter(|| black_box(chunker.cuts(black_box(&sparse)))));
+    g.bench_function("fastcdc_zero_runs", |b| {
+        b.iter(|| black_box(chunker.cuts(black_box(&sparse))))
+    });
 
     let chunk = &data[..1 << 20];
     g.throughput(Throughput::Bytes(chunk.len() as u64));
