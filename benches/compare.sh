@@ -340,9 +340,11 @@ for ((round = 0; round < RESTORE_RUNS; round++)); do
   for ((k = 0; k < n; k++)); do
     t=${TOOLS[(k + round) % n]}
     log "restore round $((round + 1))/$RESTORE_RUNS: $t"
-    # ext4 without a journal (this VM's disk) scans inodes deleted in the last 5 s (300 s
-    # while their table blocks are dirty) on every create: sync and wait it out, or the
-    # restore that follows a removal pays for it in system time.
+    # ext4 without a journal (this VM's disk) skips, on every create, free inodes deleted in
+    # the last 60 s (360 s while their inode-table block is dirty, which a create next to
+    # them makes it), checking them one by one (`recently_deleted`, RECENTCY_MIN 60 and
+    # RECENTCY_DIRTY 300 since Linux 5.7). Sync and a pause take the first edge off; waiting
+    # it out fully would take 6 minutes per restore, so every tool pays some of it.
     rm -rf "$R/restore" && sync && sleep 6
     restore_cmd "$t" "$R/$t" "$R/restore" a3; timed restore "$t" "${CMD[@]}"
     RUNS[$t]+="$LAST_WALL $LAST_CPU $LAST_RSS"$'\n'
