@@ -823,22 +823,27 @@ impl DataFile {
         plan.items[self.item].rel()
     }
 
-    fn open(&self, root: &OwnedFd, plan: &Plan, modes: Modes) -> std::io::Result<File> {
+    /// Open (or in a fresh target, create) the file through the descriptor of its parent
+    /// directory, which `parents` opened beneath the target and keeps while the writer
+    /// stays in that directory: a pack's blobs are in walk order, so most files of a pack
+    /// share their parent with the file before.
+    fn open(&self, parents: &mut Parents, plan: &Plan, modes: Modes) -> std::io::Result<File> {
         let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let item = &plan.items[self.item];
-        let name = OsStr::from_bytes(item.rel());
+        let (parent, name) = split_rel(item.rel());
+        let name = OsStr::from_bytes(name);
+        let dir = parents.get(parent)?;
         let mut created = self.created.lock().unwrap_or_else(|p| p.into_inner());
         if *created {
             drop(created);
-            let fd = rustix::fs::openat2(root, name, flags, Mode::empty(), BENEATH).map_err(errno)?;
+            let fd = rustix::fs::openat(dir, name, flags, Mode::empty()).map_err(errno)?;
             return Ok(File::from(fd));
         }
-        let fd = rustix::fs::openat2(
-            root,
+        let fd = rustix::fs::openat(
+            dir,
             name,
             flags | OFlags::CREATE | OFlags::EXCL,
             Mode::from_raw_mode(modes.create(item.meta().mode, false)),
-            BENEATH,
         )
         .map_err(errno)?;
         // A file ending in a hole gets its length from ftruncate, not from a write.
@@ -926,11 +931,12 @@ fn restore_data(
     packs.sort_by_key(|p| p.0);
     let total: u64 = plan.bytes;
     let errs = Mutex::new(Vec::<(usize, String)>::new());
-    // Per worker: the coalesced read (blobs are decrypted in it) and the plaintext, reused.
-    let buffers = || (Vec::new(), Vec::new());
+    // Per worker: the coalesced read (blobs are decrypted in it) and the plaintext, reused,
+    // and the descriptor of the directory it last wrote in.
+    let buffers = || (Vec::new(), Vec::new(), Parents { root, last: None });
     packs
         .par_iter_mut()
-        .for_each_init(buffers, |(range, bytes), (pack, blobs)| {
+        .for_each_init(buffers, |(range, bytes, parents), (pack, blobs)| {
             blobs.sort_unstable_by_key(|b| b.0);
             let path = Dir::Packs.path(&pack.to_hex());
             let mut open: HashMap<usize, File> = HashMap::new();
@@ -975,7 +981,7 @@ fn restore_data(
                                         if open.len() >= 64 {
                                             open.clear();
                                         }
-                                        open.insert(t.file, files[t.file].open(root, plan, modes)?);
+                                        open.insert(t.file, files[t.file].open(parents, plan, modes)?);
                                     }
                                     let f = &open[&t.file];
                                     f.write_all_at(bytes, t.offset)?;
