@@ -6,7 +6,8 @@
 //! database pages, disk images, padding) are where FastCDC's gear hash cannot cut: the hash
 //! is constant over a run, so the chunk around a run ends at a random point in the data
 //! after it, and an edit anywhere before that point changes the whole chunk. Cutting at the
-//! run's end makes the data after a run start a chunk of its own.
+//! run's end makes the data after a run start a chunk of its own. A run counts from where it
+//! begins in the region, also when a cut divided it (the `Carry` between chunks).
 //!
 //! The cut points are the dedup contract: the same key, parameters and bytes must give
 //! the same chunks forever. `tests::golden_cut_points` and `tests::golden_run_cuts` pin them.
@@ -62,8 +63,16 @@ impl ChunkerParams {
     }
 }
 
-/// The smallest accepted `run` other than 0, so that the rule cannot cut tiny chunks.
+/// The smallest accepted `run` other than 0.
 pub const RUN_MIN: u32 = 64;
+
+/// The run of equal bytes at the end of a region's data before a chunk: `len` copies of
+/// `byte`, counted up to `run`. A run that a cut divided still ends a chunk where it ends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Carry {
+    byte: u8,
+    len: u32,
+}
 
 pub struct Chunker {
     p: ChunkerParams,
@@ -76,6 +85,8 @@ pub struct Chunker {
 impl Chunker {
     pub fn new(p: ChunkerParams, gear: Vec<u64>) -> Self {
         assert_eq!(gear.len(), 256, "gear table has 256 entries");
+        // Configs are validated on read (`ChunkerParams::validate`): run is 0 or >= 64.
+        assert!(p.run == 0 || p.run >= 2, "run rule of fewer than 2 bytes");
         let level = match p.normalization {
             0 => Normalization::Level0,
             1 => Normalization::Level1,
@@ -97,9 +108,16 @@ impl Chunker {
         self.p.max as usize
     }
 
-    /// Length of the next chunk at the start of `buf`. `buf` must hold at least `max`
-    /// bytes unless it is the end of the stream.
+    /// Length of the first chunk of a region that starts with `buf`. `buf` must hold at
+    /// least `max` bytes unless it is the end of the region.
     pub fn next_cut(&self, buf: &[u8]) -> usize {
+        self.next_cut_after(Carry::default(), buf)
+    }
+
+    /// Length of the next chunk at the start of `buf`, where `carry` describes the run of
+    /// equal bytes that ended the chunks before it in the same region (`Chunker::carry`).
+    /// `buf` must hold at least `max` bytes unless it is the end of the region.
+    pub fn next_cut_after(&self, carry: Carry, buf: &[u8]) -> usize {
         if self.p.run == 0 {
             return self.gear_cut(buf);
         }
@@ -108,9 +126,29 @@ impl Chunker {
         // finds exactly the cuts that the whole buffer has inside that prefix (the property
         // `stream` relies on too), and the prefix `..p + 1` tests every position up to `p`.
         let limit = buf.len().min(self.p.max as usize);
-        match first_run_end(&buf[..limit], self.p.run as usize) {
+        match first_run_end(&buf[..limit], self.p.run as usize, carry) {
             None => self.gear_cut(buf),
             Some(p) => self.gear_cut(&buf[..p + 1]).min(p),
+        }
+    }
+
+    /// The carry for the chunk after `chunk`, which followed `carry`: how many copies of
+    /// its last byte end the region's data so far, counted up to `run`.
+    pub fn carry(&self, carry: Carry, chunk: &[u8]) -> Carry {
+        let (run, Some(&byte)) = (self.p.run, chunk.last()) else {
+            return Carry::default();
+        };
+        // Only the last `run` bytes matter: a long run is counted up to `run`.
+        let look = &chunk[chunk.len().saturating_sub(run as usize)..];
+        let tail = look.len() - look.iter().rposition(|&b| b != byte).map_or(0, |i| i + 1);
+        let before = if tail == chunk.len() && carry.byte == byte {
+            carry.len
+        } else {
+            0
+        };
+        Carry {
+            byte,
+            len: (tail as u64 + before as u64).min(run as u64) as u32,
         }
     }
 
@@ -153,13 +191,15 @@ impl Chunker {
         let mut remaining = limit;
         let mut eof = limit == 0;
         let mut total = 0u64;
+        let mut carry = Carry::default();
         loop {
             let avail = end - start;
             if !eof && avail < max {
                 if avail > min {
-                    let n = self.next_cut(&buf[start..end]);
+                    let n = self.next_cut_after(carry, &buf[start..end]);
                     if n < avail {
                         emit(&buf[start..start + n])?;
+                        carry = self.carry(carry, &buf[start..start + n]);
                         start += n;
                         continue;
                     }
@@ -190,8 +230,9 @@ impl Chunker {
             if avail == 0 {
                 return Ok(total);
             }
-            let n = self.next_cut(&buf[start..end]);
+            let n = self.next_cut_after(carry, &buf[start..end]);
             emit(&buf[start..start + n])?;
+            carry = self.carry(carry, &buf[start..start + n]);
             start += n;
         }
     }
@@ -199,23 +240,38 @@ impl Chunker {
     /// All cut lengths of a complete buffer (tests and benchmarks).
     pub fn cuts(&self, mut buf: &[u8]) -> Vec<usize> {
         let mut out = Vec::new();
+        let mut carry = Carry::default();
         while !buf.is_empty() {
-            let n = self.next_cut(buf);
+            let n = self.next_cut_after(carry, buf);
             out.push(n);
+            carry = self.carry(carry, &buf[..n]);
             buf = &buf[n..];
         }
         out
     }
 }
 
-/// The smallest `p` with `run <= p < buf.len()` such that `buf[p - run .. p]` is one byte
-/// value repeated and `buf[p]` differs from it: the end of the first run of at least `run`
-/// equal bytes that ends inside `buf`. `run >= 2`.
+/// The smallest `p` with `0 < p < buf.len()` such that the `run` bytes before `p` are one
+/// byte value repeated and `buf[p]` differs from it: the end of the first run of at least
+/// `run` equal bytes that ends inside `buf`. The bytes before `p` may reach back before
+/// `buf`, into the `carry` (the same region's data before this chunk). `run >= 2`.
 ///
-/// Every such run contains a whole window `[k·s, (k+1)·s)` with `s = run / 2`, so only
-/// those windows are probed (three bytes each, then the whole window if they agree), and
-/// data without runs costs three loads per `s` bytes.
-fn first_run_end(buf: &[u8], run: usize) -> Option<usize> {
+/// A run that continues from the carry is measured directly. Every other such run lies in
+/// `buf` and contains a whole window `[k·s, (k+1)·s)` with `s = run / 2`, so only those
+/// windows are probed (three bytes each, then the whole window if they agree), and data
+/// without runs costs three loads per `s` bytes.
+fn first_run_end(buf: &[u8], run: usize, carry: Carry) -> Option<usize> {
+    if carry.len > 0 && buf.first() == Some(&carry.byte) {
+        let l = leading_equal(buf, carry.byte);
+        if l == buf.len() {
+            return None;
+        }
+        if carry.len as usize + l >= run {
+            return Some(l);
+        }
+        // Too short with its carry: the window scan below measures it as starting at 0,
+        // shorter still, and passes over it.
+    }
     let s = run / 2;
     let mut w = 0;
     while w + s <= buf.len() {
@@ -310,17 +366,46 @@ mod tests {
         }
     }
 
-    /// The definition of format-spec §15 ("Runs"), written the slow way: the gear cut, or
-    /// the first position before it that ends a run of at least `run` equal bytes.
-    fn reference_cut(c: &Chunker, buf: &[u8]) -> usize {
-        let gear = c.gear_cut(buf);
+    /// The definition of format-spec §15 ("Runs"), written the slow way over a whole region:
+    /// each chunk ends at its gear cut, or at the first position before it that ends a run
+    /// of at least `run` equal bytes of the region (which may have begun before the chunk).
+    fn reference_cuts(c: &Chunker, data: &[u8]) -> Vec<usize> {
         let run = c.p.run as usize;
-        if run == 0 {
-            return gear;
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < data.len() {
+            let gear = c.gear_cut(&data[at..]);
+            let n = if run == 0 {
+                gear
+            } else {
+                (at + 1..at + gear)
+                    .find(|&p| p >= run && data[p] != data[p - 1] && data[p - run..p].iter().all(|&b| b == data[p - 1]))
+                    .map_or(gear, |p| p - at)
+            };
+            out.push(n);
+            at += n;
         }
-        (run..gear)
-            .find(|&p| buf[p] != buf[p - 1] && buf[p - run..p].iter().all(|&b| b == buf[p - 1]))
-            .unwrap_or(gear)
+        out
+    }
+
+    /// A reader that hands out its bytes in short reads of irregular length, so that
+    /// `stream` cuts in partial buffers with more data to come.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        x: u64,
+    }
+
+    impl std::io::Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            self.x ^= self.x << 13;
+            self.x ^= self.x >> 7;
+            self.x ^= self.x << 17;
+            let n = (1 + self.x % 700) as usize;
+            let n = n.min(out.len()).min(self.data.len());
+            out[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
     }
 
     /// 4 MiB of zeros, random data, 100 KiB of 0xff, random data, a 40 KiB zero run (too
@@ -352,12 +437,8 @@ mod tests {
             .collect();
         assert!(ends.contains(&(4 << 20)), "the first zero run ends a chunk");
         assert!(ends.contains(&((7 << 20) + (100 << 10))), "the 0xff run ends a chunk");
+        assert_eq!(cuts, reference_cuts(&c, &data));
         assert_eq!(cuts, GOLDEN_RUNS);
-        let mut at = 0;
-        for n in cuts {
-            assert_eq!(reference_cut(&c, &data[at..]), n, "at {at}");
-            at += n;
-        }
     }
 
     const GOLDEN_RUNS: &[usize] = &[
@@ -400,6 +481,54 @@ mod tests {
         assert_eq!(a[1..], b[1..], "every chunk after the zero run is the same");
     }
 
+    #[test]
+    fn a_run_longer_than_max_still_ends_a_chunk_where_it_ends() {
+        // The cut at `max` falls inside the run with 10 KiB of it left: less than `run`
+        // counted from that chunk's start, but the run began before it.
+        let c = Chunker::new(ChunkerParams::default(), Keys::from_master([3; 32]).gear_table());
+        let zeros = (8 << 20) + (10 << 10);
+        let mut data = vec![0u8; zeros];
+        data.extend(pseudo_random(6 << 20, 7));
+        let mut edited = data[..4096].to_vec();
+        edited.extend(pseudo_random(1024, 8));
+        edited.extend_from_slice(&data[4096..]);
+        let (a, b) = (c.cuts(&data), c.cuts(&edited));
+        assert_eq!(a[..2], [8 << 20, 10 << 10]);
+        assert_eq!(b[..2], [8 << 20, (10 << 10) + 1024]);
+        assert_eq!(a[2..], b[2..], "every chunk after the zero run is the same");
+        assert_eq!(a, reference_cuts(&c, &data));
+    }
+
+    #[test]
+    fn carry_counts_the_run_across_chunks_up_to_run() {
+        let c = Chunker::new(
+            ChunkerParams {
+                min: 256,
+                avg: 1024,
+                max: 4096,
+                normalization: 1,
+                run: 100,
+            },
+            Keys::from_master([5; 32]).gear_table(),
+        );
+        let none = Carry::default();
+        let a = c.carry(none, b"xyz\0\0\0");
+        assert_eq!(a, Carry { byte: 0, len: 3 });
+        assert_eq!(c.carry(a, &[0; 50]), Carry { byte: 0, len: 53 });
+        assert_eq!(c.carry(a, &[0; 500]), Carry { byte: 0, len: 100 });
+        assert_eq!(c.carry(a, &[1; 5]), Carry { byte: 1, len: 5 });
+        assert_eq!(c.carry(a, b"\0\0a"), Carry { byte: b'a', len: 1 });
+        // A run continuing from the carry ends a chunk when the two together reach `run`.
+        assert_eq!(
+            c.next_cut_after(Carry { byte: 0, len: 90 }, &[&[0u8; 10][..], &[1; 500]].concat()),
+            10
+        );
+        assert_eq!(
+            c.next_cut_after(Carry { byte: 0, len: 89 }, &[&[0u8; 10][..], &[1; 500]].concat()),
+            510
+        );
+    }
+
     proptest::proptest! {
         /// Random mixtures of data and runs, with small parameters so that every rule is
         /// reached: the fast scan equals the definition, and streaming equals whole-buffer.
@@ -420,14 +549,11 @@ mod tests {
             p.validate().unwrap();
             let c = Chunker::new(p, Keys::from_master([5; 32]).gear_table());
             let cuts = c.cuts(&data);
-            let mut at = 0;
-            for &n in &cuts {
-                proptest::prop_assert_eq!(reference_cut(&c, &data[at..]), n, "at {}", at);
-                at += n;
-            }
+            proptest::prop_assert_eq!(&cuts, &reference_cuts(&c, &data));
             let mut got = Vec::new();
             let mut buf = Vec::new();
-            c.stream(&mut &data[..], u64::MAX, &mut buf, |ch| {
+            let mut r = Trickle { data: &data, x: seed + 1 };
+            c.stream(&mut r, u64::MAX, &mut buf, |ch| {
                 got.push(ch.len());
                 Ok(())
             })

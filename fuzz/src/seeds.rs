@@ -291,7 +291,14 @@ pub fn seeds() -> Vec<Seed> {
                 c.created_unix_ns,
             ),
         ),
-        |b| b.first() == Some(&1) && b.len() > 33 && b[1..33] == REPO_ID,
+        |b| {
+            // Sealed as the config target seals its input, it must decode with no run rule.
+            let mut file = format::envelope(Kind::Config).to_vec();
+            file.extend_from_slice(&REPO_ID);
+            let aad = format::aad(&REPO_ID, Kind::Config, &[0; 32]);
+            fixed().cipher.seal_into(&aad, b, &mut file);
+            format::decode_config(&file, &fixed().cipher).is_ok_and(|c| c.chunker.run == 0 && c.repo_id == REPO_ID)
+        },
     ));
 
     let insecure = repo::make_key_file(&REPO_ID, &f.keys, None, KdfParams::default()).expect("insecure key file");
