@@ -15,7 +15,7 @@ use projectclone::id::{BlobId, ChunkId, ObjectId, PackId, SnapshotId, TreeId};
 use projectclone::pack::{self, LEADER_LEN, PackWriter};
 use projectclone::repo;
 
-use crate::targets::{CHEAP_KDF, MASTER, OBJECT_ID, PACK_AREA, PASSWORD, REPO_ID, fixed};
+use crate::targets::{CHEAP_KDF, MASTER, OBJECT_ID, PACK_AREA, PASSWORD, REPO_ID, fixed, sealed_config};
 
 pub struct Seed {
     pub target: &'static str,
@@ -291,13 +291,10 @@ pub fn seeds() -> Vec<Seed> {
                 c.created_unix_ns,
             ),
         ),
+        // Sealed as the config target seals its input, it must decode with no run rule.
         |b| {
-            // Sealed as the config target seals its input, it must decode with no run rule.
-            let mut file = format::envelope(Kind::Config).to_vec();
-            file.extend_from_slice(&REPO_ID);
-            let aad = format::aad(&REPO_ID, Kind::Config, &[0; 32]);
-            fixed().cipher.seal_into(&aad, b, &mut file);
-            format::decode_config(&file, &fixed().cipher).is_ok_and(|c| c.chunker.run == 0 && c.repo_id == REPO_ID)
+            format::decode_config(&sealed_config(b), &fixed().cipher)
+                .is_ok_and(|c| c.chunker.run == 0 && c.repo_id == REPO_ID)
         },
     ));
 

@@ -81,16 +81,23 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("decompress", decompress),
 ];
 
+/// A config file of the fixed repository whose sealed plaintext is `plain`.
+pub fn sealed_config(plain: &[u8]) -> Vec<u8> {
+    let mut file = format::envelope(Kind::Config).to_vec();
+    file.extend_from_slice(&REPO_ID);
+    fixed()
+        .cipher
+        .seal_into(&format::aad(&REPO_ID, Kind::Config, &[0; 32]), plain, &mut file);
+    file
+}
+
 /// `config`: the config file as stored, then the input as its sealed plaintext.
 pub fn config(data: &[u8]) {
     let f = fixed();
     let _ = format::config_repo_id(data);
     let _ = format::decode_config(data, &f.cipher);
 
-    let mut file = format::envelope(Kind::Config).to_vec();
-    file.extend_from_slice(&REPO_ID);
-    f.cipher
-        .seal_into(&format::aad(&REPO_ID, Kind::Config, &[0; 32]), data, &mut file);
+    let file = sealed_config(data);
     assert_eq!(format::config_repo_id(&file).ok(), Some(REPO_ID));
     if let Ok(c) = format::decode_config(&file, &f.cipher) {
         // An accepted config must give a working chunker (fastcdc asserts on bad sizes).

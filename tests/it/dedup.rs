@@ -18,6 +18,27 @@ fn repo_bytes(env: &Env) -> u64 {
         .sum()
 }
 
+/// Write `edited` over `src/name` and back up again: the second backup must see one changed
+/// file. Returns what it added, how much the repository grew, and its snapshot id.
+#[track_caller]
+fn back_up_edit(env: &Env, src: &std::path::Path, name: &str, edited: &[u8]) -> (u64, u64, String) {
+    let before = repo_bytes(env);
+    write(src.join(name), edited);
+    age_tree(src);
+    let second = env.backup_json([src]);
+    assert_eq!(num(&second, "files_changed"), 1, "{second}");
+    let snapshot = second["snapshot_id"].as_str().unwrap().to_string();
+    (num(&second, "data_added"), repo_bytes(env) - before, snapshot)
+}
+
+/// Restore `snapshot` and compare `name` with `want`.
+#[track_caller]
+fn assert_restores(env: &Env, snapshot: &str, name: &str, want: &[u8]) {
+    let target = env.path("out");
+    env.restore(snapshot, &target);
+    assert!(fs::read(target.join(name)).unwrap() == want, "{name} restored wrongly");
+}
+
 #[test]
 fn unchanged_second_backup_adds_no_pack() {
     let env = Env::with_repo();
@@ -74,17 +95,11 @@ fn inserting_one_kib_at_the_start_of_a_large_file_restores_few_chunks() {
     age_tree(&src);
     let first = env.backup_json([&src]);
     assert!(num(&first, "data_added") >= SIZE as u64, "{first}");
-    let size1 = repo_bytes(&env);
 
     let mut shifted = random_bytes(22, 1024);
     shifted.extend_from_slice(&data);
     drop(data);
-    write(src.join("big.bin"), &shifted);
-    age_tree(&src);
-    let second = env.backup_json([&src]);
-    assert_eq!(num(&second, "files_changed"), 1, "{second}");
-    let added = num(&second, "data_added");
-    let growth = repo_bytes(&env) - size1;
+    let (added, growth, snapshot) = back_up_edit(&env, &src, "big.bin", &shifted);
     let limit = SIZE as u64 / 10;
     assert!(
         added < limit && growth < limit,
@@ -92,12 +107,7 @@ fn inserting_one_kib_at_the_start_of_a_large_file_restores_few_chunks() {
     );
 
     // And the shifted file restores exactly from old and new chunks.
-    let target = env.path("out");
-    env.restore(second["snapshot_id"].as_str().unwrap(), &target);
-    assert!(
-        fs::read(target.join("big.bin")).unwrap() == shifted,
-        "shifted file restored wrongly"
-    );
+    assert_restores(&env, &snapshot, "big.bin", &shifted);
 }
 
 #[test]
@@ -113,27 +123,16 @@ fn an_insert_inside_a_zero_run_stores_only_the_chunk_it_falls_in() {
     write(src.join("image.bin"), &data);
     age_tree(&src);
     env.backup_json([&src]);
-    let size1 = repo_bytes(&env);
 
     let mut edited = data[..4096].to_vec();
     edited.extend(random_bytes(42, 1024));
     edited.extend_from_slice(&data[4096..]);
-    write(src.join("image.bin"), &edited);
-    age_tree(&src);
-    let second = env.backup_json([&src]);
-    assert_eq!(num(&second, "files_changed"), 1, "{second}");
-    let added = num(&second, "data_added");
-    let growth = repo_bytes(&env) - size1;
+    let (added, growth, snapshot) = back_up_edit(&env, &src, "image.bin", &edited);
     assert!(
         added < 32_000 && growth < 32_000,
         "a 1 KiB insert into the zero run stored {added} bytes (repository grew {growth})"
     );
-    let target = env.path("out");
-    env.restore(second["snapshot_id"].as_str().unwrap(), &target);
-    assert!(
-        fs::read(target.join("image.bin")).unwrap() == edited,
-        "edited file restored wrongly"
-    );
+    assert_restores(&env, &snapshot, "image.bin", &edited);
 }
 
 #[test]
