@@ -2,6 +2,7 @@
 //! Everything here is derived from `index/` and `snapshots/` in the repository, so it
 //! can be deleted at any time and rebuilt.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -50,6 +51,23 @@ CREATE TABLE snapshots (
     body BLOB NOT NULL
 ) WITHOUT ROWID;
 ";
+
+/// [`Index::locate_sorted`] scans the blob table instead of looking ids up one by one from
+/// this many ids...
+const SCAN_FROM: usize = 4096;
+/// ...when they number at least this fraction of the table's rows.
+const SCAN_SHARE: u64 = 4;
+
+/// A blob table row's location columns (kind, offset, length, raw length).
+fn location(pack: PackId, kind: i64, offset: i64, length: i64, raw_length: i64) -> Result<Location> {
+    Ok(Location {
+        pack,
+        kind: BlobKind::from_i64(kind).ok_or_else(|| Error::corrupt("index cache: bad blob kind"))?,
+        offset: offset as u64,
+        length: length as u32,
+        raw_length: raw_length as u32,
+    })
+}
 
 /// Where a blob is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -335,21 +353,99 @@ impl Index {
         let mut out = Vec::new();
         for row in rows {
             let (p, k, o, l, rl, condemned) = row.map_err(|e| self.err(e))?;
-            out.push((
-                condemned,
-                Location {
-                    pack: PackId::from_slice(&p).ok_or_else(|| Error::corrupt("index cache: bad pack id"))?,
-                    kind: BlobKind::from_i64(k).ok_or_else(|| Error::corrupt("index cache: bad blob kind"))?,
-                    offset: o as u64,
-                    length: l as u32,
-                    raw_length: rl as u32,
-                },
-            ));
+            let pack = PackId::from_slice(&p).ok_or_else(|| Error::corrupt("index cache: bad pack id"))?;
+            out.push((condemned, location(pack, k, o, l, rl)?));
         }
         // Copies in packs that are not condemned first (stable: otherwise index order).
         out.sort_by_key(|(c, _)| *c);
         let out = out.into_iter().map(|(_, l)| l).collect();
         Ok(out)
+    }
+
+    /// The copy [`lookup`](Self::lookup) lists first for each of `ids` (sorted ascending,
+    /// without repeats): one in a pack that is not condemned if there is one, else the first
+    /// in index order. `None` for a blob the index does not hold.
+    ///
+    /// A restore asks for most of the index at once. Past `SCAN_FROM` (4,096) ids, when they
+    /// are at least a quarter (`SCAN_SHARE`) of the index, one ordered scan of the blob table
+    /// is merged with them instead of a point lookup per id: a sequential read of the table
+    /// costs a fraction of a B-tree descent per row.
+    pub fn locate_sorted(&self, ids: &[BlobId]) -> Result<Vec<Option<Location>>> {
+        debug_assert!(ids.windows(2).all(|w| w[0].0 < w[1].0), "ids sorted, no repeats");
+        if ids.len() >= SCAN_FROM && ids.len() as u64 * SCAN_SHARE >= self.blob_rows()? {
+            return self.locate_by_scan(ids);
+        }
+        ids.iter().map(|id| Ok(self.lookup(id)?.into_iter().next())).collect()
+    }
+
+    /// Rows of the blob table (a blob stored twice counts twice).
+    fn blob_rows(&self) -> Result<u64> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        conn.query_row("SELECT count(*) FROM blobs", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
+    }
+
+    /// [`locate_sorted`](Self::locate_sorted) by one pass over the blob table in key order
+    /// (id, then pack number: the order in which [`lookup`](Self::lookup) lists copies).
+    fn locate_by_scan(&self, ids: &[BlobId]) -> Result<Vec<Option<Location>>> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        // Pack number -> (pack id, condemned?), as `lookup`'s join and EXISTS give them.
+        let mut packs: HashMap<i64, (PackId, bool)> = HashMap::new();
+        {
+            let mut st = conn
+                .prepare("SELECT p.n, p.id, EXISTS (SELECT 1 FROM condemned c WHERE c.pack = p.id) FROM packs p")
+                .map_err(|e| self.err(e))?;
+            let mut rows = st.query([]).map_err(|e| self.err(e))?;
+            while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+                let pack = PackId::from_slice(r.get_ref(1).and_then(|v| Ok(v.as_blob()?)).map_err(|e| self.err(e))?)
+                    .ok_or_else(|| Error::corrupt("index cache: bad pack id"))?;
+                packs.insert(
+                    r.get(0).map_err(|e| self.err(e))?,
+                    (pack, r.get(2).map_err(|e| self.err(e))?),
+                );
+            }
+        }
+        let mut found: Vec<Option<(Location, bool)>> = vec![None; ids.len()];
+        let (Some(first), Some(last)) = (ids.first(), ids.last()) else {
+            return Ok(Vec::new());
+        };
+        let mut st = conn
+            .prepare(
+                "SELECT id, pack, kind, offset, length, raw_length FROM blobs \
+                 WHERE id >= ?1 AND id <= ?2 ORDER BY id, pack",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut rows = st.query(params![&first.0[..], &last.0[..]]).map_err(|e| self.err(e))?;
+        let mut i = 0;
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            let id = r.get_ref(0).and_then(|v| Ok(v.as_blob()?)).map_err(|e| self.err(e))?;
+            while i < ids.len() && ids[i].0.as_slice() < id {
+                i += 1;
+            }
+            if i == ids.len() {
+                break;
+            }
+            if ids[i].0.as_slice() != id {
+                continue;
+            }
+            // A row whose pack is not listed drops out of `lookup`'s join too.
+            let Some(&(pack, condemned)) = packs.get(&r.get::<_, i64>(1).map_err(|e| self.err(e))?) else {
+                continue;
+            };
+            if matches!(found[i], Some((_, false))) || (found[i].is_some() && condemned) {
+                continue;
+            }
+            let loc = location(
+                pack,
+                r.get(2).map_err(|e| self.err(e))?,
+                r.get(3).map_err(|e| self.err(e))?,
+                r.get(4).map_err(|e| self.err(e))?,
+                r.get(5).map_err(|e| self.err(e))?,
+            )?;
+            found[i] = Some((loc, condemned));
+        }
+        Ok(found.into_iter().map(|f| f.map(|(l, _)| l)).collect())
     }
 
     /// All packs known to the index with their sizes.
@@ -394,13 +490,7 @@ impl Index {
             let (b, k, o, l, rl) = row.map_err(|e| self.err(e))?;
             out.push((
                 BlobId(b.try_into().map_err(|_| Error::corrupt("index cache: bad blob id"))?),
-                Location {
-                    pack: *pack,
-                    kind: BlobKind::from_i64(k).ok_or_else(|| Error::corrupt("index cache: bad blob kind"))?,
-                    offset: o as u64,
-                    length: l as u32,
-                    raw_length: rl as u32,
-                },
+                location(*pack, k, o, l, rl)?,
             ));
         }
         Ok(out)
@@ -772,5 +862,88 @@ mod tests {
         let _ = std::fs::remove_file(t.path().join("index.db-wal"));
         let idx = Index::open(&t.path().join("index.db")).unwrap();
         assert!(idx.known_deltas().unwrap().is_empty());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// Both ways of `locate_sorted` give `lookup`'s first copy for every id: copies in
+        /// several packs, some packs condemned, ids the index does not hold.
+        #[test]
+        fn locate_sorted_is_lookups_first_copy(
+            // Per pack: which of 12 blob ids it holds (bit i), and whether it is condemned.
+            packs in proptest::collection::vec((0u16..1 << 12, proptest::bool::ANY), 1..6),
+            // Which of 16 ids to ask for (12 indexable, 4 never stored).
+            asked in 1u16..,
+        ) {
+            let t = tempfile::tempdir().unwrap();
+            let idx = Index::open(&t.path().join("index.db")).unwrap();
+            let blob = |i: u8| BlobId([i * 13 + 1; 32]);
+            let delta = IndexDelta {
+                packs: packs
+                    .iter()
+                    .enumerate()
+                    .map(|(p, (held, _))| IndexPack {
+                        // Pack ids in the opposite order to their numbers: "index order"
+                        // is the pack number, not the pack id.
+                        id: PackId([200 - p as u8; 32]),
+                        size: 1000,
+                        blobs: (0..12u8)
+                            .filter(|i| held & (1 << i) != 0)
+                            .map(|i| PackEntry {
+                                kind: BlobKind::Data,
+                                id: blob(i),
+                                offset: 6 + 10 * i as u64,
+                                length: 10 + p as u32,
+                                raw_length: 4,
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+                supersedes: vec![],
+            };
+            idx.add_deltas(&[(ObjectId([3; 32]), delta)]).unwrap();
+            let condemned: Vec<PackId> = packs
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, c))| *c)
+                .map(|(p, _)| PackId([200 - p as u8; 32]))
+                .collect();
+            idx.set_condemned(&[(ObjectId([4; 32]), 0, condemned)], &[]).unwrap();
+            let mut ids: Vec<BlobId> = (0..16u8).filter(|i| asked & (1 << i) != 0).map(blob).collect();
+            ids.sort_by_key(|b| b.0);
+            let want: Vec<Option<Location>> =
+                ids.iter().map(|id| idx.lookup(id).unwrap().into_iter().next()).collect();
+            proptest::prop_assert_eq!(&idx.locate_by_scan(&ids).unwrap(), &want);
+            proptest::prop_assert_eq!(&idx.locate_sorted(&ids).unwrap(), &want);
+        }
+    }
+
+    #[test]
+    fn lookup_prefers_a_copy_outside_condemned_packs() {
+        let t = tempfile::tempdir().unwrap();
+        let idx = Index::open(&t.path().join("index.db")).unwrap();
+        let entry = |length| PackEntry {
+            kind: BlobKind::Data,
+            id: BlobId([1; 32]),
+            offset: 6,
+            length,
+            raw_length: 4,
+        };
+        let pack = |id, length| IndexPack {
+            id: PackId([id; 32]),
+            size: 100,
+            blobs: vec![entry(length)],
+        };
+        let delta = IndexDelta {
+            packs: vec![pack(9, 20), pack(5, 30)],
+            supersedes: vec![],
+        };
+        idx.add_deltas(&[(ObjectId([3; 32]), delta)]).unwrap();
+        let first = |idx: &Index| idx.locate_by_scan(&[BlobId([1; 32])]).unwrap()[0].unwrap().pack;
+        assert_eq!(first(&idx), PackId([9; 32]), "index order: the pack added first");
+        idx.set_condemned(&[(ObjectId([4; 32]), 0, vec![PackId([9; 32])])], &[])
+            .unwrap();
+        assert_eq!(first(&idx), PackId([5; 32]), "the copy outside the condemned pack");
+        assert_eq!(idx.lookup(&BlobId([1; 32])).unwrap()[0].pack, PackId([5; 32]));
     }
 }

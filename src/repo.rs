@@ -586,11 +586,19 @@ impl Repository {
 
     /// Find a blob's location, preferring the first copy.
     pub fn locate(&self, id: &BlobId) -> Result<Location> {
-        self.index.lookup(id)?.into_iter().next().ok_or_else(|| {
-            Error::corrupt(format!(
-                "blob {id} is not in the index (missing data; run `projectclone check`)"
-            ))
-        })
+        self.index.lookup(id)?.into_iter().next().ok_or_else(|| not_indexed(id))
+    }
+
+    /// [`locate`](Self::locate) for many blobs, `ids` sorted ascending without repeats: one
+    /// result per id, in order.
+    pub fn locate_sorted(&self, ids: &[BlobId]) -> Result<Vec<Result<Location>>> {
+        Ok(self
+            .index
+            .locate_sorted(ids)?
+            .into_iter()
+            .zip(ids)
+            .map(|(l, id)| l.ok_or_else(|| not_indexed(id)))
+            .collect())
     }
 
     /// Read, open and verify one blob.
@@ -704,4 +712,11 @@ pub fn object_name(n: &str) -> Option<[u8; 32]> {
 /// Where the index cache of a repository lives.
 pub fn cache_path(cache_dir: &Path, repo_id: &[u8; 32]) -> PathBuf {
     cache_dir.join(hex::encode(repo_id))
+}
+
+/// The error for a blob the index does not hold.
+fn not_indexed(id: &BlobId) -> Error {
+    Error::corrupt(format!(
+        "blob {id} is not in the index (missing data; run `projectclone check`)"
+    ))
 }
