@@ -17,6 +17,7 @@ use crate::error::Result;
 use crate::format::{Content, Node, NodeKind};
 use crate::id::{BlobId, PackId, SnapshotId, TreeId};
 use crate::pack;
+use crate::per_thread::PerThread;
 use crate::repo::Repository;
 
 #[derive(Debug, Default, Serialize)]
@@ -178,14 +179,17 @@ pub fn check_with(repo: &Repository, read_data: Option<Subset>) -> Result<CheckR
             Some(seen_trees)
         })
     };
+    // One pack buffer and one plaintext buffer per worker, reused: no fresh pages to fault
+    // in per pack.
+    let packs_read = PerThread::new(Vec::new);
+    let plains = PerThread::new(Vec::new);
     let (results, first_walk) = rayon::join(
         || -> Vec<PackCheck> {
             indexed
                 .par_iter()
                 .zip(read.par_iter())
-                // One pack buffer per worker, reused: no fresh pages to fault in per pack.
-                .map_init(Vec::new, |buf, ((id, size), rd)| {
-                    check_pack(repo, id, *size, listed.get(id).copied(), *rd, buf)
+                .map(|((id, size), rd)| {
+                    packs_read.with(|buf| check_pack(repo, id, *size, listed.get(id).copied(), *rd, buf, &plains))
                 })
                 .collect()
         },
@@ -237,6 +241,7 @@ fn check_pack(
     listed: Option<u64>,
     read_data: bool,
     buf: &mut Vec<u8>,
+    plains: &PerThread<Vec<u8>>,
 ) -> PackCheck {
     let mut errs = Vec::new();
     let mut bad = Vec::new();
@@ -297,22 +302,24 @@ fn check_pack(
                     // Blobs in parallel too, so the last large pack does not leave a core idle.
                     let failed: Vec<(String, BlobId)> = parts
                         .par_chunks_mut(64)
-                        .map_init(Vec::new, |plain, part| {
-                            let mut out = Vec::new();
-                            for (e, blob) in part {
-                                if let Err(err) = open_blob_in_place(
-                                    repo.repo_id(),
-                                    &repo.keys,
-                                    &repo.cipher,
-                                    e.kind,
-                                    &e.id,
-                                    blob,
-                                    plain,
-                                ) {
-                                    out.push((format!("pack {id}: {err}"), e.id));
+                        .map(|part| {
+                            plains.with(|plain| {
+                                let mut out = Vec::new();
+                                for (e, blob) in part {
+                                    if let Err(err) = open_blob_in_place(
+                                        repo.repo_id(),
+                                        &repo.keys,
+                                        &repo.cipher,
+                                        e.kind,
+                                        &e.id,
+                                        blob,
+                                        plain,
+                                    ) {
+                                        out.push((format!("pack {id}: {err}"), e.id));
+                                    }
                                 }
-                            }
-                            out
+                                out
+                            })
                         })
                         .flatten()
                         .collect();

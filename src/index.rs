@@ -364,18 +364,22 @@ impl Index {
 
     /// The copy [`lookup`](Self::lookup) lists first for each of `ids` (sorted ascending,
     /// without repeats): one in a pack that is not condemned if there is one, else the first
-    /// in index order. `None` for a blob the index does not hold.
+    /// in index order; `None` for a blob the index does not hold. `found` gets one call per
+    /// id, in order (nothing is collected: a restore asks for every chunk of a snapshot).
     ///
-    /// A restore asks for most of the index at once. Past `SCAN_FROM` (4,096) ids, when they
-    /// are at least a quarter (`SCAN_SHARE`) of the index, one ordered scan of the blob table
-    /// is merged with them instead of a point lookup per id: a sequential read of the table
-    /// costs a fraction of a B-tree descent per row.
-    pub fn locate_sorted(&self, ids: &[BlobId]) -> Result<Vec<Option<Location>>> {
+    /// Past `SCAN_FROM` (4,096) ids, when they are at least a quarter (`SCAN_SHARE`) of the
+    /// index, one ordered scan of the blob table is merged with them instead of a point
+    /// lookup per id: a sequential read of the table costs a fraction of a B-tree descent
+    /// per row.
+    pub fn locate_sorted(&self, ids: &[BlobId], found: &mut dyn FnMut(Option<Location>)) -> Result<()> {
         debug_assert!(ids.windows(2).all(|w| w[0].0 < w[1].0), "ids sorted, no repeats");
         if ids.len() >= SCAN_FROM && ids.len() as u64 * SCAN_SHARE >= self.blob_rows()? {
-            return self.locate_by_scan(ids);
+            return self.locate_by_scan(ids, found);
         }
-        ids.iter().map(|id| Ok(self.lookup(id)?.into_iter().next())).collect()
+        for id in ids {
+            found(self.lookup(id)?.into_iter().next());
+        }
+        Ok(())
     }
 
     /// Rows of the blob table (a blob stored twice counts twice).
@@ -388,7 +392,10 @@ impl Index {
 
     /// [`locate_sorted`](Self::locate_sorted) by one pass over the blob table in key order
     /// (id, then pack number: the order in which [`lookup`](Self::lookup) lists copies).
-    fn locate_by_scan(&self, ids: &[BlobId]) -> Result<Vec<Option<Location>>> {
+    fn locate_by_scan(&self, ids: &[BlobId], found: &mut dyn FnMut(Option<Location>)) -> Result<()> {
+        let (Some(first), Some(last)) = (ids.first(), ids.last()) else {
+            return Ok(());
+        };
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         // Pack number -> (pack id, condemned?), as `lookup`'s join and EXISTS give them.
         let mut packs: HashMap<i64, (PackId, bool)> = HashMap::new();
@@ -406,10 +413,6 @@ impl Index {
                 );
             }
         }
-        let mut found: Vec<Option<(Location, bool)>> = vec![None; ids.len()];
-        let (Some(first), Some(last)) = (ids.first(), ids.last()) else {
-            return Ok(Vec::new());
-        };
         let mut st = conn
             .prepare(
                 "SELECT id, pack, kind, offset, length, raw_length FROM blobs \
@@ -417,10 +420,14 @@ impl Index {
             )
             .map_err(|e| self.err(e))?;
         let mut rows = st.query(params![&first.0[..], &last.0[..]]).map_err(|e| self.err(e))?;
+        // ids[i] is the next id to answer; `best` its preferred copy so far (and whether
+        // that copy's pack is condemned).
         let mut i = 0;
+        let mut best: Option<(Location, bool)> = None;
         while let Some(r) = rows.next().map_err(|e| self.err(e))? {
             let id = r.get_ref(0).and_then(|v| Ok(v.as_blob()?)).map_err(|e| self.err(e))?;
             while i < ids.len() && ids[i].0.as_slice() < id {
+                found(best.take().map(|b| b.0));
                 i += 1;
             }
             if i == ids.len() {
@@ -433,7 +440,7 @@ impl Index {
             let Some(&(pack, condemned)) = packs.get(&r.get::<_, i64>(1).map_err(|e| self.err(e))?) else {
                 continue;
             };
-            if matches!(found[i], Some((_, false))) || (found[i].is_some() && condemned) {
+            if matches!(best, Some((_, false))) || (best.is_some() && condemned) {
                 continue;
             }
             let loc = location(
@@ -443,9 +450,12 @@ impl Index {
                 r.get(4).map_err(|e| self.err(e))?,
                 r.get(5).map_err(|e| self.err(e))?,
             )?;
-            found[i] = Some((loc, condemned));
+            best = Some((loc, condemned));
         }
-        Ok(found.into_iter().map(|f| f.map(|(l, _)| l)).collect())
+        for _ in i..ids.len() {
+            found(best.take().map(|b| b.0));
+        }
+        Ok(())
     }
 
     /// All packs known to the index with their sizes.
@@ -913,8 +923,18 @@ mod tests {
             ids.sort_by_key(|b| b.0);
             let want: Vec<Option<Location>> =
                 ids.iter().map(|id| idx.lookup(id).unwrap().into_iter().next()).collect();
-            proptest::prop_assert_eq!(&idx.locate_by_scan(&ids).unwrap(), &want);
-            proptest::prop_assert_eq!(&idx.locate_sorted(&ids).unwrap(), &want);
+            let collect = |scan: bool| {
+                let mut got = Vec::new();
+                let mut push = |l| got.push(l);
+                if scan {
+                    idx.locate_by_scan(&ids, &mut push).unwrap();
+                } else {
+                    idx.locate_sorted(&ids, &mut push).unwrap();
+                }
+                got
+            };
+            proptest::prop_assert_eq!(&collect(true), &want);
+            proptest::prop_assert_eq!(&collect(false), &want);
         }
     }
 
@@ -939,7 +959,11 @@ mod tests {
             supersedes: vec![],
         };
         idx.add_deltas(&[(ObjectId([3; 32]), delta)]).unwrap();
-        let first = |idx: &Index| idx.locate_by_scan(&[BlobId([1; 32])]).unwrap()[0].unwrap().pack;
+        let first = |idx: &Index| {
+            let mut got = None;
+            idx.locate_by_scan(&[BlobId([1; 32])], &mut |l| got = l).unwrap();
+            got.unwrap().pack
+        };
         assert_eq!(first(&idx), PackId([9; 32]), "index order: the pack added first");
         idx.set_condemned(&[(ObjectId([4; 32]), 0, vec![PackId([9; 32])])], &[])
             .unwrap();

@@ -589,16 +589,14 @@ impl Repository {
         self.index.lookup(id)?.into_iter().next().ok_or_else(|| not_indexed(id))
     }
 
-    /// [`locate`](Self::locate) for many blobs, `ids` sorted ascending without repeats: one
-    /// result per id, in order.
-    pub fn locate_sorted(&self, ids: &[BlobId]) -> Result<Vec<Result<Location>>> {
-        Ok(self
-            .index
-            .locate_sorted(ids)?
-            .into_iter()
-            .zip(ids)
-            .map(|(l, id)| l.ok_or_else(|| not_indexed(id)))
-            .collect())
+    /// [`locate`](Self::locate) for many blobs, `ids` sorted ascending without repeats:
+    /// `found` gets one result per id, in order.
+    pub fn locate_sorted(&self, ids: &[BlobId], found: &mut dyn FnMut(Result<Location>)) -> Result<()> {
+        let mut i = 0;
+        self.index.locate_sorted(ids, &mut |l| {
+            found(l.ok_or_else(|| not_indexed(&ids[i])));
+            i += 1;
+        })
     }
 
     /// Read, open and verify one blob.

@@ -32,6 +32,7 @@ use crate::blob::open_blob_in_place;
 use crate::error::{Error, Result};
 use crate::format::{ChunkRef, FileData, Meta, Node, NodeKind, Snapshot};
 use crate::id::{BlobId, ChunkId, PackId};
+use crate::per_thread::PerThread;
 use crate::progress::Progress;
 use crate::repo::Repository;
 
@@ -936,7 +937,7 @@ fn restore_data(
     let mut ids: Vec<BlobId> = targets.iter().map(|t| BlobId(t.0.0)).collect();
     ids.dedup();
     let mut start = 0;
-    for located in repo.locate_sorted(&ids)? {
+    repo.locate_sorted(&ids, &mut |located| {
         let id = targets[start].0;
         let end = start + targets[start..].iter().take_while(|t| t.0 == id).count();
         match located {
@@ -953,19 +954,20 @@ fn restore_data(
             }
         }
         start = end;
-    }
+    })?;
+    drop(ids);
     let mut packs: Vec<(PackId, Vec<(u64, u32, Range<usize>)>)> = by_pack.into_iter().collect();
     packs.sort_by_key(|p| p.0);
     let total: u64 = plan.bytes;
     let errs = Mutex::new(Vec::<(usize, String)>::new());
-    // Per worker: the coalesced read (blobs are decrypted in it) and the plaintext, reused
-    // (each at most one blob's bound, `MAX_BLOB_RAW`: dropping a large chunk's plaintext
-    // only made the next one fault its pages in again), and the descriptor of the
-    // directory it last wrote in.
-    let buffers = || (Vec::new(), Vec::new(), Parents::new(root));
-    packs
-        .par_iter_mut()
-        .for_each_init(buffers, |(range, bytes, parents), (pack, blobs)| {
+    // Per worker thread, across packs: the coalesced read (blobs are decrypted in it), the
+    // plaintext, and the descriptors of the directories it wrote in last. Both buffers keep
+    // their capacity, at most one blob's bound each: dropping a large chunk's plaintext
+    // made the next ones fault their pages in again (60,800 page faults against 24,900 on
+    // 126k files, for 3 MiB more peak memory).
+    let workers = PerThread::new(|| (Vec::new(), Vec::new(), Parents::new(root)));
+    packs.par_iter_mut().for_each(|(pack, blobs)| {
+        workers.with(|(range, bytes, parents)| {
             blobs.sort_unstable_by_key(|b| b.0);
             let path = Dir::Packs.path(&pack.to_hex());
             let mut open: HashMap<usize, File> = HashMap::new();
@@ -1047,7 +1049,8 @@ fn restore_data(
                 }
                 i = j;
             }
-        });
+        })
+    });
     for (f, e) in errs.into_inner().unwrap_or_else(|p| p.into_inner()) {
         if failed_files.insert(f) {
             errors.push((files[f].rel(plan).to_vec(), e));
