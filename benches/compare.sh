@@ -25,8 +25,8 @@
 #   unchanged re-backup  second backup, nothing changed
 #   1% changed backup    third backup after the 1% edit above
 #   restore              restore of the latest snapshot into an empty directory: median wall of
-#                        RESTORE_RUNS runs, interleaved (tool order rotated every round, target
-#                        removed between runs); CPU and RSS are those of the median run
+#                        RESTORE_RUNS runs, interleaved (tool order rotated every round); CPU and
+#                        RSS are those of the median run. Where restores go: see RESTORE_FS below
 #   check --read-data    full verification reading every pack (borg: check --verify-data)
 #   15-version series    SERIES_VERSIONS successive Django releases (sdists from PyPI, ~70 MB,
 #                        ~6,800 files each), each extracted over the same directory and backed
@@ -37,6 +37,19 @@
 #   limit: ...           references, not backup tools: `tar | zstd -3 -T2` of the corpus (vs
 #                        initial backup), a bare stat walk `find -printf` (vs unchanged
 #                        re-backup), `cp -a` of the corpus (vs restore)
+# RESTORE_FS=fresh (default): each restore, and the `cp -a` reference, writes into a file
+# system of its own, made for it just before: ext4 as `mkfs.ext4` makes it (with a journal) in
+# a sparse image on a loop device, unmounted and removed afterwards (needs root; without a
+# loop device it falls back to `disk` and says so in the report). RESTORE_FS=disk: into
+# benches/work/run/restore on the disk itself, removed before each run (the method of the
+# results before 2026-11-26-18ee8cb). This VM's disk is ext4 *without* a journal, and that
+# ext4 skips, on every create, free inodes deleted in the last 60 s (360 s while their
+# inode-table block is dirty, which a create next to them makes it), checking them one by one
+# (`recently_deleted`, only without a journal; RECENTCY_MIN 60 and RECENTCY_DIRTY 300 since
+# Linux 5.7). Removing 130,000 restored entries seconds before the next restore made every
+# tool pay for that scan, by an amount that changed from run to run (projectclone's restore
+# CPU 5.2-8.0 s, rustic's 10.2-13.6 s in runs of the same code); a fresh file system measures
+# the tools instead.
 # Ratios are tool / projectclone: above 1 means projectclone is faster, leaner or smaller.
 # The size table gives repository bytes after the initial backup and after all three
 # backups, the series total, and the growth from the 1 KiB insertion into the 2 GB file.
@@ -203,6 +216,8 @@ need() { command -v "$1" >/dev/null || { apt-get update -qq && apt-get install -
 need /usr/bin/time time
 need zstd zstd
 need python3 python3
+RESTORE_FS=${RESTORE_FS:-fresh}
+[ "$RESTORE_FS" = fresh ] && need mkfs.ext4 e2fsprogs
 for t in "${TOOLS[@]}"; do
   case $t in
     restic) need restic restic ;;
@@ -332,6 +347,25 @@ for t in "${TOOLS[@]}"; do
   SIZE3[$t]=$(bytes "$R/$t")
 done
 
+# Where restores (and `cp -a`) write: `target_up` makes an empty place and sets TARGET (not
+# yet existing: each tool creates it), `target_down` removes it. See RESTORE_FS above.
+MNT=$R/restore-fs IMG=$R/restore.img
+FS_BYTES=$(( $(bytes "$DATA") * 2 + (1 << 30) )) FS_INODES=$(( $(find "$DATA" | wc -l) * 2 + 10000 ))
+target_up() {
+  if [ "$RESTORE_FS" = fresh ]; then
+    rm -f "$IMG" && truncate -s "$FS_BYTES" "$IMG" && mkfs.ext4 -q -F -N "$FS_INODES" "$IMG" \
+      && mkdir -p "$MNT" && mount -o loop "$IMG" "$MNT" && TARGET=$MNT/out && return 0
+    log "cannot mount a fresh file system (root and a loop device needed): RESTORE_FS=disk"
+    rm -f "$IMG"; RESTORE_FS=disk
+  fi
+  # Sync and a pause take the first edge off the scan of recently deleted inodes.
+  rm -rf "$R/restore" && sync && sleep 6 && TARGET=$R/restore
+}
+target_down() {
+  if [ "$RESTORE_FS" = fresh ]; then umount "$MNT" && rm -f "$IMG"; else rm -rf "$R/restore"; fi
+}
+trap 'mountpoint -q "$MNT" 2>/dev/null && umount "$MNT"; rm -f "$IMG"' EXIT
+
 declare -A RUNS
 tree_sum() { find "$1" -type f -printf '%s\n' | awk '{n++; s+=$1} END{print n, s}'; }
 WANT=$(tree_sum "$DATA") BAD=
@@ -340,21 +374,16 @@ for ((round = 0; round < RESTORE_RUNS; round++)); do
   for ((k = 0; k < n; k++)); do
     t=${TOOLS[(k + round) % n]}
     log "restore round $((round + 1))/$RESTORE_RUNS: $t"
-    # ext4 without a journal (this VM's disk) skips, on every create, free inodes deleted in
-    # the last 60 s (360 s while their inode-table block is dirty, which a create next to
-    # them makes it), checking them one by one (`recently_deleted`, RECENTCY_MIN 60 and
-    # RECENTCY_DIRTY 300 since Linux 5.7). Sync and a pause take the first edge off; waiting
-    # it out fully would take 6 minutes per restore, so every tool pays some of it.
-    rm -rf "$R/restore" && sync && sleep 6
-    restore_cmd "$t" "$R/$t" "$R/restore" a3; timed restore "$t" "${CMD[@]}"
+    target_up
+    restore_cmd "$t" "$R/$t" "$TARGET" a3; timed restore "$t" "${CMD[@]}"
     RUNS[$t]+="$LAST_WALL $LAST_CPU $LAST_RSS"$'\n'
     if [ "$round" = 0 ]; then   # sanity, untimed: same number of files and bytes as the data
-      got=$(tree_sum "$R/restore")
+      got=$(tree_sum "$TARGET")
       [ "$got" = "$WANT" ] || { echo "WARNING: $t restored $got (files bytes), data has $WANT" >&2; BAD+="$t "; }
     fi
+    target_down
   done
 done
-rm -rf "$R/restore"
 for t in "${TOOLS[@]}"; do
   # median by wall (lower median for an even count); its CPU and RSS go with it
   read -r w c m < <(printf '%s' "${RUNS[$t]}" | sort -n | sed -n "$(( (RESTORE_RUNS + 1) / 2 ))p")
@@ -440,8 +469,9 @@ if ! skip refs; then
   measure "limit: tar \\| zstd -3 -T2" "ref" sh -c 'tar cf - -C "$1" . | zstd -q -3 -T2 >"$2"' sh "$DATA" "$R/ref.tar.zst"
   REF_TAR=$(bytes "$R/ref.tar.zst"); rm -f "$R/ref.tar.zst"
   measure "limit: stat walk" "ref" find "$DATA" -printf "%s %T@\n"
-  measure "limit: cp -a" "ref" cp -a "$DATA" "$R/cp-copy"
-  rm -rf "$R/cp-copy"
+  target_up
+  measure "limit: cp -a" "ref" cp -a "$DATA" "$TARGET"
+  target_down
 fi
 
 # --- report -----------------------------------------------------------------------------------
@@ -478,7 +508,7 @@ tool_version() {
   echo
   echo "Ratios are tool / projectclone (above 1: projectclone is faster or leaner). Limit rows compare"
   echo "with projectclone's initial backup (tar), unchanged re-backup (stat walk) and restore (cp -a)."
-  echo "Restore: median wall of $RESTORE_RUNS interleaved runs.${BAD:+ RESTORED TREE DIFFERS for: $BAD}"
+  echo "Restore: median wall of $RESTORE_RUNS interleaved runs, $([ "$RESTORE_FS" = fresh ] && echo "each into a freshly made ext4 (journal on) on a loop device" || echo "into a directory on the disk, removed before each run").${BAD:+ RESTORED TREE DIFFERS for: $BAD}"
   echo
   echo "| step | tool | wall s | CPU s | peak RSS MiB | wall ratio | CPU ratio | RSS ratio |"
   echo "|---|---|---|---|---|---|---|---|"
