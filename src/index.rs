@@ -12,7 +12,7 @@ use crate::format::{BlobKind, IndexDelta, Snapshot};
 use crate::id::{BlobId, ObjectId, PackId, SnapshotId};
 
 /// Schema version in `PRAGMA user_version`. A cache with another version is rebuilt.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA: &str = "
 CREATE TABLE deltas (id BLOB PRIMARY KEY, superseded INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
@@ -30,7 +30,7 @@ CREATE TABLE blobs (
     raw_length INTEGER NOT NULL,
     PRIMARY KEY (id, pack)
 ) WITHOUT ROWID;
-CREATE INDEX blobs_by_pack ON blobs(pack);
+CREATE INDEX blobs_by_pack ON blobs(pack, offset, kind, length, raw_length);
 CREATE TABLE state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE delta_packs (
     delta BLOB NOT NULL,
@@ -936,6 +936,50 @@ mod tests {
             proptest::prop_assert_eq!(&collect(true), &want);
             proptest::prop_assert_eq!(&collect(false), &want);
         }
+    }
+
+    #[test]
+    fn a_cache_of_another_schema_version_is_rebuilt_empty() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("index.db");
+        let idx = Index::open(&path).unwrap();
+        let entry = |offset| PackEntry {
+            kind: BlobKind::Data,
+            id: BlobId([offset as u8; 32]),
+            offset,
+            length: 10,
+            raw_length: 4,
+        };
+        let delta = || IndexDelta {
+            packs: vec![IndexPack {
+                id: PackId([2; 32]),
+                size: 100,
+                blobs: vec![entry(40), entry(6), entry(20)],
+            }],
+            supersedes: vec![],
+        };
+        idx.add_deltas(&[(ObjectId([3; 32]), delta())]).unwrap();
+        drop(idx);
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(&format!("PRAGMA user_version = {}", SCHEMA_VERSION - 1))
+            .unwrap();
+        let idx = Index::open(&path).unwrap();
+        assert!(idx.known_deltas().unwrap().is_empty(), "rebuilt, not migrated");
+        let v: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        // The rebuilt schema lists a pack's blobs by offset.
+        idx.add_deltas(&[(ObjectId([3; 32]), delta())]).unwrap();
+        let offsets: Vec<u64> = idx
+            .pack_blobs(&PackId([2; 32]))
+            .unwrap()
+            .iter()
+            .map(|b| b.1.offset)
+            .collect();
+        assert_eq!(offsets, [6, 20, 40]);
     }
 
     #[test]
