@@ -30,7 +30,7 @@ CREATE TABLE blobs (
     raw_length INTEGER NOT NULL,
     PRIMARY KEY (id, pack)
 ) WITHOUT ROWID;
-CREATE INDEX blobs_by_pack ON blobs(pack, offset, kind, length, raw_length);
+CREATE INDEX blobs_by_pack ON blobs(pack, id, offset, kind, length, raw_length);
 CREATE TABLE state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE delta_packs (
     delta BLOB NOT NULL,
