@@ -373,3 +373,24 @@ fn modes_are_exact_under_any_umask_and_in_a_setgid_target() {
     }
     assert_eq!(n, files.len() * dirs.len());
 }
+
+/// A restore of more chunks than `Index::locate_sorted`'s threshold (4,096, and a quarter of
+/// the index) finds them by one ordered scan of the index cache, and writes into more
+/// directories than a worker keeps descriptors for (eight): the tree still comes back exact.
+#[test]
+fn a_restore_of_thousands_of_chunks_in_many_directories_round_trips() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    for i in 0..5000u64 {
+        let len = 20 + (i as usize * 7) % 200;
+        write(
+            src.join(format!("d{:02}/s{}/f{i}", i % 40, i % 3)),
+            random_bytes(i, len),
+        );
+    }
+    age_tree(&src);
+    let id = env.backup([&src]);
+    let target = env.path("restored");
+    env.restore(&id, &target);
+    assert_trees_equal(&src, &target, true);
+}
