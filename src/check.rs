@@ -183,18 +183,20 @@ pub fn check_with(repo: &Repository, read_data: Option<Subset>) -> Result<CheckR
     // in per pack.
     let packs_read = PerThread::new(Vec::new);
     let plains = PerThread::new(Vec::new);
-    let (results, first_walk) = rayon::join(
-        || -> Vec<PackCheck> {
-            indexed
-                .par_iter()
-                .zip(read.par_iter())
-                .map(|((id, size), rd)| {
-                    packs_read.with(|buf| check_pack(repo, id, *size, listed.get(id).copied(), *rd, buf, &plains))
-                })
-                .collect()
-        },
-        fast_walk,
-    );
+    // The walk runs on a thread of its own, outside the pool: it mostly waits for tree
+    // reads, and both pool threads keep verifying packs meanwhile.
+    let (results, first_walk) = std::thread::scope(|s| {
+        let walker = s.spawn(fast_walk);
+        let results: Vec<PackCheck> = indexed
+            .par_iter()
+            .zip(read.par_iter())
+            .map(|((id, size), rd)| {
+                packs_read.with(|buf| check_pack(repo, id, *size, listed.get(id).copied(), *rd, buf, &plains))
+            })
+            .collect();
+        (results, walker.join())
+    });
+    let first_walk = first_walk.unwrap_or_else(|p| std::panic::resume_unwind(p));
     let mut bad_blobs: HashSet<BlobId> = HashSet::new();
     for pc in &results {
         r.errors.extend(pc.errors.iter().cloned());
