@@ -79,6 +79,32 @@ pub struct Location {
     pub raw_length: u32,
 }
 
+/// How much of an index cache file [`read_ahead`] asks for.
+const READ_AHEAD_MAX: u64 = 512 << 20;
+/// The range of one read-ahead request.
+const READ_AHEAD_STEP: u64 = 2 << 20;
+
+/// Ask the kernel to start reading the index cache at `path` (and its write-ahead log)
+/// into the page cache, without waiting. Every command then walks the B-trees in memory:
+/// on a cold cache, SQLite's one-page reads at random offsets were most of the time
+/// `check` waited, and a whole-file read costs a fraction of that. Called before key
+/// derivation so the reads overlap it. Best effort: a missing file (first use) or a file
+/// system without read-ahead is fine.
+pub fn read_ahead(path: &Path) {
+    for suffix in ["", "-wal"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let Ok(f) = std::fs::File::open(&p) else { continue };
+        let len = f.metadata().map(|m| m.len().min(READ_AHEAD_MAX)).unwrap_or(0);
+        // The kernel queues the reads and returns; the file may be closed at once. One call
+        // per step: Linux reads a single large range only in part.
+        for at in (0..len).step_by(READ_AHEAD_STEP as usize) {
+            let n = std::num::NonZeroU64::new(READ_AHEAD_STEP.min(len - at));
+            let _ = rustix::fs::fadvise(&f, at, n, rustix::fs::Advice::WillNeed);
+        }
+    }
+}
+
 pub struct Index {
     conn: std::sync::Mutex<Connection>,
     path: PathBuf,

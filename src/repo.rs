@@ -129,6 +129,8 @@ impl Repository {
             Err(e) => return Err(e),
         };
         let repo_id = format::config_repo_id(&cfg_bytes)?;
+        let index_path = cache_dir.join(hex::encode(repo_id)).join("index.db");
+        crate::index::read_ahead(&index_path);
         let mut keys = None;
         let mut opened_with = String::new();
         let mut key_names = backend.list(Dir::Keys)?;
@@ -151,7 +153,7 @@ impl Repository {
         let keys = keys.ok_or_else(|| Error::WrongPassword(backend.location()))?;
         let cipher = keys.cipher();
         let config = format::decode_config(&cfg_bytes, &cipher)?;
-        let index = Index::open(&cache_dir.join(hex::encode(repo_id)).join("index.db"))?;
+        let index = Index::open(&index_path)?;
         let mut repo = Repository {
             backend,
             config,
