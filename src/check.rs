@@ -102,6 +102,15 @@ pub fn check(repo: &Repository, read_data: bool) -> Result<CheckReport> {
 }
 
 pub fn check_with(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport> {
+    check_inner(repo, read_data, LIVE_IN_MEMORY)
+}
+
+/// Distinct chunk and tree ids the first walk keeps in memory (32 bytes each, twice that
+/// while it grows) before it moves them to the index's temporary table.
+const LIVE_IN_MEMORY: usize = 1 << 19;
+
+/// [`check_with`], keeping at most `live_cap` live ids in memory.
+fn check_inner(repo: &Repository, read_data: Option<Subset>, live_cap: usize) -> Result<CheckReport> {
     let mut r = CheckReport::default();
     let listed: HashMap<PackId, u64> = repo
         .backend
@@ -160,24 +169,18 @@ pub fn check_with(repo: &Repository, read_data: Option<Subset>) -> Result<CheckR
         }
         Ok(seen_trees)
     };
-    // The first walk assumes a healthy repository: it only puts every reachable chunk into
-    // the live set, in batches, and one query then asks whether any is not indexed.
-    let fast_walk = || -> Result<Option<HashSet<TreeId>>> {
+    // The first walk assumes a healthy repository: it only collects every reachable chunk
+    // and tree into the live set, then one pass over the index asks whether any is not
+    // indexed and which packs hold none. It also runs beside the pack workers.
+    let fast_walk = || -> Result<Option<(HashSet<TreeId>, Vec<PackId>)>> {
         let mut seen_trees: HashSet<TreeId> = HashSet::new();
-        repo.index.live_reset()?;
-        let mut batch = Vec::new();
+        let mut live = FastLive::new(repo, live_cap)?;
         for (_, snap) in &snaps {
-            if !walk_fast(repo, &snap.tree, &mut seen_trees, &mut batch)? {
+            if !walk_fast(repo, &snap.tree, &mut seen_trees, &mut live)? {
                 return Ok(None);
             }
         }
-        batch.sort_unstable();
-        repo.index.live_insert(&batch)?;
-        Ok(if repo.index.live_has_unindexed()? {
-            None
-        } else {
-            Some(seen_trees)
-        })
+        Ok(live.finish(&seen_trees)?.map(|unused| (seen_trees, unused)))
     };
     // One pack buffer and one plaintext buffer per worker, reused: no fresh pages to fault
     // in per pack.
@@ -205,22 +208,26 @@ pub fn check_with(repo: &Repository, read_data: Option<Subset>) -> Result<CheckR
     }
     // Damage anywhere (a bad pack, an unreadable tree, a chunk not indexed): walk again,
     // naming every file and snapshot affected.
-    let seen_trees = match first_walk? {
-        Some(t) if bad_blobs.is_empty() => t,
-        _ => walk_all(&bad_blobs, &mut r)?,
+    let (seen_trees, unused) = match first_walk? {
+        Some(w) if bad_blobs.is_empty() => w,
+        _ => {
+            let seen_trees = walk_all(&bad_blobs, &mut r)?;
+            // Indexed packs none of whose blobs any snapshot uses (trees join the chunks in
+            // the live table so one query answers it).
+            let trees: Vec<BlobId> = seen_trees.iter().map(|t| BlobId(t.0)).collect();
+            repo.index.live_insert(&trees)?;
+            (seen_trees, repo.index.packs_without_live()?)
+        }
     };
     r.trees = seen_trees.len() as u64;
-    // Indexed packs none of whose blobs any snapshot uses: left by a backup killed after
-    // writing its index delta but before its snapshot. Reported, not damage. (Trees join
-    // the chunks in the live table so one query answers it.)
-    let trees: Vec<BlobId> = seen_trees.iter().map(|t| BlobId(t.0)).collect();
-    repo.index.live_insert(&trees)?;
+    // Unused packs are left by a backup killed after writing its index delta but before its
+    // snapshot. Reported, not damage.
     let missing: HashSet<PackId> = indexed
         .iter()
         .filter(|(id, _)| !listed.contains_key(id))
         .map(|p| p.0)
         .collect();
-    for p in repo.index.packs_without_live()? {
+    for p in unused {
         if !missing.contains(&p) {
             r.unused_packs.push(p.to_hex());
         }
@@ -375,14 +382,9 @@ pub fn read_header(repo: &Repository, path: &str, size: u64) -> Result<Vec<crate
     pack::decode_header(repo.repo_id(), &repo.cipher, &sealed, off)
 }
 
-/// Put every chunk and chunk-list page reachable from `tree` into the live set (through
-/// `batch`); `false` when a tree or chunk list cannot be read.
-fn walk_fast(
-    repo: &Repository,
-    tree: &TreeId,
-    seen_trees: &mut HashSet<TreeId>,
-    batch: &mut Vec<BlobId>,
-) -> Result<bool> {
+/// Put every chunk reachable from `tree` into `live`, and every tree and chunk-list page
+/// into `seen_trees`; `false` when a tree or chunk list cannot be read.
+fn walk_fast(repo: &Repository, tree: &TreeId, seen_trees: &mut HashSet<TreeId>, live: &mut FastLive) -> Result<bool> {
     if !seen_trees.insert(*tree) {
         return Ok(true);
     }
@@ -390,7 +392,7 @@ fn walk_fast(
         return Ok(false);
     };
     seen_trees.extend(pages);
-    walk_fast_nodes(repo, nodes, seen_trees, batch)
+    walk_fast_nodes(repo, nodes, seen_trees, live)
 }
 
 /// `walk_fast` for the nodes of one directory, however it is stored.
@@ -398,21 +400,21 @@ fn walk_fast_nodes(
     repo: &Repository,
     nodes: Vec<Node>,
     seen_trees: &mut HashSet<TreeId>,
-    batch: &mut Vec<BlobId>,
+    live: &mut FastLive,
 ) -> Result<bool> {
     for n in nodes {
         match &n.kind {
-            NodeKind::Dir(t) if !walk_fast(repo, t, seen_trees, batch)? => return Ok(false),
+            NodeKind::Dir(t) if !walk_fast(repo, t, seen_trees, live)? => return Ok(false),
             NodeKind::InlineDir(b) => {
                 let Ok(sub) = crate::format::decode_inline_dir(b) else {
                     return Ok(false);
                 };
-                if !walk_fast_nodes(repo, sub, seen_trees, batch)? {
+                if !walk_fast_nodes(repo, sub, seen_trees, live)? {
                     return Ok(false);
                 }
             }
             NodeKind::File(d) | NodeKind::HardLink { data: d, .. } => match &d.content {
-                Content::Chunks(c) => batch.extend(c.iter().map(|c| BlobId(c.id.0))),
+                Content::Chunks(c) => live.add(c.iter().map(|c| BlobId(c.id.0)))?,
                 c => {
                     if let Content::Pages(p) = c {
                         seen_trees.extend(p.iter().copied());
@@ -420,19 +422,82 @@ fn walk_fast_nodes(
                     let Ok(chunks) = repo.chunk_list(c) else {
                         return Ok(false);
                     };
-                    batch.extend(chunks.iter().map(|c| BlobId(c.id.0)));
+                    live.add(chunks.iter().map(|c| BlobId(c.id.0)))?;
                 }
             },
             _ => {}
         }
-        if batch.len() >= 16384 {
-            // In key order the B-tree inserts touch neighbouring pages.
-            batch.sort_unstable();
-            repo.index.live_insert(batch)?;
-            batch.clear();
-        }
     }
     Ok(true)
+}
+
+/// Ids sent to the temporary table at a time, once it is used.
+const LIVE_BATCH: usize = 16384;
+
+/// The first walk's live set: in memory, sorted and deduplicated as it grows, while it
+/// holds at most `cap` distinct ids; past that in the index's temporary table, so memory
+/// stays bounded however many chunks the repository holds.
+struct FastLive<'r> {
+    repo: &'r Repository,
+    cap: usize,
+    ids: Vec<BlobId>,
+    /// `ids` is compacted (or sent to the table) when it reaches this length.
+    compact_at: usize,
+    in_table: bool,
+}
+
+impl<'r> FastLive<'r> {
+    fn new(repo: &'r Repository, cap: usize) -> Result<Self> {
+        repo.index.live_reset()?;
+        Ok(FastLive {
+            repo,
+            cap,
+            ids: Vec::new(),
+            compact_at: LIVE_BATCH,
+            in_table: false,
+        })
+    }
+
+    fn add(&mut self, ids: impl Iterator<Item = BlobId>) -> Result<()> {
+        self.ids.extend(ids);
+        if self.ids.len() >= self.compact_at {
+            self.compact()?;
+        }
+        Ok(())
+    }
+
+    fn compact(&mut self) -> Result<()> {
+        // Sorted, the table's B-tree inserts touch neighbouring pages.
+        self.ids.sort_unstable();
+        self.ids.dedup();
+        if self.in_table || self.ids.len() > self.cap {
+            self.repo.index.live_insert(&self.ids)?;
+            self.ids.clear();
+            self.in_table = true;
+            self.compact_at = LIVE_BATCH;
+        } else {
+            self.compact_at = (2 * self.ids.len()).max(LIVE_BATCH);
+        }
+        Ok(())
+    }
+
+    /// Add the trees; `None` when a live id is not indexed, else the indexed packs that
+    /// hold no live id.
+    fn finish(mut self, trees: &HashSet<TreeId>) -> Result<Option<Vec<PackId>>> {
+        self.compact()?;
+        if self.in_table {
+            if self.repo.index.live_has_unindexed()? {
+                return Ok(None);
+            }
+            let trees: Vec<BlobId> = trees.iter().map(|t| BlobId(t.0)).collect();
+            self.repo.index.live_insert(&trees)?;
+            return Ok(Some(self.repo.index.packs_without_live()?));
+        }
+        self.ids.extend(trees.iter().map(|t| BlobId(t.0)));
+        self.ids.sort_unstable();
+        self.ids.dedup();
+        self.repo.index.packs_without_sorted(&self.ids)
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -531,5 +596,80 @@ fn walk_nodes(
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::backend::Backend;
+    use crate::backend::local::LocalBackend;
+    use crate::backup::{BackupOptions, backup};
+    use crate::progress::NoProgress;
+    use crate::repo::InitOptions;
+
+    /// The first walk's live set answers the same whether it stays in memory or moves to
+    /// the temporary table: packs no snapshot uses, trees counted, no damage.
+    #[test]
+    fn the_live_set_in_memory_and_in_the_table_agree() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        std::fs::create_dir_all(src.join("d")).unwrap();
+        let write = |name: &str, seed: u32, len: usize| {
+            let mut data = vec![0u8; len];
+            blake3::Hasher::new()
+                .update(&seed.to_le_bytes())
+                .finalize_xof()
+                .fill(&mut data);
+            std::fs::write(src.join(name), data).unwrap();
+        };
+        for i in 0..40u32 {
+            write(&format!("d/f{i}"), i, 20_000 + 997 * i as usize);
+        }
+        let backend = Arc::new(LocalBackend::new(t.path().join("repo")));
+        let cache = t.path().join("cache");
+        let init = InitOptions {
+            kdf: crate::crypto::KdfParams {
+                m_cost: 64,
+                t_cost: 1,
+                p_cost: 1,
+            },
+            pack_target: Some(1024 * 1024),
+            ..Default::default()
+        };
+        let mut repo = Repository::init(backend.clone(), None, &init, &cache).unwrap();
+        let opts = BackupOptions {
+            paths: vec![src.clone()],
+            hostname: "h".into(),
+            ..Default::default()
+        };
+        backup(&mut repo, &opts, &NoProgress, None).unwrap();
+        // A second backup whose snapshot is then lost (killed before writing it): its packs
+        // are used by no snapshot.
+        write("orphan", 99, 600_000);
+        let lost = backup(&mut repo, &opts, &NoProgress, None)
+            .unwrap()
+            .snapshot_id
+            .unwrap();
+        backend.delete(&Dir::Snapshots.path(&lost.to_hex())).unwrap();
+        let repo = Repository::open(backend, None, &cache).unwrap();
+        let in_memory = check_inner(&repo, Some(Subset::All), LIVE_IN_MEMORY).unwrap();
+        let in_table = check_inner(&repo, Some(Subset::All), 0).unwrap();
+        assert!(in_memory.ok(), "{:?}", in_memory.errors);
+        assert!(!in_memory.unused_packs.is_empty());
+        assert!(in_memory.trees > 1);
+        for (a, b) in [
+            (&in_memory.unused_packs, &in_table.unused_packs),
+            (&in_memory.errors, &in_table.errors),
+            (&in_memory.damaged_snapshots, &in_table.damaged_snapshots),
+        ] {
+            assert_eq!(a, b);
+        }
+        assert_eq!(
+            (in_memory.trees, in_memory.blobs_read, in_memory.snapshots),
+            (in_table.trees, in_table.blobs_read, in_table.snapshots)
+        );
     }
 }

@@ -702,6 +702,61 @@ impl Index {
         .map_err(|e| self.err(e))
     }
 
+    /// What [`live_has_unindexed`](Self::live_has_unindexed) and
+    /// [`packs_without_live`](Self::packs_without_live) answer, for a live set held in
+    /// memory as sorted, distinct `ids`: `None` when one of them is in no indexed pack
+    /// (condemned packs count), else the packs that hold blobs but none of `ids`, in id
+    /// order. One pass over the blob table in key order (as `locate_by_scan`) instead of
+    /// an insert per id into the temporary table.
+    pub fn packs_without_sorted(&self, ids: &[BlobId]) -> Result<Option<Vec<PackId>>> {
+        debug_assert!(ids.windows(2).all(|w| w[0].0 < w[1].0), "ids sorted, no repeats");
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut used: std::collections::HashSet<i64> = std::collections::HashSet::new();
+        if let (Some(first), Some(last)) = (ids.first(), ids.last()) {
+            let mut st = conn
+                .prepare("SELECT id, pack FROM blobs WHERE id >= ?1 AND id <= ?2 ORDER BY id, pack")
+                .map_err(|e| self.err(e))?;
+            let mut rows = st.query(params![&first.0[..], &last.0[..]]).map_err(|e| self.err(e))?;
+            // ids[i] is the next id to meet; `met` says whether a row already held it.
+            let (mut i, mut met) = (0, false);
+            while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+                let id = r.get_ref(0).and_then(|v| Ok(v.as_blob()?)).map_err(|e| self.err(e))?;
+                while i < ids.len() && ids[i].0.as_slice() < id {
+                    if !met {
+                        return Ok(None);
+                    }
+                    (i, met) = (i + 1, false);
+                }
+                if i == ids.len() {
+                    break;
+                }
+                if ids[i].0.as_slice() == id {
+                    met = true;
+                    used.insert(r.get(1).map_err(|e| self.err(e))?);
+                }
+            }
+            // Past the last row: the current id must have been met, and no other be left.
+            if i < ids.len() && (!met || i + 1 < ids.len()) {
+                return Ok(None);
+            }
+        }
+        let mut st = conn
+            .prepare(
+                "SELECT p.n, p.id FROM packs p WHERE EXISTS (SELECT 1 FROM blobs b WHERE b.pack = p.n) ORDER BY p.id",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut rows = st.query([]).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            if used.contains(&r.get::<_, i64>(0).map_err(|e| self.err(e))?) {
+                continue;
+            }
+            let id = r.get_ref(1).and_then(|v| Ok(v.as_blob()?)).map_err(|e| self.err(e))?;
+            out.push(PackId::from_slice(id).ok_or_else(|| Error::corrupt("index cache: bad pack id"))?);
+        }
+        Ok(Some(out))
+    }
+
     /// Is any copy of the blob indexed (condemned packs included)?
     pub fn exists_any(&self, id: &BlobId) -> Result<bool> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
@@ -961,6 +1016,62 @@ mod tests {
             };
             proptest::prop_assert_eq!(&collect(true), &want);
             proptest::prop_assert_eq!(&collect(false), &want);
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// The in-memory live set's one scan answers as the temporary table's two queries:
+        /// packs holding copies of one blob, empty packs, condemned packs, ids not indexed.
+        #[test]
+        fn packs_without_sorted_is_the_live_table_queries(
+            // Per pack: which of 12 blob ids it holds (bit i), and whether it is condemned.
+            packs in proptest::collection::vec((0u16..1 << 12, proptest::bool::ANY), 0..6),
+            // Which of 16 ids are live (12 indexable, 4 never stored).
+            live in 0u16..,
+        ) {
+            let t = tempfile::tempdir().unwrap();
+            let idx = Index::open(&t.path().join("index.db")).unwrap();
+            let blob = |i: u8| BlobId([i * 13 + 1; 32]);
+            let delta = IndexDelta {
+                packs: packs
+                    .iter()
+                    .enumerate()
+                    .map(|(p, (held, _))| IndexPack {
+                        id: PackId([200 - p as u8; 32]),
+                        size: 1000,
+                        blobs: (0..12u8)
+                            .filter(|i| held & (1 << i) != 0)
+                            .map(|i| PackEntry {
+                                kind: BlobKind::Data,
+                                id: blob(i),
+                                offset: 6 + 10 * i as u64,
+                                length: 10,
+                                raw_length: 4,
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+                supersedes: vec![],
+            };
+            idx.add_deltas(&[(ObjectId([3; 32]), delta)]).unwrap();
+            let condemned: Vec<PackId> = packs
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, c))| *c)
+                .map(|(p, _)| PackId([200 - p as u8; 32]))
+                .collect();
+            idx.set_condemned(&[(ObjectId([4; 32]), 0, condemned)], &[]).unwrap();
+            let mut ids: Vec<BlobId> = (0..16u8).filter(|i| live & (1 << i) != 0).map(blob).collect();
+            ids.sort_by_key(|b| b.0);
+            idx.live_reset().unwrap();
+            idx.live_insert(&ids).unwrap();
+            let want = if idx.live_has_unindexed().unwrap() {
+                None
+            } else {
+                Some(idx.packs_without_live().unwrap())
+            };
+            proptest::prop_assert_eq!(idx.packs_without_sorted(&ids).unwrap(), want);
         }
     }
 
