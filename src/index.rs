@@ -505,30 +505,22 @@ impl Index {
     /// Blobs recorded for one pack, by offset.
     pub fn pack_blobs(&self, pack: &PackId) -> Result<Vec<(BlobId, Location)>> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        // Rows come in the covering index's (pack, id) order and are sorted by offset here:
+        // faster than SQLite's sorter, and the ids are copied without an allocation each.
         let mut st = conn
             .prepare_cached(
-                "SELECT b.id, b.kind, b.offset, b.length, b.raw_length FROM blobs b JOIN packs p ON p.n = b.pack WHERE p.id = ?1 ORDER BY b.offset",
+                "SELECT b.id, b.kind, b.offset, b.length, b.raw_length FROM blobs b JOIN packs p ON p.n = b.pack WHERE p.id = ?1",
             )
             .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map(params![&pack.0[..]], |r| {
-                Ok((
-                    r.get::<_, Vec<u8>>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, i64>(4)?,
-                ))
-            })
-            .map_err(|e| self.err(e))?;
+        let mut rows = st.query(params![&pack.0[..]]).map_err(|e| self.err(e))?;
         let mut out = Vec::new();
-        for row in rows {
-            let (b, k, o, l, rl) = row.map_err(|e| self.err(e))?;
-            out.push((
-                BlobId(b.try_into().map_err(|_| Error::corrupt("index cache: bad blob id"))?),
-                location(*pack, k, o, l, rl)?,
-            ));
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            let id = r.get_ref(0).and_then(|v| Ok(v.as_blob()?)).map_err(|e| self.err(e))?;
+            let id = BlobId(id.try_into().map_err(|_| Error::corrupt("index cache: bad blob id"))?);
+            let get = |i| r.get::<_, i64>(i).map_err(|e| self.err(e));
+            out.push((id, location(*pack, get(1)?, get(2)?, get(3)?, get(4)?)?));
         }
+        out.sort_unstable_by_key(|(id, l)| (l.offset, id.0));
         Ok(out)
     }
 
@@ -1082,7 +1074,8 @@ mod tests {
         let idx = Index::open(&path).unwrap();
         let entry = |offset| PackEntry {
             kind: BlobKind::Data,
-            id: BlobId([offset as u8; 32]),
+            // Ids in the opposite order to offsets: the listing must sort.
+            id: BlobId([100 - offset as u8; 32]),
             offset,
             length: 10,
             raw_length: 4,
