@@ -181,6 +181,9 @@ pub fn config_repo_id(bytes: &[u8]) -> Result<[u8; 32]> {
         .ok_or_else(|| Error::corrupt("config: truncated"))
 }
 
+/// The pack target sizes a config may hold (1 MiB to 1 GiB).
+pub const PACK_TARGET_RANGE: std::ops::RangeInclusive<u32> = 1024 * 1024..=1024 * 1024 * 1024;
+
 pub fn decode_config(bytes: &[u8], cipher: &Cipher) -> Result<Config> {
     let repo_id = config_repo_id(bytes)?;
     let sealed = &strip_envelope(Kind::Config, bytes, "config")?[32..];
@@ -193,7 +196,7 @@ pub fn decode_config(bytes: &[u8], cipher: &Cipher) -> Result<Config> {
         return Err(Error::corrupt("config: repository id mismatch"));
     }
     c.chunker.validate()?;
-    if !(1024 * 1024..=1024 * 1024 * 1024).contains(&c.pack_target) {
+    if !PACK_TARGET_RANGE.contains(&c.pack_target) {
         return Err(Error::corrupt("config: pack target size out of range"));
     }
     Ok(c)

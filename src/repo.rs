@@ -89,6 +89,14 @@ impl Repository {
             return Err(Error::AlreadyExists(backend.location()));
         }
         opts.chunker.validate()?;
+        // Checked before anything is written: open would refuse this config.
+        if let Some(t) = opts.pack_target.filter(|t| !format::PACK_TARGET_RANGE.contains(t)) {
+            return Err(Error::Invalid(format!(
+                "pack target size {t} out of range: use 1 MiB to 1 GiB ({} to {} bytes)",
+                format::PACK_TARGET_RANGE.start(),
+                format::PACK_TARGET_RANGE.end()
+            )));
+        }
         backend.create()?;
         let keys = Keys::generate();
         let repo_id: [u8; 32] = random_bytes();
@@ -719,4 +727,38 @@ fn not_indexed(id: &BlobId) -> Error {
     Error::corrupt(format!(
         "blob {id} is not in the index (missing data; run `projectclone check`)"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::local::LocalBackend;
+
+    /// A pack target that `open` would refuse is refused by `init`, before anything is
+    /// written; the bounds themselves are accepted.
+    #[test]
+    fn init_refuses_a_pack_target_that_open_would_refuse() {
+        let t = tempfile::tempdir().unwrap();
+        let opts = |target| InitOptions {
+            kdf: KdfParams {
+                m_cost: 64,
+                t_cost: 1,
+                p_cost: 1,
+            },
+            pack_target: Some(target),
+            ..Default::default()
+        };
+        let cache = t.path().join("cache");
+        for (i, target) in [(1 << 20) - 1, (1 << 30) + 1].into_iter().enumerate() {
+            let dir = t.path().join(format!("bad{i}"));
+            let res = Repository::init(Arc::new(LocalBackend::new(&dir)), None, &opts(target), &cache);
+            assert!(matches!(res, Err(Error::Invalid(_))), "{target}");
+            assert!(!dir.exists(), "nothing written for {target}");
+        }
+        for (i, target) in [1 << 20, 1 << 30].into_iter().enumerate() {
+            let dir = t.path().join(format!("good{i}"));
+            Repository::init(Arc::new(LocalBackend::new(&dir)), None, &opts(target), &cache).unwrap();
+            Repository::open(Arc::new(LocalBackend::new(&dir)), None, &cache).unwrap();
+        }
+    }
 }
