@@ -189,7 +189,11 @@ fn check_inner(repo: &Repository, read_data: Option<Subset>, live_cap: usize) ->
     // The walk runs on a thread of its own, outside the pool: it mostly waits for tree
     // reads, and both pool threads keep verifying packs meanwhile.
     let (results, first_walk) = std::thread::scope(|s| {
-        let walker = s.spawn(fast_walk);
+        // Without a thread (the system refused one), the walk runs after the packs.
+        let walker = std::thread::Builder::new()
+            .name("check-walk".into())
+            .spawn_scoped(s, fast_walk)
+            .map_err(|e| tracing::debug!("check: no walk thread ({e}); walking after the packs"));
         let results: Vec<PackCheck> = indexed
             .par_iter()
             .zip(read.par_iter())
@@ -197,9 +201,12 @@ fn check_inner(repo: &Repository, read_data: Option<Subset>, live_cap: usize) ->
                 packs_read.with(|buf| check_pack(repo, id, *size, listed.get(id).copied(), *rd, buf, &plains))
             })
             .collect();
-        (results, walker.join())
+        let walked = match walker {
+            Ok(w) => w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            Err(()) => fast_walk(),
+        };
+        (results, walked)
     });
-    let first_walk = first_walk.unwrap_or_else(|p| std::panic::resume_unwind(p));
     let mut bad_blobs: HashSet<BlobId> = HashSet::new();
     for pc in &results {
         r.errors.extend(pc.errors.iter().cloned());
