@@ -105,8 +105,9 @@ pub fn check_with(repo: &Repository, read_data: Option<Subset>) -> Result<CheckR
     check_inner(repo, read_data, LIVE_IN_MEMORY)
 }
 
-/// Distinct chunk and tree ids the first walk keeps in memory (32 bytes each, twice that
-/// while it grows) before it moves them to the index's temporary table.
+/// Distinct chunk and tree ids the first walk keeps in memory before it moves them to the
+/// index's temporary table: 16 MiB of ids. Between deduplications the vector holds up to
+/// twice as many, so its allocation can reach 64 MiB just before the move.
 const LIVE_IN_MEMORY: usize = 1 << 19;
 
 /// [`check_with`], keeping at most `live_cap` live ids in memory.
@@ -480,6 +481,10 @@ impl<'r> FastLive<'r> {
         if self.in_table || self.ids.len() > self.cap {
             self.repo.index.live_insert(&self.ids)?;
             self.ids.clear();
+            if !self.in_table {
+                // From now on it holds one batch at a time.
+                self.ids.shrink_to(2 * LIVE_BATCH);
+            }
             self.in_table = true;
             self.compact_at = LIVE_BATCH;
         } else {
