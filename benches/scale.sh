@@ -12,7 +12,11 @@
 # Each tool then runs, with the page cache dropped before each step and a fresh repository:
 #   backup      first backup of the tree
 #   re-backup   unchanged re-backup
-#   restore     restore of that snapshot into an empty directory
+#   restore     restore of that snapshot into an empty directory on a freshly made ext4
+#               (RESTORE_FS=fresh, the default, as in benches/compare.sh: this VM's disk is ext4
+#               without a journal, where every create after mass deletion checks recently
+#               deleted inodes one by one, and the previous size's trees were just deleted;
+#               RESTORE_FS=disk restores into a directory on the disk as before)
 # Columns: wall, user+sys CPU and peak RSS (/usr/bin/time); µs/file = wall / N; "per-file
 # ×first" is µs/file divided by the same step's µs/file at the smallest N (about 1 or below:
 # growth no faster than linear); "RSS ×first" is peak RSS over that at the smallest N, to be
@@ -29,6 +33,10 @@ TOOLS=(projectclone)
 log() { echo "== $*" >&2; }
 
 command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
+RESTORE_FS=${RESTORE_FS:-fresh}
+if [ "$RESTORE_FS" = fresh ]; then
+  command -v mkfs.ext4 >/dev/null || { apt-get update -qq && apt-get install -y -qq e2fsprogs >/dev/null; }
+fi
 if [ "${WITH_RESTIC:-0}" = 1 ]; then
   command -v restic >/dev/null || { apt-get update -qq && apt-get install -y -qq restic >/dev/null; }
 fi
@@ -55,6 +63,25 @@ run() { # TOOL STEP REPO TREE TARGET
   esac
 }
 
+# Where a restore writes: `target_up N` makes an empty place and sets TARGET (not yet
+# existing), `target_down` removes it.
+MNT=$W-fs IMG=$W-fs.img
+target_up() {
+  if [ "$RESTORE_FS" = fresh ]; then
+    local bytes; bytes=$(du -sb "$W/tree" | cut -f1)
+    rm -f "$IMG" && truncate -s $((bytes * 2 + (1 << 30))) "$IMG" \
+      && mkfs.ext4 -q -F -N $(($1 * 2 + 10000)) "$IMG" && mkdir -p "$MNT" \
+      && mount -o loop "$IMG" "$MNT" && TARGET=$MNT/out && return 0
+    log "cannot mount a fresh file system (root and a loop device needed): RESTORE_FS=disk"
+    rm -f "$IMG"; RESTORE_FS=disk
+  fi
+  rm -rf "$W/restore" && TARGET=$W/restore
+}
+target_down() {
+  if [ "$RESTORE_FS" = fresh ]; then umount "$MNT" && rm -f "$IMG"; else rm -rf "$W/restore"; fi
+}
+trap 'mountpoint -q "$MNT" 2>/dev/null && umount "$MNT"; rm -f "$IMG"' EXIT
+
 declare -A DISK
 ROWS=()   # "N tool step wall cpu rss"
 for N in $SIZES; do
@@ -67,10 +94,12 @@ for N in $SIZES; do
     run "$t" init "$W/$t"
     for step in backup re-backup restore; do
       log "$N files: $t $step"
-      run "$t" "$step" "$W/$t" "$W/tree" "$W/restore"
+      [ "$step" != restore ] || target_up "$N"
+      run "$t" "$step" "$W/$t" "$W/tree" "${TARGET:-}"
+      [ "$step" != restore ] || target_down
       ROWS+=("$N $t $step $LAST_WALL $LAST_CPU $LAST_RSS")
     done
-    rm -rf "$W/restore" "$W/$t" "$W/$t.cache"
+    rm -rf "$W/$t" "$W/$t.cache"
   done
   DISK[$N]=$size
 done
@@ -83,6 +112,8 @@ OUT=benches/results/$(date +%F)-$(git rev-parse --short HEAD)-scale$([ "$QUICK" 
   echo "machine: $(nproc) cores, $(free -g | awk '/Mem/{print $2}') GiB, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); $("$PC" --version)"
   echo
   echo "trees: $(for N in $SIZES; do printf '%s files %s; ' "$N" "${DISK[$N]}"; done | sed 's/; $//')"
+  echo
+  echo "restores: $([ "$RESTORE_FS" = fresh ] && echo "each into a freshly made ext4 (journal on) on a loop device" || echo "into a directory on the disk")"
   echo
   echo "| files | tool | step | wall s | µs/file | per-file ×first | CPU s | peak RSS MiB | RSS ×first | N ×first |"
   echo "|---|---|---|---|---|---|---|---|---|---|"
