@@ -68,7 +68,10 @@ run() { # TOOL STEP REPO TREE TARGET
 MNT=$W-fs IMG=$W-fs.img
 target_up() {
   if [ "$RESTORE_FS" = fresh ]; then
-    local bytes; bytes=$(du -sb "$W/tree" | cut -f1)
+    # Twice the blocks the tree uses (not its bytes: each small file takes a 4 KiB block)
+    # plus 1 GiB. Sized by bytes, the 300k tree filled 56% of its file system and the
+    # restore took 7.5 s against 5.4 s in one sized like this (same CPU time).
+    local bytes; bytes=$(du -sB1 "$W/tree" | cut -f1)
     rm -f "$IMG" && truncate -s $((bytes * 2 + (1 << 30))) "$IMG" \
       && mkfs.ext4 -q -F -N $(($1 * 2 + 10000)) "$IMG" && mkdir -p "$MNT" \
       && mount -o loop "$IMG" "$MNT" && TARGET=$MNT/out && return 0
