@@ -992,24 +992,11 @@ mod tests {
     use crate::backend::fault::FailAfter;
     use crate::backend::local::LocalBackend;
     use crate::progress::NoProgress;
-    use crate::repo::InitOptions;
 
     fn opts(src: &Path) -> BackupOptions {
         BackupOptions {
             paths: vec![src.to_path_buf()],
             hostname: "h".into(),
-            ..Default::default()
-        }
-    }
-
-    fn fast_init() -> InitOptions {
-        InitOptions {
-            kdf: crate::crypto::KdfParams {
-                m_cost: 64,
-                t_cost: 1,
-                p_cost: 1,
-            },
-            pack_target: Some(1024 * 1024),
             ..Default::default()
         }
     }
@@ -1031,7 +1018,13 @@ mod tests {
         }
         let repo_path = t.path().join("repo");
         let cache = t.path().join("cache");
-        let mut repo = Repository::init(Arc::new(LocalBackend::new(&repo_path)), None, &fast_init(), &cache).unwrap();
+        let mut repo = Repository::init(
+            Arc::new(LocalBackend::new(&repo_path)),
+            None,
+            &crate::repo::test_init_options(),
+            &cache,
+        )
+        .unwrap();
         let first = backup(&mut repo, &opts(&src), &NoProgress, None)
             .unwrap()
             .snapshot_id

@@ -620,7 +620,7 @@ mod tests {
     use crate::backend::local::LocalBackend;
     use crate::backup::{BackupOptions, backup};
     use crate::progress::NoProgress;
-    use crate::repo::InitOptions;
+    use crate::repo::test_init_options;
 
     /// The first walk's live set answers the same whether it stays in memory or moves to
     /// the temporary table: packs no snapshot uses, trees counted, no damage.
@@ -642,16 +642,7 @@ mod tests {
         }
         let backend = Arc::new(LocalBackend::new(t.path().join("repo")));
         let cache = t.path().join("cache");
-        let init = InitOptions {
-            kdf: crate::crypto::KdfParams {
-                m_cost: 64,
-                t_cost: 1,
-                p_cost: 1,
-            },
-            pack_target: Some(1024 * 1024),
-            ..Default::default()
-        };
-        let mut repo = Repository::init(backend.clone(), None, &init, &cache).unwrap();
+        let mut repo = Repository::init(backend.clone(), None, &test_init_options(), &cache).unwrap();
         let opts = BackupOptions {
             paths: vec![src.clone()],
             hostname: "h".into(),

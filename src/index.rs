@@ -947,6 +947,49 @@ mod tests {
         assert!(idx.known_deltas().unwrap().is_empty());
     }
 
+    /// Blob `i` of the property tests: 0 to 11 may be stored, 12 to 15 never are.
+    fn blob(i: u8) -> BlobId {
+        BlobId([i * 13 + 1; 32])
+    }
+
+    /// An index whose pack `p` holds blob `i` when bit `i` of `packs[p].0` is set, and is
+    /// condemned when `packs[p].1`. Pack ids run opposite to pack numbers, so "index order"
+    /// (the pack number) and id order differ; copies differ in length by pack.
+    fn packed_index(packs: &[(u16, bool)]) -> (tempfile::TempDir, Index) {
+        let t = tempfile::tempdir().unwrap();
+        let idx = Index::open(&t.path().join("index.db")).unwrap();
+        let delta = IndexDelta {
+            packs: packs
+                .iter()
+                .enumerate()
+                .map(|(p, (held, _))| IndexPack {
+                    id: PackId([200 - p as u8; 32]),
+                    size: 1000,
+                    blobs: (0..12u8)
+                        .filter(|i| held & (1 << i) != 0)
+                        .map(|i| PackEntry {
+                            kind: BlobKind::Data,
+                            id: blob(i),
+                            offset: 6 + 10 * i as u64,
+                            length: 10 + p as u32,
+                            raw_length: 4,
+                        })
+                        .collect(),
+                })
+                .collect(),
+            supersedes: vec![],
+        };
+        idx.add_deltas(&[(ObjectId([3; 32]), delta)]).unwrap();
+        let condemned: Vec<PackId> = packs
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, c))| *c)
+            .map(|(p, _)| PackId([200 - p as u8; 32]))
+            .collect();
+        idx.set_condemned(&[(ObjectId([4; 32]), 0, condemned)], &[]).unwrap();
+        (t, idx)
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
         /// Both ways of `locate_sorted` give `lookup`'s first copy for every id: copies in
@@ -958,40 +1001,7 @@ mod tests {
             // Which of 16 ids to ask for (12 indexable, 4 never stored).
             asked in 1u16..,
         ) {
-            let t = tempfile::tempdir().unwrap();
-            let idx = Index::open(&t.path().join("index.db")).unwrap();
-            let blob = |i: u8| BlobId([i * 13 + 1; 32]);
-            let delta = IndexDelta {
-                packs: packs
-                    .iter()
-                    .enumerate()
-                    .map(|(p, (held, _))| IndexPack {
-                        // Pack ids in the opposite order to their numbers: "index order"
-                        // is the pack number, not the pack id.
-                        id: PackId([200 - p as u8; 32]),
-                        size: 1000,
-                        blobs: (0..12u8)
-                            .filter(|i| held & (1 << i) != 0)
-                            .map(|i| PackEntry {
-                                kind: BlobKind::Data,
-                                id: blob(i),
-                                offset: 6 + 10 * i as u64,
-                                length: 10 + p as u32,
-                                raw_length: 4,
-                            })
-                            .collect(),
-                    })
-                    .collect(),
-                supersedes: vec![],
-            };
-            idx.add_deltas(&[(ObjectId([3; 32]), delta)]).unwrap();
-            let condemned: Vec<PackId> = packs
-                .iter()
-                .enumerate()
-                .filter(|(_, (_, c))| *c)
-                .map(|(p, _)| PackId([200 - p as u8; 32]))
-                .collect();
-            idx.set_condemned(&[(ObjectId([4; 32]), 0, condemned)], &[]).unwrap();
+            let (_t, idx) = packed_index(&packs);
             let mut ids: Vec<BlobId> = (0..16u8).filter(|i| asked & (1 << i) != 0).map(blob).collect();
             ids.sort_by_key(|b| b.0);
             let want: Vec<Option<Location>> =
@@ -1022,38 +1032,7 @@ mod tests {
             // Which of 16 ids are live (12 indexable, 4 never stored).
             live in 0u16..,
         ) {
-            let t = tempfile::tempdir().unwrap();
-            let idx = Index::open(&t.path().join("index.db")).unwrap();
-            let blob = |i: u8| BlobId([i * 13 + 1; 32]);
-            let delta = IndexDelta {
-                packs: packs
-                    .iter()
-                    .enumerate()
-                    .map(|(p, (held, _))| IndexPack {
-                        id: PackId([200 - p as u8; 32]),
-                        size: 1000,
-                        blobs: (0..12u8)
-                            .filter(|i| held & (1 << i) != 0)
-                            .map(|i| PackEntry {
-                                kind: BlobKind::Data,
-                                id: blob(i),
-                                offset: 6 + 10 * i as u64,
-                                length: 10,
-                                raw_length: 4,
-                            })
-                            .collect(),
-                    })
-                    .collect(),
-                supersedes: vec![],
-            };
-            idx.add_deltas(&[(ObjectId([3; 32]), delta)]).unwrap();
-            let condemned: Vec<PackId> = packs
-                .iter()
-                .enumerate()
-                .filter(|(_, (_, c))| *c)
-                .map(|(p, _)| PackId([200 - p as u8; 32]))
-                .collect();
-            idx.set_condemned(&[(ObjectId([4; 32]), 0, condemned)], &[]).unwrap();
+            let (_t, idx) = packed_index(&packs);
             let mut ids: Vec<BlobId> = (0..16u8).filter(|i| live & (1 << i) != 0).map(blob).collect();
             ids.sort_by_key(|b| b.0);
             idx.live_reset().unwrap();

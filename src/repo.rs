@@ -77,6 +77,20 @@ pub struct InitOptions {
     pub pack_target: Option<u32>,
 }
 
+/// Init options for unit tests: a cheap key derivation and 1 MiB packs.
+#[cfg(test)]
+pub(crate) fn test_init_options() -> InitOptions {
+    InitOptions {
+        kdf: KdfParams {
+            m_cost: 64,
+            t_cost: 1,
+            p_cost: 1,
+        },
+        pack_target: Some(1024 * 1024),
+        ..Default::default()
+    }
+}
+
 impl Repository {
     /// Create a new repository. `password: None` stores the key in clear.
     pub fn init(
@@ -740,13 +754,8 @@ mod tests {
     fn init_refuses_a_pack_target_that_open_would_refuse() {
         let t = tempfile::tempdir().unwrap();
         let opts = |target| InitOptions {
-            kdf: KdfParams {
-                m_cost: 64,
-                t_cost: 1,
-                p_cost: 1,
-            },
             pack_target: Some(target),
-            ..Default::default()
+            ..test_init_options()
         };
         let cache = t.path().join("cache");
         for (i, target) in [(1 << 20) - 1, (1 << 30) + 1].into_iter().enumerate() {
