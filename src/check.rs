@@ -220,11 +220,8 @@ fn check_inner(repo: &Repository, read_data: Option<Subset>, live_cap: usize) ->
         Some(w) if bad_blobs.is_empty() => w,
         _ => {
             let seen_trees = walk_all(&bad_blobs, &mut r)?;
-            // Indexed packs none of whose blobs any snapshot uses (trees join the chunks in
-            // the live table so one query answers it).
-            let trees: Vec<BlobId> = seen_trees.iter().map(|t| BlobId(t.0)).collect();
-            repo.index.live_insert(&trees)?;
-            (seen_trees, repo.index.packs_without_live()?)
+            let unused = unused_packs_from_table(repo, &seen_trees)?;
+            (seen_trees, unused)
         }
     };
     r.trees = seen_trees.len() as u64;
@@ -439,6 +436,14 @@ fn walk_fast_nodes(
     Ok(true)
 }
 
+/// Indexed packs holding no blob of the live table nor any of `trees`: the trees join the
+/// chunks in the table so one query answers it.
+fn unused_packs_from_table(repo: &Repository, trees: &HashSet<TreeId>) -> Result<Vec<PackId>> {
+    let trees: Vec<BlobId> = trees.iter().map(|t| BlobId(t.0)).collect();
+    repo.index.live_insert(&trees)?;
+    repo.index.packs_without_live()
+}
+
 /// Ids sent to the temporary table at a time, once it is used.
 const LIVE_BATCH: usize = 16384;
 
@@ -501,9 +506,7 @@ impl<'r> FastLive<'r> {
             if self.repo.index.live_has_unindexed()? {
                 return Ok(None);
             }
-            let trees: Vec<BlobId> = trees.iter().map(|t| BlobId(t.0)).collect();
-            self.repo.index.live_insert(&trees)?;
-            return Ok(Some(self.repo.index.packs_without_live()?));
+            return Ok(Some(unused_packs_from_table(self.repo, trees)?));
         }
         self.ids.extend(trees.iter().map(|t| BlobId(t.0)));
         self.ids.sort_unstable();
