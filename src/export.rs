@@ -1,4 +1,4 @@
-//! Exported views of a snapshot (DESIGN.md §4): the plain folder copy, the tar archive and
+//! Exported views of a snapshot (format-spec §17, README "export"): the plain folder copy, the tar archive and
 //! the incremental hard-link folder that the older Python tool made, written from the
 //! repository. Each view is planned (what `--dry-run` lists) and then written.
 //!

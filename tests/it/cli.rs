@@ -1,4 +1,4 @@
-//! The CLI contract of DESIGN.md §1: exit codes, stdout/stderr discipline, JSON shapes,
+//! The CLI contract (README, "Commands"): exit codes, stdout/stderr discipline, JSON shapes,
 //! snapshot specs, ignore files, dry runs, repository resolution, restore options and a
 //! rebuildable index cache.
 
@@ -1071,7 +1071,7 @@ fn every_contract_subcommand_exists() {
     }
     assert!(
         missing.is_empty(),
-        "DESIGN.md §1 subcommands missing from the CLI: {missing:?}"
+        "documented subcommands missing from the CLI: {missing:?}"
     );
 }
 
@@ -1418,7 +1418,7 @@ fn latest_is_the_newest_time_with_ties_broken_by_id() {
 }
 
 /// `--exclude` takes gitignore-syntax globs. A pattern with a slash is anchored like one
-/// in a `.projectcloneignore` at the top of the backed-up PATH (DESIGN.md §6: the globs are
+/// in a `.projectcloneignore` at the top of the backed-up PATH (the globs are
 /// `ignore` overrides, matched relative to the walk root) — not at the file-system root,
 /// where it would silently exclude nothing.
 #[test]

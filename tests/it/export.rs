@@ -1,4 +1,4 @@
-//! Exported views (DESIGN.md §4, guarantees 1 and 6): `export --clone`, `--archive` and
+//! Exported views (README "export"; exact round trip, containment): `export --clone`, `--archive` and
 //! `--incremental` reproduce the snapshot exactly, never leave a half-made view under the
 //! final name, clean up after killed exports, and `--dry-run` writes nothing.
 

@@ -1,5 +1,5 @@
 //! End-to-end tests of the `projectclone` binary against the CLI contract and the
-//! guarantees of DESIGN.md §1–§2. One integration binary, one module per topic.
+//! guarantees README states. One integration binary, one module per topic.
 //!
 //! Every test runs in its own temporary directory with its own repository, cache, HOME
 //! and XDG directories; tests run as root (devices, owners) and without a terminal.
@@ -7,6 +7,7 @@
 mod util;
 
 mod cli;
+mod compat;
 mod crash;
 mod damage;
 mod dedup;

@@ -2,7 +2,7 @@
 //! repacking), `repair index`, `unlock`, `key passwd/add/list/remove` and
 //! `check --read-data-subset`.
 //!
-//! Prune's contract (DESIGN.md §3): the first prune after snapshots are forgotten only
+//! Prune's contract (format-spec §12): the first prune after snapshots are forgotten only
 //! condemns the packs nothing uses (REPO/condemned/ID, with the time of marking); a later
 //! prune deletes them once every lock older than the mark is gone and no snapshot needs
 //! them, and un-condemns them otherwise. Backups never dedup into a condemned pack.
