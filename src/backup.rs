@@ -21,19 +21,18 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 use ignore::Match;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
-use crate::backend::Dir;
 use crate::blob::seal_blob;
 use crate::chunker::Chunker;
 use crate::compress::Compression;
 use crate::crypto::{Cipher, Keys};
 use crate::error::{Error, Result};
 use crate::format::{
-    self, BlobKind, CHUNK_LIST_INLINE_MAX, ChunkPage, ChunkRef, Content, DirEncoding, FileData, IndexDelta, IndexPack,
-    Meta, Node, NodeKind, Snapshot, Summary, Time, Tree,
+    self, BlobKind, CHUNK_LIST_INLINE_MAX, ChunkPage, ChunkRef, Content, DirEncoding, FileData, IndexPack, Meta, Node,
+    NodeKind, Snapshot, Summary, Time, Tree,
 };
 use crate::id::*;
 use crate::meta::{meta_from, read_xattrs};
-use crate::pack::PackWriter;
+use crate::packer::PackSink;
 use crate::prefetch::Prefetch;
 use crate::progress::Progress;
 use crate::repo::Repository;
@@ -134,8 +133,9 @@ struct Walker<'a> {
     hardlinks: HashMap<(u64, u64), (Vec<u8>, FileData)>,
     summary: Summary,
     errors: Vec<(PathBuf, String)>,
-    /// Some packs are condemned: reused chunk lists must be checked against them.
-    condemned_any: bool,
+    /// Some packs are condemned, or the parent snapshot is older than data this cache found
+    /// lost or damaged: reused chunk lists must be checked against the index.
+    check_reuse: bool,
     /// Parent snapshot start: files modified within a second of it are re-read.
     racy_before: Option<Time>,
     buf: Vec<u8>,
@@ -229,7 +229,14 @@ pub fn backup(
         .clamp(1, 16);
 
     let packer_out = Arc::new(Mutex::new(PackerOut::default()));
-    let condemned_any = !repo.index.condemned()?.is_empty();
+    // A parent taken before something was found lost may reference it (or, after `repair
+    // index` dropped it, chunks the index no longer holds): its unchanged files are reused
+    // only when every chunk has an intact indexed copy, else read and stored again.
+    let check_reuse = !repo.index.condemned()?.is_empty()
+        || match (repo.index.verify_before()?, &parent) {
+            (Some(before), Some((_, p))) => p.time.secs.saturating_mul(1_000_000_000) < before,
+            _ => false,
+        };
     let repo_ref: &Repository = repo;
     repo_ref.index.begin_read()?;
     let (walked, mut summary, errors) = std::thread::scope(|scope| {
@@ -252,16 +259,8 @@ pub fn backup(
             let target = repo_ref.config.pack_target as usize;
             let dry = opts.dry_run;
             scope.spawn(move || {
-                packer(
-                    sealed_rx,
-                    &budget,
-                    &out,
-                    backend.as_ref(),
-                    &repo_id,
-                    &cipher,
-                    target,
-                    dry,
-                )
+                let sink = PackSink::with_parts(backend.as_ref(), repo_id, cipher, target, dry);
+                packer(sealed_rx, &budget, &out, sink)
             });
         }
 
@@ -279,7 +278,7 @@ pub fn backup(
             hardlinks: HashMap::new(),
             summary: Summary::default(),
             errors: Vec::new(),
-            condemned_any,
+            check_reuse,
             racy_before: parent.as_ref().map(|(_, s)| Time {
                 secs: s.time.secs - 1,
                 nanos: s.time.nanos,
@@ -329,14 +328,7 @@ pub fn backup(
         ));
     }
     // Write order: packs (durable above) → index delta → snapshot.
-    if !out.packs.is_empty() {
-        let delta = IndexDelta {
-            packs: out.packs,
-            supersedes: Vec::new(),
-        };
-        let id = repo.write_delta(&delta)?;
-        repo.index.add_deltas(&[(id, delta)])?;
-    }
+    repo.index_packs(out.packs)?;
     let snap = Snapshot {
         time,
         utc_offset,
@@ -394,59 +386,27 @@ fn seal_worker(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn packer(
-    rx: Receiver<Vec<Sealed>>,
-    budget: &Budget,
-    out: &Mutex<PackerOut>,
-    backend: &dyn crate::backend::Backend,
-    repo_id: &[u8; 32],
-    cipher: &Cipher,
-    target: usize,
-    dry_run: bool,
-) {
-    // Room for a full pack plus the largest sealed blob that can push it over the target.
-    let cap = target + format::MAX_BLOB_RAW / 2;
-    let mut data = PackWriter::new();
-    let mut trees = PackWriter::new();
-    let mut failed = false;
-    let flush = |w: PackWriter, failed: &mut bool| {
-        if w.is_empty() || *failed {
-            return;
-        }
-        let (id, bytes, entries) = w.finish(repo_id, cipher);
-        if !dry_run && let Err(e) = backend.write_new(&Dir::Packs.path(&id.to_hex()), &bytes) {
-            *failed = true;
-            out.lock().unwrap_or_else(|p| p.into_inner()).error = Some(e);
-            return;
-        }
-        let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
-        o.data_added += bytes.len() as u64;
-        o.packs.push(IndexPack {
-            id,
-            size: bytes.len() as u64,
-            blobs: entries,
-        });
-    };
+fn packer(rx: Receiver<Vec<Sealed>>, budget: &Budget, out: &Mutex<PackerOut>, mut sink: PackSink) {
+    let mut failed = None;
     for s in rx.into_iter().flatten() {
-        let w = if s.kind == BlobKind::Data {
-            &mut data
-        } else {
-            &mut trees
-        };
-        w.add(s.kind, s.id, s.raw_len as u32, &s.sealed);
         budget.release(s.raw_len);
-        if w.len() >= target {
-            let full = std::mem::take(w);
-            flush(full, &mut failed);
-        } else if w.len() == crate::pack::LEADER_LEN + s.sealed.len() && s.kind == BlobKind::Data {
-            // First blob of a data pack: from here on it grows to the target, so reserve it
-            // once instead of doubling (which briefly holds two buffers).
-            w.reserve(cap);
+        if failed.is_none()
+            && let Err(e) = sink.add(s.kind, s.id, s.raw_len as u32, &s.sealed)
+        {
+            // Keep draining the channel so the walker is not blocked; it stops at its
+            // next hand-off when the channel closes.
+            failed = Some(e);
         }
     }
-    flush(data, &mut failed);
-    flush(trees, &mut failed);
+    let res = failed.map_or_else(|| sink.finish(), Err);
+    let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
+    match res {
+        Ok((packs, written)) => {
+            o.packs = packs;
+            o.data_added = written;
+        }
+        Err(e) => o.error = Some(e),
+    }
 }
 
 /// `--exclude` globs in gitignore syntax, anchored at `root`.
@@ -558,10 +518,11 @@ impl Walker<'_> {
         ignored(&self.opts.skip, &self.excludes, &self.ignores, path, is_dir)
     }
 
-    /// Does a reused file's content live (only) in condemned packs? Then it is read again:
-    /// a backup never makes a snapshot depend on a pack a prune may delete.
-    fn relies_on_condemned(&self, d: &FileData) -> bool {
-        if !self.condemned_any {
+    /// Does a reused file's content live (only) in condemned packs, or in copies known to
+    /// be missing or damaged, or not in the index at all? Then it is read again: a backup
+    /// never makes a snapshot depend on a pack a prune may delete or on data that is gone.
+    fn relies_on_unsafe(&self, d: &FileData) -> bool {
+        if !self.check_reuse {
             return false;
         }
         let mut ids: Vec<BlobId> = match &d.content {
@@ -800,7 +761,7 @@ impl Walker<'_> {
             if let Some(d) = pdata {
                 let racy = self.racy_before.is_none_or(|r| meta.mtime >= r);
                 if !racy
-                    && !self.relies_on_condemned(d)
+                    && !self.relies_on_unsafe(d)
                     && d.size == size
                     && p.meta.mtime == meta.mtime
                     && p.meta.ctime == meta.ctime

@@ -34,6 +34,14 @@ pub struct CheckReport {
     pub unreferenced_packs: Vec<String>,
     /// Indexed packs no snapshot uses (the next prune collects them).
     pub unused_packs: Vec<String>,
+    /// Chunks that snapshots use and that are missing or damaged everywhere (counted once
+    /// per file that uses them).
+    pub lost_chunks: u64,
+    /// Chunks that snapshots use, that no index lists, but that a pack in `packs/` holds
+    /// (an index delta was lost): `repair index` makes them usable again.
+    pub unindexed_chunks: u64,
+    /// Packs found missing, unreadable or holding damaged blobs.
+    pub damaged_packs: Vec<String>,
 }
 
 impl CheckReport {
@@ -133,6 +141,31 @@ fn check_inner(repo: &Repository, read_data: Option<Subset>, live_cap: usize) ->
     for d in &repo.damaged {
         r.errors.push(format!("unreadable {d}"));
     }
+    // The cache holds snapshots, records and deltas as they read when it loaded them: the
+    // stored objects are read and authenticated again, so damage to them is found too
+    // (snapshots and records always, being small; deltas with --read-data).
+    let known_bad: HashSet<crate::id::ObjectId> = repo.damaged.iter().map(|d| d.id).collect();
+    for (id, _) in repo.snapshots()? {
+        if let Err(e) = repo.read_snapshot_object(&id) {
+            r.errors.push(format!("unreadable snapshot {id}: {e}"));
+        }
+    }
+    for rec in repo.index.condemned()? {
+        if !known_bad.contains(&rec.id)
+            && let Err(e) = repo.read_condemned(&rec.id)
+        {
+            r.errors.push(format!("unreadable condemned record {}: {e}", rec.id));
+        }
+    }
+    if read_data.is_some() {
+        for id in repo.index.known_deltas()? {
+            if !known_bad.contains(&id)
+                && let Err(e) = repo.read_delta(&id)
+            {
+                r.errors.push(format!("unreadable index delta {id}: {e}"));
+            }
+        }
+    }
     for (name, _) in repo.backend.list(Dir::Keys)? {
         let res = repo
             .backend
@@ -157,18 +190,42 @@ fn check_inner(repo: &Repository, read_data: Option<Subset>, live_cap: usize) ->
     r.snapshots = snaps.len() as u64;
     let _txn = repo.index.read_txn()?;
     let walk_all = |bad: &HashSet<BlobId>, r: &mut CheckReport| -> Result<HashSet<TreeId>> {
-        let mut seen_trees: HashSet<TreeId> = HashSet::new();
+        // Chunks no index lists may still be stored in a pack no index lists (its delta
+        // was lost): that is recoverable by `repair index`, not lost.
+        let mut unindexed = HashSet::new();
+        for p in &r.unreferenced_packs {
+            let size = p
+                .parse::<PackId>()
+                .ok()
+                .and_then(|id| listed.get(&id).copied())
+                .unwrap_or(0);
+            match read_header(repo, &Dir::Packs.path(p), size) {
+                Ok(entries) => unindexed.extend(entries.into_iter().map(|e| e.id)),
+                Err(e) => tracing::warn!("pack {p} (no index lists it): header unreadable: {e}"),
+            }
+        }
         // Chunks already verified live in a temporary SQLite table: memory stays bounded
         // however many chunks the repository holds.
         repo.index.live_reset()?;
+        let mut w = DamageWalk {
+            repo,
+            bad,
+            unindexed: &unindexed,
+            memo: HashMap::new(),
+            seen_trees: HashSet::new(),
+            lost: 0,
+            recoverable: 0,
+        };
         for (sid, snap) in &snaps {
-            let before = r.errors.len();
-            walk(repo, sid, &snap.tree, b"", bad, &mut seen_trees, r);
-            if r.errors.len() > before {
+            let found = w.tree(&snap.tree);
+            if !found.is_empty() {
                 r.damaged_snapshots.push(sid.to_hex());
             }
+            r.errors.extend(found.iter().map(|f| f.render(sid)));
         }
-        Ok(seen_trees)
+        r.lost_chunks = w.lost;
+        r.unindexed_chunks = w.recoverable;
+        Ok(w.seen_trees)
     };
     // The first walk assumes a healthy repository: it only collects every reachable chunk
     // and tree into the live set, then one pass over the index asks whether any is not
@@ -209,10 +266,35 @@ fn check_inner(repo: &Repository, read_data: Option<Subset>, live_cap: usize) ->
         (results, walked)
     });
     let mut bad_blobs: HashSet<BlobId> = HashSet::new();
-    for pc in &results {
+    let now = crate::repo::now_unix_ns();
+    let blob_marks: HashSet<PackId> = repo
+        .index
+        .damage()?
+        .into_iter()
+        .filter(|(_, b, _)| b.is_some())
+        .map(|(p, _, _)| p)
+        .collect();
+    for ((pack, _), (pc, rd)) in indexed.iter().zip(results.iter().zip(&read)) {
         r.errors.extend(pc.errors.iter().cloned());
         bad_blobs.extend(pc.bad.iter().copied());
         r.blobs_read += pc.read;
+        // What this check learnt is remembered in the cache: reads, dedup and prune stop
+        // relying on damaged copies (`Index::note_damage`). A pack found intact at the
+        // level checked loses its marks (a structural check cannot clear damage inside
+        // blobs, which only reading them finds).
+        if let Some(why) = &pc.whole {
+            repo.index.note_damage(pack, None, why, now)?;
+        } else if !pc.bad.is_empty() {
+            for b in &pc.bad {
+                repo.index
+                    .note_damage(pack, Some(b), "failed to authenticate (check --read-data)", now)?;
+            }
+        } else if *rd || !blob_marks.contains(pack) {
+            repo.index.clear_damage(pack)?;
+        }
+        if pc.whole.is_some() || !pc.bad.is_empty() {
+            r.damaged_packs.push(pack.to_hex());
+        }
     }
     // Damage anywhere (a bad pack, an unreadable tree, a chunk not indexed): walk again,
     // naming every file and snapshot affected.
@@ -238,6 +320,11 @@ fn check_inner(repo: &Repository, read_data: Option<Subset>, live_cap: usize) ->
         }
     }
     r.unreferenced_packs.sort();
+    // Nothing lost any more (a clean check after repairs): backups may reuse their
+    // parents' contents without looking each chunk up again.
+    if r.ok() && repo.index.damage()?.is_empty() {
+        repo.index.set_verify_before(None)?;
+    }
     Ok(r)
 }
 
@@ -246,6 +333,9 @@ struct PackCheck {
     /// Blobs found damaged or missing.
     bad: Vec<BlobId>,
     read: u64,
+    /// Why the pack as a whole cannot be trusted (missing, wrong size, header unreadable,
+    /// content not matching its name), if so.
+    whole: Option<String>,
 }
 
 fn check_pack(
@@ -267,10 +357,12 @@ fn check_pack(
                 errors: vec![format!("pack {id}: index: {e}")],
                 bad,
                 read: 0,
+                whole: None,
             };
         }
     };
     let all_bad = |bad: &mut Vec<BlobId>| bad.extend(indexed.iter().map(|(b, _)| *b));
+    let mut whole = None;
     match listed {
         None => {
             errs.push(format!(
@@ -282,10 +374,12 @@ fn check_pack(
                 errors: errs,
                 bad,
                 read: 0,
+                whole: Some("missing from the repository".into()),
             };
         }
         Some(s) if s != size => {
             errs.push(format!("pack {id}: size {s}, index says {size}"));
+            whole = Some(format!("size {s}, index says {size}"));
         }
         _ => {}
     }
@@ -298,6 +392,7 @@ fn check_pack(
                     errs.push(format!(
                         "pack {id}: content does not match its name (damaged or swapped)"
                     ));
+                    whole = Some("content does not match its name (damaged or swapped)".into());
                 }
                 let entries = pack::read_all(repo.repo_id(), &repo.cipher, bytes);
                 if let Ok(entries) = &entries {
@@ -364,13 +459,18 @@ fn check_pack(
         }
         Err(e) => {
             errs.push(format!("pack {id}: header unreadable: {e}"));
-            all_bad(&mut bad);
+            // A failure that may pass (a timeout) says nothing about the blobs.
+            if e.is_damage() {
+                whole = Some(format!("header unreadable: {e}"));
+                all_bad(&mut bad);
+            }
         }
     }
     PackCheck {
         errors: errs,
         bad,
         read: n,
+        whole,
     }
 }
 
@@ -515,28 +615,181 @@ impl<'r> FastLive<'r> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn walk(
-    repo: &Repository,
-    sid: &SnapshotId,
-    tree: &TreeId,
-    rel: &[u8],
-    bad: &HashSet<BlobId>,
-    seen_trees: &mut HashSet<TreeId>,
-    r: &mut CheckReport,
-) {
-    if !seen_trees.insert(*tree) && !bad.contains(&BlobId(tree.0)) {
-        return;
-    }
-    match repo.load_tree_pages(tree) {
-        Ok((nodes, pages)) => {
-            // Continuation pages are used too (for the unused-pack report).
-            seen_trees.extend(pages);
-            walk_nodes(repo, sid, nodes, rel, bad, seen_trees, r);
+/// One finding of the damage walk, relative to the directory it was found under: the
+/// entry's path below that directory (empty for the directory itself) and what is wrong.
+#[derive(Clone)]
+struct Finding {
+    rel: Vec<u8>,
+    what: FindingKind,
+}
+
+#[derive(Clone)]
+enum FindingKind {
+    /// The directory's listing cannot be read.
+    Dir(String),
+    /// A file's chunk list cannot be read.
+    ChunkList(String),
+    /// Chunks of a file that no index lists and no pack holds, or whose copies are damaged.
+    Lost(usize),
+    /// Chunks of a file that no index lists but a pack in the repository still holds.
+    Unindexed(usize),
+    /// A directory listing (or a file's chunk list) that no index lists but a pack in the
+    /// repository still holds.
+    UnindexedTree,
+}
+
+impl Finding {
+    fn under(mut self, name: &[u8]) -> Finding {
+        let mut rel = name.to_vec();
+        if !self.rel.is_empty() {
+            rel.push(b'/');
+            rel.extend_from_slice(&self.rel);
         }
-        Err(e) => r
-            .errors
-            .push(format!("snapshot {}: directory {}: {e}", sid.short(), shown(rel))),
+        self.rel = rel;
+        self
+    }
+
+    fn render(&self, sid: &SnapshotId) -> String {
+        let p = shown(&self.rel);
+        match &self.what {
+            FindingKind::Dir(e) => format!("snapshot {}: directory {p}: {e}", sid.short()),
+            FindingKind::ChunkList(e) => format!("snapshot {}: file {p}: chunk list: {e}", sid.short()),
+            FindingKind::Lost(n) => format!("snapshot {}: file {p}: {n} chunk(s) missing or damaged", sid.short()),
+            FindingKind::Unindexed(n) => format!(
+                "snapshot {}: file {p}: {n} chunk(s) not in the index but still stored in a pack no index lists",
+                sid.short()
+            ),
+            FindingKind::UnindexedTree => format!(
+                "snapshot {}: {p}: listing not in the index but still stored in a pack no index lists",
+                sid.short()
+            ),
+        }
+    }
+}
+
+/// The damage walk: every snapshot's trees, every file's chunks. Findings are kept per
+/// directory, so a subtree shared by several snapshots is walked once and its findings are
+/// reported for each snapshot that reaches it, under that snapshot's path.
+struct DamageWalk<'a> {
+    repo: &'a Repository,
+    /// Blobs found damaged or missing in some pack.
+    bad: &'a HashSet<BlobId>,
+    /// Blob ids held by packs that no index lists (read from their headers).
+    unindexed: &'a HashSet<BlobId>,
+    memo: HashMap<TreeId, Vec<Finding>>,
+    seen_trees: HashSet<TreeId>,
+    lost: u64,
+    recoverable: u64,
+}
+
+impl DamageWalk<'_> {
+    fn tree(&mut self, tree: &TreeId) -> Vec<Finding> {
+        if let Some(f) = self.memo.get(tree) {
+            return f.clone();
+        }
+        self.seen_trees.insert(*tree);
+        let found = match self.repo.load_tree_pages(tree) {
+            Ok((nodes, pages)) => {
+                // Continuation pages are used too (for the unused-pack report).
+                self.seen_trees.extend(pages);
+                self.nodes(nodes)
+            }
+            Err(_) if self.unindexed.contains(&BlobId(tree.0)) => {
+                self.recoverable += 1;
+                vec![Finding {
+                    rel: Vec::new(),
+                    what: FindingKind::UnindexedTree,
+                }]
+            }
+            Err(e) => {
+                self.lost += 1;
+                vec![Finding {
+                    rel: Vec::new(),
+                    what: FindingKind::Dir(e.to_string()),
+                }]
+            }
+        };
+        self.memo.insert(*tree, found.clone());
+        found
+    }
+
+    /// The findings of one directory's nodes, however the directory is stored.
+    fn nodes(&mut self, nodes: Vec<Node>) -> Vec<Finding> {
+        let mut out = Vec::new();
+        for n in nodes {
+            match &n.kind {
+                NodeKind::Dir(t) => out.extend(self.tree(t).into_iter().map(|f| f.under(&n.name))),
+                NodeKind::InlineDir(b) => match crate::format::decode_inline_dir(b) {
+                    Ok(sub) => out.extend(self.nodes(sub).into_iter().map(|f| f.under(&n.name))),
+                    Err(e) => out.push(Finding {
+                        rel: n.name.clone(),
+                        what: FindingKind::Dir(e.to_string()),
+                    }),
+                },
+                NodeKind::File(d) | NodeKind::HardLink { data: d, .. } => {
+                    if let Content::Pages(pages) = &d.content {
+                        self.seen_trees.extend(pages.iter().copied());
+                    }
+                    let chunks = match &d.content {
+                        Content::Chunks(c) => c.clone(),
+                        c => match self.repo.chunk_list(c) {
+                            Ok(c) => c,
+                            Err(e) => {
+                                let recoverable = matches!(c, Content::Pages(p) if p.iter().any(|p| self.unindexed.contains(&BlobId(p.0))));
+                                let what = if recoverable {
+                                    self.recoverable += 1;
+                                    FindingKind::UnindexedTree
+                                } else {
+                                    self.lost += 1;
+                                    FindingKind::ChunkList(e.to_string())
+                                };
+                                out.push(Finding {
+                                    rel: n.name.clone(),
+                                    what,
+                                });
+                                continue;
+                            }
+                        },
+                    };
+                    let (mut lost, mut recoverable) = (0, 0);
+                    let ids: Vec<BlobId> = chunks.iter().map(|c| BlobId(c.id.0)).collect();
+                    let new = self
+                        .repo
+                        .index
+                        .live_insert(&ids)
+                        .unwrap_or_else(|_| vec![true; ids.len()]);
+                    for (b, new) in ids.iter().zip(new) {
+                        if self.bad.contains(b) {
+                            lost += 1;
+                        } else if new && !self.repo.index.exists_any(b).unwrap_or(false) {
+                            // Any copy counts, also in a condemned pack: it still exists. A
+                            // missing chunk leaves the live set so every file using it is named.
+                            let _ = self.repo.index.live_remove(b);
+                            if self.unindexed.contains(b) {
+                                recoverable += 1;
+                            } else {
+                                lost += 1;
+                            }
+                        }
+                    }
+                    self.lost += lost as u64;
+                    self.recoverable += recoverable as u64;
+                    for (k, count) in [
+                        (FindingKind::Lost(lost), lost),
+                        (FindingKind::Unindexed(recoverable), recoverable),
+                    ] {
+                        if count > 0 {
+                            out.push(Finding {
+                                rel: n.name.clone(),
+                                what: k,
+                            });
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
     }
 }
 
@@ -545,72 +798,6 @@ fn shown(p: &[u8]) -> String {
         "/".to_string()
     } else {
         crate::format_name(p)
-    }
-}
-
-/// `walk` for the nodes of one directory, however it is stored.
-#[allow(clippy::too_many_arguments)]
-fn walk_nodes(
-    repo: &Repository,
-    sid: &SnapshotId,
-    nodes: Vec<Node>,
-    rel: &[u8],
-    bad: &HashSet<BlobId>,
-    seen_trees: &mut HashSet<TreeId>,
-    r: &mut CheckReport,
-) {
-    for n in nodes {
-        let mut p = rel.to_vec();
-        if !p.is_empty() {
-            p.push(b'/');
-        }
-        p.extend_from_slice(&n.name);
-        match &n.kind {
-            NodeKind::Dir(t) => walk(repo, sid, t, &p, bad, seen_trees, r),
-            NodeKind::InlineDir(b) => match crate::format::decode_inline_dir(b) {
-                Ok(sub) => walk_nodes(repo, sid, sub, &p, bad, seen_trees, r),
-                Err(e) => r
-                    .errors
-                    .push(format!("snapshot {}: directory {}: {e}", sid.short(), shown(&p))),
-            },
-            NodeKind::File(d) | NodeKind::HardLink { data: d, .. } => {
-                if let Content::Pages(pages) = &d.content {
-                    seen_trees.extend(pages.iter().copied());
-                }
-                let chunks = match &d.content {
-                    Content::Chunks(c) => c.clone(),
-                    c => match repo.chunk_list(c) {
-                        Ok(c) => c,
-                        Err(e) => {
-                            r.errors
-                                .push(format!("snapshot {}: file {}: chunk list: {e}", sid.short(), shown(&p)));
-                            continue;
-                        }
-                    },
-                };
-                let mut missing = 0;
-                let ids: Vec<BlobId> = chunks.iter().map(|c| BlobId(c.id.0)).collect();
-                let new = repo.index.live_insert(&ids).unwrap_or_else(|_| vec![true; ids.len()]);
-                for (b, new) in ids.iter().zip(new) {
-                    if bad.contains(b) {
-                        missing += 1;
-                    } else if new && !repo.index.exists_any(b).unwrap_or(false) {
-                        // Any copy counts, also in a condemned pack: it still exists. A missing
-                        // chunk leaves the live set so every file using it is named.
-                        let _ = repo.index.live_remove(b);
-                        missing += 1;
-                    }
-                }
-                if missing > 0 {
-                    r.errors.push(format!(
-                        "snapshot {}: file {}: {missing} chunk(s) missing or damaged",
-                        sid.short(),
-                        shown(&p)
-                    ));
-                }
-            }
-            _ => {}
-        }
     }
 }
 

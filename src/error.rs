@@ -29,7 +29,7 @@ pub enum Error {
     #[error("path not found in snapshot: {0}")]
     PathNotInSnapshot(String),
     #[error(
-        "repository is locked by {0}; wait for it to finish (stale locks expire after 30 minutes, or at once when their process is gone: `projectclone unlock`)"
+        "repository is locked by {0}; wait for it to finish. If its holder is gone, `projectclone unlock` removes the lock once it is stale (at once on its own host when the process has exited); `projectclone unlock --remove-all` removes it now"
     )]
     Locked(String),
     #[error("index cache {path}: {source}")]
@@ -53,6 +53,22 @@ impl Error {
     }
     pub fn corrupt(msg: impl Into<String>) -> Self {
         Error::Corrupt(msg.into())
+    }
+
+    /// Does this error say that stored data is missing or damaged (as opposed to a
+    /// failure that may pass, such as a timeout or a full disk)? An I/O error other than
+    /// "not found" counts only when it persisted through a retry, which the caller decides.
+    pub fn is_damage(&self) -> bool {
+        match self {
+            Error::Corrupt(_) => true,
+            Error::Io { source, .. } => {
+                matches!(
+                    source.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::IsADirectory | std::io::ErrorKind::InvalidData
+                ) || source.raw_os_error() == Some(libc::EIO)
+            }
+            _ => false,
+        }
     }
 }
 

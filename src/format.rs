@@ -605,11 +605,67 @@ pub struct Lock {
     pub purpose: String,
 }
 
+/// A condemned record (`condemned/<id>`, format-spec §12), structure version 2.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Condemned {
     pub packs: Vec<PackId>,
     pub marked_unix_ns: i64,
     pub hostname: String,
+    /// The identities ([`Lock::identity`]) of the other clients' locks that were live just
+    /// after the record became visible: the only clients that may use its packs without
+    /// knowing they are condemned. Phase two waits while one of them is live, whatever the
+    /// clocks say. `None` (version 1 records, and the first object of a prune killed before
+    /// it listed the locks): the older rule by lock creation time applies.
+    pub waits_for: Option<Vec<[u8; 32]>>,
+}
+
+/// Structure version of [`Condemned`] written by this build (version 1 is read too).
+pub const CONDEMNED_VERSION: u8 = 2;
+
+/// `Condemned` as structure version 1 wrote it.
+#[derive(Deserialize)]
+struct CondemnedV1 {
+    packs: Vec<PackId>,
+    marked_unix_ns: i64,
+    hostname: String,
+}
+
+pub fn encode_condemned(c: &Condemned) -> Vec<u8> {
+    encode_versioned(CONDEMNED_VERSION, c)
+}
+
+/// Decode a condemned record's plaintext, version 1 or 2.
+pub fn decode_condemned(plain: &[u8], what: &str) -> Result<Condemned> {
+    match plain.first() {
+        Some(1) => {
+            let v: CondemnedV1 = decode_versioned(1, plain, what)?;
+            Ok(Condemned {
+                packs: v.packs,
+                marked_unix_ns: v.marked_unix_ns,
+                hostname: v.hostname,
+                waits_for: None,
+            })
+        }
+        _ => decode_versioned(CONDEMNED_VERSION, plain, what),
+    }
+}
+
+impl Lock {
+    /// What stays the same across a lock's refreshes (each refresh writes a new object
+    /// under a new name): host, boot, process and its start, and the creation time.
+    pub fn identity(&self) -> [u8; 32] {
+        let key = (
+            &self.hostname,
+            &self.boot_id,
+            self.pid,
+            self.pid_start,
+            self.created_unix_ns,
+        );
+        *blake3::Hasher::new_derive_key("projectclone 2026-12 lock identity")
+            .update(&postcard::to_allocvec(&key).expect("postcard serialisation of plain data"))
+            .finalize()
+            .as_bytes()
+    }
 }
 
 // ---------------------------------------------------------------- sealed objects
@@ -629,13 +685,25 @@ pub fn open_object<T: DeserializeOwned>(
     bytes: &[u8],
     what: &str,
 ) -> Result<(T, Vec<u8>)> {
+    let plain = open_sealed(repo_id, cipher, kind, id, bytes, what)?;
+    let v = decode_versioned(1, &plain, what)?;
+    Ok((v, plain))
+}
+
+/// A sealed object's plaintext (`version || postcard(value)`), authenticated, undecoded.
+pub fn open_sealed(
+    repo_id: &[u8; 32],
+    cipher: &Cipher,
+    kind: Kind,
+    id: &[u8; 32],
+    bytes: &[u8],
+    what: &str,
+) -> Result<Vec<u8>> {
     if bytes.len() > MAX_OBJECT {
         return Err(Error::corrupt(format!("{what}: object too large")));
     }
     let sealed = strip_envelope(kind, bytes, what)?;
-    let plain = cipher.open(&aad(repo_id, kind, id), sealed, what)?;
-    let v = decode_versioned(1, &plain, what)?;
-    Ok((v, plain))
+    cipher.open(&aad(repo_id, kind, id), sealed, what)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use crate::format::{BlobKind, IndexDelta, Snapshot};
 use crate::id::{BlobId, ObjectId, PackId, SnapshotId};
 
 /// Schema version in `PRAGMA user_version`. A cache with another version is rebuilt.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 const SCHEMA: &str = "
 CREATE TABLE deltas (id BLOB PRIMARY KEY, superseded INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
@@ -44,13 +44,24 @@ CREATE TABLE condemned (
     PRIMARY KEY (record, pack)
 ) WITHOUT ROWID;
 CREATE INDEX condemned_by_pack ON condemned(pack);
+CREATE TABLE condemned_waits (record BLOB PRIMARY KEY, locks BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE snapshots (
     id BLOB PRIMARY KEY,
     time_secs INTEGER NOT NULL,
     time_nanos INTEGER NOT NULL,
     body BLOB NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE damaged (
+    pack BLOB NOT NULL,
+    blob BLOB NOT NULL,
+    what TEXT NOT NULL,
+    noted INTEGER NOT NULL,
+    PRIMARY KEY (pack, blob)
+) WITHOUT ROWID;
 ";
+
+/// The `damaged.blob` value that marks a whole pack (missing, truncated, header unreadable).
+const WHOLE_PACK: &[u8] = b"";
 
 /// [`Index::locate_sorted`] scans the blob table instead of looking ids up one by one from
 /// this many ids...
@@ -145,12 +156,12 @@ impl Index {
         let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(err)?;
         if v != SCHEMA_VERSION {
             let tx_sql = format!(
-                "BEGIN IMMEDIATE; DROP TABLE IF EXISTS blobs; DROP TABLE IF EXISTS packs; DROP TABLE IF EXISTS deltas; DROP TABLE IF EXISTS snapshots; DROP TABLE IF EXISTS delta_packs; DROP TABLE IF EXISTS condemned; DROP TABLE IF EXISTS state; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                "BEGIN IMMEDIATE; DROP TABLE IF EXISTS blobs; DROP TABLE IF EXISTS packs; DROP TABLE IF EXISTS deltas; DROP TABLE IF EXISTS snapshots; DROP TABLE IF EXISTS delta_packs; DROP TABLE IF EXISTS condemned; DROP TABLE IF EXISTS state; DROP TABLE IF EXISTS damaged; DROP TABLE IF EXISTS condemned_waits; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             );
             conn.execute_batch(&tx_sql).map_err(err)?;
         }
         // Touch every table so a damaged file is found now, not mid-backup.
-        for table in ["deltas", "packs", "blobs", "snapshots", "state"] {
+        for table in ["deltas", "packs", "blobs", "snapshots", "state", "damaged"] {
             let sql = format!("SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT 1)");
             conn.query_row(&sql, [], |r| r.get::<_, i64>(0)).map_err(err)?;
         }
@@ -158,6 +169,17 @@ impl Index {
             conn: std::sync::Mutex::new(conn),
             path: path.to_path_buf(),
         })
+    }
+
+    /// A copy of this cache in a new file at `path` (for a dry run that must see packs it
+    /// does not add to the real cache).
+    pub fn copy_to(&self, path: &Path) -> Result<Index> {
+        {
+            let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+            conn.execute("VACUUM INTO ?1", params![path.to_string_lossy()])
+                .map_err(|e| self.err(e))?;
+        }
+        Index::open(path)
     }
 
     /// Is a rebuild of the blob tables under way (or was one interrupted)?
@@ -339,28 +361,37 @@ impl Index {
         Ok(ReadTxn(self))
     }
 
-    /// Is the blob stored in a pack that is not condemned? (A backup never dedups into a
-    /// condemned pack: a later prune may delete it.)
+    /// Is the blob stored in a pack that is neither condemned nor known to be damaged? (A
+    /// backup never dedups into a condemned pack, which a later prune may delete, nor into
+    /// a copy that a check or a failed read found missing or damaged.)
     pub fn has_blob(&self, id: &BlobId) -> Result<bool> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let mut st = conn
             .prepare_cached(
                 "SELECT 1 FROM blobs b JOIN packs p ON p.n = b.pack \
-                 WHERE b.id = ?1 AND NOT EXISTS (SELECT 1 FROM condemned c WHERE c.pack = p.id) LIMIT 1",
+                 WHERE b.id = ?1 AND NOT EXISTS (SELECT 1 FROM condemned c WHERE c.pack = p.id) \
+                 AND NOT EXISTS (SELECT 1 FROM damaged d WHERE d.pack = p.id AND d.blob IN (x'', b.id)) LIMIT 1",
             )
             .map_err(|e| self.err(e))?;
         st.exists(params![&id.0[..]]).map_err(|e| self.err(e))
     }
 
-    /// Every stored copy of a blob (usually one; two briefly during a repack).
+    /// Every stored copy of a blob (usually one; two briefly during a repack): copies not
+    /// known damaged first, and among those copies outside condemned packs first.
     pub fn lookup(&self, id: &BlobId) -> Result<Vec<Location>> {
+        Ok(self.copies(id)?.into_iter().map(|c| c.0).collect())
+    }
+
+    /// [`lookup`](Self::lookup) with each copy's state: (location, known damaged, condemned).
+    pub fn copies(&self, id: &BlobId) -> Result<Vec<(Location, bool, bool)>> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let mut st = conn
             .prepare_cached(
                 // Correlated EXISTS, not `IN (SELECT ...)` with ORDER BY: that built a temporary
                 // list and sorter on every call, a third of a restore's CPU.
                 "SELECT p.id, b.kind, b.offset, b.length, b.raw_length, \
-                 EXISTS (SELECT 1 FROM condemned c WHERE c.pack = p.id) \
+                 EXISTS (SELECT 1 FROM condemned c WHERE c.pack = p.id), \
+                 EXISTS (SELECT 1 FROM damaged d WHERE d.pack = p.id AND d.blob IN (x'', b.id)) \
                  FROM blobs b JOIN packs p ON p.n = b.pack WHERE b.id = ?1",
             )
             .map_err(|e| self.err(e))?;
@@ -373,18 +404,19 @@ impl Index {
                     r.get::<_, i64>(3)?,
                     r.get::<_, i64>(4)?,
                     r.get::<_, bool>(5)?,
+                    r.get::<_, bool>(6)?,
                 ))
             })
             .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for row in rows {
-            let (p, k, o, l, rl, condemned) = row.map_err(|e| self.err(e))?;
+            let (p, k, o, l, rl, condemned, damaged) = row.map_err(|e| self.err(e))?;
             let pack = PackId::from_slice(&p).ok_or_else(|| Error::corrupt("index cache: bad pack id"))?;
-            out.push((condemned, location(pack, k, o, l, rl)?));
+            out.push((location(pack, k, o, l, rl)?, damaged, condemned));
         }
-        // Copies in packs that are not condemned first (stable: otherwise index order).
-        out.sort_by_key(|(c, _)| *c);
-        let out = out.into_iter().map(|(_, l)| l).collect();
+        // Intact copies first, then those outside condemned packs (stable: otherwise index
+        // order).
+        out.sort_by_key(|c| (c.1, c.2));
         Ok(out)
     }
 
@@ -423,11 +455,16 @@ impl Index {
             return Ok(());
         };
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        // Pack number -> (pack id, condemned?), as `lookup`'s join and EXISTS give them.
-        let mut packs: HashMap<i64, (PackId, bool)> = HashMap::new();
+        // Pack number -> (pack id, condemned?, wholly damaged?), as `lookup`'s join and
+        // EXISTS give them; and the single copies known damaged, by pack number.
+        let mut packs: HashMap<i64, (PackId, bool, bool)> = HashMap::new();
+        let mut damaged: std::collections::HashSet<(i64, Vec<u8>)> = std::collections::HashSet::new();
         {
             let mut st = conn
-                .prepare("SELECT p.n, p.id, EXISTS (SELECT 1 FROM condemned c WHERE c.pack = p.id) FROM packs p")
+                .prepare(
+                    "SELECT p.n, p.id, EXISTS (SELECT 1 FROM condemned c WHERE c.pack = p.id), \
+                     EXISTS (SELECT 1 FROM damaged d WHERE d.pack = p.id AND d.blob = x'') FROM packs p",
+                )
                 .map_err(|e| self.err(e))?;
             let mut rows = st.query([]).map_err(|e| self.err(e))?;
             while let Some(r) = rows.next().map_err(|e| self.err(e))? {
@@ -435,8 +472,21 @@ impl Index {
                     .ok_or_else(|| Error::corrupt("index cache: bad pack id"))?;
                 packs.insert(
                     r.get(0).map_err(|e| self.err(e))?,
-                    (pack, r.get(2).map_err(|e| self.err(e))?),
+                    (
+                        pack,
+                        r.get(2).map_err(|e| self.err(e))?,
+                        r.get(3).map_err(|e| self.err(e))?,
+                    ),
                 );
+            }
+            let mut st = conn
+                .prepare("SELECT p.n, d.blob FROM damaged d JOIN packs p ON p.id = d.pack WHERE d.blob != x''")
+                .map_err(|e| self.err(e))?;
+            let rows = st
+                .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
+                .map_err(|e| self.err(e))?;
+            for row in rows {
+                damaged.insert(row.map_err(|e| self.err(e))?);
             }
         }
         let mut st = conn
@@ -446,10 +496,10 @@ impl Index {
             )
             .map_err(|e| self.err(e))?;
         let mut rows = st.query(params![&first.0[..], &last.0[..]]).map_err(|e| self.err(e))?;
-        // ids[i] is the next id to answer; `best` its preferred copy so far (and whether
-        // that copy's pack is condemned).
+        // ids[i] is the next id to answer; `best` its preferred copy so far and that copy's
+        // rank (known damaged, then condemned: lower is better, the first of a rank wins).
         let mut i = 0;
-        let mut best: Option<(Location, bool)> = None;
+        let mut best: Option<(Location, (bool, bool))> = None;
         while let Some(r) = rows.next().map_err(|e| self.err(e))? {
             let id = r.get_ref(0).and_then(|v| Ok(v.as_blob()?)).map_err(|e| self.err(e))?;
             while i < ids.len() && ids[i].0.as_slice() < id {
@@ -463,10 +513,15 @@ impl Index {
                 continue;
             }
             // A row whose pack is not listed drops out of `lookup`'s join too.
-            let Some(&(pack, condemned)) = packs.get(&r.get::<_, i64>(1).map_err(|e| self.err(e))?) else {
+            let n = r.get::<_, i64>(1).map_err(|e| self.err(e))?;
+            let Some(&(pack, condemned, whole)) = packs.get(&n) else {
                 continue;
             };
-            if matches!(best, Some((_, false))) || (best.is_some() && condemned) {
+            let rank = (
+                whole || (!damaged.is_empty() && damaged.contains(&(n, id.to_vec()))),
+                condemned,
+            );
+            if best.as_ref().is_some_and(|b| b.1 <= rank) {
                 continue;
             }
             let loc = location(
@@ -476,7 +531,7 @@ impl Index {
                 r.get(4).map_err(|e| self.err(e))?,
                 r.get(5).map_err(|e| self.err(e))?,
             )?;
-            best = Some((loc, condemned));
+            best = Some((loc, rank));
         }
         for _ in i..ids.len() {
             found(best.take().map(|b| b.0));
@@ -608,9 +663,27 @@ impl Index {
 }
 
 impl Index {
-    /// Condemned records known to the cache: (record id, marked time, packs).
-    pub fn condemned(&self) -> Result<Vec<(ObjectId, i64, Vec<PackId>)>> {
+    /// Condemned records known to the cache, by record id.
+    pub fn condemned(&self) -> Result<Vec<CondemnedRecord>> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut waits: HashMap<ObjectId, Vec<[u8; 32]>> = HashMap::new();
+        {
+            let mut st = conn
+                .prepare("SELECT record, locks FROM condemned_waits")
+                .map_err(|e| self.err(e))?;
+            let rows = st
+                .query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?)))
+                .map_err(|e| self.err(e))?;
+            for row in rows {
+                let (rec, locks) = row.map_err(|e| self.err(e))?;
+                let rec = ObjectId::from_slice(&rec).ok_or_else(|| Error::corrupt("index cache: bad record id"))?;
+                let ids = locks
+                    .chunks(32)
+                    .map(|c| <[u8; 32]>::try_from(c).map_err(|_| Error::corrupt("index cache: bad lock identity")))
+                    .collect::<Result<Vec<_>>>()?;
+                waits.insert(rec, ids);
+            }
+        }
         let mut st = conn
             .prepare("SELECT record, marked, pack FROM condemned ORDER BY record")
             .map_err(|e| self.err(e))?;
@@ -619,20 +692,30 @@ impl Index {
                 Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?))
             })
             .map_err(|e| self.err(e))?;
-        let mut out: Vec<(ObjectId, i64, Vec<PackId>)> = Vec::new();
+        let mut out: Vec<CondemnedRecord> = Vec::new();
         for row in rows {
             let (rec, marked, pack) = row.map_err(|e| self.err(e))?;
             let rec = ObjectId::from_slice(&rec).ok_or_else(|| Error::corrupt("index cache: bad record id"))?;
             let pack = PackId::from_slice(&pack).ok_or_else(|| Error::corrupt("index cache: bad pack id"))?;
             match out.last_mut() {
-                Some(last) if last.0 == rec => last.2.push(pack),
-                _ => out.push((rec, marked, vec![pack])),
+                Some(last) if last.id == rec => last.packs.push(pack),
+                _ => out.push(CondemnedRecord {
+                    id: rec,
+                    marked,
+                    packs: vec![pack],
+                    waits_for: waits.remove(&rec),
+                }),
             }
         }
         Ok(out)
     }
 
-    pub fn set_condemned(&self, add: &[(ObjectId, i64, Vec<PackId>)], remove: &[ObjectId]) -> Result<()> {
+    /// Packs that some cached condemned record lists.
+    pub fn condemned_packs(&self) -> Result<std::collections::HashSet<PackId>> {
+        Ok(self.condemned()?.into_iter().flat_map(|r| r.packs).collect())
+    }
+
+    pub fn set_condemned(&self, add: &[CondemnedRecord], remove: &[ObjectId]) -> Result<()> {
         let path = self.path.clone();
         let err = |source| Error::Index {
             path: path.clone(),
@@ -644,12 +727,21 @@ impl Index {
         for r in remove {
             tx.execute("DELETE FROM condemned WHERE record = ?1", params![&r.0[..]])
                 .map_err(err)?;
+            tx.execute("DELETE FROM condemned_waits WHERE record = ?1", params![&r.0[..]])
+                .map_err(err)?;
         }
-        for (r, marked, packs) in add {
-            for p in packs {
+        for r in add {
+            for p in &r.packs {
                 tx.execute(
                     "INSERT OR IGNORE INTO condemned (record, pack, marked) VALUES (?1, ?2, ?3)",
-                    params![&r.0[..], &p.0[..], marked],
+                    params![&r.id.0[..], &p.0[..], r.marked],
+                )
+                .map_err(err)?;
+            }
+            if let Some(w) = &r.waits_for {
+                tx.execute(
+                    "INSERT OR REPLACE INTO condemned_waits (record, locks) VALUES (?1, ?2)",
+                    params![&r.id.0[..], w.concat()],
                 )
                 .map_err(err)?;
             }
@@ -827,12 +919,18 @@ impl Index {
         Ok(out)
     }
 
-    /// Live blobs of `pack` that have no copy in any pack outside `gone` (the packs about
-    /// to be deleted, which includes `pack`).
+    /// Live blobs of `pack` that have no copy outside `gone` (the packs about to be
+    /// deleted, which includes `pack`) other than copies known to be damaged: a damaged copy
+    /// is not a copy.
     pub fn live_only_in(&self, pack: &PackId, gone: &std::collections::HashSet<PackId>) -> Result<u64> {
         let mut n = 0;
         for (b, _) in self.pack_blobs(pack)? {
-            if self.is_live(&b)? && self.lookup(&b)?.iter().all(|l| gone.contains(&l.pack)) {
+            if self.is_live(&b)?
+                && self
+                    .copies(&b)?
+                    .iter()
+                    .all(|(l, damaged, _)| *damaged || gone.contains(&l.pack))
+            {
                 n += 1;
             }
         }
@@ -877,6 +975,88 @@ impl Index {
         Ok(out)
     }
 
+    /// Remember that a pack is missing or unreadable as a whole (`blob: None`), or that one
+    /// blob's copy in it failed to authenticate. Reads then prefer other copies, and dedup
+    /// and prune never count it as a copy (see [`has_blob`](Self::has_blob),
+    /// [`lookup`](Self::lookup), [`live_only_in`](Self::live_only_in)).
+    pub fn note_damage(&self, pack: &PackId, blob: Option<&BlobId>, what: &str, now_ns: i64) -> Result<()> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let blob: &[u8] = blob.map(|b| &b.0[..]).unwrap_or(WHOLE_PACK);
+        conn.prepare_cached("INSERT OR REPLACE INTO damaged (pack, blob, what, noted) VALUES (?1, ?2, ?3, ?4)")
+            .and_then(|mut s| s.execute(params![&pack.0[..], blob, what, now_ns]))
+            .map_err(|e| self.err(e))?;
+        conn.execute(
+            "INSERT OR REPLACE INTO state (key, value) VALUES ('verify_before', ?1)",
+            params![now_ns],
+        )
+        .map(|_| ())
+        .map_err(|e| self.err(e))
+    }
+
+    /// Everything known damaged: (pack, `None` for the whole pack or the blob, why).
+    pub fn damage(&self) -> Result<Vec<(PackId, Option<BlobId>, String)>> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = conn
+            .prepare("SELECT pack, blob, what FROM damaged ORDER BY pack, blob")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, String>(2)?))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (p, b, what) = row.map_err(|e| self.err(e))?;
+            let pack = PackId::from_slice(&p).ok_or_else(|| Error::corrupt("index cache: bad pack id"))?;
+            let blob = if b.is_empty() {
+                None
+            } else {
+                Some(BlobId(
+                    b.try_into().map_err(|_| Error::corrupt("index cache: bad blob id"))?,
+                ))
+            };
+            out.push((pack, blob, what));
+        }
+        Ok(out)
+    }
+
+    /// Forget what is known damaged about `pack` (it was read again and found intact, or
+    /// it left the index).
+    pub fn clear_damage(&self, pack: &PackId) -> Result<()> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        conn.prepare_cached("DELETE FROM damaged WHERE pack = ?1")
+            .and_then(|mut s| s.execute(params![&pack.0[..]]))
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Snapshots taken before this time (ns) may reference data that is missing or damaged
+    /// now: a backup does not reuse such a parent's file contents without making sure each
+    /// chunk has an intact indexed copy. `None` when nothing was found lost since the last
+    /// clean `check`.
+    pub fn verify_before(&self) -> Result<Option<i64>> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        conn.query_row("SELECT value FROM state WHERE key = 'verify_before'", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .optional()
+        .map_err(|e| self.err(e))
+    }
+
+    /// Set [`verify_before`](Self::verify_before) (`None`: clear it, after a clean check).
+    pub fn set_verify_before(&self, ns: Option<i64>) -> Result<()> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        match ns {
+            Some(ns) => conn.execute(
+                "INSERT OR REPLACE INTO state (key, value) VALUES ('verify_before', ?1)",
+                params![ns],
+            ),
+            None => conn.execute("DELETE FROM state WHERE key = 'verify_before'", []),
+        }
+        .map(|_| ())
+        .map_err(|e| self.err(e))
+    }
+
     pub fn pack_size(&self, pack: &PackId) -> Result<Option<u64>> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         conn.query_row("SELECT size FROM packs WHERE id = ?1", params![&pack.0[..]], |r| {
@@ -886,6 +1066,17 @@ impl Index {
         .map(|o| o.map(|s| s as u64))
         .map_err(|e| self.err(e))
     }
+}
+
+/// A condemned record as the cache holds it (format-spec §12).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CondemnedRecord {
+    pub id: ObjectId,
+    /// `marked_unix_ns`.
+    pub marked: i64,
+    pub packs: Vec<PackId>,
+    /// The lock identities phase two waits for (`None`: the rule by creation time).
+    pub waits_for: Option<Vec<[u8; 32]>>,
 }
 
 /// How much of a pack the kept snapshots still use.
@@ -986,7 +1177,16 @@ mod tests {
             .filter(|(_, (_, c))| *c)
             .map(|(p, _)| PackId([200 - p as u8; 32]))
             .collect();
-        idx.set_condemned(&[(ObjectId([4; 32]), 0, condemned)], &[]).unwrap();
+        idx.set_condemned(
+            &[CondemnedRecord {
+                id: ObjectId([4; 32]),
+                marked: 0,
+                packs: condemned,
+                waits_for: None,
+            }],
+            &[],
+        )
+        .unwrap();
         (t, idx)
     }
 
@@ -1118,8 +1318,16 @@ mod tests {
             got.unwrap().pack
         };
         assert_eq!(first(&idx), PackId([9; 32]), "index order: the pack added first");
-        idx.set_condemned(&[(ObjectId([4; 32]), 0, vec![PackId([9; 32])])], &[])
-            .unwrap();
+        idx.set_condemned(
+            &[CondemnedRecord {
+                id: ObjectId([4; 32]),
+                marked: 0,
+                packs: vec![PackId([9; 32])],
+                waits_for: Some(vec![[1; 32]]),
+            }],
+            &[],
+        )
+        .unwrap();
         assert_eq!(first(&idx), PackId([5; 32]), "the copy outside the condemned pack");
         assert_eq!(idx.lookup(&BlobId([1; 32])).unwrap()[0].pack, PackId([5; 32]));
     }

@@ -46,6 +46,7 @@ pub mod inspect;
 pub mod lock;
 pub mod meta;
 pub mod pack;
+pub mod packer;
 pub mod per_thread;
 pub mod prefetch;
 pub mod progress;

@@ -45,9 +45,21 @@ pub fn hostname() -> String {
         .unwrap_or_default()
 }
 
+/// Margin kept below [`STALE_AFTER`]: a holder that has not refreshed for longer than
+/// `STALE_AFTER - VALIDITY_MARGIN` no longer counts on its lock.
+const VALIDITY_MARGIN: Duration = Duration::from_secs(60);
+
 impl Lock {
+    /// Stale by the reader's clock: `now_ns` against the recorded refresh time. Used when
+    /// the store does not report write times.
     pub fn is_stale(&self, now_ns: i64, my_host: &str, my_boot: &str) -> bool {
-        if now_ns.saturating_sub(self.refreshed_unix_ns) > STALE_AFTER.as_nanos() as i64 {
+        self.is_stale_after(now_ns.saturating_sub(self.refreshed_unix_ns), my_host, my_boot)
+    }
+
+    /// Stale when not refreshed for 30 minutes (`age_ns` since the last refresh), or at
+    /// once when taken on this boot of this host by a process that no longer exists.
+    pub fn is_stale_after(&self, age_ns: i64, my_host: &str, my_boot: &str) -> bool {
+        if age_ns > STALE_AFTER.as_nanos() as i64 {
             return true;
         }
         // Without a recorded start time (no /proc when it was taken) we cannot tell a
@@ -65,6 +77,11 @@ struct Held {
     cipher: Cipher,
     lock: Lock,
     id: ObjectId,
+    /// This process's clock when the current lock object was written.
+    written_at: i64,
+    /// The lock can no longer be counted on: the process was suspended past the point
+    /// where others may judge it stale, or its object disappeared (removed as stale).
+    lost: bool,
 }
 
 impl Held {
@@ -73,7 +90,48 @@ impl Held {
         let plain = format::encode_versioned(1, &self.lock);
         let bytes = format::seal_object(&self.repo_id, &self.cipher, Kind::Lock, &self.id.0, &plain);
         self.backend.write_new(&Dir::Locks.path(&self.id.to_hex()), &bytes)?;
+        self.written_at = now_unix_ns();
         Ok(())
+    }
+
+    /// Write the lock anew under a new name, then delete the previous object. A lock that
+    /// went unrefreshed for too long (a suspended process), or whose object is gone, is
+    /// lost instead: refreshing it would hide that another client may have taken over.
+    fn refresh(&mut self) {
+        if self.lost {
+            return;
+        }
+        let now = now_unix_ns();
+        if now.saturating_sub(self.written_at) >= (STALE_AFTER - VALIDITY_MARGIN).as_nanos() as i64 {
+            tracing::warn!("the repository lock was not refreshed for 29 minutes (process suspended?); it is lost");
+            self.lost = true;
+            return;
+        }
+        let old = Dir::Locks.path(&self.id.to_hex());
+        match self.backend.exists(&old) {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!("the repository lock object was removed by another client; the lock is lost");
+                self.lost = true;
+                return;
+            }
+            Err(e) => {
+                tracing::warn!("could not refresh the repository lock: {e}");
+                return;
+            }
+        }
+        let (old_id, old_time, old_written) = (self.id, self.lock.refreshed_unix_ns, self.written_at);
+        self.lock.refreshed_unix_ns = now;
+        if self.write().is_ok() {
+            let _ = self.backend.delete(&old);
+        } else {
+            // Keep the time of the last refresh that reached the repository: `still_valid`
+            // must judge by what other clients can see.
+            self.id = old_id;
+            self.lock.refreshed_unix_ns = old_time;
+            self.written_at = old_written;
+            tracing::warn!("could not refresh the repository lock");
+        }
     }
 }
 
@@ -84,80 +142,177 @@ pub struct LockGuard {
     held: Arc<std::sync::Mutex<Held>>,
 }
 
-/// Read every lock in the repository (unreadable ones are skipped: they may be mid-delete).
-pub fn list_locks(repo: &Repository) -> Result<Vec<(ObjectId, Lock)>> {
+/// A lock object as a survey of `locks/` found it.
+#[derive(Clone, Debug)]
+pub struct Surveyed {
+    pub id: ObjectId,
+    pub lock: Lock,
+    /// Time since its last refresh: on the store's clock when the store reports write
+    /// times, else on this client's clock against the refresh time the holder recorded.
+    pub age_ns: i64,
+    /// Judged stale ([`Lock::is_stale_after`]).
+    pub stale: bool,
+}
+
+/// Read every lock object (unreadable ones are skipped: they may be mid-delete) and judge
+/// each. `clock` is the name of a lock object written just now: its write time on the
+/// store's clock is "now" for the ages, so no two clients' clocks are compared.
+fn survey_with(repo: &Repository, clock: Option<ObjectId>) -> Result<Vec<Surveyed>> {
+    let (host, boot, now) = (hostname(), boot_id(), now_unix_ns());
+    let listed = repo.backend.list_info(Dir::Locks)?;
+    let store_now = clock.and_then(|c| listed.iter().find(|o| o.name == c.to_hex()).and_then(|o| o.modified_ns));
     let mut out = Vec::new();
-    for (name, _) in repo.backend.list(Dir::Locks)? {
-        let Some(id) = crate::repo::object_name(&name).map(ObjectId) else {
+    for o in listed {
+        let Some(id) = crate::repo::object_name(&o.name).map(ObjectId) else {
             continue;
         };
-        let Ok(bytes) = repo.backend.read(&Dir::Locks.path(&name)) else {
+        let Ok(bytes) = repo.backend.read(&Dir::Locks.path(&o.name)) else {
             continue;
         };
-        if let Ok((l, _)) = format::open_object::<Lock>(repo.repo_id(), &repo.cipher, Kind::Lock, &id.0, &bytes, "lock")
-        {
-            out.push((id, l));
-        }
+        let Ok((lock, _)) =
+            format::open_object::<Lock>(repo.repo_id(), &repo.cipher, Kind::Lock, &id.0, &bytes, "lock")
+        else {
+            continue;
+        };
+        let age_ns = match (store_now, o.modified_ns) {
+            (Some(n), Some(m)) => n.saturating_sub(m),
+            _ => now.saturating_sub(lock.refreshed_unix_ns),
+        };
+        let stale = lock.is_stale_after(age_ns, &host, &boot);
+        out.push(Surveyed {
+            id,
+            lock,
+            age_ns,
+            stale,
+        });
     }
     Ok(out)
 }
 
+/// [`survey_with`] for a client that may hold a lock: `own` is refreshed first so its new
+/// object dates "now" on the store's clock. Without one (a dry run writes nothing) ages are
+/// judged on this client's clock. Our own objects are not in the result.
+pub fn survey(repo: &Repository, own: Option<&LockGuard>) -> Result<Vec<Surveyed>> {
+    match own {
+        Some(g) => {
+            let id = {
+                let mut h = g.held.lock().unwrap_or_else(|p| p.into_inner());
+                h.refresh();
+                h.id
+            };
+            Ok(survey_with(repo, Some(id))?
+                .into_iter()
+                .filter(|s| s.id != id)
+                .collect())
+        }
+        None => survey_with(repo, None),
+    }
+}
+
+/// [`survey_with`] for a client that holds no lock (`unlock`): a probe lock object is
+/// written so its write time gives "now" on the store's clock, and removed again. A store
+/// that refuses the write (read-only) is judged on this client's clock.
+fn survey_probed(repo: &Repository) -> Result<Vec<Surveyed>> {
+    let mut probe = Held::new(repo, LockMode::Shared, "clock");
+    if probe.write().is_err() {
+        return survey_with(repo, None);
+    }
+    let res = survey_with(repo, Some(probe.id));
+    let _ = repo.backend.delete(&Dir::Locks.path(&probe.id.to_hex()));
+    Ok(res?.into_iter().filter(|s| s.id != probe.id).collect())
+}
+
+/// Read every lock (unreadable ones are skipped), judged with this client's clock only.
+pub fn list_locks(repo: &Repository) -> Result<Vec<(ObjectId, Lock)>> {
+    Ok(survey_with(repo, None)?.into_iter().map(|s| (s.id, s.lock)).collect())
+}
+
 /// Remove every stale lock; returns how many. A live process's lock is never removed.
 pub fn remove_stale(repo: &Repository) -> Result<usize> {
-    let (host, boot, now) = (hostname(), boot_id(), now_unix_ns());
     let mut n = 0;
-    for (id, l) in list_locks(repo)? {
-        if l.is_stale(now, &host, &boot) {
-            repo.backend.delete(&Dir::Locks.path(&id.to_hex()))?;
+    for s in survey_probed(repo)? {
+        if s.stale {
+            repo.backend.delete(&Dir::Locks.path(&s.id.to_hex()))?;
             n += 1;
         }
     }
     Ok(n)
 }
 
+/// Remove every lock, live ones too (`unlock --remove-all`): for a lock whose holder is
+/// known to be gone although it does not look stale (a machine that will not come back).
+/// Returns the locks removed.
+pub fn remove_all(repo: &Repository) -> Result<Vec<Surveyed>> {
+    let all = survey_probed(repo)?;
+    for s in &all {
+        repo.backend.delete(&Dir::Locks.path(&s.id.to_hex()))?;
+    }
+    Ok(all)
+}
+
+/// How a live lock is described in "locked" errors.
+pub fn describe(s: &Surveyed) -> String {
+    let age = s.age_ns.max(0) as u64 / 1_000_000_000;
+    let left = STALE_AFTER.as_secs().saturating_sub(age);
+    format!(
+        "{} {} lock of pid {} on {} (last refreshed {} ago{}; it goes stale if not refreshed for {} more)",
+        if s.lock.exclusive { "an exclusive" } else { "a shared" },
+        s.lock.purpose,
+        s.lock.pid,
+        s.lock.hostname,
+        humantime::format_duration(Duration::from_secs(age)),
+        if s.age_ns < 0 {
+            ", in the future by the clock that judged it"
+        } else {
+            ""
+        },
+        humantime::format_duration(Duration::from_secs(left)),
+    )
+}
+
+impl Held {
+    fn new(repo: &Repository, mode: LockMode, purpose: &str) -> Held {
+        let pid = std::process::id();
+        let now = now_unix_ns();
+        Held {
+            backend: repo.backend.clone(),
+            repo_id: *repo.repo_id(),
+            cipher: repo.cipher.clone(),
+            lock: Lock {
+                hostname: hostname(),
+                boot_id: boot_id(),
+                pid,
+                pid_start: process_start(pid).unwrap_or(0),
+                exclusive: mode == LockMode::Exclusive,
+                created_unix_ns: now,
+                refreshed_unix_ns: now,
+                purpose: purpose.to_string(),
+            },
+            id: ObjectId([0; 32]),
+            written_at: now,
+            lost: false,
+        }
+    }
+}
+
 pub fn acquire(repo: &Repository, mode: LockMode, purpose: &str) -> Result<LockGuard> {
-    let host = hostname();
-    let boot = boot_id();
-    let pid = std::process::id();
-    let now = now_unix_ns();
-    let lock = Lock {
-        hostname: host.clone(),
-        boot_id: boot.clone(),
-        pid,
-        pid_start: process_start(pid).unwrap_or(0),
-        exclusive: mode == LockMode::Exclusive,
-        created_unix_ns: now,
-        refreshed_unix_ns: now,
-        purpose: purpose.to_string(),
-    };
-    let mut held = Held {
-        backend: repo.backend.clone(),
-        repo_id: *repo.repo_id(),
-        cipher: repo.cipher.clone(),
-        lock,
-        id: ObjectId([0; 32]),
-    };
+    let mut held = Held::new(repo, mode, purpose);
     held.write()?;
     let my_id = held.id;
-    for (id, other) in list_locks(repo)? {
-        if id == my_id {
+    for other in survey_with(repo, Some(my_id))? {
+        if other.id == my_id {
             continue;
         }
-        if other.is_stale(now_unix_ns(), &host, &boot) {
+        if other.stale {
             // Left by a killed process or a machine gone for 30 minutes: remove it so the
             // locks folder does not grow. It no longer protects anything.
-            let _ = repo.backend.delete(&Dir::Locks.path(&id.to_hex()));
+            let _ = repo.backend.delete(&Dir::Locks.path(&other.id.to_hex()));
             continue;
         }
-        if other.exclusive || mode == LockMode::Exclusive || (purpose == "prune" && other.purpose == "prune") {
+        if other.lock.exclusive || mode == LockMode::Exclusive || (purpose == "prune" && other.lock.purpose == "prune")
+        {
             let _ = repo.backend.delete(&Dir::Locks.path(&my_id.to_hex()));
-            return Err(Error::Locked(format!(
-                "{} {} lock of pid {} on {}",
-                if other.exclusive { "an exclusive" } else { "a shared" },
-                other.purpose,
-                other.pid,
-                other.hostname
-            )));
+            return Err(Error::Locked(describe(&other)));
         }
     }
     let held = Arc::new(std::sync::Mutex::new(held));
@@ -167,18 +322,7 @@ pub fn acquire(repo: &Repository, mode: LockMode, purpose: &str) -> Result<LockG
         .name("lock-refresh".into())
         .spawn(move || {
             while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(REFRESH_EVERY) {
-                let mut h = h2.lock().unwrap_or_else(|p| p.into_inner());
-                let (old, old_time) = (h.id, h.lock.refreshed_unix_ns);
-                h.lock.refreshed_unix_ns = now_unix_ns();
-                if h.write().is_ok() {
-                    let _ = h.backend.delete(&Dir::Locks.path(&old.to_hex()));
-                } else {
-                    // Keep the time of the last refresh that reached the repository:
-                    // `still_valid` must judge by what other clients can see.
-                    h.id = old;
-                    h.lock.refreshed_unix_ns = old_time;
-                    tracing::warn!("could not refresh the repository lock");
-                }
+                h2.lock().unwrap_or_else(|p| p.into_inner()).refresh();
             }
         })
         .map_err(|e| Error::io("lock refresh thread", e))?;
@@ -190,14 +334,14 @@ pub fn acquire(repo: &Repository, mode: LockMode, purpose: &str) -> Result<LockG
 }
 
 impl LockGuard {
-    /// Still ours and fresh? A backup asks before writing its snapshot: if the lock went
-    /// stale (the process was suspended for 30 minutes), a prune may have deleted packs
-    /// this backup relies on, so the snapshot must not be written.
+    /// Still ours and fresh? Asked before every step that relies on the lock: a backup
+    /// before writing its snapshot, a prune before each deletion and before condemning. A
+    /// lock that went stale (the process was suspended for 30 minutes) or whose object is
+    /// gone may have let another client act as if we were not there.
     pub fn still_valid(&self) -> bool {
         let h = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        let fresh =
-            now_unix_ns().saturating_sub(h.lock.refreshed_unix_ns) < STALE_AFTER.as_nanos() as i64 - 60_000_000_000;
-        fresh && h.backend.exists(&Dir::Locks.path(&h.id.to_hex())).unwrap_or(false)
+        let fresh = now_unix_ns().saturating_sub(h.written_at) < (STALE_AFTER - VALIDITY_MARGIN).as_nanos() as i64;
+        !h.lost && fresh && h.backend.exists(&Dir::Locks.path(&h.id.to_hex())).unwrap_or(false)
     }
 
     /// When this lock was first taken.
@@ -208,6 +352,24 @@ impl LockGuard {
     /// The lock object's current name.
     pub fn object_id(&self) -> ObjectId {
         self.held.lock().unwrap_or_else(|p| p.into_inner()).id
+    }
+
+    /// The lock's identity (the same across refreshes).
+    pub fn identity(&self) -> [u8; 32] {
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).lock.identity()
+    }
+
+    /// Pretend the last refresh happened `ago` earlier (tests of a suspended process).
+    #[doc(hidden)]
+    pub fn backdate_for_tests(&self, ago: Duration) {
+        let mut h = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        h.written_at -= ago.as_nanos() as i64;
+    }
+
+    /// Refresh now, as the background thread does every 5 minutes.
+    #[doc(hidden)]
+    pub fn refresh_for_tests(&self) {
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).refresh();
     }
 }
 

@@ -25,9 +25,44 @@ pub struct Repository {
     pub index: Index,
     /// Repository objects that could not be read while syncing the index cache (they are
     /// skipped so the rest stays usable; `check` reports them as damage).
-    pub damaged: Vec<String>,
+    pub damaged: Vec<Unreadable>,
     /// Name of the key file that opened the repository.
     pub key_name: String,
+}
+
+/// A repository object that a sync could not read.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Unreadable {
+    /// `index delta`, `snapshot` or `condemned record`.
+    pub what: &'static str,
+    #[serde(serialize_with = "ser_hex")]
+    pub id: ObjectId,
+    pub error: String,
+    /// The object is there but fails to authenticate or decode (as opposed to a newer
+    /// format this build does not read, or a read that failed): removing it loses nothing
+    /// that could still be read.
+    pub corrupt: bool,
+}
+
+fn ser_hex<S: serde::Serializer>(id: &ObjectId, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&id.to_hex())
+}
+
+impl std::fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.what, self.id, self.error)
+    }
+}
+
+impl Unreadable {
+    fn new(what: &'static str, id: ObjectId, e: &Error) -> Unreadable {
+        Unreadable {
+            what,
+            id,
+            error: e.to_string(),
+            corrupt: matches!(e, Error::Corrupt(_)),
+        }
+    }
 }
 
 pub fn now_unix_ns() -> i64 {
@@ -189,6 +224,16 @@ impl Repository {
         Ok(repo)
     }
 
+    /// Take a lock, then sync the index cache again: what other clients did between the
+    /// open and the lock (a prune that condemned or deleted packs) is visible from here on.
+    /// A prune waits only for locks older than its mark, so a command that relies on the
+    /// cache must know every mark written before its lock.
+    pub fn lock(&mut self, mode: LockMode, purpose: &str) -> Result<LockGuard> {
+        let guard = crate::lock::acquire(self, mode, purpose)?;
+        self.sync_index()?;
+        Ok(guard)
+    }
+
     /// Add a key file for another password (or replace ours: add, then `remove_key`).
     pub fn add_key(&self, password: &[u8], kdf: KdfParams) -> Result<String> {
         let kf = make_key_file(self.repo_id(), &self.keys, Some(password), kdf)?;
@@ -310,10 +355,9 @@ impl Repository {
         Ok(missing.len())
     }
 
-    /// Throw the index cache away and rebuild it from the repository; packs that no index
-    /// delta lists (a lost delta, a killed backup) are read from their headers and indexed
-    /// by a new delta. Returns how many packs were recovered that way.
-    pub fn repair_index(&mut self) -> Result<usize> {
+    /// Throw the index cache away and rebuild it from the repository's deltas, condemned
+    /// records and snapshots (`repair index` then makes the repository's index honest).
+    pub fn rebuild_index(&mut self) -> Result<()> {
         let path = self.index.path().to_path_buf();
         for suffix in ["", "-wal", "-shm"] {
             let p = format!("{}{suffix}", path.display());
@@ -325,35 +369,7 @@ impl Repository {
         }
         self.index = Index::open(&path)?;
         self.damaged.clear();
-        self.sync_index()?;
-        // Packs the deltas list but the repository lacks: drop them from the index (a pack
-        // that comes back later is re-indexed from its header by the step below).
-        self.forget_missing_packs()?;
-        let indexed: std::collections::HashSet<PackId> = self.index.packs()?.into_iter().map(|p| p.0).collect();
-        let mut recovered = Vec::new();
-        for (name, size) in self.backend.list(Dir::Packs)? {
-            let Some(id) = object_name(&name).map(PackId) else {
-                continue;
-            };
-            if indexed.contains(&id) {
-                continue;
-            }
-            let p = Dir::Packs.path(&name);
-            match crate::check::read_header(self, &p, size) {
-                Ok(blobs) => recovered.push(format::IndexPack { id, size, blobs }),
-                Err(e) => tracing::warn!("pack {name} not recoverable: {e}"),
-            }
-        }
-        let n = recovered.len();
-        if n > 0 {
-            let delta = IndexDelta {
-                packs: recovered,
-                supersedes: Vec::new(),
-            };
-            let id = self.write_delta(&delta)?;
-            self.index.add_deltas(&[(id, delta)])?;
-        }
-        Ok(n)
+        self.sync_index()
     }
 
     pub fn repo_id(&self) -> &[u8; 32] {
@@ -379,11 +395,11 @@ impl Repository {
         // Deltas are applied in bounded batches, so memory does not grow with the index.
         const BATCH_BLOBS: usize = 500_000;
         let mut damaged = Vec::new();
-        let read = |id: &ObjectId, damaged: &mut Vec<String>| match self.read_delta(id) {
+        let read = |id: &ObjectId, damaged: &mut Vec<Unreadable>| match self.read_delta(id) {
             Ok(d) => Some(d),
             Err(e) => {
                 tracing::warn!("index delta {id} skipped: {e}");
-                damaged.push(format!("index delta {id}: {e}"));
+                damaged.push(Unreadable::new("index delta", *id, &e));
                 None
             }
         };
@@ -420,6 +436,17 @@ impl Repository {
                     superseded.extend(d.supersedes);
                 }
             }
+            // Packs this cache indexes and does not know to be condemned: if one of them is
+            // gone after the rebuild, a repair elsewhere dropped lost data (or a prune this
+            // cache never saw condemned them), so parents' contents are checked again.
+            let condemned: std::collections::HashSet<PackId> = self.index.condemned_packs()?;
+            let before: Vec<PackId> = self
+                .index
+                .packs()?
+                .into_iter()
+                .map(|p| p.0)
+                .filter(|p| !condemned.contains(p))
+                .collect();
             // Marked until done: an interrupted rebuild must start over, never be taken for a
             // complete index (a replaced delta could otherwise be loaded as a current one).
             self.index.set_rebuilding(true)?;
@@ -444,6 +471,10 @@ impl Repository {
                 }
             }
             self.index.set_rebuilding(false)?;
+            let after: std::collections::HashSet<PackId> = self.index.packs()?.into_iter().map(|p| p.0).collect();
+            if before.iter().any(|p| !after.contains(p)) {
+                self.index.set_verify_before(Some(now_unix_ns()))?;
+            }
         } else if !batch.is_empty() {
             self.index.add_deltas(&batch)?;
         }
@@ -468,7 +499,7 @@ impl Repository {
                 Ok((snap, body)) => added.push((id, body, snap)),
                 Err(e) => {
                     tracing::warn!("snapshot {id} skipped: {e}");
-                    self.damaged.push(format!("snapshot {id}: {e}"));
+                    self.damaged.push(Unreadable::new("snapshot", ObjectId(id.0), &e));
                 }
             }
         }
@@ -487,15 +518,20 @@ impl Repository {
             .into_iter()
             .filter_map(|(n, _)| object_name(&n).map(ObjectId))
             .collect();
-        let known: std::collections::HashSet<ObjectId> = self.index.condemned()?.into_iter().map(|r| r.0).collect();
+        let known: std::collections::HashSet<ObjectId> = self.index.condemned()?.into_iter().map(|r| r.id).collect();
         let gone: Vec<ObjectId> = known.iter().filter(|k| !listed.contains(k)).copied().collect();
         let mut add = Vec::new();
         for id in listed.iter().filter(|l| !known.contains(l)) {
             match self.read_condemned(id) {
-                Ok(c) => add.push((*id, c.marked_unix_ns, c.packs)),
+                Ok(c) => add.push(crate::index::CondemnedRecord {
+                    id: *id,
+                    marked: c.marked_unix_ns,
+                    packs: c.packs,
+                    waits_for: c.waits_for,
+                }),
                 Err(e) => {
                     tracing::warn!("condemned record {id} skipped: {e}");
-                    self.damaged.push(format!("condemned record {id}: {e}"));
+                    self.damaged.push(Unreadable::new("condemned record", *id, &e));
                 }
             }
         }
@@ -508,8 +544,8 @@ impl Repository {
     pub fn read_condemned(&self, id: &ObjectId) -> Result<format::Condemned> {
         let bytes = self.backend.read(&Dir::Condemned.path(&id.to_hex()))?;
         let what = format!("condemned record {id}");
-        let (c, plain): (format::Condemned, Vec<u8>) =
-            format::open_object(self.repo_id(), &self.cipher, Kind::Condemned, &id.0, &bytes, &what)?;
+        let plain = format::open_sealed(self.repo_id(), &self.cipher, Kind::Condemned, &id.0, &bytes, &what)?;
+        let c = format::decode_condemned(&plain, &what)?;
         if self.keys.meta_id(&plain) != id.0 {
             return Err(Error::corrupt(format!("{what}: content does not match its name")));
         }
@@ -518,12 +554,19 @@ impl Repository {
 
     /// Record packs as condemned (phase one of a prune).
     pub fn write_condemned(&mut self, c: &format::Condemned) -> Result<ObjectId> {
-        let plain = format::encode_versioned(1, c);
+        let plain = format::encode_condemned(c);
         let id = ObjectId(self.keys.meta_id(&plain));
         let bytes = format::seal_object(self.repo_id(), &self.cipher, Kind::Condemned, &id.0, &plain);
         self.backend.write_new(&Dir::Condemned.path(&id.to_hex()), &bytes)?;
-        self.index
-            .set_condemned(&[(id, c.marked_unix_ns, c.packs.clone())], &[])?;
+        self.index.set_condemned(
+            &[crate::index::CondemnedRecord {
+                id,
+                marked: c.marked_unix_ns,
+                packs: c.packs.clone(),
+                waits_for: c.waits_for.clone(),
+            }],
+            &[],
+        )?;
         Ok(id)
     }
 
@@ -624,18 +667,69 @@ impl Repository {
     }
 
     /// Read, open and verify one blob.
+    ///
+    /// Copies are tried in [`Index::lookup`]'s order (intact, then outside condemned packs,
+    /// first). A copy that turns out missing or damaged is remembered as such in the cache
+    /// ([`Repository::note_damage`]) and the next copy is tried; the first error is
+    /// returned when none reads.
     pub fn read_blob(&self, kind: BlobKind, id: &BlobId) -> Result<Vec<u8>> {
-        let loc = self.locate(id)?;
-        if loc.kind != kind {
-            return Err(Error::corrupt(format!(
-                "blob {id}: indexed as {:?}, wanted {kind:?}",
-                loc.kind
-            )));
+        let copies = self.index.copies(id)?;
+        let mut first_err = None;
+        for (loc, _, _) in copies {
+            if loc.kind != kind {
+                first_err.get_or_insert(Error::corrupt(format!(
+                    "blob {id}: indexed as {:?}, wanted {kind:?}",
+                    loc.kind
+                )));
+                continue;
+            }
+            let path = Dir::Packs.path(&loc.pack.to_hex());
+            let read = self
+                .backend
+                .read_range(&path, loc.offset, loc.length as usize)
+                .or_else(|e| match e {
+                    // One more try for an I/O error that is not a plain "not there".
+                    Error::Io { ref source, .. } if source.kind() != std::io::ErrorKind::NotFound => {
+                        self.backend.read_range(&path, loc.offset, loc.length as usize)
+                    }
+                    e => Err(e),
+                });
+            let res = match read {
+                Ok(sealed) => {
+                    blob::open_blob(self.repo_id(), &self.keys, &self.cipher, kind, id, &sealed).inspect_err(|e| {
+                        if e.is_damage() {
+                            self.note_damage(&loc.pack, Some(id), e);
+                        }
+                    })
+                }
+                Err(e) => {
+                    if e.is_damage() {
+                        self.note_damage(&loc.pack, None, &e);
+                    }
+                    Err(e)
+                }
+            };
+            match res {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
         }
-        let sealed = self
-            .backend
-            .read_range(&Dir::Packs.path(&loc.pack.to_hex()), loc.offset, loc.length as usize)?;
-        blob::open_blob(self.repo_id(), &self.keys, &self.cipher, kind, id, &sealed)
+        Err(first_err.unwrap_or_else(|| not_indexed(id)))
+    }
+
+    /// Remember in the cache that a pack (`blob: None`) or one blob's copy in it is missing
+    /// or damaged, so reads prefer other copies and backups and prunes stop relying on it
+    /// (`Index::note_damage`). Best effort: a cache that cannot be written is only logged.
+    pub fn note_damage(&self, pack: &PackId, blob: Option<&BlobId>, why: &Error) {
+        tracing::warn!(
+            "pack {pack}{}: {why}; remembered as damaged",
+            blob.map(|b| format!(", blob {b}")).unwrap_or_default()
+        );
+        if let Err(e) = self.index.note_damage(pack, blob, &why.to_string(), now_unix_ns()) {
+            tracing::warn!("could not record the damage in the index cache: {e}");
+        }
     }
 
     /// Load one tree page.

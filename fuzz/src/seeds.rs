@@ -176,6 +176,7 @@ fn sample_condemned() -> Condemned {
         packs: vec![PackId([12; 32]), PackId([13; 32])],
         marked_unix_ns: 1_790_000_000_000_000_000,
         hostname: "host".into(),
+        waits_for: Some(vec![[14; 32]]),
     }
 }
 
@@ -394,7 +395,37 @@ pub fn seeds() -> Vec<Seed> {
     object_seeds!(out, "snapshot", Snapshot, Kind::Snapshot, sample_snapshot());
     object_seeds!(out, "index_delta", IndexDelta, Kind::Index, sample_delta());
     object_seeds!(out, "lock", Lock, Kind::Lock, sample_lock());
-    object_seeds!(out, "condemned", Condemned, Kind::Condemned, sample_condemned());
+    out.push(seed(
+        "condemned",
+        "plaintext",
+        format::encode_condemned(&sample_condemned()),
+        |b| format::decode_condemned(b, "seed").is_ok(),
+    ));
+    out.push(seed(
+        "condemned",
+        "plaintext-v1",
+        {
+            let c = sample_condemned();
+            format::encode_versioned(1, &(c.packs, c.marked_unix_ns, c.hostname))
+        },
+        |b| format::decode_condemned(b, "seed").is_ok_and(|c| c.waits_for.is_none()),
+    ));
+    out.push(seed(
+        "condemned",
+        "sealed",
+        format::seal_object(
+            &REPO_ID,
+            &fixed().cipher,
+            Kind::Condemned,
+            &OBJECT_ID,
+            &format::encode_condemned(&sample_condemned()),
+        ),
+        |b| {
+            format::open_sealed(&REPO_ID, &fixed().cipher, Kind::Condemned, &OBJECT_ID, b, "seed")
+                .and_then(|p| format::decode_condemned(&p, "seed"))
+                .is_ok()
+        },
+    ));
 
     let text = CHUNK.repeat(4);
     out.push(seed(

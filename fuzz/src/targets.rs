@@ -333,11 +333,29 @@ pub fn lock(data: &[u8]) {
     });
 }
 
-/// `condemned`: sealed garbage-collection records.
+/// `condemned`: sealed garbage-collection records, versions 1 and 2
+/// (`format::decode_condemned`), as plaintext, as the stored object, and sealed.
 pub fn condemned(data: &[u8]) {
-    sealed_object!(data, Condemned, Kind::Condemned, "condemned", |c: &Condemned| {
+    let f = fixed();
+    let check = |c: &Condemned| {
         assert!(c.packs.len() <= data.len());
-    });
+        assert!(c.waits_for.as_ref().map_or(0, |w| w.len()) <= data.len());
+    };
+    if let Ok(c) = format::decode_condemned(data, "condemned") {
+        check(&c);
+    }
+    if let Ok(c) = format::open_sealed(&REPO_ID, &f.cipher, Kind::Condemned, &OBJECT_ID, data, "condemned")
+        .and_then(|p| format::decode_condemned(&p, "condemned"))
+    {
+        check(&c);
+    }
+    let file = format::seal_object(&REPO_ID, &f.cipher, Kind::Condemned, &OBJECT_ID, data);
+    if let Ok(plain) = format::open_sealed(&REPO_ID, &f.cipher, Kind::Condemned, &OBJECT_ID, &file, "condemned") {
+        assert_eq!(plain, data);
+        if let Ok(c) = format::decode_condemned(&plain, "condemned") {
+            check(&c);
+        }
+    }
 }
 
 /// `decompress`: `raw_len (u32 LE, reduced below DECOMPRESS_MAX) || payload` through

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{Backend, Dir, Written};
+use super::{Backend, Dir, ObjectInfo, Written};
 use crate::error::{Error, Result};
 
 pub struct FailAfter<B> {
@@ -28,6 +28,9 @@ impl<B: Backend> Backend for FailAfter<B> {
     }
     fn list(&self, dir: Dir) -> Result<Vec<(String, u64)>> {
         self.inner.list(dir)
+    }
+    fn list_info(&self, dir: Dir) -> Result<Vec<ObjectInfo>> {
+        self.inner.list_info(dir)
     }
     fn read(&self, path: &str) -> Result<Vec<u8>> {
         self.inner.read(path)

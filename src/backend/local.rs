@@ -6,7 +6,7 @@ use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use super::{Backend, Dir, Written};
+use super::{Backend, Dir, ObjectInfo, Written};
 use crate::error::{Error, IoContext, Result};
 
 pub struct LocalBackend {
@@ -55,6 +55,10 @@ impl Backend for LocalBackend {
     }
 
     fn list(&self, dir: Dir) -> Result<Vec<(String, u64)>> {
+        Ok(self.list_info(dir)?.into_iter().map(|o| (o.name, o.size)).collect())
+    }
+
+    fn list_info(&self, dir: Dir) -> Result<Vec<ObjectInfo>> {
         let base = self.root.join(dir.name());
         let mut out = Vec::new();
         let mut dirs = vec![base.clone()];
@@ -91,7 +95,16 @@ impl Backend for LocalBackend {
                     Err(err) => return Err(Error::io(e.path(), err)),
                 };
                 if md.is_file() {
-                    out.push((name, md.len()));
+                    let modified_ns = md
+                        .modified()
+                        .ok()
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map(|d| d.as_nanos() as i64);
+                    out.push(ObjectInfo {
+                        name,
+                        size: md.len(),
+                        modified_ns,
+                    });
                 }
             }
         }

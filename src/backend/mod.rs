@@ -56,6 +56,17 @@ pub enum Written {
     AlreadyThere,
 }
 
+/// An object as a listing shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub name: String,
+    pub size: u64,
+    /// When the store last wrote the object, on the store's own clock (ns since the
+    /// epoch), if the store tells. Comparing two such times needs no agreement between
+    /// the clients' clocks.
+    pub modified_ns: Option<i64>,
+}
+
 /// A repository store. Object names are lowercase hex (and `config`); writes never
 /// overwrite and are durable when they return.
 pub trait Backend: Send + Sync {
@@ -63,6 +74,18 @@ pub trait Backend: Send + Sync {
     fn location(&self) -> String;
     /// Names and sizes of the objects in `dir`.
     fn list(&self, dir: Dir) -> Result<Vec<(String, u64)>>;
+    /// [`list`](Self::list) with each object's modification time on the store's clock.
+    fn list_info(&self, dir: Dir) -> Result<Vec<ObjectInfo>> {
+        Ok(self
+            .list(dir)?
+            .into_iter()
+            .map(|(name, size)| ObjectInfo {
+                name,
+                size,
+                modified_ns: None,
+            })
+            .collect())
+    }
     fn read(&self, path: &str) -> Result<Vec<u8>>;
     /// [`read`](Self::read) into `buf` (replaced), reusing its allocation.
     fn read_into(&self, path: &str, buf: &mut Vec<u8>) -> Result<()> {

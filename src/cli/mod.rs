@@ -210,8 +210,13 @@ enum Command {
         #[command(subcommand)]
         what: RepairCmd,
     },
-    /// Remove stale locks (a live process's lock is never removed)
-    Unlock,
+    /// Remove stale locks (a live process's lock is never removed, unless --remove-all)
+    Unlock {
+        /// Remove every lock, live ones too: only when you know their holders are gone
+        /// (a machine that will not come back, a clock far ahead)
+        #[arg(long)]
+        remove_all: bool,
+    },
     /// Manage the passwords (key files) of the repository
     Key {
         #[command(subcommand)]
@@ -264,16 +269,28 @@ impl KeepArgs {
 
 #[derive(Subcommand, Debug)]
 enum RepairCmd {
-    /// Rebuild the index cache from the repository (and index packs no delta lists)
-    Index,
+    /// Rebuild the index cache and make the repository's index honest: drop lost packs,
+    /// salvage damaged ones, index packs no delta lists, remove unreadable deltas
+    Index {
+        /// Print what would be done; write nothing to the repository (the local cache is
+        /// rebuilt)
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Rewrite snapshots whose data is partly lost, keeping what remains (tag `repaired`)
     Snapshots {
         /// Print what would be dropped; write nothing
         #[arg(long)]
         dry_run: bool,
-        /// Keep the damaged originals too
+        /// Remove the damaged originals once their repaired copies are written
         #[arg(long)]
+        forget_originals: bool,
+        /// Keep the damaged originals (the default; accepted for older scripts)
+        #[arg(long, conflicts_with = "forget_originals", hide = true)]
         keep_original: bool,
+        /// Remove snapshot objects that cannot be read at all (nothing in them can be restored)
+        #[arg(long)]
+        forget_unreadable: bool,
     },
 }
 
@@ -707,8 +724,10 @@ pub fn run(cli: Cli) -> Result<u8> {
             read_data,
             read_data_subset,
         } => {
-            let repo = ctx.open()?;
-            let _lock = lock::acquire(&repo, LockMode::Shared, "check")?;
+            let mut repo = ctx.open()?;
+            // Synced again after the lock: a prune that deleted packs between the open and
+            // the lock must not look like damage.
+            let _lock = shared_lock(&mut repo, false, "check")?;
             let subset = if *read_data {
                 Some(projectclone::check::Subset::All)
             } else {
@@ -752,26 +771,57 @@ pub fn run(cli: Cli) -> Result<u8> {
                 *repack_threshold,
             )
         }
-        Command::Repair { what: RepairCmd::Index } => {
-            let mut repo = ctx.open()?;
-            let _lock = lock::acquire(&repo, LockMode::Exclusive, "repair")?;
-            let recovered = repo.repair_index()?;
-            output::repair_index(json, &repo, recovered)?;
-            Ok(if repo.damaged.is_empty() { 0 } else { 1 })
-        }
         Command::Repair {
-            what: RepairCmd::Snapshots { dry_run, keep_original },
+            what: RepairCmd::Index { dry_run },
         } => {
             let mut repo = ctx.open()?;
             let _lock = lock::acquire(&repo, LockMode::Exclusive, "repair")?;
-            let report = projectclone::repair::repair_snapshots(&mut repo, *dry_run, !*keep_original)?;
+            let report = projectclone::repair::repair_index(&mut repo, *dry_run)?;
+            output::repair_index(json, &report);
+            Ok(
+                if report.kept_unreadable.is_empty() && report.unreadable_packs.is_empty() {
+                    0
+                } else {
+                    1
+                },
+            )
+        }
+        Command::Repair {
+            what:
+                RepairCmd::Snapshots {
+                    dry_run,
+                    forget_originals,
+                    keep_original: _,
+                    forget_unreadable,
+                },
+        } => {
+            let mut repo = ctx.open()?;
+            let _lock = lock::acquire(&repo, LockMode::Exclusive, "repair")?;
+            let opts = projectclone::repair::RepairSnapshotsOptions {
+                dry_run: *dry_run,
+                forget_originals: *forget_originals,
+                forget_unreadable: *forget_unreadable,
+            };
+            let report = projectclone::repair::repair_snapshots(&mut repo, opts)?;
             output::repair_snapshots(json, &report);
             Ok(0)
         }
-        Command::Unlock => {
+        Command::Unlock { remove_all } => {
             let repo = ctx.open()?;
-            let removed = lock::remove_stale(&repo)?;
-            output::unlock(json, removed);
+            if *remove_all {
+                let removed = lock::remove_all(&repo)?;
+                for s in removed.iter().filter(|s| !s.stale) {
+                    tracing::warn!(
+                        "removed a live lock: {} — if that process is still running, stop it: it no longer \
+                         excludes a prune",
+                        lock::describe(s)
+                    );
+                }
+                output::unlock(json, removed.len());
+            } else {
+                let removed = lock::remove_stale(&repo)?;
+                output::unlock(json, removed);
+            }
             Ok(0)
         }
         Command::Key { what } => {
@@ -819,9 +869,7 @@ fn shared_lock(repo: &mut Repository, dry_run: bool, purpose: &str) -> Result<Op
     if dry_run {
         return Ok(None);
     }
-    let guard = lock::acquire(repo, LockMode::Shared, purpose)?;
-    repo.sync_index()?;
-    Ok(Some(guard))
+    Ok(Some(repo.lock(LockMode::Shared, purpose)?))
 }
 
 fn run_prune(

@@ -243,6 +243,10 @@ pub fn check(json: bool, r: &CheckReport) {
             "damaged_snapshots": r.damaged_snapshots,
             "unreferenced_packs": r.unreferenced_packs,
             "unused_packs": r.unused_packs,
+            "lost_chunks": r.lost_chunks,
+            "unindexed_chunks": r.unindexed_chunks,
+            "damaged_packs": r.damaged_packs,
+            "advice": check_advice(r),
         }));
         return;
     }
@@ -250,15 +254,22 @@ pub fn check(json: bool, r: &CheckReport) {
         outln!("error: {e}");
     }
     for p in &r.unreferenced_packs {
-        outln!(
-            "note: pack {p} is not referenced by any index (left by an interrupted backup; harmless, prune removes it)"
-        );
+        if r.unindexed_chunks > 0 {
+            outln!(
+                "note: pack {p} is not referenced by any index (if it holds the unindexed chunks, `repair index` recovers them)"
+            );
+        } else {
+            outln!("note: pack {p} is not referenced by any index (left by an interrupted backup; prune removes it)");
+        }
     }
     for p in &r.unused_packs {
         outln!("note: pack {p} is used by no snapshot (harmless; prune removes it)");
     }
     for s in &r.damaged_snapshots {
         outln!("damaged snapshot: {s}");
+    }
+    for a in check_advice(r) {
+        outln!("what to do: {a}");
     }
     outln!(
         "{} snapshots, {} packs, {} trees{}: {}",
@@ -272,6 +283,29 @@ pub fn check(json: bool, r: &CheckReport) {
         },
         if r.ok() { "no errors found" } else { "DAMAGE FOUND" }
     );
+}
+
+/// What the user can do about what `check` found, most useful first.
+fn check_advice(r: &CheckReport) -> Vec<String> {
+    let mut out = Vec::new();
+    if r.unindexed_chunks > 0 {
+        out.push(format!(
+            "{} chunk(s) that snapshots use are stored in packs that no index lists (an index delta was \
+             lost): run `projectclone repair index` to index them again. Prune refuses to run until then.",
+            r.unindexed_chunks
+        ));
+    }
+    if r.lost_chunks > 0 || !r.damaged_packs.is_empty() {
+        out.push(
+            "data is missing or damaged. If a copy of the affected packs exists elsewhere, put it back and run \
+             `projectclone check` again. Otherwise `projectclone repair index` keeps what the damaged packs still \
+             hold, a new backup of the same files stores their lost chunks again (old snapshots that share them \
+             become whole again), and `projectclone repair snapshots` rewrites the snapshots that remain damaged \
+             without their lost files."
+                .to_string(),
+        );
+    }
+    out
 }
 
 pub fn snapshot_stats(json: bool, id: &SnapshotId, s: &SnapshotStats) {
@@ -345,10 +379,16 @@ pub fn prune(cli: &Cli, p: &projectclone::prune::PrunePlan) {
             p.uncondemned_packs.len()
         );
     }
-    if !p.waiting_packs.is_empty() {
+    if !p.reindexed_packs.is_empty() {
         outln!(
-            "{} condemned pack(s) wait for older locks (a backup that started before they were marked)",
-            p.waiting_packs.len()
+            "{} pack(s) that no index listed hold data the snapshots use: indexed again first",
+            p.reindexed_packs.len()
+        );
+    }
+    if !p.damaged_packs_kept.is_empty() {
+        outln!(
+            "{} pack(s) known to be damaged were left alone: `projectclone repair index` salvages them",
+            p.damaged_packs_kept.len()
         );
     }
     if !p.repacked_packs.is_empty() {
@@ -361,7 +401,7 @@ pub fn prune(cli: &Cli, p: &projectclone::prune::PrunePlan) {
     }
     if !p.condemned_packs.is_empty() || !p.repacked_packs.is_empty() {
         outln!(
-            "{} unused pack(s) ({}){} {} be condemned now and deleted by the next prune",
+            "{} unused pack(s) ({}){} {} condemned{}",
             p.condemned_packs.len(),
             bytesize::ByteSize(p.condemned_bytes),
             if p.repacked_packs.is_empty() {
@@ -369,23 +409,61 @@ pub fn prune(cli: &Cli, p: &projectclone::prune::PrunePlan) {
             } else {
                 format!(" and {} repacked pack(s)", p.repacked_packs.len())
             },
-            verb
+            if p.dry_run { "would be" } else { "were" },
+            if p.dry_run {
+                "; a real run deletes them at once if no other client holds a lock then"
+            } else if p.waiting_for.is_empty() {
+                " and, with no other client holding a lock, deleted at once"
+            } else {
+                ""
+            }
         );
+    }
+    if !p.waiting_packs.is_empty() || !p.waiting_for.is_empty() {
+        outln!("condemned packs are kept until these clients finish; the first prune after that frees the space:");
+        for w in &p.waiting_for {
+            outln!("  {w}");
+        }
     }
 }
 
-pub fn repair_index(json: bool, repo: &projectclone::repo::Repository, recovered: usize) -> anyhow::Result<()> {
-    let (blobs, _, _) = repo.index.totals()?;
-    let packs = repo.index.packs()?.len();
+pub fn repair_index(json: bool, r: &projectclone::repair::RepairIndexReport) {
     if json {
-        print_json(&json!({"packs": packs, "blobs": blobs, "recovered_packs": recovered, "damaged": repo.damaged}));
-    } else {
-        for d in &repo.damaged {
-            outln!("damaged: {d}");
-        }
-        outln!("index rebuilt: {packs} packs, {blobs} blobs ({recovered} pack(s) recovered from their headers)");
+        print_json(&serde_json::to_value(r).expect("serialisable"));
+        return;
     }
-    Ok(())
+    let would = if r.dry_run { "would be " } else { "" };
+    for p in &r.missing_packs {
+        outln!("missing pack {p}: {would}dropped from the index");
+    }
+    for p in &r.salvaged_packs {
+        outln!("damaged pack {p}: {would}dropped from the index after copying its intact blobs");
+    }
+    for p in &r.intact_packs {
+        outln!("pack {p} was marked damaged but reads back intact: kept");
+    }
+    for p in &r.reindexed_packs {
+        outln!("pack {p} (no index listed it) {would}indexed");
+    }
+    for p in &r.unreadable_packs {
+        outln!("unreadable pack {p}: left alone");
+    }
+    for o in &r.removed_objects {
+        outln!("unreadable {o}: {would}removed");
+    }
+    for o in &r.kept_unreadable {
+        outln!("unreadable {o}: left alone (snapshots: `repair snapshots --forget-unreadable`)");
+    }
+    outln!(
+        "index {}: {} packs, {} blobs",
+        if r.dry_run {
+            "cache rebuilt (dry run: the repository is unchanged)"
+        } else {
+            "rebuilt"
+        },
+        r.packs,
+        r.blobs
+    );
 }
 
 pub fn unlock(json: bool, removed: usize) {
@@ -451,8 +529,27 @@ pub fn repair_snapshots(json: bool, r: &projectclone::repair::RepairReport) {
             outln!("  dropped {d}");
         }
     }
+    for p in &r.reindexed_packs {
+        outln!(
+            "pack {p} (no index listed it) {} first: its data is not lost",
+            if r.dry_run { "would be indexed" } else { "indexed" }
+        );
+    }
+    for u in &r.unreadable {
+        let removed = r.removed_unreadable.iter().any(|id| u.contains(id.as_str()));
+        outln!(
+            "unreadable {u}{}",
+            if removed {
+                ": removed"
+            } else {
+                " (`--forget-unreadable` removes it)"
+            }
+        );
+    }
     if r.repaired.is_empty() {
         outln!("no damaged snapshots");
+    } else if !r.dry_run && r.originals_kept {
+        outln!("the damaged originals are kept; `--forget-originals` removes them once you no longer need them");
     }
 }
 

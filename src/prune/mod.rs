@@ -15,17 +15,18 @@
 
 pub mod policy;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde::Serialize;
 
 use crate::backend::Dir;
 use crate::blob::open_blob;
 use crate::error::{Error, Result};
-use crate::format::{BlobKind, Condemned, Content, IndexDelta, IndexPack, Node, NodeKind};
+use crate::format::{self, Condemned, Content, Node, NodeKind};
 use crate::id::{BlobId, ObjectId, PackId, SnapshotId, TreeId};
+use crate::index::CondemnedRecord;
 use crate::lock;
-use crate::pack::PackWriter;
+use crate::packer::PackSink;
 use crate::repo::{Repository, now_unix_ns};
 use policy::{Decision, KeepRules};
 
@@ -55,14 +56,23 @@ pub struct PrunePlan {
     pub deleted_bytes: u64,
     /// Condemned packs that a snapshot turned out to need again.
     pub uncondemned_packs: Vec<String>,
-    /// Condemned packs still waiting for older locks to go away.
+    /// Condemned packs still waiting for other clients' locks to go away.
     pub waiting_packs: Vec<String>,
-    /// Phase one: packs condemned now (deleted by a later prune).
+    /// The live locks that those packs wait for, described.
+    pub waiting_for: Vec<String>,
+    /// Phase one: packs condemned now (deleted at once when no other client holds a lock,
+    /// else by a later prune).
     pub condemned_packs: Vec<String>,
     pub condemned_bytes: u64,
     /// Partly used packs whose live blobs were copied to new packs (and are condemned).
     pub repacked_packs: Vec<String>,
     pub repacked_bytes: u64,
+    /// Packs that no index listed although snapshots use their blobs (a lost index
+    /// delta): indexed again before anything was decided.
+    pub reindexed_packs: Vec<String>,
+    /// Packs this client knows to be missing or damaged: neither repacked nor condemned
+    /// (`repair index` salvages them).
+    pub damaged_packs_kept: Vec<String>,
     pub dry_run: bool,
 }
 
@@ -73,7 +83,36 @@ pub struct SnapshotDecision {
     pub reasons: Vec<String>,
 }
 
-/// `guard` is the prune's own shared lock: re-checked before anything is deleted.
+/// Stop unless our lock is still valid: asked before every write or delete, so a prune
+/// that was suspended long enough for others to judge its lock stale (and perhaps start
+/// a prune of their own) stops instead of acting on an old view.
+fn ensure_valid(guard: Option<&lock::LockGuard>) -> Result<()> {
+    if guard.is_some_and(|g| !g.still_valid()) {
+        return Err(Error::Invalid(
+            "this prune's repository lock went stale or was removed (process suspended?); it stopped before \
+             its next change, and what it did so far is complete; run prune again"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The refusal for objects a sync could not read, naming the command that deals with each.
+fn unreadable_error(repo: &Repository) -> Error {
+    let first = &repo.damaged[0];
+    let fix = if first.what == "snapshot" {
+        "`projectclone repair snapshots --forget-unreadable --dry-run` shows what removing the unreadable snapshot objects would do"
+    } else {
+        "`projectclone repair index --dry-run` shows how it would re-index their packs and remove the unreadable objects"
+    };
+    Error::corrupt(format!(
+        "{} repository object(s) could not be read ({first}); prune and rule-based forget refuse to run \
+         until `projectclone check` is clean: {fix}",
+        repo.damaged.len(),
+    ))
+}
+
+/// `guard` is the prune's own shared lock: re-checked before every change.
 pub fn run(repo: &mut Repository, opts: &PruneOptions, guard: Option<&lock::LockGuard>) -> Result<PrunePlan> {
     let mut plan = PrunePlan {
         dry_run: opts.dry_run,
@@ -81,12 +120,7 @@ pub fn run(repo: &mut Repository, opts: &PruneOptions, guard: Option<&lock::Lock
     };
     if !repo.damaged.is_empty() && (opts.gc || !opts.rules.is_empty()) {
         // An unreadable snapshot or delta would make us misjudge what is in use.
-        return Err(Error::corrupt(format!(
-            "{} repository object(s) could not be read ({}); prune and rule-based forget refuse to run \
-             until `projectclone check` is clean",
-            repo.damaged.len(),
-            repo.damaged[0]
-        )));
+        return Err(unreadable_error(repo));
     }
     let snaps = repo.snapshots()?;
     let mut forget: BTreeSet<SnapshotId> = opts.forget.iter().copied().collect();
@@ -117,16 +151,20 @@ pub fn run(repo: &mut Repository, opts: &PruneOptions, guard: Option<&lock::Lock
         }
     }
     plan.forgotten = forget.len() as u64;
+    // One listing of `packs/` for the whole run (prune is the command that may cost one).
+    let listing: HashMap<PackId, u64> = if opts.gc {
+        repo.backend
+            .list(Dir::Packs)?
+            .into_iter()
+            .filter_map(|(n, s)| crate::repo::object_name(&n).map(|id| (PackId(id), s)))
+            .collect()
+    } else {
+        HashMap::new()
+    };
     if opts.gc {
         // A copy in a lost pack must not count as "a copy elsewhere": refuse until the index
         // is honest again (`repair index` drops lost packs, `repair snapshots` what they held).
-        let listed: HashSet<PackId> = repo
-            .backend
-            .list(Dir::Packs)?
-            .into_iter()
-            .filter_map(|(n, _)| crate::repo::object_name(&n).map(PackId))
-            .collect();
-        if let Some((lost, _)) = repo.index.packs()?.into_iter().find(|p| !listed.contains(&p.0)) {
+        if let Some((lost, _)) = repo.index.packs()?.into_iter().find(|p| !listing.contains_key(&p.0)) {
             return Err(Error::corrupt(format!(
                 "indexed pack {lost} is missing from the repository; prune refuses to run until \
                  `projectclone check` is clean (see `repair index` and `repair snapshots`)"
@@ -134,6 +172,7 @@ pub fn run(repo: &mut Repository, opts: &PruneOptions, guard: Option<&lock::Lock
         }
     }
     if !opts.dry_run && !forget.is_empty() {
+        ensure_valid(guard)?;
         for id in &forget {
             repo.backend.delete(&Dir::Snapshots.path(&id.to_hex()))?;
         }
@@ -145,21 +184,95 @@ pub fn run(repo: &mut Repository, opts: &PruneOptions, guard: Option<&lock::Lock
     }
 
     // The live set: everything the remaining snapshots reach.
+    if let Err(e) = mark_all(repo, &snaps, &forget) {
+        // A tree the index does not list may be in a pack whose delta was lost: index such
+        // packs again (as `repair index` does) and try once more.
+        let indexed: HashSet<PackId> = repo.index.packs()?.into_iter().map(|p| p.0).collect();
+        let mut unindexed: Vec<(PackId, u64)> = listing
+            .iter()
+            .filter(|(p, _)| !indexed.contains(p))
+            .map(|(p, s)| (*p, *s))
+            .collect();
+        if opts.dry_run || unindexed.is_empty() {
+            return Err(e);
+        }
+        unindexed.sort();
+        ensure_valid(guard)?;
+        let recovered = crate::repair::recover_packs(repo, &unindexed, false, false)?;
+        plan.reindexed_packs = recovered.indexed.iter().map(|p| p.to_hex()).collect();
+        mark_all(repo, &snaps, &forget)?;
+    }
+    ensure_live_indexed(repo, opts, &mut plan, guard, &listing)?;
+
+    phase_two(repo, opts, &mut plan, guard, &listing)?;
+    if phase_one(repo, opts, &mut plan, guard, &listing)? {
+        // No other client held a lock once the new record was visible: nothing can be
+        // using its packs without knowing, so they go now rather than in a later run.
+        phase_two(repo, opts, &mut plan, guard, &listing)?;
+    }
+    Ok(plan)
+}
+
+/// Every chunk and tree the kept snapshots use must be indexed before anything is judged
+/// unused: a chunk whose delta was lost lives in a pack that would otherwise look
+/// unindexed and be condemned with the data in it. Such packs are read, verified and
+/// indexed again (as `repair index` does); if a live chunk is still in no indexed pack,
+/// the prune refuses.
+fn ensure_live_indexed(
+    repo: &mut Repository,
+    opts: &PruneOptions,
+    plan: &mut PrunePlan,
+    guard: Option<&lock::LockGuard>,
+    listing: &HashMap<PackId, u64>,
+) -> Result<()> {
+    if !repo.index.live_has_unindexed()? {
+        return Ok(());
+    }
+    let indexed: HashSet<PackId> = repo.index.packs()?.into_iter().map(|p| p.0).collect();
+    let mut candidates: Vec<(PackId, u64)> = listing
+        .iter()
+        .filter(|(p, _)| !indexed.contains(p))
+        .map(|(p, s)| (*p, *s))
+        .collect();
+    candidates.sort();
+    let refuse = |n: usize| {
+        Error::corrupt(format!(
+            "the kept snapshots use chunks that no index lists{}; prune refuses to run, as it would delete \
+             data: run `projectclone check`, then `projectclone repair index`",
+            if n > 0 {
+                format!(" ({n} pack(s) that no index lists may hold them)")
+            } else {
+                String::new()
+            }
+        ))
+    };
+    if opts.dry_run {
+        return Err(refuse(candidates.len()));
+    }
+    ensure_valid(guard)?;
+    let recovered = crate::repair::recover_packs(repo, &candidates, true, false)?;
+    plan.reindexed_packs = recovered.indexed.iter().map(|p| p.to_hex()).collect();
+    if repo.index.live_has_unindexed()? {
+        return Err(refuse(0));
+    }
+    Ok(())
+}
+
+/// Mark everything the snapshots not in `forget` reach (a fresh live set).
+fn mark_all(repo: &Repository, snaps: &[(SnapshotId, format::Snapshot)], forget: &BTreeSet<SnapshotId>) -> Result<()> {
     repo.index.live_reset()?;
-    for (id, s) in &snaps {
+    for (id, s) in snaps {
         if !forget.contains(id) {
             mark_tree(repo, &s.tree).map_err(|e| {
                 Error::corrupt(format!(
-                    "snapshot {}: {e}; prune stops rather than guess what is in use (run `projectclone check`)",
+                    "snapshot {}: {e}; prune stops rather than guess what is in use (run `projectclone check`, \
+                     then `projectclone repair index`)",
                     id.short()
                 ))
             })?;
         }
     }
-
-    phase_two(repo, opts, &mut plan, guard)?;
-    phase_one(repo, opts, &mut plan)?;
-    Ok(plan)
+    Ok(())
 }
 
 fn mark_tree(repo: &Repository, tree: &TreeId) -> Result<()> {
@@ -199,52 +312,65 @@ fn mark_nodes(repo: &Repository, nodes: &[Node]) -> Result<()> {
     Ok(())
 }
 
-/// Clocks of different machines disagree: a lock is treated as older than a mark unless
-/// it was created this much after it.
+/// Records written by builds before lock identities (and crash leftovers of the first
+/// record object): a lock is treated as older than a mark unless it was created this much
+/// after it, since clocks of different machines disagree.
 const CLOCK_SKEW_NS: i64 = 10 * 60 * 1_000_000_000;
+
+/// Is the record still waiting for a live lock of another client?
+fn waits(r: &CondemnedRecord, live: &[lock::Surveyed]) -> bool {
+    match &r.waits_for {
+        Some(ids) => live.iter().any(|l| ids.contains(&l.lock.identity())),
+        None => live
+            .iter()
+            .any(|l| l.lock.created_unix_ns < r.marked.saturating_add(CLOCK_SKEW_NS)),
+    }
+}
 
 fn phase_two(
     repo: &mut Repository,
     opts: &PruneOptions,
     plan: &mut PrunePlan,
     guard: Option<&lock::LockGuard>,
+    listing: &HashMap<PackId, u64>,
 ) -> Result<()> {
     let records = repo.index.condemned()?;
     let superseded = repo.index.superseded_deltas()?;
     if records.is_empty() && superseded.is_empty() {
         return Ok(());
     }
-    let host = lock::hostname();
-    let boot = lock::boot_id();
-    let now = now_unix_ns();
-    // Our lock's object changes name when refreshed: ask the guard for the current one.
+    // Other clients' live locks. Ages are measured on the store's clock (our lock is
+    // refreshed first so its object dates "now"), so no two machines' clocks are compared.
     let own = guard.map(|g| g.object_id()).or(opts.own_lock);
-    let locks: Vec<_> = lock::list_locks(repo)?
+    let live: Vec<lock::Surveyed> = lock::survey(repo, guard)?
         .into_iter()
-        .filter(|(id, l)| Some(*id) != own && !l.is_stale(now, &host, &boot))
+        .filter(|s| Some(s.id) != own && !s.stale)
         .collect();
-    let mut eligible: Vec<&(ObjectId, i64, Vec<PackId>)> = Vec::new();
+    let mut eligible: Vec<&CondemnedRecord> = Vec::new();
     let mut waiting: HashSet<PackId> = HashSet::new();
+    plan.waiting_packs.clear();
+    plan.waiting_for.clear();
     for r in &records {
-        if locks
-            .iter()
-            .any(|(_, l)| l.created_unix_ns < r.1.saturating_add(CLOCK_SKEW_NS))
-        {
-            waiting.extend(r.2.iter().copied());
-            plan.waiting_packs.extend(r.2.iter().map(|p| p.to_hex()));
+        if waits(r, &live) {
+            waiting.extend(r.packs.iter().copied());
+            plan.waiting_packs.extend(r.packs.iter().map(|p| p.to_hex()));
         } else {
             eligible.push(r);
         }
+    }
+    if !waiting.is_empty() {
+        plan.waiting_for = live
+            .iter()
+            .filter(|l| records.iter().any(|r| waits(r, std::slice::from_ref(l))))
+            .map(lock::describe)
+            .collect();
     }
     // A backup older than a mark may have finished between our first look at the
     // snapshots and the lock listing above: its snapshot is visible now. Mark it live.
     let before: HashSet<SnapshotId> = repo.snapshots()?.into_iter().map(|s| s.0).collect();
     repo.sync_index()?;
     if !repo.damaged.is_empty() {
-        return Err(Error::corrupt(format!(
-            "repository object unreadable: {}",
-            repo.damaged[0]
-        )));
+        return Err(unreadable_error(repo));
     }
     for (id, s) in repo.snapshots()? {
         if !before.contains(&id) {
@@ -253,10 +379,11 @@ fn phase_two(
     }
     let mut gone: HashSet<PackId> = eligible
         .iter()
-        .flat_map(|r| r.2.iter().copied())
+        .flat_map(|r| r.packs.iter().copied())
         .filter(|p| !waiting.contains(p))
         .collect();
-    // Un-condemn packs holding a live blob that has no copy outside the packs to delete.
+    // Un-condemn packs holding a live blob that has no intact copy outside the packs to
+    // delete.
     loop {
         let mut keep = Vec::new();
         for p in &gone {
@@ -274,68 +401,76 @@ fn phase_two(
     }
     let mut gone_list: Vec<PackId> = gone.iter().copied().collect();
     gone_list.sort();
-    let sizes: std::collections::HashMap<PackId, u64> = repo
-        .backend
-        .list(Dir::Packs)?
-        .into_iter()
-        .filter_map(|(n, s)| crate::repo::object_name(&n).map(|id| (PackId(id), s)))
-        .collect();
     for p in &gone_list {
-        plan.deleted_bytes += sizes.get(p).copied().unwrap_or(0);
+        plan.deleted_bytes += listing.get(p).copied().unwrap_or(0);
         plan.deleted_packs.push(p.to_hex());
     }
     if opts.dry_run || (gone_list.is_empty() && superseded.is_empty() && eligible.is_empty()) {
         return Ok(());
     }
-    if guard.is_some_and(|g| !g.still_valid()) {
-        return Err(Error::Invalid(
-            "this prune's lock went stale; nothing was deleted; run prune again".into(),
-        ));
-    }
+    ensure_valid(guard)?;
     // 1. A delta replacing every delta that lists a pack to delete, minus those packs,
     //    then 2. the replaced deltas (see `Repository::drop_packs_from_index`), 3. the packs.
     if !gone.is_empty() || !superseded.is_empty() {
         repo.drop_packs_from_index(&gone)?;
-        if let Some(d) = repo.damaged.first() {
+        if !repo.damaged.is_empty() {
             // Phase one would take the packs of an unreadable delta for unindexed ones.
-            return Err(Error::corrupt(format!(
-                "repository object unreadable after replacing deltas: {d}"
-            )));
+            return Err(unreadable_error(repo));
         }
     }
     for p in &gone_list {
+        ensure_valid(guard)?;
         repo.backend.delete(&Dir::Packs.path(&p.to_hex()))?;
+        repo.index.clear_damage(p)?;
     }
     // 4. The records: what is left of each eligible record is written anew.
     let uncondemned: HashSet<String> = plan.uncondemned_packs.iter().cloned().collect();
-    for (rid, marked, packs) in eligible {
-        let rest: Vec<PackId> = packs
+    for r in eligible {
+        let rest: Vec<PackId> = r
+            .packs
             .iter()
             .filter(|p| !gone.contains(p) && !uncondemned.contains(&p.to_hex()))
             .copied()
             .collect();
-        if rest.len() == packs.len() {
+        if rest.len() == r.packs.len() {
             continue; // unchanged: the record stays as it is
         }
+        ensure_valid(guard)?;
         if !rest.is_empty() {
             repo.write_condemned(&Condemned {
                 packs: rest,
-                marked_unix_ns: *marked,
+                marked_unix_ns: r.marked,
                 hostname: opts.hostname.clone(),
+                waits_for: r.waits_for.clone(),
             })?;
         }
-        repo.delete_condemned(rid)?;
+        repo.delete_condemned(&r.id)?;
     }
     repo.sync_index()?;
     Ok(())
 }
 
-fn phase_one(repo: &mut Repository, opts: &PruneOptions, plan: &mut PrunePlan) -> Result<()> {
-    let already: HashSet<PackId> = repo.index.condemned()?.into_iter().flat_map(|r| r.2).collect();
+/// Condemn what is unused now. Returns `true` when it wrote a record and no other client
+/// held a live lock once the record was visible (its packs may go at once).
+fn phase_one(
+    repo: &mut Repository,
+    opts: &PruneOptions,
+    plan: &mut PrunePlan,
+    guard: Option<&lock::LockGuard>,
+    listing: &HashMap<PackId, u64>,
+) -> Result<bool> {
+    let already = repo.index.condemned_packs()?;
+    let damaged: HashSet<PackId> = repo.index.damage()?.into_iter().map(|d| d.0).collect();
     let mut condemn = Vec::new();
     let mut repack = Vec::new();
     for u in repo.index.pack_usage()? {
         if already.contains(&u.id) {
+            continue;
+        }
+        if damaged.contains(&u.id) {
+            // Repacking would fail on the damaged blobs and condemning could drop the only
+            // copy of the intact ones: `repair index` salvages such packs.
+            plan.damaged_packs_kept.push(u.id.to_hex());
             continue;
         }
         if u.live_blobs == 0 {
@@ -345,9 +480,9 @@ fn phase_one(repo: &mut Repository, opts: &PruneOptions, plan: &mut PrunePlan) -
         } else if u.bytes > 0 && (u.bytes - u.live_bytes) as f64 > opts.repack_threshold * u.bytes as f64 {
             let mut without: HashSet<PackId> = already.iter().chain(&condemn).copied().collect();
             without.insert(u.id);
-            if repo.index.live_only_in(&u.id, &without)? == 0 {
-                // Every live blob already has a copy elsewhere (an earlier repack that was
-                // interrupted, or two backups storing the same blob): no copy needed.
+            if repo.index.live_only_in(&u.id, &without)? == 0 && other_copies_intact(repo, &u.id, &without)? {
+                // Every live blob already has an intact copy elsewhere (an earlier repack
+                // that was interrupted, or two backups storing the same blob): no copy needed.
                 plan.condemned_bytes += u.size;
                 plan.condemned_packs.push(u.id.to_hex());
                 condemn.push(u.id);
@@ -359,54 +494,90 @@ fn phase_one(repo: &mut Repository, opts: &PruneOptions, plan: &mut PrunePlan) -
         }
     }
     // Packs that no index delta lists: left by a backup or repack killed before its delta.
-    // Condemned like unused packs; a backup still running holds a lock older than the mark,
-    // and once its delta lists them they are live and get un-condemned.
+    // Condemned like unused packs; a backup still running holds a lock the record waits
+    // for, and once its delta lists them they are live and get un-condemned.
     let indexed: HashSet<PackId> = repo.index.packs()?.into_iter().map(|p| p.0).collect();
-    for (name, size) in repo.backend.list(Dir::Packs)? {
-        if let Some(id) = crate::repo::object_name(&name).map(PackId)
-            && !indexed.contains(&id)
-            && !already.contains(&id)
-        {
-            plan.condemned_bytes += size;
-            plan.condemned_packs.push(id.to_hex());
-            condemn.push(id);
-        }
+    let mut unindexed: Vec<(&PackId, &u64)> = listing
+        .iter()
+        .filter(|(id, _)| !indexed.contains(id) && !already.contains(id))
+        .collect();
+    unindexed.sort();
+    for (id, size) in unindexed {
+        plan.condemned_bytes += size;
+        plan.condemned_packs.push(id.to_hex());
+        condemn.push(*id);
     }
     plan.live_blobs = repo.index.totals()?.0;
     if opts.dry_run || (condemn.is_empty() && repack.is_empty()) {
-        return Ok(());
+        return Ok(false);
     }
+    ensure_valid(guard)?;
     if !repack.is_empty() {
         repack_packs(repo, &repack)?;
         condemn.extend(repack);
     }
-    repo.write_condemned(&Condemned {
+    // The record first, then the locks: a client whose lock is not live now took it after
+    // the record was visible, synced after taking it, and so knows the packs are condemned.
+    // The record is written again naming the clients that were live, and phase two waits
+    // for exactly those.
+    ensure_valid(guard)?;
+    let mut record = Condemned {
         packs: condemn,
         marked_unix_ns: now_unix_ns(),
         hostname: opts.hostname.clone(),
-    })?;
-    Ok(())
+        waits_for: None,
+    };
+    let first = repo.write_condemned(&record)?;
+    let own = guard.map(|g| g.object_id()).or(opts.own_lock);
+    let live: Vec<lock::Surveyed> = lock::survey(repo, guard)?
+        .into_iter()
+        .filter(|s| Some(s.id) != own && !s.stale)
+        .collect();
+    record.waits_for = Some(live.iter().map(|l| l.lock.identity()).collect());
+    plan.waiting_for = live.iter().map(lock::describe).collect();
+    ensure_valid(guard)?;
+    repo.write_condemned(&record)?;
+    repo.delete_condemned(&first)?;
+    Ok(live.is_empty())
+}
+
+/// Does every live blob of `pack` have a copy outside `without` that reads back intact?
+/// Read, not assumed: a copy nobody checked may be damaged, and condemning `pack` would
+/// then leave the damaged copy as the only one.
+fn other_copies_intact(repo: &Repository, pack: &PackId, without: &HashSet<PackId>) -> Result<bool> {
+    for (id, loc) in repo.index.pack_blobs(pack)? {
+        if !repo.index.is_live(&id)? {
+            continue;
+        }
+        let mut ok = false;
+        for (c, damaged, _) in repo.index.copies(&id)? {
+            if damaged || without.contains(&c.pack) {
+                continue;
+            }
+            let read = repo
+                .backend
+                .read_range(&Dir::Packs.path(&c.pack.to_hex()), c.offset, c.length as usize)
+                .and_then(|sealed| open_blob(repo.repo_id(), &repo.keys, &repo.cipher, loc.kind, &id, &sealed));
+            match read {
+                Ok(_) => {
+                    ok = true;
+                    break;
+                }
+                Err(e) if e.is_damage() => repo.note_damage(&c.pack, Some(&id), &e),
+                Err(e) => return Err(e),
+            }
+        }
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Copy the live blobs of `packs` into new packs (verifying each), then index them.
 fn repack_packs(repo: &mut Repository, packs: &[PackId]) -> Result<()> {
-    let target = repo.config.pack_target as usize;
-    let mut writers = [PackWriter::new(), PackWriter::new()];
-    let mut new_packs = Vec::new();
+    let mut sink = PackSink::new(repo);
     let mut copied: HashSet<BlobId> = HashSet::new();
-    let flush = |repo: &Repository, w: PackWriter, out: &mut Vec<IndexPack>| -> Result<()> {
-        if w.is_empty() {
-            return Ok(());
-        }
-        let (id, bytes, entries) = w.finish(repo.repo_id(), &repo.cipher);
-        repo.backend.write_new(&Dir::Packs.path(&id.to_hex()), &bytes)?;
-        out.push(IndexPack {
-            id,
-            size: bytes.len() as u64,
-            blobs: entries,
-        });
-        Ok(())
-    };
     for p in packs {
         let bytes = repo.backend.read(&Dir::Packs.path(&p.to_hex()))?;
         for (id, loc) in repo.index.pack_blobs(p)? {
@@ -421,24 +592,10 @@ fn repack_packs(repo: &mut Repository, packs: &[PackId]) -> Result<()> {
             // Verify before copying: repacking must not spread damage.
             open_blob(repo.repo_id(), &repo.keys, &repo.cipher, loc.kind, &id, sealed)
                 .map_err(|e| Error::corrupt(format!("pack {p}: {e}; run `projectclone check --read-data`")))?;
-            let w = &mut writers[if loc.kind == BlobKind::Data { 0 } else { 1 }];
-            w.add(loc.kind, id, loc.raw_length, sealed);
-            if w.len() >= target {
-                let full = std::mem::take(w);
-                flush(repo, full, &mut new_packs)?;
-            }
+            sink.add(loc.kind, id, loc.raw_length, sealed)?;
         }
     }
-    for w in writers {
-        flush(repo, w, &mut new_packs)?;
-    }
-    if !new_packs.is_empty() {
-        let delta = IndexDelta {
-            packs: new_packs,
-            supersedes: Vec::new(),
-        };
-        let id = repo.write_delta(&delta)?;
-        repo.index.add_deltas(&[(id, delta)])?;
-    }
+    let (new_packs, _) = sink.finish()?;
+    repo.index_packs(new_packs)?;
     Ok(())
 }

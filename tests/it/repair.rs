@@ -48,7 +48,10 @@ fn repair_snapshots_keeps_what_remains_and_check_is_clean_again() {
     assert_eq!(repaired[0]["old"], second.as_str());
     assert_eq!(repaired[0]["dropped"], serde_json::json!(["/b"]));
 
-    let out = env.run(["--json", "repair", "snapshots"]).success().json();
+    let out = env
+        .run(["--json", "repair", "snapshots", "--forget-originals"])
+        .success()
+        .json();
     let new = out["repaired"][0]["new"].as_str().unwrap().to_string();
     assert_ne!(new, second);
     env.run(["check", "--read-data"]).success();
@@ -108,7 +111,10 @@ fn repair_drops_a_lost_file_inside_inline_directories() {
     env.backup([&src]);
     let (second, _) = backup_then_lose_its_data_pack(&env, &src.join("x/y/lost"), random_bytes(5, 300_000));
 
-    let out = env.run(["--json", "repair", "snapshots"]).success().json();
+    let out = env
+        .run(["--json", "repair", "snapshots", "--forget-originals"])
+        .success()
+        .json();
     let r = &out["repaired"][0];
     assert_eq!(r["old"], second.as_str(), "{out}");
     assert_eq!(r["dropped"], serde_json::json!(["/x/y/lost"]));

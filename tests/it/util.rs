@@ -1030,3 +1030,52 @@ pub fn node(name: &[u8], kind: NodeKind) -> Node {
         },
     }
 }
+
+/// Write a lock object as another client would (through the repository's own encoding),
+/// with its fields as given and the store's write time (the file's mtime) `mtime_ns`.
+pub fn forge_lock_at(env: &Env, host: &str, pid: u32, created_ns: i64, refreshed_ns: i64, mtime_ns: i64) -> PathBuf {
+    let f = Forge::open(env);
+    let lock = projectclone::format::Lock {
+        hostname: host.into(),
+        boot_id: "another-boot".into(),
+        pid,
+        pid_start: 12345,
+        exclusive: false,
+        created_unix_ns: created_ns,
+        refreshed_unix_ns: refreshed_ns,
+        purpose: "backup".into(),
+    };
+    let id = *blake3::hash(format!("forged lock {host} {pid} {created_ns} {refreshed_ns}").as_bytes()).as_bytes();
+    let plain = projectclone::format::encode_versioned(1, &lock);
+    let bytes = projectclone::format::seal_object(
+        f.repo.repo_id(),
+        &f.repo.cipher,
+        projectclone::format::Kind::Lock,
+        &id,
+        &plain,
+    );
+    let hex = hex_of(&id);
+    f.repo
+        .backend
+        .write_new(&Dir::Locks.path(&hex), &bytes)
+        .expect("write lock");
+    let path = env.repo().join("locks").join(hex);
+    set_mtime(
+        &path,
+        mtime_ns.div_euclid(1_000_000_000),
+        mtime_ns.rem_euclid(1_000_000_000) as u32,
+    );
+    path
+}
+
+pub fn hex_of(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// This machine's clock, ns since the epoch.
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
+}
