@@ -12,6 +12,7 @@ mod crash;
 mod damage;
 mod dedup;
 mod export;
+mod fuse;
 mod hostile;
 mod prune;
 mod repair;
