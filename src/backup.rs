@@ -805,9 +805,28 @@ impl Walker<'_> {
         }))
     }
 
-    /// Read a regular file through one descriptor: metadata (fstat) and bytes belong to
-    /// the same version of the file.
+    /// Read a regular file. A read that returns fewer bytes than the size `fstat` gave
+    /// means the file changed while read (it shrank), or its file system reports a size
+    /// it does not serve: it is read again from a new `open` and `fstat`, up to
+    /// [`READ_ATTEMPTS`] times, and then reported, never stored shorter than it is.
     fn read_file(&mut self, full: &Path) -> std::io::Result<(FileData, Meta)> {
+        let mut last = String::new();
+        for _ in 0..READ_ATTEMPTS {
+            match self.read_file_once(full)? {
+                FileRead::Done(data, meta) => return Ok((data, meta)),
+                FileRead::Short(what) => last = what,
+            }
+        }
+        Err(std::io::Error::other(format!(
+            "{last}, on each of {READ_ATTEMPTS} tries: the file kept shrinking while it was read, or its \
+             file system reports a size it does not serve; it is left out of this snapshot (back it up \
+             again once it is stable, or exclude it)"
+        )))
+    }
+
+    /// Read a regular file once, through one descriptor: metadata (fstat) and bytes belong
+    /// to the same version of the file.
+    fn read_file_once(&mut self, full: &Path) -> std::io::Result<FileRead> {
         let open = |noatime: bool| {
             let mut flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
             if noatime {
@@ -818,7 +837,7 @@ impl Walker<'_> {
                 .custom_flags(flags.bits() as i32)
                 .open(full)
         };
-        let mut f = match open(true) {
+        let f = match open(true) {
             Ok(f) => f,
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error()) => open(false)?,
             Err(e) => return Err(e),
@@ -830,8 +849,10 @@ impl Walker<'_> {
         let mut meta = meta_from(&md);
         meta.xattrs = crate::meta::read_xattrs_fd(&f)?;
         let size = md.len();
-        // Sparse files: read only the data regions.
-        let regions = if size > 0 && md.blocks() * 512 < size {
+        // Sparse files: read only the data regions. The probe moves the file offset (to
+        // the end of the file where the file system has no holes to show, as on compressed
+        // ZFS or FUSE), so every region below is read from its own offset with `pread`.
+        let mut regions = if size > 0 && md.blocks() * 512 < size {
             data_regions(&f, size)
         } else {
             vec![(0, size)]
@@ -847,15 +868,15 @@ impl Walker<'_> {
         if pos < size {
             holes.push((pos, size - pos));
         }
+        if holes.is_empty() {
+            // No hole found (the scan may still have cut the file where it gave up): dense.
+            regions = vec![(0, size)];
+        }
         let mut chunks = Vec::new();
         let mut total = 0u64;
         let mut buf = std::mem::take(&mut self.buf);
         let res = (|| -> std::io::Result<()> {
             for (i, &(start, len)) in regions.iter().enumerate() {
-                use std::io::Seek;
-                if !holes.is_empty() {
-                    f.seek(std::io::SeekFrom::Start(start))?;
-                }
                 // The last region of a dense file is read to EOF, so a file that grows
                 // while read is captured whole; sparse regions to their recorded length.
                 let limit = if i + 1 == regions.len() && holes.is_empty() {
@@ -865,7 +886,7 @@ impl Walker<'_> {
                 };
                 let chunker = self.chunker.clone();
                 let repo = self.repo;
-                total += chunker.stream(&mut f, limit, &mut buf, |c| {
+                let got = chunker.stream(&mut ReadAt::new(&f, start), limit, &mut buf, |c| {
                     let id = ChunkId(repo.keys.chunk_id(c));
                     chunks.push(ChunkRef {
                         id,
@@ -875,16 +896,32 @@ impl Walker<'_> {
                     self.store(BlobKind::Data, BlobId(id.0), c.to_vec())
                         .map_err(std::io::Error::other)
                 })?;
+                total += got;
+                if got < len {
+                    break; // end of file inside a region: short (checked below)
+                }
             }
             Ok(())
         })();
         self.buf = buf;
         res?;
         let hole_total: u64 = holes.iter().map(|h| h.1).sum();
-        if !holes.is_empty() && total + hole_total != size {
-            return Err(std::io::Error::other(
-                "sparse file changed size while being read; back it up again",
-            ));
+        if total + hole_total < size {
+            let holes_note = if holes.is_empty() { "" } else { " (holes included)" };
+            return Ok(FileRead::Short(format!(
+                "read {} of its {size} bytes{holes_note}",
+                total + hole_total
+            )));
+        }
+        if !holes.is_empty() {
+            // The probe ran after the fstat: a file that shrank in between shows its lost
+            // tail as a hole (no data past the new end), so check the size again.
+            let now = f.metadata()?.len();
+            if now < size {
+                return Ok(FileRead::Short(format!(
+                    "it shrank from {size} to {now} bytes while being read"
+                )));
+            }
         }
         let content = if chunks.len() > CHUNK_LIST_INLINE_MAX {
             let mut pages = Vec::new();
@@ -899,8 +936,8 @@ impl Walker<'_> {
         } else {
             Content::Chunks(chunks)
         };
-        // Re-check size after reading: a file that changed size while read keeps what we read.
-        Ok((
+        // A dense file that grew while read keeps all that was read.
+        Ok(FileRead::Done(
             FileData {
                 size: total + hole_total,
                 holes,
@@ -911,7 +948,57 @@ impl Walker<'_> {
     }
 }
 
-/// Data regions of a sparse file via SEEK_DATA / SEEK_HOLE.
+/// Reads of a file that returns fewer bytes than its size (each from a new `open`).
+const READ_ATTEMPTS: usize = 3;
+
+/// One read of a regular file.
+enum FileRead {
+    Done(FileData, Meta),
+    /// Fewer bytes than the size said; what happened, for the error message.
+    Short(String),
+}
+
+/// Reads a file from an explicit offset (`pread`), whatever its file offset is.
+struct ReadAt<'a> {
+    f: &'a File,
+    pos: u64,
+    /// The file is not seekable: plain `read`s from where `open` left the offset.
+    in_order: bool,
+}
+
+impl<'a> ReadAt<'a> {
+    fn new(f: &'a File, pos: u64) -> Self {
+        ReadAt {
+            f,
+            pos,
+            in_order: false,
+        }
+    }
+}
+
+impl std::io::Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let n = if self.in_order {
+            (&mut &*self.f).read(buf)?
+        } else {
+            match self.f.read_at(buf, self.pos) {
+                // Not seekable (a FUSE file opened with FOPEN_NONSEEKABLE): no `pread`, and
+                // no `lseek` either, so the probe found no holes and moved nothing: the
+                // offset is still at 0, where this one region starts.
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::SPIPE.raw_os_error()) && self.pos == 0 => {
+                    self.in_order = true;
+                    (&mut &*self.f).read(buf)?
+                }
+                r => r?,
+            }
+        };
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// Data regions of a sparse file via SEEK_DATA / SEEK_HOLE (this moves the file offset).
 fn data_regions(f: &File, size: u64) -> Vec<(u64, u64)> {
     use rustix::fs::{SeekFrom, seek};
     let mut out = Vec::new();
@@ -931,7 +1018,17 @@ fn data_regions(f: &File, size: u64) -> Vec<(u64, u64)> {
         if data >= size {
             break;
         }
+        if data < pos {
+            // An answer behind the scan (a broken file system): read the rest whole.
+            out.push((pos, size - pos));
+            break;
+        }
         let hole = seek(f, SeekFrom::Hole(data)).unwrap_or(size).min(size);
+        if hole <= data {
+            // No progress (a broken file system): read the rest whole.
+            out.push((data, size - data));
+            break;
+        }
         out.push((data, hole - data));
         pos = hole;
     }

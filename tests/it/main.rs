@@ -13,6 +13,7 @@ mod damage;
 mod dedup;
 mod export;
 mod findings;
+mod fuse;
 mod hostile;
 mod prune;
 mod repair;
