@@ -1,0 +1,67 @@
+//! Edge cases found by hostile testing (issue 14), one test per finding, each named after
+//! the bug it pins down.
+
+use std::fs;
+use std::path::Path;
+
+use crate::util::*;
+
+/// Finding 15: `init` accepted a directory that was not empty, even one holding an old
+/// repository's keys and packs.
+#[test]
+fn init_refuses_a_directory_that_is_not_empty_or_a_file() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(src.join("f"), b"old data\n");
+    env.backup([&src]);
+    let refused = |dir: &Path, what: &str| {
+        let before = fingerprint(dir);
+        let file_before = fs::read(dir).ok();
+        let out = run(env
+            .cmd_at(dir)
+            .args(["init", "--kdf-memory", "1024", "--kdf-time", "1"]))
+        .code(1);
+        assert!(
+            out.stderr.contains(&dir.display().to_string()) && out.stderr.contains(what),
+            "{}: {}",
+            dir.display(),
+            out.stderr
+        );
+        assert_eq!(fingerprint(dir), before, "init wrote into {}", dir.display());
+        assert_eq!(fs::read(dir).ok(), file_before);
+    };
+    // An old repository whose config was deleted.
+    fs::remove_file(env.repo().join("config")).unwrap();
+    refused(&env.repo(), "not empty");
+    // Any other files.
+    write(env.path("other/notes.txt"), b"mine\n");
+    refused(&env.path("other"), "not empty");
+    fs::create_dir_all(env.path("hidden/.git")).unwrap();
+    refused(&env.path("hidden"), "not empty");
+    // Not a directory.
+    write(env.path("a-file"), b"a file\n");
+    refused(&env.path("a-file"), "not a directory");
+    // The default repository, created by the first backup, likewise.
+    let default = env.path("xdg-data/projectclone/repo");
+    write(default.join("packs/leftover"), b"old pack\n");
+    let out = run(env
+        .bare()
+        .env("PROJECTCLONE_PASSWORD", PASSWORD)
+        .arg("--cache-dir")
+        .arg(env.cache())
+        .arg("backup")
+        .arg(&src))
+    .code(1);
+    assert!(out.stderr.contains("not empty"), "{}", out.stderr);
+    assert_eq!(
+        rel_paths(&default),
+        ["packs", "packs/leftover"].map(String::from).into()
+    );
+    // An empty directory is fine.
+    fs::create_dir(env.path("empty")).unwrap();
+    run(env
+        .cmd_at(&env.path("empty"))
+        .args(["init", "--kdf-memory", "1024", "--kdf-time", "1"]))
+    .success();
+    run(env.cmd_at(&env.path("empty")).arg("snapshots")).success();
+}
