@@ -244,8 +244,11 @@ struct KeepArgs {
 }
 
 impl KeepArgs {
-    fn rules(&self) -> Result<projectclone::prune::policy::KeepRules> {
-        Ok(projectclone::prune::policy::KeepRules {
+    /// The rules given. One that keeps nothing (a count of 0, as a script with an empty
+    /// variable produces, `--keep-within 0d`, `--keep-tag ""`) counts as not given, with a
+    /// warning: it never means "keep nothing".
+    fn rules(&self, cli: &Cli) -> Result<projectclone::prune::policy::KeepRules> {
+        let mut rules = projectclone::prune::policy::KeepRules {
             last: self.keep_last,
             hourly: self.keep_hourly,
             daily: self.keep_daily,
@@ -258,7 +261,22 @@ impl KeepArgs {
                 .as_deref()
                 .map(projectclone::prune::policy::parse_within)
                 .transpose()?,
-        })
+        };
+        for flag in rules.drop_void_rules() {
+            let given = match flag {
+                "--keep-within" => format!("{flag} {}", self.keep_within.as_deref().unwrap_or("")),
+                "--keep-tag" => format!("{flag} \"\""),
+                _ => format!("{flag} 0"),
+            };
+            output::warn(
+                cli,
+                &format!(
+                    "{given} counts as not given: a rule that keeps nothing never means \"keep \
+                     nothing\" (to remove snapshots, name them or give rules that keep some)"
+                ),
+            );
+        }
+        Ok(rules)
     }
 }
 
@@ -730,7 +748,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             for s in snaps {
                 ids.push(repo.resolve_snapshot(s)?.0);
             }
-            let rules = keep.rules()?;
+            let rules = keep.rules(&ctx.cli)?;
             if ids.is_empty() && rules.is_empty() {
                 bail!("forget needs snapshot ids or --keep-* rules");
             }
@@ -745,7 +763,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             run_prune(
                 &ctx,
                 &mut repo,
-                keep.rules()?,
+                keep.rules(&ctx.cli)?,
                 Vec::new(),
                 true,
                 *dry_run,

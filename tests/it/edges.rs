@@ -65,3 +65,67 @@ fn init_refuses_a_directory_that_is_not_empty_or_a_file() {
     .success();
     run(env.cmd_at(&env.path("empty")).arg("snapshots")).success();
 }
+
+/// Finding 6: `--keep-last 0` removed every snapshot.
+#[test]
+fn keep_rules_of_zero_count_as_not_given() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    for i in 0..3 {
+        write(src.join("f.txt"), format!("version {i}\n"));
+        env.backup([&src]);
+    }
+    let warned = |out: &Out, given: &str| {
+        assert!(
+            out.stderr.contains(&format!("warning: {given} counts as not given")),
+            "{given}: warn that it counts as not given: {}",
+            out.stderr
+        );
+    };
+    let mut voids: Vec<Vec<&str>> = [
+        "--keep-last",
+        "--keep-hourly",
+        "--keep-daily",
+        "--keep-weekly",
+        "--keep-monthly",
+        "--keep-yearly",
+    ]
+    .iter()
+    .map(|f| vec![*f, "0"])
+    .collect();
+    for w in ["0d", "0h", "0y0m", "0w"] {
+        voids.push(vec!["--keep-within", w]);
+    }
+    voids.push(vec!["--keep-tag", ""]);
+    for void in &voids {
+        let given = if void[1].is_empty() {
+            format!("{} \"\"", void[0])
+        } else {
+            void.join(" ")
+        };
+        // prune with only a void rule only collects garbage.
+        for dry in [&[][..], &["--dry-run"]] {
+            let out = env.run(["prune"].iter().chain(dry).chain(void)).success();
+            assert_eq!(env.snapshots().len(), 3, "prune {given} {dry:?} forgot snapshots");
+            warned(&out, &given);
+        }
+        // forget with only a void rule has no rule at all.
+        let out = env.run(["forget"].iter().chain(void)).code(1);
+        warned(&out, &given);
+        assert!(
+            out.stderr.contains("forget needs snapshot ids or --keep-* rules"),
+            "{given}: {}",
+            out.stderr
+        );
+        let out = env.run(["forget", "--prune"].iter().chain(void)).code(1);
+        warned(&out, &given);
+        assert_eq!(env.snapshots().len(), 3, "forget {given} forgot snapshots");
+    }
+    // Beside a real rule, a void one changes nothing.
+    let out = env.run(["forget", "--keep-last", "2", "--keep-daily", "0"]).success();
+    warned(&out, "--keep-daily 0");
+    assert_eq!(env.snapshots().len(), 2);
+    // Not a duration at all is still an error.
+    env.run(["forget", "--keep-within", "0"]).code(1);
+    env.run(["check"]).success();
+}
