@@ -324,22 +324,26 @@ fn read_password_file(f: &Path) -> Result<Vec<u8>> {
     Ok(b)
 }
 
+/// The new password of `key add` and `key passwd`: never empty.
 fn new_password(file: &Option<PathBuf>) -> Result<Vec<u8>> {
-    if let Some(f) = file {
-        return read_password_file(f);
-    }
-    if let Some(p) = std::env::var_os("PROJECTCLONE_NEW_PASSWORD") {
+    let (p, from) = if let Some(f) = file {
+        (read_password_file(f)?, format!("in the file {}", f.display()))
+    } else if let Some(p) = std::env::var_os("PROJECTCLONE_NEW_PASSWORD") {
         use std::os::unix::ffi::OsStrExt;
-        return Ok(p.as_bytes().to_vec());
-    }
-    if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+        (p.as_bytes().to_vec(), "in PROJECTCLONE_NEW_PASSWORD".to_string())
+    } else if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
         let p = rpassword::prompt_password("new password: ")?;
         if rpassword::prompt_password("repeat the new password: ")? != p {
             bail!("the passwords do not match");
         }
-        return Ok(p.into_bytes());
+        (p.into_bytes(), "typed at the prompt".to_string())
+    } else {
+        bail!("no new password given: use --new-password-file F or PROJECTCLONE_NEW_PASSWORD")
+    };
+    if p.is_empty() {
+        bail!("the new password {from} is empty: give a non-empty password; no key was added or changed");
     }
-    bail!("no new password given: use --new-password-file F or PROJECTCLONE_NEW_PASSWORD")
+    Ok(p)
 }
 
 pub fn init_logging(cli: &Cli) {
@@ -412,24 +416,24 @@ impl Ctx {
         Ok(dirs.cache_dir().join("projectclone"))
     }
 
-    /// The password from the configured sources, without prompting.
-    fn password_from_sources(&self) -> Result<Option<Vec<u8>>> {
+    /// The password from the configured sources, without prompting, and where it came from.
+    fn password_from_sources(&self) -> Result<Option<(Vec<u8>, String)>> {
         if let Some(f) = self
             .cli
             .password_file
             .clone()
             .or_else(|| self.file.password_file.clone())
         {
-            return Ok(Some(read_password_file(&f)?));
+            return Ok(Some((read_password_file(&f)?, format!("in the file {}", f.display()))));
         }
         if let Some(p) = std::env::var_os("PROJECTCLONE_PASSWORD") {
             use std::os::unix::ffi::OsStrExt;
-            return Ok(Some(p.as_bytes().to_vec()));
+            return Ok(Some((p.as_bytes().to_vec(), "in PROJECTCLONE_PASSWORD".into())));
         }
         Ok(None)
     }
 
-    fn password(&self, confirm: bool) -> Result<Vec<u8>> {
+    fn password(&self, confirm: bool) -> Result<(Vec<u8>, String)> {
         if let Some(p) = self.password_from_sources()? {
             return Ok(p);
         }
@@ -438,12 +442,26 @@ impl Ctx {
             if confirm && rpassword::prompt_password("repeat the password: ")? != p {
                 bail!("the passwords do not match");
             }
-            return Ok(p.into_bytes());
+            return Ok((p.into_bytes(), "typed at the prompt".into()));
         }
         bail!(
             "no password given and no terminal to ask on: use --password-file F, \
              PROJECTCLONE_PASSWORD_FILE or PROJECTCLONE_PASSWORD"
         )
+    }
+
+    /// The password for a new repository: never empty (only `--insecure-no-password` makes
+    /// a repository without one).
+    fn new_repo_password(&self) -> Result<Vec<u8>> {
+        let (p, from) = self.password(true)?;
+        if p.is_empty() {
+            bail!(
+                "the password {from} is empty: a repository needs a non-empty password \
+                 (`init --insecure-no-password` stores the key in clear, for anyone with the \
+                 files to read); nothing was created"
+            );
+        }
+        Ok(p)
     }
 
     fn open(&self) -> Result<Repository> {
@@ -464,8 +482,8 @@ impl Ctx {
             }
         }
         let pw = match pw {
-            Some(p) => p,
-            None => self.password(false)?,
+            Some((p, _)) => p,
+            None => self.password(false)?.0,
         };
         Ok(Repository::open(backend, Some(&pw), &cache)?)
     }
@@ -485,7 +503,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             let pw = if *insecure_no_password {
                 None
             } else {
-                Some(ctx.password(true)?)
+                Some(ctx.new_repo_password()?)
             };
             let opts = InitOptions {
                 kdf: projectclone::crypto::KdfParams {
@@ -528,7 +546,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             let exists = path.join("config").exists();
             let mut _tmp = None;
             let mut repo = if is_default && !exists {
-                let pw = ctx.password(true)?;
+                let pw = ctx.new_repo_password()?;
                 if *dry_run {
                     // Nothing may be created: measure against a throwaway repository.
                     let t = tempfile::tempdir()?;
