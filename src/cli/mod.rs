@@ -487,6 +487,19 @@ impl Ctx {
         };
         Ok(Repository::open(backend, Some(&pw), &cache)?)
     }
+
+    /// Refuse a restore or export target that is, contains or lies inside the repository
+    /// or the cache directory.
+    fn refuse_overlap(&self, what: &str, target: &Path) -> Result<()> {
+        let (repo, _) = self.repo_location()?;
+        let cache = self.cache_dir()?;
+        projectclone::target::refuse_overlap(
+            what,
+            target,
+            &[("the repository", &repo), ("the cache directory", &cache)],
+        )?;
+        Ok(())
+    }
 }
 
 pub fn run(cli: Cli) -> Result<u8> {
@@ -624,6 +637,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             verify,
             dry_run,
         } => {
+            ctx.refuse_overlap("restore target", target)?;
             let mut repo = ctx.open()?;
             let (id, s) = repo.resolve_snapshot(snap)?;
             let _lock = shared_lock(&mut repo, *dry_run, "restore")?;
@@ -649,6 +663,11 @@ pub fn run(cli: Cli) -> Result<u8> {
             keep,
             dry_run,
         } => {
+            for t in [clone, archive, incremental].into_iter().flatten() {
+                if t.as_os_str() != "-" {
+                    ctx.refuse_overlap("export target", t)?;
+                }
+            }
             let mut repo = ctx.open()?;
             let (id, s) = repo.resolve_snapshot(snap)?;
             let _lock = shared_lock(&mut repo, *dry_run, "export")?;

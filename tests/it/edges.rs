@@ -3,9 +3,51 @@
 
 use std::ffi::OsStr;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command as StdCommand;
 
 use crate::util::*;
+
+/// A bind mount of `src` at `dst`, read-only if asked, unmounted on drop. Mounting needs
+/// root with CAP_SYS_ADMIN, which these tests and CI have: without it the test fails
+/// loudly, it is never skipped.
+struct BindMount(PathBuf);
+
+impl BindMount {
+    #[track_caller]
+    fn new(src: &Path, dst: &Path, read_only: bool) -> BindMount {
+        fs::create_dir_all(dst).expect("mount point");
+        let mount = |args: &[&OsStr]| {
+            let out = StdCommand::new("mount").args(args).output().expect("mount runs");
+            assert!(
+                out.status.success(),
+                "mount {args:?} failed (these tests need root with CAP_SYS_ADMIN): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        mount(&["--bind".as_ref(), src.as_os_str(), dst.as_os_str()]);
+        let guard = BindMount(dst.to_path_buf());
+        if read_only {
+            mount(&["-o".as_ref(), "remount,bind,ro".as_ref(), dst.as_os_str()]);
+            // Read-only for root too, which file modes are not.
+            let e = fs::write(dst.join("write-probe"), b"x").expect_err("a read-only mount refuses writes");
+            assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{e}");
+        }
+        guard
+    }
+}
+
+impl Drop for BindMount {
+    fn drop(&mut self) {
+        let ok = StdCommand::new("umount")
+            .arg(&self.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = StdCommand::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}
 
 /// `args` run through `script`, so the binary has a terminal and its prompts read `input`.
 fn typed(env: &Env, input: &str, args: &[&OsStr]) -> Out {
@@ -269,4 +311,103 @@ fn empty_password_is_refused_for_new_repositories_and_keys() {
     }
     assert_eq!(keys(), one, "a key was added or replaced");
     env.run(["snapshots"]).success();
+}
+
+/// Finding 5: `restore latest --target $REPO` replaced the repository's `config`.
+#[test]
+fn restore_or_export_into_the_repository_or_cache_is_refused() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    // Names a repository holds: restored into one, they would replace its objects.
+    write(src.join("config"), b"not a config\n");
+    write(src.join("keys/k"), b"not a key\n");
+    let id = env.backup([&src]);
+    fs::create_dir_all(env.path("links")).unwrap();
+    std::os::unix::fs::symlink(env.repo(), env.path("links/repo")).unwrap();
+    std::os::unix::fs::symlink(env.cache(), env.path("links/cache")).unwrap();
+    // The repository, and the folder holding it, at other paths.
+    let _alias = BindMount::new(&env.repo(), &env.path("alias"), false);
+    let _up = BindMount::new(env.root(), &env.path("up"), false);
+    let repo_before = fingerprint(&env.repo());
+    let cache_before = fingerprint(&env.cache());
+
+    let refused = |args: &[&OsStr], target: &Path| {
+        // (relative targets are relative to the binary's directory, the environment's root)
+        let target = env.root().join(target);
+        let existed = fs::symlink_metadata(&target).is_ok();
+        let out = run(env.cmd().args(args)).code(1);
+        assert!(
+            out.stderr.contains("the repository") || out.stderr.contains("the cache directory"),
+            "{args:?}: name what the target would overwrite: {}",
+            out.stderr
+        );
+        assert!(out.stderr.contains("nothing was written"), "{args:?}: {}", out.stderr);
+        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+        assert_eq!(fingerprint(&env.repo()), repo_before, "{args:?} changed the repository");
+        assert_eq!(fingerprint(&env.cache()), cache_before, "{args:?} changed the cache");
+        if !existed {
+            assert!(
+                fs::symlink_metadata(&target).is_err(),
+                "{args:?} created {}",
+                target.display()
+            );
+        }
+    };
+    let restore = |target: PathBuf| {
+        refused(
+            &[os("restore"), os("latest"), os("--target"), target.as_os_str()],
+            &target,
+        );
+        refused(
+            &[
+                os("restore"),
+                os(&id),
+                os("--dry-run"),
+                os("--target"),
+                target.as_os_str(),
+            ],
+            &target,
+        );
+    };
+    // Is, lies inside (also where nothing exists yet), contains.
+    restore(env.repo());
+    restore(PathBuf::from("repo/../repo"));
+    restore(env.repo().join("packs"));
+    restore(env.repo().join("new/deeper"));
+    restore(env.cache());
+    restore(env.cache().join("new"));
+    restore(env.root().to_path_buf());
+    // Through symlinks and bind mounts.
+    restore(env.path("links/repo"));
+    restore(env.path("links/repo/new"));
+    restore(env.path("links/cache/new"));
+    restore(env.path("alias"));
+    restore(env.path("alias/keys"));
+    restore(env.path("alias/new"));
+    restore(env.path("up"));
+    restore(env.path("up/repo/new"));
+
+    let export = |view: &str, target: PathBuf| {
+        refused(&[os("export"), os("latest"), os(view), target.as_os_str()], &target);
+    };
+    export("--clone", env.repo());
+    export("--clone", env.repo().join("clone"));
+    export("--clone", env.path("alias/clone"));
+    export("--clone", env.cache().join("clone"));
+    export("--clone", env.root().to_path_buf());
+    export("--incremental", env.repo());
+    export("--incremental", env.path("links/repo/inc"));
+    export("--incremental", env.cache());
+    export("--incremental", env.path("up"));
+    export("--archive", env.repo().join("a.tar"));
+    export("--archive", env.path("alias/a.tar.gz"));
+    export("--archive", env.path("links/cache/a.tar.zst"));
+    export("--archive", env.repo().join("new/a.tar"));
+
+    // Beside them is fine, and the repository is whole.
+    let out = env.path("out");
+    env.restore(&id, &out);
+    assert_eq!(fs::read(out.join("config")).unwrap(), b"not a config\n");
+    run(env.cmd().args(["export", "latest", "--archive"]).arg(env.path("a.tar"))).success();
+    env.run(["check", "--read-data"]).success();
 }
