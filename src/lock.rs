@@ -137,7 +137,13 @@ pub fn acquire(repo: &Repository, mode: LockMode, purpose: &str) -> Result<LockG
         lock,
         id: ObjectId([0; 32]),
     };
-    held.write()?;
+    held.write().map_err(|e| match e {
+        Error::Io { path, source } => Error::LockNotWritten {
+            dir: path.parent().map(|d| d.to_path_buf()).unwrap_or(path),
+            source,
+        },
+        e => e,
+    })?;
     let my_id = held.id;
     for (id, other) in list_locks(repo)? {
         if id == my_id {

@@ -63,6 +63,33 @@ impl Cli {
     pub fn chunks_files(&self) -> bool {
         matches!(self.command, Command::Backup { .. } | Command::Import { .. })
     }
+
+    /// Whether this run only reads the repository (and may write outside it). Such a run
+    /// goes on without a lock when the repository is read-only, and with a temporary
+    /// cache when the cache directory cannot be used.
+    fn reads_only(&self) -> bool {
+        match &self.command {
+            Command::Snapshots
+            | Command::Ls { .. }
+            | Command::Diff { .. }
+            | Command::Restore { .. }
+            | Command::Export { .. }
+            | Command::Check { .. }
+            | Command::Stats { .. }
+            | Command::Key { what: KeyCmd::List } => true,
+            Command::Backup { dry_run, .. }
+            | Command::Import { dry_run, .. }
+            | Command::Forget { dry_run, .. }
+            | Command::Prune { dry_run, .. }
+            | Command::Repair {
+                what: RepairCmd::Snapshots { dry_run, .. },
+            } => *dry_run,
+            Command::Init { .. }
+            | Command::Repair { what: RepairCmd::Index }
+            | Command::Unlock
+            | Command::Key { .. } => false,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -488,6 +515,49 @@ impl Ctx {
         Ok(Repository::open(backend, Some(&pw), &cache)?)
     }
 
+    /// Take a lock. When the repository refuses the lock's write (a read-only mount, a
+    /// write-protected disk, another user's folder) a command that only reads goes on
+    /// without one, with a warning; any other fails saying why it needs one.
+    fn lock(&self, repo: &Repository, mode: LockMode, purpose: &str) -> Result<Option<lock::LockGuard>> {
+        match lock::acquire(repo, mode, purpose) {
+            Ok(g) => Ok(Some(g)),
+            Err(e) if e.repository_read_only() && self.cli.reads_only() => {
+                output::warn(
+                    &self.cli,
+                    &format!(
+                        "no lock was taken because the repository {} is read-only ({e}); this command \
+                         only reads it, so it goes on (a prune from another machine meanwhile could \
+                         make it fail)",
+                        repo.backend.location()
+                    ),
+                );
+                Ok(None)
+            }
+            Err(e @ Error::LockNotWritten { .. }) => bail!(
+                "{e}; this command writes to the repository and needs a lock there: make {} \
+                 writable (is it on a read-only mount, a write-protected disk, or another user's \
+                 folder?)",
+                repo.backend.location()
+            ),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A shared lock (none for a dry run), then a re-sync: condemned marks written before
+    /// the lock are visible from here on, since a prune waits only for locks older than its
+    /// mark. Without a lock (a read-only repository) no prune waits for this command, so a
+    /// re-sync would protect nothing.
+    fn shared_lock(&self, repo: &mut Repository, dry_run: bool, purpose: &str) -> Result<Option<lock::LockGuard>> {
+        if dry_run {
+            return Ok(None);
+        }
+        let Some(guard) = self.lock(repo, LockMode::Shared, purpose)? else {
+            return Ok(None);
+        };
+        repo.sync_index()?;
+        Ok(Some(guard))
+    }
+
     /// Refuse a restore or export target that is, contains or lies inside the repository
     /// or the cache directory.
     fn refuse_overlap(&self, what: &str, target: &Path) -> Result<()> {
@@ -585,7 +655,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             } else {
                 ctx.open_at(&path)?
             };
-            let _lock = shared_lock(&mut repo, *dry_run, "backup")?;
+            let _lock = ctx.shared_lock(&mut repo, *dry_run, "backup")?;
             let mut skip = Vec::new();
             for p in [&path, &cache] {
                 if let Ok(c) = std::fs::canonicalize(p) {
@@ -640,7 +710,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             ctx.refuse_overlap("restore target", target)?;
             let mut repo = ctx.open()?;
             let (id, s) = repo.resolve_snapshot(snap)?;
-            let _lock = shared_lock(&mut repo, *dry_run, "restore")?;
+            let _lock = ctx.shared_lock(&mut repo, *dry_run, "restore")?;
             let opts = RestoreOptions {
                 target: target.clone(),
                 includes: includes.clone(),
@@ -670,7 +740,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             }
             let mut repo = ctx.open()?;
             let (id, s) = repo.resolve_snapshot(snap)?;
-            let _lock = shared_lock(&mut repo, *dry_run, "export")?;
+            let _lock = ctx.shared_lock(&mut repo, *dry_run, "export")?;
             let progress = output::progress(&ctx.cli);
             let res = match (clone, archive, incremental) {
                 (_, Some(a), _) if a.as_os_str() == "-" => {
@@ -731,7 +801,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             dry_run,
         } => {
             let mut repo = ctx.open()?;
-            let guard = shared_lock(&mut repo, *dry_run, "import")?;
+            let guard = ctx.shared_lock(&mut repo, *dry_run, "import")?;
             let mut skip = Vec::new();
             for p in [ctx.repo_location()?.0, ctx.cache_dir()?] {
                 if let Ok(c) = std::fs::canonicalize(p) {
@@ -763,7 +833,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             read_data_subset,
         } => {
             let repo = ctx.open()?;
-            let _lock = lock::acquire(&repo, LockMode::Shared, "check")?;
+            let _lock = ctx.lock(&repo, LockMode::Shared, "check")?;
             let subset = if *read_data {
                 Some(projectclone::check::Subset::All)
             } else {
@@ -809,7 +879,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         }
         Command::Repair { what: RepairCmd::Index } => {
             let mut repo = ctx.open()?;
-            let _lock = lock::acquire(&repo, LockMode::Exclusive, "repair")?;
+            let _lock = ctx.lock(&repo, LockMode::Exclusive, "repair")?;
             let recovered = repo.repair_index()?;
             output::repair_index(json, &repo, recovered)?;
             Ok(if repo.damaged.is_empty() { 0 } else { 1 })
@@ -818,7 +888,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             what: RepairCmd::Snapshots { dry_run, keep_original },
         } => {
             let mut repo = ctx.open()?;
-            let _lock = lock::acquire(&repo, LockMode::Exclusive, "repair")?;
+            let _lock = ctx.lock(&repo, LockMode::Exclusive, "repair")?;
             let report = projectclone::repair::repair_snapshots(&mut repo, *dry_run, !*keep_original)?;
             output::repair_snapshots(json, &report);
             Ok(0)
@@ -831,7 +901,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         }
         Command::Key { what } => {
             let repo = ctx.open()?;
-            let _lock = lock::acquire(&repo, LockMode::Exclusive, "key")?;
+            let _lock = ctx.lock(&repo, LockMode::Exclusive, "key")?;
             let kdf = projectclone::crypto::KdfParams::default();
             match what {
                 KeyCmd::List => output::keys(json, &repo.list_keys()?, &repo.key_name),
@@ -868,17 +938,6 @@ pub fn run(cli: Cli) -> Result<u8> {
     }
 }
 
-/// A shared lock (none for a dry run), then a re-sync: condemned marks written before the
-/// lock are visible from here on, since a prune waits only for locks older than its mark.
-fn shared_lock(repo: &mut Repository, dry_run: bool, purpose: &str) -> Result<Option<lock::LockGuard>> {
-    if dry_run {
-        return Ok(None);
-    }
-    let guard = lock::acquire(repo, LockMode::Shared, purpose)?;
-    repo.sync_index()?;
-    Ok(Some(guard))
-}
-
 fn run_prune(
     ctx: &Ctx,
     repo: &mut Repository,
@@ -891,7 +950,7 @@ fn run_prune(
     if !(0.0..=1.0).contains(&repack_threshold) {
         bail!("--repack-threshold {repack_threshold}: give a fraction between 0 and 1");
     }
-    let guard = shared_lock(repo, dry_run, "prune")?;
+    let guard = ctx.shared_lock(repo, dry_run, "prune")?;
     let opts = projectclone::prune::PruneOptions {
         rules,
         forget,

@@ -3,6 +3,7 @@
 
 use std::ffi::OsStr;
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;
 
@@ -410,4 +411,92 @@ fn restore_or_export_into_the_repository_or_cache_is_refused() {
     assert_eq!(fs::read(out.join("config")).unwrap(), b"not a config\n");
     run(env.cmd().args(["export", "latest", "--archive"]).arg(env.path("a.tar"))).success();
     env.run(["check", "--read-data"]).success();
+}
+
+/// Finding 10: a read-only repository could not be restored, checked or exported, because
+/// no lock could be written there.
+#[test]
+fn read_only_repository_is_read_without_a_lock_and_never_written() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(src.join("a.txt"), b"first\n");
+    write(src.join("sub/b.bin"), random_bytes(3, 300_000));
+    let first = env.backup([&src]);
+    write(src.join("a.txt"), b"second\n");
+    let second = env.backup([&src]);
+    let ro = env.path("ro-repo");
+    let _ro = BindMount::new(&env.repo(), &ro, true);
+    let before = fingerprint(&env.repo());
+    let cmd = || env.cmd_at(&ro);
+    let warned = |out: &Out| {
+        assert!(
+            out.stderr.contains("no lock was taken because the repository") && out.stderr.contains("is read-only"),
+            "warn that no lock was taken: {}",
+            out.stderr
+        );
+        assert!(out.stderr.contains("Read-only file system"), "say why: {}", out.stderr);
+    };
+
+    // Commands that only read: a warning where they would lock, and the work done.
+    let target = env.path("restored");
+    warned(&run(cmd().args(["restore", "latest", "--target"]).arg(&target)).success());
+    assert_trees_equal(&src, &target, false);
+    warned(&run(cmd().args(["check", "--read-data"])).success());
+    let clone = env.path("clone");
+    warned(&run(cmd().args(["export", &first, "--clone"]).arg(&clone)).success());
+    assert_eq!(fs::read(clone.join("a.txt")).unwrap(), b"first\n");
+    warned(&run(cmd().args(["export", "latest", "--archive"]).arg(env.path("x.tar.gz"))).success());
+    warned(&run(cmd().args(["export", "latest", "--incremental"]).arg(env.path("inc"))).success());
+    warned(&run(cmd().args(["key", "list"])).success());
+    for args in [
+        vec!["snapshots"],
+        vec!["ls", "latest", "-l"],
+        vec!["diff", &first, &second],
+        vec!["stats"],
+        vec!["stats", "latest"],
+        vec!["restore", "latest", "--dry-run", "--target", "dry"],
+        vec!["forget", &first, "--dry-run"],
+        vec!["prune", "--keep-last", "1", "--dry-run"],
+        vec!["repair", "snapshots", "--dry-run"],
+        vec!["backup", "--dry-run", "src"],
+    ] {
+        run(cmd().args(&args)).success();
+    }
+
+    // Commands that write: an error saying the lock could not be written, and why.
+    let refused = |args: &[&str]| {
+        let out = run(cmd().env("PROJECTCLONE_NEW_PASSWORD", "another").args(args)).code(1);
+        assert!(
+            out.stderr.contains("could not write a lock") && out.stderr.contains("Read-only file system"),
+            "{args:?}: {}",
+            out.stderr
+        );
+        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    };
+    refused(&["backup", "src"]);
+    refused(&["forget", &first]);
+    refused(&["prune"]);
+    refused(&["key", "add"]);
+    refused(&["key", "passwd"]);
+    refused(&["repair", "index"]);
+    refused(&["repair", "snapshots"]);
+    assert_eq!(fingerprint(&env.repo()), before, "the repository changed");
+
+    // Another user's repository (readable, not writable: EACCES) is read the same way.
+    fs::set_permissions(env.root(), fs::Permissions::from_mode(0o755)).unwrap();
+    world_accessible(&env.cache());
+    let mine = env.path("nobody-out");
+    fs::create_dir(&mine).unwrap();
+    fs::set_permissions(&mine, fs::Permissions::from_mode(0o777)).unwrap();
+    let out = run(env
+        .cmd_as_nobody()
+        .args(["restore", "latest", "--target"])
+        .arg(mine.join("out")))
+    .success();
+    assert!(out.stderr.contains("no lock was taken"), "{}", out.stderr);
+    assert!(out.stderr.contains("Permission denied"), "{}", out.stderr);
+    assert_eq!(fs::read(mine.join("out/a.txt")).unwrap(), b"second\n");
+    let out = run(env.cmd_as_nobody().args(["forget", &first])).code(1);
+    assert!(out.stderr.contains("could not write a lock"), "{}", out.stderr);
+    assert_eq!(fingerprint(&env.repo()), before, "the repository changed");
 }
