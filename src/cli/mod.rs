@@ -3,6 +3,7 @@
 
 mod output;
 
+use std::cell::{OnceCell, RefCell};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -417,6 +418,50 @@ fn load_file_config() -> Result<FileConfig> {
 struct Ctx {
     cli: Cli,
     file: FileConfig,
+    /// The cache directory in use, once decided: the configured one, or a temporary one.
+    cache: RefCell<Option<PathBuf>>,
+    /// A temporary cache (for a command that only reads, when the configured cache cannot
+    /// be used); removed when the command ends.
+    temp_cache: OnceCell<tempfile::TempDir>,
+    /// A password typed at the prompt, so that opening again does not ask twice.
+    typed: OnceCell<Vec<u8>>,
+}
+
+/// Can this process keep its cache in `dir`? Creates it if missing. `Err` says why not.
+fn probe_cache(dir: &Path) -> std::result::Result<(), String> {
+    match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => return Err("it is not a directory".into()),
+        Ok(_) => {}
+        // Missing, or below a file: create_dir_all says which.
+        Err(_) => std::fs::create_dir_all(dir).map_err(|e| format!("it cannot be created: {e}"))?,
+    }
+    let probe = dir.join(format!(".write-test-{:016x}", rand::random::<u64>()));
+    match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(format!("cannot write in it: {e}")),
+    }
+}
+
+/// The error for a cache directory that cannot be used: what, where, and what to do.
+fn cache_problem(dir: &Path, why: &str) -> String {
+    format!(
+        "cache directory {}: {why}. The index cache is kept there: make it a directory you can \
+         write to, or choose another with --cache-dir D or PROJECTCLONE_CACHE_DIR (or cache_dir \
+         in config.toml)",
+        dir.display()
+    )
+}
+
+/// Whether an error is about the cache (`cache`, or the SQLite database in it).
+fn is_cache_error(e: &anyhow::Error, cache: &Path) -> bool {
+    match e.downcast_ref::<Error>() {
+        Some(Error::Index { .. }) => true,
+        Some(Error::Io { path, .. }) => path.starts_with(cache),
+        _ => false,
+    }
 }
 
 impl Ctx {
@@ -434,6 +479,7 @@ impl Ctx {
         Ok((dirs.data_dir().join("projectclone").join("repo"), true))
     }
 
+    /// The configured cache directory (it may not exist, or not be usable: see `cache`).
     fn cache_dir(&self) -> Result<PathBuf> {
         if let Some(d) = self.cli.cache_dir.clone().or_else(|| self.file.cache_dir.clone()) {
             return Ok(d);
@@ -441,6 +487,53 @@ impl Ctx {
         let dirs =
             directories::BaseDirs::new().ok_or_else(|| anyhow!("cannot find the home directory; give --cache-dir"))?;
         Ok(dirs.cache_dir().join("projectclone"))
+    }
+
+    /// The cache directory this command uses. The configured one must be a directory this
+    /// process can write in (it is created if missing). When it is not, a command that only
+    /// reads uses a temporary one, removed when it ends, with a warning; any other fails
+    /// with an error naming the directory and how to choose another.
+    fn cache(&self) -> Result<PathBuf> {
+        if let Some(c) = self.cache.borrow().clone() {
+            return Ok(c);
+        }
+        let dir = self.cache_dir()?;
+        let c = match probe_cache(&dir) {
+            Ok(()) => dir,
+            Err(why) => self.temporary_cache(&dir, &why)?,
+        };
+        *self.cache.borrow_mut() = Some(c.clone());
+        Ok(c)
+    }
+
+    /// A temporary cache instead of `dir`, which cannot be used (`why`): only for a
+    /// command that only reads.
+    fn temporary_cache(&self, dir: &Path, why: &str) -> Result<PathBuf> {
+        if !self.cli.reads_only() || self.temp_cache.get().is_some() {
+            bail!(cache_problem(dir, why));
+        }
+        let t = tempfile::Builder::new()
+            .prefix("projectclone-cache-")
+            .tempdir()
+            .with_context(|| {
+                format!(
+                    "{}; and no temporary cache could be made either",
+                    cache_problem(dir, why)
+                )
+            })?;
+        output::warn(
+            &self.cli,
+            &format!(
+                "cache directory {} cannot be used ({why}); this command only reads, so it uses a \
+                 temporary cache, removed when it ends. Set --cache-dir D or PROJECTCLONE_CACHE_DIR \
+                 to a directory you can write to, to keep the cache",
+                dir.display()
+            ),
+        );
+        let p = t.path().to_path_buf();
+        let _ = self.temp_cache.set(t);
+        *self.cache.borrow_mut() = Some(p.clone());
+        Ok(p)
     }
 
     /// The password from the configured sources, without prompting, and where it came from.
@@ -464,11 +557,15 @@ impl Ctx {
         if let Some(p) = self.password_from_sources()? {
             return Ok(p);
         }
+        if let Some(p) = self.typed.get() {
+            return Ok((p.clone(), "typed at the prompt".into()));
+        }
         if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
             let p = rpassword::prompt_password("repository password: ")?;
             if confirm && rpassword::prompt_password("repeat the password: ")? != p {
                 bail!("the passwords do not match");
             }
+            let _ = self.typed.set(p.clone().into_bytes());
             return Ok((p.into_bytes(), "typed at the prompt".into()));
         }
         bail!(
@@ -496,13 +593,25 @@ impl Ctx {
         self.open_at(&path)
     }
 
+    /// Open the repository at `path` with the cache of `cache()`; if that cache fails while
+    /// opening, a command that only reads goes on with a temporary one.
     fn open_at(&self, path: &Path) -> Result<Repository> {
+        let cache = self.cache()?;
+        match self.open_with(path, &cache) {
+            Err(e) if is_cache_error(&e, &cache) && self.temp_cache.get().is_none() => {
+                let tmp = self.temporary_cache(&cache, &format!("{e:#}"))?;
+                self.open_with(path, &tmp)
+            }
+            r => r,
+        }
+    }
+
+    fn open_with(&self, path: &Path, cache: &Path) -> Result<Repository> {
         let backend = Arc::new(LocalBackend::new(path));
-        let cache = self.cache_dir()?;
         let pw = self.password_from_sources()?;
-        if pw.is_none() {
+        if pw.is_none() && self.typed.get().is_none() {
             // A repository created with --insecure-no-password opens without one.
-            match Repository::open(backend.clone(), None, &cache) {
+            match Repository::open(backend.clone(), None, cache) {
                 Ok(r) => return Ok(r),
                 Err(Error::WrongPassword(_)) => {}
                 Err(e) => return Err(e.into()),
@@ -512,7 +621,7 @@ impl Ctx {
             Some((p, _)) => p,
             None => self.password(false)?.0,
         };
-        Ok(Repository::open(backend, Some(&pw), &cache)?)
+        Ok(Repository::open(backend, Some(&pw), cache)?)
     }
 
     /// Take a lock. When the repository refuses the lock's write (a read-only mount, a
@@ -570,11 +679,33 @@ impl Ctx {
         )?;
         Ok(())
     }
+
+    /// An error about the cache, met after it was chosen, gets the cache's advice.
+    fn explain(&self, e: anyhow::Error) -> anyhow::Error {
+        let cache = self.cache.borrow().clone();
+        match cache {
+            Some(c) if self.temp_cache.get().is_none() && is_cache_error(&e, &c) => {
+                anyhow!(cache_problem(&c, &format!("{e:#}")))
+            }
+            _ => e,
+        }
+    }
 }
 
 pub fn run(cli: Cli) -> Result<u8> {
     let file = load_file_config()?;
-    let ctx = Ctx { cli, file };
+    let ctx = Ctx {
+        cli,
+        file,
+        cache: RefCell::new(None),
+        temp_cache: OnceCell::new(),
+        typed: OnceCell::new(),
+    };
+    let res = run_command(&ctx);
+    res.map_err(|e| ctx.explain(e))
+}
+
+fn run_command(ctx: &Ctx) -> Result<u8> {
     let json = ctx.cli.json;
     match &ctx.cli.command {
         Command::Init {
@@ -583,6 +714,8 @@ pub fn run(cli: Cli) -> Result<u8> {
             kdf_time,
         } => {
             let (path, _) = ctx.repo_location()?;
+            // The cache first: nothing may be created before every check passed.
+            let cache = ctx.cache()?;
             let pw = if *insecure_no_password {
                 None
             } else {
@@ -596,12 +729,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                 },
                 ..Default::default()
             };
-            let repo = Repository::init(
-                Arc::new(LocalBackend::new(&path)),
-                pw.as_deref(),
-                &opts,
-                &ctx.cache_dir()?,
-            )?;
+            let repo = Repository::init(Arc::new(LocalBackend::new(&path)), pw.as_deref(), &opts, &cache)?;
             output::init(json, &path, repo.repo_id());
             Ok(0)
         }
@@ -625,7 +753,6 @@ pub fn run(cli: Cli) -> Result<u8> {
                     bail!("{}: no such file or directory; nothing was backed up", p.display());
                 }
             }
-            let cache = ctx.cache_dir()?;
             let exists = path.join("config").exists();
             let mut _tmp = None;
             let mut repo = if is_default && !exists {
@@ -642,6 +769,8 @@ pub fn run(cli: Cli) -> Result<u8> {
                     _tmp = Some(t);
                     r
                 } else {
+                    // The cache first: nothing may be created before every check passed.
+                    let cache = ctx.cache()?;
                     if !ctx.cli.quiet {
                         eprintln!("creating repository {}", path.display());
                     }
@@ -657,7 +786,11 @@ pub fn run(cli: Cli) -> Result<u8> {
             };
             let _lock = ctx.shared_lock(&mut repo, *dry_run, "backup")?;
             let mut skip = Vec::new();
-            for p in [&path, &cache] {
+            let in_use = ctx.cache.borrow().clone();
+            for p in [Some(path.clone()), Some(ctx.cache_dir()?), in_use]
+                .into_iter()
+                .flatten()
+            {
                 if let Ok(c) = std::fs::canonicalize(p) {
                     skip.push(c);
                 }
@@ -859,7 +992,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             if ids.is_empty() && rules.is_empty() {
                 bail!("forget needs snapshot ids or --keep-* rules");
             }
-            run_prune(&ctx, &mut repo, rules, ids, *prune, *dry_run, *repack_threshold)
+            run_prune(ctx, &mut repo, rules, ids, *prune, *dry_run, *repack_threshold)
         }
         Command::Prune {
             keep,
@@ -868,7 +1001,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         } => {
             let mut repo = ctx.open()?;
             run_prune(
-                &ctx,
+                ctx,
                 &mut repo,
                 keep.rules(&ctx.cli)?,
                 Vec::new(),

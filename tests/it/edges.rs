@@ -500,3 +500,118 @@ fn read_only_repository_is_read_without_a_lock_and_never_written() {
     assert!(out.stderr.contains("could not write a lock"), "{}", out.stderr);
     assert_eq!(fingerprint(&env.repo()), before, "the repository changed");
 }
+
+/// Finding 14: an unusable cache directory made every command fail with a bare OS error.
+#[test]
+fn unusable_cache_directory_is_named_and_read_only_commands_use_a_temporary_one() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(src.join("a.txt"), b"cached or not\n");
+    env.backup([&src]);
+    fs::set_permissions(env.root(), fs::Permissions::from_mode(0o755)).unwrap();
+    let tmp = env.path("tmp");
+    fs::create_dir(&tmp).unwrap();
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777)).unwrap();
+    let a_file = env.path("a-file");
+    write(&a_file, b"not a directory\n");
+
+    // The binary for a repository, with the bad cache: as root with the cache in
+    // PROJECTCLONE_CACHE_DIR, or as nobody with --cache-dir.
+    type Runner<'a> = Box<dyn Fn(&Path) -> assert_cmd::Command + 'a>;
+    let env = &env;
+    let with_cache = |dir: PathBuf| -> Runner {
+        Box::new(move |repo| {
+            let mut c = env.bare();
+            c.env("PROJECTCLONE_PASSWORD", PASSWORD)
+                .env("PROJECTCLONE_CACHE_DIR", &dir)
+                .arg("-r")
+                .arg(repo);
+            c
+        })
+    };
+    let as_nobody: Runner = Box::new(|repo| {
+        let mut c = assert_cmd::Command::new("setpriv");
+        for v in [
+            "PROJECTCLONE_REPO",
+            "PROJECTCLONE_PASSWORD_FILE",
+            "PROJECTCLONE_CACHE_DIR",
+        ] {
+            c.env_remove(v);
+        }
+        c.env("HOME", env.path("home"))
+            .env("XDG_CONFIG_HOME", env.path("xdg-config"))
+            .env("PROJECTCLONE_PASSWORD", PASSWORD)
+            .current_dir(env.root())
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(bin_path())
+            .arg("-r")
+            .arg(repo)
+            .arg("--cache-dir")
+            .arg(env.cache());
+        c
+    });
+    let snapshots = || files_under(&env.repo().join("snapshots")).len();
+    let check_case = |name: &str, runner: &Runner, cache: &Path, why: &str| {
+        let cmd = |repo: &Path| {
+            let mut c = runner(repo);
+            c.env("TMPDIR", &tmp);
+            c
+        };
+        let out_dir = env.path(format!("out-{name}"));
+        fs::create_dir(&out_dir).unwrap();
+        fs::set_permissions(&out_dir, fs::Permissions::from_mode(0o777)).unwrap();
+        for args in [
+            vec![os("snapshots")],
+            vec![os("ls"), os("latest")],
+            vec![os("check")],
+            vec![
+                os("restore"),
+                os("latest"),
+                os("--target"),
+                out_dir.join("out").as_os_str(),
+            ],
+        ] {
+            let out = run(cmd(&env.repo()).args(&args)).success();
+            assert!(
+                out.stderr.contains(&format!("cache directory {}", cache.display()))
+                    && out.stderr.contains("temporary cache")
+                    && out.stderr.contains(why),
+                "{name} {args:?}: warn, naming the cache directory and why: {}",
+                out.stderr
+            );
+            assert!(
+                fs::read_dir(&tmp).unwrap().next().is_none(),
+                "{name} {args:?}: the temporary cache is left behind"
+            );
+        }
+        assert_eq!(fs::read(out_dir.join("out/a.txt")).unwrap(), b"cached or not\n");
+        let snaps = snapshots();
+        let out = run(cmd(&env.repo()).arg("backup").arg(&src)).code(1);
+        for needed in [
+            format!("cache directory {}", cache.display()),
+            why.to_string(),
+            "--cache-dir".into(),
+            "PROJECTCLONE_CACHE_DIR".into(),
+        ] {
+            assert!(
+                out.stderr.contains(&needed),
+                "{name} backup: say {needed:?}: {}",
+                out.stderr
+            );
+        }
+        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+        assert_eq!(snapshots(), snaps);
+        // init fails before it creates anything.
+        let fresh = env.path(format!("fresh-{name}"));
+        let out = run(cmd(&fresh).arg("init")).code(1);
+        assert!(out.stderr.contains("--cache-dir"), "{name} init: {}", out.stderr);
+        assert!(!fresh.exists(), "{name}: init created {}", fresh.display());
+    };
+    // The cache directory is a file; its parent is a file; not writable; parent not creatable.
+    check_case("file", &with_cache(a_file.clone()), &a_file, "not a directory");
+    let under = a_file.join("sub/cache");
+    check_case("under-a-file", &with_cache(under.clone()), &under, "cannot be created");
+    check_case("not-writable", &as_nobody, &env.cache(), "Permission denied");
+    fs::remove_dir_all(env.cache()).unwrap();
+    check_case("not-creatable", &as_nobody, &env.cache(), "cannot be created");
+}
