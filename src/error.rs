@@ -32,6 +32,13 @@ pub enum Error {
         "repository is locked by {0}; wait for it to finish. If its holder is gone, `projectclone unlock` removes the lock once it is stale (at once on its own host when the process has exited); `projectclone unlock --remove-all` removes it now"
     )]
     Locked(String),
+    /// A lock object could not be written into `dir` (the repository's `locks/`).
+    #[error("could not write a lock in {dir}: {source}")]
+    LockNotWritten {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("index cache {path}: {source}")]
     Index {
         path: PathBuf,
@@ -69,6 +76,19 @@ impl Error {
             }
             _ => false,
         }
+    }
+
+    /// A lock could not be written because the repository refuses writes: a read-only
+    /// file system (EROFS) or no permission to write there (EACCES, EPERM: a repository
+    /// of another user, an immutable folder).
+    pub fn repository_read_only(&self) -> bool {
+        let Error::LockNotWritten { source, .. } = self else {
+            return false;
+        };
+        matches!(
+            source.raw_os_error(),
+            Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EPERM)
+        )
     }
 }
 

@@ -14,6 +14,7 @@
 //! - [`backup`], [`restore`], [`check`], [`inspect`], [`prune`]: the commands' logic.
 //! - [`export`]: the folder copy, tar archive and incremental hard-link views of a snapshot;
 //!   [`import`](mod@import): the older Python tool's backups brought in as snapshots.
+//!   [`target`]: keeps restore and export targets out of the repository and the cache.
 //!
 //! Dependency direction: commands → repo → pack/index/blob → format/crypto/chunker/compress → id;
 //! `backend` imports only the error type.
@@ -54,6 +55,7 @@ pub mod prune;
 pub mod repair;
 pub mod repo;
 pub mod restore;
+pub mod target;
 
 pub use error::{Error, Result};
 pub use id::{ChunkId, PackId, SnapshotId, TreeId};

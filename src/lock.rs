@@ -297,7 +297,13 @@ impl Held {
 
 pub fn acquire(repo: &Repository, mode: LockMode, purpose: &str) -> Result<LockGuard> {
     let mut held = Held::new(repo, mode, purpose);
-    held.write()?;
+    held.write().map_err(|e| match e {
+        Error::Io { path, source } => Error::LockNotWritten {
+            dir: path.parent().map(|d| d.to_path_buf()).unwrap_or(path),
+            source,
+        },
+        e => e,
+    })?;
     let my_id = held.id;
     for other in survey_with(repo, Some(my_id))? {
         if other.id == my_id {

@@ -89,6 +89,19 @@ pub fn make_key_file(repo_id: &[u8; 32], keys: &Keys, password: Option<&[u8]>, k
     }))
 }
 
+/// An empty password protects nothing: only `None` (the explicit insecure mode) may
+/// create a key without one.
+fn refuse_empty_password(password: Option<&[u8]>) -> Result<()> {
+    if password.is_some_and(|p| p.is_empty()) {
+        return Err(Error::Invalid(
+            "the password is empty: give a non-empty password (a key without one is made only by \
+             `init --insecure-no-password`)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Try to unwrap a key file; `Ok(None)` when the password does not fit.
 pub fn unwrap_key_file(repo_id: &[u8; 32], bytes: &[u8], password: Option<&[u8]>) -> Result<Option<Keys>> {
     let kf = format::decode_key_file(bytes)?;
@@ -137,6 +150,7 @@ impl Repository {
         if backend.exists("config")? {
             return Err(Error::AlreadyExists(backend.location()));
         }
+        refuse_empty_password(password)?;
         opts.chunker.validate()?;
         // Checked before anything is written: open would refuse this config.
         if let Some(t) = opts.pack_target.filter(|t| !format::PACK_TARGET_RANGE.contains(t)) {
@@ -236,6 +250,7 @@ impl Repository {
 
     /// Add a key file for another password (or replace ours: add, then `remove_key`).
     pub fn add_key(&self, password: &[u8], kdf: KdfParams) -> Result<String> {
+        refuse_empty_password(Some(password))?;
         let kf = make_key_file(self.repo_id(), &self.keys, Some(password), kdf)?;
         let name = blake3::hash(&kf).to_hex().to_string();
         self.backend.write_new(&Dir::Keys.path(&name), &kf)?;
@@ -841,6 +856,42 @@ fn not_indexed(id: &BlobId) -> Error {
 mod tests {
     use super::*;
     use crate::backend::local::LocalBackend;
+
+    /// An empty password creates no repository and no key; `None` (insecure) still does.
+    #[test]
+    fn empty_password_makes_no_repository_and_no_key() {
+        let t = tempfile::tempdir().unwrap();
+        let cache = t.path().join("cache");
+        let dir = t.path().join("r");
+        let res = Repository::init(
+            Arc::new(LocalBackend::new(&dir)),
+            Some(b""),
+            &test_init_options(),
+            &cache,
+        );
+        assert!(matches!(res, Err(Error::Invalid(_))));
+        assert!(!dir.exists(), "nothing written");
+        let repo = Repository::init(
+            Arc::new(LocalBackend::new(&dir)),
+            Some(b"pw"),
+            &test_init_options(),
+            &cache,
+        )
+        .unwrap();
+        assert!(matches!(
+            repo.add_key(b"", test_init_options().kdf),
+            Err(Error::Invalid(_))
+        ));
+        assert_eq!(repo.list_keys().unwrap().len(), 1);
+        let insecure = t.path().join("insecure");
+        Repository::init(
+            Arc::new(LocalBackend::new(&insecure)),
+            None,
+            &test_init_options(),
+            &cache,
+        )
+        .unwrap();
+    }
 
     /// A pack target that `open` would refuse is refused by `init`, before anything is
     /// written; the bounds themselves are accepted.

@@ -201,12 +201,45 @@ impl Backend for LocalBackend {
         let p = self.full(path);
         match fs::symlink_metadata(&p) {
             Ok(_) => Ok(true),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            // A file where a folder should be: nothing can exist below it.
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => Ok(false),
             Err(e) => Err(Error::io(p, e)),
         }
     }
 
     fn create(&self) -> Result<()> {
+        // A new repository gets a folder of its own: never one holding other files, nor
+        // the remains of an old repository (whose keys and packs would mix with the new).
+        match fs::metadata(&self.root) {
+            Ok(m) if m.is_dir() => {
+                let mut names: Vec<String> = fs::read_dir(&self.root)
+                    .at(&self.root)?
+                    .take(4)
+                    .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+                    .collect::<std::io::Result<_>>()
+                    .at(&self.root)?;
+                if !names.is_empty() {
+                    names.sort();
+                    if names.len() > 3 {
+                        names[3] = "…".into();
+                    }
+                    return Err(Error::Invalid(format!(
+                        "{} is not empty (it holds {}): a new repository needs a new or empty \
+                         directory; choose another path",
+                        self.root.display(),
+                        names.join(", ")
+                    )));
+                }
+            }
+            Ok(_) => {
+                return Err(Error::Invalid(format!(
+                    "{} exists and is not a directory: a new repository needs a new or empty directory",
+                    self.root.display()
+                )));
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&self.root, e)),
+        }
         fs::create_dir_all(&self.root).at(&self.root)?;
         for d in Dir::ALL {
             let p = self.root.join(d.name());
@@ -223,6 +256,22 @@ impl Backend for LocalBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `create` takes a new or empty directory, and refuses anything else untouched.
+    #[test]
+    fn create_needs_a_new_or_empty_directory() {
+        let t = tempfile::tempdir().unwrap();
+        LocalBackend::new(t.path().join("new")).create().unwrap();
+        fs::create_dir(t.path().join("empty")).unwrap();
+        LocalBackend::new(t.path().join("empty")).create().unwrap();
+        fs::create_dir_all(t.path().join("old/keys")).unwrap();
+        let e = LocalBackend::new(t.path().join("old")).create().unwrap_err();
+        assert!(e.to_string().contains("not empty"), "{e}");
+        assert!(!t.path().join("old/packs").exists());
+        fs::write(t.path().join("file"), b"x").unwrap();
+        let e = LocalBackend::new(t.path().join("file")).create().unwrap_err();
+        assert!(e.to_string().contains("not a directory"), "{e}");
+    }
 
     #[test]
     fn conformance() {

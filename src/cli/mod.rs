@@ -3,6 +3,7 @@
 
 mod output;
 
+use std::cell::{OnceCell, RefCell};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -62,6 +63,30 @@ impl Cli {
     /// allocator is tuned differently for it).
     pub fn chunks_files(&self) -> bool {
         matches!(self.command, Command::Backup { .. } | Command::Import { .. })
+    }
+
+    /// Whether this run only reads the repository (and may write outside it). Such a run
+    /// goes on without a lock when the repository is read-only, and with a temporary
+    /// cache when the cache directory cannot be used.
+    fn reads_only(&self) -> bool {
+        match &self.command {
+            Command::Snapshots
+            | Command::Ls { .. }
+            | Command::Diff { .. }
+            | Command::Restore { .. }
+            | Command::Export { .. }
+            | Command::Check { .. }
+            | Command::Stats { .. }
+            | Command::Key { what: KeyCmd::List } => true,
+            Command::Backup { dry_run, .. }
+            | Command::Import { dry_run, .. }
+            | Command::Forget { dry_run, .. }
+            | Command::Prune { dry_run, .. }
+            | Command::Repair {
+                what: RepairCmd::Snapshots { dry_run, .. } | RepairCmd::Index { dry_run },
+            } => *dry_run,
+            Command::Init { .. } | Command::Unlock { .. } | Command::Key { .. } => false,
+        }
     }
 }
 
@@ -249,8 +274,11 @@ struct KeepArgs {
 }
 
 impl KeepArgs {
-    fn rules(&self) -> Result<projectclone::prune::policy::KeepRules> {
-        Ok(projectclone::prune::policy::KeepRules {
+    /// The rules given. One that keeps nothing (a count of 0, as a script with an empty
+    /// variable produces, `--keep-within 0d`, `--keep-tag ""`) counts as not given, with a
+    /// warning: it never means "keep nothing".
+    fn rules(&self, cli: &Cli) -> Result<projectclone::prune::policy::KeepRules> {
+        let mut rules = projectclone::prune::policy::KeepRules {
             last: self.keep_last,
             hourly: self.keep_hourly,
             daily: self.keep_daily,
@@ -263,7 +291,22 @@ impl KeepArgs {
                 .as_deref()
                 .map(projectclone::prune::policy::parse_within)
                 .transpose()?,
-        })
+        };
+        for flag in rules.drop_void_rules() {
+            let given = match flag {
+                "--keep-within" => format!("{flag} {}", self.keep_within.as_deref().unwrap_or("")),
+                "--keep-tag" => format!("{flag} \"\""),
+                _ => format!("{flag} 0"),
+            };
+            output::warn(
+                cli,
+                &format!(
+                    "{given} counts as not given: a rule that keeps nothing never means \"keep \
+                     nothing\" (to remove snapshots, name them or give rules that keep some)"
+                ),
+            );
+        }
+        Ok(rules)
     }
 }
 
@@ -323,22 +366,26 @@ fn read_password_file(f: &Path) -> Result<Vec<u8>> {
     Ok(b)
 }
 
+/// The new password of `key add` and `key passwd`: never empty.
 fn new_password(file: &Option<PathBuf>) -> Result<Vec<u8>> {
-    if let Some(f) = file {
-        return read_password_file(f);
-    }
-    if let Some(p) = std::env::var_os("PROJECTCLONE_NEW_PASSWORD") {
+    let (p, from) = if let Some(f) = file {
+        (read_password_file(f)?, format!("in the file {}", f.display()))
+    } else if let Some(p) = std::env::var_os("PROJECTCLONE_NEW_PASSWORD") {
         use std::os::unix::ffi::OsStrExt;
-        return Ok(p.as_bytes().to_vec());
-    }
-    if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+        (p.as_bytes().to_vec(), "in PROJECTCLONE_NEW_PASSWORD".to_string())
+    } else if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
         let p = rpassword::prompt_password("new password: ")?;
         if rpassword::prompt_password("repeat the new password: ")? != p {
             bail!("the passwords do not match");
         }
-        return Ok(p.into_bytes());
+        (p.into_bytes(), "typed at the prompt".to_string())
+    } else {
+        bail!("no new password given: use --new-password-file F or PROJECTCLONE_NEW_PASSWORD")
+    };
+    if p.is_empty() {
+        bail!("the new password {from} is empty: give a non-empty password; no key was added or changed");
     }
-    bail!("no new password given: use --new-password-file F or PROJECTCLONE_NEW_PASSWORD")
+    Ok(p)
 }
 
 pub fn init_logging(cli: &Cli) {
@@ -385,6 +432,50 @@ fn load_file_config() -> Result<FileConfig> {
 struct Ctx {
     cli: Cli,
     file: FileConfig,
+    /// The cache directory in use, once decided: the configured one, or a temporary one.
+    cache: RefCell<Option<PathBuf>>,
+    /// A temporary cache (for a command that only reads, when the configured cache cannot
+    /// be used); removed when the command ends.
+    temp_cache: OnceCell<tempfile::TempDir>,
+    /// A password typed at the prompt, so that opening again does not ask twice.
+    typed: OnceCell<Vec<u8>>,
+}
+
+/// Can this process keep its cache in `dir`? Creates it if missing. `Err` says why not.
+fn probe_cache(dir: &Path) -> std::result::Result<(), String> {
+    match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => return Err("it is not a directory".into()),
+        Ok(_) => {}
+        // Missing, or below a file: create_dir_all says which.
+        Err(_) => std::fs::create_dir_all(dir).map_err(|e| format!("it cannot be created: {e}"))?,
+    }
+    let probe = dir.join(format!(".write-test-{:016x}", rand::random::<u64>()));
+    match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(format!("cannot write in it: {e}")),
+    }
+}
+
+/// The error for a cache directory that cannot be used: what, where, and what to do.
+fn cache_problem(dir: &Path, why: &str) -> String {
+    format!(
+        "cache directory {}: {why}. The index cache is kept there: make it a directory you can \
+         write to, or choose another with --cache-dir D or PROJECTCLONE_CACHE_DIR (or cache_dir \
+         in config.toml)",
+        dir.display()
+    )
+}
+
+/// Whether an error is about the cache (`cache`, or the SQLite database in it).
+fn is_cache_error(e: &anyhow::Error, cache: &Path) -> bool {
+    match e.downcast_ref::<Error>() {
+        Some(Error::Index { .. }) => true,
+        Some(Error::Io { path, .. }) => path.starts_with(cache),
+        _ => false,
+    }
 }
 
 impl Ctx {
@@ -402,6 +493,7 @@ impl Ctx {
         Ok((dirs.data_dir().join("projectclone").join("repo"), true))
     }
 
+    /// The configured cache directory (it may not exist, or not be usable: see `cache`).
     fn cache_dir(&self) -> Result<PathBuf> {
         if let Some(d) = self.cli.cache_dir.clone().or_else(|| self.file.cache_dir.clone()) {
             return Ok(d);
@@ -411,33 +503,84 @@ impl Ctx {
         Ok(dirs.cache_dir().join("projectclone"))
     }
 
-    /// The password from the configured sources, without prompting.
-    fn password_from_sources(&self) -> Result<Option<Vec<u8>>> {
+    /// The cache directory this command uses. The configured one must be a directory this
+    /// process can write in (it is created if missing). When it is not, a command that only
+    /// reads uses a temporary one, removed when it ends, with a warning; any other fails
+    /// with an error naming the directory and how to choose another.
+    fn cache(&self) -> Result<PathBuf> {
+        if let Some(c) = self.cache.borrow().clone() {
+            return Ok(c);
+        }
+        let dir = self.cache_dir()?;
+        let c = match probe_cache(&dir) {
+            Ok(()) => dir,
+            Err(why) => self.temporary_cache(&dir, &why)?,
+        };
+        *self.cache.borrow_mut() = Some(c.clone());
+        Ok(c)
+    }
+
+    /// A temporary cache instead of `dir`, which cannot be used (`why`): only for a
+    /// command that only reads.
+    fn temporary_cache(&self, dir: &Path, why: &str) -> Result<PathBuf> {
+        if !self.cli.reads_only() || self.temp_cache.get().is_some() {
+            bail!(cache_problem(dir, why));
+        }
+        let t = tempfile::Builder::new()
+            .prefix("projectclone-cache-")
+            .tempdir()
+            .with_context(|| {
+                format!(
+                    "{}; and no temporary cache could be made either",
+                    cache_problem(dir, why)
+                )
+            })?;
+        output::warn(
+            &self.cli,
+            &format!(
+                "cache directory {} cannot be used ({why}); this command only reads, so it uses a \
+                 temporary cache, removed when it ends. Set --cache-dir D or PROJECTCLONE_CACHE_DIR \
+                 to a directory you can write to, to keep the cache",
+                dir.display()
+            ),
+        );
+        let p = t.path().to_path_buf();
+        let _ = self.temp_cache.set(t);
+        *self.cache.borrow_mut() = Some(p.clone());
+        Ok(p)
+    }
+
+    /// The password from the configured sources, without prompting, and where it came from.
+    fn password_from_sources(&self) -> Result<Option<(Vec<u8>, String)>> {
         if let Some(f) = self
             .cli
             .password_file
             .clone()
             .or_else(|| self.file.password_file.clone())
         {
-            return Ok(Some(read_password_file(&f)?));
+            return Ok(Some((read_password_file(&f)?, format!("in the file {}", f.display()))));
         }
         if let Some(p) = std::env::var_os("PROJECTCLONE_PASSWORD") {
             use std::os::unix::ffi::OsStrExt;
-            return Ok(Some(p.as_bytes().to_vec()));
+            return Ok(Some((p.as_bytes().to_vec(), "in PROJECTCLONE_PASSWORD".into())));
         }
         Ok(None)
     }
 
-    fn password(&self, confirm: bool) -> Result<Vec<u8>> {
+    fn password(&self, confirm: bool) -> Result<(Vec<u8>, String)> {
         if let Some(p) = self.password_from_sources()? {
             return Ok(p);
+        }
+        if let Some(p) = self.typed.get() {
+            return Ok((p.clone(), "typed at the prompt".into()));
         }
         if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
             let p = rpassword::prompt_password("repository password: ")?;
             if confirm && rpassword::prompt_password("repeat the password: ")? != p {
                 bail!("the passwords do not match");
             }
-            return Ok(p.into_bytes());
+            let _ = self.typed.set(p.clone().into_bytes());
+            return Ok((p.into_bytes(), "typed at the prompt".into()));
         }
         bail!(
             "no password given and no terminal to ask on: use --password-file F, \
@@ -445,34 +588,138 @@ impl Ctx {
         )
     }
 
+    /// The password for a new repository: never empty (only `--insecure-no-password` makes
+    /// a repository without one).
+    fn new_repo_password(&self) -> Result<Vec<u8>> {
+        let (p, from) = self.password(true)?;
+        if p.is_empty() {
+            bail!(
+                "the password {from} is empty: a repository needs a non-empty password \
+                 (`init --insecure-no-password` stores the key in clear, for anyone with the \
+                 files to read); nothing was created"
+            );
+        }
+        Ok(p)
+    }
+
     fn open(&self) -> Result<Repository> {
         let (path, _) = self.repo_location()?;
         self.open_at(&path)
     }
 
+    /// Open the repository at `path` with the cache of `cache()`; if that cache fails while
+    /// opening, a command that only reads goes on with a temporary one.
     fn open_at(&self, path: &Path) -> Result<Repository> {
+        let cache = self.cache()?;
+        match self.open_with(path, &cache) {
+            Err(e) if is_cache_error(&e, &cache) && self.temp_cache.get().is_none() => {
+                let tmp = self.temporary_cache(&cache, &format!("{e:#}"))?;
+                self.open_with(path, &tmp)
+            }
+            r => r,
+        }
+    }
+
+    fn open_with(&self, path: &Path, cache: &Path) -> Result<Repository> {
         let backend = Arc::new(LocalBackend::new(path));
-        let cache = self.cache_dir()?;
         let pw = self.password_from_sources()?;
-        if pw.is_none() {
+        if pw.is_none() && self.typed.get().is_none() {
             // A repository created with --insecure-no-password opens without one.
-            match Repository::open(backend.clone(), None, &cache) {
+            match Repository::open(backend.clone(), None, cache) {
                 Ok(r) => return Ok(r),
                 Err(Error::WrongPassword(_)) => {}
                 Err(e) => return Err(e.into()),
             }
         }
         let pw = match pw {
-            Some(p) => p,
-            None => self.password(false)?,
+            Some((p, _)) => p,
+            None => self.password(false)?.0,
         };
-        Ok(Repository::open(backend, Some(&pw), &cache)?)
+        Ok(Repository::open(backend, Some(&pw), cache)?)
+    }
+
+    /// Take a lock. When the repository refuses the lock's write (a read-only mount, a
+    /// write-protected disk, another user's folder) a command that only reads goes on
+    /// without one, with a warning; any other fails saying why it needs one.
+    fn lock(&self, repo: &Repository, mode: LockMode, purpose: &str) -> Result<Option<lock::LockGuard>> {
+        match lock::acquire(repo, mode, purpose) {
+            Ok(g) => Ok(Some(g)),
+            Err(e) if e.repository_read_only() && self.cli.reads_only() => {
+                output::warn(
+                    &self.cli,
+                    &format!(
+                        "no lock was taken because the repository {} is read-only ({e}); this command \
+                         only reads it, so it goes on (a prune from another machine meanwhile could \
+                         make it fail)",
+                        repo.backend.location()
+                    ),
+                );
+                Ok(None)
+            }
+            Err(e @ Error::LockNotWritten { .. }) => bail!(
+                "{e}; this command writes to the repository and needs a lock there: make {} \
+                 writable (is it on a read-only mount, a write-protected disk, or another user's \
+                 folder?)",
+                repo.backend.location()
+            ),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A shared lock (none for a dry run), then a re-sync: condemned marks written before
+    /// the lock are visible from here on, since a prune waits only for locks older than its
+    /// mark. Without a lock (a read-only repository) no prune waits for this command, so a
+    /// re-sync would protect nothing.
+    fn shared_lock(&self, repo: &mut Repository, dry_run: bool, purpose: &str) -> Result<Option<lock::LockGuard>> {
+        if dry_run {
+            return Ok(None);
+        }
+        let Some(guard) = self.lock(repo, LockMode::Shared, purpose)? else {
+            return Ok(None);
+        };
+        repo.sync_index()?;
+        Ok(Some(guard))
+    }
+
+    /// Refuse a restore or export target that is, contains or lies inside the repository
+    /// or the cache directory.
+    fn refuse_overlap(&self, what: &str, target: &Path) -> Result<()> {
+        let (repo, _) = self.repo_location()?;
+        let cache = self.cache_dir()?;
+        projectclone::target::refuse_overlap(
+            what,
+            target,
+            &[("the repository", &repo), ("the cache directory", &cache)],
+        )?;
+        Ok(())
+    }
+
+    /// An error about the cache, met after it was chosen, gets the cache's advice.
+    fn explain(&self, e: anyhow::Error) -> anyhow::Error {
+        let cache = self.cache.borrow().clone();
+        match cache {
+            Some(c) if self.temp_cache.get().is_none() && is_cache_error(&e, &c) => {
+                anyhow!(cache_problem(&c, &format!("{e:#}")))
+            }
+            _ => e,
+        }
     }
 }
 
 pub fn run(cli: Cli) -> Result<u8> {
     let file = load_file_config()?;
-    let ctx = Ctx { cli, file };
+    let ctx = Ctx {
+        cli,
+        file,
+        cache: RefCell::new(None),
+        temp_cache: OnceCell::new(),
+        typed: OnceCell::new(),
+    };
+    let res = run_command(&ctx);
+    res.map_err(|e| ctx.explain(e))
+}
+
+fn run_command(ctx: &Ctx) -> Result<u8> {
     let json = ctx.cli.json;
     match &ctx.cli.command {
         Command::Init {
@@ -481,10 +728,12 @@ pub fn run(cli: Cli) -> Result<u8> {
             kdf_time,
         } => {
             let (path, _) = ctx.repo_location()?;
+            // The cache first: nothing may be created before every check passed.
+            let cache = ctx.cache()?;
             let pw = if *insecure_no_password {
                 None
             } else {
-                Some(ctx.password(true)?)
+                Some(ctx.new_repo_password()?)
             };
             let opts = InitOptions {
                 kdf: projectclone::crypto::KdfParams {
@@ -494,12 +743,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                 },
                 ..Default::default()
             };
-            let repo = Repository::init(
-                Arc::new(LocalBackend::new(&path)),
-                pw.as_deref(),
-                &opts,
-                &ctx.cache_dir()?,
-            )?;
+            let repo = Repository::init(Arc::new(LocalBackend::new(&path)), pw.as_deref(), &opts, &cache)?;
             output::init(json, &path, repo.repo_id());
             Ok(0)
         }
@@ -523,11 +767,10 @@ pub fn run(cli: Cli) -> Result<u8> {
                     bail!("{}: no such file or directory; nothing was backed up", p.display());
                 }
             }
-            let cache = ctx.cache_dir()?;
             let exists = path.join("config").exists();
             let mut _tmp = None;
             let mut repo = if is_default && !exists {
-                let pw = ctx.password(true)?;
+                let pw = ctx.new_repo_password()?;
                 if *dry_run {
                     // Nothing may be created: measure against a throwaway repository.
                     let t = tempfile::tempdir()?;
@@ -540,6 +783,8 @@ pub fn run(cli: Cli) -> Result<u8> {
                     _tmp = Some(t);
                     r
                 } else {
+                    // The cache first: nothing may be created before every check passed.
+                    let cache = ctx.cache()?;
                     if !ctx.cli.quiet {
                         eprintln!("creating repository {}", path.display());
                     }
@@ -553,9 +798,13 @@ pub fn run(cli: Cli) -> Result<u8> {
             } else {
                 ctx.open_at(&path)?
             };
-            let _lock = shared_lock(&mut repo, *dry_run, "backup")?;
+            let _lock = ctx.shared_lock(&mut repo, *dry_run, "backup")?;
             let mut skip = Vec::new();
-            for p in [&path, &cache] {
+            let in_use = ctx.cache.borrow().clone();
+            for p in [Some(path.clone()), Some(ctx.cache_dir()?), in_use]
+                .into_iter()
+                .flatten()
+            {
                 if let Ok(c) = std::fs::canonicalize(p) {
                     skip.push(c);
                 }
@@ -605,9 +854,10 @@ pub fn run(cli: Cli) -> Result<u8> {
             verify,
             dry_run,
         } => {
+            ctx.refuse_overlap("restore target", target)?;
             let mut repo = ctx.open()?;
             let (id, s) = repo.resolve_snapshot(snap)?;
-            let _lock = shared_lock(&mut repo, *dry_run, "restore")?;
+            let _lock = ctx.shared_lock(&mut repo, *dry_run, "restore")?;
             let opts = RestoreOptions {
                 target: target.clone(),
                 includes: includes.clone(),
@@ -630,9 +880,14 @@ pub fn run(cli: Cli) -> Result<u8> {
             keep,
             dry_run,
         } => {
+            for t in [clone, archive, incremental].into_iter().flatten() {
+                if t.as_os_str() != "-" {
+                    ctx.refuse_overlap("export target", t)?;
+                }
+            }
             let mut repo = ctx.open()?;
             let (id, s) = repo.resolve_snapshot(snap)?;
-            let _lock = shared_lock(&mut repo, *dry_run, "export")?;
+            let _lock = ctx.shared_lock(&mut repo, *dry_run, "export")?;
             let progress = output::progress(&ctx.cli);
             let res = match (clone, archive, incremental) {
                 (_, Some(a), _) if a.as_os_str() == "-" => {
@@ -693,7 +948,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             dry_run,
         } => {
             let mut repo = ctx.open()?;
-            let guard = shared_lock(&mut repo, *dry_run, "import")?;
+            let guard = ctx.shared_lock(&mut repo, *dry_run, "import")?;
             let mut skip = Vec::new();
             for p in [ctx.repo_location()?.0, ctx.cache_dir()?] {
                 if let Ok(c) = std::fs::canonicalize(p) {
@@ -727,7 +982,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             let mut repo = ctx.open()?;
             // Synced again after the lock: a prune that deleted packs between the open and
             // the lock must not look like damage.
-            let _lock = shared_lock(&mut repo, false, "check")?;
+            let _lock = ctx.shared_lock(&mut repo, false, "check")?;
             let subset = if *read_data {
                 Some(projectclone::check::Subset::All)
             } else {
@@ -749,11 +1004,11 @@ pub fn run(cli: Cli) -> Result<u8> {
             for s in snaps {
                 ids.push(repo.resolve_snapshot(s)?.0);
             }
-            let rules = keep.rules()?;
+            let rules = keep.rules(&ctx.cli)?;
             if ids.is_empty() && rules.is_empty() {
                 bail!("forget needs snapshot ids or --keep-* rules");
             }
-            run_prune(&ctx, &mut repo, rules, ids, *prune, *dry_run, *repack_threshold)
+            run_prune(ctx, &mut repo, rules, ids, *prune, *dry_run, *repack_threshold)
         }
         Command::Prune {
             keep,
@@ -762,9 +1017,9 @@ pub fn run(cli: Cli) -> Result<u8> {
         } => {
             let mut repo = ctx.open()?;
             run_prune(
-                &ctx,
+                ctx,
                 &mut repo,
-                keep.rules()?,
+                keep.rules(&ctx.cli)?,
                 Vec::new(),
                 true,
                 *dry_run,
@@ -775,7 +1030,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             what: RepairCmd::Index { dry_run },
         } => {
             let mut repo = ctx.open()?;
-            let _lock = lock::acquire(&repo, LockMode::Exclusive, "repair")?;
+            let _lock = ctx.lock(&repo, LockMode::Exclusive, "repair")?;
             let report = projectclone::repair::repair_index(&mut repo, *dry_run)?;
             output::repair_index(json, &report);
             Ok(
@@ -796,7 +1051,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                 },
         } => {
             let mut repo = ctx.open()?;
-            let _lock = lock::acquire(&repo, LockMode::Exclusive, "repair")?;
+            let _lock = ctx.lock(&repo, LockMode::Exclusive, "repair")?;
             let opts = projectclone::repair::RepairSnapshotsOptions {
                 dry_run: *dry_run,
                 forget_originals: *forget_originals,
@@ -826,7 +1081,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         }
         Command::Key { what } => {
             let repo = ctx.open()?;
-            let _lock = lock::acquire(&repo, LockMode::Exclusive, "key")?;
+            let _lock = ctx.lock(&repo, LockMode::Exclusive, "key")?;
             let kdf = projectclone::crypto::KdfParams::default();
             match what {
                 KeyCmd::List => output::keys(json, &repo.list_keys()?, &repo.key_name),
@@ -863,15 +1118,6 @@ pub fn run(cli: Cli) -> Result<u8> {
     }
 }
 
-/// A shared lock (none for a dry run), then a re-sync: condemned marks written before the
-/// lock are visible from here on, since a prune waits only for locks older than its mark.
-fn shared_lock(repo: &mut Repository, dry_run: bool, purpose: &str) -> Result<Option<lock::LockGuard>> {
-    if dry_run {
-        return Ok(None);
-    }
-    Ok(Some(repo.lock(LockMode::Shared, purpose)?))
-}
-
 fn run_prune(
     ctx: &Ctx,
     repo: &mut Repository,
@@ -884,7 +1130,7 @@ fn run_prune(
     if !(0.0..=1.0).contains(&repack_threshold) {
         bail!("--repack-threshold {repack_threshold}: give a fraction between 0 and 1");
     }
-    let guard = shared_lock(repo, dry_run, "prune")?;
+    let guard = ctx.shared_lock(repo, dry_run, "prune")?;
     let opts = projectclone::prune::PruneOptions {
         rules,
         forget,

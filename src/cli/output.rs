@@ -58,6 +58,13 @@ pub fn progress(cli: &Cli) -> Box<dyn Progress> {
     Box::new(Bar(pb))
 }
 
+/// A warning on stderr (not with `-q`).
+pub fn warn(cli: &Cli, msg: &str) {
+    if !cli.quiet {
+        eprintln!("warning: {msg}");
+    }
+}
+
 pub fn init(json: bool, path: &Path, repo_id: &[u8; 32]) {
     if json {
         print_json(&json!({"repository": path.display().to_string(), "id": hex::encode(repo_id)}));

@@ -24,15 +24,49 @@ pub struct KeepRules {
 }
 
 impl KeepRules {
+    /// No rule given. A count of 0, a zero span or an empty tag counts as not given
+    /// (restic's rule): such rules never mean "keep nothing".
     pub fn is_empty(&self) -> bool {
-        self.last.is_none()
-            && self.hourly.is_none()
-            && self.daily.is_none()
-            && self.weekly.is_none()
-            && self.monthly.is_none()
-            && self.yearly.is_none()
-            && self.tags.is_empty()
-            && self.within.is_none()
+        let mut r = self.clone();
+        r.drop_void_rules();
+        r.last.is_none()
+            && r.hourly.is_none()
+            && r.daily.is_none()
+            && r.weekly.is_none()
+            && r.monthly.is_none()
+            && r.yearly.is_none()
+            && r.tags.is_empty()
+            && r.within.is_none()
+    }
+
+    /// Remove the rules that keep nothing: a count of 0 (`--keep-last 0`, as a script with
+    /// an empty variable produces), a zero span (`--keep-within 0d`) and an empty tag.
+    /// Returns the flags removed (`--keep-last`), for a warning.
+    pub fn drop_void_rules(&mut self) -> Vec<&'static str> {
+        let mut dropped = Vec::new();
+        for (flag, n) in [
+            ("--keep-last", &mut self.last),
+            ("--keep-hourly", &mut self.hourly),
+            ("--keep-daily", &mut self.daily),
+            ("--keep-weekly", &mut self.weekly),
+            ("--keep-monthly", &mut self.monthly),
+            ("--keep-yearly", &mut self.yearly),
+        ] {
+            if *n == Some(0) {
+                *n = None;
+                dropped.push(flag);
+            }
+        }
+        if self.within.is_some_and(|s| s.is_zero()) {
+            self.within = None;
+            dropped.push("--keep-within");
+        }
+        let tags = self.tags.len();
+        self.tags.retain(|t| !t.is_empty());
+        if self.tags.len() < tags {
+            dropped.push("--keep-tag");
+        }
+        dropped
     }
 }
 
@@ -225,6 +259,31 @@ mod tests {
         assert_eq!(kept(&apply(&s, &k, &tz)), vec![2]);
         // In UTC they are different days.
         assert_eq!(kept(&apply(&s, &k, &TimeZone::UTC)), vec![1, 2]);
+    }
+
+    /// Zero counts, zero spans and empty tags are no rules: alone they leave the rules
+    /// empty (so nothing is forgotten), beside other rules they change nothing.
+    #[test]
+    fn void_rules_count_as_not_given() {
+        let void = KeepRules {
+            last: Some(0),
+            hourly: Some(0),
+            daily: Some(0),
+            weekly: Some(0),
+            monthly: Some(0),
+            yearly: Some(0),
+            tags: vec![String::new()],
+            within: Some(parse_within("0y0d").unwrap()),
+        };
+        assert!(void.is_empty());
+        let mut r = void.clone();
+        assert_eq!(r.drop_void_rules().len(), 8);
+        assert!(r.last.is_none() && r.within.is_none() && r.tags.is_empty());
+        let mut r = KeepRules { daily: Some(2), ..void };
+        assert!(!r.is_empty());
+        r.drop_void_rules();
+        assert_eq!(r.daily, Some(2));
+        assert!(r.last.is_none());
     }
 
     #[test]

@@ -246,7 +246,10 @@ fn check_names_every_snapshot_that_shares_a_damaged_file() {
     // Enough entries that the directory is a tree of its own (not inline in its parent),
     // reached by every snapshot through the same tree id.
     for i in 0..40 {
-        write(src.join(format!("shared/dir/file-with-a-long-name-{i:03}.txt")), format!("{i}\n"));
+        write(
+            src.join(format!("shared/dir/file-with-a-long-name-{i:03}.txt")),
+            format!("{i}\n"),
+        );
     }
     write(src.join("x"), b"1");
     age_tree(&src);

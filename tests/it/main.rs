@@ -11,6 +11,7 @@ mod compat;
 mod crash;
 mod damage;
 mod dedup;
+mod edges;
 mod export;
 mod findings;
 mod fuse;
