@@ -145,14 +145,28 @@ fn check_inner(repo: &Repository, read_data: Option<Subset>, live_cap: usize) ->
     // stored objects are read and authenticated again, so damage to them is found too
     // (snapshots and records always, being small; deltas with --read-data).
     let known_bad: HashSet<crate::id::ObjectId> = repo.damaged.iter().map(|d| d.id).collect();
+    // An object a prune removed since the sync (it runs beside checks) is not damage.
+    let removed = |e: &crate::Error| matches!(e, crate::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound);
     for (id, _) in repo.snapshots()? {
-        if let Err(e) = repo.read_snapshot_object(&id) {
-            r.errors.push(format!("unreadable snapshot {id}: {e}"));
+        match repo.read_snapshot_object(&id) {
+            Err(e) if !removed(&e) => r.errors.push(format!("unreadable snapshot {id}: {e}")),
+            _ => {}
         }
+    }
+    for (id, _, _) in repo.index.tombstones()? {
+        match repo.read_snapshots_entry(&id) {
+            Err(e) if !removed(&e) => r.errors.push(format!("unreadable tombstone {id}: {e}")),
+            _ => {}
+        }
+    }
+    // Snapshots deleted or put back behind this client's back (`trust`).
+    for a in &repo.alerts {
+        r.errors.push(a.to_string());
     }
     for rec in repo.index.condemned()? {
         if !known_bad.contains(&rec.id)
             && let Err(e) = repo.read_condemned(&rec.id)
+            && !removed(&e)
         {
             r.errors.push(format!("unreadable condemned record {}: {e}", rec.id));
         }
@@ -161,6 +175,7 @@ fn check_inner(repo: &Repository, read_data: Option<Subset>, live_cap: usize) ->
         for id in repo.index.known_deltas()? {
             if !known_bad.contains(&id)
                 && let Err(e) = repo.read_delta(&id)
+                && !removed(&e)
             {
                 r.errors.push(format!("unreadable index delta {id}: {e}"));
             }
@@ -193,14 +208,25 @@ fn check_inner(repo: &Repository, read_data: Option<Subset>, live_cap: usize) ->
         // Chunks no index lists may still be stored in a pack no index lists (its delta
         // was lost): that is recoverable by `repair index`, not lost.
         let mut unindexed = HashSet::new();
+        let marks = repo.index.damage()?;
         for p in &r.unreferenced_packs {
+            // A pack known damaged (one `repair index` salvaged) holds nothing to recover
+            // beyond what it already copied.
+            if marks.iter().any(|(m, b, _)| m.to_hex() == *p && b.is_none()) {
+                continue;
+            }
             let size = p
                 .parse::<PackId>()
                 .ok()
                 .and_then(|id| listed.get(&id).copied())
                 .unwrap_or(0);
             match read_header(repo, &Dir::Packs.path(p), size) {
-                Ok(entries) => unindexed.extend(entries.into_iter().map(|e| e.id)),
+                Ok(entries) => unindexed.extend(
+                    entries
+                        .into_iter()
+                        .map(|e| e.id)
+                        .filter(|id| !marks.iter().any(|(m, b, _)| m.to_hex() == *p && b.as_ref() == Some(id))),
+                ),
                 Err(e) => tracing::warn!("pack {p} (no index lists it): header unreadable: {e}"),
             }
         }
@@ -267,30 +293,31 @@ fn check_inner(repo: &Repository, read_data: Option<Subset>, live_cap: usize) ->
     });
     let mut bad_blobs: HashSet<BlobId> = HashSet::new();
     let now = crate::repo::now_unix_ns();
-    let blob_marks: HashSet<PackId> = repo
-        .index
-        .damage()?
-        .into_iter()
-        .filter(|(_, b, _)| b.is_some())
-        .map(|(p, _, _)| p)
-        .collect();
     for ((pack, _), (pc, rd)) in indexed.iter().zip(results.iter().zip(&read)) {
         r.errors.extend(pc.errors.iter().cloned());
         bad_blobs.extend(pc.bad.iter().copied());
         r.blobs_read += pc.read;
         // What this check learnt is remembered in the cache: reads, dedup and prune stop
-        // relying on damaged copies (`Index::note_damage`). A pack found intact at the
-        // level checked loses its marks (a structural check cannot clear damage inside
-        // blobs, which only reading them finds).
+        // relying on damaged copies (`Index::note_damage`). A pack read in full and found
+        // intact loses its marks; a structural check can only disprove "missing" and "wrong
+        // size" (damage inside a pack is found only by reading it).
         if let Some(why) = &pc.whole {
             repo.index.note_damage(pack, None, why, now)?;
         } else if !pc.bad.is_empty() {
+            let why = if *rd {
+                "failed to authenticate (check --read-data)"
+            } else {
+                "the index lists it where the pack's header does not"
+            };
             for b in &pc.bad {
-                repo.index
-                    .note_damage(pack, Some(b), "failed to authenticate (check --read-data)", now)?;
+                repo.index.note_damage(pack, Some(b), why, now)?;
             }
-        } else if *rd || !blob_marks.contains(pack) {
-            repo.index.clear_damage(pack)?;
+        } else if pc.errors.is_empty() {
+            if *rd {
+                repo.index.clear_damage(pack)?;
+            } else {
+                repo.index.clear_structural_damage(pack)?;
+            }
         }
         if pc.whole.is_some() || !pc.bad.is_empty() {
             r.damaged_packs.push(pack.to_hex());
@@ -321,8 +348,9 @@ fn check_inner(repo: &Repository, read_data: Option<Subset>, live_cap: usize) ->
     }
     r.unreferenced_packs.sort();
     // Nothing lost any more (a clean check after repairs): backups may reuse their
-    // parents' contents without looking each chunk up again.
-    if r.ok() && repo.index.damage()?.is_empty() {
+    // parents' contents without looking each chunk up again. Marks of packs that left the
+    // index (salvaged ones awaiting prune) do not count.
+    if r.ok() && !repo.index.damage()?.iter().any(|(p, _, _)| indexed_set.contains(p)) {
         repo.index.set_verify_before(None)?;
     }
     Ok(r)

@@ -58,6 +58,12 @@ impl Keys {
         &self.master
     }
 
+    /// A value that tells whether two keys are the same master key without revealing it:
+    /// clients pin it ([`crate::trust`]).
+    pub fn key_check(&self) -> [u8; 32] {
+        blake3::derive_key("projectclone 2026-12 key check value", &self.master)
+    }
+
     /// Id of a file chunk: keyed BLAKE3, so ids do not confirm content to outsiders.
     pub fn chunk_id(&self, data: &[u8]) -> [u8; ID_LEN] {
         *blake3::keyed_hash(&self.data_id, data).as_bytes()

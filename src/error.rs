@@ -14,6 +14,12 @@ pub enum Error {
     },
     #[error("wrong password: no key in {0} opens with it (check --password-file / PROJECTCLONE_PASSWORD)")]
     WrongPassword(String),
+    #[error(
+        "{0} needs a password: give --password-file F, PROJECTCLONE_PASSWORD_FILE or PROJECTCLONE_PASSWORD (or --insecure-no-password for a repository made without one)"
+    )]
+    PasswordRequired(String),
+    #[error("{0}")]
+    TrustChanged(String),
     #[error("{0} is not a projectclone repository (no config file); create one with `projectclone init`")]
     NotARepository(String),
     #[error("repository {0} already exists")]

@@ -24,6 +24,8 @@ pub const MAX_BLOB_RAW: usize = 16 * 1024 * 1024;
 pub const MAX_PACK_HEADER: usize = 64 * 1024 * 1024;
 /// Largest encrypted metadata object (snapshot, index delta, lock, condemned record).
 pub const MAX_OBJECT: usize = 256 * 1024 * 1024;
+/// The largest `config` and key file read: theirs are a few hundred bytes.
+pub const MAX_SMALL_OBJECT: usize = 4096;
 /// Tree pages are split when their encoding would exceed this.
 pub const TREE_PAGE_TARGET: usize = 4 * 1024 * 1024;
 /// Chunk lists longer than this are stored in separate chunk-list pages.
@@ -55,6 +57,8 @@ pub enum Kind {
     MasterKey = 10,
     /// A pack file.
     Pack = 11,
+    /// A tombstone: a snapshot was removed on purpose (in `snapshots/`).
+    Tombstone = 12,
 }
 
 /// Associated data: `repo_id(32) || kind(1) || id(32)`.
@@ -329,6 +333,26 @@ pub struct Snapshot {
     pub parent: Option<SnapshotId>,
     pub summary: Summary,
     pub program_version: String,
+}
+
+/// A tombstone (`snapshots/<id>`, kind 12): the record that a snapshot was removed on
+/// purpose, by `forget`, `prune` or a repair. A snapshot named by a tombstone is forgotten
+/// whether or not its object is still there; a snapshot that disappears without one was
+/// removed behind the clients' backs (format-spec §10).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tombstone {
+    pub snapshot: SnapshotId,
+    /// What the snapshot was, so listings can say what was removed without it (zeros and
+    /// empty for a snapshot that could not be read).
+    pub time: Time,
+    pub hostname: String,
+    pub paths: Vec<Vec<u8>>,
+    pub tree: TreeId,
+    pub removed_unix_ns: i64,
+    /// Host of the command that removed it.
+    pub removed_by: String,
+    /// Why: `forget`, `prune`, `repair`, `unreadable`, `vanished` (acknowledged).
+    pub reason: String,
 }
 
 // ---------------------------------------------------------------- trees

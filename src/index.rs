@@ -45,6 +45,8 @@ CREATE TABLE condemned (
 ) WITHOUT ROWID;
 CREATE INDEX condemned_by_pack ON condemned(pack);
 CREATE TABLE condemned_waits (record BLOB PRIMARY KEY, locks BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE tombstones (id BLOB PRIMARY KEY, snapshot BLOB NOT NULL, body BLOB NOT NULL) WITHOUT ROWID;
+CREATE INDEX tombstones_by_snapshot ON tombstones(snapshot);
 CREATE TABLE snapshots (
     id BLOB PRIMARY KEY,
     time_secs INTEGER NOT NULL,
@@ -156,7 +158,7 @@ impl Index {
         let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(err)?;
         if v != SCHEMA_VERSION {
             let tx_sql = format!(
-                "BEGIN IMMEDIATE; DROP TABLE IF EXISTS blobs; DROP TABLE IF EXISTS packs; DROP TABLE IF EXISTS deltas; DROP TABLE IF EXISTS snapshots; DROP TABLE IF EXISTS delta_packs; DROP TABLE IF EXISTS condemned; DROP TABLE IF EXISTS state; DROP TABLE IF EXISTS damaged; DROP TABLE IF EXISTS condemned_waits; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                "BEGIN IMMEDIATE; DROP TABLE IF EXISTS blobs; DROP TABLE IF EXISTS packs; DROP TABLE IF EXISTS deltas; DROP TABLE IF EXISTS snapshots; DROP TABLE IF EXISTS delta_packs; DROP TABLE IF EXISTS condemned; DROP TABLE IF EXISTS state; DROP TABLE IF EXISTS damaged; DROP TABLE IF EXISTS condemned_waits; DROP TABLE IF EXISTS tombstones; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             );
             conn.execute_batch(&tx_sql).map_err(err)?;
         }
@@ -652,6 +654,63 @@ impl Index {
         Ok(out)
     }
 
+    /// Tombstones known to the cache: (tombstone id, snapshot it names, plaintext body).
+    pub fn tombstones(&self) -> Result<Vec<(ObjectId, SnapshotId, Vec<u8>)>> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = conn
+            .prepare("SELECT id, snapshot, body FROM tombstones ORDER BY id")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, snap, body) = row.map_err(|e| self.err(e))?;
+            out.push((
+                ObjectId::from_slice(&id).ok_or_else(|| Error::corrupt("index cache: bad tombstone id"))?,
+                SnapshotId::from_slice(&snap).ok_or_else(|| Error::corrupt("index cache: bad snapshot id"))?,
+                body,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Record tombstones and drop the snapshots they name from the snapshot table.
+    pub fn add_tombstones(&self, add: &[(ObjectId, SnapshotId, Vec<u8>)]) -> Result<()> {
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let path = self.path.clone();
+        let err = |source| Error::Index {
+            path: path.clone(),
+            source,
+        };
+        let tx = guard.transaction().map_err(err)?;
+        for (id, snap, body) in add {
+            tx.execute(
+                "INSERT OR REPLACE INTO tombstones (id, snapshot, body) VALUES (?1, ?2, ?3)",
+                params![&id.0[..], &snap.0[..], body],
+            )
+            .map_err(err)?;
+            tx.execute("DELETE FROM snapshots WHERE id = ?1", params![&snap.0[..]])
+                .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
+    pub fn remove_tombstones(&self, ids: &[ObjectId]) -> Result<()> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        for id in ids {
+            conn.execute("DELETE FROM tombstones WHERE id = ?1", params![&id.0[..]])
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
     pub fn snapshot_body(&self, id: &SnapshotId) -> Result<Option<Vec<u8>>> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         conn.query_row("SELECT body FROM snapshots WHERE id = ?1", params![&id.0[..]], |r| {
@@ -1028,6 +1087,18 @@ impl Index {
             .and_then(|mut s| s.execute(params![&pack.0[..]]))
             .map(|_| ())
             .map_err(|e| self.err(e))
+    }
+
+    /// Forget the marks a structural check can disprove: a pack found present, of its
+    /// indexed size, with a header that agrees with the index, is not missing any more.
+    pub fn clear_structural_damage(&self, pack: &PackId) -> Result<()> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        conn.prepare_cached(
+            "DELETE FROM damaged WHERE pack = ?1 AND blob = x'' AND (what LIKE 'missing%' OR what LIKE 'size%')",
+        )
+        .and_then(|mut s| s.execute(params![&pack.0[..]]))
+        .map(|_| ())
+        .map_err(|e| self.err(e))
     }
 
     /// Snapshots taken before this time (ns) may reference data that is missing or damaged

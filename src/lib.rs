@@ -56,6 +56,7 @@ pub mod repair;
 pub mod repo;
 pub mod restore;
 pub mod target;
+pub mod trust;
 
 pub use error::{Error, Result};
 pub use id::{ChunkId, PackId, SnapshotId, TreeId};

@@ -189,7 +189,7 @@ fn survey_with(repo: &Repository, clock: Option<ObjectId>) -> Result<Vec<Surveye
     Ok(out)
 }
 
-/// [`survey_with`] for a client that may hold a lock: `own` is refreshed first so its new
+/// `survey_with` for a client that may hold a lock: `own` is refreshed first so its new
 /// object dates "now" on the store's clock. Without one (a dry run writes nothing) ages are
 /// judged on this client's clock. Our own objects are not in the result.
 pub fn survey(repo: &Repository, own: Option<&LockGuard>) -> Result<Vec<Surveyed>> {
@@ -209,7 +209,7 @@ pub fn survey(repo: &Repository, own: Option<&LockGuard>) -> Result<Vec<Surveyed
     }
 }
 
-/// [`survey_with`] for a client that holds no lock (`unlock`): a probe lock object is
+/// `survey_with` for a client that holds no lock (`unlock`): a probe lock object is
 /// written so its write time gives "now" on the store's clock, and removed again. A store
 /// that refuses the write (read-only) is judged on this client's clock.
 fn survey_probed(repo: &Repository) -> Result<Vec<Surveyed>> {
@@ -220,11 +220,6 @@ fn survey_probed(repo: &Repository) -> Result<Vec<Surveyed>> {
     let res = survey_with(repo, Some(probe.id));
     let _ = repo.backend.delete(&Dir::Locks.path(&probe.id.to_hex()));
     Ok(res?.into_iter().filter(|s| s.id != probe.id).collect())
-}
-
-/// Read every lock (unreadable ones are skipped), judged with this client's clock only.
-pub fn list_locks(repo: &Repository) -> Result<Vec<(ObjectId, Lock)>> {
-    Ok(survey_with(repo, None)?.into_iter().map(|s| (s.id, s.lock)).collect())
 }
 
 /// Remove every stale lock; returns how many. A live process's lock is never removed.

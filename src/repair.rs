@@ -585,11 +585,11 @@ fn rewrite_snapshots(
     repo.index_packs(tree_packs)?;
     // Packs that are gone for good no longer belong in the index.
     repo.forget_missing_packs()?;
+    let originals: std::collections::HashMap<SnapshotId, format::Snapshot> = snaps.into_iter().collect();
     for (old, ns, dropped) in rewritten {
         let new = repo.write_snapshot(&ns)?;
         if opts.forget_originals && new != old {
-            repo.backend.delete(&Dir::Snapshots.path(&old.to_hex()))?;
-            repo.index.remove_snapshots(&[old])?;
+            repo.forget_snapshots(&[(old, originals.get(&old))], "repair")?;
         }
         report.repaired.push(RepairedSnapshot {
             old: old.to_hex(),
@@ -600,7 +600,7 @@ fn rewrite_snapshots(
     if opts.forget_unreadable {
         for d in repo.damaged.clone().iter().filter(|d| d.what == "snapshot") {
             if d.corrupt {
-                repo.backend.delete(&Dir::Snapshots.path(&d.id.to_hex()))?;
+                repo.forget_snapshots(&[(SnapshotId(d.id.0), None)], "unreadable")?;
                 report.removed_unreadable.push(d.id.to_hex());
             }
         }
@@ -642,11 +642,14 @@ pub fn repair_index(repo: &mut Repository, dry_run: bool) -> Result<RepairIndexR
     };
     // What this cache knows to be damaged survives the rebuild: nothing else remembers it.
     let marks = repo.index.damage()?;
+    let verify_before = repo.index.verify_before()?;
     repo.rebuild_index()?;
     let now = now_unix_ns();
     for (p, b, why) in &marks {
         repo.index.note_damage(p, b.as_ref(), why, now)?;
     }
+    repo.index
+        .set_verify_before(verify_before.or(if marks.is_empty() { None } else { Some(now) }))?;
     let listing: HashMap<PackId, u64> = repo
         .backend
         .list(Dir::Packs)?
@@ -699,10 +702,9 @@ pub fn repair_index(repo: &mut Repository, dry_run: bool) -> Result<RepairIndexR
         }
     }
     if !dry_run && !drop.is_empty() {
+        // Their marks stay: the salvaged packs are still in `packs/` (prune removes them as
+        // unindexed), and `check` must not take what they hold for recoverable data.
         repo.drop_packs_from_index(&drop)?;
-        for p in &drop {
-            repo.index.clear_damage(p)?;
-        }
         // Snapshots may reference what left the index: backups check parents' contents
         // until a clean `check` (and store what is missing again).
         repo.index.set_verify_before(Some(now_unix_ns()))?;

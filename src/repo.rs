@@ -1,6 +1,7 @@
 //! Opening, creating and unlocking a repository; it owns the backend, the keys and the
 //! index cache, and offers typed reads of blobs, trees and snapshots.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -10,10 +11,12 @@ use crate::chunker::{Chunker, ChunkerParams};
 use crate::crypto::{Cipher, KdfParams, Keys, random_bytes};
 use crate::error::{Error, Result};
 use crate::format::{
-    self, BlobKind, ChunkPage, ChunkRef, Config, Content, IndexDelta, KeyFile, Kind, Node, NodeKind, Snapshot, Tree,
+    self, BlobKind, ChunkPage, ChunkRef, Config, Content, IndexDelta, KeyFile, Kind, Node, NodeKind, Snapshot,
+    Tombstone, Tree,
 };
 use crate::id::*;
 use crate::index::{Index, Location};
+use crate::trust::{Pin, TrustStore};
 
 pub use crate::lock::{LockGuard, LockMode};
 
@@ -28,6 +31,13 @@ pub struct Repository {
     pub damaged: Vec<Unreadable>,
     /// Name of the key file that opened the repository.
     pub key_name: String,
+    /// What this client pinned about the repository, when opened with a state folder.
+    pub trust: Option<TrustStore>,
+    /// Things to tell the user once (the first open of a repository trusts it).
+    pub notices: Vec<String>,
+    /// Snapshots that vanished without a tombstone or came back after one, as of the last
+    /// sync: reported on every command until acknowledged.
+    pub alerts: Vec<crate::trust::Alert>,
 }
 
 /// A repository object that a sync could not read.
@@ -102,13 +112,19 @@ fn refuse_empty_password(password: Option<&[u8]>) -> Result<()> {
     Ok(())
 }
 
-/// Try to unwrap a key file; `Ok(None)` when the password does not fit.
+/// Try to unwrap a key file; `Ok(None)` when it does not fit: a password key without a
+/// password or with another one, and a password-less key when a password is given (a
+/// password-less key never opens a repository for someone who gave a password).
 pub fn unwrap_key_file(repo_id: &[u8; 32], bytes: &[u8], password: Option<&[u8]>) -> Result<Option<Keys>> {
     let kf = format::decode_key_file(bytes)?;
+    unwrap_decoded(repo_id, &kf, password)
+}
+
+fn unwrap_decoded(repo_id: &[u8; 32], kf: &KeyFile, password: Option<&[u8]>) -> Result<Option<Keys>> {
     let wrapping = match (&kf.kdf, password) {
         (Some(kdf), Some(p)) => kdf.derive(p, &kf.salt)?,
-        (Some(_), None) => return Ok(None),
-        (None, _) => insecure_wrapping_key(repo_id),
+        (None, None) => insecure_wrapping_key(repo_id),
+        _ => return Ok(None),
     };
     match Cipher::new(&wrapping).open(&format::aad(repo_id, Kind::MasterKey, &kf.salt), &kf.wrapped, "key") {
         Ok(m) if m.len() == 32 => Ok(Some(Keys::from_master(m.try_into().expect("length checked")))),
@@ -123,7 +139,29 @@ pub struct InitOptions {
     pub kdf: KdfParams,
     pub chunker: ChunkerParams,
     pub pack_target: Option<u32>,
+    /// Where this client pins what it trusts ([`crate::trust`]); `None`: no pinning.
+    pub state_dir: Option<PathBuf>,
 }
+
+/// How to open a repository.
+#[derive(Clone, Debug, Default)]
+pub struct OpenOptions {
+    /// Where the index cache lives (a folder per repository id below it).
+    pub cache_dir: PathBuf,
+    /// Where this client pins what it trusts ([`crate::trust`]); `None`: no pinning (tests,
+    /// tools working on a copy).
+    pub state_dir: Option<PathBuf>,
+    /// The user asked for a repository without a password. Without this (or a pin saying
+    /// this client opened the repository so before), a password-less key file opens
+    /// nothing: anyone who can write to the storage could plant one.
+    pub insecure_no_password: bool,
+    /// Pin what opens now even if it differs from what was pinned (`trust accept`).
+    pub accept_changes: bool,
+}
+
+/// Key files tried at most per open (the one that worked last time first): a store full of
+/// planted key files must not make every open slow.
+pub const MAX_KEY_FILES_TRIED: usize = 32;
 
 /// Init options for unit tests: a cheap key derivation and 1 MiB packs.
 #[cfg(test)]
@@ -179,52 +217,6 @@ impl Repository {
             return Err(Error::AlreadyExists(backend.location()));
         }
         let index = Index::open(&cache_dir.join(hex::encode(repo_id)).join("index.db"))?;
-        Ok(Repository {
-            backend,
-            config,
-            keys,
-            cipher,
-            index,
-            damaged: Vec::new(),
-            key_name: opened_with,
-        })
-    }
-
-    /// Open and unlock a repository, then bring the index cache up to date.
-    pub fn open(backend: Arc<dyn Backend>, password: Option<&[u8]>, cache_dir: &Path) -> Result<Repository> {
-        let cfg_bytes = match backend.read("config") {
-            Ok(b) => b,
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::NotARepository(backend.location()));
-            }
-            Err(e) => return Err(e),
-        };
-        let repo_id = format::config_repo_id(&cfg_bytes)?;
-        let index_path = cache_dir.join(hex::encode(repo_id)).join("index.db");
-        crate::index::read_ahead(&index_path);
-        let mut keys = None;
-        let mut opened_with = String::new();
-        let mut key_names = backend.list(Dir::Keys)?;
-        key_names.sort();
-        for (name, _) in &key_names {
-            // One damaged or foreign key file must not lock everyone out: try the others.
-            let tried = backend
-                .read(&Dir::Keys.path(name))
-                .and_then(|bytes| unwrap_key_file(&repo_id, &bytes, password));
-            match tried {
-                Ok(Some(k)) => {
-                    keys = Some(k);
-                    opened_with = name.clone();
-                    break;
-                }
-                Ok(None) => {}
-                Err(e) => tracing::warn!("key file {name} skipped: {e}"),
-            }
-        }
-        let keys = keys.ok_or_else(|| Error::WrongPassword(backend.location()))?;
-        let cipher = keys.cipher();
-        let config = format::decode_config(&cfg_bytes, &cipher)?;
-        let index = Index::open(&index_path)?;
         let mut repo = Repository {
             backend,
             config,
@@ -233,7 +225,262 @@ impl Repository {
             index,
             damaged: Vec::new(),
             key_name: opened_with,
+            trust: None,
+            notices: Vec::new(),
+            alerts: Vec::new(),
         };
+        if let Some(dir) = &opts.state_dir {
+            let store = TrustStore::open(dir, &repo_id)?;
+            let cfg = repo.backend.read_object("config", format::MAX_SMALL_OBJECT)?;
+            store.set_pin(&repo.pin_now(&cfg, password.is_none()))?;
+            repo.trust = Some(store);
+        }
+        Ok(repo)
+    }
+
+    /// What this client pins about the repository as it is open now.
+    fn pin_now(&self, config_bytes: &[u8], insecure: bool) -> Pin {
+        Pin {
+            insecure,
+            key_check: hex::encode(self.keys.key_check()),
+            config: blake3::hash(config_bytes).to_hex().to_string(),
+            since: jiff::Timestamp::now().to_string(),
+            location: self.backend.location(),
+            last_key: Some(self.key_name.clone()),
+        }
+    }
+
+    /// Open and unlock a repository, then bring the index cache up to date. Pins nothing
+    /// ([`Repository::open_with`] does); `password: None` opens a password-less repository.
+    pub fn open(backend: Arc<dyn Backend>, password: Option<&[u8]>, cache_dir: &Path) -> Result<Repository> {
+        Self::open_with(
+            backend,
+            password,
+            &OpenOptions {
+                cache_dir: cache_dir.to_path_buf(),
+                insecure_no_password: password.is_none(),
+                ..Default::default()
+            },
+        )
+    }
+
+    /// Open and unlock a repository, check it against what this client pinned (the first
+    /// open pins it), then bring the index cache up to date.
+    ///
+    /// Key files are tried in this order, at most [`MAX_KEY_FILES_TRIED`]: the one that
+    /// opened the repository last time, then by name. A key file is skipped when it is
+    /// larger than a key file can be, when its name is not the BLAKE3 hash of its bytes,
+    /// when it does not decode (its KDF parameters out of bounds), when it is of the other
+    /// kind (password-less without `insecure_no_password` or its pin; password with none),
+    /// and when it unwraps a master key that does not open `config` (one planted or damaged
+    /// key file never locks the user out: the others are tried, and it is named).
+    pub fn open_with(backend: Arc<dyn Backend>, password: Option<&[u8]>, opts: &OpenOptions) -> Result<Repository> {
+        let cfg_bytes = match backend.read_object("config", format::MAX_SMALL_OBJECT) {
+            Ok(b) => b,
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotARepository(backend.location()));
+            }
+            Err(e) => return Err(e),
+        };
+        let repo_id = format::config_repo_id(&cfg_bytes)?;
+        let index_path = opts.cache_dir.join(hex::encode(repo_id)).join("index.db");
+        crate::index::read_ahead(&index_path);
+        let trust = opts
+            .state_dir
+            .as_ref()
+            .map(|d| TrustStore::open(d, &repo_id))
+            .transpose()?;
+        let pin = match &trust {
+            Some(t) => t.pin()?,
+            None => None,
+        };
+        let allow_insecure = opts.insecure_no_password || pin.as_ref().is_some_and(|p| p.insecure);
+        if password.is_none() && !allow_insecure {
+            return Err(Error::PasswordRequired(backend.location()));
+        }
+        let mut names: Vec<(String, u64)> = backend
+            .list(Dir::Keys)?
+            .into_iter()
+            .filter(|(n, _)| object_name(n).is_some())
+            .collect();
+        names.sort();
+        if let Some(last) = pin.as_ref().and_then(|p| p.last_key.as_ref())
+            && let Some(i) = names.iter().position(|(n, _)| n == last)
+        {
+            let first = names.remove(i);
+            names.insert(0, first);
+        }
+        let mut opened = None;
+        let mut skipped: Vec<String> = Vec::new();
+        let mut insecure_present = false;
+        for (name, size) in names.iter().take(MAX_KEY_FILES_TRIED) {
+            if *size > format::MAX_SMALL_OBJECT as u64 {
+                skipped.push(format!("key file {name}: {size} bytes, larger than a key file can be"));
+                continue;
+            }
+            let bytes = match backend.read_object(&Dir::Keys.path(name), format::MAX_SMALL_OBJECT) {
+                Ok(b) => b,
+                Err(e) => {
+                    skipped.push(format!("key file {name}: {e}"));
+                    continue;
+                }
+            };
+            if blake3::hash(&bytes).to_hex().as_str() != name {
+                skipped.push(format!(
+                    "key file {name}: its name is not the hash of its bytes (planted or damaged)"
+                ));
+                continue;
+            }
+            let kf = match format::decode_key_file(&bytes) {
+                Ok(k) => k,
+                Err(e) => {
+                    skipped.push(format!("key file {name}: {e}"));
+                    continue;
+                }
+            };
+            if kf.kdf.is_none() {
+                insecure_present = true;
+                if !allow_insecure {
+                    continue;
+                }
+            }
+            let keys = match unwrap_decoded(&repo_id, &kf, password) {
+                Ok(Some(k)) => k,
+                Ok(None) => continue,
+                Err(e) => {
+                    skipped.push(format!("key file {name}: {e}"));
+                    continue;
+                }
+            };
+            match format::decode_config(&cfg_bytes, &keys.cipher()) {
+                Ok(config) => {
+                    opened = Some((keys, config, name.clone(), kf.kdf.is_none()));
+                    break;
+                }
+                Err(e) => skipped.push(format!(
+                    "key file {name} opens with this password but `config` does not authenticate under the key it \
+                     holds ({e}): planted by someone who can write to the repository, or damaged"
+                )),
+            }
+        }
+        for s in &skipped {
+            tracing::warn!("{s}; skipped");
+        }
+        let Some((keys, config, key_name, insecure)) = opened else {
+            if password.is_some() && insecure_present {
+                // Only a password-less key could have opened it: never with a password.
+                let any_password_key = names.iter().take(MAX_KEY_FILES_TRIED).any(|(n, _)| {
+                    backend
+                        .read_object(&Dir::Keys.path(n), format::MAX_SMALL_OBJECT)
+                        .and_then(|b| format::decode_key_file(&b))
+                        .is_ok_and(|k| k.kdf.is_some())
+                });
+                if !any_password_key {
+                    return Err(Error::Invalid(format!(
+                        "{} opens only without a password (its key is stored in clear), and a password was given: \
+                         refused, so that a key file planted without a password never takes a password-protected \
+                         repository over. If this repository is meant to have no password, give \
+                         --insecure-no-password (and no password)",
+                        backend.location()
+                    )));
+                }
+            }
+            if password.is_none() {
+                return Err(Error::PasswordRequired(backend.location()));
+            }
+            let mut msg = backend.location();
+            if let Some(s) = skipped.first() {
+                msg += &format!(" ({} key file(s) skipped; the first: {s})", skipped.len());
+            }
+            if names.len() > MAX_KEY_FILES_TRIED {
+                msg += &format!(
+                    " ({} key files were not tried: at most {MAX_KEY_FILES_TRIED} are per open, so planted ones cannot \
+                     make every open slow; remove the ones you do not know, or open from a client that opened this \
+                     repository before, which tries its key first)",
+                    names.len() - MAX_KEY_FILES_TRIED
+                );
+            }
+            return Err(Error::WrongPassword(msg));
+        };
+        let cipher = keys.cipher();
+        let index = Index::open(&index_path)?;
+        let mut repo = Repository {
+            backend,
+            config,
+            keys,
+            cipher,
+            index,
+            damaged: Vec::new(),
+            key_name,
+            trust: None,
+            notices: Vec::new(),
+            alerts: Vec::new(),
+        };
+        if let Some(store) = trust {
+            let now = repo.pin_now(&cfg_bytes, insecure);
+            match pin {
+                None => {
+                    repo.notices.push(format!(
+                        "trusting repository {} at {} for the first time (key check {}); this client will refuse it if \
+                         its keys or config are ever replaced",
+                        &hex::encode(repo_id)[..8],
+                        repo.backend.location(),
+                        &now.key_check[..16]
+                    ));
+                    store.set_pin(&now)?;
+                }
+                Some(p) if p.key_check != now.key_check || p.config != now.config => {
+                    if !opts.accept_changes {
+                        let what = if p.key_check != now.key_check {
+                            "its master key is not the one"
+                        } else {
+                            "its config is not the one"
+                        };
+                        return Err(Error::TrustChanged(format!(
+                            "repository {} at {}: {what} this client trusted on {} (at {}). Someone who can write to \
+                             the repository may have replaced its keys and config to take it over; nothing was read or \
+                             written. If you re-created or restored it yourself, `projectclone trust accept` trusts it \
+                             as it is now",
+                            &hex::encode(repo_id)[..8],
+                            repo.backend.location(),
+                            p.since,
+                            p.location
+                        )));
+                    }
+                    repo.notices.push(format!(
+                        "repository {}: trusting its new {} as asked",
+                        &hex::encode(repo_id)[..8],
+                        if p.key_check != now.key_check {
+                            "master key and config"
+                        } else {
+                            "config"
+                        }
+                    ));
+                    store.set_pin(&now)?;
+                }
+                Some(p) => {
+                    if p.insecure != insecure {
+                        repo.notices.push(format!(
+                            "repository {} now opens {} (same master key as trusted)",
+                            &hex::encode(repo_id)[..8],
+                            if insecure {
+                                "without a password"
+                            } else {
+                                "with a password"
+                            }
+                        ));
+                    }
+                    if p.insecure != insecure || p.last_key != now.last_key {
+                        store.set_pin(&Pin {
+                            insecure,
+                            last_key: now.last_key,
+                            ..p
+                        })?;
+                    }
+                }
+            }
+            repo.trust = Some(store);
+        }
         repo.sync_index()?;
         Ok(repo)
     }
@@ -496,33 +743,153 @@ impl Repository {
         self.damaged.extend(damaged);
         self.sync_condemned()?;
 
-        let listed: Vec<SnapshotId> = self
+        self.sync_snapshots()
+    }
+
+    /// Reconcile the cache's snapshots and tombstones with `snapshots/` (both live there;
+    /// the envelope's kind byte tells them apart), then, with a trust store, what this
+    /// client has seen: a snapshot that vanished without a tombstone, or came back after
+    /// one, becomes an alert.
+    fn sync_snapshots(&mut self) -> Result<()> {
+        let listed: Vec<ObjectId> = self
             .backend
             .list(Dir::Snapshots)?
             .into_iter()
-            .filter_map(|(n, _)| object_name(&n).map(SnapshotId))
+            .filter_map(|(n, _)| object_name(&n).map(ObjectId))
             .collect();
-        let listed_set: std::collections::HashSet<SnapshotId> = listed.iter().copied().collect();
-        let known: std::collections::HashSet<SnapshotId> = self.index.known_snapshots()?.into_iter().collect();
-        let gone: Vec<SnapshotId> = known.iter().filter(|k| !listed_set.contains(k)).copied().collect();
+        let listed_set: HashSet<ObjectId> = listed.iter().copied().collect();
+        let known_snaps: HashSet<ObjectId> = self
+            .index
+            .known_snapshots()?
+            .into_iter()
+            .map(|s| ObjectId(s.0))
+            .collect();
+        let (tombs, gone_tombs): (Vec<_>, Vec<_>) = self
+            .index
+            .tombstones()?
+            .into_iter()
+            .partition(|t| listed_set.contains(&t.0));
+        // A snapshot named by a tombstone is forgotten whether its object is there or not
+        // (a forget killed between the two writes leaves both): never read again.
+        let known: HashSet<ObjectId> = known_snaps
+            .iter()
+            .copied()
+            .chain(tombs.iter().flat_map(|(t, s, _)| [*t, ObjectId(s.0)]))
+            .collect();
+        let gone: Vec<SnapshotId> = known_snaps
+            .iter()
+            .filter(|k| !listed_set.contains(k))
+            .map(|k| SnapshotId(k.0))
+            .collect();
         if !gone.is_empty() {
             self.index.remove_snapshots(&gone)?;
         }
+        if !gone_tombs.is_empty() {
+            self.index
+                .remove_tombstones(&gone_tombs.iter().map(|t| t.0).collect::<Vec<_>>())?;
+        }
         let mut added = Vec::new();
+        let mut added_tombs = Vec::new();
         for id in listed.into_iter().filter(|s| !known.contains(s)) {
-            match self.read_snapshot_object(&id) {
-                Ok((snap, body)) => added.push((id, body, snap)),
+            match self.read_snapshots_entry(&id) {
+                Ok(SnapshotsEntry::Snapshot(snap, body)) => added.push((SnapshotId(id.0), body, *snap)),
+                Ok(SnapshotsEntry::Tombstone(t, body)) => added_tombs.push((id, t.snapshot, body)),
                 Err(e) => {
                     tracing::warn!("snapshot {id} skipped: {e}");
-                    self.damaged.push(Unreadable::new("snapshot", ObjectId(id.0), &e));
+                    self.damaged.push(Unreadable::new("snapshot", id, &e));
                 }
             }
         }
+        let named: HashSet<SnapshotId> = tombs
+            .iter()
+            .map(|t| t.1)
+            .chain(added_tombs.iter().map(|t| t.1))
+            .collect();
+        added.retain(|(id, _, _)| !named.contains(id));
         if !added.is_empty() {
             let rows: Vec<_> = added.iter().map(|(i, b, s)| (*i, b.clone(), s)).collect();
             self.index.add_snapshots(&rows)?;
         }
+        if !added_tombs.is_empty() {
+            self.index.add_tombstones(&added_tombs)?;
+        }
+        if let Some(trust) = &self.trust {
+            let present = self.snapshots()?;
+            let mut tombstoned = std::collections::BTreeMap::new();
+            for (_, snap, body) in self.index.tombstones()? {
+                tombstoned.insert(
+                    snap,
+                    format::decode_versioned::<Tombstone>(1, &body, "cached tombstone")?,
+                );
+            }
+            self.alerts = trust.update_snapshots(&present, &tombstoned)?;
+        }
         Ok(())
+    }
+
+    /// Read an object of `snapshots/`: a snapshot or a tombstone.
+    pub fn read_snapshots_entry(&self, id: &ObjectId) -> Result<SnapshotsEntry> {
+        let bytes = self
+            .backend
+            .read_object(&Dir::Snapshots.path(&id.to_hex()), format::MAX_OBJECT)?;
+        let kind = if bytes.get(4) == Some(&(Kind::Tombstone as u8)) {
+            Kind::Tombstone
+        } else {
+            Kind::Snapshot
+        };
+        let what = format!(
+            "{} {id}",
+            if kind == Kind::Tombstone {
+                "tombstone"
+            } else {
+                "snapshot"
+            }
+        );
+        let plain = format::open_sealed(self.repo_id(), &self.cipher, kind, &id.0, &bytes, &what)?;
+        if self.keys.meta_id(&plain) != id.0 {
+            return Err(Error::corrupt(format!("{what}: content does not match its name")));
+        }
+        Ok(match kind {
+            Kind::Tombstone => SnapshotsEntry::Tombstone(format::decode_versioned(1, &plain, &what)?, plain),
+            _ => SnapshotsEntry::Snapshot(Box::new(format::decode_versioned(1, &plain, &what)?), plain),
+        })
+    }
+
+    /// Forget snapshots for good: write a tombstone for each (what it was, when, by whom,
+    /// why), then delete its object. The tombstone is written first, so a process killed in
+    /// between leaves a snapshot that every reader treats as forgotten, never one that
+    /// vanished without a trace.
+    pub fn forget_snapshots(&mut self, snaps: &[(SnapshotId, Option<&Snapshot>)], reason: &str) -> Result<()> {
+        let host = crate::lock::hostname();
+        let mut rows = Vec::new();
+        for (id, snap) in snaps {
+            let t = Tombstone {
+                snapshot: *id,
+                time: snap.map(|s| s.time).unwrap_or_default(),
+                hostname: snap.map(|s| s.hostname.clone()).unwrap_or_default(),
+                paths: snap.map(|s| s.paths.clone()).unwrap_or_default(),
+                tree: snap.map(|s| s.tree).unwrap_or_default(),
+                removed_unix_ns: now_unix_ns(),
+                removed_by: host.clone(),
+                reason: reason.to_string(),
+            };
+            rows.push((self.write_tombstone(&t)?, *id, format::encode_versioned(1, &t)));
+        }
+        for (id, _) in snaps {
+            self.backend.delete(&Dir::Snapshots.path(&id.to_hex()))?;
+        }
+        self.index.add_tombstones(&rows)?;
+        self.index
+            .remove_snapshots(&snaps.iter().map(|s| s.0).collect::<Vec<_>>())
+    }
+
+    /// Write a tombstone object; returns its name.
+    pub fn write_tombstone(&self, t: &Tombstone) -> Result<ObjectId> {
+        let plain = format::encode_versioned(1, t);
+        let id = ObjectId(self.keys.meta_id(&plain));
+        let bytes = format::seal_object(self.repo_id(), &self.cipher, Kind::Tombstone, &id.0, &plain);
+        self.backend.write_new(&Dir::Snapshots.path(&id.to_hex()), &bytes)?;
+        Ok(id)
     }
 
     /// Reconcile the cache's condemned-pack records with `condemned/`.
@@ -628,6 +995,9 @@ impl Repository {
         let bytes = format::seal_object(self.repo_id(), &self.cipher, Kind::Snapshot, &id.0, &plain);
         self.backend.write_new(&Dir::Snapshots.path(&id.to_hex()), &bytes)?;
         self.index.add_snapshots(&[(id, plain, snap)])?;
+        if let Some(t) = &self.trust {
+            t.note_written(id, snap)?;
+        }
         Ok(id)
     }
 
@@ -828,6 +1198,14 @@ impl Repository {
         }
         Ok(None)
     }
+}
+
+/// An object of `snapshots/`.
+pub enum SnapshotsEntry {
+    /// A snapshot and its plaintext.
+    Snapshot(Box<Snapshot>, Vec<u8>),
+    /// A tombstone and its plaintext.
+    Tombstone(Tombstone, Vec<u8>),
 }
 
 /// An object name: exactly 64 lowercase hex digits (anything else in a folder is ignored).

@@ -35,6 +35,9 @@ impl<B: Backend> Backend for FailAfter<B> {
     fn read(&self, path: &str) -> Result<Vec<u8>> {
         self.inner.read(path)
     }
+    fn read_object(&self, path: &str, max: usize) -> Result<Vec<u8>> {
+        self.inner.read_object(path, max)
+    }
     fn read_into(&self, path: &str, buf: &mut Vec<u8>) -> Result<()> {
         self.inner.read_into(path, buf)
     }

@@ -116,6 +116,41 @@ impl Backend for LocalBackend {
         fs::read(&p).at(p)
     }
 
+    fn read_object(&self, path: &str, max: usize) -> Result<Vec<u8>> {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let p = self.full(path);
+        // Never through a symlink, and never blocking on a FIFO planted in its place.
+        let mut f = OpenOptions::new()
+            .read(true)
+            .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
+            .open(&p)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => Error::corrupt(format!("{}: a symlink where an object should be", p.display())),
+                _ => Error::io(&p, e),
+            })?;
+        let md = f.metadata().at(&p)?;
+        if !md.is_file() {
+            return Err(Error::corrupt(format!("{}: not a regular file", p.display())));
+        }
+        if md.len() > max as u64 {
+            return Err(Error::corrupt(format!(
+                "{}: {} bytes, more than the {max} an object of its kind may have",
+                p.display(),
+                md.len()
+            )));
+        }
+        let mut out = Vec::with_capacity(md.len() as usize);
+        (&mut f).take(max as u64 + 1).read_to_end(&mut out).at(&p)?;
+        if out.len() > max {
+            return Err(Error::corrupt(format!(
+                "{}: grew past {max} bytes while read",
+                p.display()
+            )));
+        }
+        Ok(out)
+    }
+
     fn read_into(&self, path: &str, buf: &mut Vec<u8>) -> Result<()> {
         use std::io::Read;
         let p = self.full(path);

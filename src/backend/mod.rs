@@ -4,7 +4,7 @@
 pub mod fault;
 pub mod local;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// The top-level folders of a repository.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +87,22 @@ pub trait Backend: Send + Sync {
             .collect())
     }
     fn read(&self, path: &str) -> Result<Vec<u8>>;
+    /// Read a whole object of at most `max` bytes: a larger one is refused before it is
+    /// read (a hostile store must not make a client allocate without bound), and so is
+    /// anything that is not a plain stored object (a symlink, a device, a folder).
+    fn read_object(&self, path: &str, max: usize) -> Result<Vec<u8>> {
+        let size = self.size(path)?;
+        if size > max as u64 {
+            return Err(Error::corrupt(format!(
+                "{path}: {size} bytes, more than the {max} an object of its kind may have"
+            )));
+        }
+        let b = self.read(path)?;
+        if b.len() > max {
+            return Err(Error::corrupt(format!("{path}: grew past {max} bytes while read")));
+        }
+        Ok(b)
+    }
     /// [`read`](Self::read) into `buf` (replaced), reusing its allocation.
     fn read_into(&self, path: &str, buf: &mut Vec<u8>) -> Result<()> {
         *buf = self.read(path)?;

@@ -54,6 +54,10 @@ pub struct Cli {
     /// Logs on stderr as JSON lines
     #[arg(long, global = true)]
     log_json: bool,
+    /// The repository has no password (its key is stored in clear): make one so with
+    /// `init`, open one so on any command (this client remembers it from `init`)
+    #[arg(long, global = true)]
+    insecure_no_password: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -85,6 +89,7 @@ impl Cli {
             | Command::Repair {
                 what: RepairCmd::Snapshots { dry_run, .. } | RepairCmd::Index { dry_run },
             } => *dry_run,
+            Command::Trust { .. } => true,
             Command::Init { .. } | Command::Unlock { .. } | Command::Key { .. } => false,
         }
     }
@@ -94,9 +99,6 @@ impl Cli {
 enum Command {
     /// Create a new repository
     Init {
-        /// Store the key in clear (no password; anyone with the files can read them)
-        #[arg(long)]
-        insecure_no_password: bool,
         /// Argon2id memory in KiB for the new key
         #[arg(long, default_value_t = 32 * 1024, hide = true)]
         kdf_memory: u32,
@@ -210,6 +212,10 @@ enum Command {
         snaps: Vec<String>,
         #[command(flatten)]
         keep: KeepArgs,
+        /// Acknowledge the snapshots that vanished without a tombstone (reported on every
+        /// command): write their tombstones, so prune may free what they referenced
+        #[arg(long, conflicts_with = "snaps")]
+        vanished: bool,
         /// Collect garbage afterwards, as `prune` does
         #[arg(long)]
         prune: bool,
@@ -246,6 +252,12 @@ enum Command {
     Key {
         #[command(subcommand)]
         what: KeyCmd,
+    },
+    /// What this client trusts about the repository (key kind, key check, config digest,
+    /// snapshots seen), or trust it anew as it is now after a deliberate change
+    Trust {
+        #[command(subcommand)]
+        what: Option<TrustCmd>,
     },
     /// Sizes of the repository, or of one snapshot
     Stats { snap: Option<String> },
@@ -335,6 +347,15 @@ enum RepairCmd {
         #[arg(long)]
         forget_unreadable: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum TrustCmd {
+    /// Show what this client pinned (the default)
+    Show,
+    /// Trust the repository's current master key and config, replacing the pin: only after
+    /// you re-created or restored the repository yourself
+    Accept,
 }
 
 #[derive(Subcommand, Debug)]
@@ -584,7 +605,8 @@ impl Ctx {
         }
         bail!(
             "no password given and no terminal to ask on: use --password-file F, \
-             PROJECTCLONE_PASSWORD_FILE or PROJECTCLONE_PASSWORD"
+             PROJECTCLONE_PASSWORD_FILE or PROJECTCLONE_PASSWORD (or --insecure-no-password for a repository \
+             made without a password)"
         )
     }
 
@@ -620,22 +642,73 @@ impl Ctx {
         }
     }
 
-    fn open_with(&self, path: &Path, cache: &Path) -> Result<Repository> {
-        let backend = Arc::new(LocalBackend::new(path));
-        let pw = self.password_from_sources()?;
-        if pw.is_none() && self.typed.get().is_none() {
-            // A repository created with --insecure-no-password opens without one.
-            match Repository::open(backend.clone(), None, cache) {
-                Ok(r) => return Ok(r),
-                Err(Error::WrongPassword(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        let pw = match pw {
-            Some((p, _)) => p,
-            None => self.password(false)?.0,
+    /// Where this client remembers what it trusts about each repository:
+    /// `$XDG_STATE_HOME/projectclone` (never the cache, which may be deleted at any time).
+    fn state_dir(&self) -> Option<PathBuf> {
+        let lost = "this client cannot remember what it trusts about repositories, so a replaced key or config, \
+                    or a snapshot deleted behind its back, goes unnoticed in this run";
+        let Some(dir) = directories::BaseDirs::new().and_then(|b| b.state_dir().map(|d| d.join("projectclone"))) else {
+            output::warn(
+                &self.cli,
+                &format!("no state folder ($XDG_STATE_HOME or $HOME is unset): {lost}"),
+            );
+            return None;
         };
-        Ok(Repository::open(backend, Some(&pw), cache)?)
+        use std::os::unix::fs::DirBuilderExt;
+        let repos = dir.join("repos");
+        let usable = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&repos)
+            .and_then(|()| rustix::fs::access(&repos, rustix::fs::Access::WRITE_OK).map_err(std::io::Error::from));
+        if let Err(e) = usable {
+            output::warn(
+                &self.cli,
+                &format!("state folder {}: {e}: {lost}; make it writable", dir.display()),
+            );
+            return None;
+        }
+        Some(dir)
+    }
+
+    fn open_with(&self, path: &Path, cache: &Path) -> Result<Repository> {
+        self.open_repo(path, cache, false)
+    }
+
+    /// Open a repository checking it against this client's pin (`accept`: re-pin what
+    /// opens now, for `trust accept`). A repository made without a password opens without
+    /// one only when asked (`--insecure-no-password`) or when this client made or opened it
+    /// so before; otherwise a password comes from its sources or a prompt.
+    fn open_repo(&self, path: &Path, cache: &Path, accept: bool) -> Result<Repository> {
+        let backend = Arc::new(LocalBackend::new(path));
+        let opts = projectclone::repo::OpenOptions {
+            cache_dir: cache.to_path_buf(),
+            state_dir: self.state_dir(),
+            insecure_no_password: self.cli.insecure_no_password,
+            accept_changes: accept,
+        };
+        let repo = if self.cli.insecure_no_password {
+            Repository::open_with(backend, None, &opts)?
+        } else {
+            match self.password_from_sources()? {
+                Some((p, _)) => Repository::open_with(backend, Some(&p), &opts)?,
+                None => match Repository::open_with(backend.clone(), None, &opts) {
+                    Ok(r) => r,
+                    Err(Error::PasswordRequired(_)) => {
+                        let p = self.password(false)?.0;
+                        Repository::open_with(backend, Some(&p), &opts)?
+                    }
+                    Err(e) => return Err(e.into()),
+                },
+            }
+        };
+        for n in &repo.notices {
+            output::note(&self.cli, n);
+        }
+        for a in &repo.alerts {
+            output::alert(a);
+        }
+        Ok(repo)
     }
 
     /// Take a lock. When the repository refuses the lock's write (a read-only mount, a
@@ -722,11 +795,8 @@ pub fn run(cli: Cli) -> Result<u8> {
 fn run_command(ctx: &Ctx) -> Result<u8> {
     let json = ctx.cli.json;
     match &ctx.cli.command {
-        Command::Init {
-            insecure_no_password,
-            kdf_memory,
-            kdf_time,
-        } => {
+        Command::Init { kdf_memory, kdf_time } => {
+            let insecure_no_password = &ctx.cli.insecure_no_password;
             let (path, _) = ctx.repo_location()?;
             // The cache first: nothing may be created before every check passed.
             let cache = ctx.cache()?;
@@ -741,6 +811,7 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
                     t_cost: *kdf_time,
                     p_cost: 4,
                 },
+                state_dir: ctx.state_dir(),
                 ..Default::default()
             };
             let repo = Repository::init(Arc::new(LocalBackend::new(&path)), pw.as_deref(), &opts, &cache)?;
@@ -791,7 +862,10 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
                     Repository::init(
                         Arc::new(LocalBackend::new(&path)),
                         Some(&pw),
-                        &InitOptions::default(),
+                        &InitOptions {
+                            state_dir: ctx.state_dir(),
+                            ..Default::default()
+                        },
                         &cache,
                     )?
                 }
@@ -993,11 +1067,33 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
             Ok(if report.ok() { 0 } else { 1 })
         }
         Command::Forget {
+            vanished: true,
+            dry_run,
+            ..
+        } => {
+            let mut repo = ctx.open()?;
+            let Some(trust) = &repo.trust else {
+                bail!("this client has no state folder, so it knows of no vanished snapshot");
+            };
+            let gone = trust.vanished()?;
+            let _lock = ctx.shared_lock(&mut repo, *dry_run, "forget")?;
+            if !*dry_run {
+                let host = lock::hostname();
+                for (id, tree, seen) in &gone {
+                    repo.write_tombstone(&seen.tombstone(*id, *tree, projectclone::repo::now_unix_ns(), &host))?;
+                }
+                repo.sync_index()?;
+            }
+            output::forgot_vanished(json, *dry_run, &gone);
+            Ok(0)
+        }
+        Command::Forget {
             snaps,
             keep,
             prune,
             dry_run,
             repack_threshold,
+            vanished: false,
         } => {
             let mut repo = ctx.open()?;
             let mut ids = Vec::new();
@@ -1072,10 +1168,10 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
                         lock::describe(s)
                     );
                 }
-                output::unlock(json, removed.len());
+                output::unlock(json, removed.len(), true);
             } else {
                 let removed = lock::remove_stale(&repo)?;
-                output::unlock(json, removed);
+                output::unlock(json, removed, false);
             }
             Ok(0)
         }
@@ -1102,6 +1198,17 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
                     output::key_changed(json, "removed", &name);
                 }
             }
+            Ok(0)
+        }
+        Command::Trust { what } => {
+            let (path, _) = ctx.repo_location()?;
+            let cache = ctx.cache()?;
+            let accept = matches!(what, Some(TrustCmd::Accept));
+            let repo = ctx.open_repo(&path, &cache, accept)?;
+            let Some(trust) = &repo.trust else {
+                bail!("this client has no state folder ($XDG_STATE_HOME or $HOME), so it pins nothing");
+            };
+            output::trust(json, &trust.pin()?, &trust.seen()?, trust.dir());
             Ok(0)
         }
         Command::Stats { snap } => {

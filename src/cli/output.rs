@@ -65,6 +65,18 @@ pub fn warn(cli: &Cli, msg: &str) {
     }
 }
 
+/// Something the user should know once (not a problem).
+pub fn note(cli: &Cli, msg: &str) {
+    if !cli.quiet {
+        eprintln!("note: {msg}");
+    }
+}
+
+/// A snapshot deleted or put back behind this client's back: printed even with `-q`.
+pub fn alert(a: &projectclone::trust::Alert) {
+    eprintln!("SECURITY WARNING: {a}");
+}
+
 pub fn init(json: bool, path: &Path, repo_id: &[u8; 32]) {
     if json {
         print_json(&json!({"repository": path.display().to_string(), "id": hex::encode(repo_id)}));
@@ -270,7 +282,7 @@ pub fn check(json: bool, r: &CheckReport) {
         }
     }
     for p in &r.unused_packs {
-        outln!("note: pack {p} is used by no snapshot (harmless; prune removes it)");
+        outln!("note: pack {p} is used by no snapshot (prune removes it)");
     }
     for s in &r.damaged_snapshots {
         outln!("damaged snapshot: {s}");
@@ -358,7 +370,6 @@ pub fn prune(cli: &Cli, p: &projectclone::prune::PrunePlan) {
         print_json(&serde_json::to_value(p).expect("serialisable"));
         return;
     }
-    let verb = if p.dry_run { "would" } else { "will" };
     for s in &p.snapshots {
         outln!(
             "{} {}  {}",
@@ -402,7 +413,7 @@ pub fn prune(cli: &Cli, p: &projectclone::prune::PrunePlan) {
         outln!(
             "{} partly used pack(s) {} repacked ({} still in use copied)",
             p.repacked_packs.len(),
-            verb,
+            if p.dry_run { "would be" } else { "were" },
             bytesize::ByteSize(p.repacked_bytes)
         );
     }
@@ -473,9 +484,11 @@ pub fn repair_index(json: bool, r: &projectclone::repair::RepairIndexReport) {
     );
 }
 
-pub fn unlock(json: bool, removed: usize) {
+pub fn unlock(json: bool, removed: usize, all: bool) {
     if json {
         print_json(&json!({"removed": removed}));
+    } else if all {
+        outln!("{removed} lock(s) removed");
     } else {
         outln!("{removed} stale lock(s) removed");
     }
@@ -692,4 +705,76 @@ pub fn import(cli: &Cli, res: &[projectclone::import::Imported]) {
             None => {}
         }
     }
+}
+
+pub fn forgot_vanished(
+    json: bool,
+    dry_run: bool,
+    gone: &[(SnapshotId, projectclone::id::TreeId, projectclone::trust::Seen)],
+) {
+    if json {
+        print_json(&json!({
+            "dry_run": dry_run,
+            "acknowledged": gone.iter().map(|g| g.0.to_hex()).collect::<Vec<_>>(),
+        }));
+        return;
+    }
+    for (id, _, _) in gone {
+        outln!(
+            "snapshot {} {}: tombstone {}",
+            id.short(),
+            if dry_run {
+                "would be acknowledged"
+            } else {
+                "acknowledged"
+            },
+            if dry_run { "not written (dry run)" } else { "written" }
+        );
+    }
+    if gone.is_empty() {
+        outln!("no vanished snapshots");
+    }
+}
+
+pub fn trust(
+    json: bool,
+    pin: &Option<projectclone::trust::Pin>,
+    seen: &std::collections::BTreeMap<SnapshotId, projectclone::trust::Seen>,
+    dir: &Path,
+) {
+    use projectclone::trust::SeenState;
+    let count = |st: SeenState| seen.values().filter(|s| s.state == st).count();
+    if json {
+        print_json(&json!({
+            "pin": pin,
+            "state_folder": dir.display().to_string(),
+            "snapshots_seen": seen.len(),
+            "present": count(SeenState::Present),
+            "forgotten": count(SeenState::Forgotten),
+            "vanished": seen.iter().filter(|s| s.1.state == SeenState::Vanished).map(|s| s.0.to_hex()).collect::<Vec<_>>(),
+        }));
+        return;
+    }
+    if let Some(p) = pin {
+        outln!("trusted since:   {}", p.since);
+        outln!("first seen at:   {}", format_name(p.location.as_bytes()));
+        outln!(
+            "password:        {}",
+            if p.insecure {
+                "none (key stored in clear)"
+            } else {
+                "yes"
+            }
+        );
+        outln!("key check:       {}", p.key_check);
+        outln!("config digest:   {}", p.config);
+    }
+    outln!(
+        "snapshots seen:  {} ({} present, {} forgotten, {} vanished)",
+        seen.len(),
+        count(SeenState::Present),
+        count(SeenState::Forgotten),
+        count(SeenState::Vanished)
+    );
+    outln!("kept in:         {}", dir.display());
 }

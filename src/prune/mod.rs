@@ -173,11 +173,12 @@ pub fn run(repo: &mut Repository, opts: &PruneOptions, guard: Option<&lock::Lock
     }
     if !opts.dry_run && !forget.is_empty() {
         ensure_valid(guard)?;
-        for id in &forget {
-            repo.backend.delete(&Dir::Snapshots.path(&id.to_hex()))?;
-        }
-        repo.index
-            .remove_snapshots(&forget.iter().copied().collect::<Vec<_>>())?;
+        let removed: Vec<(SnapshotId, Option<&format::Snapshot>)> = snaps
+            .iter()
+            .filter(|(id, _)| forget.contains(id))
+            .map(|(id, s)| (*id, Some(s)))
+            .collect();
+        repo.forget_snapshots(&removed, if opts.gc { "prune" } else { "forget" })?;
     }
     if !opts.gc {
         return Ok(plan);
@@ -251,16 +252,29 @@ fn ensure_live_indexed(
     }
     ensure_valid(guard)?;
     let recovered = crate::repair::recover_packs(repo, &candidates, true, false)?;
-    plan.reindexed_packs = recovered.indexed.iter().map(|p| p.to_hex()).collect();
+    plan.reindexed_packs
+        .extend(recovered.indexed.iter().map(|p| p.to_hex()));
     if repo.index.live_has_unindexed()? {
         return Err(refuse(0));
     }
     Ok(())
 }
 
-/// Mark everything the snapshots not in `forget` reach (a fresh live set).
+/// Mark everything the snapshots not in `forget` reach (a fresh live set), and what
+/// snapshots that vanished without a tombstone referenced (kept until the user
+/// acknowledges their removal; best effort, since their trees may be gone too).
 fn mark_all(repo: &Repository, snaps: &[(SnapshotId, format::Snapshot)], forget: &BTreeSet<SnapshotId>) -> Result<()> {
     repo.index.live_reset()?;
+    if let Some(trust) = &repo.trust {
+        for (id, tree, _) in trust.vanished()? {
+            if let Err(e) = mark_tree(repo, &tree) {
+                tracing::warn!(
+                    "snapshot {} (vanished): what it referenced cannot all be kept: {e}",
+                    id.short()
+                );
+            }
+        }
+    }
     for (id, s) in snaps {
         if !forget.contains(id) {
             mark_tree(repo, &s.tree).map_err(|e| {

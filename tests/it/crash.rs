@@ -304,12 +304,14 @@ fn check_names_packs_that_no_snapshot_uses() {
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
     assert!(!new_packs.is_empty());
-    // The state of a backup killed just before writing its snapshot.
+    // The state of a backup killed just before writing its snapshot (so this client never
+    // saw the snapshot either: its record of snapshots seen is dropped too).
     for s in files_under(&env.repo().join("snapshots")) {
         if !snaps_before.contains(&s) {
             fs::remove_file(s).unwrap();
         }
     }
+    fs::remove_dir_all(env.path("xdg-state/projectclone")).unwrap();
     let c = env.run(["--json", "check", "--read-data"]).success().json();
     let unused: BTreeSet<String> = c["unused_packs"]
         .as_array()

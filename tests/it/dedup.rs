@@ -238,6 +238,7 @@ fn long_chunk_lists_are_paged_and_an_edit_rewrites_few_pages() {
             run: 128,
         },
         pack_target: None,
+        state_dir: None,
     };
     let backend = std::sync::Arc::new(LocalBackend::new(env.repo()));
     Repository::init(backend, Some(PASSWORD.as_bytes()), &opts, &env.path("init-cache")).expect("init");

@@ -37,7 +37,8 @@ impl Arena {
         f.retain(|p, _| !p.starts_with("target"));
         let mut above = rel_paths(&self.env.path(""));
         above.retain(|p| {
-            !["arena/target", "cache", "forge-cache", "repo/locks"]
+            // The client's own state (what it trusts) is written by every command.
+            !["arena/target", "cache", "forge-cache", "repo/locks", "xdg-state"]
                 .iter()
                 .any(|x| p.starts_with(x))
         });

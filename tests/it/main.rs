@@ -20,3 +20,4 @@ mod prune;
 mod repair;
 mod roundtrip;
 mod security;
+mod trust;

@@ -1,0 +1,335 @@
+//! Hostile storage against what a client trusts: planted key files and configs, key files
+//! that unwrap but open nothing, snapshots deleted or put back behind the client's back,
+//! and objects sized or typed to exhaust a client. Each test replays an attack from the
+//! security review through the binary; the attacker writes to the repository's files
+//! directly, as anyone who can write to the storage can.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use projectclone::crypto::{KdfParams, Keys};
+use projectclone::format::{self, Config, Kind};
+use projectclone::repo::make_key_file;
+
+use crate::util::*;
+
+/// The repository id, read from `config` as anyone can (it is in clear).
+fn repo_id(env: &Env) -> [u8; 32] {
+    format::config_repo_id(&fs::read(env.repo().join("config")).unwrap()).unwrap()
+}
+
+/// What an attacker who can write to the storage plants: a key file of their own (no
+/// password, or `password`) and a `config` sealed under their master key, same repository
+/// id. Returns the attacker's keys.
+fn plant_key_and_config(env: &Env, password: Option<&[u8]>, replace_config: bool) -> Keys {
+    let (keys, kf) = key_file_named_before(env, password, &own_key(env));
+    let id = repo_id(env);
+    let name = blake3::hash(&kf).to_hex().to_string();
+    fs::write(env.repo().join("keys").join(&name), &kf).unwrap();
+    if replace_config {
+        let cfg = Config {
+            repo_id: id,
+            chunker: Default::default(),
+            pack_target: 16 << 20,
+            created_unix_ns: 0,
+        };
+        fs::remove_file(env.repo().join("config")).unwrap();
+        fs::write(env.repo().join("config"), format::encode_config(&cfg, &keys.cipher())).unwrap();
+    }
+    keys
+}
+
+/// A key file for a new master key whose name sorts before `before` (the repository's own
+/// key file), so a client trying key files in name order meets it first.
+fn key_file_named_before(env: &Env, password: Option<&[u8]>, before: &str) -> (Keys, Vec<u8>) {
+    loop {
+        let keys = Keys::generate();
+        let kdf = KdfParams {
+            m_cost: 64,
+            t_cost: 1,
+            p_cost: 1,
+        };
+        let kf = make_key_file(&repo_id(env), &keys, password, kdf).unwrap();
+        if blake3::hash(&kf).to_hex().as_str() < before {
+            return (keys, kf);
+        }
+    }
+}
+
+/// The name of the repository's (only) key file; any name when it has none left.
+fn own_key(env: &Env) -> String {
+    let keys = files_under(&env.repo().join("keys"));
+    assert!(keys.len() <= 1);
+    keys.first()
+        .map(|k| k.file_name().unwrap().to_string_lossy().into_owned())
+        .unwrap_or_else(|| "f".repeat(64))
+}
+
+/// `env.cmd()` as a client that never opened the repository (its own state folder).
+fn fresh_client(env: &Env, name: &str) -> assert_cmd::Command {
+    let mut c = env.cmd();
+    c.env("XDG_STATE_HOME", env.path(name));
+    c
+}
+
+fn snapshot_ids(env: &Env) -> Vec<String> {
+    env.snapshots()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_planted_password_less_key_and_config_do_not_take_a_password_repository_over() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(src.join("a"), b"mine");
+    let mine = env.backup([&src]);
+    plant_key_and_config(&env, None, true);
+    let before = fingerprint(&env.repo());
+    // With the right password: refused, nothing written under the attacker's key.
+    let out = env.run(["snapshots"]).failure();
+    assert!(out.stderr.contains("config"), "{}", out.stderr);
+    let out = env.run(["backup", src.to_str().unwrap()]).failure();
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    assert_eq!(
+        fingerprint(&env.repo()),
+        before,
+        "something was written under a planted key"
+    );
+    // Without a password (no --insecure-no-password): a password is asked for, never
+    // the planted key used.
+    let out = run(env
+        .bare()
+        .arg("-r")
+        .arg(env.repo())
+        .arg("--cache-dir")
+        .arg(env.cache())
+        .arg("snapshots"))
+    .failure();
+    assert!(out.stderr.contains("password"), "{}", out.stderr);
+    let _ = mine;
+}
+
+#[test]
+fn a_password_is_never_accepted_by_a_password_less_key() {
+    let env = Env::new();
+    let bare = || {
+        let mut c = env.bare();
+        c.arg("-r").arg(env.repo()).arg("--cache-dir").arg(env.cache());
+        c
+    };
+    run(bare().args(["init", "--insecure-no-password"])).success();
+    // A password given for a repository that opens only without one: an error, never a
+    // silent success (today's scripts set PROJECTCLONE_PASSWORD globally).
+    let other_state = env.path("other-state");
+    let out = run(bare()
+        .env("XDG_STATE_HOME", &other_state)
+        .env("PROJECTCLONE_PASSWORD", "anything")
+        .arg("snapshots"))
+    .failure();
+    assert!(out.stderr.contains("--insecure-no-password"), "{}", out.stderr);
+    // This client made it without a password: it remembers, no flag needed.
+    run(bare().arg("snapshots")).success();
+    // Another client (fresh state) needs the flag.
+    let out = run(bare().env("XDG_STATE_HOME", &other_state).arg("snapshots")).failure();
+    assert!(out.stderr.contains("--insecure-no-password"), "{}", out.stderr);
+    run(bare()
+        .env("XDG_STATE_HOME", &other_state)
+        .args(["--insecure-no-password", "snapshots"]))
+    .success();
+}
+
+/// A password-less repository whose key and config are replaced by an attacker's (also
+/// without a password, same repository id): the client pinned the master key's check
+/// value and the config's digest, and refuses until told the change is deliberate.
+#[test]
+fn a_replaced_key_and_config_are_refused_by_the_pin() {
+    let env = Env::new();
+    let bare = || {
+        let mut c = env.bare();
+        c.arg("-r").arg(env.repo()).arg("--cache-dir").arg(env.cache());
+        c
+    };
+    let out = run(bare().args(["init", "--insecure-no-password"])).success();
+    let _ = out;
+    let src = env.path("src");
+    write(src.join("a"), b"mine");
+    let first = run(bare().arg("snapshots")).success();
+    assert!(
+        !first.stderr.contains("trusting"),
+        "the pin is made at init: {}",
+        first.stderr
+    );
+    run(bare().arg("backup").arg(&src)).success();
+    // The attacker removes every key file and plants their own key and config.
+    for k in files_under(&env.repo().join("keys")) {
+        fs::remove_file(k).unwrap();
+    }
+    plant_key_and_config(&env, None, true);
+    fs::remove_dir_all(env.cache()).unwrap();
+    let out = run(bare().arg("snapshots")).failure();
+    assert!(
+        out.stderr.contains("master key is not the one") && out.stderr.contains("trust accept"),
+        "{}",
+        out.stderr
+    );
+    let out = run(bare().args(["backup"]).arg(&src)).failure();
+    assert!(out.stderr.contains("master key is not the one"), "{}", out.stderr);
+    // A client that never saw it trusts it, and says so.
+    let out = run(bare()
+        .env("XDG_STATE_HOME", env.path("fresh-state"))
+        .args(["--insecure-no-password", "snapshots"]))
+    .success();
+    assert!(out.stderr.contains("trusting repository"), "{}", out.stderr);
+    // Accepted deliberately, it opens again.
+    run(bare().args(["trust", "accept"])).success();
+    run(bare().arg("snapshots")).success();
+}
+
+/// A key file that unwraps with the user's password but holds another master key (copied
+/// from another repository, or planted by someone who knows the password) is named and
+/// skipped; the real key still opens the repository.
+#[test]
+fn a_key_file_that_unwraps_but_opens_no_config_does_not_lock_the_user_out() {
+    let env = Env::with_repo();
+    plant_key_and_config(&env, Some(PASSWORD.as_bytes()), false);
+    let out = run(fresh_client(&env, "fresh").arg("snapshots")).success();
+    assert!(
+        out.stderr.contains("does not authenticate under the key it holds"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn key_files_too_large_misnamed_or_too_many_are_skipped() {
+    let env = Env::with_repo();
+    let keys = env.repo().join("keys");
+    let real = files_under(&keys).remove(0);
+    // Too large for a key file, and a valid key file under a name that is not the hash of
+    // its bytes: skipped and named.
+    let big = vec![7u8; 1 << 20];
+    fs::write(keys.join(format!("0{}", &blake3::hash(&big).to_hex()[1..])), &big).unwrap();
+    fs::copy(&real, keys.join("0".repeat(64))).unwrap();
+    let out = run(fresh_client(&env, "fresh1").arg("snapshots")).success();
+    assert!(out.stderr.contains("not the hash of its bytes"), "{}", out.stderr);
+    assert!(out.stderr.contains("larger than a key file"), "{}", out.stderr);
+    // Forty key files of other passwords, all named before the real one: at most 32 are
+    // tried, so a client that never opened the repository gives up (and says why)
+    // instead of deriving forty keys...
+    let own = real.file_name().unwrap().to_string_lossy().into_owned();
+    for _ in 0..40 {
+        let (_, kf) = key_file_named_before(&env, Some(b"another password"), &own);
+        fs::write(keys.join(blake3::hash(&kf).to_hex().as_str()), kf).unwrap();
+    }
+    let out = run(fresh_client(&env, "fresh2").arg("snapshots")).failure();
+    assert!(out.stderr.contains("not tried"), "{}", out.stderr);
+    // ...while this client tries the key that worked last time first.
+    env.run(["snapshots"]).success();
+    let _ = real;
+}
+
+#[test]
+fn a_config_that_is_a_symlink_or_huge_is_refused_before_reading() {
+    for (what, make) in [
+        (
+            "symlink to /dev/zero",
+            Box::new(|p: &Path| std::os::unix::fs::symlink("/dev/zero", p).unwrap()) as Box<dyn Fn(&Path)>,
+        ),
+        (
+            "fifo",
+            Box::new(|p: &Path| {
+                rustix::fs::mknodat(
+                    rustix::fs::CWD,
+                    p,
+                    rustix::fs::FileType::Fifo,
+                    rustix::fs::Mode::from_raw_mode(0o600),
+                    0,
+                )
+                .unwrap()
+            }),
+        ),
+        (
+            "1 GiB file",
+            Box::new(|p: &Path| fs::File::create(p).unwrap().set_len(1 << 30).unwrap()),
+        ),
+    ] {
+        let env = Env::with_repo();
+        let cfg: PathBuf = env.repo().join("config");
+        fs::remove_file(&cfg).unwrap();
+        make(&cfg);
+        let out = env.run(["snapshots"]).failure();
+        assert!(!out.stderr.contains("panicked"), "{what}: {}", out.stderr);
+        assert!(out.stderr.contains("config"), "{what}: {}", out.stderr);
+    }
+}
+
+/// Snapshots deleted behind the client's back, or put back after they were forgotten, are
+/// reported on every command and by `check`; prune keeps what they referenced until the
+/// user acknowledges the removal.
+#[test]
+fn snapshots_deleted_or_put_back_behind_the_clients_back_are_reported() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(src.join("big.bin"), random_bytes(1, 1_500_000));
+    age_tree(&src);
+    let s1 = env.backup([&src]);
+    fs::remove_file(src.join("big.bin")).unwrap();
+    write(src.join("small"), b"small");
+    let s2 = env.backup([&src]);
+    // Deleted behind our back.
+    let s1_file = env.repo().join("snapshots").join(&s1);
+    let s1_bytes = fs::read(&s1_file).unwrap();
+    fs::remove_file(&s1_file).unwrap();
+    let out = env.run(["snapshots"]).success();
+    assert!(
+        out.stderr.contains("vanished") && out.stderr.contains(&s1[..8]),
+        "{}",
+        out.stderr
+    );
+    let out = env.run(["-q", "ls", "latest"]).success();
+    assert!(out.stderr.contains("vanished"), "reported even with -q: {}", out.stderr);
+    let c = env.run(["--json", "check"]).failure().json();
+    assert!(c["errors"].to_string().contains("vanished"), "{c}");
+    // Prune keeps what it referenced.
+    let packs = files_under(&env.repo().join("packs"));
+    env.run(["prune"]).success();
+    assert_eq!(
+        files_under(&env.repo().join("packs")),
+        packs,
+        "prune freed a vanished snapshot's data"
+    );
+    // Acknowledged: no more reports, and prune frees the space.
+    env.run(["forget", "--vanished"]).success();
+    let out = env.run(["snapshots"]).success();
+    assert!(!out.stderr.contains("vanished"), "{}", out.stderr);
+    env.run(["prune"]).success();
+    assert!(files_under(&env.repo().join("packs")).len() < packs.len());
+    env.run(["check", "--read-data"]).success();
+
+    // Forgotten on purpose: a tombstone, and no report.
+    write(src.join("c"), b"c");
+    let s3 = env.backup([&src]);
+    env.run(["forget", &s3]).success();
+    assert!(!snapshot_ids(&env).contains(&s3));
+    let out = env.run(["snapshots"]).success();
+    assert!(!out.stderr.contains("SECURITY"), "{}", out.stderr);
+    // Put back (an old repository state) without its tombstone: reported.
+    let tombstones: Vec<PathBuf> = files_under(&env.repo().join("snapshots"))
+        .into_iter()
+        .filter(|p| fs::read(p).unwrap()[4] == Kind::Tombstone as u8)
+        .collect();
+    assert_eq!(
+        tombstones.len(),
+        2,
+        "forget --vanished and forget each left a tombstone"
+    );
+    for t in &tombstones {
+        fs::remove_file(t).unwrap();
+    }
+    fs::write(&s1_file, &s1_bytes).unwrap();
+    let out = env.run(["snapshots"]).success();
+    assert!(out.stderr.contains("listed again"), "{}", out.stderr);
+    let _ = s2;
+}
