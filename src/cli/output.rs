@@ -542,7 +542,16 @@ pub fn export(cli: &Cli, id: &SnapshotId, res: &ExportResult) {
     }
 }
 
-pub fn import(cli: &Cli, res: &[projectclone::import::Imported]) {
+pub fn import(cli: &Cli, report: &projectclone::import::ImportReport) {
+    for (p, why) in &report.skipped {
+        if !cli.quiet {
+            eprintln!("note: {}: skipped: {why}", p.display());
+        }
+    }
+    for (p, e) in &report.failed {
+        eprintln!("error: {}: {e}", p.display());
+    }
+    let res = &report.imported;
     for i in res {
         for (p, e) in &i.result.errors {
             eprintln!("error: {}: {}: {e}", i.source.display(), p.display());

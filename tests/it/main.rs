@@ -13,6 +13,7 @@ mod damage;
 mod dedup;
 mod export;
 mod hostile;
+mod import;
 mod prune;
 mod repair;
 mod roundtrip;

@@ -1030,3 +1030,26 @@ pub fn node(name: &[u8], kind: NodeKind) -> Node {
         },
     }
 }
+
+/// A tar.gz built member by member (hostile names included), through the tar crate.
+pub fn raw_tar_gz(path: &Path, members: &[(&[u8], tar::EntryType, &[u8], &[u8])]) {
+    let f = fs::File::create(path).unwrap();
+    let gz = flate2::write::GzEncoder::new(f, flate2::Compression::fast());
+    let mut b = tar::Builder::new(gz);
+    for (name, kind, link, data) in members {
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name);
+        h.set_entry_type(*kind);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_600_000_000);
+        h.set_size(data.len() as u64);
+        if !link.is_empty() {
+            h.set_link_name(OsStr::from_bytes(link)).unwrap();
+        }
+        h.set_cksum();
+        b.append(&h, *data).unwrap();
+    }
+    b.into_inner().unwrap().finish().unwrap();
+}
