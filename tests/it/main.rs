@@ -6,6 +6,7 @@
 
 mod util;
 
+mod backup;
 mod cli;
 mod compat;
 mod crash;

@@ -1053,3 +1053,51 @@ pub fn raw_tar_gz(path: &Path, members: &[(&[u8], tar::EntryType, &[u8], &[u8])]
     }
     b.into_inner().unwrap().finish().unwrap();
 }
+
+/// A file system mounted by a test (tests run as root), unmounted when dropped: declare it
+/// after the `Env` it lives in, so it is unmounted before the temporary folder is removed.
+pub struct Mount(PathBuf);
+
+impl Mount {
+    /// `mount --bind FROM TO` (TO is created).
+    #[track_caller]
+    pub fn bind(from: &Path, to: &Path) -> Mount {
+        fs::create_dir_all(to).expect("mount point");
+        Mount::run(std::process::Command::new("mount").arg("--bind").arg(from).arg(to), to)
+    }
+
+    /// A tmpfs of `size` (such as `"2m"`) at `at` (created).
+    #[track_caller]
+    pub fn tmpfs(at: &Path, size: &str) -> Mount {
+        fs::create_dir_all(at).expect("mount point");
+        Mount::run(
+            std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o"])
+                .arg(format!("size={size},mode=0755"))
+                .arg("tmpfs")
+                .arg(at),
+            at,
+        )
+    }
+
+    #[track_caller]
+    fn run(cmd: &mut std::process::Command, at: &Path) -> Mount {
+        let out = cmd.output().expect("mount runs");
+        assert!(
+            out.status.success(),
+            "{cmd:?} failed (these tests run as root and need mount): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Mount(at.to_path_buf())
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let ok = std::process::Command::new("umount").arg(&self.0).status();
+        if !ok.is_ok_and(|s| s.success()) {
+            // Busy (a process of a failed test still inside): detach it anyway.
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}
