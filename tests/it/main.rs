@@ -17,5 +17,6 @@ mod hostile;
 mod import;
 mod prune;
 mod repair;
+mod restore;
 mod roundtrip;
 mod security;
