@@ -631,6 +631,8 @@ pub fn execute(
     drop(parents);
 
     // Phase 3: hard links, then metadata of non-directories in walk order.
+    // Entries that exist but whose metadata (or `--verify`) failed: not counted as restored.
+    let mut incomplete: HashSet<Vec<u8>> = HashSet::new();
     let mut parents = Parents::new(&root);
     let is_root = rustix::process::geteuid().is_root();
     // In a fresh target every entry was created by us, so it already belongs to our user
@@ -694,7 +696,8 @@ pub fn execute(
             )
         })();
         if let Err(e) = r {
-            failed.insert(rel.to_vec());
+            // Its data is there (hard links to it are still made): only not counted.
+            incomplete.insert(rel.to_vec());
             errors.push((display(rel), format!("metadata: {e}")));
         }
     }
@@ -721,7 +724,7 @@ pub fn execute(
                 )
             });
             if let Err(e) = r {
-                failed.insert(rel.to_vec());
+                incomplete.insert(rel.to_vec());
                 errors.push((display(rel), format!("metadata: {e}")));
             }
         }
@@ -748,12 +751,13 @@ pub fn execute(
 
     if opts.verify {
         for (rel, msg) in verify(repo, &root, &plan, &failed) {
-            failed.insert(rel.clone());
+            incomplete.insert(rel.clone());
             errors.push((display(&rel), msg));
         }
     }
     // The summary counts what was restored, not what was planned.
-    for item in plan.items.iter().filter(|i| !failed.contains(i.rel())) {
+    let counted = |i: &&Item| !failed.contains(i.rel()) && !incomplete.contains(i.rel());
+    for item in plan.items.iter().filter(counted) {
         match item {
             Item::Dir { .. } => res.dirs += 1,
             Item::File { data, .. } => {
