@@ -57,7 +57,9 @@ pub struct BackupOptions {
     pub compression: Compression,
     pub hostname: String,
     pub username: String,
-    /// Absolute paths never backed up (the repository and the cache themselves).
+    /// Absolute paths never backed up (the repository and the cache themselves); the
+    /// directories among them are also recognised by device and inode under any other
+    /// path ([`Skip`]).
     pub skip: Vec<PathBuf>,
     /// Record this time and UTC offset (seconds) instead of now (imports of older backups).
     pub time_override: Option<(Time, i32)>,
@@ -130,6 +132,8 @@ struct Walker<'a> {
     seen: HashSet<BlobId>,
     excludes: Gitignore,
     ignores: Vec<Gitignore>,
+    /// The repository and the cache (`opts.skip`), by path and by directory identity.
+    skip: Skip,
     hardlinks: HashMap<(u64, u64), (Vec<u8>, FileData)>,
     summary: Summary,
     errors: Vec<(PathBuf, String)>,
@@ -275,6 +279,7 @@ pub fn backup(
             seen: HashSet::new(),
             excludes,
             ignores: Vec::new(),
+            skip: Skip::new(&opts.skip),
             hardlinks: HashMap::new(),
             summary: Summary::default(),
             errors: Vec::new(),
@@ -423,16 +428,48 @@ fn name_bytes(n: &OsStr) -> Vec<u8> {
     n.as_bytes().to_vec()
 }
 
+/// What a backup never descends into: the repository and the cache. Matched by path, and
+/// by the device and inode of the directory, so another path to the same directory that a
+/// path comparison misses (a bind mount of the repository inside the source, a second
+/// mount of its file system) is left out too.
+#[derive(Clone, Debug, Default)]
+pub struct Skip {
+    paths: Vec<PathBuf>,
+    /// (device, inode) of each skipped path that is a directory, as it was at the start.
+    dirs: Vec<(u64, u64)>,
+}
+
+impl Skip {
+    /// From absolute, canonical paths ([`BackupOptions::skip`]); paths that do not exist
+    /// (a dry run's repository) are matched by path only.
+    pub fn new(paths: &[PathBuf]) -> Skip {
+        let dirs = paths
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .filter(|m| m.is_dir())
+            .map(|m| (m.dev(), m.ino()))
+            .collect();
+        Skip {
+            paths: paths.to_vec(),
+            dirs,
+        }
+    }
+
+    fn has_path(&self, path: &Path) -> bool {
+        self.paths.iter().any(|s| s == path)
+    }
+
+    /// Is this (not followed) entry one of the skipped directories, under whatever path?
+    pub fn has_dir(&self, md: &std::fs::Metadata) -> bool {
+        md.is_dir() && self.dirs.contains(&(md.dev(), md.ino()))
+    }
+}
+
 /// Is `path` left out of the backup: a skipped path, an `--exclude` match, or matched by the
-/// innermost `.projectcloneignore` that has an opinion (`!pattern` re-includes)?
-pub(crate) fn ignored(
-    skip: &[PathBuf],
-    excludes: &Gitignore,
-    ignores: &[Gitignore],
-    path: &Path,
-    is_dir: bool,
-) -> bool {
-    if skip.iter().any(|s| s == path) {
+/// innermost `.projectcloneignore` that has an opinion (`!pattern` re-includes)? (Skipped
+/// directories reached by another path are found by [`Skip::has_dir`] on their metadata.)
+pub(crate) fn ignored(skip: &Skip, excludes: &Gitignore, ignores: &[Gitignore], path: &Path, is_dir: bool) -> bool {
+    if skip.has_path(path) {
         return true;
     }
     if excludes.matched(path, is_dir).is_ignore() {
@@ -471,7 +508,7 @@ impl Walker<'_> {
             self.excludes = build_excludes(src, &self.opts.excludes)?;
             self.prefetch = Some(Prefetch::start(
                 vec![(src.clone(), self.excludes.clone())],
-                self.opts.skip.clone(),
+                self.skip.clone(),
                 self.prefetch_data,
                 false,
             ));
@@ -491,7 +528,7 @@ impl Walker<'_> {
                 roots.push((s.clone(), ex));
             }
         }
-        self.prefetch = Some(Prefetch::start(roots, self.opts.skip.clone(), self.prefetch_data, true));
+        self.prefetch = Some(Prefetch::start(roots, self.skip.clone(), self.prefetch_data, true));
         let mut nodes = Vec::new();
         for s in sources {
             let name = s
@@ -515,7 +552,7 @@ impl Walker<'_> {
     }
 
     fn is_ignored(&self, path: &Path, is_dir: bool) -> bool {
-        ignored(&self.opts.skip, &self.excludes, &self.ignores, path, is_dir)
+        ignored(&self.skip, &self.excludes, &self.ignores, path, is_dir)
     }
 
     /// Does a reused file's content live (only) in condemned packs, or in copies known to
@@ -669,7 +706,7 @@ impl Walker<'_> {
             }
         };
         let ft = md.file_type();
-        if self.is_ignored(full, ft.is_dir()) {
+        if self.is_ignored(full, ft.is_dir()) || self.skip.has_dir(&md) {
             return Ok(None);
         }
         if let Some(p) = &self.prefetch {

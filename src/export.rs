@@ -220,6 +220,52 @@ pub fn folder_name(snap: &Snapshot, tz: &jiff::tz::TimeZone) -> String {
     }
 }
 
+/// The name an exported view that picks its own name gets in a destination folder:
+/// `<stem><ext>` when it is free, else `<stem>-1<ext>`, `<stem>-2<ext>`, … as the older
+/// Python tool did for two backups within the same second. `taken` says whether a name is
+/// in use (an entry in the folder, or a record that reserves it). Incremental folders use
+/// it now; the old tool's folder copies and archives under a destination folder will too.
+pub fn unique_name(stem: &str, ext: &str, mut taken: impl FnMut(&str) -> bool) -> Result<String> {
+    let first = format!("{stem}{ext}");
+    if !taken(&first) {
+        return Ok(first);
+    }
+    for n in 1..=MAX_NAME_SUFFIX {
+        let name = format!("{stem}-{n}{ext}");
+        if !taken(&name) {
+            return Ok(name);
+        }
+    }
+    Err(Error::Invalid(format!(
+        "{first} and {stem}-1{ext} to {stem}-{MAX_NAME_SUFFIX}{ext} are all taken; remove some or choose \
+         another folder"
+    )))
+}
+
+/// Suffixes [`unique_name`] tries before giving up.
+const MAX_NAME_SUFFIX: u32 = 9999;
+
+/// A name with a numeric suffix that [`unique_name`] may have added (`-1`, `-2`, … after
+/// `-<project>[-<note>]`), as (name without it, number); 0 when there is none. Orders
+/// names of one second as they were made: `x` < `x-1` < `x-2` < `x-10`.
+fn name_suffix(n: &str) -> (&str, u32) {
+    if let Some((base, num)) = n.rsplit_once('-')
+        && !num.is_empty()
+        && num.len() <= 4
+        && !num.starts_with('0')
+        && num.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(k) = num.parse()
+    {
+        return (base, k);
+    }
+    (n, 0)
+}
+
+/// Whether `name` exists in `dir` (as anything, a dangling symlink included).
+fn exists_in(dir: &Path, name: &str) -> bool {
+    std::fs::symlink_metadata(dir.join(name)).is_ok()
+}
+
 // ---------------------------------------------------------------- file system helpers
 
 // Shared with restore: one implementation of the beneath-the-target rules.
@@ -1311,7 +1357,9 @@ fn list_exports(dir: &Path, project: &str) -> Vec<Sidecar> {
         }
         out.push(sc);
     }
-    out.sort_by(|a, b| (a.time_secs, a.time_nanos, &a.folder).cmp(&(b.time_secs, b.time_nanos, &b.folder)));
+    // Equal times (imports of one second carry no nanoseconds): `x`, `x-1`, …, `x-10`.
+    let key = |s: &Sidecar| (s.time_secs, s.time_nanos, name_suffix(&s.folder).1, s.folder.clone());
+    out.sort_by_key(key);
     out
 }
 
@@ -1386,7 +1434,9 @@ fn old_tool_folder(dir: &Path, project: &str) -> Option<String> {
         }
         let rest = &n[18..];
         let ours = rest == project || rest.strip_prefix(project).is_some_and(|r| r.starts_with('-'));
-        if ours && best.as_ref().is_none_or(|b| (&n[..17], &n) > (&b[..17], b)) {
+        // Newest by time stamp; within a second the highest `-N` suffix is the last made.
+        let key = |n: &str| (n[..17].to_string(), name_suffix(n).1, n.to_string());
+        if ours && best.as_ref().is_none_or(|b| key(&n) > key(b)) {
             best = Some(n);
         }
     }
@@ -1468,7 +1518,7 @@ fn incremental(
         ));
     }
     let dry_run = opts.dry_run;
-    let folder = folder_name(snap, &opts.tz);
+    let stem = folder_name(snap, &opts.tz);
     let project = safe_component(&String::from_utf8_lossy(&project_name(snap)));
     let project = if project.is_empty() {
         "project".to_string()
@@ -1478,13 +1528,6 @@ fn incremental(
     // Records match on the project's exact name, not its sanitized form: two projects whose
     // names sanitize alike must never rotate each other's folders away.
     let project_key = crate::format_name(&project_name(snap));
-    let dest = dir.join(&folder);
-    if std::fs::symlink_metadata(&dest).is_ok() {
-        return Err(Error::Invalid(format!(
-            "{} already exists (this snapshot was exported there already?)",
-            dest.display()
-        )));
-    }
     // One incremental export at a time per DIR: the sidecars and rotation are shared.
     let side = dir.join(SIDECAR_DIR);
     if std::fs::symlink_metadata(&side).is_ok_and(|m| !m.is_dir()) {
@@ -1508,7 +1551,6 @@ fn incremental(
         Some(f)
     };
     let mut res = ExportResult {
-        path: dest.clone(),
         dry_run,
         ..Default::default()
     };
@@ -1517,6 +1559,20 @@ fn incremental(
         clean_sidecars(dir);
     }
     let existing = list_exports(dir, &project_key);
+    if let Some(done) = existing.iter().find(|s| s.snapshot == id.to_hex()) {
+        return Err(Error::Invalid(format!(
+            "{} already exists: this snapshot was exported there already",
+            dir.join(&done.folder).display()
+        )));
+    }
+    // Chosen under the lock: two snapshots of one second get `<name>`, `<name>-1`, …
+    // A name is taken by anything in DIR and by any record (its folder may be gone only
+    // in a dry run, which does not remove records).
+    let folder = unique_name(&stem, "", |n| {
+        exists_in(dir, n) || exists_in(&side, &format!("{n}.json"))
+    })?;
+    let dest = dir.join(&folder);
+    res.path = dest.clone();
     let prev = existing.last();
 
     let mut plan = full_plan(repo, snap)?;
@@ -1799,6 +1855,22 @@ mod tests {
         assert!(!export_folder_name(".."));
         assert!(!export_folder_name("2024-03-05_140102-"));
         assert!(!export_folder_name("2024-03-05-140102-app"));
+    }
+
+    #[test]
+    fn unique_names_count_up_like_the_old_tool() {
+        let taken = ["a", "a-1", "b.tar.gz"];
+        let free = |stem: &str, ext: &str| unique_name(stem, ext, |n| taken.contains(&n)).unwrap();
+        assert_eq!(free("c", ""), "c");
+        assert_eq!(free("a", ""), "a-2");
+        assert_eq!(free("b", ".tar.gz"), "b-1.tar.gz");
+        assert!(unique_name("x", "", |_| true).is_err());
+        assert_eq!(name_suffix("2024-03-05_140102-app-12"), ("2024-03-05_140102-app", 12));
+        assert_eq!(name_suffix("2024-03-05_140102-app-v0"), ("2024-03-05_140102-app-v0", 0));
+        assert_eq!(
+            name_suffix("2024-03-05_140102-app-007"),
+            ("2024-03-05_140102-app-007", 0)
+        );
     }
 
     #[test]

@@ -8,9 +8,16 @@
 //! oldest first, so each finds the previous one of its project as its parent and the
 //! unchanged files of an incremental series (the same inodes) are not read again.
 //!
-//! Archives are unpacked by the `tar` crate, which skips members with `..`, strips
-//! leading `/` and refuses to write through symlinks outside the folder; the folder is
-//! new, private (0700) and removed afterwards.
+//! Archives are unpacked by the `tar` crate into a new, private (0700) folder that is
+//! removed afterwards. An archive with a member (or hard-link target) that is absolute or
+//! has a `..` component is refused whole, naming the member (the crate would silently skip
+//! or re-root it); the crate refuses writes through symlinks outside the folder. Directory
+//! times are set last: from a PAX `mtime` record, else from the header (GNU and ustar
+//! archives), since the crate sets times on files only.
+//!
+//! Files given that are neither folders nor archives (a `.sha256` manifest beside the
+//! archives, a note) are skipped and reported, so `import ~/project_backups/*` works; an
+//! archive that cannot be unpacked is reported and the others are still imported.
 
 use std::path::{Path, PathBuf};
 
@@ -50,6 +57,19 @@ pub struct Imported {
     pub source: PathBuf,
     pub parsed: Parsed,
     pub result: BackupResult,
+}
+
+/// What an import did with each path it was given.
+#[derive(Debug, Default)]
+pub struct ImportReport {
+    /// Snapshots made (or, in a dry run, measured), oldest first.
+    pub imported: Vec<Imported>,
+    /// Paths that are not backups of the old tool (neither a folder nor an archive), with
+    /// the reason: left alone.
+    pub skipped: Vec<(PathBuf, String)>,
+    /// Archives that could not be unpacked or were refused (a member outside the folder),
+    /// with the reason: nothing of them was imported.
+    pub failed: Vec<(PathBuf, String)>,
 }
 
 const ARCHIVE_EXTS: [&str; 5] = [".tar.gz", ".tgz", ".tar.zst", ".tzst", ".tar"];
@@ -134,7 +154,8 @@ fn mtime_of(md: &std::fs::Metadata) -> Time {
     }
 }
 
-/// Unpack an archive into a new private folder beside it.
+/// Unpack an archive into a new private folder beside it. Errors do not repeat the
+/// archive's path: the caller reports them under it.
 fn unpack(archive: &Path) -> Result<tempfile::TempDir> {
     let parent = match archive.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -156,7 +177,16 @@ fn unpack(archive: &Path) -> Result<tempfile::TempDir> {
     } else {
         Box::new(std::io::BufReader::new(f))
     };
-    let bad = |e: std::io::Error| Error::Invalid(format!("{}: cannot unpack: {e}", archive.display()));
+    // The tar crate wraps the cause ("failed to unpack `…`"): show the whole chain.
+    let bad = |e: std::io::Error| {
+        let mut msg = format!("cannot unpack: {e}");
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            msg.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        Error::Invalid(msg)
+    };
     let dst = dir.path().canonicalize().at(dir.path())?;
     let mut ar = tar::Archive::new(reader);
     ar.set_preserve_permissions(true);
@@ -174,14 +204,30 @@ fn unpack(archive: &Path) -> Result<tempfile::TempDir> {
         if sparse {
             // The tar crate would unpack the stand-in member and its region map as a file.
             return Err(Error::Invalid(format!(
-                "{}: holds a GNU sparse 1.0 member ({}), which import cannot unpack; extract \
+                "holds a GNU sparse 1.0 member ({}), which import cannot unpack; extract \
                  it with GNU tar or bsdtar and import the folder",
-                archive.display(),
                 String::from_utf8_lossy(&e.path_bytes())
             )));
         }
-        let rel = normal_path(&e.path_bytes());
+        let rel = match member_path(&e.path_bytes()) {
+            Ok(r) => r,
+            Err(why) => return Err(refused(&e.path_bytes(), why)),
+        };
+        if e.header().entry_type() == tar::EntryType::Link
+            && let Some(target) = e.link_name_bytes().map(|l| l.into_owned())
+            && let Err(why) = member_path(&target)
+        {
+            let what = format!("hard link to {:?}", String::from_utf8_lossy(&target));
+            return Err(refused(&e.path_bytes(), &format!("its target is {why} ({what})")));
+        }
         if e.header().entry_type() == tar::EntryType::Directory {
+            // GNU and ustar archives carry no PAX time: the header's whole seconds.
+            let t = t.or_else(|| {
+                e.header().mtime().ok().map(|secs| Time {
+                    secs: i64::try_from(secs).unwrap_or(i64::MAX),
+                    nanos: 0,
+                })
+            });
             dirs.push((e, t, rel));
             continue;
         }
@@ -206,19 +252,33 @@ fn unpack(archive: &Path) -> Result<tempfile::TempDir> {
     Ok(dir)
 }
 
-/// A member path as the tar crate unpacks it (empty and `.` components dropped); `None`
-/// for a path with `..`, which it skips.
-fn normal_path(p: &[u8]) -> Option<PathBuf> {
+/// A member path as the tar crate unpacks it (empty and `.` components dropped; `None`
+/// for the top folder itself), or why it is refused: absolute, or with a `..` component
+/// (the crate would re-root the one and skip the other, silently).
+fn member_path(p: &[u8]) -> std::result::Result<Option<PathBuf>, &'static str> {
     use std::os::unix::ffi::OsStrExt;
+    if p.starts_with(b"/") {
+        return Err("an absolute path");
+    }
     let mut out = PathBuf::new();
     for c in p.split(|b| *b == b'/') {
         match c {
             b"" | b"." => {}
-            b".." => return None,
+            b".." => return Err("a path with a `..` component"),
             c => out.push(std::ffi::OsStr::from_bytes(c)),
         }
     }
-    (!out.as_os_str().is_empty()).then_some(out)
+    Ok((!out.as_os_str().is_empty()).then_some(out))
+}
+
+/// The error for an archive refused because of `member` (the caller names the archive).
+fn refused(member: &[u8], why: &str) -> Error {
+    Error::Invalid(format!(
+        "refused, nothing of it imported: member {:?} is {why}, which would land outside \
+         the folder it is unpacked into; extract it by hand, check what it holds, and import \
+         the folder",
+        String::from_utf8_lossy(member)
+    ))
 }
 
 /// An entry's PAX `mtime` record, if any, and whether it is a GNU sparse member.
@@ -289,35 +349,47 @@ fn content_root(dir: &Path) -> Result<PathBuf> {
     Ok(dir.to_path_buf())
 }
 
-/// Import each of `paths` as a snapshot, oldest first.
+/// Import each of `paths` as a snapshot, oldest first. Paths that are neither folders nor
+/// archives are skipped; archives that cannot be unpacked are reported and the others
+/// imported. Any other error (a name that cannot be parsed, a repository failure) stops
+/// the import: names are all parsed before anything is imported.
 pub fn import(
     repo: &mut Repository,
     paths: &[PathBuf],
     opts: &ImportOptions,
     progress: &dyn Progress,
     guard: Option<&crate::lock::LockGuard>,
-) -> Result<Vec<Imported>> {
+) -> Result<ImportReport> {
+    let mut report = ImportReport::default();
     let mut todo = Vec::new();
     for p in paths {
         let md = std::fs::symlink_metadata(p).at(p)?;
-        let name = p
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| Error::Invalid(format!("{}: not a UTF-8 name", p.display())))?;
-        let archive = md.is_file() && stem(name).1;
+        let name = p.file_name().and_then(|n| n.to_str());
+        let archive = md.is_file() && name.is_some_and(|n| stem(n).1);
         if !md.is_dir() && !archive {
-            return Err(Error::Invalid(format!(
-                "{}: neither a folder nor a .tar.gz, .tar.zst or .tar archive",
-                p.display()
-            )));
+            report.skipped.push((
+                p.clone(),
+                "not a backup of the old tool (neither a folder nor a .tar.gz, .tar.zst or .tar archive)".into(),
+            ));
+            continue;
         }
+        let name = name.ok_or_else(|| Error::Invalid(format!("{}: not a UTF-8 name", p.display())))?;
         let parsed = parse_name(name, opts.project.as_deref(), mtime_of(&md), &opts.tz)?;
         todo.push((p.clone(), archive, parsed));
     }
     todo.sort_by(|a, b| (a.2.time, &a.0).cmp(&(b.2.time, &b.0)));
-    let mut out = Vec::new();
     for (path, archive, parsed) in todo {
-        let unpacked = if archive { Some(unpack(&path)?) } else { None };
+        let unpacked = if archive {
+            match unpack(&path) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    report.failed.push((path, e.to_string()));
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
         let source = match &unpacked {
             Some(d) => content_root(d.path())?,
             None => path.clone(),
@@ -339,13 +411,13 @@ pub fn import(
         };
         let result = backup::backup(repo, &bopts, progress, guard)?;
         drop(unpacked);
-        out.push(Imported {
+        report.imported.push(Imported {
             source: path,
             parsed,
             result,
         });
     }
-    Ok(out)
+    Ok(report)
 }
 
 #[cfg(test)]
@@ -388,8 +460,10 @@ mod tests {
         );
         assert_eq!(parse_pax_time("7"), Some(Time { secs: 7, nanos: 0 }));
         assert_eq!(parse_pax_time("x"), None);
-        assert_eq!(normal_path(b"./a//b/"), Some(PathBuf::from("a/b")));
-        assert_eq!(normal_path(b"a/../b"), None);
+        assert_eq!(member_path(b"./a//b/"), Ok(Some(PathBuf::from("a/b"))));
+        assert_eq!(member_path(b"./"), Ok(None));
+        assert!(member_path(b"a/../b").is_err());
+        assert!(member_path(b"/etc/passwd").is_err());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::backend::{Backend, Dir};
+use crate::backend::{Backend, Dir, cleanup};
 use crate::crypto::{Cipher, random_bytes};
 use crate::error::{Error, Result};
 use crate::format::{self, Kind, Lock};
@@ -89,7 +89,12 @@ impl Held {
         self.id = ObjectId(random_bytes());
         let plain = format::encode_versioned(1, &self.lock);
         let bytes = format::seal_object(&self.repo_id, &self.cipher, Kind::Lock, &self.id.0, &plain);
-        self.backend.write_new(&Dir::Locks.path(&self.id.to_hex()), &bytes)?;
+        let path = Dir::Locks.path(&self.id.to_hex());
+        // Registered first: a SIGINT or SIGTERM deletes it, even while it is being written.
+        cleanup::register_object(&self.backend, &path);
+        self.backend
+            .write_new(&path, &bytes)
+            .inspect_err(|_| cleanup::forget_object(&path))?;
         self.written_at = now_unix_ns();
         Ok(())
     }
@@ -123,7 +128,7 @@ impl Held {
         let (old_id, old_time, old_written) = (self.id, self.lock.refreshed_unix_ns, self.written_at);
         self.lock.refreshed_unix_ns = now;
         if self.write().is_ok() {
-            let _ = self.backend.delete(&old);
+            delete_own(&self.backend, &old_id);
         } else {
             // Keep the time of the last refresh that reached the repository: `still_valid`
             // must judge by what other clients can see.
@@ -133,6 +138,13 @@ impl Held {
             tracing::warn!("could not refresh the repository lock");
         }
     }
+}
+
+/// Delete a lock object of ours (best effort) and stop registering it for a signal's clean-up.
+fn delete_own(backend: &Arc<dyn Backend>, id: &ObjectId) {
+    let path = Dir::Locks.path(&id.to_hex());
+    let _ = backend.delete(&path);
+    cleanup::forget_object(&path);
 }
 
 /// A held lock; dropping it stops the refresher and removes the lock object.
@@ -218,7 +230,7 @@ fn survey_probed(repo: &Repository) -> Result<Vec<Surveyed>> {
         return survey_with(repo, None);
     }
     let res = survey_with(repo, Some(probe.id));
-    let _ = repo.backend.delete(&Dir::Locks.path(&probe.id.to_hex()));
+    delete_own(&repo.backend, &probe.id);
     Ok(res?.into_iter().filter(|s| s.id != probe.id).collect())
 }
 
@@ -312,7 +324,7 @@ pub fn acquire(repo: &Repository, mode: LockMode, purpose: &str) -> Result<LockG
         }
         if other.lock.exclusive || mode == LockMode::Exclusive || (purpose == "prune" && other.lock.purpose == "prune")
         {
-            let _ = repo.backend.delete(&Dir::Locks.path(&my_id.to_hex()));
+            delete_own(&repo.backend, &my_id);
             return Err(Error::Locked(describe(&other)));
         }
     }
@@ -381,7 +393,7 @@ impl Drop for LockGuard {
             let _ = t.join();
         }
         let h = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = h.backend.delete(&Dir::Locks.path(&h.id.to_hex()));
+        delete_own(&h.backend, &h.id);
     }
 }
 

@@ -1,7 +1,9 @@
-//! The `projectclone` binary: parses arguments, sets up logging, calls the library and
-//! maps errors to exit codes (0 ok, 1 error, 2 usage, 3 backup saved with unreadable files).
+//! The `projectclone` binary: parses arguments, sets up logging and the SIGINT/SIGTERM
+//! clean-up, calls the library and maps errors to exit codes (0 ok, 1 error, 2 usage, 3
+//! backup saved with unreadable files; 130 and 143 after SIGINT and SIGTERM).
 
 mod cli;
+mod signals;
 
 use std::process::ExitCode;
 
@@ -14,6 +16,7 @@ fn main() -> ExitCode {
     // commands reuse their large buffers, so any large block may go back to the system.
     tune_malloc(if args.chunks_files() { 2 << 20 } else { 256 << 10 });
     cli::init_logging(&args);
+    signals::install();
     match cli::run(args) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
-use crate::backup::{IGNORE_FILE, ignored};
+use crate::backup::{IGNORE_FILE, Skip, ignored};
 
 /// Threads issuing read-ahead. They mostly wait on the disk, so more than the cores.
 const THREADS: usize = 8;
@@ -120,7 +120,7 @@ struct Shared {
     /// Weight issued by the threads and consumed by the walker.
     issued: AtomicU64,
     consumed: AtomicU64,
-    skip: Vec<PathBuf>,
+    skip: Skip,
     /// Read file contents ahead too (a first backup reads every file).
     data: bool,
 }
@@ -144,12 +144,7 @@ impl Prefetch {
     /// sources), so a root is weighed, and skipped when excluded, like any directory.
     /// (File sources are visited too but not read ahead: the threads then lead by a little
     /// more than `MAX_LEAD`.)
-    pub fn start(
-        roots: Vec<(PathBuf, Gitignore)>,
-        skip: Vec<PathBuf>,
-        data: bool,
-        roots_are_entries: bool,
-    ) -> Prefetch {
+    pub fn start(roots: Vec<(PathBuf, Gitignore)>, skip: Skip, data: bool, roots_are_entries: bool) -> Prefetch {
         let tasks = roots
             .into_iter()
             .enumerate()
@@ -248,6 +243,11 @@ fn dir(s: &Shared, task: &Task) -> Vec<Task> {
     else {
         return Vec::new();
     };
+    // The repository or the cache under another path (a bind mount): the walker skips it
+    // without weighing it, so it is neither weighed nor read here.
+    if std::fs::symlink_metadata(&task.path).is_ok_and(|m| s.skip.has_dir(&m)) {
+        return Vec::new();
+    }
     if *weigh {
         // The walker weighs a directory when it stats it in its parent.
         let w = weight(false, 0, s.data);
@@ -419,7 +419,7 @@ mod tests {
         for (data, want) in [(true, 7 * ENTRY_WEIGHT + 9 + 3 + 10_000), (false, 7 * ENTRY_WEIGHT)] {
             let mut p = Prefetch::start(
                 vec![(root.clone(), ex.clone())],
-                vec![root.join("skipped")],
+                Skip::new(&[root.join("skipped")]),
                 data,
                 false,
             );
@@ -433,7 +433,12 @@ mod tests {
         let mut ex2 = GitignoreBuilder::new(root.parent().unwrap());
         ex2.add_line(None, root.file_name().unwrap().to_str().unwrap()).unwrap();
         for (ex, want) in [(ex.clone(), 8 * ENTRY_WEIGHT), (ex2.build().unwrap(), 0)] {
-            let mut p = Prefetch::start(vec![(root.clone(), ex)], vec![root.join("skipped")], false, true);
+            let mut p = Prefetch::start(
+                vec![(root.clone(), ex)],
+                Skip::new(&[root.join("skipped")]),
+                false,
+                true,
+            );
             for t in p.threads.drain(..) {
                 t.join().unwrap();
             }

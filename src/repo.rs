@@ -75,6 +75,11 @@ impl Unreadable {
     }
 }
 
+/// Temporary files of the repository untouched this long are left by killed writes, and
+/// prune removes them (format-spec §14): a write in progress touches its file far more
+/// often, and a writer idle for a day lost its lock long ago (stale after 30 minutes).
+pub const TEMP_FILE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
 pub fn now_unix_ns() -> i64 {
     jiff::Timestamp::now().as_nanosecond() as i64
 }
@@ -632,6 +637,24 @@ impl Repository {
         self.index = Index::open(&path)?;
         self.damaged.clear();
         self.sync_index()
+    }
+
+    /// Remove temporary files that killed writes left, once [`TEMP_FILE_MAX_AGE`] old;
+    /// returns how many. Best effort: a failure is logged, and what it left is tried again
+    /// by the next prune.
+    pub fn remove_stale_temp_files(&self) -> usize {
+        match self.backend.remove_stale_temp(TEMP_FILE_MAX_AGE) {
+            Ok(removed) => {
+                for p in &removed {
+                    tracing::info!("removed {p}, a temporary file left by a killed write");
+                }
+                removed.len()
+            }
+            Err(e) => {
+                tracing::warn!("old temporary files could not all be removed: {e}");
+                0
+            }
+        }
     }
 
     pub fn repo_id(&self) -> &[u8; 32] {

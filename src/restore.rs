@@ -142,8 +142,17 @@ pub struct Plan {
 #[derive(Debug, Default)]
 pub struct RestoreResult {
     pub plan: Plan,
+    /// What was restored completely (a dry run: what would be): entries that are not
+    /// directories (files, hard links, symlinks, special files), directories, and the
+    /// bytes of file content. An entry named in `errors` is not counted.
+    pub files: u64,
+    pub dirs: u64,
+    pub bytes: u64,
+    /// Bytes of file data written for the files counted in `files` (holes and hard links
+    /// are not written).
     pub bytes_written: u64,
-    /// Paths (relative to the target) that could not be restored, with the reason.
+    /// Paths (relative to the target) that could not be restored, with the reason. A file
+    /// whose data could not be written completely is not left in the target.
     pub errors: Vec<(String, String)>,
 }
 
@@ -494,6 +503,7 @@ pub fn execute(
     let mut res = RestoreResult::default();
     if opts.dry_run {
         res.errors = plan.errors.iter().map(|(rel, e)| (display(rel), e.clone())).collect();
+        (res.files, res.dirs, res.bytes) = (plan.files, plan.dirs, plan.bytes);
         res.plan = plan;
         return Ok(res);
     }
@@ -560,8 +570,12 @@ pub fn execute(
                         Mode::from_raw_mode(modes.create(meta.mode, false)),
                     )
                     .map_err(errno)?;
-                    if !data.holes.is_empty() {
-                        rustix::fs::ftruncate(&fd, data.size).map_err(errno)?;
+                    if !data.holes.is_empty()
+                        && let Err(e) = rustix::fs::ftruncate(&fd, data.size)
+                    {
+                        // Not left behind with the wrong length.
+                        let _ = rustix::fs::unlinkat(dir, name, AtFlags::empty());
+                        return Err(errno(e));
                     }
                     Ok(())
                 }
@@ -592,13 +606,33 @@ pub fn execute(
     // Phase 2: file data, pack by pack.
     let written = AtomicU64::new(0);
     let (data_errors, times_set) = restore_data(repo, &root, &plan, &failed, fresh, modes, &written, progress)?;
-    for (rel, msg) in data_errors {
-        if failed.insert(rel.clone()) {
-            errors.push((display(&rel), msg));
+    // A file whose data failed (damaged or missing chunks, a full disk) may hold part of
+    // its data, or none: it must not stay under its name looking restored. Every write is
+    // done by now, so nothing writes to it any more. (Removing beats writing each file
+    // under a temporary name and renaming it: no extra system call for the files that
+    // succeed. An older entry of that name was already replaced in phase 1.)
+    let mut parents = Parents::new(&root);
+    for (rel, mut msg) in data_errors {
+        if !failed.insert(rel.clone()) {
+            continue;
         }
+        let (parent, name) = split_rel(&rel);
+        let removed = parents.get(parent).and_then(|dir| {
+            match rustix::fs::unlinkat(dir, OsStr::from_bytes(name), AtFlags::empty()) {
+                Ok(()) | Err(Errno::NOENT) => Ok(()),
+                Err(e) => Err(errno(e)),
+            }
+        });
+        if let Err(e) = removed {
+            msg.push_str(&format!("; the incomplete file could not be removed ({e}): delete it"));
+        }
+        errors.push((display(&rel), msg));
     }
+    drop(parents);
 
     // Phase 3: hard links, then metadata of non-directories in walk order.
+    // Entries that exist but whose metadata (or `--verify`) failed: not counted as restored.
+    let mut incomplete: HashSet<Vec<u8>> = HashSet::new();
     let mut parents = Parents::new(&root);
     let is_root = rustix::process::geteuid().is_root();
     // In a fresh target every entry was created by us, so it already belongs to our user
@@ -613,6 +647,16 @@ pub fn execute(
     for (i, item) in plan.items.iter().enumerate() {
         let rel = item.rel();
         if matches!(item, Item::Dir { .. }) || failed.contains(rel) {
+            continue;
+        }
+        if let Item::HardLink { target, .. } = item
+            && failed.contains(target.as_slice())
+        {
+            failed.insert(rel.to_vec());
+            errors.push((
+                display(rel),
+                format!("not restored: it is a hard link to {}, which failed", display(target)),
+            ));
             continue;
         }
         let r = (|| -> std::io::Result<()> {
@@ -652,6 +696,8 @@ pub fn execute(
             )
         })();
         if let Err(e) = r {
+            // Its data is there (hard links to it are still made): only not counted.
+            incomplete.insert(rel.to_vec());
             errors.push((display(rel), format!("metadata: {e}")));
         }
     }
@@ -678,6 +724,7 @@ pub fn execute(
                 )
             });
             if let Err(e) = r {
+                incomplete.insert(rel.to_vec());
                 errors.push((display(rel), format!("metadata: {e}")));
             }
         }
@@ -704,10 +751,23 @@ pub fn execute(
 
     if opts.verify {
         for (rel, msg) in verify(repo, &root, &plan, &failed) {
+            incomplete.insert(rel.clone());
             errors.push((display(&rel), msg));
         }
     }
-    res.bytes_written = written.load(Ordering::Relaxed);
+    // The summary counts what was restored, not what was planned.
+    let counted = |i: &&Item| !failed.contains(i.rel()) && !incomplete.contains(i.rel());
+    for item in plan.items.iter().filter(counted) {
+        match item {
+            Item::Dir { .. } => res.dirs += 1,
+            Item::File { data, .. } => {
+                res.files += 1;
+                res.bytes += data.size;
+                res.bytes_written += data.size - data.holes.iter().map(|h| h.1).sum::<u64>().min(data.size);
+            }
+            _ => res.files += 1,
+        }
+    }
     res.errors = errors;
     res.plan = plan;
     Ok(res)

@@ -68,4 +68,7 @@ impl<B: Backend> Backend for FailAfter<B> {
     fn create(&self) -> Result<()> {
         self.inner.create()
     }
+    fn remove_stale_temp(&self, older_than: std::time::Duration) -> Result<Vec<String>> {
+        self.inner.remove_stale_temp(older_than)
+    }
 }

@@ -6,8 +6,14 @@ use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use super::{Backend, Dir, ObjectInfo, Written};
+use std::os::unix::ffi::OsStrExt;
+use std::time::{Duration, SystemTime};
+
+use super::{Backend, Dir, ObjectInfo, Written, cleanup};
 use crate::error::{Error, IoContext, Result};
+
+/// Temp files of writes in progress: `.tmp-` and 16 hex digits (format-spec §14).
+const TEMP_PREFIX: &str = ".tmp-";
 
 pub struct LocalBackend {
     root: PathBuf,
@@ -195,9 +201,11 @@ impl Backend for LocalBackend {
                 fsync_dir(pp)?;
             }
         }
-        let tmp = dir.join(format!(".tmp-{:016x}", rand::random::<u64>()));
+        let tmp = dir.join(format!("{TEMP_PREFIX}{:016x}", rand::random::<u64>()));
         let res = (|| {
-            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp).at(&tmp)?;
+            // Registered, so a process stopped by a signal removes it (`cleanup`).
+            let mut f =
+                cleanup::create_temp(&tmp, || OpenOptions::new().write(true).create_new(true).open(&tmp)).at(&tmp)?;
             f.write_all(bytes).at(&tmp)?;
             f.sync_all().at(&tmp)?;
             drop(f);
@@ -216,6 +224,7 @@ impl Backend for LocalBackend {
         if !matches!(res, Ok(Written::New)) {
             let _ = fs::remove_file(&tmp);
         }
+        cleanup::forget_temp(&tmp);
         if matches!(res, Ok(Written::New)) {
             fsync_dir(&dir)?;
         }
@@ -240,6 +249,66 @@ impl Backend for LocalBackend {
             Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => Ok(false),
             Err(e) => Err(Error::io(p, e)),
         }
+    }
+
+    /// The repository root, its folders and `packs/<xx>/`: every place `write_new` puts a
+    /// temp file.
+    fn remove_stale_temp(&self, older_than: Duration) -> Result<Vec<String>> {
+        let mut dirs = vec![self.root.clone()];
+        dirs.extend(Dir::ALL.iter().map(|d| self.root.join(d.name())));
+        let packs = self.root.join(Dir::Packs.name());
+        match fs::read_dir(&packs) {
+            Ok(rd) => {
+                for e in rd {
+                    let e = e.at(&packs)?;
+                    if e.file_type().at(e.path())?.is_dir() {
+                        dirs.push(e.path());
+                    }
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(packs, e)),
+        }
+        let now = SystemTime::now();
+        let mut removed = Vec::new();
+        for d in dirs {
+            let rd = match fs::read_dir(&d) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(d, e)),
+            };
+            for e in rd {
+                let e = e.at(&d)?;
+                if !e.file_name().as_bytes().starts_with(TEMP_PREFIX.as_bytes()) {
+                    continue;
+                }
+                let md = match e.metadata() {
+                    Ok(m) => m,
+                    Err(err) if err.kind() == ErrorKind::NotFound => continue,
+                    Err(err) => return Err(Error::io(e.path(), err)),
+                };
+                let age = md
+                    .modified()
+                    .ok()
+                    .and_then(|m| now.duration_since(m).ok())
+                    .unwrap_or(Duration::ZERO);
+                if !md.is_file() || age < older_than {
+                    continue;
+                }
+                match fs::remove_file(e.path()) {
+                    Ok(()) => removed.push(
+                        e.path()
+                            .strip_prefix(&self.root)
+                            .unwrap_or(&e.path())
+                            .display()
+                            .to_string(),
+                    ),
+                    Err(err) if err.kind() == ErrorKind::NotFound => {}
+                    Err(err) => return Err(Error::io(e.path(), err)),
+                }
+            }
+        }
+        Ok(removed)
     }
 
     fn create(&self) -> Result<()> {
@@ -324,5 +393,45 @@ mod tests {
         b.delete(&Dir::Packs.path(&name)).unwrap();
         assert!(b.list(Dir::Packs).unwrap().is_empty());
         assert!(!b.exists(&Dir::Packs.path(&name)).unwrap());
+    }
+
+    #[test]
+    fn temp_files_of_killed_writes_are_removed_when_old_enough() {
+        let t = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(t.path().join("r"));
+        b.create().unwrap();
+        let day = Duration::from_secs(86_400);
+        let put = |rel: &str, age: Duration| {
+            let p = t.path().join("r").join(rel);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            let f = File::create(&p).unwrap();
+            f.set_modified(SystemTime::now() - age).unwrap();
+        };
+        put("packs/ab/.tmp-00000000000000ab", 2 * day);
+        put("snapshots/.tmp-0000000000000001", 2 * day);
+        put(".tmp-0000000000000002", 2 * day);
+        put("index/.tmp-0000000000000003", Duration::from_secs(60));
+        put(&Dir::Packs.path(&"ab".repeat(32)), 2 * day);
+        put("packs/ab/.other", 2 * day);
+        let mut removed = b.remove_stale_temp(day).unwrap();
+        removed.sort();
+        assert_eq!(
+            removed,
+            [
+                ".tmp-0000000000000002",
+                "packs/ab/.tmp-00000000000000ab",
+                "snapshots/.tmp-0000000000000001"
+            ]
+        );
+        for kept in ["index/.tmp-0000000000000003", "packs/ab/.other"] {
+            assert!(t.path().join("r").join(kept).exists(), "{kept}");
+        }
+        assert_eq!(b.list(Dir::Packs).unwrap().len(), 1);
+        // A write leaves no temp file, and none stays registered for a signal's clean-up.
+        b.write_new("index/x", b"abc").unwrap();
+        assert_eq!(
+            b.remove_stale_temp(Duration::ZERO).unwrap(),
+            ["index/.tmp-0000000000000003"]
+        );
     }
 }

@@ -1,8 +1,11 @@
 //! Storage backends: dumb byte stores behind one small trait. This module imports
 //! nothing else of the crate but its error type, so backends stay swappable.
 
+pub mod cleanup;
 pub mod fault;
 pub mod local;
+
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 
@@ -122,4 +125,11 @@ pub trait Backend: Send + Sync {
     fn exists(&self, path: &str) -> Result<bool>;
     /// Create the directory layout of a new repository.
     fn create(&self) -> Result<()>;
+    /// Remove the temporary files that writes killed mid-way left behind, when untouched
+    /// for at least `older_than`; returns their paths. A write in progress must never be
+    /// that old (`repo::TEMP_FILE_MAX_AGE`). The default removes nothing: right for a store
+    /// that writes objects atomically and so has no temporary files.
+    fn remove_stale_temp(&self, _older_than: Duration) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
 }

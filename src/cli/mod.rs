@@ -1043,7 +1043,9 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
             let res = projectclone::import::import(&mut repo, paths, &opts, progress.as_ref(), guard.as_ref())?;
             progress.finish();
             output::import(&ctx.cli, &res);
-            Ok(if res.iter().all(|r| r.result.errors.is_empty()) {
+            Ok(if !res.failed.is_empty() {
+                1
+            } else if res.imported.iter().all(|r| r.result.errors.is_empty()) {
                 0
             } else {
                 3

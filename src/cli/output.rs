@@ -227,9 +227,9 @@ pub fn restore(cli: &Cli, id: &SnapshotId, opts: &RestoreOptions, res: &RestoreR
             "snapshot_id": id.to_hex(),
             "target": opts.target.display().to_string(),
             "dry_run": opts.dry_run,
-            "files": p.files,
-            "dirs": p.dirs,
-            "bytes": p.bytes,
+            "files": res.files,
+            "dirs": res.dirs,
+            "bytes": res.bytes,
             "bytes_written": res.bytes_written,
             "errors": res.errors.iter().map(|(p, e)| json!({"path": p, "error": e})).collect::<Vec<_>>(),
         }));
@@ -238,13 +238,20 @@ pub fn restore(cli: &Cli, id: &SnapshotId, opts: &RestoreOptions, res: &RestoreR
             "{} snapshot {}: {} files, {} dirs, {}{}",
             if opts.dry_run { "would restore" } else { "restored" },
             id.short(),
-            p.files,
-            p.dirs,
-            bytesize::ByteSize(p.bytes),
+            res.files,
+            res.dirs,
+            bytesize::ByteSize(res.bytes),
             if res.errors.is_empty() {
                 String::new()
             } else {
-                format!("; {} error(s)", res.errors.len())
+                format!(
+                    "; {} error(s), {} of {} files and {} of {} dirs not restored",
+                    res.errors.len(),
+                    p.files - res.files.min(p.files),
+                    p.files,
+                    p.dirs - res.dirs.min(p.dirs),
+                    p.dirs
+                )
             }
         );
     }
@@ -659,7 +666,16 @@ pub fn export(cli: &Cli, id: &SnapshotId, res: &ExportResult) {
     }
 }
 
-pub fn import(cli: &Cli, res: &[projectclone::import::Imported]) {
+pub fn import(cli: &Cli, report: &projectclone::import::ImportReport) {
+    for (p, why) in &report.skipped {
+        if !cli.quiet {
+            eprintln!("note: {}: skipped: {why}", p.display());
+        }
+    }
+    for (p, e) in &report.failed {
+        eprintln!("error: {}: {e}", p.display());
+    }
+    let res = &report.imported;
     for i in res {
         for (p, e) in &i.result.errors {
             eprintln!("error: {}: {}: {e}", i.source.display(), p.display());

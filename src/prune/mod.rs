@@ -183,6 +183,9 @@ pub fn run(repo: &mut Repository, opts: &PruneOptions, guard: Option<&lock::Lock
     if !opts.gc {
         return Ok(plan);
     }
+    if !opts.dry_run {
+        repo.remove_stale_temp_files();
+    }
 
     // The live set: everything the remaining snapshots reach.
     if let Err(e) = mark_all(repo, &snaps, &forget) {

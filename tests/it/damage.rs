@@ -289,3 +289,56 @@ fn unreferenced_pack_is_reported_but_not_an_error() {
         );
     }
 }
+
+/// Issue 14 finding 16: a file whose data was damaged stayed in the target under its real
+/// name with part of its data (the chunks that could be read), its hard links with it,
+/// and the summary counted it as restored. It is now removed, and `files`, `dirs` and
+/// `bytes` count only what was restored; in a fresh target and over an earlier restore.
+#[test]
+fn restore_leaves_no_partial_file_and_counts_only_what_it_restored() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    let big = random_bytes(93, 3_000_000);
+    write(src.join("big.bin"), &big);
+    write(src.join("other.bin"), random_bytes(94, 1_000_000));
+    write(src.join("a.txt"), b"a small file\n");
+    fs::create_dir_all(src.join("d")).unwrap();
+    fs::hard_link(src.join("big.bin"), src.join("d/big-link.bin")).unwrap();
+    let id = env.backup([&src]);
+    let (pack, _, off) = locate_chunk(&env, b"big.bin");
+    flip(&pack, off);
+
+    let target = env.path("out");
+    for round in ["fresh target", "over an earlier restore"] {
+        let out = env.run([
+            "--json".as_ref(),
+            "restore".as_ref(),
+            id.as_ref(),
+            "--target".as_ref(),
+            target.as_os_str(),
+        ]);
+        let out = out.code(1);
+        assert_no_panic(&out);
+        let v = out.json();
+        for gone in ["big.bin", "d/big-link.bin"] {
+            assert!(
+                fs::symlink_metadata(target.join(gone)).is_err(),
+                "{round}: {gone} must not be left with partial content"
+            );
+            assert!(out.stderr.contains(gone), "{round}: {gone} named: {}", out.stderr);
+        }
+        assert_entries_equal(&src.join("other.bin"), &target.join("other.bin"));
+        assert_entries_equal(&src.join("a.txt"), &target.join("a.txt"));
+        assert_eq!(v["files"], 2, "{round}: {v}");
+        assert_eq!(v["dirs"], 1, "{round}: {v}");
+        assert_eq!(v["bytes"], 1_000_000 + 13, "{round}: {v}");
+        assert_eq!(v["bytes_written"], 1_000_000 + 13, "{round}: {v}");
+        assert_eq!(v["errors"].as_array().unwrap().len(), 2, "{round}: {v}");
+    }
+    let out = env.run(["restore".as_ref(), id.as_ref(), "--target".as_ref(), target.as_os_str()]);
+    let err = out.code(1).stderr;
+    assert!(
+        err.contains(": 2 files, 1 dirs, 976.6 KiB; 2 error(s), 2 of 4 files and 0 of 1 dirs not restored"),
+        "the summary counts what was restored: {err}"
+    );
+}

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;
 use std::time::Duration;
 
-use projectclone::format::NodeKind;
+use projectclone::format::{NodeKind, Time};
 
 use crate::util::*;
 
@@ -336,6 +336,87 @@ fn incremental_links_unchanged_files_and_rotates_with_keep() {
     assert!(out.stderr.contains("already exists"), "{}", out.stderr);
 }
 
+/// Issue 14 finding 21: two snapshots of one second got the same folder name and the
+/// second export failed ("already exists"). Now `-1`, `-2` are appended, as the old tool
+/// did, and rotation and hard-link reuse go by the records, suffixed names included.
+#[test]
+fn incremental_exports_of_snapshots_in_one_second_get_numbered_folders() {
+    let env = Env::with_repo();
+    let mut f = Forge::open(&env);
+    let same = f.data(b"unchanged\n");
+    let mut snaps = Vec::new();
+    for i in 0..3u32 {
+        let changing = f.data(format!("version {i}\n").as_bytes());
+        let tree = f.tree(
+            vec![
+                node(b"a.txt", NodeKind::File(same.clone())),
+                node(b"b.txt", NodeKind::File(changing)),
+            ],
+            None,
+        );
+        let t = Time {
+            secs: 1_700_000_000,
+            nanos: 10 + i,
+        };
+        snaps.push(f.snapshot_at(tree, "", t));
+    }
+    drop(f);
+    let base = env.path("project_backups");
+    let mut folders: Vec<PathBuf> = Vec::new();
+    for (i, s) in snaps.iter().enumerate() {
+        let args = [
+            os("--json"),
+            os(s),
+            os("--incremental"),
+            base.as_os_str(),
+            os("--keep"),
+            os("2"),
+        ];
+        let v = export(&env, &args).success().json();
+        let p = PathBuf::from(v["path"].as_str().unwrap());
+        if i > 0 {
+            assert_eq!(v["previous"], folders[i - 1].display().to_string(), "{v}");
+            assert_eq!(v["linked"], 1, "a.txt is linked from the previous folder: {v}");
+            let ino = |p: &Path| fs::metadata(p.join("a.txt")).unwrap().ino();
+            assert_eq!(ino(&p), ino(&folders[i - 1]));
+        }
+        assert_eq!(fs::read(p.join("b.txt")).unwrap(), format!("version {i}\n").as_bytes());
+        folders.push(p);
+    }
+    let names: Vec<String> = folders
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "2023-11-14_221320-forged",
+            "2023-11-14_221320-forged-1",
+            "2023-11-14_221320-forged-2"
+        ]
+    );
+    // --keep 2 removed the oldest, whatever the suffixes.
+    assert_eq!(export_folders(&base), names[1..]);
+    let records: Vec<String> = fs::read_dir(base.join(".projectclone-export"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json"))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        records,
+        names[1..].iter().map(|n| format!("{n}.json")).collect::<Vec<_>>()
+    );
+    // The same snapshot again is still refused, naming the folder it went to.
+    let out = export(&env, &[os(&snaps[2]), os("--incremental"), base.as_os_str()]).failure();
+    assert!(
+        out.stderr.contains("already exists") && out.stderr.contains(&names[2]),
+        "{}",
+        out.stderr
+    );
+}
+
 #[test]
 fn incremental_copies_a_file_changed_in_the_previous_folder() {
     let env = Env::with_repo();
@@ -543,26 +624,6 @@ fn hostile_snapshot_exports_nothing() {
 }
 
 // ---------------------------------------------------------------- import
-
-/// A tar.gz built member by member (hostile names included), through the tar crate.
-fn raw_tar_gz(path: &Path, members: &[(&[u8], tar::EntryType, &[u8], &[u8])]) {
-    let f = fs::File::create(path).unwrap();
-    let gz = flate2::write::GzEncoder::new(f, flate2::Compression::fast());
-    let mut b = tar::Builder::new(gz);
-    for (name, kind, link, data) in members {
-        let mut h = tar::Header::new_gnu();
-        h.as_old_mut().name[..name.len()].copy_from_slice(name);
-        h.set_entry_type(*kind);
-        h.set_mode(0o644);
-        h.set_size(data.len() as u64);
-        if !link.is_empty() {
-            h.set_link_name(std::ffi::OsStr::from_bytes(link)).unwrap();
-        }
-        h.set_cksum();
-        b.append(&h, *data).unwrap();
-    }
-    b.into_inner().unwrap().finish().unwrap();
-}
 
 use std::os::unix::ffi::OsStrExt;
 

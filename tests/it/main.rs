@@ -6,6 +6,7 @@
 
 mod util;
 
+mod backup;
 mod cli;
 mod compat;
 mod crash;
@@ -16,8 +17,10 @@ mod export;
 mod findings;
 mod fuse;
 mod hostile;
+mod import;
 mod prune;
 mod repair;
+mod restore;
 mod roundtrip;
 mod security;
 mod trust;

@@ -1079,3 +1079,74 @@ pub fn now_ns() -> i64 {
         .unwrap()
         .as_nanos() as i64
 }
+
+/// A tar.gz built member by member (hostile names included), through the tar crate.
+pub fn raw_tar_gz(path: &Path, members: &[(&[u8], tar::EntryType, &[u8], &[u8])]) {
+    let f = fs::File::create(path).unwrap();
+    let gz = flate2::write::GzEncoder::new(f, flate2::Compression::fast());
+    let mut b = tar::Builder::new(gz);
+    for (name, kind, link, data) in members {
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name);
+        h.set_entry_type(*kind);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_600_000_000);
+        h.set_size(data.len() as u64);
+        if !link.is_empty() {
+            h.set_link_name(OsStr::from_bytes(link)).unwrap();
+        }
+        h.set_cksum();
+        b.append(&h, *data).unwrap();
+    }
+    b.into_inner().unwrap().finish().unwrap();
+}
+
+/// A file system mounted by a test (tests run as root), unmounted when dropped: declare it
+/// after the `Env` it lives in, so it is unmounted before the temporary folder is removed.
+pub struct Mount(PathBuf);
+
+impl Mount {
+    /// `mount --bind FROM TO` (TO is created).
+    #[track_caller]
+    pub fn bind(from: &Path, to: &Path) -> Mount {
+        fs::create_dir_all(to).expect("mount point");
+        Mount::run(std::process::Command::new("mount").arg("--bind").arg(from).arg(to), to)
+    }
+
+    /// A tmpfs of `size` (such as `"2m"`) at `at` (created).
+    #[track_caller]
+    pub fn tmpfs(at: &Path, size: &str) -> Mount {
+        fs::create_dir_all(at).expect("mount point");
+        Mount::run(
+            std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o"])
+                .arg(format!("size={size},mode=0755"))
+                .arg("tmpfs")
+                .arg(at),
+            at,
+        )
+    }
+
+    #[track_caller]
+    fn run(cmd: &mut std::process::Command, at: &Path) -> Mount {
+        let out = cmd.output().expect("mount runs");
+        assert!(
+            out.status.success(),
+            "{cmd:?} failed (these tests run as root and need mount): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Mount(at.to_path_buf())
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let ok = std::process::Command::new("umount").arg(&self.0).status();
+        if !ok.is_ok_and(|s| s.success()) {
+            // Busy (a process of a failed test still inside): detach it anyway.
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! SIGINT and SIGTERM: remove this process's lock objects and the temporary files of its
+//! repository writes in progress (`projectclone::backend::cleanup`), then exit with 128 +
+//! the signal number (130, 143), as a shell reports a process killed by it.
+
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+/// Start the thread that waits for SIGINT and SIGTERM. Without it (the signals cannot be
+/// caught, or no thread can be started) they keep their default action: the process ends
+/// at once, as after a kill, which the repository is built to survive.
+pub fn install() {
+    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot catch SIGINT and SIGTERM ({e}); stopping leaves a lock behind");
+            return;
+        }
+    };
+    let started = std::thread::Builder::new().name("signals".into()).spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
+            for e in projectclone::backend::cleanup::interrupted() {
+                eprintln!("\nerror: {e}");
+            }
+            eprintln!("\nstopped by {name}: nothing unfinished was kept; run the command again to finish");
+            std::process::exit(128 + sig);
+        }
+    });
+    if let Err(e) = started {
+        tracing::warn!("cannot start the signal thread ({e}); stopping leaves a lock behind");
+    }
+}
