@@ -97,12 +97,16 @@ enum Command {
         /// Store the key in clear (no password; anyone with the files can read them)
         #[arg(long)]
         insecure_no_password: bool,
-        /// Argon2id memory in KiB for the new key
-        #[arg(long, default_value_t = 32 * 1024, hide = true)]
+        /// Argon2id memory in KiB for the new key (default and minimum: 65536)
+        #[arg(long, default_value_t = projectclone::crypto::KdfParams::default().m_cost, hide = true)]
         kdf_memory: u32,
-        /// Argon2id passes for the new key
-        #[arg(long, default_value_t = 3, hide = true)]
+        /// Argon2id passes for the new key (default and minimum: 3)
+        #[arg(long, default_value_t = projectclone::crypto::KdfParams::default().t_cost, hide = true)]
         kdf_time: u32,
+        /// Accept --kdf-memory/--kdf-time below the default (tests and throwaway
+        /// repositories only: a weak key is cheaper to guess)
+        #[arg(long, hide = true)]
+        weak_kdf: bool,
     },
     /// Take a snapshot of PATHs (default: the current directory)
     Backup {
@@ -726,7 +730,36 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
             insecure_no_password,
             kdf_memory,
             kdf_time,
+            weak_kdf,
         } => {
+            let kdf = projectclone::crypto::KdfParams {
+                m_cost: *kdf_memory,
+                t_cost: *kdf_time,
+                p_cost: projectclone::crypto::KdfParams::default().p_cost,
+            };
+            let default = projectclone::crypto::KdfParams::default();
+            // (Without a password there is no derivation to weaken.)
+            if kdf.weaker_than(&default) && !*weak_kdf && !*insecure_no_password {
+                bail!(
+                    "--kdf-memory {} --kdf-time {} is weaker than the default ({} KiB, {} passes): a \
+                     weak key is cheaper to guess. Leave both out, or add --weak-kdf for a throwaway \
+                     repository; nothing was created",
+                    kdf.m_cost,
+                    kdf.t_cost,
+                    default.m_cost,
+                    default.t_cost
+                );
+            }
+            // Settings no open would accept are refused before anything is written.
+            if !*insecure_no_password {
+                kdf.validate().map_err(|e| {
+                    anyhow!(
+                        "--kdf-memory {} --kdf-time {}: {e}; nothing was created",
+                        kdf.m_cost,
+                        kdf.t_cost
+                    )
+                })?;
+            }
             let (path, _) = ctx.repo_location()?;
             // The cache first: nothing may be created before every check passed.
             let cache = ctx.cache()?;
@@ -736,11 +769,7 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
                 Some(ctx.new_repo_password()?)
             };
             let opts = InitOptions {
-                kdf: projectclone::crypto::KdfParams {
-                    m_cost: *kdf_memory,
-                    t_cost: *kdf_time,
-                    p_cost: 4,
-                },
+                kdf,
                 ..Default::default()
             };
             let repo = Repository::init(Arc::new(LocalBackend::new(&path)), pw.as_deref(), &opts, &cache)?;
@@ -1082,7 +1111,18 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
         Command::Key { what } => {
             let repo = ctx.open()?;
             let _lock = ctx.lock(&repo, LockMode::Exclusive, "key")?;
-            let kdf = projectclone::crypto::KdfParams::default();
+            // A new key is at least as strong as the one that opened the repository and as
+            // the default, parameter by parameter.
+            let default = projectclone::crypto::KdfParams::default();
+            let kdf = match what {
+                KeyCmd::Add { .. } | KeyCmd::Passwd { .. } => repo
+                    .list_keys()?
+                    .into_iter()
+                    .find(|(name, _, _)| *name == repo.key_name)
+                    .and_then(|(_, _, kdf)| kdf)
+                    .map_or(default, |current| current.at_least(&default)),
+                _ => default,
+            };
             match what {
                 KeyCmd::List => output::keys(json, &repo.list_keys()?, &repo.key_name),
                 KeyCmd::Add { new_password_file } => {

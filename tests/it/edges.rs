@@ -96,7 +96,7 @@ fn init_refuses_a_directory_that_is_not_empty_or_a_file() {
         let file_before = fs::read(dir).ok();
         let out = run(env
             .cmd_at(dir)
-            .args(["init", "--kdf-memory", "1024", "--kdf-time", "1"]))
+            .args(["init", "--kdf-memory", "1024", "--kdf-time", "1", "--weak-kdf"]))
         .code(1);
         assert!(
             out.stderr.contains(&dir.display().to_string()) && out.stderr.contains(what),
@@ -138,7 +138,7 @@ fn init_refuses_a_directory_that_is_not_empty_or_a_file() {
     fs::create_dir(env.path("empty")).unwrap();
     run(env
         .cmd_at(&env.path("empty"))
-        .args(["init", "--kdf-memory", "1024", "--kdf-time", "1"]))
+        .args(["init", "--kdf-memory", "1024", "--kdf-time", "1", "--weak-kdf"]))
     .success();
     run(env.cmd_at(&env.path("empty")).arg("snapshots")).success();
 }
@@ -224,6 +224,7 @@ fn empty_password_is_refused_for_new_repositories_and_keys() {
             "1024",
             "--kdf-time",
             "1",
+            "--weak-kdf",
         ]);
         c
     };
@@ -252,6 +253,7 @@ fn empty_password_is_refused_for_new_repositories_and_keys() {
         os("1024"),
         os("--kdf-time"),
         os("1"),
+        os("--weak-kdf"),
     ];
     let out = typed(&env, "\n\n", &init_args).code(1);
     assert!(out.stdout.contains("is empty"), "prompt: {}", out.stdout);

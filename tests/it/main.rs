@@ -16,6 +16,7 @@ mod export;
 mod findings;
 mod fuse;
 mod hostile;
+mod hostile_storage;
 mod prune;
 mod repair;
 mod roundtrip;

@@ -218,7 +218,8 @@ impl Env {
     }
 
     pub fn init(&self) {
-        self.run(["init", "--kdf-memory", "1024", "--kdf-time", "1"]).success();
+        self.run(["init", "--kdf-memory", "1024", "--kdf-time", "1", "--weak-kdf"])
+            .success();
     }
 
     /// `backup ARGS...`; returns the new snapshot id.
