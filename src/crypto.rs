@@ -7,7 +7,7 @@
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngCore;
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::error::{Error, Result};
 use crate::id::ID_LEN;
@@ -50,8 +50,23 @@ impl Keys {
         }
     }
 
+    /// [`from_master`](Self::from_master) from a borrowed key, so no copy of it is left
+    /// behind on the stack.
+    pub fn from_master_ref(master: &[u8; 32]) -> Self {
+        let mut keys = Keys {
+            master: [0; 32],
+            data_id: blake3::derive_key(CTX_DATA_ID, master),
+            tree_id: blake3::derive_key(CTX_TREE_ID, master),
+            aead: blake3::derive_key(CTX_AEAD, master),
+            gear_seed: blake3::derive_key(CTX_GEAR, master),
+        };
+        keys.master.copy_from_slice(master);
+        keys
+    }
+
     pub fn generate() -> Self {
-        Self::from_master(random_bytes())
+        let master = Zeroizing::new(random_bytes::<32>());
+        Self::from_master_ref(&master)
     }
 
     pub fn master(&self) -> &[u8; 32] {
@@ -240,14 +255,14 @@ impl KdfParams {
         }
     }
 
-    /// Derive the 32-byte key-wrapping key from a password.
-    pub fn derive(&self, password: &[u8], salt: &[u8]) -> Result<[u8; 32]> {
+    /// Derive the 32-byte key-wrapping key from a password (zeroed when dropped).
+    pub fn derive(&self, password: &[u8], salt: &[u8]) -> Result<Zeroizing<[u8; 32]>> {
         self.validate()?;
         let params = argon2::Params::new(self.m_cost, self.t_cost, self.p_cost, Some(32))
             .map_err(|e| Error::corrupt(format!("key file: argon2id parameters: {e}")))?;
         let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-        let mut out = [0u8; 32];
-        a.hash_password_into(password, salt, &mut out)
+        let mut out = Zeroizing::new([0u8; 32]);
+        a.hash_password_into(password, salt, &mut out[..])
             .map_err(|e| Error::corrupt(format!("key file: argon2id: {e}")))?;
         Ok(out)
     }

@@ -14,6 +14,7 @@ use crate::format::{
 };
 use crate::id::*;
 use crate::index::{Index, Location};
+use zeroize::Zeroizing;
 
 pub use crate::lock::{LockGuard, LockMode};
 
@@ -69,8 +70,11 @@ pub fn now_unix_ns() -> i64 {
     jiff::Timestamp::now().as_nanosecond() as i64
 }
 
-fn insecure_wrapping_key(repo_id: &[u8; 32]) -> [u8; 32] {
-    blake3::derive_key("projectclone 2026-11 v1 insecure no-password wrapping key", repo_id)
+fn insecure_wrapping_key(repo_id: &[u8; 32]) -> Zeroizing<[u8; 32]> {
+    Zeroizing::new(blake3::derive_key(
+        "projectclone 2026-11 v1 insecure no-password wrapping key",
+        repo_id,
+    ))
 }
 
 /// Build a key file wrapping `keys`' master key under `password` (None: insecure).
@@ -110,9 +114,16 @@ pub fn unwrap_key_file(repo_id: &[u8; 32], bytes: &[u8], password: Option<&[u8]>
         (Some(_), None) => return Ok(None),
         (None, _) => insecure_wrapping_key(repo_id),
     };
-    match Cipher::new(&wrapping).open(&format::aad(repo_id, Kind::MasterKey, &kf.salt), &kf.wrapped, "key") {
-        Ok(m) if m.len() == 32 => Ok(Some(Keys::from_master(m.try_into().expect("length checked")))),
-        Ok(_) => Err(Error::corrupt("key file: master key has the wrong length")),
+    // The unwrapped master key is zeroed when dropped, as are the wrapping key and the
+    // cipher holding it (the `zeroize` features of `chacha20poly1305` and `argon2`).
+    match Cipher::new(&wrapping)
+        .open(&format::aad(repo_id, Kind::MasterKey, &kf.salt), &kf.wrapped, "key")
+        .map(Zeroizing::new)
+    {
+        Ok(m) => match <&[u8; 32]>::try_from(&m[..]) {
+            Ok(master) => Ok(Some(Keys::from_master_ref(master))),
+            Err(_) => Err(Error::corrupt("key file: master key has the wrong length")),
+        },
         Err(_) => Ok(None),
     }
 }

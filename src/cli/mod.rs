@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
+use zeroize::Zeroizing;
 
 use projectclone::backend::local::LocalBackend;
 use projectclone::backup::{BackupOptions, backup};
@@ -360,29 +361,51 @@ enum KeyCmd {
     Remove { id: String },
 }
 
-fn read_password_file(f: &Path) -> Result<Vec<u8>> {
-    let mut b = std::fs::read(f).with_context(|| format!("password file {}", f.display()))?;
+/// A password, zeroed when dropped.
+type Password = Zeroizing<Vec<u8>>;
+
+/// A password from the environment: the variable's bytes, zeroed when dropped (the copy
+/// in the process's environment block stays).
+fn password_from_env(var: &str) -> Option<Password> {
+    use std::os::unix::ffi::OsStringExt;
+    std::env::var_os(var).map(|p| Zeroizing::new(p.into_vec()))
+}
+
+/// Ask on the terminal (twice when `repeat` names the second question).
+fn prompt(question: &str, repeat: Option<&str>) -> Result<Password> {
+    let mut p = Zeroizing::new(rpassword::prompt_password(question)?);
+    if let Some(again) = repeat {
+        let p2 = Zeroizing::new(rpassword::prompt_password(again)?);
+        if *p2 != *p {
+            bail!("the passwords do not match");
+        }
+    }
+    Ok(Zeroizing::new(std::mem::take(&mut *p).into_bytes()))
+}
+
+fn read_password_file(f: &Path) -> Result<Password> {
+    let mut b = Zeroizing::new(std::fs::read(f).with_context(|| format!("password file {}", f.display()))?);
     if b.ends_with(b"\r\n") {
-        b.truncate(b.len() - 2);
+        let n = b.len() - 2;
+        b.truncate(n);
     } else if b.ends_with(b"\n") {
-        b.truncate(b.len() - 1);
+        let n = b.len() - 1;
+        b.truncate(n);
     }
     Ok(b)
 }
 
 /// The new password of `key add` and `key passwd`: never empty.
-fn new_password(file: &Option<PathBuf>) -> Result<Vec<u8>> {
+fn new_password(file: &Option<PathBuf>) -> Result<Password> {
     let (p, from) = if let Some(f) = file {
         (read_password_file(f)?, format!("in the file {}", f.display()))
-    } else if let Some(p) = std::env::var_os("PROJECTCLONE_NEW_PASSWORD") {
-        use std::os::unix::ffi::OsStrExt;
-        (p.as_bytes().to_vec(), "in PROJECTCLONE_NEW_PASSWORD".to_string())
+    } else if let Some(p) = password_from_env("PROJECTCLONE_NEW_PASSWORD") {
+        (p, "in PROJECTCLONE_NEW_PASSWORD".to_string())
     } else if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
-        let p = rpassword::prompt_password("new password: ")?;
-        if rpassword::prompt_password("repeat the new password: ")? != p {
-            bail!("the passwords do not match");
-        }
-        (p.into_bytes(), "typed at the prompt".to_string())
+        (
+            prompt("new password: ", Some("repeat the new password: "))?,
+            "typed at the prompt".to_string(),
+        )
     } else {
         bail!("no new password given: use --new-password-file F or PROJECTCLONE_NEW_PASSWORD")
     };
@@ -442,7 +465,7 @@ struct Ctx {
     /// be used); removed when the command ends.
     temp_cache: OnceCell<tempfile::TempDir>,
     /// A password typed at the prompt, so that opening again does not ask twice.
-    typed: OnceCell<Vec<u8>>,
+    typed: OnceCell<Password>,
 }
 
 /// Can this process keep its cache in `dir`? Creates it if missing. `Err` says why not.
@@ -555,7 +578,7 @@ impl Ctx {
     }
 
     /// The password from the configured sources, without prompting, and where it came from.
-    fn password_from_sources(&self) -> Result<Option<(Vec<u8>, String)>> {
+    fn password_from_sources(&self) -> Result<Option<(Password, String)>> {
         if let Some(f) = self
             .cli
             .password_file
@@ -564,14 +587,13 @@ impl Ctx {
         {
             return Ok(Some((read_password_file(&f)?, format!("in the file {}", f.display()))));
         }
-        if let Some(p) = std::env::var_os("PROJECTCLONE_PASSWORD") {
-            use std::os::unix::ffi::OsStrExt;
-            return Ok(Some((p.as_bytes().to_vec(), "in PROJECTCLONE_PASSWORD".into())));
+        if let Some(p) = password_from_env("PROJECTCLONE_PASSWORD") {
+            return Ok(Some((p, "in PROJECTCLONE_PASSWORD".into())));
         }
         Ok(None)
     }
 
-    fn password(&self, confirm: bool) -> Result<(Vec<u8>, String)> {
+    fn password(&self, confirm: bool) -> Result<(Password, String)> {
         if let Some(p) = self.password_from_sources()? {
             return Ok(p);
         }
@@ -579,12 +601,9 @@ impl Ctx {
             return Ok((p.clone(), "typed at the prompt".into()));
         }
         if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
-            let p = rpassword::prompt_password("repository password: ")?;
-            if confirm && rpassword::prompt_password("repeat the password: ")? != p {
-                bail!("the passwords do not match");
-            }
-            let _ = self.typed.set(p.clone().into_bytes());
-            return Ok((p.into_bytes(), "typed at the prompt".into()));
+            let p = prompt("repository password: ", confirm.then_some("repeat the password: "))?;
+            let _ = self.typed.set(p.clone());
+            return Ok((p, "typed at the prompt".into()));
         }
         bail!(
             "no password given and no terminal to ask on: use --password-file F, \
@@ -594,7 +613,7 @@ impl Ctx {
 
     /// The password for a new repository: never empty (only `--insecure-no-password` makes
     /// a repository without one).
-    fn new_repo_password(&self) -> Result<Vec<u8>> {
+    fn new_repo_password(&self) -> Result<Password> {
         let (p, from) = self.password(true)?;
         if p.is_empty() {
             bail!(
@@ -772,7 +791,12 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
                 kdf,
                 ..Default::default()
             };
-            let repo = Repository::init(Arc::new(LocalBackend::new(&path)), pw.as_deref(), &opts, &cache)?;
+            let repo = Repository::init(
+                Arc::new(LocalBackend::new(&path)),
+                pw.as_ref().map(|p| p.as_slice()),
+                &opts,
+                &cache,
+            )?;
             output::init(json, &path, repo.repo_id());
             Ok(0)
         }

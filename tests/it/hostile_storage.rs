@@ -1,7 +1,10 @@
 //! Attacks and faults of a repository kept where others can look (issue 15): weak or planted
-//! key-derivation settings.
+//! key-derivation settings, and a core dump of a process holding the password.
 
 use std::fs;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::process::{Command, Stdio};
 
 use crate::util::*;
 
@@ -113,4 +116,86 @@ fn planted_key_files_with_costly_kdf_settings_are_skipped_before_deriving() {
             out.stderr
         );
     }
+}
+
+/// A crash (or `kill -QUIT`) of a process holding the password and the master key would
+/// write both into a core file. The process sets its core limit to 0 first thing: seen in
+/// `/proc/PID/limits` of a child that waits to read its password from a FIFO, started
+/// with an unlimited core limit.
+#[test]
+fn a_core_dump_of_a_process_holding_the_password_is_disabled() {
+    let env = Env::with_repo();
+    let fifo = env.path("password.fifo");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .expect("mkfifo");
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -c unlimited && exec \"$0\" \"$@\"")
+        .arg(bin_path())
+        .arg("-r")
+        .arg(env.repo())
+        .arg("--cache-dir")
+        .arg(env.cache())
+        .arg("--password-file")
+        .arg(&fifo)
+        .arg("snapshots")
+        .env_remove("PROJECTCLONE_PASSWORD")
+        .env_remove("PROJECTCLONE_PASSWORD_FILE")
+        .env("HOME", env.path("home"))
+        .env("XDG_CACHE_HOME", env.path("xdg-cache"))
+        .env("XDG_CONFIG_HOME", env.path("xdg-config"))
+        .env("XDG_DATA_HOME", env.path("xdg-data"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Opening the FIFO for writing succeeds once the child opened it to read its password,
+    // that is, well after its start.
+    let mut writer = None;
+    for _ in 0..6000 {
+        match fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+        {
+            Ok(f) => {
+                writer = Some(f);
+                break;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                if let Some(status) = child.try_wait().expect("try_wait") {
+                    let mut err = String::new();
+                    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+                    panic!("the child ended ({status}) before reading its password: {err}");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("open the FIFO: {e}"),
+        }
+    }
+    let mut writer = writer.expect("the child opens its password file");
+    let limits = fs::read_to_string(format!("/proc/{}/limits", child.id())).expect("read /proc/PID/limits");
+    let exe = fs::read_link(format!("/proc/{}/exe", child.id())).expect("readlink /proc/PID/exe");
+    std::io::Write::write_all(&mut writer, PASSWORD.as_bytes()).expect("write the password");
+    drop(writer);
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(exe, bin_path().canonicalize().unwrap());
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap_or_else(|| panic!("no core limit in:\n{limits}"));
+    let fields: Vec<&str> = core.split_whitespace().collect();
+    assert_eq!(
+        fields[4..6],
+        ["0", "0"],
+        "soft and hard core limits of the running process: {core}"
+    );
 }
