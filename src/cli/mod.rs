@@ -470,14 +470,25 @@ struct Ctx {
 
 /// Can this process keep its cache in `dir`? Creates it if missing. `Err` says why not.
 fn probe_cache(dir: &Path) -> std::result::Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     match std::fs::metadata(dir) {
         Ok(m) if !m.is_dir() => return Err("it is not a directory".into()),
         Ok(_) => {}
-        // Missing, or below a file: create_dir_all says which.
-        Err(_) => std::fs::create_dir_all(dir).map_err(|e| format!("it cannot be created: {e}"))?,
+        // Missing, or below a file: the builder says which. Private: the cache holds host
+        // names, paths, tags and notes in clear.
+        Err(_) => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("it cannot be created: {e}"))?,
     }
     let probe = dir.join(format!(".write-test-{:016x}", rand::random::<u64>()));
-    match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&probe)
+    {
         Ok(_) => {
             let _ = std::fs::remove_file(&probe);
             Ok(())

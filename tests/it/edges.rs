@@ -426,6 +426,8 @@ fn read_only_repository_is_read_without_a_lock_and_never_written() {
     let first = env.backup([&src]);
     write(src.join("a.txt"), b"second\n");
     let second = env.backup([&src]);
+    // Readable by the other user below (a repository is private to its owner by default).
+    world_readable(&env.repo());
     let ro = env.path("ro-repo");
     let _ro = BindMount::new(&env.repo(), &ro, true);
     let before = fingerprint(&env.repo());
@@ -511,6 +513,8 @@ fn unusable_cache_directory_is_named_and_read_only_commands_use_a_temporary_one(
     write(src.join("a.txt"), b"cached or not\n");
     env.backup([&src]);
     fs::set_permissions(env.root(), fs::Permissions::from_mode(0o755)).unwrap();
+    // Readable by nobody below (a repository is private to its owner by default).
+    world_readable(&env.repo());
     let tmp = env.path("tmp");
     fs::create_dir(&tmp).unwrap();
     fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777)).unwrap();

@@ -1,9 +1,12 @@
 //! Attacks and faults of a repository kept where others can look (issue 15): weak or planted
-//! key-derivation settings, and a core dump of a process holding the password.
+//! key-derivation settings, a core dump of a process holding the password, and other
+//! local users reading files made under the default umask.
 
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::util::*;
@@ -198,4 +201,151 @@ fn a_core_dump_of_a_process_holding_the_password_is_disabled() {
         ["0", "0"],
         "soft and hard core limits of the running process: {core}"
     );
+}
+
+/// Run the binary as `Env::cmd` without `-r` and `--cache-dir` (the password in the
+/// environment, HOME and XDG folders of its own), with `umask` set for it alone.
+fn with_umask(env: &Env, umask: &str, args: &[&OsStr]) -> Out {
+    let mut sh = assert_cmd::Command::new("sh");
+    sh.arg("-c")
+        .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
+        .arg(bin_path())
+        .args(args);
+    for v in [
+        "PROJECTCLONE_REPO",
+        "PROJECTCLONE_PASSWORD_FILE",
+        "PROJECTCLONE_CACHE_DIR",
+        "PROJECTCLONE_NEW_PASSWORD",
+        "PROJECTCLONE_LOG",
+        "RUST_LOG",
+    ] {
+        sh.env_remove(v);
+    }
+    sh.env("PROJECTCLONE_PASSWORD", PASSWORD)
+        .env("HOME", env.path("home"))
+        .env("XDG_DATA_HOME", env.path("xdg-data"))
+        .env("XDG_CACHE_HOME", env.path("xdg-cache"))
+        .env("XDG_CONFIG_HOME", env.path("xdg-config"))
+        .env("XDG_STATE_HOME", env.path("xdg-state"))
+        .env("TZ", "UTC")
+        .current_dir(env.root())
+        .timeout(std::time::Duration::from_secs(240));
+    run(&mut sh)
+}
+
+/// Every entry below and including `dir` with its permission bits, for messages.
+fn modes_below(dir: &Path) -> Vec<(PathBuf, bool, u32)> {
+    let mut out = Vec::new();
+    fn walk(p: &Path, out: &mut Vec<(PathBuf, bool, u32)>) {
+        let md = fs::symlink_metadata(p).expect("lstat");
+        out.push((p.to_path_buf(), md.is_dir(), md.mode() & 0o7777));
+        if md.is_dir() {
+            for e in fs::read_dir(p).expect("read_dir") {
+                walk(&e.expect("entry").path(), out);
+            }
+        }
+    }
+    walk(dir, &mut out);
+    out
+}
+
+#[track_caller]
+fn assert_modes(dir: &Path, dir_mode: u32, file_mode: u32) {
+    let wrong: Vec<String> = modes_below(dir)
+        .into_iter()
+        .filter(|(_, is_dir, m)| *m != if *is_dir { dir_mode } else { file_mode })
+        .map(|(p, is_dir, m)| format!("{} {} {m:o}", if is_dir { "dir " } else { "file" }, p.display()))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "below {}: want folders {dir_mode:o} and files {file_mode:o}, got:\n{}",
+        dir.display(),
+        wrong.join("\n")
+    );
+}
+
+/// Another user on the machine reads a repository or a cache written under umask 022:
+/// key files (offline guessing), and the cache's host names, paths, tags and notes in
+/// clear. Everything the tool writes is 0600, every folder 0700, whatever the umask,
+/// including the default repository and cache it creates with their parents.
+#[test]
+fn other_users_read_a_repository_and_cache_made_under_umask_022() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(src.join("a.txt"), b"private project\n");
+    let (repo, cache) = (env.repo(), env.cache());
+    let os = OsString::from;
+    let with = |args: &[OsString]| {
+        let mut full = vec![os("-r"), repo.clone().into(), os("--cache-dir"), cache.clone().into()];
+        full.extend_from_slice(args);
+        let refs: Vec<&OsStr> = full.iter().map(|a| a.as_os_str()).collect();
+        with_umask(&env, "022", &refs)
+    };
+    with(&[
+        os("init"),
+        os("--kdf-memory"),
+        os("1024"),
+        os("--kdf-time"),
+        os("1"),
+        os("--weak-kdf"),
+    ])
+    .success();
+    with(&[
+        os("backup"),
+        src.clone().into(),
+        os("--tag"),
+        os("t"),
+        os("--note"),
+        os("n"),
+    ])
+    .success();
+    let new_pw = env.path("new-pw");
+    fs::write(&new_pw, "another password").unwrap();
+    fs::set_permissions(&new_pw, fs::Permissions::from_mode(0o600)).unwrap();
+    with(&[os("key"), os("add"), os("--new-password-file"), new_pw.clone().into()]).success();
+    with(&[os("snapshots")]).success();
+    assert!(env.pack_count() > 0);
+    assert_modes(&repo, 0o700, 0o600);
+    assert_modes(&cache, 0o700, 0o600);
+    assert!(
+        modes_below(&cache).iter().any(|(p, _, _)| p.ends_with("index.db")),
+        "the cache holds index.db"
+    );
+
+    // The default repository and cache, created by the first backup with their parents.
+    with_umask(&env, "022", &["backup".as_ref(), src.as_os_str()]).success();
+    with_umask(&env, "022", &["snapshots".as_ref()]).success();
+    assert_modes(&env.path("xdg-data/projectclone"), 0o700, 0o600);
+    assert_modes(&env.path("xdg-cache/projectclone"), 0o700, 0o600);
+}
+
+/// A repository shared with a group on purpose (`config` and the folders opened to the
+/// group) stays shared: new objects get `config`'s bits, new folders those plus execute,
+/// exactly, even where the writer's umask would take the group's write bit away.
+#[test]
+fn a_group_shared_repository_stays_shared_under_a_stricter_umask() {
+    let env = Env::with_repo();
+    let repo = env.repo();
+    fs::set_permissions(repo.join("config"), fs::Permissions::from_mode(0o660)).unwrap();
+    for (p, is_dir, _) in modes_below(&repo) {
+        if is_dir {
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o770)).unwrap();
+        } else {
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o660)).unwrap();
+        }
+    }
+    let src = env.path("src");
+    write(src.join("b.bin"), random_bytes(5, 300_000));
+    let args: Vec<OsString> = vec![
+        "-r".into(),
+        repo.clone().into(),
+        "--cache-dir".into(),
+        env.cache().into(),
+        "backup".into(),
+        src.into(),
+    ];
+    let refs: Vec<&OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    with_umask(&env, "022", &refs).success();
+    assert!(env.pack_count() > 0);
+    assert_modes(&repo, 0o770, 0o660);
 }

@@ -341,6 +341,22 @@ pub fn world_accessible(dir: &Path) {
     }
 }
 
+/// Make everything below (and including) `dir` readable, not writable, by everybody
+/// (folders 0755, files 0644): a repository another user may read.
+pub fn world_readable(dir: &Path) {
+    let md = fs::symlink_metadata(dir).expect("lstat");
+    if md.file_type().is_symlink() {
+        return;
+    }
+    let mode = if md.is_dir() { 0o755 } else { 0o644 };
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode)).expect("chmod");
+    if md.is_dir() {
+        for e in fs::read_dir(dir).expect("read_dir") {
+            world_readable(&e.expect("entry").path());
+        }
+    }
+}
+
 // ---------------------------------------------------------------- data
 
 /// Deterministic incompressible bytes (splitmix64).
