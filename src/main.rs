@@ -24,7 +24,7 @@ fn main() -> ExitCode {
     match cli::run(args) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            cli::print_error(&e);
             ExitCode::from(1)
         }
     }

@@ -415,6 +415,47 @@ fn new_password(file: &Option<PathBuf>) -> Result<Password> {
     Ok(p)
 }
 
+/// The error that ended the command, on stderr. Its control characters other than line
+/// breaks are escaped: it may quote strings from the repository (see `output::text`).
+pub fn print_error(e: &anyhow::Error) {
+    eprintln!("error: {}", output::text(&format!("{e:#}"), true));
+}
+
+/// Stderr for log lines, with the control characters of each line other than its final
+/// newline escaped (`\xHH`). The log formatter escapes ESC and the other characters that
+/// start terminal sequences in what it prints (and writes its own colour sequences), but
+/// not a carriage return or a newline, which could forge or hide a line; JSON logs have
+/// none of either.
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        let (body, end) = match buf.strip_suffix(b"\n") {
+            Some(b) => (b, &b"\n"[..]),
+            None => (buf, &b""[..]),
+        };
+        let mut out = Vec::with_capacity(buf.len() + 8);
+        for &b in body {
+            if b < 0x20 && b != 0x1b && b != b'\t' {
+                out.extend_from_slice(format!("\\x{b:02x}").as_bytes());
+            } else {
+                out.push(b);
+            }
+        }
+        out.extend_from_slice(end);
+        std::io::stderr().lock().write_all(&out)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 pub fn init_logging(cli: &Cli) {
     use tracing_subscriber::EnvFilter;
     let level = match (cli.quiet, cli.verbose) {
@@ -426,7 +467,9 @@ pub fn init_logging(cli: &Cli) {
     let filter = EnvFilter::try_from_env("PROJECTCLONE_LOG").unwrap_or_else(|_| EnvFilter::new(level));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| LogWriter)
+        // Colours only on a terminal: a pipe or a log file gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     if cli.log_json {
         b.json().init();

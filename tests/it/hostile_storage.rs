@@ -1,6 +1,7 @@
 //! Attacks and faults of a repository kept where others can look (issue 15): weak or planted
-//! key-derivation settings, a core dump of a process holding the password, and other
-//! local users reading files made under the default umask.
+//! key-derivation settings, a core dump of a process holding the password, other local
+//! users reading files made under the default umask, and strings in the repository that
+//! try to drive the terminal.
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -348,4 +349,121 @@ fn a_group_shared_repository_stays_shared_under_a_stricter_umask() {
     with_umask(&env, "022", &refs).success();
     assert!(env.pack_count() > 0);
     assert_modes(&repo, 0o770, 0o660);
+}
+
+const EVIL: &str = "evil\x1b[2J\x1b]0;owned\x07\nFAKE LINE\rover\x7f";
+
+/// No byte of `out` may reach a terminal as a control character: every byte below 0x20
+/// is a line's end, none is DEL, and no injected text starts a line of its own.
+#[track_caller]
+fn assert_no_control_bytes(what: &str, out: &Out) {
+    for (stream, bytes) in [("stdout", out.raw_stdout.as_slice()), ("stderr", out.stderr.as_bytes())] {
+        let bad: Vec<(usize, u8)> = bytes
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|&(_, b)| (b < 0x20 && b != b'\n') || b == 0x7f)
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "{what}: raw control bytes on {stream} at {bad:?}:\n{}",
+            String::from_utf8_lossy(bytes)
+        );
+        let text = String::from_utf8_lossy(bytes);
+        assert!(
+            !text.lines().any(|l| l.starts_with("FAKE LINE")),
+            "{what}: an injected line on {stream}:\n{text}"
+        );
+    }
+}
+
+/// A repository written by someone else carries host names, tags, notes, user names,
+/// paths, key file names and lock holders with terminal escapes, a newline and a carriage
+/// return. Human output escapes them (`\xHH`) on stdout and stderr; JSON keeps them exact.
+#[test]
+fn control_bytes_in_repository_strings_never_reach_the_terminal() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(src.join("plain.txt"), b"data\n");
+    write(pb(&src, b"name\x1b[2J\rx"), b"odd name\n");
+    std::os::unix::fs::symlink("tar\x1b[1mget\n", src.join("link")).unwrap();
+    let id = env.backup([
+        src.as_os_str(),
+        "--host".as_ref(),
+        EVIL.as_ref(),
+        "--tag".as_ref(),
+        EVIL.as_ref(),
+        "--note".as_ref(),
+        EVIL.as_ref(),
+    ]);
+    // A key file and a live lock of another client, both named by the repository.
+    fs::write(env.repo().join("keys").join("0\x1b[2J\r\nFAKE LINE"), b"not a key").unwrap();
+    let now = now_ns();
+    {
+        let f = Forge::open(&env);
+        let lock = projectclone::format::Lock {
+            hostname: EVIL.into(),
+            boot_id: "another-boot".into(),
+            pid: 4242,
+            pid_start: 1,
+            exclusive: false,
+            created_unix_ns: now,
+            refreshed_unix_ns: now,
+            purpose: EVIL.into(),
+        };
+        let lock_id = *blake3::hash(b"evil lock").as_bytes();
+        let plain = projectclone::format::encode_versioned(1, &lock);
+        let bytes = projectclone::format::seal_object(
+            f.repo.repo_id(),
+            &f.repo.cipher,
+            projectclone::format::Kind::Lock,
+            &lock_id,
+            &plain,
+        );
+        f.repo
+            .backend
+            .write_new(&projectclone::backend::Dir::Locks.path(&hex_of(&lock_id)), &bytes)
+            .unwrap();
+    }
+
+    let snaps = env.run(["snapshots"]).success();
+    assert_no_control_bytes("snapshots", &snaps);
+    assert!(snaps.stdout.contains("evil\\x1b[2J"), "{}", snaps.stdout);
+    for args in [
+        vec!["ls", "latest"],
+        vec!["ls", "-l", "latest"],
+        vec!["stats", "latest"],
+        vec!["diff", &id, "latest"],
+    ] {
+        assert_no_control_bytes(&args.join(" "), &env.run(&args).success());
+    }
+    // `check` reports the planted key file as unreadable (exit 1) and names it escaped.
+    let check = env.run(["check"]).code(1);
+    assert_no_control_bytes("check", &check);
+    assert!(
+        check
+            .stdout
+            .contains("unreadable key file 0\\x1b[2J\\x0d\\x0aFAKE LINE"),
+        "{}",
+        check.stdout
+    );
+    // The live lock stops an exclusive command, whose error names the holder.
+    let keys = env.run(["key", "list"]).code(1);
+    assert_no_control_bytes("key list (locked)", &keys);
+    assert!(keys.stderr.contains("evil\\x1b[2J"), "{}", keys.stderr);
+    let prune = env.run(["forget", &id, "--prune"]).success();
+    assert_no_control_bytes("forget --prune", &prune);
+
+    // JSON keeps every string exact.
+    let env2 = Env::with_repo();
+    env2.backup([
+        src.as_os_str(),
+        "--host".as_ref(),
+        EVIL.as_ref(),
+        "--note".as_ref(),
+        EVIL.as_ref(),
+    ]);
+    let s = &env2.snapshots()[0];
+    assert_eq!(s["hostname"], EVIL);
+    assert_eq!(s["note"], EVIL);
 }
