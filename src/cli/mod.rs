@@ -384,7 +384,13 @@ fn prompt(question: &str, repeat: Option<&str>) -> Result<Password> {
 }
 
 fn read_password_file(f: &Path) -> Result<Password> {
-    let mut b = Zeroizing::new(std::fs::read(f).with_context(|| format!("password file {}", f.display()))?);
+    use std::io::Read;
+    // One buffer large enough for any password, so that growing it never leaves a copy
+    // behind (`fs::read` sizes its buffer by the file's size, which a FIFO does not have).
+    let mut b = Zeroizing::new(Vec::with_capacity(4096));
+    std::fs::File::open(f)
+        .and_then(|mut file| file.read_to_end(&mut b))
+        .with_context(|| format!("password file {}", f.display()))?;
     if b.ends_with(b"\r\n") {
         let n = b.len() - 2;
         b.truncate(n);
