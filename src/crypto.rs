@@ -7,7 +7,7 @@
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngCore;
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::error::{Error, Result};
 use crate::id::ID_LEN;
@@ -50,8 +50,23 @@ impl Keys {
         }
     }
 
+    /// [`from_master`](Self::from_master) from a borrowed key, so no copy of it is left
+    /// behind on the stack.
+    pub fn from_master_ref(master: &[u8; 32]) -> Self {
+        let mut keys = Keys {
+            master: [0; 32],
+            data_id: blake3::derive_key(CTX_DATA_ID, master),
+            tree_id: blake3::derive_key(CTX_TREE_ID, master),
+            aead: blake3::derive_key(CTX_AEAD, master),
+            gear_seed: blake3::derive_key(CTX_GEAR, master),
+        };
+        keys.master.copy_from_slice(master);
+        keys
+    }
+
     pub fn generate() -> Self {
-        Self::from_master(random_bytes())
+        let master = Zeroizing::new(random_bytes::<32>());
+        Self::from_master_ref(&master)
     }
 
     pub fn master(&self) -> &[u8; 32] {
@@ -181,37 +196,79 @@ pub struct KdfParams {
     pub p_cost: u32,
 }
 
+/// The default: RFC 9106's second recommended setting (64 MiB, 3 passes, 4 lanes).
 impl Default for KdfParams {
     fn default() -> Self {
         KdfParams {
-            m_cost: 32 * 1024,
+            m_cost: 64 * 1024,
             t_cost: 3,
             p_cost: 4,
         }
     }
 }
 
+/// Largest accepted memory: 256 MiB, four times the default.
+pub const KDF_MAX_M_COST: u32 = 256 * 1024;
+/// Largest accepted number of passes: four times the default.
+pub const KDF_MAX_T_COST: u32 = 12;
+/// Largest accepted work, memory times passes (KiB·passes): four times the default's.
+pub const KDF_MAX_WORK: u64 = 4 * 64 * 1024 * 3;
+/// Largest accepted number of lanes.
+pub const KDF_MAX_P_COST: u32 = 16;
+
 impl KdfParams {
-    /// Bounds accepted when reading a key file (at most 1 GiB and 20 passes), so a hostile
-    /// key file cannot make us allocate unbounded memory or spin for long.
+    /// Bounds accepted when reading a key file (and so the most `init` may write): at most
+    /// 256 MiB, 12 passes, four times the default's work (memory times passes) and 16
+    /// lanes, so a planted key file costs at most four default derivations, never an
+    /// unbounded allocation or a long spin. The lower bounds are Argon2's own (and admit
+    /// the cheap settings of `init --weak-kdf`).
     pub fn validate(&self) -> Result<()> {
-        if self.m_cost < 8 || self.m_cost > 1024 * 1024 || self.t_cost == 0 || self.t_cost > 20 {
-            return Err(Error::corrupt("key file: argon2id parameters out of range"));
+        if self.m_cost < 8
+            || self.m_cost > KDF_MAX_M_COST
+            || self.t_cost == 0
+            || self.t_cost > KDF_MAX_T_COST
+            || self.m_cost as u64 * self.t_cost as u64 > KDF_MAX_WORK
+        {
+            return Err(Error::corrupt(format!(
+                "key file: argon2id parameters out of range (m={} KiB, t={}; accepted: at most {} KiB, \
+                 {} passes, and {} KiB times passes)",
+                self.m_cost, self.t_cost, KDF_MAX_M_COST, KDF_MAX_T_COST, KDF_MAX_WORK
+            )));
         }
-        if self.p_cost == 0 || self.p_cost > 64 || self.m_cost < 8 * self.p_cost {
-            return Err(Error::corrupt("key file: argon2id parallelism out of range"));
+        if self.p_cost == 0 || self.p_cost > KDF_MAX_P_COST || self.m_cost < 8 * self.p_cost {
+            return Err(Error::corrupt(format!(
+                "key file: argon2id parallelism out of range (p={}; accepted: 1 to {KDF_MAX_P_COST}, \
+                 and at most m/8)",
+                self.p_cost
+            )));
         }
         Ok(())
     }
 
-    /// Derive the 32-byte key-wrapping key from a password.
-    pub fn derive(&self, password: &[u8], salt: &[u8]) -> Result<[u8; 32]> {
+    /// Is the memory or the number of passes below `other`'s? (`init` refuses settings
+    /// weaker than the default.) Lanes are not compared: they split the same work.
+    pub fn weaker_than(&self, other: &KdfParams) -> bool {
+        self.m_cost < other.m_cost || self.t_cost < other.t_cost
+    }
+
+    /// Each parameter the larger of the two: a new key is never weaker than the one it
+    /// joins nor than `other` (the default). Within the read bounds when both are.
+    pub fn at_least(&self, other: &KdfParams) -> KdfParams {
+        KdfParams {
+            m_cost: self.m_cost.max(other.m_cost),
+            t_cost: self.t_cost.max(other.t_cost),
+            p_cost: self.p_cost.max(other.p_cost),
+        }
+    }
+
+    /// Derive the 32-byte key-wrapping key from a password (zeroed when dropped).
+    pub fn derive(&self, password: &[u8], salt: &[u8]) -> Result<Zeroizing<[u8; 32]>> {
         self.validate()?;
         let params = argon2::Params::new(self.m_cost, self.t_cost, self.p_cost, Some(32))
             .map_err(|e| Error::corrupt(format!("key file: argon2id parameters: {e}")))?;
         let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-        let mut out = [0u8; 32];
-        a.hash_password_into(password, salt, &mut out)
+        let mut out = Zeroizing::new([0u8; 32]);
+        a.hash_password_into(password, salt, &mut out[..])
             .map_err(|e| Error::corrupt(format!("key file: argon2id: {e}")))?;
         Ok(out)
     }
@@ -277,5 +334,50 @@ mod tests {
         let k = Keys::from_master([7; 32]);
         assert_ne!(k.chunk_id(b"x"), k.meta_id(b"x"));
         assert_eq!(k.gear_table().len(), 256);
+    }
+
+    /// The default is RFC 9106's second recommendation and passes the read bounds; a key
+    /// made "at least the default" from any key the bounds accept is accepted too, so
+    /// `key add` never writes a key that no open would read.
+    #[test]
+    fn kdf_bounds_admit_the_default_and_every_strengthened_key() {
+        let d = KdfParams::default();
+        assert_eq!((d.m_cost, d.t_cost, d.p_cost), (65536, 3, 4));
+        d.validate().unwrap();
+        let ms = [8, 64, 1024, 32768, 65536, 100_000, 131072, 196608, 262144, 262145];
+        for m in ms {
+            for t in 1..=13 {
+                for p in [1, 4, 8, 16, 17] {
+                    let k = KdfParams {
+                        m_cost: m,
+                        t_cost: t,
+                        p_cost: p,
+                    };
+                    let ok = m <= KDF_MAX_M_COST
+                        && t <= KDF_MAX_T_COST
+                        && m as u64 * t as u64 <= KDF_MAX_WORK
+                        && p <= KDF_MAX_P_COST
+                        && m >= 8 * p;
+                    assert_eq!(k.validate().is_ok(), ok, "{k:?}");
+                    if ok {
+                        let s = k.at_least(&d);
+                        s.validate().unwrap_or_else(|e| panic!("{k:?} -> {s:?}: {e}"));
+                        assert!(!s.weaker_than(&d) && !s.weaker_than(&k), "{k:?} -> {s:?}");
+                    }
+                }
+            }
+        }
+        // The settings of the earlier default and of the old read bound are refused or weak.
+        let old = KdfParams { m_cost: 32768, ..d };
+        assert!(old.weaker_than(&d));
+        assert!(
+            KdfParams {
+                m_cost: 1 << 20,
+                t_cost: 20,
+                p_cost: 4
+            }
+            .validate()
+            .is_err()
+        );
     }
 }

@@ -118,6 +118,60 @@ pub fn read_ahead(path: &Path) {
     }
 }
 
+/// Make `p` exactly `mode` if it is not. Best effort, with a warning: a cache made before
+/// modes were set followed the umask, and one this user does not own cannot be changed.
+fn tighten(p: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(p) {
+        Ok(m) if m.permissions().mode() & 0o7777 != mode => {
+            if let Err(e) = std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)) {
+                tracing::warn!(
+                    "{}: could not set its mode to {mode:o} ({e}); the index cache holds host names, \
+                     paths, tags and notes in clear: make it private (chmod {mode:o})",
+                    p.display()
+                );
+            }
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(p, e)),
+    }
+}
+
+/// The cache's folder (and any missing parent) with mode 0700; an existing one is made
+/// 0700 too. The cache holds host names, paths, tags and notes in clear.
+fn private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::io(dir, e))?;
+    tighten(dir, 0o700)
+}
+
+/// Create the database file at `path` empty with mode 0600 if it is missing, and make it
+/// and its `-wal` and `-shm` files 0600 if they are not. SQLite creates the `-wal` and
+/// `-shm` files with the database file's mode.
+fn private_files(path: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    drop(f);
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        tighten(Path::new(&p), 0o600)?;
+    }
+    Ok(())
+}
+
 pub struct Index {
     conn: std::sync::Mutex<Connection>,
     path: PathBuf,
@@ -126,7 +180,7 @@ pub struct Index {
 impl Index {
     pub fn open(path: &Path) -> Result<Index> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            private_dir(dir)?;
         }
         match Self::try_open(path) {
             Ok(i) => Ok(i),
@@ -146,6 +200,7 @@ impl Index {
             path: path.to_path_buf(),
             source,
         };
+        private_files(path)?;
         let conn = Connection::open(path).map_err(err)?;
         // Query-planner stability: otherwise (with STAT4 compiled in) every statement that
         // compares a column with a bound id is re-parsed on each new binding, which cost
@@ -177,6 +232,8 @@ impl Index {
     /// does not add to the real cache).
     pub fn copy_to(&self, path: &Path) -> Result<Index> {
         {
+            // Created empty and private first: SQLite would make it 0644 (less the umask).
+            private_files(path)?;
             let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
             conn.execute("VACUUM INTO ?1", params![path.to_string_lossy()])
                 .map_err(|e| self.err(e))?;

@@ -264,9 +264,10 @@ pub fn describe(s: &Surveyed) -> String {
     format!(
         "{} {} lock of pid {} on {} (last refreshed {} ago{}; it goes stale if not refreshed for {} more)",
         if s.lock.exclusive { "an exclusive" } else { "a shared" },
-        s.lock.purpose,
+        // Written by another client: escaped, so it cannot reach a terminal as control bytes.
+        crate::format_name(s.lock.purpose.as_bytes()),
         s.lock.pid,
-        s.lock.hostname,
+        crate::format_name(s.lock.hostname.as_bytes()),
         humantime::format_duration(Duration::from_secs(age)),
         if s.age_ns < 0 {
             ", in the future by the clock that judged it"

@@ -10,20 +10,38 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // First of all: a core dump would write the password and the keys to disk.
+    let no_core = disable_core_dumps();
     let args = cli::Cli::parse();
     // Backups (and imports) allocate and free a buffer per chunk: below 2 MiB those stay
     // on the heap (each mmap'd one costs page faults; 256 KiB cost 9% more CPU). Other
     // commands reuse their large buffers, so any large block may go back to the system.
     tune_malloc(if args.chunks_files() { 2 << 20 } else { 256 << 10 });
     cli::init_logging(&args);
+    if let Err(e) = no_core {
+        tracing::warn!(
+            "could not disable core dumps (setrlimit RLIMIT_CORE 0: {e}); a crash could write the password and keys to disk"
+        );
+    }
     signals::install();
     match cli::run(args) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            cli::print_error(&e);
             ExitCode::from(1)
         }
     }
+}
+
+/// Set the core-file size limit, soft and hard, to 0: the process's memory holds the
+/// password and the repository keys, and a crash must not write them to a core file.
+fn disable_core_dumps() -> std::io::Result<()> {
+    use rustix::process::{Resource, Rlimit, setrlimit};
+    let none = Rlimit {
+        current: Some(0),
+        maximum: Some(0),
+    };
+    setrlimit(Resource::Core, none).map_err(std::io::Error::from)
 }
 
 /// glibc's malloc raises its mmap threshold to the size of any large block freed (up to

@@ -17,6 +17,7 @@ use crate::format::{
 use crate::id::*;
 use crate::index::{Index, Location};
 use crate::trust::{Pin, TrustStore};
+use zeroize::Zeroizing;
 
 pub use crate::lock::{LockGuard, LockMode};
 
@@ -84,8 +85,11 @@ pub fn now_unix_ns() -> i64 {
     jiff::Timestamp::now().as_nanosecond() as i64
 }
 
-fn insecure_wrapping_key(repo_id: &[u8; 32]) -> [u8; 32] {
-    blake3::derive_key("projectclone 2026-11 v1 insecure no-password wrapping key", repo_id)
+fn insecure_wrapping_key(repo_id: &[u8; 32]) -> Zeroizing<[u8; 32]> {
+    Zeroizing::new(blake3::derive_key(
+        "projectclone 2026-11 v1 insecure no-password wrapping key",
+        repo_id,
+    ))
 }
 
 /// Build a key file wrapping `keys`' master key under `password` (None: insecure).
@@ -131,9 +135,16 @@ fn unwrap_decoded(repo_id: &[u8; 32], kf: &KeyFile, password: Option<&[u8]>) -> 
         (None, None) => insecure_wrapping_key(repo_id),
         _ => return Ok(None),
     };
-    match Cipher::new(&wrapping).open(&format::aad(repo_id, Kind::MasterKey, &kf.salt), &kf.wrapped, "key") {
-        Ok(m) if m.len() == 32 => Ok(Some(Keys::from_master(m.try_into().expect("length checked")))),
-        Ok(_) => Err(Error::corrupt("key file: master key has the wrong length")),
+    // The unwrapped master key is zeroed when dropped, as are the wrapping key and the
+    // cipher holding it (the `zeroize` features of `chacha20poly1305` and `argon2`).
+    match Cipher::new(&wrapping)
+        .open(&format::aad(repo_id, Kind::MasterKey, &kf.salt), &kf.wrapped, "key")
+        .map(Zeroizing::new)
+    {
+        Ok(m) => match <&[u8; 32]>::try_from(&m[..]) {
+            Ok(master) => Ok(Some(Keys::from_master_ref(master))),
+            Err(_) => Err(Error::corrupt("key file: master key has the wrong length")),
+        },
         Err(_) => Ok(None),
     }
 }

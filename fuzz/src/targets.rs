@@ -57,7 +57,7 @@ pub struct Fixed {
 static FIXED: LazyLock<Fixed> = LazyLock::new(|| {
     let keys = Keys::from_master(MASTER);
     let cipher = keys.cipher();
-    let wrapping = CHEAP_KDF
+    let wrapping = *CHEAP_KDF
         .derive(PASSWORD, &KEY_SALT)
         .expect("cheap argon2id parameters are valid");
     Fixed { keys, cipher, wrapping }

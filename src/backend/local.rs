@@ -55,6 +55,53 @@ fn fsync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).at(dir)
 }
 
+/// Permission bits for new files and folders of a repository at `root`: 0600 and 0700, or,
+/// when its `config` exists, `config`'s permission bits (always with the owner's read and
+/// write) for files and those plus the matching execute bits for folders, so a repository
+/// shared with a group on purpose (`chmod -R g+rX`) stays shared.
+fn modes(root: &Path) -> (u32, u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let file = match fs::metadata(root.join("config")) {
+        Ok(m) if m.is_file() => (m.permissions().mode() & 0o777) | 0o600,
+        _ => 0o600,
+    };
+    (file, file | ((file & 0o444) >> 2))
+}
+
+/// Set exact permission bits on a file or folder this process just created, whatever the
+/// umask took away. Best effort: a file system without Unix modes (vfat, exfat) refuses a
+/// change, and what the umask left is never more than was asked for.
+fn set_mode(f: &File, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = f.set_permissions(fs::Permissions::from_mode(mode));
+}
+
+/// `create_dir_all` with permission bits `mode` for every folder it creates (existing
+/// ones keep theirs). Returns whether it created any.
+fn create_dirs(dir: &Path, mode: u32) -> Result<bool> {
+    use std::os::unix::fs::DirBuilderExt;
+    match fs::metadata(dir) {
+        Ok(m) if m.is_dir() => return Ok(false),
+        Ok(_) => return Err(Error::io(dir, std::io::Error::from(ErrorKind::AlreadyExists))),
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(dir, e)),
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dirs(parent, mode)?;
+    }
+    match fs::DirBuilder::new().mode(mode).create(dir) {
+        Ok(()) => {
+            if let Ok(d) = File::open(dir) {
+                set_mode(&d, mode);
+            }
+            Ok(true)
+        }
+        // Made by another process meanwhile (two backups creating one pack folder).
+        Err(e) if e.kind() == ErrorKind::AlreadyExists && dir.is_dir() => Ok(false),
+        Err(e) => Err(Error::io(dir, e)),
+    }
+}
+
 impl Backend for LocalBackend {
     fn location(&self) -> String {
         self.root.display().to_string()
@@ -193,19 +240,29 @@ impl Backend for LocalBackend {
     }
 
     fn write_new(&self, path: &str, bytes: &[u8]) -> Result<Written> {
+        use std::os::unix::fs::OpenOptionsExt;
         let p = self.full(path);
         let dir = p.parent().expect("object paths have a parent").to_path_buf();
-        if !dir.exists() {
-            fs::create_dir_all(&dir).at(&dir)?;
-            if let Some(pp) = dir.parent() {
-                fsync_dir(pp)?;
-            }
+        let (file_mode, dir_mode) = modes(&self.root);
+        if !dir.exists()
+            && create_dirs(&dir, dir_mode)?
+            && let Some(pp) = dir.parent()
+        {
+            fsync_dir(pp)?;
         }
         let tmp = dir.join(format!("{TEMP_PREFIX}{:016x}", rand::random::<u64>()));
         let res = (|| {
-            // Registered, so a process stopped by a signal removes it (`cleanup`).
-            let mut f =
-                cleanup::create_temp(&tmp, || OpenOptions::new().write(true).create_new(true).open(&tmp)).at(&tmp)?;
+            // Registered, so a process stopped by a signal removes it (`cleanup`); never
+            // readable by others, not even while being written.
+            let mut f = cleanup::create_temp(&tmp, || {
+                OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(file_mode)
+                    .open(&tmp)
+            })
+            .at(&tmp)?;
+            set_mode(&f, file_mode);
             f.write_all(bytes).at(&tmp)?;
             f.sync_all().at(&tmp)?;
             drop(f);
@@ -344,10 +401,11 @@ impl Backend for LocalBackend {
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(Error::io(&self.root, e)),
         }
-        fs::create_dir_all(&self.root).at(&self.root)?;
+        // Private folders: 0700 (no config exists yet; an existing empty root keeps its mode).
+        let (_, dir_mode) = modes(&self.root);
+        create_dirs(&self.root, dir_mode)?;
         for d in Dir::ALL {
-            let p = self.root.join(d.name());
-            fs::create_dir_all(&p).at(&p)?;
+            create_dirs(&self.root.join(d.name()), dir_mode)?;
         }
         fsync_dir(&self.root)?;
         if let Some(parent) = self.root.parent().filter(|p| !p.as_os_str().is_empty()) {

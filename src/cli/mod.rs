@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
+use zeroize::Zeroizing;
 
 use projectclone::backend::local::LocalBackend;
 use projectclone::backup::{BackupOptions, backup};
@@ -99,12 +100,16 @@ impl Cli {
 enum Command {
     /// Create a new repository
     Init {
-        /// Argon2id memory in KiB for the new key
-        #[arg(long, default_value_t = 32 * 1024, hide = true)]
+        /// Argon2id memory in KiB for the new key (default and minimum: 65536)
+        #[arg(long, default_value_t = projectclone::crypto::KdfParams::default().m_cost, hide = true)]
         kdf_memory: u32,
-        /// Argon2id passes for the new key
-        #[arg(long, default_value_t = 3, hide = true)]
+        /// Argon2id passes for the new key (default and minimum: 3)
+        #[arg(long, default_value_t = projectclone::crypto::KdfParams::default().t_cost, hide = true)]
         kdf_time: u32,
+        /// Accept --kdf-memory/--kdf-time below the default (tests and throwaway
+        /// repositories only: a weak key is cheaper to guess)
+        #[arg(long, hide = true)]
+        weak_kdf: bool,
     },
     /// Take a snapshot of PATHs (default: the current directory)
     Backup {
@@ -377,29 +382,57 @@ enum KeyCmd {
     Remove { id: String },
 }
 
-fn read_password_file(f: &Path) -> Result<Vec<u8>> {
-    let mut b = std::fs::read(f).with_context(|| format!("password file {}", f.display()))?;
+/// A password, zeroed when dropped.
+type Password = Zeroizing<Vec<u8>>;
+
+/// A password from the environment: the variable's bytes, zeroed when dropped (the copy
+/// in the process's environment block stays).
+fn password_from_env(var: &str) -> Option<Password> {
+    use std::os::unix::ffi::OsStringExt;
+    std::env::var_os(var).map(|p| Zeroizing::new(p.into_vec()))
+}
+
+/// Ask on the terminal (twice when `repeat` names the second question).
+fn prompt(question: &str, repeat: Option<&str>) -> Result<Password> {
+    let mut p = Zeroizing::new(rpassword::prompt_password(question)?);
+    if let Some(again) = repeat {
+        let p2 = Zeroizing::new(rpassword::prompt_password(again)?);
+        if *p2 != *p {
+            bail!("the passwords do not match");
+        }
+    }
+    Ok(Zeroizing::new(std::mem::take(&mut *p).into_bytes()))
+}
+
+fn read_password_file(f: &Path) -> Result<Password> {
+    use std::io::Read;
+    // One buffer large enough for any password, so that growing it never leaves a copy
+    // behind (`fs::read` sizes its buffer by the file's size, which a FIFO does not have).
+    let mut b = Zeroizing::new(Vec::with_capacity(4096));
+    std::fs::File::open(f)
+        .and_then(|mut file| file.read_to_end(&mut b))
+        .with_context(|| format!("password file {}", f.display()))?;
     if b.ends_with(b"\r\n") {
-        b.truncate(b.len() - 2);
+        let n = b.len() - 2;
+        b.truncate(n);
     } else if b.ends_with(b"\n") {
-        b.truncate(b.len() - 1);
+        let n = b.len() - 1;
+        b.truncate(n);
     }
     Ok(b)
 }
 
 /// The new password of `key add` and `key passwd`: never empty.
-fn new_password(file: &Option<PathBuf>) -> Result<Vec<u8>> {
+fn new_password(file: &Option<PathBuf>) -> Result<Password> {
     let (p, from) = if let Some(f) = file {
         (read_password_file(f)?, format!("in the file {}", f.display()))
-    } else if let Some(p) = std::env::var_os("PROJECTCLONE_NEW_PASSWORD") {
-        use std::os::unix::ffi::OsStrExt;
-        (p.as_bytes().to_vec(), "in PROJECTCLONE_NEW_PASSWORD".to_string())
+    } else if let Some(p) = password_from_env("PROJECTCLONE_NEW_PASSWORD") {
+        (p, "in PROJECTCLONE_NEW_PASSWORD".to_string())
     } else if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
-        let p = rpassword::prompt_password("new password: ")?;
-        if rpassword::prompt_password("repeat the new password: ")? != p {
-            bail!("the passwords do not match");
-        }
-        (p.into_bytes(), "typed at the prompt".to_string())
+        (
+            prompt("new password: ", Some("repeat the new password: "))?,
+            "typed at the prompt".to_string(),
+        )
     } else {
         bail!("no new password given: use --new-password-file F or PROJECTCLONE_NEW_PASSWORD")
     };
@@ -407,6 +440,47 @@ fn new_password(file: &Option<PathBuf>) -> Result<Vec<u8>> {
         bail!("the new password {from} is empty: give a non-empty password; no key was added or changed");
     }
     Ok(p)
+}
+
+/// The error that ended the command, on stderr. Its control characters other than line
+/// breaks are escaped: it may quote strings from the repository (see `output::text`).
+pub fn print_error(e: &anyhow::Error) {
+    eprintln!("error: {}", output::text(&format!("{e:#}"), true));
+}
+
+/// Stderr for log lines, with the control characters of each line other than its final
+/// newline escaped (`\xHH`). The log formatter escapes ESC and the other characters that
+/// start terminal sequences in what it prints (and writes its own colour sequences), but
+/// not a carriage return or a newline, which could forge or hide a line; JSON logs have
+/// none of either.
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        let (body, end) = match buf.strip_suffix(b"\n") {
+            Some(b) => (b, &b"\n"[..]),
+            None => (buf, &b""[..]),
+        };
+        let mut out = Vec::with_capacity(buf.len() + 8);
+        for &b in body {
+            if b < 0x20 && b != 0x1b && b != b'\t' {
+                out.extend_from_slice(format!("\\x{b:02x}").as_bytes());
+            } else {
+                out.push(b);
+            }
+        }
+        out.extend_from_slice(end);
+        std::io::stderr().lock().write_all(&out)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 pub fn init_logging(cli: &Cli) {
@@ -420,7 +494,9 @@ pub fn init_logging(cli: &Cli) {
     let filter = EnvFilter::try_from_env("PROJECTCLONE_LOG").unwrap_or_else(|_| EnvFilter::new(level));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| LogWriter)
+        // Colours only on a terminal: a pipe or a log file gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     if cli.log_json {
         b.json().init();
@@ -459,19 +535,30 @@ struct Ctx {
     /// be used); removed when the command ends.
     temp_cache: OnceCell<tempfile::TempDir>,
     /// A password typed at the prompt, so that opening again does not ask twice.
-    typed: OnceCell<Vec<u8>>,
+    typed: OnceCell<Password>,
 }
 
 /// Can this process keep its cache in `dir`? Creates it if missing. `Err` says why not.
 fn probe_cache(dir: &Path) -> std::result::Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     match std::fs::metadata(dir) {
         Ok(m) if !m.is_dir() => return Err("it is not a directory".into()),
         Ok(_) => {}
-        // Missing, or below a file: create_dir_all says which.
-        Err(_) => std::fs::create_dir_all(dir).map_err(|e| format!("it cannot be created: {e}"))?,
+        // Missing, or below a file: the builder says which. Private: the cache holds host
+        // names, paths, tags and notes in clear.
+        Err(_) => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("it cannot be created: {e}"))?,
     }
     let probe = dir.join(format!(".write-test-{:016x}", rand::random::<u64>()));
-    match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&probe)
+    {
         Ok(_) => {
             let _ = std::fs::remove_file(&probe);
             Ok(())
@@ -572,7 +659,7 @@ impl Ctx {
     }
 
     /// The password from the configured sources, without prompting, and where it came from.
-    fn password_from_sources(&self) -> Result<Option<(Vec<u8>, String)>> {
+    fn password_from_sources(&self) -> Result<Option<(Password, String)>> {
         if let Some(f) = self
             .cli
             .password_file
@@ -581,14 +668,13 @@ impl Ctx {
         {
             return Ok(Some((read_password_file(&f)?, format!("in the file {}", f.display()))));
         }
-        if let Some(p) = std::env::var_os("PROJECTCLONE_PASSWORD") {
-            use std::os::unix::ffi::OsStrExt;
-            return Ok(Some((p.as_bytes().to_vec(), "in PROJECTCLONE_PASSWORD".into())));
+        if let Some(p) = password_from_env("PROJECTCLONE_PASSWORD") {
+            return Ok(Some((p, "in PROJECTCLONE_PASSWORD".into())));
         }
         Ok(None)
     }
 
-    fn password(&self, confirm: bool) -> Result<(Vec<u8>, String)> {
+    fn password(&self, confirm: bool) -> Result<(Password, String)> {
         if let Some(p) = self.password_from_sources()? {
             return Ok(p);
         }
@@ -596,12 +682,9 @@ impl Ctx {
             return Ok((p.clone(), "typed at the prompt".into()));
         }
         if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
-            let p = rpassword::prompt_password("repository password: ")?;
-            if confirm && rpassword::prompt_password("repeat the password: ")? != p {
-                bail!("the passwords do not match");
-            }
-            let _ = self.typed.set(p.clone().into_bytes());
-            return Ok((p.into_bytes(), "typed at the prompt".into()));
+            let p = prompt("repository password: ", confirm.then_some("repeat the password: "))?;
+            let _ = self.typed.set(p.clone());
+            return Ok((p, "typed at the prompt".into()));
         }
         bail!(
             "no password given and no terminal to ask on: use --password-file F, \
@@ -612,7 +695,7 @@ impl Ctx {
 
     /// The password for a new repository: never empty (only `--insecure-no-password` makes
     /// a repository without one).
-    fn new_repo_password(&self) -> Result<Vec<u8>> {
+    fn new_repo_password(&self) -> Result<Password> {
         let (p, from) = self.password(true)?;
         if p.is_empty() {
             bail!(
@@ -795,8 +878,40 @@ pub fn run(cli: Cli) -> Result<u8> {
 fn run_command(ctx: &Ctx) -> Result<u8> {
     let json = ctx.cli.json;
     match &ctx.cli.command {
-        Command::Init { kdf_memory, kdf_time } => {
+        Command::Init {
+            kdf_memory,
+            kdf_time,
+            weak_kdf,
+        } => {
             let insecure_no_password = &ctx.cli.insecure_no_password;
+            let kdf = projectclone::crypto::KdfParams {
+                m_cost: *kdf_memory,
+                t_cost: *kdf_time,
+                p_cost: projectclone::crypto::KdfParams::default().p_cost,
+            };
+            let default = projectclone::crypto::KdfParams::default();
+            // (Without a password there is no derivation to weaken.)
+            if kdf.weaker_than(&default) && !*weak_kdf && !*insecure_no_password {
+                bail!(
+                    "--kdf-memory {} --kdf-time {} is weaker than the default ({} KiB, {} passes): a \
+                     weak key is cheaper to guess. Leave both out, or add --weak-kdf for a throwaway \
+                     repository; nothing was created",
+                    kdf.m_cost,
+                    kdf.t_cost,
+                    default.m_cost,
+                    default.t_cost
+                );
+            }
+            // Settings no open would accept are refused before anything is written.
+            if !*insecure_no_password {
+                kdf.validate().map_err(|e| {
+                    anyhow!(
+                        "--kdf-memory {} --kdf-time {}: {e}; nothing was created",
+                        kdf.m_cost,
+                        kdf.t_cost
+                    )
+                })?;
+            }
             let (path, _) = ctx.repo_location()?;
             // The cache first: nothing may be created before every check passed.
             let cache = ctx.cache()?;
@@ -806,15 +921,16 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
                 Some(ctx.new_repo_password()?)
             };
             let opts = InitOptions {
-                kdf: projectclone::crypto::KdfParams {
-                    m_cost: *kdf_memory,
-                    t_cost: *kdf_time,
-                    p_cost: 4,
-                },
+                kdf,
                 state_dir: ctx.state_dir(),
                 ..Default::default()
             };
-            let repo = Repository::init(Arc::new(LocalBackend::new(&path)), pw.as_deref(), &opts, &cache)?;
+            let repo = Repository::init(
+                Arc::new(LocalBackend::new(&path)),
+                pw.as_ref().map(|p| p.as_slice()),
+                &opts,
+                &cache,
+            )?;
             output::init(json, &path, repo.repo_id());
             Ok(0)
         }
@@ -1180,7 +1296,18 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
         Command::Key { what } => {
             let repo = ctx.open()?;
             let _lock = ctx.lock(&repo, LockMode::Exclusive, "key")?;
-            let kdf = projectclone::crypto::KdfParams::default();
+            // A new key is at least as strong as the one that opened the repository and as
+            // the default, parameter by parameter.
+            let default = projectclone::crypto::KdfParams::default();
+            let kdf = match what {
+                KeyCmd::Add { .. } | KeyCmd::Passwd { .. } => repo
+                    .list_keys()?
+                    .into_iter()
+                    .find(|(name, _, _)| *name == repo.key_name)
+                    .and_then(|(_, _, kdf)| kdf)
+                    .map_or(default, |current| current.at_least(&default)),
+                _ => default,
+            };
             match what {
                 KeyCmd::List => output::keys(json, &repo.list_keys()?, &repo.key_name),
                 KeyCmd::Add { new_password_file } => {

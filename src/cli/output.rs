@@ -26,6 +26,45 @@ macro_rules! outln {
     }};
 }
 
+/// A string the repository (or a scanned file system) provides — a host, user, tag or
+/// note, a path, a key file's name — for human output: escaped as names are
+/// ([`format_name`]: a backslash is `\\`, a control byte `\xHH`), so it cannot move the
+/// cursor, clear the screen or start a line of its own. JSON output keeps it exact.
+fn field(s: &str) -> String {
+    format_name(s.as_bytes())
+}
+
+/// A local path for human output, escaped as names are.
+fn local_path(p: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    format_name(p.as_os_str().as_bytes())
+}
+
+/// A message for human output that may quote such strings: each control character
+/// becomes `\xHH` (a newline too, unless `keep_newlines`). Backslashes are left alone, so
+/// names already escaped in it read the same.
+pub fn text(s: &str, keep_newlines: bool) -> std::borrow::Cow<'_, str> {
+    let escape = |c: char| (c < ' ' && !(keep_newlines && c == '\n')) || c == '\x7f';
+    if !s.chars().any(escape) {
+        return s.into();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if escape(c) {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
+}
+
+/// The first `n` characters of a name that should be a hex id, escaped.
+fn short(name: &str, n: usize) -> String {
+    let prefix: String = name.chars().take(n).collect();
+    field(&prefix)
+}
+
 fn print_json(v: &serde_json::Value) {
     outln!("{}", serde_json::to_string_pretty(v).expect("JSON values serialise"));
 }
@@ -37,7 +76,7 @@ impl Progress for Bar {
         self.0.set_message(format!(
             "{files} files, {} read  {}",
             bytesize::ByteSize(bytes),
-            current.display()
+            local_path(current)
         ));
     }
     fn restore(&self, written: u64, total: u64) {
@@ -61,7 +100,7 @@ pub fn progress(cli: &Cli) -> Box<dyn Progress> {
 /// A warning on stderr (not with `-q`).
 pub fn warn(cli: &Cli, msg: &str) {
     if !cli.quiet {
-        eprintln!("warning: {msg}");
+        eprintln!("warning: {}", text(msg, false));
     }
 }
 
@@ -92,7 +131,7 @@ pub fn init(json: bool, path: &Path, repo_id: &[u8; 32]) {
 pub fn backup(cli: &Cli, res: &BackupResult) {
     let s = &res.summary;
     for (p, e) in &res.errors {
-        eprintln!("error: {}: {e}", p.display());
+        eprintln!("error: {}: {}", local_path(p), text(e, false));
     }
     let id = res.snapshot_id.map(|i| i.to_hex());
     if cli.json {
@@ -162,10 +201,10 @@ pub fn snapshots(json: bool, snaps: &[(SnapshotId, Snapshot)]) {
             "{:<8}  {:<35}  {:<15}  {:<15}  {}{}",
             id.short(),
             t,
-            s.hostname,
-            s.tags.join(","),
+            field(&s.hostname),
+            s.tags.iter().map(|t| field(t)).collect::<Vec<_>>().join(","),
             s.paths.iter().map(|p| format_name(p)).collect::<Vec<_>>().join(" "),
-            s.note.as_ref().map(|n| format!("  ({n})")).unwrap_or_default()
+            s.note.as_ref().map(|n| format!("  ({})", field(n))).unwrap_or_default()
         );
     }
     outln!("{} snapshot(s)", snaps.len());
@@ -219,8 +258,8 @@ pub fn restore(cli: &Cli, id: &SnapshotId, opts: &RestoreOptions, res: &RestoreR
             outln!("{what:<8} {}", format_name(item.rel()));
         }
     }
-    for (path, e) in &res.errors {
-        eprintln!("error: {path}: {e}");
+    for (p, e) in &res.errors {
+        eprintln!("error: {}: {}", text(p, false), text(e, false));
     }
     if cli.json {
         print_json(&json!({
@@ -277,7 +316,7 @@ pub fn check(json: bool, r: &CheckReport) {
         return;
     }
     for e in &r.errors {
-        outln!("error: {e}");
+        outln!("error: {}", text(e, false));
     }
     for p in &r.unreferenced_packs {
         if r.unindexed_chunks > 0 {
@@ -292,7 +331,7 @@ pub fn check(json: bool, r: &CheckReport) {
         outln!("note: pack {p} is used by no snapshot (prune removes it)");
     }
     for s in &r.damaged_snapshots {
-        outln!("damaged snapshot: {s}");
+        outln!("damaged snapshot: {}", text(s, false));
     }
     for a in check_advice(r) {
         outln!("what to do: {a}");
@@ -381,8 +420,8 @@ pub fn prune(cli: &Cli, p: &projectclone::prune::PrunePlan) {
         outln!(
             "{} {}  {}",
             if s.keep { "keep  " } else { "remove" },
-            &s.id[..8],
-            s.reasons.join(", ")
+            short(&s.id, 8),
+            text(&s.reasons.join(", "), false)
         );
     }
     outln!(
@@ -447,7 +486,7 @@ pub fn prune(cli: &Cli, p: &projectclone::prune::PrunePlan) {
     if !p.waiting_packs.is_empty() || !p.waiting_for.is_empty() {
         outln!("condemned packs are kept until these clients finish; the first prune after that frees the space:");
         for w in &p.waiting_for {
-            outln!("  {w}");
+            outln!("  {}", text(w, false));
         }
     }
 }
@@ -474,10 +513,13 @@ pub fn repair_index(json: bool, r: &projectclone::repair::RepairIndexReport) {
         outln!("unreadable pack {p}: left alone");
     }
     for o in &r.removed_objects {
-        outln!("unreadable {o}: {would}removed");
+        outln!("unreadable {}: {would}removed", text(o, false));
     }
     for o in &r.kept_unreadable {
-        outln!("unreadable {o}: left alone (snapshots: `repair snapshots --forget-unreadable`)");
+        outln!(
+            "unreadable {}: left alone (snapshots: `repair snapshots --forget-unreadable`)",
+            text(o, false)
+        );
     }
     outln!(
         "index {}: {} packs, {} blobs",
@@ -521,7 +563,13 @@ pub fn keys(json: bool, keys: &[(String, i64, Option<projectclone::crypto::KdfPa
         let kdf = k
             .map(|k| format!("argon2id m={}KiB t={} p={}", k.m_cost, k.t_cost, k.p_cost))
             .unwrap_or_else(|| "no password (insecure)".into());
-        outln!("{} {}  {}  {}", if n == current { "*" } else { " " }, &n[..12], t, kdf);
+        outln!(
+            "{} {}  {}  {}",
+            if n == current { "*" } else { " " },
+            short(n, 12),
+            t,
+            kdf
+        );
     }
 }
 
@@ -529,7 +577,7 @@ pub fn key_changed(json: bool, what: &str, name: &str) {
     if json {
         print_json(&json!({"result": what, "id": name}));
     } else {
-        eprintln!("{what}: {}", &name[..12.min(name.len())]);
+        eprintln!("{what}: {}", short(name, 12));
     }
 }
 
@@ -542,18 +590,18 @@ pub fn repair_snapshots(json: bool, r: &projectclone::repair::RepairReport) {
         match &s.new {
             Some(n) => outln!(
                 "snapshot {} repaired as {}: {} path(s) dropped",
-                &s.old[..8],
-                &n[..8],
+                short(&s.old, 8),
+                short(n, 8),
                 s.dropped.len()
             ),
             None => outln!(
                 "snapshot {} would be repaired: {} path(s) dropped",
-                &s.old[..8],
+                short(&s.old, 8),
                 s.dropped.len()
             ),
         }
         for d in &s.dropped {
-            outln!("  dropped {d}");
+            outln!("  dropped {}", text(d, false));
         }
     }
     for p in &r.reindexed_packs {
@@ -565,7 +613,8 @@ pub fn repair_snapshots(json: bool, r: &projectclone::repair::RepairReport) {
     for u in &r.unreadable {
         let removed = r.removed_unreadable.iter().any(|id| u.contains(id.as_str()));
         outln!(
-            "unreadable {u}{}",
+            "unreadable {}{}",
+            text(u, false),
             if removed {
                 ": removed"
             } else {
@@ -589,10 +638,10 @@ pub fn export(cli: &Cli, id: &SnapshotId, res: &ExportResult) {
         }
     }
     for (p, why) in &res.skipped {
-        eprintln!("warning: {p} left out: {why}");
+        eprintln!("warning: {} left out: {}", text(p, false), text(why, false));
     }
     for (p, e) in &res.errors {
-        eprintln!("error: {p}: {e}");
+        eprintln!("error: {}: {}", text(p, false), text(e, false));
     }
     if cli.json {
         print_json(&json!({
@@ -620,19 +669,21 @@ pub fn export(cli: &Cli, id: &SnapshotId, res: &ExportResult) {
         return;
     }
     for p in &res.cleaned {
-        eprintln!("removed {} (left by an interrupted export)", p.display());
+        eprintln!("removed {} (left by an interrupted export)", local_path(p));
     }
     if !res.errors.is_empty() {
         eprintln!(
-            "export of snapshot {} failed: {} error(s); nothing was written at {path}",
+            "export of snapshot {} failed: {} error(s); nothing was written at {}",
             id.short(),
-            res.errors.len()
+            res.errors.len(),
+            local_path(&res.path)
         );
         return;
     }
+    let dest = local_path(&res.path);
     let verb = if res.dry_run { "would export" } else { "exported" };
     let mut line = format!(
-        "{verb} snapshot {} to {path}: {} files, {} dirs, {}",
+        "{verb} snapshot {} to {dest}: {} files, {} dirs, {}",
         id.short(),
         res.files,
         res.dirs,
@@ -644,7 +695,7 @@ pub fn export(cli: &Cli, id: &SnapshotId, res: &ExportResult) {
             res.linked,
             bytesize::ByteSize(res.linked_bytes),
             if res.dry_run { "would be linked" } else { "linked" },
-            prev.display()
+            local_path(prev)
         ));
     }
     if res.copied_after_link_failure > 0 {
@@ -655,13 +706,17 @@ pub fn export(cli: &Cli, id: &SnapshotId, res: &ExportResult) {
     }
     eprintln!("{line}");
     if let Some(m) = &res.manifest {
-        eprintln!("{} {}", if res.dry_run { "would write" } else { "wrote" }, m.display());
+        eprintln!(
+            "{} {}",
+            if res.dry_run { "would write" } else { "wrote" },
+            local_path(m)
+        );
     }
     for p in &res.removed {
         eprintln!(
             "{} {}",
             if res.dry_run { "would remove" } else { "removed" },
-            p.display()
+            local_path(p)
         );
     }
 }
@@ -678,7 +733,12 @@ pub fn import(cli: &Cli, report: &projectclone::import::ImportReport) {
     let res = &report.imported;
     for i in res {
         for (p, e) in &i.result.errors {
-            eprintln!("error: {}: {}: {e}", i.source.display(), p.display());
+            eprintln!(
+                "error: {}: {}: {}",
+                local_path(&i.source),
+                local_path(p),
+                text(e, false)
+            );
         }
     }
     let time = |i: &projectclone::import::Imported| format_time(&i.parsed.time, i.parsed.utc_offset);
@@ -706,11 +766,11 @@ pub fn import(cli: &Cli, report: &projectclone::import::ImportReport) {
     }
     for i in res {
         match i.result.snapshot_id {
-            Some(id) => outln!("{}  {}", id.to_hex(), i.source.display()),
+            Some(id) => outln!("{}  {}", id.to_hex(), local_path(&i.source)),
             None if !cli.quiet => eprintln!(
                 "would import {} as project {} ({}){}",
-                i.source.display(),
-                i.parsed.project,
+                local_path(&i.source),
+                field(&i.parsed.project),
                 time(i),
                 i.parsed
                     .note

@@ -749,7 +749,10 @@ fn repository_resolution_order() {
     write(src.join("f"), b"f");
     let mut ids = HashMap::new();
     for r in [&a, &b, &c] {
-        run(env.cmd_at(r).args(["init", "--kdf-memory", "1024", "--kdf-time", "1"])).success();
+        run(env
+            .cmd_at(r)
+            .args(["init", "--kdf-memory", "1024", "--kdf-time", "1", "--weak-kdf"]))
+        .success();
         let id = run(env.cmd_at(r).arg("backup").arg(&src)).success().snapshot_id();
         ids.insert(r.clone(), id);
     }
@@ -815,7 +818,8 @@ fn a_path_that_is_not_a_repository_is_an_error_and_stays_untouched() {
     // init refuses an existing repository and changes nothing.
     env.init();
     let before = fingerprint(&env.repo());
-    env.run(["init", "--kdf-memory", "1024", "--kdf-time", "1"]).code(1);
+    env.run(["init", "--kdf-memory", "1024", "--kdf-time", "1", "--weak-kdf"])
+        .code(1);
     assert_eq!(fingerprint(&env.repo()), before);
 }
 
@@ -1079,7 +1083,15 @@ fn every_contract_subcommand_exists() {
 fn json_flag_gives_one_document_for_every_command() {
     let env = Env::new();
     let out = env
-        .run(["--json", "init", "--kdf-memory", "1024", "--kdf-time", "1"])
+        .run([
+            "--json",
+            "init",
+            "--kdf-memory",
+            "1024",
+            "--kdf-time",
+            "1",
+            "--weak-kdf",
+        ])
         .success();
     out.json();
     let src = env.path("src");
@@ -1147,7 +1159,7 @@ fn repository_and_cache_inside_the_source_are_not_backed_up() {
             .arg(&cache);
         c
     };
-    run(cmd().args(["init", "--kdf-memory", "1024", "--kdf-time", "1"])).success();
+    run(cmd().args(["init", "--kdf-memory", "1024", "--kdf-time", "1", "--weak-kdf"])).success();
     run(cmd().arg("backup").arg(&src)).success();
     let listed = ls_paths(&run(cmd().args(["ls", "latest"])).success());
     assert_eq!(

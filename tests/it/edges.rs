@@ -96,7 +96,7 @@ fn init_refuses_a_directory_that_is_not_empty_or_a_file() {
         let file_before = fs::read(dir).ok();
         let out = run(env
             .cmd_at(dir)
-            .args(["init", "--kdf-memory", "1024", "--kdf-time", "1"]))
+            .args(["init", "--kdf-memory", "1024", "--kdf-time", "1", "--weak-kdf"]))
         .code(1);
         assert!(
             out.stderr.contains(&dir.display().to_string()) && out.stderr.contains(what),
@@ -138,7 +138,7 @@ fn init_refuses_a_directory_that_is_not_empty_or_a_file() {
     fs::create_dir(env.path("empty")).unwrap();
     run(env
         .cmd_at(&env.path("empty"))
-        .args(["init", "--kdf-memory", "1024", "--kdf-time", "1"]))
+        .args(["init", "--kdf-memory", "1024", "--kdf-time", "1", "--weak-kdf"]))
     .success();
     run(env.cmd_at(&env.path("empty")).arg("snapshots")).success();
 }
@@ -224,6 +224,7 @@ fn empty_password_is_refused_for_new_repositories_and_keys() {
             "1024",
             "--kdf-time",
             "1",
+            "--weak-kdf",
         ]);
         c
     };
@@ -252,6 +253,7 @@ fn empty_password_is_refused_for_new_repositories_and_keys() {
         os("1024"),
         os("--kdf-time"),
         os("1"),
+        os("--weak-kdf"),
     ];
     let out = typed(&env, "\n\n", &init_args).code(1);
     assert!(out.stdout.contains("is empty"), "prompt: {}", out.stdout);
@@ -424,6 +426,8 @@ fn read_only_repository_is_read_without_a_lock_and_never_written() {
     let first = env.backup([&src]);
     write(src.join("a.txt"), b"second\n");
     let second = env.backup([&src]);
+    // Readable by the other user below (a repository is private to its owner by default).
+    world_readable(&env.repo());
     let ro = env.path("ro-repo");
     let _ro = BindMount::new(&env.repo(), &ro, true);
     let before = fingerprint(&env.repo());
@@ -509,6 +513,8 @@ fn unusable_cache_directory_is_named_and_read_only_commands_use_a_temporary_one(
     write(src.join("a.txt"), b"cached or not\n");
     env.backup([&src]);
     fs::set_permissions(env.root(), fs::Permissions::from_mode(0o755)).unwrap();
+    // Readable by nobody below (a repository is private to its owner by default).
+    world_readable(&env.repo());
     let tmp = env.path("tmp");
     fs::create_dir(&tmp).unwrap();
     fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777)).unwrap();

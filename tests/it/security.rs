@@ -216,6 +216,7 @@ fn password_file_loses_exactly_one_trailing_newline() {
             "1024".as_ref(),
             "--kdf-time".as_ref(),
             "1".as_ref(),
+            "--weak-kdf".as_ref(),
             "--password-file".as_ref(),
             init_file.as_os_str(),
         ]))

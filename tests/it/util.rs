@@ -218,7 +218,8 @@ impl Env {
     }
 
     pub fn init(&self) {
-        self.run(["init", "--kdf-memory", "1024", "--kdf-time", "1"]).success();
+        self.run(["init", "--kdf-memory", "1024", "--kdf-time", "1", "--weak-kdf"])
+            .success();
     }
 
     /// `backup ARGS...`; returns the new snapshot id.
@@ -336,6 +337,22 @@ pub fn world_accessible(dir: &Path) {
     if md.is_dir() {
         for e in fs::read_dir(dir).expect("read_dir") {
             world_accessible(&e.expect("entry").path());
+        }
+    }
+}
+
+/// Make everything below (and including) `dir` readable, not writable, by everybody
+/// (folders 0755, files 0644): a repository another user may read.
+pub fn world_readable(dir: &Path) {
+    let md = fs::symlink_metadata(dir).expect("lstat");
+    if md.file_type().is_symlink() {
+        return;
+    }
+    let mode = if md.is_dir() { 0o755 } else { 0o644 };
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode)).expect("chmod");
+    if md.is_dir() {
+        for e in fs::read_dir(dir).expect("read_dir") {
+            world_readable(&e.expect("entry").path());
         }
     }
 }
