@@ -146,7 +146,7 @@ fn check_inner(repo: &Repository, read_data: Option<Subset>, live_cap: usize) ->
     // (snapshots and records always, being small; deltas with --read-data).
     let known_bad: HashSet<crate::id::ObjectId> = repo.damaged.iter().map(|d| d.id).collect();
     // An object a prune removed since the sync (it runs beside checks) is not damage.
-    let removed = |e: &crate::Error| matches!(e, crate::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound);
+    let removed = |e: &crate::Error| e.is_not_found();
     for (id, _) in repo.snapshots()? {
         match repo.read_snapshot_object(&id) {
             Err(e) if !removed(&e) => r.errors.push(format!("unreadable snapshot {id}: {e}")),

@@ -55,6 +55,26 @@ pub enum Error {
     Hostile(String),
     #[error("{0}")]
     Invalid(String),
+    /// A storage request failed (remote stores; the local directory reports `Io`).
+    #[error("{location}: {message}")]
+    Storage {
+        kind: StorageKind,
+        /// Where: the store and the object (never with credentials).
+        location: String,
+        message: String,
+    },
+}
+
+/// What a failed storage request means to the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StorageKind {
+    /// The object (or the place asked for) does not exist.
+    NotFound,
+    /// The request may succeed if tried again: a timeout, a dropped connection, a server
+    /// busy or failing (HTTP 5xx, 429), a connection that could not be made.
+    Transient,
+    /// Trying again will not help: refused credentials or permissions, a bad request.
+    Permanent,
 }
 
 impl Error {
@@ -68,12 +88,42 @@ impl Error {
         Error::Corrupt(msg.into())
     }
 
+    /// Does this error say that the object does not exist?
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            Error::Storage { kind, .. } => *kind == StorageKind::NotFound,
+            Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+            _ => false,
+        }
+    }
+
+    /// May the failed request succeed if tried again?
+    pub fn is_transient(&self) -> bool {
+        use std::io::ErrorKind::*;
+        match self {
+            Error::Storage { kind, .. } => *kind == StorageKind::Transient,
+            Error::Io { source, .. } => matches!(
+                source.kind(),
+                TimedOut
+                    | Interrupted
+                    | WouldBlock
+                    | ConnectionRefused
+                    | ConnectionReset
+                    | ConnectionAborted
+                    | NotConnected
+                    | BrokenPipe
+            ),
+            _ => false,
+        }
+    }
+
     /// Does this error say that stored data is missing or damaged (as opposed to a
     /// failure that may pass, such as a timeout or a full disk)? An I/O error other than
     /// "not found" counts only when it persisted through a retry, which the caller decides.
     pub fn is_damage(&self) -> bool {
         match self {
             Error::Corrupt(_) => true,
+            Error::Storage { kind, .. } => *kind == StorageKind::NotFound,
             Error::Io { source, .. } => {
                 matches!(
                     source.kind(),

@@ -44,6 +44,7 @@ pub mod id;
 pub mod import;
 pub mod index;
 pub mod inspect;
+pub mod location;
 pub mod lock;
 pub mod meta;
 pub mod pack;
@@ -58,7 +59,7 @@ pub mod restore;
 pub mod target;
 pub mod trust;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, StorageKind};
 pub use id::{ChunkId, PackId, SnapshotId, TreeId};
 
 /// Render raw name bytes for humans and JSON: valid UTF-8 as is, except that a

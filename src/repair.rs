@@ -223,6 +223,7 @@ fn is_loss(e: &Error) -> bool {
     use std::io::ErrorKind::*;
     match e {
         Error::Corrupt(_) | Error::Hostile(_) | Error::Unsupported(_) => true,
+        Error::Storage { .. } => e.is_not_found(),
         Error::Io { source, .. } => !matches!(
             source.kind(),
             TimedOut

@@ -293,7 +293,7 @@ impl Repository {
     pub fn open_with(backend: Arc<dyn Backend>, password: Option<&[u8]>, opts: &OpenOptions) -> Result<Repository> {
         let cfg_bytes = match backend.read_object("config", format::MAX_SMALL_OBJECT) {
             Ok(b) => b,
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Err(e) if e.is_not_found() => {
                 return Err(Error::NotARepository(backend.location()));
             }
             Err(e) => return Err(e),
@@ -1108,7 +1108,7 @@ impl Repository {
                 .read_range(&path, loc.offset, loc.length as usize)
                 .or_else(|e| match e {
                     // One more try for an I/O error that is not a plain "not there".
-                    Error::Io { ref source, .. } if source.kind() != std::io::ErrorKind::NotFound => {
+                    ref e @ Error::Io { .. } if !e.is_not_found() => {
                         self.backend.read_range(&path, loc.offset, loc.length as usize)
                     }
                     e => Err(e),

@@ -9,11 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, SystemTime};
 
-use super::{Backend, Dir, ObjectInfo, Written, cleanup};
+use super::{Backend, Dir, ObjectInfo, TEMP_PREFIX, Written, cleanup};
 use crate::error::{Error, IoContext, Result};
-
-/// Temp files of writes in progress: `.tmp-` and 16 hex digits (format-spec §14).
-const TEMP_PREFIX: &str = ".tmp-";
 
 pub struct LocalBackend {
     root: PathBuf,

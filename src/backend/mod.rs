@@ -4,10 +4,19 @@
 pub mod cleanup;
 pub mod fault;
 pub mod local;
+pub mod memory;
+pub mod retry;
+pub(crate) mod runtime;
+pub mod s3;
+pub mod sftp;
 
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+
+/// Names of temp files of writes in progress (`.tmp-` and 16 hex digits, format-spec §14):
+/// listings skip names that start with `.`.
+pub const TEMP_PREFIX: &str = ".tmp-";
 
 /// The top-level folders of a repository.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,5 +140,11 @@ pub trait Backend: Send + Sync {
     /// that writes objects atomically and so has no temporary files.
     fn remove_stale_temp(&self, _older_than: Duration) -> Result<Vec<String>> {
         Ok(Vec::new())
+    }
+
+    /// How many writes may usefully run at once (pack uploads beside a backup): 1 for a
+    /// local disk, more for a store whose requests wait on the network.
+    fn connections(&self) -> usize {
+        1
     }
 }

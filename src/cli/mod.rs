@@ -17,6 +17,7 @@ use projectclone::backup::{BackupOptions, backup};
 use projectclone::compress::Compression;
 use projectclone::error::Error;
 use projectclone::export::{self, ArchiveFormat};
+use projectclone::location::{Location, StorageOptions};
 use projectclone::lock::{self, LockMode};
 use projectclone::repo::{InitOptions, Repository};
 use projectclone::restore::{RestoreOptions, restore};
@@ -59,6 +60,15 @@ pub struct Cli {
     /// `init`, open one so on any command (this client remembers it from `init`)
     #[arg(long, global = true)]
     insecure_no_password: bool,
+    /// Send at most this many KiB per second to the repository
+    #[arg(long, global = true, value_name = "KiB/s")]
+    limit_upload: Option<u64>,
+    /// Receive at most this many KiB per second from the repository
+    #[arg(long, global = true, value_name = "KiB/s")]
+    limit_download: Option<u64>,
+    /// S3 storage class of the objects written (STANDARD_IA, INTELLIGENT_TIERING, …)
+    #[arg(long, global = true, value_name = "CLASS")]
+    storage_class: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -536,6 +546,8 @@ struct Ctx {
     temp_cache: OnceCell<tempfile::TempDir>,
     /// A password typed at the prompt, so that opening again does not ask twice.
     typed: OnceCell<Password>,
+    /// Requests and bytes of the repository's store, for `--json` reports.
+    storage_stats: RefCell<Option<Arc<projectclone::backend::retry::Stats>>>,
 }
 
 /// Can this process keep its cache in `dir`? Creates it if missing. `Err` says why not.
@@ -588,17 +600,38 @@ fn is_cache_error(e: &anyhow::Error, cache: &Path) -> bool {
 
 impl Ctx {
     /// The repository location and whether it is the default one.
-    fn repo_location(&self) -> Result<(PathBuf, bool)> {
+    /// The repository location and whether it is the default one.
+    fn repo_location(&self) -> Result<(Location, bool)> {
         if let Some(r) = self.cli.repo.clone().or_else(|| self.file.repo.clone()) {
-            let p = r.strip_prefix("file://").unwrap_or(&r);
-            if p.contains("://") || p.starts_with("sftp:") || p.starts_with("s3:") {
-                bail!("repository {r}: only local directories are supported in this version");
-            }
-            return Ok((PathBuf::from(p), false));
+            return Ok((Location::parse(&r)?, false));
         }
         let dirs =
             directories::BaseDirs::new().ok_or_else(|| anyhow!("cannot find the home directory; give --repo"))?;
-        Ok((dirs.data_dir().join("projectclone").join("repo"), true))
+        Ok((Location::Local(dirs.data_dir().join("projectclone").join("repo")), true))
+    }
+
+    /// How the repository's store is reached: rate limits, storage class, endpoint.
+    fn storage_options(&self) -> StorageOptions {
+        StorageOptions {
+            limit_upload: self.cli.limit_upload.map(|k| k * 1024),
+            limit_download: self.cli.limit_download.map(|k| k * 1024),
+            storage_class: self.cli.storage_class.clone(),
+            aws_endpoint: std::env::var("AWS_ENDPOINT_URL_S3")
+                .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+                .ok()
+                .filter(|e| !e.is_empty()),
+            ssh_command: std::env::var("PROJECTCLONE_SSH_COMMAND")
+                .map(|c| c.split_whitespace().map(String::from).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The store at `loc` (behind the retrying layer); its counters are kept for the
+    /// command's report.
+    fn backend(&self, loc: &Location) -> Result<Arc<dyn projectclone::backend::Backend>> {
+        let (b, stats) = loc.open(&self.storage_options())?;
+        *self.storage_stats.borrow_mut() = Some(stats);
+        Ok(b)
     }
 
     /// The configured cache directory (it may not exist, or not be usable: see `cache`).
@@ -708,13 +741,13 @@ impl Ctx {
     }
 
     fn open(&self) -> Result<Repository> {
-        let (path, _) = self.repo_location()?;
-        self.open_at(&path)
+        let (loc, _) = self.repo_location()?;
+        self.open_at(&loc)
     }
 
     /// Open the repository at `path` with the cache of `cache()`; if that cache fails while
     /// opening, a command that only reads goes on with a temporary one.
-    fn open_at(&self, path: &Path) -> Result<Repository> {
+    fn open_at(&self, path: &Location) -> Result<Repository> {
         let cache = self.cache()?;
         match self.open_with(path, &cache) {
             Err(e) if is_cache_error(&e, &cache) && self.temp_cache.get().is_none() => {
@@ -754,7 +787,7 @@ impl Ctx {
         Some(dir)
     }
 
-    fn open_with(&self, path: &Path, cache: &Path) -> Result<Repository> {
+    fn open_with(&self, path: &Location, cache: &Path) -> Result<Repository> {
         self.open_repo(path, cache, false)
     }
 
@@ -762,8 +795,8 @@ impl Ctx {
     /// opens now, for `trust accept`). A repository made without a password opens without
     /// one only when asked (`--insecure-no-password`) or when this client made or opened it
     /// so before; otherwise a password comes from its sources or a prompt.
-    fn open_repo(&self, path: &Path, cache: &Path, accept: bool) -> Result<Repository> {
-        let backend = Arc::new(LocalBackend::new(path));
+    fn open_repo(&self, path: &Location, cache: &Path, accept: bool) -> Result<Repository> {
+        let backend = self.backend(path)?;
         let opts = projectclone::repo::OpenOptions {
             cache_dir: cache.to_path_buf(),
             state_dir: self.state_dir(),
@@ -842,11 +875,11 @@ impl Ctx {
     fn refuse_overlap(&self, what: &str, target: &Path) -> Result<()> {
         let (repo, _) = self.repo_location()?;
         let cache = self.cache_dir()?;
-        projectclone::target::refuse_overlap(
-            what,
-            target,
-            &[("the repository", &repo), ("the cache directory", &cache)],
-        )?;
+        let mut places = vec![("the cache directory", cache.as_path())];
+        if let Some(r) = repo.local_path() {
+            places.push(("the repository", r));
+        }
+        projectclone::target::refuse_overlap(what, target, &places)?;
         Ok(())
     }
 
@@ -870,6 +903,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         cache: RefCell::new(None),
         temp_cache: OnceCell::new(),
         typed: OnceCell::new(),
+        storage_stats: RefCell::new(None),
     };
     let res = run_command(&ctx);
     res.map_err(|e| ctx.explain(e))
@@ -925,13 +959,8 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
                 state_dir: ctx.state_dir(),
                 ..Default::default()
             };
-            let repo = Repository::init(
-                Arc::new(LocalBackend::new(&path)),
-                pw.as_ref().map(|p| p.as_slice()),
-                &opts,
-                &cache,
-            )?;
-            output::init(json, &path, repo.repo_id());
+            let repo = Repository::init(ctx.backend(&path)?, pw.as_ref().map(|p| p.as_slice()), &opts, &cache)?;
+            output::init(json, &path.display(), repo.repo_id());
             Ok(0)
         }
         Command::Backup {
@@ -954,7 +983,7 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
                     bail!("{}: no such file or directory; nothing was backed up", p.display());
                 }
             }
-            let exists = path.join("config").exists();
+            let exists = path.local_path().is_none_or(|p| p.join("config").exists());
             let mut _tmp = None;
             let mut repo = if is_default && !exists {
                 let pw = ctx.new_repo_password()?;
@@ -976,7 +1005,7 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
                         eprintln!("creating repository {}", path.display());
                     }
                     Repository::init(
-                        Arc::new(LocalBackend::new(&path)),
+                        ctx.backend(&path)?,
                         Some(&pw),
                         &InitOptions {
                             state_dir: ctx.state_dir(),
@@ -991,7 +1020,7 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
             let _lock = ctx.shared_lock(&mut repo, *dry_run, "backup")?;
             let mut skip = Vec::new();
             let in_use = ctx.cache.borrow().clone();
-            for p in [Some(path.clone()), Some(ctx.cache_dir()?), in_use]
+            for p in [path.local_path().map(Path::to_path_buf), Some(ctx.cache_dir()?), in_use]
                 .into_iter()
                 .flatten()
             {
@@ -1140,7 +1169,13 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
             let mut repo = ctx.open()?;
             let guard = ctx.shared_lock(&mut repo, *dry_run, "import")?;
             let mut skip = Vec::new();
-            for p in [ctx.repo_location()?.0, ctx.cache_dir()?] {
+            for p in [
+                ctx.repo_location()?.0.local_path().map(Path::to_path_buf),
+                Some(ctx.cache_dir()?),
+            ]
+            .into_iter()
+            .flatten()
+            {
                 if let Ok(c) = std::fs::canonicalize(p) {
                     skip.push(c);
                 }

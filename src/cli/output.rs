@@ -116,14 +116,14 @@ pub fn alert(a: &projectclone::trust::Alert) {
     eprintln!("SECURITY WARNING: {a}");
 }
 
-pub fn init(json: bool, path: &Path, repo_id: &[u8; 32]) {
+pub fn init(json: bool, location: &str, repo_id: &[u8; 32]) {
     if json {
-        print_json(&json!({"repository": path.display().to_string(), "id": hex::encode(repo_id)}));
+        print_json(&json!({"repository": location, "id": hex::encode(repo_id)}));
     } else {
         eprintln!(
             "created repository {} at {}",
             &hex::encode(repo_id)[..8],
-            path.display()
+            format_name(location.as_bytes())
         );
     }
 }

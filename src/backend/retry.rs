@@ -1,0 +1,227 @@
+//! A layer over any backend: transient failures are tried again with exponential backoff
+//! and jitter (`backon`), transfers can be held to a rate, and every request and byte is
+//! counted for the command's report. Pipelines see only the `Backend` trait, so they never
+//! know whether they talk to a local folder or a server across the world.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use backon::{BlockingRetryable, ExponentialBuilder};
+
+use super::{Backend, Dir, ObjectInfo, Written};
+use crate::error::Result;
+
+/// Requests and bytes a command moved, for its `--json` report.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub requests: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    pub bytes_received: AtomicU64,
+    /// Requests tried again after a transient failure.
+    pub retries: AtomicU64,
+}
+
+impl Stats {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            requests: self.requests.load(Ordering::Relaxed),
+            bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
+            bytes_received: self.bytes_received.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// [`Stats`] at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StatsSnapshot {
+    pub requests: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub retries: u64,
+}
+
+/// How the layer behaves.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryOptions {
+    /// Tries per request at most (the first one included).
+    pub attempts: usize,
+    /// First wait; it doubles up to `max_delay`, with jitter.
+    pub min_delay: Duration,
+    pub max_delay: Duration,
+    /// Bytes per second sent at most (`None`: no limit).
+    pub limit_upload: Option<u64>,
+    /// Bytes per second received at most.
+    pub limit_download: Option<u64>,
+}
+
+impl Default for RetryOptions {
+    fn default() -> Self {
+        RetryOptions {
+            attempts: 8,
+            min_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(20),
+            limit_upload: None,
+            limit_download: None,
+        }
+    }
+}
+
+/// Holds an average rate: a transfer of `n` bytes waits until the bytes so far fit the
+/// limit since the first transfer.
+struct Throttle {
+    limit: u64,
+    state: Mutex<(Option<Instant>, u64)>,
+}
+
+impl Throttle {
+    fn new(limit: Option<u64>) -> Option<Throttle> {
+        limit.filter(|l| *l > 0).map(|limit| Throttle {
+            limit,
+            state: Mutex::new((None, 0)),
+        })
+    }
+
+    fn take(&self, n: u64) {
+        let wait = {
+            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let start = *s.0.get_or_insert_with(Instant::now);
+            s.1 += n;
+            let due = Duration::from_secs_f64(s.1 as f64 / self.limit as f64);
+            due.saturating_sub(start.elapsed())
+        };
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
+    }
+}
+
+pub struct Retrying {
+    inner: Arc<dyn Backend>,
+    opts: RetryOptions,
+    stats: Arc<Stats>,
+    up: Option<Throttle>,
+    down: Option<Throttle>,
+}
+
+impl Retrying {
+    pub fn new(inner: Arc<dyn Backend>, opts: RetryOptions) -> Retrying {
+        Retrying {
+            inner,
+            up: Throttle::new(opts.limit_upload),
+            down: Throttle::new(opts.limit_download),
+            opts,
+            stats: Arc::new(Stats::default()),
+        }
+    }
+
+    /// The counters this layer keeps (shared: they keep counting after this call).
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
+    }
+
+    fn run<T>(&self, what: &str, mut f: impl FnMut() -> Result<T>) -> Result<T> {
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(self.opts.min_delay)
+            .with_max_delay(self.opts.max_delay)
+            .with_max_times(self.opts.attempts.saturating_sub(1))
+            .with_jitter();
+        let stats = &self.stats;
+        (|| {
+            stats.requests.fetch_add(1, Ordering::Relaxed);
+            f()
+        })
+        .retry(backoff)
+        .when(|e: &crate::Error| e.is_transient())
+        .notify(|e, d| {
+            stats.retries.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("{what}: {e}; trying again in {:.1} s", d.as_secs_f64());
+        })
+        .call()
+    }
+
+    fn received(&self, n: usize) {
+        self.stats.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
+        if let Some(t) = &self.down {
+            t.take(n as u64);
+        }
+    }
+}
+
+impl Backend for Retrying {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+
+    fn list(&self, dir: Dir) -> Result<Vec<(String, u64)>> {
+        self.run(dir.name(), || self.inner.list(dir))
+    }
+
+    fn list_info(&self, dir: Dir) -> Result<Vec<ObjectInfo>> {
+        self.run(dir.name(), || self.inner.list_info(dir))
+    }
+
+    fn read(&self, path: &str) -> Result<Vec<u8>> {
+        let b = self.run(path, || self.inner.read(path))?;
+        self.received(b.len());
+        Ok(b)
+    }
+
+    fn read_into(&self, path: &str, buf: &mut Vec<u8>) -> Result<()> {
+        self.run(path, || self.inner.read_into(path, buf))?;
+        self.received(buf.len());
+        Ok(())
+    }
+
+    fn read_object(&self, path: &str, max: usize) -> Result<Vec<u8>> {
+        let b = self.run(path, || self.inner.read_object(path, max))?;
+        self.received(b.len());
+        Ok(b)
+    }
+
+    fn read_range(&self, path: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let b = self.run(path, || self.inner.read_range(path, offset, len))?;
+        self.received(b.len());
+        Ok(b)
+    }
+
+    fn read_range_into(&self, path: &str, offset: u64, len: usize, buf: &mut Vec<u8>) -> Result<()> {
+        self.run(path, || self.inner.read_range_into(path, offset, len, buf))?;
+        self.received(buf.len());
+        Ok(())
+    }
+
+    fn size(&self, path: &str) -> Result<u64> {
+        self.run(path, || self.inner.size(path))
+    }
+
+    fn write_new(&self, path: &str, bytes: &[u8]) -> Result<Written> {
+        if let Some(t) = &self.up {
+            t.take(bytes.len() as u64);
+        }
+        let w = self.run(path, || self.inner.write_new(path, bytes))?;
+        self.stats.bytes_sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(w)
+    }
+
+    fn delete(&self, path: &str) -> Result<()> {
+        self.run(path, || self.inner.delete(path))
+    }
+
+    fn exists(&self, path: &str) -> Result<bool> {
+        self.run(path, || self.inner.exists(path))
+    }
+
+    fn create(&self) -> Result<()> {
+        self.run("create", || self.inner.create())
+    }
+
+    fn remove_stale_temp(&self, older_than: Duration) -> Result<Vec<String>> {
+        self.run("temporary files", || self.inner.remove_stale_temp(older_than))
+    }
+
+    fn connections(&self) -> usize {
+        self.inner.connections()
+    }
+}

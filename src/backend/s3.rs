@@ -1,0 +1,279 @@
+//! S3-compatible stores (AWS, MinIO, Ceph, rclone's `serve s3`, moto…) through OpenDAL,
+//! blocking on the shared runtime. Objects live at `PREFIX/<path>` in the bucket, exactly
+//! the layout of a local repository; no directory markers are ever written.
+//!
+//! Credentials and region come from the standard variables (`AWS_ACCESS_KEY_ID`,
+//! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`/`AWS_DEFAULT_REGION`,
+//! `AWS_PROFILE` and its files), which OpenDAL's S3 service loads itself; they are never
+//! part of the location, never stored and never printed.
+
+use std::time::Duration;
+
+use opendal::{ErrorKind, blocking, options};
+
+use super::runtime::runtime;
+use super::{Backend, Dir, ObjectInfo, Written};
+use crate::error::{Error, Result, StorageKind};
+
+/// Where an S3 repository lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S3Target {
+    /// `http(s)://host[:port]`; `None`: AWS (or `AWS_ENDPOINT_URL`, which OpenDAL reads).
+    pub endpoint: Option<String>,
+    pub bucket: String,
+    /// Folder inside the bucket, without leading or trailing slashes (may be empty).
+    pub prefix: String,
+    /// A storage class for new objects (`STANDARD_IA`, `GLACIER_IR`…).
+    pub storage_class: Option<String>,
+}
+
+impl S3Target {
+    /// The location as users write it, without credentials.
+    pub fn display(&self) -> String {
+        let tail = if self.prefix.is_empty() {
+            self.bucket.clone()
+        } else {
+            format!("{}/{}", self.bucket, self.prefix)
+        };
+        match &self.endpoint {
+            Some(e) => format!("s3:{}/{tail}", e.trim_end_matches('/')),
+            None => format!("s3://{tail}"),
+        }
+    }
+}
+
+pub struct S3Backend {
+    op: blocking::Operator,
+    target: S3Target,
+}
+
+/// Parallel requests at most (uploads and reads together).
+const CONNECTIONS: usize = 16;
+/// A request that makes no progress for this long is abandoned (and retried above).
+const IO_TIMEOUT: Duration = Duration::from_secs(60);
+/// No request may take longer than this, whatever its size.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+impl S3Backend {
+    pub fn open(target: &S3Target) -> Result<S3Backend> {
+        opendal::install_default();
+        let mut cfg = vec![
+            ("bucket".to_string(), target.bucket.clone()),
+            ("root".to_string(), format!("/{}", target.prefix)),
+        ];
+        if let Some(e) = &target.endpoint {
+            cfg.push(("endpoint".into(), e.clone()));
+        }
+        // Without a region OpenDAL asks the endpoint, which S3-compatible servers often do
+        // not answer; us-east-1 is what they expect then.
+        if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
+            cfg.push(("region".into(), "us-east-1".into()));
+        }
+        if let Some(c) = &target.storage_class {
+            cfg.push(("default_storage_class".into(), c.clone()));
+        }
+        let location = target.display();
+        let op = opendal::Operator::via_iter("s3", cfg)
+            .map_err(|e| map_err(e, &location))?
+            .layer(
+                opendal::layers::TimeoutLayer::new()
+                    .with_timeout(REQUEST_TIMEOUT)
+                    .with_io_timeout(IO_TIMEOUT),
+            )
+            .layer(opendal::layers::ConcurrentLimitLayer::new(CONNECTIONS));
+        let _enter = runtime().enter();
+        let op = blocking::Operator::new(op).map_err(|e| map_err(e, &location))?;
+        Ok(S3Backend {
+            op,
+            target: target.clone(),
+        })
+    }
+
+    fn at(&self, path: &str) -> String {
+        format!("{}/{path}", self.target.display())
+    }
+}
+
+/// An OpenDAL error as a storage error: what the caller can do about it.
+fn map_err(e: opendal::Error, location: &str) -> Error {
+    let kind = match e.kind() {
+        ErrorKind::NotFound => StorageKind::NotFound,
+        ErrorKind::RateLimited => StorageKind::Transient,
+        _ if e.is_temporary() => StorageKind::Transient,
+        // A connection that failed or was cut, a server answering 5xx: OpenDAL marks most
+        // as temporary; what it leaves "unexpected" is worth another try too.
+        ErrorKind::Unexpected => StorageKind::Transient,
+        _ => StorageKind::Permanent,
+    };
+    Error::Storage {
+        kind,
+        location: location.to_string(),
+        message: e.to_string(),
+    }
+}
+
+impl Backend for S3Backend {
+    fn location(&self) -> String {
+        self.target.display()
+    }
+
+    fn list(&self, dir: Dir) -> Result<Vec<(String, u64)>> {
+        Ok(self.list_info(dir)?.into_iter().map(|o| (o.name, o.size)).collect())
+    }
+
+    fn list_info(&self, dir: Dir) -> Result<Vec<ObjectInfo>> {
+        let prefix = format!("{}/", dir.name());
+        let entries = self
+            .op
+            .list_options(
+                &prefix,
+                options::ListOptions {
+                    recursive: true,
+                    ..Default::default()
+                },
+            )
+            .or_else(|e| {
+                if e.kind() == ErrorKind::NotFound {
+                    Ok(Vec::new())
+                } else {
+                    Err(map_err(e, &self.at(&prefix)))
+                }
+            })?;
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            let md = e.metadata();
+            if md.is_dir() {
+                continue;
+            }
+            let name = e.path().rsplit('/').next().unwrap_or_default().to_string();
+            if name.is_empty() || name.starts_with('.') {
+                continue;
+            }
+            out.push(ObjectInfo {
+                name,
+                size: md.content_length(),
+                modified_ns: md
+                    .last_modified()
+                    .and_then(|t| {
+                        std::time::SystemTime::from(t)
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .ok()
+                    })
+                    .map(|d| d.as_nanos() as i64),
+            });
+        }
+        Ok(out)
+    }
+
+    fn read(&self, path: &str) -> Result<Vec<u8>> {
+        self.op
+            .read(path)
+            .map(|b| b.to_vec())
+            .map_err(|e| map_err(e, &self.at(path)))
+    }
+
+    fn read_range(&self, path: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let b = self
+            .op
+            .read_options(
+                path,
+                options::ReadOptions {
+                    range: (offset..offset + len as u64).into(),
+                    ..Default::default()
+                },
+            )
+            .map_err(|e| map_err(e, &self.at(path)))?;
+        if b.len() != len {
+            return Err(Error::corrupt(format!(
+                "{}: {} bytes at offset {offset} where {len} were expected (truncated?)",
+                self.at(path),
+                b.len()
+            )));
+        }
+        Ok(b.to_vec())
+    }
+
+    fn size(&self, path: &str) -> Result<u64> {
+        self.op
+            .stat(path)
+            .map(|m| m.content_length())
+            .map_err(|e| map_err(e, &self.at(path)))
+    }
+
+    fn write_new(&self, path: &str, bytes: &[u8]) -> Result<Written> {
+        // A PUT is atomic: an object is there whole or not at all. `If-None-Match: *` makes
+        // it conditional where the store supports it; `config` and key files are also
+        // looked for first, since a store that ignores the condition would replace them.
+        // Every other name is the hash of its content or random, so a replaced object holds
+        // the same plaintext.
+        if (path == "config" || path.starts_with("keys/")) && self.exists(path)? {
+            return Ok(Written::AlreadyThere);
+        }
+        let res = self.op.write_options(
+            path,
+            bytes.to_vec(),
+            options::WriteOptions {
+                if_not_exists: true,
+                ..Default::default()
+            },
+        );
+        match res {
+            Ok(_) => Ok(Written::New),
+            Err(e) if matches!(e.kind(), ErrorKind::ConditionNotMatch | ErrorKind::AlreadyExists) => {
+                Ok(Written::AlreadyThere)
+            }
+            Err(e) => Err(map_err(e, &self.at(path))),
+        }
+    }
+
+    fn delete(&self, path: &str) -> Result<()> {
+        match self.op.delete(path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(map_err(e, &self.at(path))),
+        }
+    }
+
+    fn exists(&self, path: &str) -> Result<bool> {
+        self.op.exists(path).map_err(|e| map_err(e, &self.at(path)))
+    }
+
+    fn create(&self) -> Result<()> {
+        // The bucket must exist (this build does not create buckets) and the place must be
+        // empty: a new repository never mixes with other objects.
+        let first = self
+            .op
+            .list_options(
+                "",
+                options::ListOptions {
+                    recursive: true,
+                    limit: Some(1),
+                    ..Default::default()
+                },
+            )
+            .map_err(|e| {
+                let loc = self.target.display();
+                match e.kind() {
+                    ErrorKind::ConfigInvalid | ErrorKind::NotFound => Error::Invalid(format!(
+                        "{loc}: bucket {} not found at the endpoint ({e}); create it first (for example \
+                         `aws s3 mb s3://{}`)",
+                        self.target.bucket, self.target.bucket
+                    )),
+                    _ => map_err(e, &loc),
+                }
+            })?;
+        if let Some(e) = first.iter().find(|e| !e.metadata().is_dir() || e.path() != "/") {
+            return Err(Error::Invalid(format!(
+                "{} is not empty (it holds {}): a new repository needs an empty place; choose another \
+                 bucket or prefix",
+                self.target.display(),
+                e.path()
+            )));
+        }
+        Ok(())
+    }
+
+    fn connections(&self) -> usize {
+        CONNECTIONS / 2
+    }
+}

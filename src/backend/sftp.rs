@@ -1,0 +1,538 @@
+//! SFTP stores, through a program that speaks SFTP on its standard input and output: the
+//! system `ssh` client (`ssh HOST -s sftp`, so `~/.ssh/config`, the agent and the user's
+//! keys apply as they do for `sftp`), or `rclone serve sftp --stdio REMOTE:PATH` for any
+//! rclone remote (Google Drive, Dropbox, …). The SFTP client runs on the shared runtime.
+//!
+//! Writes are atomic: each object is written to `.tmp-<random>` in its folder, synced when
+//! the server supports it, and renamed to its name. The rename does not replace an
+//! existing object on OpenSSH's server; elsewhere an object that is replaced holds the
+//! same plaintext (names are content hashes or random), except `config` and key files,
+//! which are looked for first.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use openssh_sftp_client::error::SftpErrorKind;
+use openssh_sftp_client::{Error as SftpError, Sftp, SftpOptions};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+/// Read up to `len` bytes from the file's offset (fewer at its end).
+async fn read_upto(f: &mut openssh_sftp_client::file::File, len: usize) -> std::result::Result<Vec<u8>, SftpError> {
+    let mut out = bytes::BytesMut::with_capacity(len);
+    while out.len() < len {
+        // The client splits a large read into the server's request size itself.
+        let want = (len - out.len()).min(8 << 20) as u32;
+        let at = out.len();
+        match f.read(want, out.split_off(at)).await? {
+            Some(b) if !b.is_empty() => out.unsplit(b),
+            _ => break,
+        }
+    }
+    Ok(out.to_vec())
+}
+
+use super::runtime::block_on;
+use super::{Backend, Dir, ObjectInfo, TEMP_PREFIX, Written};
+use crate::error::{Error, Result, StorageKind};
+
+/// How to reach the SFTP server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SftpTarget {
+    /// `ssh [-p PORT] [-l USER] HOST -s sftp`; the repository at the absolute `path`.
+    Ssh {
+        user: Option<String>,
+        host: String,
+        port: Option<u16>,
+        path: String,
+    },
+    /// `rclone serve sftp --stdio REMOTE:PATH`: the repository at the served root.
+    Rclone { remote: String, path: String },
+}
+
+impl SftpTarget {
+    pub fn display(&self) -> String {
+        match self {
+            SftpTarget::Ssh { user, host, port, path } => format!(
+                "sftp://{}{host}{}{path}",
+                user.as_ref().map(|u| format!("{u}@")).unwrap_or_default(),
+                port.map(|p| format!(":{p}")).unwrap_or_default()
+            ),
+            SftpTarget::Rclone { remote, path } => format!("rclone:{remote}:{path}"),
+        }
+    }
+
+    fn command(&self, ssh: &[String]) -> tokio::process::Command {
+        match self {
+            SftpTarget::Ssh { user, host, port, .. } => {
+                let mut c = tokio::process::Command::new(&ssh[0]);
+                c.args(&ssh[1..]);
+                // Keep the connection alive through idle stretches (a long local read) and
+                // notice a dead one instead of hanging.
+                c.args(["-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"]);
+                if let Some(p) = port {
+                    c.arg("-p").arg(p.to_string());
+                }
+                if let Some(u) = user {
+                    c.arg("-l").arg(u);
+                }
+                c.arg("-s").arg(host).arg("sftp");
+                c
+            }
+            SftpTarget::Rclone { remote, path } => {
+                let mut c = tokio::process::Command::new("rclone");
+                c.args(["serve", "sftp", "--stdio"]).arg(format!("{remote}:{path}"));
+                c
+            }
+        }
+    }
+
+    /// The folder holding the repository, as the server names it ("" for the served root).
+    fn root(&self) -> &str {
+        match self {
+            SftpTarget::Ssh { path, .. } => path,
+            SftpTarget::Rclone { .. } => "",
+        }
+    }
+}
+
+struct Session {
+    sftp: Sftp,
+    child: Mutex<Option<tokio::process::Child>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = c.start_kill();
+        }
+    }
+}
+
+pub struct SftpBackend {
+    target: SftpTarget,
+    /// The ssh program and its first arguments (`ssh`, or e.g. `ssh -F /path/config`).
+    ssh: Vec<String>,
+    session: Mutex<Option<Arc<Session>>>,
+}
+
+impl SftpBackend {
+    /// A backend for `target`; the connection is made on first use (and made again after
+    /// it breaks).
+    pub fn new(target: SftpTarget) -> SftpBackend {
+        Self::with_ssh(target, vec!["ssh".into()])
+    }
+
+    /// A backend whose `ssh` is `ssh` (the program, then arguments placed before the
+    /// host), e.g. `["ssh", "-F", "/path/config"]`.
+    pub fn with_ssh(target: SftpTarget, ssh: Vec<String>) -> SftpBackend {
+        SftpBackend {
+            target,
+            ssh: if ssh.is_empty() { vec!["ssh".into()] } else { ssh },
+            session: Mutex::new(None),
+        }
+    }
+
+    fn full(&self, path: &str) -> PathBuf {
+        let root = self.target.root();
+        if root.is_empty() {
+            PathBuf::from(path)
+        } else {
+            PathBuf::from(root).join(path)
+        }
+    }
+
+    fn at(&self, path: &str) -> String {
+        format!("{}/{path}", self.target.display().trim_end_matches('/'))
+    }
+
+    fn connect(&self) -> Result<Arc<Session>> {
+        let mut guard = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = guard.as_ref() {
+            return Ok(s.clone());
+        }
+        let location = self.target.display();
+        let program = match &self.target {
+            SftpTarget::Ssh { .. } => self.ssh[0].as_str(),
+            SftpTarget::Rclone { .. } => "rclone",
+        };
+        let session = block_on(async {
+            let mut cmd = self.target.command(&self.ssh);
+            cmd.stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true);
+            let mut child = cmd.spawn().map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    Error::Invalid(format!(
+                        "{location}: `{program}` is not installed (or not on PATH); it is needed to reach this \
+                         repository"
+                    ))
+                } else {
+                    Error::Storage {
+                        kind: StorageKind::Transient,
+                        location: location.clone(),
+                        message: format!("cannot start {program}: {e}"),
+                    }
+                }
+            })?;
+            let stdin = child.stdin.take().expect("stdin is piped");
+            let stdout = child.stdout.take().expect("stdout is piped");
+            let mut err_pipe = child.stderr.take().expect("stderr is piped");
+            let stderr = Arc::new(Mutex::new(Vec::new()));
+            let sink = stderr.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = err_pipe.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
+                    if s.len() < 16384 {
+                        s.extend_from_slice(&buf[..n]);
+                    }
+                }
+            });
+            let sftp = match tokio::time::timeout(Duration::from_secs(60), Sftp::new(stdin, stdout, SftpOptions::new()))
+                .await
+            {
+                Ok(Ok(s)) => s,
+                res => {
+                    let _ = child.start_kill();
+                    // The program's own words say why (refused key, unknown host, no remote).
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let said = String::from_utf8_lossy(&stderr.lock().unwrap_or_else(|p| p.into_inner()))
+                        .trim()
+                        .to_string();
+                    let why = match res {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => "no answer within 60 s".into(),
+                    };
+                    return Err(Error::Storage {
+                        kind: StorageKind::Transient,
+                        location: location.clone(),
+                        message: format!(
+                            "could not start an SFTP session with {program} ({why}){}",
+                            if said.is_empty() {
+                                String::new()
+                            } else {
+                                format!(": {said}")
+                            }
+                        ),
+                    });
+                }
+            };
+            Ok::<_, Error>(Session {
+                sftp,
+                child: Mutex::new(Some(child)),
+                stderr,
+            })
+        })?;
+        let session = Arc::new(session);
+        *guard = Some(session.clone());
+        Ok(session)
+    }
+
+    /// Run one operation on the session; a broken session is dropped so the next call
+    /// connects again (the retry layer above tries the call again).
+    fn op<T, F, Fut>(&self, path: &str, f: F) -> Result<T>
+    where
+        F: FnOnce(Arc<Session>) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, SftpError>>,
+    {
+        let s = self.connect()?;
+        match block_on(f(s.clone())) {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                let err = self.map_err(&s, e, path);
+                if matches!(
+                    err,
+                    Error::Storage {
+                        kind: StorageKind::Transient,
+                        ..
+                    }
+                ) {
+                    let mut guard = self.session.lock().unwrap_or_else(|p| p.into_inner());
+                    if guard.as_ref().is_some_and(|g| Arc::ptr_eq(g, &s)) {
+                        *guard = None;
+                    }
+                }
+                Err(err)
+            }
+        }
+    }
+
+    fn map_err(&self, s: &Session, e: SftpError, path: &str) -> Error {
+        let kind = match &e {
+            SftpError::SftpError(SftpErrorKind::NoSuchFile, _) => StorageKind::NotFound,
+            SftpError::SftpError(SftpErrorKind::PermDenied, _) => StorageKind::Permanent,
+            SftpError::SftpError(SftpErrorKind::OpUnsupported, _) => StorageKind::Permanent,
+            SftpError::SftpError(_, _) => StorageKind::Permanent,
+            // The connection or the program behind it failed: try again on a new one.
+            _ => StorageKind::Transient,
+        };
+        let said = String::from_utf8_lossy(&s.stderr.lock().unwrap_or_else(|p| p.into_inner()))
+            .trim()
+            .to_string();
+        Error::Storage {
+            kind,
+            location: self.at(path),
+            message: if kind == StorageKind::Transient && !said.is_empty() {
+                format!("{e} ({said})")
+            } else {
+                e.to_string()
+            },
+        }
+    }
+
+    /// `mkdir -p` of the folders above `path` (from the repository root down).
+    async fn make_parents(s: &Session, full: &std::path::Path) -> std::result::Result<(), SftpError> {
+        let mut todo = Vec::new();
+        let mut p = full.parent();
+        while let Some(dir) = p {
+            if dir.as_os_str().is_empty() {
+                break;
+            }
+            match s.sftp.fs().metadata(dir).await {
+                Ok(_) => break,
+                Err(SftpError::SftpError(SftpErrorKind::NoSuchFile, _)) => todo.push(dir.to_path_buf()),
+                Err(e) => return Err(e),
+            }
+            p = dir.parent();
+        }
+        for d in todo.into_iter().rev() {
+            match s.sftp.fs().create_dir(&d).await {
+                Ok(()) => {}
+                // Made meanwhile by another writer.
+                Err(e) if s.sftp.fs().metadata(&d).await.is_ok() => drop(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    async fn list_dir(s: &Session, dir: PathBuf) -> std::result::Result<Vec<(String, ObjectInfoRaw)>, SftpError> {
+        let mut fs = s.sftp.fs();
+        let d = match fs.open_dir(&dir).await {
+            Ok(d) => d,
+            Err(SftpError::SftpError(SftpErrorKind::NoSuchFile, _)) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        let mut rd = Box::pin(d.read_dir());
+        while let Some(e) = rd.next().await {
+            let e = e?;
+            let name = e.filename().to_string_lossy().into_owned();
+            if name == "." || name == ".." {
+                continue;
+            }
+            let md = e.metadata();
+            out.push((
+                name,
+                ObjectInfoRaw {
+                    is_dir: md.file_type().is_some_and(|t| t.is_dir()),
+                    size: md.len().unwrap_or(0),
+                    modified: md.modified().map(|t| t.as_system_time()),
+                },
+            ));
+        }
+        Ok(out)
+    }
+}
+
+struct ObjectInfoRaw {
+    is_dir: bool,
+    size: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+fn ns(t: Option<std::time::SystemTime>) -> Option<i64> {
+    t.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as i64)
+}
+
+impl Backend for SftpBackend {
+    fn location(&self) -> String {
+        self.target.display()
+    }
+
+    fn list(&self, dir: Dir) -> Result<Vec<(String, u64)>> {
+        Ok(self.list_info(dir)?.into_iter().map(|o| (o.name, o.size)).collect())
+    }
+
+    fn list_info(&self, dir: Dir) -> Result<Vec<ObjectInfo>> {
+        let base = self.full(dir.name());
+        let fan_out = dir == Dir::Packs;
+        self.op(dir.name(), |s| async move {
+            let mut out = Vec::new();
+            let mut dirs = vec![base.clone()];
+            if fan_out {
+                dirs = Self::list_dir(&s, base.clone())
+                    .await?
+                    .into_iter()
+                    .filter(|(n, i)| i.is_dir && !n.starts_with('.'))
+                    .map(|(n, _)| base.join(n))
+                    .collect();
+            }
+            for d in dirs {
+                for (name, i) in Self::list_dir(&s, d).await? {
+                    if i.is_dir || name.starts_with('.') {
+                        continue;
+                    }
+                    out.push(ObjectInfo {
+                        name,
+                        size: i.size,
+                        modified_ns: ns(i.modified),
+                    });
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn read(&self, path: &str) -> Result<Vec<u8>> {
+        let full = self.full(path);
+        self.op(path, |s| async move {
+            let mut f = s.sftp.open(&full).await?;
+            let len = f.metadata().await?.len().unwrap_or(0) as usize;
+            read_upto(&mut f, len).await
+        })
+    }
+
+    fn read_range(&self, path: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let full = self.full(path);
+        let got = self.op(path, |s| async move {
+            let mut f = s.sftp.open(&full).await?;
+            f.seek(std::io::SeekFrom::Start(offset))
+                .await
+                .map_err(SftpError::from)?;
+            read_upto(&mut f, len).await
+        })?;
+        if got.len() != len {
+            return Err(Error::corrupt(format!(
+                "{}: {} bytes at offset {offset} where {len} were expected (truncated?)",
+                self.at(path),
+                got.len()
+            )));
+        }
+        Ok(got)
+    }
+
+    fn size(&self, path: &str) -> Result<u64> {
+        let full = self.full(path);
+        self.op(path, |s| async move {
+            Ok(s.sftp.fs().metadata(&full).await?.len().unwrap_or(0))
+        })
+    }
+
+    fn write_new(&self, path: &str, bytes: &[u8]) -> Result<Written> {
+        if (path == "config" || path.starts_with("keys/")) && self.exists(path)? {
+            return Ok(Written::AlreadyThere);
+        }
+        let full = self.full(path);
+        let tmp = full.with_file_name(format!("{TEMP_PREFIX}{:016x}", rand::random::<u64>()));
+        let bytes = bytes.to_vec();
+        let renamed = self.op(path, |s| async move {
+            Self::make_parents(&s, &full).await?;
+            let mut f = s.sftp.options().write(true).create_new(true).open(&tmp).await?;
+            f.write_all(&bytes).await?;
+            if s.sftp.support_fsync() {
+                f.sync_all().await?;
+            }
+            f.close().await?;
+            match s.sftp.fs().rename(&tmp, &full).await {
+                Ok(()) => Ok(true),
+                Err(e) => {
+                    let _ = s.sftp.fs().remove_file(&tmp).await;
+                    // OpenSSH's server refuses to rename onto an existing name.
+                    if s.sftp.fs().metadata(&full).await.is_ok() {
+                        Ok(false)
+                    } else {
+                        Err(e)
+                    }
+                }
+            }
+        })?;
+        Ok(if renamed { Written::New } else { Written::AlreadyThere })
+    }
+
+    fn delete(&self, path: &str) -> Result<()> {
+        let full = self.full(path);
+        match self.op(path, |s| async move { s.sftp.fs().remove_file(&full).await }) {
+            Err(e) if e.is_not_found() => Ok(()),
+            r => r,
+        }
+    }
+
+    fn exists(&self, path: &str) -> Result<bool> {
+        let full = self.full(path);
+        match self.op(path, |s| async move { s.sftp.fs().metadata(&full).await }) {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn create(&self) -> Result<()> {
+        let root = self.full("");
+        let location = self.target.display();
+        let entries = self.op("", |s| async move {
+            match s.sftp.fs().metadata(&root).await {
+                Ok(_) => Self::list_dir(&s, root).await,
+                Err(SftpError::SftpError(SftpErrorKind::NoSuchFile, _)) => {
+                    Self::make_parents(&s, &root.join("x")).await?;
+                    Ok(Vec::new())
+                }
+                Err(e) => Err(e),
+            }
+        })?;
+        if let Some((name, _)) = entries.first() {
+            return Err(Error::Invalid(format!(
+                "{location} is not empty (it holds {name}): a new repository needs a new or empty folder; \
+                 choose another path"
+            )));
+        }
+        Ok(())
+    }
+
+    fn remove_stale_temp(&self, older_than: Duration) -> Result<Vec<String>> {
+        let root = self.full("");
+        let now = std::time::SystemTime::now();
+        self.op("", |s| async move {
+            let mut dirs = vec![root.clone()];
+            dirs.extend(Dir::ALL.iter().map(|d| root.join(d.name())));
+            for (n, i) in Self::list_dir(&s, root.join(Dir::Packs.name())).await? {
+                if i.is_dir {
+                    dirs.push(root.join(Dir::Packs.name()).join(n));
+                }
+            }
+            let mut removed = Vec::new();
+            for d in dirs {
+                for (name, i) in Self::list_dir(&s, d.clone()).await? {
+                    let old = i
+                        .modified
+                        .and_then(|m| now.duration_since(m).ok())
+                        .is_some_and(|age| age >= older_than);
+                    if name.starts_with(TEMP_PREFIX) && !i.is_dir && old {
+                        let p = d.join(&name);
+                        match s.sftp.fs().remove_file(&p).await {
+                            Ok(()) | Err(SftpError::SftpError(SftpErrorKind::NoSuchFile, _)) => {
+                                removed.push(p.to_string_lossy().into_owned())
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+            }
+            Ok(removed)
+        })
+    }
+
+    fn connections(&self) -> usize {
+        // One SSH channel carries pipelined requests; more writers than that only queue.
+        2
+    }
+}
