@@ -263,7 +263,7 @@ pub fn backup(
             let target = repo_ref.config.pack_target as usize;
             let dry = opts.dry_run;
             scope.spawn(move || {
-                let sink = PackSink::with_parts(backend.as_ref(), repo_id, cipher, target, dry);
+                let sink = PackSink::with_parts(backend, repo_id, cipher, target, dry);
                 packer(sealed_rx, &budget, &out, sink)
             });
         }

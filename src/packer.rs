@@ -4,16 +4,18 @@
 //! commands all write packs through it. Write order (format-spec §14): packs first; the
 //! caller writes their delta ([`Repository::index_packs`]) only after `finish`.
 
+use std::sync::{Arc, Condvar, Mutex};
+
 use crate::backend::{Backend, Dir};
 use crate::crypto::Cipher;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::{self, BlobKind, IndexDelta, IndexPack};
-use crate::id::{BlobId, ObjectId};
+use crate::id::{BlobId, ObjectId, PackId};
 use crate::pack::{LEADER_LEN, PackWriter};
 use crate::repo::Repository;
 
-pub struct PackSink<'a> {
-    backend: &'a dyn Backend,
+pub struct PackSink {
+    backend: Arc<dyn Backend>,
     repo_id: [u8; 32],
     cipher: Cipher,
     target: usize,
@@ -22,13 +24,93 @@ pub struct PackSink<'a> {
     trees: PackWriter,
     packs: Vec<IndexPack>,
     written: u64,
+    uploads: Option<Uploads>,
 }
 
-impl<'a> PackSink<'a> {
+/// Packs written beside the caller by a few threads, for stores whose writes wait on the
+/// network: at most `limit` bytes of finished packs wait or travel at once.
+struct Uploads {
+    tx: Option<crossbeam_channel::Sender<(PackId, Vec<u8>)>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    budget: Arc<(Mutex<usize>, Condvar)>,
+    limit: usize,
+    error: Arc<Mutex<Option<Error>>>,
+}
+
+impl Uploads {
+    fn start(backend: &Arc<dyn Backend>, workers: usize, limit: usize) -> Uploads {
+        let (tx, rx) = crossbeam_channel::unbounded::<(PackId, Vec<u8>)>();
+        let budget = Arc::new((Mutex::new(0usize), Condvar::new()));
+        let error: Arc<Mutex<Option<Error>>> = Arc::new(Mutex::new(None));
+        let threads = (0..workers)
+            .filter_map(|i| {
+                let (rx, backend, budget, error) = (rx.clone(), backend.clone(), budget.clone(), error.clone());
+                std::thread::Builder::new()
+                    .name(format!("upload-{i}"))
+                    .spawn(move || {
+                        for (id, bytes) in rx {
+                            let failed = error.lock().unwrap_or_else(|p| p.into_inner()).is_some();
+                            if !failed && let Err(e) = backend.write_new(&Dir::Packs.path(&id.to_hex()), &bytes) {
+                                error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+                            }
+                            let (used, cv) = &*budget;
+                            *used.lock().unwrap_or_else(|p| p.into_inner()) -= bytes.len();
+                            cv.notify_all();
+                        }
+                    })
+                    .ok()
+            })
+            .collect();
+        Uploads {
+            tx: Some(tx),
+            threads,
+            budget,
+            limit,
+            error,
+        }
+    }
+
+    fn failed(&self) -> Option<Error> {
+        self.error.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    fn send(&self, id: PackId, bytes: Vec<u8>) -> Result<()> {
+        {
+            let (used, cv) = &*self.budget;
+            let mut u = used.lock().unwrap_or_else(|p| p.into_inner());
+            while *u > 0 && *u + bytes.len() > self.limit {
+                u = cv.wait(u).unwrap_or_else(|p| p.into_inner());
+            }
+            *u += bytes.len();
+        }
+        if let Some(e) = self.failed() {
+            return Err(e);
+        }
+        self.tx
+            .as_ref()
+            .expect("open until finish")
+            .send((id, bytes))
+            .map_err(|_| Error::Invalid("pack upload threads stopped".into()))
+    }
+
+    /// Wait until every pack is written; the first failure, if any.
+    fn finish(mut self) -> Result<()> {
+        drop(self.tx.take());
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        match self.failed() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl PackSink {
     /// Packs for `repo`, each closed at the repository's pack target size.
-    pub fn new(repo: &'a Repository) -> Self {
+    pub fn new(repo: &Repository) -> Self {
         Self::with_parts(
-            repo.backend.as_ref(),
+            repo.backend.clone(),
             *repo.repo_id(),
             repo.cipher.clone(),
             repo.config.pack_target as usize,
@@ -37,14 +119,12 @@ impl<'a> PackSink<'a> {
     }
 
     /// A sink from its parts (for a thread that does not hold the repository). With
-    /// `dry_run` packs are built and counted but not written.
-    pub fn with_parts(
-        backend: &'a dyn Backend,
-        repo_id: [u8; 32],
-        cipher: Cipher,
-        target: usize,
-        dry_run: bool,
-    ) -> Self {
+    /// `dry_run` packs are built and counted but not written. A store that takes several
+    /// writes at once ([`Backend::connections`]) gets them from upload threads while the
+    /// caller fills the next pack.
+    pub fn with_parts(backend: Arc<dyn Backend>, repo_id: [u8; 32], cipher: Cipher, target: usize, dry_run: bool) -> Self {
+        let n = backend.connections();
+        let uploads = (!dry_run && n > 1).then(|| Uploads::start(&backend, n, n * target));
         PackSink {
             backend,
             repo_id,
@@ -55,6 +135,7 @@ impl<'a> PackSink<'a> {
             trees: PackWriter::new(),
             packs: Vec::new(),
             written: 0,
+            uploads,
         }
     }
 
@@ -83,24 +164,34 @@ impl<'a> PackSink<'a> {
             return Ok(());
         }
         let (id, bytes, entries) = w.finish(&self.repo_id, &self.cipher);
+        let size = bytes.len() as u64;
         if !self.dry_run {
-            self.backend.write_new(&Dir::Packs.path(&id.to_hex()), &bytes)?;
+            match &self.uploads {
+                Some(u) => u.send(id, bytes)?,
+                None => {
+                    self.backend.write_new(&Dir::Packs.path(&id.to_hex()), &bytes)?;
+                }
+            }
         }
-        self.written += bytes.len() as u64;
+        self.written += size;
         self.packs.push(IndexPack {
             id,
-            size: bytes.len() as u64,
+            size,
             blobs: entries,
         });
         Ok(())
     }
 
-    /// Write the packs still open; returns every pack written (durable) and their bytes.
+    /// Write the packs still open and wait for every upload; returns every pack written
+    /// (all durable when this returns) and their bytes.
     pub fn finish(mut self) -> Result<(Vec<IndexPack>, u64)> {
         let data = std::mem::take(&mut self.data);
-        self.flush(data)?;
         let trees = std::mem::take(&mut self.trees);
-        self.flush(trees)?;
+        let res = self.flush(data).and_then(|()| self.flush(trees));
+        if let Some(u) = self.uploads.take() {
+            u.finish()?;
+        }
+        res?;
         Ok((self.packs, self.written))
     }
 }

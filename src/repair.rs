@@ -81,7 +81,7 @@ fn recover(
     let mut out = Recovered::default();
     let mut intact = Vec::new();
     let mut sink = PackSink::with_parts(
-        repo.backend.as_ref(),
+        repo.backend.clone(),
         *repo.repo_id(),
         repo.cipher.clone(),
         repo.config.pack_target as usize,
@@ -270,7 +270,7 @@ struct Rewriter<'a> {
     /// Verified blob availability, so each blob is checked once.
     ok: HashMap<BlobId, bool>,
     dropped: Vec<String>,
-    sink: PackSink<'a>,
+    sink: PackSink,
     /// Blobs that a pack no index lists holds intact (a dry run cannot index them first).
     recoverable: HashSet<BlobId>,
     dry_run: bool,
@@ -531,7 +531,7 @@ fn rewrite_snapshots(
         ok: HashMap::new(),
         dropped: Vec::new(),
         sink: PackSink::with_parts(
-            repo.backend.as_ref(),
+            repo.backend.clone(),
             *repo.repo_id(),
             repo.cipher.clone(),
             repo.config.pack_target as usize,
