@@ -1221,8 +1221,9 @@ impl Sshd {
         self.dir.join("client_key")
     }
 
-    /// A known_hosts file with the server's host key for 127.0.0.1 on any port (so also
-    /// through a [`FaultProxy`]).
+    /// A known_hosts file with the server's host key for 127.0.0.1 on its port and on any port
+    /// (OpenSSH takes `[127.0.0.1]:*`, so also through a [`FaultProxy`]; Go's knownhosts, in
+    /// rclone, does not: [`rclone_config_via`] writes its own).
     pub fn known_hosts(&self) -> PathBuf {
         self.dir.join("known_hosts")
     }
@@ -1403,30 +1404,42 @@ pub struct RcloneConfig {
 /// `localremote:` (an alias of the local directory `env/rclone-local`) and, given an
 /// [`Sshd`], `sftpremote:` (rclone's own SFTP client to it: key file, port, known_hosts).
 pub fn rclone_config(env: &Env, sshd: Option<&Sshd>) -> RcloneConfig {
+    write_rclone_config(env, sshd.map(|s| (s, s.port())))
+}
+
+/// Like [`rclone_config`], with `sftpremote:` going through `proxy` (in front of `sshd`).
+pub fn rclone_config_via(env: &Env, sshd: &Sshd, proxy: &FaultProxy) -> RcloneConfig {
+    assert_eq!(proxy.target(), sshd.addr(), "the proxy is not in front of this sshd");
+    write_rclone_config(env, Some((sshd, proxy.port())))
+}
+
+fn write_rclone_config(env: &Env, sshd: Option<(&Sshd, u16)>) -> RcloneConfig {
     let local_dir = env.path("rclone-local");
     fs::create_dir_all(&local_dir).expect("mkdir rclone-local");
     let mut text = format!(
         "# Written by tests/it/servers.rs for one test.\n[{LOCAL_REMOTE}]\ntype = alias\nremote = {}\n",
         local_dir.display()
     );
-    if let Some(s) = sshd {
-        text.push_str(&format!(
-            "\n[{SFTP_REMOTE}]\ntype = sftp\nhost = 127.0.0.1\nport = {}\nuser = {}\nkey_file = {}\n\
-             known_hosts_file = {}\nshell_type = unix\n",
-            s.port(),
-            s.user(),
-            s.client_key().display(),
-            s.known_hosts().display()
-        ));
-    }
     let path = env.path("xdg-config/rclone/rclone.conf");
     fs::create_dir_all(path.parent().expect("parent")).expect("mkdir rclone config dir");
+    if let Some((s, port)) = sshd {
+        // Go's knownhosts takes wildcards in the host only, never in the port: name the port.
+        let known_hosts = path.with_file_name("known_hosts");
+        fs::write(&known_hosts, format!("[127.0.0.1]:{port} {}\n", s.host_public_key())).expect("known_hosts");
+        text.push_str(&format!(
+            "\n[{SFTP_REMOTE}]\ntype = sftp\nhost = 127.0.0.1\nport = {port}\nuser = {}\nkey_file = {}\n\
+             known_hosts_file = {}\nshell_type = unix\n",
+            s.user(),
+            s.client_key().display(),
+            known_hosts.display()
+        ));
+    }
     fs::write(&path, text).expect("write rclone.conf");
     fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod rclone.conf");
     RcloneConfig {
         path,
         local_dir,
-        sftp_root: sshd.map(|s| s.root_dir().to_path_buf()),
+        sftp_root: sshd.map(|(s, _)| s.root_dir().to_path_buf()),
     }
 }
 
@@ -2158,6 +2171,12 @@ fn rclone_remotes_local_and_sftp() {
     crate::util::write(sshd.root_dir().join("b/f.bin"), b"edited");
     let o = expect_ok("rclone cat sftp", cfg.rclone(&env, &["cat", &dest]));
     assert_eq!(o.stdout, b"edited");
+    // The same remote through a proxy.
+    let proxy = FaultProxy::start(sshd.addr());
+    let cfg = rclone_config_via(&env, &sshd, &proxy);
+    let o = expect_ok("rclone cat sftp via proxy", cfg.rclone(&env, &["cat", &dest]));
+    assert_eq!(o.stdout, b"edited");
+    assert!(proxy.stats().bytes_down > 0);
 }
 
 /// A TCP server for the proxy's self-tests: a connection that starts with `DOWNLOAD\n` gets
