@@ -24,3 +24,4 @@ mod repair;
 mod restore;
 mod roundtrip;
 mod security;
+mod servers;
