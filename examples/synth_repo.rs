@@ -153,6 +153,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         parent: None,
         summary: Summary::default(),
         program_version: String::new(),
+        origin: None,
     })?;
     println!("{n} blobs indexed; snapshot references {}", live.len());
     Ok(())

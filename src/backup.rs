@@ -347,6 +347,7 @@ pub fn backup(
         parent: parent.map(|(id, _)| id),
         summary: summary.clone(),
         program_version: env!("CARGO_PKG_VERSION").to_string(),
+        origin: None,
     };
     let id = repo.write_snapshot(&snap)?;
     Ok(BackupResult {

@@ -333,6 +333,65 @@ pub struct Snapshot {
     pub parent: Option<SnapshotId>,
     pub summary: Summary,
     pub program_version: String,
+    /// Structure version 2: the snapshot this one is a copy of (`copy`), in the repository
+    /// it was first taken in; `None` for a snapshot taken here.
+    pub origin: Option<Origin>,
+}
+
+/// Where a copied snapshot came from: the repository it was taken in and its id there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Origin {
+    pub repo: [u8; 32],
+    pub snapshot: SnapshotId,
+}
+
+/// Structure version of [`Snapshot`] written by this build (version 1 is read too).
+pub const SNAPSHOT_VERSION: u8 = 2;
+
+/// `Snapshot` as structure version 1 wrote it.
+#[derive(Deserialize)]
+struct SnapshotV1 {
+    time: Time,
+    utc_offset: i32,
+    hostname: String,
+    username: String,
+    paths: Vec<Vec<u8>>,
+    tags: Vec<String>,
+    note: Option<String>,
+    tree: TreeId,
+    root: Option<Meta>,
+    parent: Option<SnapshotId>,
+    summary: Summary,
+    program_version: String,
+}
+
+pub fn encode_snapshot(s: &Snapshot) -> Vec<u8> {
+    encode_versioned(SNAPSHOT_VERSION, s)
+}
+
+/// Decode a snapshot's plaintext, version 1 or 2.
+pub fn decode_snapshot(plain: &[u8], what: &str) -> Result<Snapshot> {
+    match plain.first() {
+        Some(1) => {
+            let v: SnapshotV1 = decode_versioned(1, plain, what)?;
+            Ok(Snapshot {
+                time: v.time,
+                utc_offset: v.utc_offset,
+                hostname: v.hostname,
+                username: v.username,
+                paths: v.paths,
+                tags: v.tags,
+                note: v.note,
+                tree: v.tree,
+                root: v.root,
+                parent: v.parent,
+                summary: v.summary,
+                program_version: v.program_version,
+                origin: None,
+            })
+        }
+        _ => decode_versioned(SNAPSHOT_VERSION, plain, what),
+    }
 }
 
 /// A tombstone (`snapshots/<id>`, kind 12): the record that a snapshot was removed on
@@ -1018,6 +1077,7 @@ mod tests {
             parent: None,
             summary: Summary::default(),
             program_version: "0".into(),
+            origin: None,
         };
         let b = encode_versioned(1, &s);
         assert_eq!(decode_versioned::<Snapshot>(1, &b, "s").unwrap(), s);

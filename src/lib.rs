@@ -36,6 +36,7 @@ pub mod blob;
 pub mod check;
 pub mod chunker;
 pub mod compress;
+pub mod copy;
 pub mod crypto;
 pub mod error;
 pub mod export;

@@ -122,7 +122,13 @@ impl PackSink {
     /// `dry_run` packs are built and counted but not written. A store that takes several
     /// writes at once ([`Backend::connections`]) gets them from upload threads while the
     /// caller fills the next pack.
-    pub fn with_parts(backend: Arc<dyn Backend>, repo_id: [u8; 32], cipher: Cipher, target: usize, dry_run: bool) -> Self {
+    pub fn with_parts(
+        backend: Arc<dyn Backend>,
+        repo_id: [u8; 32],
+        cipher: Cipher,
+        target: usize,
+        dry_run: bool,
+    ) -> Self {
         let n = backend.connections();
         let uploads = (!dry_run && n > 1).then(|| Uploads::start(&backend, n, n * target));
         PackSink {

@@ -885,7 +885,7 @@ impl Repository {
         }
         Ok(match kind {
             Kind::Tombstone => SnapshotsEntry::Tombstone(format::decode_versioned(1, &plain, &what)?, plain),
-            _ => SnapshotsEntry::Snapshot(Box::new(format::decode_versioned(1, &plain, &what)?), plain),
+            _ => SnapshotsEntry::Snapshot(Box::new(format::decode_snapshot(&plain, &what)?), plain),
         })
     }
 
@@ -1012,10 +1012,12 @@ impl Repository {
     }
 
     pub fn read_snapshot_object(&self, id: &SnapshotId) -> Result<(Snapshot, Vec<u8>)> {
-        let bytes = self.backend.read(&Dir::Snapshots.path(&id.to_hex()))?;
+        let bytes = self
+            .backend
+            .read_object(&Dir::Snapshots.path(&id.to_hex()), format::MAX_OBJECT)?;
         let what = format!("snapshot {id}");
-        let (s, plain): (Snapshot, Vec<u8>) =
-            format::open_object(self.repo_id(), &self.cipher, Kind::Snapshot, &id.0, &bytes, &what)?;
+        let plain = format::open_sealed(self.repo_id(), &self.cipher, Kind::Snapshot, &id.0, &bytes, &what)?;
+        let s = format::decode_snapshot(&plain, &what)?;
         if self.keys.meta_id(&plain) != id.0 {
             return Err(Error::corrupt(format!("{what}: content does not match its name")));
         }
@@ -1024,7 +1026,7 @@ impl Repository {
 
     /// Write a snapshot object: the last step of a backup.
     pub fn write_snapshot(&mut self, snap: &Snapshot) -> Result<SnapshotId> {
-        let plain = format::encode_versioned(1, snap);
+        let plain = format::encode_snapshot(snap);
         let id = SnapshotId(self.keys.meta_id(&plain));
         let bytes = format::seal_object(self.repo_id(), &self.cipher, Kind::Snapshot, &id.0, &plain);
         self.backend.write_new(&Dir::Snapshots.path(&id.to_hex()), &bytes)?;
@@ -1040,7 +1042,7 @@ impl Repository {
         self.index
             .snapshot_bodies()?
             .into_iter()
-            .map(|(id, body)| Ok((id, format::decode_versioned(1, &body, "cached snapshot")?)))
+            .map(|(id, body)| Ok((id, format::decode_snapshot(&body, "cached snapshot")?)))
             .collect()
     }
 

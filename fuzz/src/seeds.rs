@@ -143,6 +143,7 @@ fn sample_snapshot() -> Snapshot {
             ..Summary::default()
         },
         program_version: "0.1.0".into(),
+        origin: None,
     }
 }
 
@@ -392,7 +393,28 @@ pub fn seeds() -> Vec<Seed> {
         format::decode_versioned::<ChunkPage>(1, b, "seed").is_ok()
     }));
 
-    object_seeds!(out, "snapshot", Snapshot, Kind::Snapshot, sample_snapshot());
+    out.push(seed(
+        "snapshot",
+        "plaintext",
+        format::encode_snapshot(&sample_snapshot()),
+        |b| format::decode_snapshot(b, "seed").is_ok(),
+    ));
+    out.push(seed(
+        "snapshot",
+        "sealed",
+        format::seal_object(
+            &REPO_ID,
+            &fixed().cipher,
+            Kind::Snapshot,
+            &OBJECT_ID,
+            &format::encode_snapshot(&sample_snapshot()),
+        ),
+        |b| {
+            format::open_sealed(&REPO_ID, &fixed().cipher, Kind::Snapshot, &OBJECT_ID, b, "seed")
+                .and_then(|p| format::decode_snapshot(&p, "seed"))
+                .is_ok()
+        },
+    ));
     object_seeds!(out, "index_delta", IndexDelta, Kind::Index, sample_delta());
     object_seeds!(out, "lock", Lock, Kind::Lock, sample_lock());
     out.push(seed(

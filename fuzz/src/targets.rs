@@ -303,9 +303,11 @@ macro_rules! sealed_object {
     }};
 }
 
-/// `snapshot`: sealed snapshot objects, and the fields `snapshots` prints.
+/// `snapshot`: sealed snapshot objects (structure versions 1 and 2, through
+/// `format::decode_snapshot`), and the fields `snapshots` prints.
 pub fn snapshot(data: &[u8]) {
-    sealed_object!(data, Snapshot, Kind::Snapshot, "snapshot", |s: &Snapshot| {
+    let f = fixed();
+    let show = |s: &Snapshot| {
         let _ = format_time(&s.time, s.utc_offset);
         for p in &s.paths {
             let _ = format_name(p);
@@ -313,7 +315,22 @@ pub fn snapshot(data: &[u8]) {
         if let Some(root) = &s.root {
             let _ = format_time(&root.mtime, s.utc_offset);
         }
-    });
+    };
+    if let Ok(s) = format::decode_snapshot(data, "snapshot") {
+        show(&s);
+    }
+    if let Ok(s) = format::open_sealed(&REPO_ID, &f.cipher, Kind::Snapshot, &OBJECT_ID, data, "snapshot")
+        .and_then(|p| format::decode_snapshot(&p, "snapshot"))
+    {
+        show(&s);
+    }
+    let file = format::seal_object(&REPO_ID, &f.cipher, Kind::Snapshot, &OBJECT_ID, data);
+    if let Ok(plain) = format::open_sealed(&REPO_ID, &f.cipher, Kind::Snapshot, &OBJECT_ID, &file, "snapshot") {
+        assert_eq!(plain, data);
+        if let Ok(s) = format::decode_snapshot(&plain, "snapshot") {
+            show(&s);
+        }
+    }
 }
 
 /// `index_delta`: sealed index deltas.

@@ -101,6 +101,7 @@ impl Cli {
                 what: RepairCmd::Snapshots { dry_run, .. } | RepairCmd::Index { dry_run },
             } => *dry_run,
             Command::Trust { .. } => true,
+            Command::Copy { dry_run, .. } => *dry_run,
             Command::Init { .. } | Command::Unlock { .. } | Command::Key { .. } => false,
         }
     }
@@ -273,6 +274,23 @@ enum Command {
     Trust {
         #[command(subcommand)]
         what: Option<TrustCmd>,
+    },
+    /// Copy snapshots into another (initialised) repository, deduplicating there; a
+    /// snapshot the destination already holds is skipped (default: every snapshot)
+    Copy {
+        snaps: Vec<String>,
+        /// The destination repository (any location: a folder, s3:…, sftp://…, rclone:…)
+        #[arg(long, value_name = "LOCATION")]
+        to: String,
+        /// Read the destination's password from this file (or PROJECTCLONE_TO_PASSWORD)
+        #[arg(long, value_name = "F")]
+        to_password_file: Option<PathBuf>,
+        /// The destination has no password (its key is stored in clear)
+        #[arg(long)]
+        to_insecure_no_password: bool,
+        /// Report what would be copied; write nothing
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Sizes of the repository, or of one snapshot
     Stats { snap: Option<String> },
@@ -1362,6 +1380,67 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
                     output::key_changed(json, "removed", &name);
                 }
             }
+            Ok(0)
+        }
+        Command::Copy {
+            snaps,
+            to,
+            to_password_file,
+            to_insecure_no_password,
+            dry_run,
+        } => {
+            let mut src = ctx.open()?;
+            let _src_lock = ctx.shared_lock(&mut src, *dry_run, "copy")?;
+            let selected = if snaps.is_empty() {
+                src.snapshots()?
+            } else {
+                let mut v = Vec::new();
+                for s in snaps {
+                    v.push(src.resolve_snapshot(s)?);
+                }
+                v.sort_by_key(|s| s.0);
+                v.dedup_by_key(|s| s.0);
+                v
+            };
+            let dest = Location::parse(to)?;
+            let backend = dest.open(&ctx.storage_options())?.0;
+            let opts = projectclone::repo::OpenOptions {
+                cache_dir: ctx.cache()?,
+                state_dir: ctx.state_dir(),
+                insecure_no_password: *to_insecure_no_password,
+                accept_changes: false,
+            };
+            let pw = if *to_insecure_no_password {
+                None
+            } else if let Some(f) = to_password_file {
+                Some(read_password_file(f)?)
+            } else if let Some(p) = password_from_env("PROJECTCLONE_TO_PASSWORD") {
+                Some(p)
+            } else if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+                Some(Zeroizing::new(
+                    rpassword::prompt_password("destination repository password: ")?.into_bytes(),
+                ))
+            } else {
+                bail!(
+                    "no password for the destination {}: use --to-password-file F or PROJECTCLONE_TO_PASSWORD \
+                     (or --to-insecure-no-password for a repository made without one)",
+                    dest.display()
+                );
+            };
+            let mut dst = Repository::open_with(backend, pw.as_ref().map(|p| p.as_slice()), &opts)?;
+            for n in &dst.notices {
+                output::note(&ctx.cli, n);
+            }
+            for a in &dst.alerts {
+                output::alert(a);
+            }
+            let _dst_lock = if *dry_run {
+                None
+            } else {
+                Some(dst.lock(LockMode::Shared, "copy")?)
+            };
+            let report = projectclone::copy::copy(&src, &mut dst, &selected, *dry_run)?;
+            output::copy(json, &report);
             Ok(0)
         }
         Command::Trust { what } => {

@@ -783,6 +783,35 @@ pub fn import(cli: &Cli, report: &projectclone::import::ImportReport) {
     }
 }
 
+pub fn copy(json: bool, r: &projectclone::copy::CopyReport) {
+    if json {
+        print_json(&json!({
+            "copied": r.copied.iter().map(|(f, t)| json!({"from": f.to_hex(), "to": t.map(|t| t.to_hex())})).collect::<Vec<_>>(),
+            "skipped": r.skipped.iter().map(|s| s.to_hex()).collect::<Vec<_>>(),
+            "data_added": r.data_added,
+            "dry_run": r.dry_run,
+        }));
+        return;
+    }
+    for (from, to) in &r.copied {
+        match to {
+            Some(t) => outln!("snapshot {} copied as {}", from.short(), t.short()),
+            None => outln!("snapshot {} would be copied", from.short()),
+        }
+    }
+    for s in &r.skipped {
+        outln!("snapshot {} is there already: skipped", s.short());
+    }
+    outln!(
+        "{} snapshot(s) {}, {} skipped; {} {}",
+        r.copied.len(),
+        if r.dry_run { "to copy" } else { "copied" },
+        r.skipped.len(),
+        bytesize::ByteSize(r.data_added),
+        if r.dry_run { "would be added" } else { "added" }
+    );
+}
+
 pub fn forgot_vanished(
     json: bool,
     dry_run: bool,

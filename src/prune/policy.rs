@@ -207,6 +207,7 @@ mod tests {
                 parent: None,
                 summary: Summary::default(),
                 program_version: String::new(),
+                origin: None,
             },
         )
     }

@@ -1021,6 +1021,7 @@ impl Forge {
             parent: None,
             summary: Summary::default(),
             program_version: "forge".into(),
+            origin: None,
         };
         self.repo.write_snapshot(&snap).expect("write snapshot").to_hex()
     }
