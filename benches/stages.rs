@@ -173,6 +173,7 @@ fn stages(c: &mut Criterion) {
                 .collect(),
         }],
         supersedes: vec![],
+        checkpoint: false,
     };
     g.throughput(Throughput::Elements(n as u64));
     let mut round = 0u32;

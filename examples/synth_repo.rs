@@ -136,6 +136,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             blobs,
         }],
         supersedes: vec![],
+        checkpoint: false,
     })?;
     repo.write_snapshot(&Snapshot {
         time: Time {

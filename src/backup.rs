@@ -27,8 +27,8 @@ use crate::compress::Compression;
 use crate::crypto::{Cipher, Keys};
 use crate::error::{Error, Result};
 use crate::format::{
-    self, BlobKind, CHUNK_LIST_INLINE_MAX, ChunkPage, ChunkRef, Content, DirEncoding, FileData, IndexPack, Meta, Node,
-    NodeKind, Snapshot, Summary, Time, Tree,
+    self, BlobKind, CHUNK_LIST_INLINE_MAX, ChunkPage, ChunkRef, Content, DirEncoding, FileData, IndexDelta, IndexPack,
+    Meta, Node, NodeKind, Snapshot, Summary, Time, Tree,
 };
 use crate::id::*;
 use crate::meta::{meta_from, read_xattrs};
@@ -262,9 +262,14 @@ pub fn backup(
             let repo_id = *repo_ref.repo_id();
             let target = repo_ref.config.pack_target as usize;
             let dry = opts.dry_run;
+            let checkpoints = (!dry).then(|| Checkpoints {
+                repo: repo_ref,
+                guard,
+                last: Instant::now(),
+            });
             scope.spawn(move || {
                 let sink = PackSink::with_parts(backend, repo_id, cipher, target, dry);
-                packer(sealed_rx, &budget, &out, sink)
+                packer(sealed_rx, &budget, &out, sink, checkpoints)
             });
         }
 
@@ -392,12 +397,66 @@ fn seal_worker(
     }
 }
 
-fn packer(rx: Receiver<Vec<Sealed>>, budget: &Budget, out: &Mutex<PackerOut>, mut sink: PackSink) {
+/// A backup writes a checkpoint delta for the packs it has stored once this many are
+/// waiting for one...
+const CHECKPOINT_PACKS: usize = 4;
+/// ...or once this long has passed since the last one: a backup killed after hours of
+/// uploading leaves its work indexed, and the next backup deduplicates against it.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What a backup needs to write checkpoint deltas from the packer thread.
+struct Checkpoints<'a> {
+    repo: &'a Repository,
+    guard: Option<&'a crate::lock::LockGuard>,
+    last: Instant,
+}
+
+impl Checkpoints<'_> {
+    fn maybe(&mut self, sink: &mut PackSink, force: bool) -> Result<()> {
+        let due = sink.pending() >= CHECKPOINT_PACKS || (sink.pending() > 0 && self.last.elapsed() >= CHECKPOINT_EVERY);
+        if !(due || force) {
+            return Ok(());
+        }
+        // A lock gone stale may have let a prune condemn these packs as unindexed: no
+        // delta may name them then (the backup fails before its snapshot anyway).
+        if self.guard.is_some_and(|g| !g.still_valid()) {
+            return Ok(());
+        }
+        let packs = sink.take_durable();
+        if packs.is_empty() {
+            return Ok(());
+        }
+        let r = self.repo;
+        crate::repo::write_delta_to(
+            r.backend.as_ref(),
+            r.repo_id(),
+            &r.keys,
+            &r.cipher,
+            &IndexDelta {
+                packs,
+                supersedes: Vec::new(),
+                checkpoint: true,
+            },
+        )?;
+        self.last = Instant::now();
+        Ok(())
+    }
+}
+
+fn packer(
+    rx: Receiver<Vec<Sealed>>,
+    budget: &Budget,
+    out: &Mutex<PackerOut>,
+    mut sink: PackSink,
+    mut checkpoints: Option<Checkpoints>,
+) {
     let mut failed = None;
     for s in rx.into_iter().flatten() {
         budget.release(s.raw_len);
         if failed.is_none()
-            && let Err(e) = sink.add(s.kind, s.id, s.raw_len as u32, &s.sealed)
+            && let Err(e) = sink
+                .add(s.kind, s.id, s.raw_len as u32, &s.sealed)
+                .and_then(|()| checkpoints.as_mut().map_or(Ok(()), |c| c.maybe(&mut sink, false)))
         {
             // Keep draining the channel so the walker is not blocked; it stops at its
             // next hand-off when the channel closes.

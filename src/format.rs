@@ -294,6 +294,39 @@ pub struct IndexDelta {
     pub packs: Vec<IndexPack>,
     /// Index deltas whose content this one replaces (written by prune; readers drop them).
     pub supersedes: Vec<ObjectId>,
+    /// Structure version 2: written by a backup still running, for the packs it had stored
+    /// so far (a killed backup's successor deduplicates against them; prune leaves packs
+    /// that only such deltas list alone while they are young).
+    pub checkpoint: bool,
+}
+
+/// Structure version of [`IndexDelta`] written by this build (version 1 is read too).
+pub const INDEX_DELTA_VERSION: u8 = 2;
+
+/// `IndexDelta` as structure version 1 wrote it.
+#[derive(Deserialize)]
+struct IndexDeltaV1 {
+    packs: Vec<IndexPack>,
+    supersedes: Vec<ObjectId>,
+}
+
+pub fn encode_index_delta(d: &IndexDelta) -> Vec<u8> {
+    encode_versioned(INDEX_DELTA_VERSION, d)
+}
+
+/// Decode an index delta's plaintext, version 1 or 2.
+pub fn decode_index_delta(plain: &[u8], what: &str) -> Result<IndexDelta> {
+    match plain.first() {
+        Some(1) => {
+            let v: IndexDeltaV1 = decode_versioned(1, plain, what)?;
+            Ok(IndexDelta {
+                packs: v.packs,
+                supersedes: v.supersedes,
+                checkpoint: false,
+            })
+        }
+        _ => decode_versioned(INDEX_DELTA_VERSION, plain, what),
+    }
 }
 
 // ---------------------------------------------------------------- snapshots
@@ -906,36 +939,37 @@ mod tests {
     }
 
     proptest! {
-        #[test]
-        fn tree_round_trip(nodes in proptest::collection::vec(arb_node(), 0..6), next in proptest::option::of(any::<[u8; 32]>())) {
-            let t = Tree { nodes, next: next.map(TreeId) };
-            let b = encode_versioned(1, &t);
-            prop_assert_eq!(decode_versioned::<Tree>(1, &b, "t").unwrap(), t);
-        }
+            #[test]
+            fn tree_round_trip(nodes in proptest::collection::vec(arb_node(), 0..6), next in proptest::option::of(any::<[u8; 32]>())) {
+                let t = Tree { nodes, next: next.map(TreeId) };
+                let b = encode_versioned(1, &t);
+                prop_assert_eq!(decode_versioned::<Tree>(1, &b, "t").unwrap(), t);
+            }
 
-        #[test]
-        fn index_delta_round_trip(n in 0usize..5, off in any::<u64>()) {
-            let d = IndexDelta {
-                packs: (0..n).map(|i| IndexPack {
-                    id: PackId([i as u8; 32]),
-                    size: off,
-                    blobs: vec![PackEntry { kind: BlobKind::Tree, id: BlobId([1; 32]), offset: off, length: 5, raw_length: 9 }],
-                }).collect(),
-                supersedes: vec![ObjectId([3; 32])],
-            };
-            let b = encode_versioned(1, &d);
-            prop_assert_eq!(decode_versioned::<IndexDelta>(1, &b, "d").unwrap(), d);
-        }
+            #[test]
+            fn index_delta_round_trip(n in 0usize..5, off in any::<u64>()) {
+                let d = IndexDelta {
+                    packs: (0..n).map(|i| IndexPack {
+                        id: PackId([i as u8; 32]),
+                        size: off,
+                        blobs: vec![PackEntry { kind: BlobKind::Tree, id: BlobId([1; 32]), offset: off, length: 5, raw_length: 9 }],
+                    }).collect(),
+                    supersedes: vec![ObjectId([3; 32])],
+                            checkpoint: false,
+    };
+                let b = encode_versioned(1, &d);
+                prop_assert_eq!(decode_versioned::<IndexDelta>(1, &b, "d").unwrap(), d);
+            }
 
-        #[test]
-        fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-            let _ = decode_versioned::<Tree>(1, &bytes, "t");
-            let _ = decode_versioned::<Snapshot>(1, &bytes, "s");
-            let _ = decode_inline_dir(&bytes);
-            let _ = decode_key_file(&bytes);
-            let _ = config_repo_id(&bytes);
+            #[test]
+            fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+                let _ = decode_versioned::<Tree>(1, &bytes, "t");
+                let _ = decode_versioned::<Snapshot>(1, &bytes, "s");
+                let _ = decode_inline_dir(&bytes);
+                let _ = decode_key_file(&bytes);
+                let _ = config_repo_id(&bytes);
+            }
         }
-    }
 
     fn leaf(name: &[u8]) -> Node {
         Node {

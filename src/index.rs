@@ -12,10 +12,10 @@ use crate::format::{BlobKind, IndexDelta, Snapshot};
 use crate::id::{BlobId, ObjectId, PackId, SnapshotId};
 
 /// Schema version in `PRAGMA user_version`. A cache with another version is rebuilt.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 const SCHEMA: &str = "
-CREATE TABLE deltas (id BLOB PRIMARY KEY, superseded INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
+CREATE TABLE deltas (id BLOB PRIMARY KEY, superseded INTEGER NOT NULL DEFAULT 0, checkpoint INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
 CREATE TABLE packs (
     n INTEGER PRIMARY KEY,
     id BLOB NOT NULL UNIQUE,
@@ -218,7 +218,16 @@ impl Index {
             conn.execute_batch(&tx_sql).map_err(err)?;
         }
         // Touch every table so a damaged file is found now, not mid-backup.
-        for table in ["deltas", "packs", "blobs", "snapshots", "state", "damaged"] {
+        for table in [
+            "deltas",
+            "packs",
+            "blobs",
+            "snapshots",
+            "state",
+            "damaged",
+            "tombstones",
+            "condemned_waits",
+        ] {
             let sql = format!("SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT 1)");
             conn.query_row(&sql, [], |r| r.get::<_, i64>(0)).map_err(err)?;
         }
@@ -346,7 +355,7 @@ impl Index {
             .map_err(err)?;
         {
             let mut ins_delta = tx
-                .prepare_cached("INSERT OR REPLACE INTO deltas (id, superseded) VALUES (?1, ?2)")
+                .prepare_cached("INSERT OR REPLACE INTO deltas (id, superseded, checkpoint) VALUES (?1, ?2, ?3)")
                 .map_err(err)?;
             let mut ins_pack = tx
                 .prepare_cached("INSERT OR IGNORE INTO packs (id, size) VALUES (?1, ?2)")
@@ -367,7 +376,11 @@ impl Index {
             let mut rows: Vec<(&crate::format::PackEntry, i64)> = Vec::new();
             for (did, delta) in deltas {
                 ins_delta
-                    .execute(params![&did.0[..], superseded.contains(did) as i64])
+                    .execute(params![
+                        &did.0[..],
+                        superseded.contains(did) as i64,
+                        delta.checkpoint as i64
+                    ])
                     .map_err(err)?;
                 if superseded.contains(did) {
                     continue;
@@ -1053,6 +1066,30 @@ impl Index {
         Ok(n)
     }
 
+    /// Packs that only checkpoint deltas list (a backup's interim deltas), with those
+    /// deltas.
+    pub fn checkpoint_only_packs(&self) -> Result<HashMap<PackId, Vec<ObjectId>>> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = conn
+            .prepare(
+                "SELECT p.id, dp.delta FROM delta_packs dp JOIN packs p ON p.n = dp.pack JOIN deltas d ON d.id = dp.delta \
+                 WHERE p.n IN (SELECT dp2.pack FROM delta_packs dp2 JOIN deltas d2 ON d2.id = dp2.delta \
+                 GROUP BY dp2.pack HAVING min(d2.checkpoint) = 1)",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?)))
+            .map_err(|e| self.err(e))?;
+        let mut out: HashMap<PackId, Vec<ObjectId>> = HashMap::new();
+        for row in rows {
+            let (p, d) = row.map_err(|e| self.err(e))?;
+            let p = PackId::from_slice(&p).ok_or_else(|| Error::corrupt("index cache: bad pack id"))?;
+            let d = ObjectId::from_slice(&d).ok_or_else(|| Error::corrupt("index cache: bad delta id"))?;
+            out.entry(p).or_default().push(d);
+        }
+        Ok(out)
+    }
+
     /// The deltas that list any of `packs`.
     pub fn deltas_with_packs(&self, packs: &[PackId]) -> Result<Vec<ObjectId>> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
@@ -1250,6 +1287,7 @@ mod tests {
                 blobs: vec![e],
             }],
             supersedes: vec![],
+            checkpoint: false,
         };
         idx.add_deltas(&[(ObjectId([3; 32]), d)]).unwrap();
         assert!(idx.has_blob(&BlobId([1; 32])).unwrap());
@@ -1297,6 +1335,7 @@ mod tests {
                 })
                 .collect(),
             supersedes: vec![],
+            checkpoint: false,
         };
         idx.add_deltas(&[(ObjectId([3; 32]), delta)]).unwrap();
         let condemned: Vec<PackId> = packs
@@ -1394,6 +1433,7 @@ mod tests {
                 blobs: vec![entry(40), entry(6), entry(20)],
             }],
             supersedes: vec![],
+            checkpoint: false,
         };
         idx.add_deltas(&[(ObjectId([3; 32]), delta())]).unwrap();
         drop(idx);
@@ -1438,6 +1478,7 @@ mod tests {
         let delta = IndexDelta {
             packs: vec![pack(9, 20), pack(5, 30)],
             supersedes: vec![],
+            checkpoint: false,
         };
         idx.add_deltas(&[(ObjectId([3; 32]), delta)]).unwrap();
         let first = |idx: &Index| {

@@ -166,6 +166,23 @@ pub struct Surveyed {
     pub stale: bool,
 }
 
+/// "Now" on the store's clock: the write time of a lock object written just now (our
+/// own, refreshed), or `None` without a lock or when the store does not report times.
+pub fn store_now(repo: &Repository, own: Option<&LockGuard>) -> Result<Option<i64>> {
+    let Some(g) = own else { return Ok(None) };
+    let id = {
+        let mut h = g.held.lock().unwrap_or_else(|p| p.into_inner());
+        h.refresh();
+        h.id
+    };
+    Ok(repo
+        .backend
+        .list_info(Dir::Locks)?
+        .into_iter()
+        .find(|o| o.name == id.to_hex())
+        .and_then(|o| o.modified_ns))
+}
+
 /// Read every lock object (unreadable ones are skipped: they may be mid-delete) and judge
 /// each. `clock` is the name of a lock object written just now: its write time on the
 /// store's clock is "now" for the ages, so no two clients' clocks are compared.

@@ -25,6 +25,8 @@ pub struct PackSink {
     packs: Vec<IndexPack>,
     written: u64,
     uploads: Option<Uploads>,
+    /// How many of `packs` (in order) were handed out by `take_durable` already.
+    handed_out: usize,
 }
 
 /// Packs written beside the caller by a few threads, for stores whose writes wait on the
@@ -35,6 +37,8 @@ struct Uploads {
     budget: Arc<(Mutex<usize>, Condvar)>,
     limit: usize,
     error: Arc<Mutex<Option<Error>>>,
+    /// Packs whose write has completed.
+    done: Arc<Mutex<std::collections::HashSet<PackId>>>,
 }
 
 impl Uploads {
@@ -42,16 +46,25 @@ impl Uploads {
         let (tx, rx) = crossbeam_channel::unbounded::<(PackId, Vec<u8>)>();
         let budget = Arc::new((Mutex::new(0usize), Condvar::new()));
         let error: Arc<Mutex<Option<Error>>> = Arc::new(Mutex::new(None));
+        let done: Arc<Mutex<std::collections::HashSet<PackId>>> = Arc::default();
         let threads = (0..workers)
             .filter_map(|i| {
-                let (rx, backend, budget, error) = (rx.clone(), backend.clone(), budget.clone(), error.clone());
+                let (rx, backend, budget, error, done) =
+                    (rx.clone(), backend.clone(), budget.clone(), error.clone(), done.clone());
                 std::thread::Builder::new()
                     .name(format!("upload-{i}"))
                     .spawn(move || {
                         for (id, bytes) in rx {
                             let failed = error.lock().unwrap_or_else(|p| p.into_inner()).is_some();
-                            if !failed && let Err(e) = backend.write_new(&Dir::Packs.path(&id.to_hex()), &bytes) {
-                                error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+                            if !failed {
+                                match backend.write_new(&Dir::Packs.path(&id.to_hex()), &bytes) {
+                                    Ok(_) => {
+                                        done.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+                                    }
+                                    Err(e) => {
+                                        error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+                                    }
+                                }
                             }
                             let (used, cv) = &*budget;
                             *used.lock().unwrap_or_else(|p| p.into_inner()) -= bytes.len();
@@ -67,6 +80,7 @@ impl Uploads {
             budget,
             limit,
             error,
+            done,
         }
     }
 
@@ -142,7 +156,37 @@ impl PackSink {
             packs: Vec::new(),
             written: 0,
             uploads,
+            handed_out: 0,
         }
+    }
+
+    /// The packs written durably since the last call, in the order they were finished
+    /// (stopping at the first one whose upload is still under way), for a checkpoint
+    /// delta. `finish` then returns only the packs not handed out here.
+    pub fn take_durable(&mut self) -> Vec<IndexPack> {
+        let start = self.handed_out;
+        let mut end = start;
+        while end < self.packs.len() {
+            let durable = match &self.uploads {
+                Some(u) => u
+                    .done
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains(&self.packs[end].id),
+                None => true,
+            };
+            if !durable {
+                break;
+            }
+            end += 1;
+        }
+        self.handed_out = end;
+        self.packs[start..end].to_vec()
+    }
+
+    /// Packs finished so far that `take_durable` has not handed out.
+    pub fn pending(&self) -> usize {
+        self.packs.len() - self.handed_out
     }
 
     /// Add one sealed blob; a pack that reaches the target is written at once.
@@ -189,7 +233,8 @@ impl PackSink {
     }
 
     /// Write the packs still open and wait for every upload; returns every pack written
-    /// (all durable when this returns) and their bytes.
+    /// that `take_durable` did not hand out (all durable when this returns) and the bytes
+    /// of all packs written.
     pub fn finish(mut self) -> Result<(Vec<IndexPack>, u64)> {
         let data = std::mem::take(&mut self.data);
         let trees = std::mem::take(&mut self.trees);
@@ -198,7 +243,8 @@ impl PackSink {
             u.finish()?;
         }
         res?;
-        Ok((self.packs, self.written))
+        let rest = self.packs.split_off(self.handed_out);
+        Ok((rest, self.written))
     }
 }
 
@@ -212,6 +258,7 @@ impl Repository {
         let delta = IndexDelta {
             packs,
             supersedes: Vec::new(),
+            checkpoint: false,
         };
         let id = self.write_delta(&delta)?;
         self.index.add_deltas(&[(id, delta)])?;

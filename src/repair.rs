@@ -505,6 +505,7 @@ pub fn repair_snapshots(repo: &mut Repository, opts: RepairSnapshotsOptions) -> 
                 crate::format::IndexDelta {
                     packs: intact,
                     supersedes: Vec::new(),
+                    checkpoint: false,
                 },
             )])?;
             real_index = Some(std::mem::replace(&mut repo.index, copy));

@@ -604,6 +604,7 @@ impl Repository {
         self.write_delta(&IndexDelta {
             packs,
             supersedes: affected.clone(),
+            checkpoint: false,
         })?;
         for d in &affected {
             self.backend.delete(&Dir::Index.path(&d.to_hex()))?;
@@ -992,10 +993,12 @@ impl Repository {
     }
 
     pub fn read_delta(&self, id: &ObjectId) -> Result<IndexDelta> {
-        let bytes = self.backend.read(&Dir::Index.path(&id.to_hex()))?;
+        let bytes = self
+            .backend
+            .read_object(&Dir::Index.path(&id.to_hex()), format::MAX_OBJECT)?;
         let what = format!("index delta {id}");
-        let (d, plain): (IndexDelta, Vec<u8>) =
-            format::open_object(self.repo_id(), &self.cipher, Kind::Index, &id.0, &bytes, &what)?;
+        let plain = format::open_sealed(self.repo_id(), &self.cipher, Kind::Index, &id.0, &bytes, &what)?;
+        let d = format::decode_index_delta(&plain, &what)?;
         if self.keys.meta_id(&plain) != id.0 {
             return Err(Error::corrupt(format!("{what}: content does not match its name")));
         }
@@ -1004,11 +1007,7 @@ impl Repository {
 
     /// Write an index delta (after its packs are durable). Returns its id.
     pub fn write_delta(&self, delta: &IndexDelta) -> Result<ObjectId> {
-        let plain = format::encode_versioned(1, delta);
-        let id = ObjectId(self.keys.meta_id(&plain));
-        let bytes = format::seal_object(self.repo_id(), &self.cipher, Kind::Index, &id.0, &plain);
-        self.backend.write_new(&Dir::Index.path(&id.to_hex()), &bytes)?;
-        Ok(id)
+        write_delta_to(self.backend.as_ref(), self.repo_id(), &self.keys, &self.cipher, delta)
     }
 
     pub fn read_snapshot_object(&self, id: &SnapshotId) -> Result<(Snapshot, Vec<u8>)> {
@@ -1234,6 +1233,22 @@ impl Repository {
         }
         Ok(None)
     }
+}
+
+/// Write an index delta with the repository's parts (for a thread that does not hold the
+/// repository: a backup's checkpoints). Returns its id.
+pub fn write_delta_to(
+    backend: &dyn Backend,
+    repo_id: &[u8; 32],
+    keys: &Keys,
+    cipher: &Cipher,
+    delta: &IndexDelta,
+) -> Result<ObjectId> {
+    let plain = format::encode_index_delta(delta);
+    let id = ObjectId(keys.meta_id(&plain));
+    let bytes = format::seal_object(repo_id, cipher, Kind::Index, &id.0, &plain);
+    backend.write_new(&Dir::Index.path(&id.to_hex()), &bytes)?;
+    Ok(id)
 }
 
 /// An object of `snapshots/`.

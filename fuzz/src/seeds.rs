@@ -156,6 +156,7 @@ fn sample_delta() -> IndexDelta {
             blobs: entries,
         }],
         supersedes: vec![ObjectId([11; 32])],
+        checkpoint: false,
     }
 }
 
@@ -415,7 +416,28 @@ pub fn seeds() -> Vec<Seed> {
                 .is_ok()
         },
     ));
-    object_seeds!(out, "index_delta", IndexDelta, Kind::Index, sample_delta());
+    out.push(seed(
+        "index_delta",
+        "plaintext",
+        format::encode_index_delta(&sample_delta()),
+        |b| format::decode_index_delta(b, "seed").is_ok(),
+    ));
+    out.push(seed(
+        "index_delta",
+        "sealed",
+        format::seal_object(
+            &REPO_ID,
+            &fixed().cipher,
+            Kind::Index,
+            &OBJECT_ID,
+            &format::encode_index_delta(&sample_delta()),
+        ),
+        |b| {
+            format::open_sealed(&REPO_ID, &fixed().cipher, Kind::Index, &OBJECT_ID, b, "seed")
+                .and_then(|p| format::decode_index_delta(&p, "seed"))
+                .is_ok()
+        },
+    ));
     object_seeds!(out, "lock", Lock, Kind::Lock, sample_lock());
     out.push(seed(
         "condemned",

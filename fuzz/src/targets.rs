@@ -333,12 +333,29 @@ pub fn snapshot(data: &[u8]) {
     }
 }
 
-/// `index_delta`: sealed index deltas.
+/// `index_delta`: sealed index deltas, structure versions 1 and 2
+/// (`format::decode_index_delta`).
 pub fn index_delta(data: &[u8]) {
-    sealed_object!(data, IndexDelta, Kind::Index, "index delta", |d: &IndexDelta| {
+    let f = fixed();
+    let check = |d: &IndexDelta| {
         let blobs: usize = d.packs.iter().map(|p| p.blobs.len()).sum();
         assert!(blobs <= data.len());
-    });
+    };
+    if let Ok(d) = format::decode_index_delta(data, "index delta") {
+        check(&d);
+    }
+    if let Ok(d) = format::open_sealed(&REPO_ID, &f.cipher, Kind::Index, &OBJECT_ID, data, "index delta")
+        .and_then(|p| format::decode_index_delta(&p, "index delta"))
+    {
+        check(&d);
+    }
+    let file = format::seal_object(&REPO_ID, &f.cipher, Kind::Index, &OBJECT_ID, data);
+    if let Ok(plain) = format::open_sealed(&REPO_ID, &f.cipher, Kind::Index, &OBJECT_ID, &file, "index delta") {
+        assert_eq!(plain, data);
+        if let Ok(d) = format::decode_index_delta(&plain, "index delta") {
+            check(&d);
+        }
+    }
 }
 
 /// `lock`: sealed lock objects and the staleness rule (without looking at /proc).

@@ -121,6 +121,10 @@ enum Command {
         /// repositories only: a weak key is cheaper to guess)
         #[arg(long, hide = true)]
         weak_kdf: bool,
+        /// Size packs aim for, in MiB (1-1024; default 16). Larger packs mean fewer
+        /// objects on a remote store; smaller ones less to send again after an interruption
+        #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(1..=1024))]
+        pack_size: Option<u32>,
     },
     /// Take a snapshot of PATHs (default: the current directory)
     Backup {
@@ -564,8 +568,6 @@ struct Ctx {
     temp_cache: OnceCell<tempfile::TempDir>,
     /// A password typed at the prompt, so that opening again does not ask twice.
     typed: OnceCell<Password>,
-    /// Requests and bytes of the repository's store, for `--json` reports.
-    storage_stats: RefCell<Option<Arc<projectclone::backend::retry::Stats>>>,
 }
 
 /// Can this process keep its cache in `dir`? Creates it if missing. `Err` says why not.
@@ -648,7 +650,7 @@ impl Ctx {
     /// command's report.
     fn backend(&self, loc: &Location) -> Result<Arc<dyn projectclone::backend::Backend>> {
         let (b, stats) = loc.open(&self.storage_options())?;
-        *self.storage_stats.borrow_mut() = Some(stats);
+        output::report_storage("storage", stats);
         Ok(b)
     }
 
@@ -921,7 +923,6 @@ pub fn run(cli: Cli) -> Result<u8> {
         cache: RefCell::new(None),
         temp_cache: OnceCell::new(),
         typed: OnceCell::new(),
-        storage_stats: RefCell::new(None),
     };
     let res = run_command(&ctx);
     res.map_err(|e| ctx.explain(e))
@@ -934,6 +935,7 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
             kdf_memory,
             kdf_time,
             weak_kdf,
+            pack_size,
         } => {
             let insecure_no_password = &ctx.cli.insecure_no_password;
             let kdf = projectclone::crypto::KdfParams {
@@ -974,6 +976,7 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
             };
             let opts = InitOptions {
                 kdf,
+                pack_target: pack_size.map(|m| m * 1024 * 1024),
                 state_dir: ctx.state_dir(),
                 ..Default::default()
             };
@@ -1229,6 +1232,19 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
             // the lock must not look like damage.
             let _lock = ctx.shared_lock(&mut repo, false, "check")?;
             let subset = if *read_data {
+                let (loc, _) = ctx.repo_location()?;
+                if !matches!(loc, Location::Local(_)) {
+                    let bytes: u64 = repo.index.packs()?.iter().map(|(_, s)| s).sum();
+                    output::note(
+                        &ctx.cli,
+                        &format!(
+                            "--read-data downloads every pack ({}) from {}; on metered storage, \
+                             --read-data-subset 1/10 (or 10%) reads a tenth per run",
+                            bytesize::ByteSize(bytes),
+                            loc.display()
+                        ),
+                    );
+                }
                 Some(projectclone::check::Subset::All)
             } else {
                 *read_data_subset
@@ -1403,7 +1419,8 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
                 v
             };
             let dest = Location::parse(to)?;
-            let backend = dest.open(&ctx.storage_options())?.0;
+            let (backend, stats) = dest.open(&ctx.storage_options())?;
+            output::report_storage("destination_storage", stats);
             let opts = projectclone::repo::OpenOptions {
                 cache_dir: ctx.cache()?,
                 state_dir: ctx.state_dir(),

@@ -3,9 +3,11 @@
 
 use std::io::IsTerminal;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 
+use projectclone::backend::retry::Stats;
 use projectclone::backup::BackupResult;
 use projectclone::check::CheckReport;
 use projectclone::export::ExportResult;
@@ -65,8 +67,25 @@ fn short(name: &str, n: usize) -> String {
     field(&prefix)
 }
 
+/// The stores this command talks to, named by the key their counters take in the JSON
+/// report: `storage` for the repository, `destination_storage` for `copy --to`.
+static STORAGE: Mutex<Vec<(&'static str, Arc<Stats>)>> = Mutex::new(Vec::new());
+
+/// Counts of `stats` go into every JSON document this command prints, under `key`.
+pub fn report_storage(key: &'static str, stats: Arc<Stats>) {
+    let mut v = STORAGE.lock().unwrap_or_else(|e| e.into_inner());
+    v.retain(|(k, _)| *k != key);
+    v.push((key, stats));
+}
+
 fn print_json(v: &serde_json::Value) {
-    outln!("{}", serde_json::to_string_pretty(v).expect("JSON values serialise"));
+    let mut v = v.clone();
+    if let serde_json::Value::Object(m) = &mut v {
+        for (key, stats) in STORAGE.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            m.insert((*key).into(), json!(stats.snapshot()));
+        }
+    }
+    outln!("{}", serde_json::to_string_pretty(&v).expect("JSON values serialise"));
 }
 
 struct Bar(indicatif::ProgressBar);
@@ -453,6 +472,12 @@ pub fn prune(cli: &Cli, p: &projectclone::prune::PrunePlan) {
         outln!(
             "{} pack(s) known to be damaged were left alone: `projectclone repair index` salvages them",
             p.damaged_packs_kept.len()
+        );
+    }
+    if !p.kept_for_resume.is_empty() {
+        outln!(
+            "{} pack(s) of an interrupted backup were kept: the next backup reuses them (collected once a day old)",
+            p.kept_for_resume.len()
         );
     }
     if !p.repacked_packs.is_empty() {

@@ -73,6 +73,9 @@ pub struct PrunePlan {
     /// Packs this client knows to be missing or damaged: neither repacked nor condemned
     /// (`repair index` salvages them).
     pub damaged_packs_kept: Vec<String>,
+    /// Unused packs that only a young checkpoint delta lists: a killed backup's work, kept
+    /// for the backup that resumes it (`RESUME_GRACE`).
+    pub kept_for_resume: Vec<String>,
     pub dry_run: bool,
 }
 
@@ -478,6 +481,7 @@ fn phase_one(
 ) -> Result<bool> {
     let already = repo.index.condemned_packs()?;
     let damaged: HashSet<PackId> = repo.index.damage()?.into_iter().map(|d| d.0).collect();
+    let young = young_checkpoint_packs(repo, guard)?;
     let mut condemn = Vec::new();
     let mut repack = Vec::new();
     for u in repo.index.pack_usage()? {
@@ -488,6 +492,10 @@ fn phase_one(
             // Repacking would fail on the damaged blobs and condemning could drop the only
             // copy of the intact ones: `repair index` salvages such packs.
             plan.damaged_packs_kept.push(u.id.to_hex());
+            continue;
+        }
+        if u.live_blobs == 0 && young.contains(&u.id) {
+            plan.kept_for_resume.push(u.id.to_hex());
             continue;
         }
         if u.live_blobs == 0 {
@@ -556,6 +564,42 @@ fn phase_one(
     repo.write_condemned(&record)?;
     repo.delete_condemned(&first)?;
     Ok(live.is_empty())
+}
+
+/// A backup that was killed leaves the packs it stored listed by its checkpoint deltas
+/// only; the next backup of the same files deduplicates against them. So that a prune in
+/// between does not take them away, packs that only checkpoint deltas list are kept while
+/// every such delta is younger than this, measured on the store's clock.
+pub const RESUME_GRACE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Packs that only checkpoint deltas younger than [`RESUME_GRACE`] list.
+fn young_checkpoint_packs(repo: &Repository, guard: Option<&lock::LockGuard>) -> Result<HashSet<PackId>> {
+    let only = repo.index.checkpoint_only_packs()?;
+    if only.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let written: HashMap<String, Option<i64>> = repo
+        .backend
+        .list_info(Dir::Index)?
+        .into_iter()
+        .map(|o| (o.name, o.modified_ns))
+        .collect();
+    // "Now" on the store's clock when the store dates objects; this client's otherwise.
+    let now = lock::store_now(repo, guard)?.unwrap_or_else(now_unix_ns);
+    let grace = RESUME_GRACE.as_nanos() as i64;
+    Ok(only
+        .into_iter()
+        .filter(|(_, deltas)| {
+            deltas.iter().all(|d| {
+                written
+                    .get(&d.to_hex())
+                    .copied()
+                    .flatten()
+                    .is_none_or(|t| now.saturating_sub(t) < grace)
+            })
+        })
+        .map(|(p, _)| p)
+        .collect())
 }
 
 /// Does every live blob of `pack` have a copy outside `without` that reads back intact?

@@ -22,6 +22,7 @@ mod import;
 mod prune;
 mod repair;
 mod restore;
+mod resume;
 mod roundtrip;
 mod security;
 mod servers;

@@ -982,6 +982,7 @@ impl Forge {
                         blobs: entries,
                     }],
                     supersedes: Vec::new(),
+                    checkpoint: false,
                 })
                 .expect("write index delta");
         }
