@@ -184,7 +184,7 @@ fn check_inner(repo: &Repository, read_data: Option<Subset>, live_cap: usize) ->
     for (name, _) in repo.backend.list(Dir::Keys)? {
         let res = repo
             .backend
-            .read(&Dir::Keys.path(&name))
+            .read_object(&Dir::Keys.path(&name), crate::format::MAX_SMALL_OBJECT)
             .and_then(|b| crate::format::decode_key_file(&b));
         if let Err(e) = res {
             r.errors.push(format!("unreadable key file {name}: {e}"));

@@ -195,7 +195,10 @@ fn survey_with(repo: &Repository, clock: Option<ObjectId>) -> Result<Vec<Surveye
         let Some(id) = crate::repo::object_name(&o.name).map(ObjectId) else {
             continue;
         };
-        let Ok(bytes) = repo.backend.read(&Dir::Locks.path(&o.name)) else {
+        let Ok(bytes) = repo
+            .backend
+            .read_object(&Dir::Locks.path(&o.name), format::MAX_SMALL_OBJECT)
+        else {
             continue;
         };
         let Ok((lock, _)) =

@@ -401,6 +401,14 @@ impl Repository {
                     )));
                 }
             }
+            if password.is_none() && opts.insecure_no_password {
+                return Err(Error::Invalid(format!(
+                    "--insecure-no-password: {} has no key that opens without a password (it was made with \
+                     one); leave the flag out and give --password-file F, PROJECTCLONE_PASSWORD_FILE or \
+                     PROJECTCLONE_PASSWORD",
+                    backend.location()
+                )));
+            }
             if password.is_none() {
                 return Err(Error::PasswordRequired(backend.location()));
             }
@@ -526,7 +534,7 @@ impl Repository {
         for (name, _) in self.backend.list(Dir::Keys)? {
             match self
                 .backend
-                .read(&Dir::Keys.path(&name))
+                .read_object(&Dir::Keys.path(&name), format::MAX_SMALL_OBJECT)
                 .and_then(|b| format::decode_key_file(&b))
             {
                 Ok(k) => out.push((name, k.created_unix_ns, k.kdf)),
@@ -825,6 +833,7 @@ impl Repository {
         }
         let mut added = Vec::new();
         let mut added_tombs = Vec::new();
+        let mut unreadable = HashSet::new();
         for id in listed.into_iter().filter(|s| !known.contains(s)) {
             match self.read_snapshots_entry(&id) {
                 Ok(SnapshotsEntry::Snapshot(snap, body)) => added.push((SnapshotId(id.0), body, *snap)),
@@ -832,6 +841,7 @@ impl Repository {
                 Err(e) => {
                     tracing::warn!("snapshot {id} skipped: {e}");
                     self.damaged.push(Unreadable::new("snapshot", id, &e));
+                    unreadable.insert(SnapshotId(id.0));
                 }
             }
         }
@@ -857,9 +867,31 @@ impl Repository {
                     format::decode_versioned::<Tombstone>(1, &body, "cached tombstone")?,
                 );
             }
-            self.alerts = trust.update_snapshots(&present, &tombstoned)?;
+            self.alerts = trust.update_snapshots(&present, &tombstoned, &unreadable)?;
         }
         Ok(())
+    }
+
+    /// Snapshot objects still stored although a tombstone forgets them (a forget killed
+    /// between writing the tombstone and deleting the snapshot): nobody reads them, prune
+    /// deletes them.
+    pub fn forgotten_leftovers(&self) -> Result<Vec<SnapshotId>> {
+        let listed: HashSet<ObjectId> = self
+            .backend
+            .list(Dir::Snapshots)?
+            .into_iter()
+            .filter_map(|(n, _)| object_name(&n).map(ObjectId))
+            .collect();
+        let mut out: Vec<SnapshotId> = self
+            .index
+            .tombstones()?
+            .into_iter()
+            .map(|(_, s, _)| s)
+            .filter(|s| listed.contains(&ObjectId(s.0)))
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
     }
 
     /// Read an object of `snapshots/`: a snapshot or a tombstone.
@@ -959,7 +991,9 @@ impl Repository {
     }
 
     pub fn read_condemned(&self, id: &ObjectId) -> Result<format::Condemned> {
-        let bytes = self.backend.read(&Dir::Condemned.path(&id.to_hex()))?;
+        let bytes = self
+            .backend
+            .read_object(&Dir::Condemned.path(&id.to_hex()), format::MAX_OBJECT)?;
         let what = format!("condemned record {id}");
         let plain = format::open_sealed(self.repo_id(), &self.cipher, Kind::Condemned, &id.0, &bytes, &what)?;
         let c = format::decode_condemned(&plain, &what)?;

@@ -74,8 +74,9 @@ pub enum SeenState {
 /// Something about the repository's snapshots that nobody here did on purpose.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Alert {
-    /// A snapshot this client saw disappeared without a tombstone.
-    Vanished(SnapshotId, Seen),
+    /// A snapshot this client saw disappeared without a tombstone. The count: objects of
+    /// `snapshots/` that could not be read (one may be its tombstone, damaged).
+    Vanished(SnapshotId, Seen, usize),
     /// A snapshot this client saw forgotten is listed again without its tombstone.
     CameBack(SnapshotId, Seen),
 }
@@ -103,13 +104,23 @@ impl std::fmt::Display for Alert {
             )
         };
         match self {
-            Alert::Vanished(id, s) => write!(
-                f,
-                "{} vanished from the repository without a tombstone: it was deleted behind this client's back \
-                 (or the repository was rolled back). Prune keeps the data it referenced. If its removal is \
-                 expected, `projectclone forget --vanished` acknowledges it",
-                describe(id, s)
-            ),
+            Alert::Vanished(id, s, unreadable) => {
+                write!(
+                    f,
+                    "{} vanished from the repository without a tombstone: it was deleted behind this client's back \
+                     (or the repository was rolled back). Prune keeps the data it referenced. If its removal is \
+                     expected, `projectclone forget --vanished` acknowledges it",
+                    describe(id, s)
+                )?;
+                if *unreadable > 0 {
+                    write!(
+                        f,
+                        " ({unreadable} object(s) of snapshots/ could not be read: if one is its damaged \
+                         tombstone, the snapshot was forgotten; `projectclone check` names them)"
+                    )?;
+                }
+                Ok(())
+            }
             Alert::CameBack(id, s) => write!(
                 f,
                 "{} was forgotten (a tombstone named it) and is listed again without its tombstone: an old \
@@ -227,6 +238,7 @@ impl TrustStore {
         &self,
         present: &[(SnapshotId, Snapshot)],
         tombstoned: &BTreeMap<SnapshotId, Tombstone>,
+        unreadable: &std::collections::HashSet<SnapshotId>,
     ) -> Result<Vec<Alert>> {
         self.locked(|| {
             let mut seen = self.seen()?;
@@ -242,9 +254,11 @@ impl TrustStore {
                     } else {
                         s.state = SeenState::Present;
                     }
+                } else if unreadable.contains(id) {
+                    // Listed but damaged: not gone. `check` and the open's notice report it.
                 } else if s.state != SeenState::Forgotten {
                     s.state = SeenState::Vanished;
-                    alerts.push(Alert::Vanished(*id, s.clone()));
+                    alerts.push(Alert::Vanished(*id, s.clone(), unreadable.len()));
                 }
             }
             for (id, snap) in present {

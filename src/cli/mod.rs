@@ -234,7 +234,8 @@ enum Command {
         keep: KeepArgs,
         /// Acknowledge the snapshots that vanished without a tombstone (reported on every
         /// command): write their tombstones, so prune may free what they referenced
-        #[arg(long, conflicts_with = "snaps")]
+        #[arg(long, conflicts_with_all = ["snaps", "prune", "keep_last", "keep_hourly", "keep_daily",
+            "keep_weekly", "keep_monthly", "keep_yearly", "keep_tags", "keep_within"])]
         vanished: bool,
         /// Collect garbage afterwards, as `prune` does
         #[arg(long)]

@@ -474,6 +474,13 @@ pub fn prune(cli: &Cli, p: &projectclone::prune::PrunePlan) {
             p.damaged_packs_kept.len()
         );
     }
+    if !p.leftover_snapshots.is_empty() {
+        outln!(
+            "{} snapshot object(s) an interrupted forget left behind {} deleted",
+            p.leftover_snapshots.len(),
+            if p.dry_run { "would be" } else { "were" }
+        );
+    }
     if !p.kept_for_resume.is_empty() {
         outln!(
             "{} pack(s) of an interrupted backup were kept: the next backup reuses them (collected once a day old)",

@@ -76,6 +76,9 @@ pub struct PrunePlan {
     /// Unused packs that only a young checkpoint delta lists: a killed backup's work, kept
     /// for the backup that resumes it (`RESUME_GRACE`).
     pub kept_for_resume: Vec<String>,
+    /// Snapshot objects a tombstone forgets that were still stored (an interrupted forget):
+    /// deleted.
+    pub leftover_snapshots: Vec<String>,
     pub dry_run: bool,
 }
 
@@ -188,6 +191,13 @@ pub fn run(repo: &mut Repository, opts: &PruneOptions, guard: Option<&lock::Lock
     }
     if !opts.dry_run {
         repo.remove_stale_temp_files();
+    }
+    for s in repo.forgotten_leftovers()? {
+        if !opts.dry_run {
+            ensure_valid(guard)?;
+            repo.backend.delete(&Dir::Snapshots.path(&s.to_hex()))?;
+        }
+        plan.leftover_snapshots.push(s.to_hex());
     }
 
     // The live set: everything the remaining snapshots reach.
@@ -640,7 +650,13 @@ fn repack_packs(repo: &mut Repository, packs: &[PackId]) -> Result<()> {
     let mut sink = PackSink::new(repo);
     let mut copied: HashSet<BlobId> = HashSet::new();
     for p in packs {
-        let bytes = repo.backend.read(&Dir::Packs.path(&p.to_hex()))?;
+        // No larger than the index says it is: a store must not make a prune allocate at will.
+        let max = repo
+            .index
+            .pack_size(p)?
+            .filter(|s| *s > 0)
+            .map_or(usize::MAX, |s| s as usize);
+        let bytes = repo.backend.read_object(&Dir::Packs.path(&p.to_hex()), max)?;
         for (id, loc) in repo.index.pack_blobs(p)? {
             let live = repo.index.is_live(&id)?;
             if !live || !copied.insert(id) {

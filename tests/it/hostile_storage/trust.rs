@@ -333,3 +333,146 @@ fn snapshots_deleted_or_put_back_behind_the_clients_back_are_reported() {
     assert!(out.stderr.contains("listed again"), "{}", out.stderr);
     let _ = s2;
 }
+
+/// A damaged snapshot object is still there: reported as unreadable, never as vanished. A
+/// damaged tombstone leaves its snapshot looking vanished: the alert says that an object of
+/// `snapshots/` could not be read.
+#[test]
+fn damaged_snapshots_and_tombstones_are_not_taken_for_deletions() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(src.join("a"), b"a");
+    let s1 = env.backup([&src]);
+    write(src.join("b"), b"b");
+    let s2 = env.backup([&src]);
+    // Damage s1's object (this client has seen s1, so a vanished alert would fire).
+    let s1_file = env.repo().join("snapshots").join(&s1);
+    let mut bytes = fs::read(&s1_file).unwrap();
+    let n = bytes.len();
+    bytes[n - 3] ^= 0x40;
+    fs::write(&s1_file, &bytes).unwrap();
+    fs::remove_dir_all(env.cache()).unwrap();
+    let out = env.run(["snapshots"]).success();
+    assert!(!out.stderr.contains("vanished"), "{}", out.stderr);
+    let c = env.run(["--json", "check"]).failure().json();
+    assert!(c["errors"].to_string().contains(&s1[..8]), "{c}");
+    assert!(!c["errors"].to_string().contains("vanished"), "{c}");
+
+    // Forget s2, then damage its tombstone: s2 now looks deleted without a tombstone.
+    env.run(["forget", &s2]).success();
+    let tomb = files_under(&env.repo().join("snapshots"))
+        .into_iter()
+        .find(|p| fs::read(p).unwrap()[4] == Kind::Tombstone as u8)
+        .expect("a tombstone");
+    let mut t = fs::read(&tomb).unwrap();
+    let n = t.len();
+    t[n - 3] ^= 0x40;
+    fs::write(&tomb, &t).unwrap();
+    let out = fresh_client_with_seen(&env, &[&s2]);
+    assert!(out.contains("vanished") && out.contains("could not be read"), "{out}");
+}
+
+/// The stderr of `snapshots` run by a client whose record says it saw `seen` (a copy of
+/// this client's state, whose cache is dropped so every object is read again).
+fn fresh_client_with_seen(env: &Env, seen: &[&str]) -> String {
+    let state = env.path("xdg-state");
+    let raw = files_under(&state)
+        .into_iter()
+        .find(|p| p.ends_with("snapshots.json"))
+        .expect("this client's record of snapshots seen");
+    let text = fs::read_to_string(&raw).unwrap();
+    for s in seen {
+        assert!(text.contains(s), "{s} not in {text}");
+    }
+    // The record says "forgotten" for s2 now (this client wrote the tombstone): make it
+    // say "present", as a client that saw s2 but not its forget would have it.
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut v = v;
+    for s in seen {
+        v[*s]["state"] = serde_json::json!("present");
+    }
+    fs::write(&raw, serde_json::to_vec(&v).unwrap()).unwrap();
+    fs::remove_dir_all(env.cache()).unwrap();
+    env.run(["snapshots"]).success().stderr
+}
+
+/// A forget killed between its tombstone and its delete leaves the snapshot object: every
+/// reader treats it as forgotten, and prune deletes it.
+#[test]
+fn prune_deletes_snapshot_objects_an_interrupted_forget_left() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(src.join("a"), b"a");
+    let s1 = env.backup([&src]);
+    write(src.join("b"), b"b");
+    env.backup([&src]);
+    let s1_file = env.repo().join("snapshots").join(&s1);
+    let bytes = fs::read(&s1_file).unwrap();
+    env.run(["forget", &s1]).success();
+    fs::write(&s1_file, &bytes).unwrap();
+    let out = env.run(["snapshots"]).success();
+    assert!(!out.stdout.contains(&s1[..8]), "{}", out.stdout);
+    assert!(!out.stderr.contains("SECURITY"), "{}", out.stderr);
+    let p = env.run(["--json", "prune", "--dry-run"]).success().json();
+    assert_eq!(p["leftover_snapshots"], serde_json::json!([s1]), "{p}");
+    assert!(s1_file.exists());
+    let text = env.run(["prune"]).success();
+    assert!(
+        text.stdout.contains("an interrupted forget left behind"),
+        "{}",
+        text.stdout
+    );
+    assert!(!s1_file.exists());
+    env.run(["check", "--read-data"]).success();
+}
+
+#[test]
+fn forget_vanished_takes_no_rules_and_insecure_no_password_says_what_is_wrong() {
+    let env = Env::with_repo();
+    for extra in [&["--keep-last", "1"][..], &["--prune"], &["--keep-within", "1d"]] {
+        let mut args = vec!["forget", "--vanished"];
+        args.extend_from_slice(extra);
+        let out = env.run(args).code(2);
+        assert!(out.stderr.contains("cannot be used with"), "{}", out.stderr);
+    }
+    let out = run(env
+        .bare()
+        .arg("-r")
+        .arg(env.repo())
+        .arg("--cache-dir")
+        .arg(env.cache())
+        .args(["--insecure-no-password", "snapshots"]))
+    .failure();
+    assert!(
+        out.stderr.contains("no key that opens without a password") && out.stderr.contains("leave the flag out"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// Lock files and condemned records are read with a size bound: a huge one planted in the
+/// store is refused without being read into memory.
+#[test]
+fn huge_lock_and_condemned_objects_are_refused_unread() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(src.join("a"), b"a");
+    env.backup([&src]);
+    let huge = vec![0u8; 300 * 1024 * 1024];
+    let name = "ab".repeat(32);
+    fs::create_dir_all(env.repo().join("locks")).unwrap();
+    fs::write(env.repo().join("locks").join(&name), &huge[..1 << 20]).unwrap();
+    // A huge lock is skipped (it opens nothing): commands still run.
+    env.run(["backup", src.to_str().unwrap()]).success();
+    fs::remove_file(env.repo().join("locks").join(&name)).unwrap();
+    fs::create_dir_all(env.repo().join("condemned")).unwrap();
+    fs::write(env.repo().join("condemned").join(&name), &huge).unwrap();
+    let out = env.run(["check"]).failure();
+    assert!(
+        out.stderr.contains("more than the") || out.stdout.contains("more than the"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+}
