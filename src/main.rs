@@ -28,7 +28,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             cli::print_error(&e);
-            ExitCode::from(1)
+            ExitCode::from(cli::exit_code(&e))
         }
     }
 }

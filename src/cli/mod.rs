@@ -477,6 +477,22 @@ fn new_password(file: &Option<PathBuf>) -> Result<Password> {
 
 /// The error that ended the command, on stderr. Its control characters other than line
 /// breaks are escaped: it may quote strings from the repository (see `output::text`).
+/// The exit code of a failed command (DESIGN §1, restic's codes): 10 no repository at the
+/// location, 11 locked by another process, 12 wrong password; 1 for anything else.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    for cause in e.chain() {
+        if let Some(e) = cause.downcast_ref::<Error>() {
+            match e {
+                Error::NotARepository(_) => return 10,
+                Error::Locked(_) => return 11,
+                Error::WrongPassword(_) => return 12,
+                _ => {}
+            }
+        }
+    }
+    1
+}
+
 pub fn print_error(e: &anyhow::Error) {
     eprintln!("error: {}", output::text(&format!("{e:#}"), true));
 }

@@ -1457,3 +1457,24 @@ fn exclude_patterns_with_a_slash_match_below_the_backed_up_path() {
         "--exclude sub/build and --exclude /other/*.log must leave those paths out"
     );
 }
+
+/// DESIGN §1: 10 no repository, 11 locked by another process, 12 wrong password.
+#[test]
+fn exit_codes_for_missing_repository_lock_and_wrong_password() {
+    let env = Env::new();
+    let out = env.run(["snapshots"]).code(10);
+    assert!(out.stderr.contains("not a projectclone repository"), "{}", out.stderr);
+    env.init();
+    let out = run(env
+        .cmd()
+        .env("PROJECTCLONE_PASSWORD", "not the password")
+        .arg("snapshots"))
+    .code(12);
+    assert!(out.stderr.contains("wrong password"), "{}", out.stderr);
+    let now = now_ns();
+    forge_lock_at(&env, "another-host", 4242, now, now, now);
+    let out = env.run(["repair", "index"]).code(11);
+    assert!(out.stderr.contains("locked by"), "{}", out.stderr);
+    // Any other failure stays 1.
+    env.run(["restore", "nosuchsnapshot", "--target", "x"]).code(1);
+}
