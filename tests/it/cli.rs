@@ -800,7 +800,7 @@ fn a_path_that_is_not_a_repository_is_an_error_and_stays_untouched() {
             vec!["snapshots".into()],
             vec!["check".into()],
         ] {
-            let out = run(env.cmd_at(r).args(&args)).code(1);
+            let out = run(env.cmd_at(r).args(&args)).code(10);
             assert!(
                 out.stderr.contains(r.file_name().unwrap().to_str().unwrap()),
                 "the error names the path: {}",
@@ -1256,7 +1256,7 @@ fn bad_input_gets_a_clear_error_and_no_panic() {
     for k in files_under(&copy.join("keys")) {
         fs::write(&k, &fs::read(&k).unwrap()[..20]).unwrap();
     }
-    let out = run(env.cmd_at(&copy).arg("snapshots")).code(1);
+    let out = run(env.cmd_at(&copy).arg("snapshots")).code(12);
     no_panic(&out, "truncated key file");
 
     // A junk snapshot object: listed or skipped, but check calls it damage.

@@ -468,7 +468,7 @@ fn control_bytes_in_repository_strings_never_reach_the_terminal() {
         check.stdout
     );
     // The live lock stops an exclusive command, whose error names the holder.
-    let keys = env.run(["key", "list"]).code(1);
+    let keys = env.run(["key", "list"]).code(11);
     assert_no_control_bytes("key list (locked)", &keys);
     assert!(keys.stderr.contains("evil\\x1b[2J"), "{}", keys.stderr);
     let prune = env.run(["forget", &id, "--prune"]).success();

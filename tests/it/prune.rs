@@ -1103,7 +1103,7 @@ fn two_prunes_at_once_never_damage_the_repository() {
             vec!["prune", "--keep-last", "1"],
             vec!["forget", "--keep-last", "1", "--prune"],
         ] {
-            let out = env.run(&args).code(1);
+            let out = env.run(&args).code(11);
             assert!(
                 out.stderr.contains("lock") && out.stderr.contains(&format!("pid {}", std::process::id())),
                 "{args:?}: the refusal should name the lock and its holder: {}",
@@ -1441,7 +1441,7 @@ fn keys_add_list_remove_and_passwd() {
 
     // key remove (by prefix): that password stops working.
     run(with(PASSWORD).args(["key", "remove", &k2[..12]])).success();
-    assert_eq!(opens(pw2), 1, "a removed key still opens the repository");
+    assert_eq!(opens(pw2), 12, "a removed key still opens the repository");
     assert_eq!(list(PASSWORD), vec![(k1.clone(), true)]);
 
     // The key in use cannot be removed (here it is also the last one).
@@ -1465,13 +1465,13 @@ fn keys_add_list_remove_and_passwd() {
     assert_ne!(k2b, k1);
     // With the second password the first key is not the current one: it can go.
     run(with(pw2).args(["key", "remove", &k1])).success();
-    assert_eq!(opens(PASSWORD), 1);
+    assert_eq!(opens(PASSWORD), 12);
     assert_eq!(opens(pw2), 0);
 
     // key passwd: the old password stops working, the new one works.
     let pw3 = "third password";
     run(with(pw2).env("PROJECTCLONE_NEW_PASSWORD", pw3).args(["key", "passwd"])).success();
-    assert_eq!(opens(pw2), 1, "the old password still works after key passwd");
+    assert_eq!(opens(pw2), 12, "the old password still works after key passwd");
     let out = run(with(pw2).arg("snapshots"));
     assert!(out.stderr.contains("wrong password"), "{}", out.stderr);
     assert_eq!(list(pw3).len(), 1);
@@ -1487,7 +1487,7 @@ fn keys_add_list_remove_and_passwd() {
         env.path("pw4").to_str().unwrap(),
     ]))
     .success();
-    assert_eq!(opens(pw3), 1);
+    assert_eq!(opens(pw3), 12);
     assert_eq!(opens("fourth"), 0);
     let keys = list("fourth");
     assert_eq!(keys.len(), 1);

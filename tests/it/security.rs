@@ -41,13 +41,13 @@ fn wrong_password_fails_clearly_and_changes_nothing() {
         vec!["stats".into()],
     ];
     for args in &commands {
-        let out = run(env.cmd().env("PROJECTCLONE_PASSWORD", "not the password").args(args)).code(1);
+        let out = run(env.cmd().env("PROJECTCLONE_PASSWORD", "not the password").args(args)).code(12);
         assert_mentions_password(&out);
         assert!(out.stdout.is_empty(), "{args:?}: nothing on stdout, got {}", out.stdout);
     }
     let pwfile = env.path("wrong-pw");
     fs::write(&pwfile, "also wrong\n").unwrap();
-    let out = run(env.cmd().arg("--password-file").arg(&pwfile).arg("backup").arg(&src)).code(1);
+    let out = run(env.cmd().arg("--password-file").arg(&pwfile).arg("backup").arg(&src)).code(12);
     assert_mentions_password(&out);
 
     assert_eq!(
@@ -239,7 +239,7 @@ fn password_file_loses_exactly_one_trailing_newline() {
     }
     for (i, content) in bad.iter().enumerate() {
         let f = file(&format!("bad{i}"), content.as_bytes());
-        let out = opens(&env, &["--password-file".as_ref(), f.as_os_str()], &[]).code(1);
+        let out = opens(&env, &["--password-file".as_ref(), f.as_os_str()], &[]).code(12);
         assert_mentions_password(&out);
     }
     // The environment variable is taken as is.
@@ -249,7 +249,7 @@ fn password_file_loses_exactly_one_trailing_newline() {
         &[],
         &[("PROJECTCLONE_PASSWORD", os(&format!("{pw}\n")).as_os_str())],
     )
-    .code(1);
+    .code(12);
 
     // Order: --password-file, PROJECTCLONE_PASSWORD_FILE, PROJECTCLONE_PASSWORD.
     let good = file("good", format!("{pw}\n").as_bytes());
@@ -278,7 +278,7 @@ fn password_file_loses_exactly_one_trailing_newline() {
         &["--password-file".as_ref(), wrong.as_os_str()],
         &[("PROJECTCLONE_PASSWORD_FILE", good.as_os_str())],
     )
-    .code(1);
+    .code(12);
     // A password file that cannot be read is an error naming it.
     let missing = env.path("no-such-password-file");
     let out = opens(&env, &["--password-file".as_ref(), missing.as_os_str()], &[]).code(1);
