@@ -8,6 +8,7 @@ pub mod memory;
 pub mod retry;
 pub(crate) mod runtime;
 pub mod s3;
+mod s3_bucket;
 pub mod sftp;
 
 use std::time::Duration;

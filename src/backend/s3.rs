@@ -96,6 +96,18 @@ impl S3Backend {
 
 /// An OpenDAL error as a storage error: what the caller can do about it.
 fn map_err(e: opendal::Error, location: &str) -> Error {
+    let text = e.to_string();
+    if text.contains("reqsign::Sign") {
+        // No request left: trying again cannot help.
+        return Error::Storage {
+            kind: StorageKind::Permanent,
+            location: location.to_string(),
+            message: format!(
+                "no usable S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and \
+                 AWS_SESSION_TOKEN for temporary ones), or AWS_PROFILE for ~/.aws/credentials ({text})"
+            ),
+        };
+    }
     let kind = match e.kind() {
         ErrorKind::NotFound => StorageKind::NotFound,
         ErrorKind::RateLimited => StorageKind::Transient,
@@ -108,7 +120,7 @@ fn map_err(e: opendal::Error, location: &str) -> Error {
     Error::Storage {
         kind,
         location: location.to_string(),
-        message: e.to_string(),
+        message: text,
     }
 }
 
@@ -239,11 +251,10 @@ impl Backend for S3Backend {
     }
 
     fn create(&self) -> Result<()> {
-        // The bucket must exist (this build does not create buckets) and the place must be
-        // empty: a new repository never mixes with other objects.
-        let first = self
-            .op
-            .list_options(
+        // A missing bucket is created (where the credentials allow it), and the place must
+        // be empty: a new repository never mixes with other objects.
+        let list_first = || {
+            self.op.list_options(
                 "",
                 options::ListOptions {
                     recursive: true,
@@ -251,17 +262,15 @@ impl Backend for S3Backend {
                     ..Default::default()
                 },
             )
-            .map_err(|e| {
-                let loc = self.target.display();
-                match e.kind() {
-                    ErrorKind::ConfigInvalid | ErrorKind::NotFound => Error::Invalid(format!(
-                        "{loc}: bucket {} not found at the endpoint ({e}); create it first (for example \
-                         `aws s3 mb s3://{}`)",
-                        self.target.bucket, self.target.bucket
-                    )),
-                    _ => map_err(e, &loc),
-                }
-            })?;
+        };
+        let first = match list_first() {
+            Ok(f) => f,
+            Err(e) if matches!(e.kind(), ErrorKind::ConfigInvalid | ErrorKind::NotFound) => {
+                super::s3_bucket::create_bucket(&self.target)?;
+                list_first().map_err(|e| map_err(e, &self.target.display()))?
+            }
+            Err(e) => return Err(map_err(e, &self.target.display())),
+        };
         if let Some(e) = first.iter().find(|e| !e.metadata().is_dir() || e.path() != "/") {
             return Err(Error::Invalid(format!(
                 "{} is not empty (it holds {}): a new repository needs an empty place; choose another \

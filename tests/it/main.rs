@@ -24,5 +24,6 @@ mod repair;
 mod restore;
 mod resume;
 mod roundtrip;
+mod s3_init;
 mod security;
 mod servers;
