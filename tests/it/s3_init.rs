@@ -1,6 +1,7 @@
-//! DESIGN §7: `init` creates a missing bucket when the credentials allow it, on moto and on
-//! `rclone serve s3`; missing credentials fail at once with a message that says which
-//! variables to set.
+//! DESIGN §7 on S3 specifically: `init` creates a missing bucket when the credentials allow
+//! it (moto and `rclone serve s3`); missing credentials fail at once with a message that says
+//! which variables to set; and a repository is the same objects on S3 as on disk, so one
+//! copied with `rclone copy` opens either way.
 
 use crate::servers::*;
 use crate::util::*;
@@ -56,4 +57,57 @@ fn missing_s3_credentials_fail_at_once_and_say_what_to_set() {
         "no retries for missing credentials: {}",
         out.stderr
     );
+}
+
+/// DESIGN §7: a local repository copied byte for byte to S3 with `rclone copy` is a valid
+/// remote repository, and back.
+#[test]
+fn a_repository_copied_with_rclone_opens_on_s3_and_back() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    build_nasty(&src);
+    let snap = env.backup([&src]);
+    let moto = Moto::start(&env);
+    let rclone = |args: &[&str]| {
+        let mut c = std::process::Command::new(rclone_bin());
+        c.env("RCLONE_CONFIG", "/dev/null")
+            .env("RCLONE_CONFIG_MOTO_TYPE", "s3")
+            .env("RCLONE_CONFIG_MOTO_PROVIDER", "Other")
+            .env("RCLONE_CONFIG_MOTO_ENDPOINT", moto.endpoint())
+            .env("RCLONE_CONFIG_MOTO_ACCESS_KEY_ID", &moto.creds().access_key)
+            .env("RCLONE_CONFIG_MOTO_SECRET_ACCESS_KEY", &moto.creds().secret_key)
+            .env("RCLONE_CONFIG_MOTO_REGION", &moto.creds().region)
+            .args(args);
+        let o = c.output().expect("run rclone");
+        assert!(
+            o.status.success(),
+            "rclone {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let remote = format!("moto:{}/copied", moto.bucket());
+    rclone(&["copy", env.repo().to_str().unwrap(), &remote]);
+    let at_s3 = |args: &[&str]| {
+        let mut c = env.cmd_at(std::path::Path::new(&moto.url("copied")));
+        for (k, v) in moto.envs() {
+            c.env(k, v);
+        }
+        run(c.args(args))
+    };
+    at_s3(&["check", "--read-data"]).success();
+    let target = env.path("from-s3");
+    at_s3(&["restore", &snap, "--target", target.to_str().unwrap()]).success();
+    assert_trees_equal(&src, &target, false);
+    // A backup made on S3, copied back, opens locally.
+    write(src.join("added on s3"), b"new");
+    let on_s3 = at_s3(&["backup", src.to_str().unwrap()]).success().snapshot_id();
+    let back = env.path("back");
+    rclone(&["copy", &remote, back.to_str().unwrap()]);
+    run(env.cmd_at(&back).args(["check", "--read-data"])).success();
+    let target = env.path("from-back");
+    run(env
+        .cmd_at(&back)
+        .args(["restore", &on_s3, "--target", target.to_str().unwrap()]))
+    .success();
+    assert_trees_equal(&src, &target, false);
 }
