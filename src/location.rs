@@ -15,12 +15,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::backend::Backend;
 use crate::backend::local::LocalBackend;
 use crate::backend::retry::{RetryOptions, Retrying, Stats};
 use crate::backend::s3::{S3Backend, S3Target};
 use crate::backend::sftp::{SftpBackend, SftpTarget};
+use crate::backend::{Backend, DEFAULT_TIMEOUT};
 use crate::error::{Error, Result};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,6 +45,14 @@ pub struct StorageOptions {
     /// The ssh program and arguments placed before the host, for `sftp://` locations
     /// (`PROJECTCLONE_SSH_COMMAND`); empty: `ssh`.
     pub ssh_command: Vec<String>,
+    /// How long a request may wait for the store without progress before it is abandoned
+    /// and tried again (`None`: [`DEFAULT_TIMEOUT`]).
+    pub timeout: Option<Duration>,
+    /// Tries per request, the first included (`None`: [`RetryOptions`]' default).
+    pub tries: Option<usize>,
+    /// The first wait before a request is tried again; it doubles with each try
+    /// (`None`: [`RetryOptions`]' default).
+    pub retry_delay: Option<Duration>,
 }
 
 fn bad(s: &str, why: &str) -> Error {
@@ -196,6 +205,7 @@ impl Location {
 
     /// The store, behind the retrying and counting layer, and that layer's counters.
     pub fn open(&self, opts: &StorageOptions) -> Result<(Arc<dyn Backend>, Arc<Stats>)> {
+        let timeout = opts.timeout.unwrap_or(DEFAULT_TIMEOUT);
         let inner: Arc<dyn Backend> = match self {
             Location::Local(p) => Arc::new(LocalBackend::new(p)),
             Location::S3(t) => {
@@ -206,16 +216,22 @@ impl Location {
                 if opts.storage_class.is_some() {
                     t.storage_class = opts.storage_class.clone();
                 }
-                Arc::new(S3Backend::open(&t)?)
+                Arc::new(S3Backend::open_with(&t, timeout)?)
             }
-            Location::Sftp(t) => Arc::new(SftpBackend::with_ssh(t.clone(), opts.ssh_command.clone())),
+            Location::Sftp(t) => {
+                Arc::new(SftpBackend::with_ssh(t.clone(), opts.ssh_command.clone()).with_timeout(timeout))
+            }
         };
+        let defaults = RetryOptions::default();
+        let min_delay = opts.retry_delay.unwrap_or(defaults.min_delay);
         let layer = Retrying::new(
             inner,
             RetryOptions {
+                attempts: opts.tries.unwrap_or(defaults.attempts).max(1),
+                min_delay,
+                max_delay: defaults.max_delay.max(min_delay),
                 limit_upload: opts.limit_upload,
                 limit_download: opts.limit_download,
-                ..Default::default()
             },
         );
         let stats = layer.stats();

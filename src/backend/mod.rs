@@ -19,6 +19,10 @@ use crate::error::{Error, Result};
 /// listings skip names that start with `.`.
 pub const TEMP_PREFIX: &str = ".tmp-";
 
+/// How long a request to a remote store may go without progress (no answer, no byte
+/// moved) before it is abandoned and, being transient, tried again.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The top-level folders of a repository.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dir {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use opendal::{ErrorKind, blocking, options};
 
 use super::runtime::runtime;
-use super::{Backend, Dir, ObjectInfo, Written};
+use super::{Backend, DEFAULT_TIMEOUT, Dir, ObjectInfo, Written};
 use crate::error::{Error, Result, StorageKind};
 
 /// Where an S3 repository lives.
@@ -49,13 +49,17 @@ pub struct S3Backend {
 
 /// Parallel requests at most (uploads and reads together).
 const CONNECTIONS: usize = 16;
-/// A request that makes no progress for this long is abandoned (and retried above).
-const IO_TIMEOUT: Duration = Duration::from_secs(60);
 /// No request may take longer than this, whatever its size.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
 impl S3Backend {
     pub fn open(target: &S3Target) -> Result<S3Backend> {
+        Self::open_with(target, DEFAULT_TIMEOUT)
+    }
+
+    /// [`open`](Self::open) with requests abandoned (and so tried again above) after
+    /// `timeout` without progress.
+    pub fn open_with(target: &S3Target, timeout: Duration) -> Result<S3Backend> {
         opendal::install_default();
         let mut cfg = vec![
             ("bucket".to_string(), target.bucket.clone()),
@@ -78,7 +82,7 @@ impl S3Backend {
             .layer(
                 opendal::layers::TimeoutLayer::new()
                     .with_timeout(REQUEST_TIMEOUT)
-                    .with_io_timeout(IO_TIMEOUT),
+                    .with_io_timeout(timeout),
             )
             .layer(opendal::layers::ConcurrentLimitLayer::new(CONNECTIONS));
         let _enter = runtime().enter();

@@ -35,7 +35,7 @@ async fn read_upto(f: &mut openssh_sftp_client::file::File, len: usize) -> std::
 }
 
 use super::runtime::block_on;
-use super::{Backend, Dir, ObjectInfo, TEMP_PREFIX, Written};
+use super::{Backend, DEFAULT_TIMEOUT, Dir, ObjectInfo, TEMP_PREFIX, Written};
 use crate::error::{Error, Result, StorageKind};
 
 /// How to reach the SFTP server.
@@ -117,6 +117,8 @@ pub struct SftpBackend {
     /// The ssh program and its first arguments (`ssh`, or e.g. `ssh -F /path/config`).
     ssh: Vec<String>,
     session: Mutex<Option<Arc<Session>>>,
+    /// How long the session may take to start.
+    timeout: Duration,
 }
 
 impl SftpBackend {
@@ -133,7 +135,14 @@ impl SftpBackend {
             target,
             ssh: if ssh.is_empty() { vec!["ssh".into()] } else { ssh },
             session: Mutex::new(None),
+            timeout: DEFAULT_TIMEOUT,
         }
+    }
+
+    /// The same backend with `timeout` for a session to start.
+    pub fn with_timeout(mut self, timeout: Duration) -> SftpBackend {
+        self.timeout = timeout;
+        self
     }
 
     fn full(&self, path: &str) -> PathBuf {
@@ -196,9 +205,7 @@ impl SftpBackend {
                     }
                 }
             });
-            let sftp = match tokio::time::timeout(Duration::from_secs(60), Sftp::new(stdin, stdout, SftpOptions::new()))
-                .await
-            {
+            let sftp = match tokio::time::timeout(self.timeout, Sftp::new(stdin, stdout, SftpOptions::new())).await {
                 Ok(Ok(s)) => s,
                 res => {
                     let _ = child.start_kill();
@@ -209,7 +216,7 @@ impl SftpBackend {
                         .to_string();
                     let why = match res {
                         Ok(Err(e)) => e.to_string(),
-                        _ => "no answer within 60 s".into(),
+                        _ => format!("no answer within {} s", self.timeout.as_secs_f64()),
                     };
                     return Err(Error::Storage {
                         kind: StorageKind::Transient,

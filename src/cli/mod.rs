@@ -616,6 +616,20 @@ fn probe_cache(dir: &Path) -> std::result::Result<(), String> {
     }
 }
 
+/// A duration from the environment variable `var` (`30s`, `500ms`, `2m`; a bare number is
+/// seconds), `None` when unset.
+fn duration_from_env(var: &str) -> Result<Option<std::time::Duration>> {
+    let Ok(v) = std::env::var(var) else { return Ok(None) };
+    let t = v.trim();
+    let d = match t.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs > 0.0 => Some(std::time::Duration::from_secs_f64(secs)),
+        Ok(_) => None,
+        Err(_) => humantime::parse_duration(t).ok().filter(|d| !d.is_zero()),
+    };
+    d.map(Some)
+        .ok_or_else(|| anyhow!("{var}={v:?}: not a duration above zero (write e.g. 30s, 500ms or 2m)"))
+}
+
 /// The error for a cache directory that cannot be used: what, where, and what to do.
 fn cache_problem(dir: &Path, why: &str) -> String {
     format!(
@@ -647,9 +661,10 @@ impl Ctx {
         Ok((Location::Local(dirs.data_dir().join("projectclone").join("repo")), true))
     }
 
-    /// How the repository's store is reached: rate limits, storage class, endpoint.
-    fn storage_options(&self) -> StorageOptions {
-        StorageOptions {
+    /// How the repository's store is reached: rate limits, storage class, endpoint,
+    /// timeouts and retries.
+    fn storage_options(&self) -> Result<StorageOptions> {
+        Ok(StorageOptions {
             limit_upload: self.cli.limit_upload.map(|k| k * 1024),
             limit_download: self.cli.limit_download.map(|k| k * 1024),
             storage_class: self.cli.storage_class.clone(),
@@ -660,13 +675,24 @@ impl Ctx {
             ssh_command: std::env::var("PROJECTCLONE_SSH_COMMAND")
                 .map(|c| c.split_whitespace().map(String::from).collect())
                 .unwrap_or_default(),
-        }
+            timeout: duration_from_env("PROJECTCLONE_STORAGE_TIMEOUT")?,
+            tries: std::env::var("PROJECTCLONE_STORAGE_TRIES")
+                .ok()
+                .map(|v| match v.trim().parse::<usize>() {
+                    Ok(n) if n >= 1 => Ok(n),
+                    _ => Err(anyhow!(
+                        "PROJECTCLONE_STORAGE_TRIES={v:?}: give the number of tries per request, 1 or more (default 8)"
+                    )),
+                })
+                .transpose()?,
+            retry_delay: duration_from_env("PROJECTCLONE_STORAGE_RETRY_DELAY")?,
+        })
     }
 
     /// The store at `loc` (behind the retrying layer); its counters are kept for the
     /// command's report.
     fn backend(&self, loc: &Location) -> Result<Arc<dyn projectclone::backend::Backend>> {
-        let (b, stats) = loc.open(&self.storage_options())?;
+        let (b, stats) = loc.open(&self.storage_options()?)?;
         output::report_storage("storage", stats);
         Ok(b)
     }
@@ -1436,7 +1462,7 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
                 v
             };
             let dest = Location::parse(to)?;
-            let (backend, stats) = dest.open(&ctx.storage_options())?;
+            let (backend, stats) = dest.open(&ctx.storage_options()?)?;
             output::report_storage("destination_storage", stats);
             let opts = projectclone::repo::OpenOptions {
                 cache_dir: ctx.cache()?,
