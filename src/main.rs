@@ -7,12 +7,13 @@ mod signals;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 fn main() -> ExitCode {
     // First of all: a core dump would write the password and the keys to disk.
     let no_core = disable_core_dumps();
-    let args = cli::Cli::parse();
+    let matches = cli::Cli::command().get_matches();
+    let args = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // Backups (and imports) allocate and free a buffer per chunk: below 2 MiB those stay
     // on the heap (each mmap'd one costs page faults; 256 KiB cost 9% more CPU). Other
     // commands reuse their large buffers, so any large block may go back to the system.
@@ -24,7 +25,7 @@ fn main() -> ExitCode {
         );
     }
     signals::install();
-    match cli::run(args) {
+    match cli::run(args, &matches) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             cli::print_error(&e);

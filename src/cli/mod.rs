@@ -1,6 +1,8 @@
 //! Command-line interface: argument definitions, repository/password resolution, and
 //! one function per subcommand. `output` is the only place that prints results.
 
+mod config;
+mod hooks;
 mod output;
 
 use std::cell::{OnceCell, RefCell};
@@ -69,11 +71,44 @@ pub struct Cli {
     /// S3 storage class of the objects written (STANDARD_IA, INTELLIGENT_TIERING, …)
     #[arg(long, global = true, value_name = "CLASS")]
     storage_class: Option<String>,
+    /// Use the settings of `[profile.NAME]` in the user config file
+    #[arg(short = 'P', long, global = true, env = "PROJECTCLONE_PROFILE", value_name = "NAME")]
+    profile: Option<String>,
+    /// Run no hook of the config files
+    #[arg(long, global = true)]
+    no_hooks: bool,
+    /// Also POST how the command ended to this URL (JSON; repeatable)
+    #[arg(long, global = true, value_name = "URL")]
+    notify: Vec<String>,
     #[command(subcommand)]
     command: Command,
 }
 
 impl Cli {
+    /// The subcommand's name, as typed.
+    fn command_name(&self) -> &'static str {
+        match &self.command {
+            Command::Init { .. } => "init",
+            Command::Backup { .. } => "backup",
+            Command::Snapshots => "snapshots",
+            Command::Ls { .. } => "ls",
+            Command::Diff { .. } => "diff",
+            Command::Restore { .. } => "restore",
+            Command::Export { .. } => "export",
+            Command::Import { .. } => "import",
+            Command::Check { .. } => "check",
+            Command::Forget { .. } => "forget",
+            Command::Prune { .. } => "prune",
+            Command::Repair { .. } => "repair",
+            Command::Unlock { .. } => "unlock",
+            Command::Key { .. } => "key",
+            Command::Trust { .. } => "trust",
+            Command::Copy { .. } => "copy",
+            Command::Stats { .. } => "stats",
+            Command::Config { .. } => "config",
+        }
+    }
+
     /// Whether this run chunks files into new snapshots, `backup` or `import` (the
     /// allocator is tuned differently for it).
     pub fn chunks_files(&self) -> bool {
@@ -100,7 +135,7 @@ impl Cli {
             | Command::Repair {
                 what: RepairCmd::Snapshots { dry_run, .. } | RepairCmd::Index { dry_run },
             } => *dry_run,
-            Command::Trust { .. } => true,
+            Command::Trust { .. } | Command::Config { .. } => true,
             Command::Copy { dry_run, .. } => *dry_run,
             Command::Init { .. } | Command::Unlock { .. } | Command::Key { .. } => false,
         }
@@ -139,9 +174,9 @@ enum Command {
         /// Report what would be added; write nothing
         #[arg(long)]
         dry_run: bool,
-        /// zstd, zstd:LEVEL, lz4 or none
-        #[arg(long, default_value = "zstd")]
-        compression: Compression,
+        /// zstd, zstd:LEVEL, lz4 or none (default: zstd, level 4)
+        #[arg(long, value_name = "ALGO")]
+        compression: Option<Compression>,
         /// Record this host name instead of the machine's
         #[arg(long)]
         host: Option<String>,
@@ -299,6 +334,23 @@ enum Command {
     },
     /// Sizes of the repository, or of one snapshot
     Stats { snap: Option<String> },
+    /// Show the effective settings and where each came from, or trust a project's
+    /// `.projectclone.toml`
+    Config {
+        #[command(subcommand)]
+        what: Option<ConfigCmd>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCmd {
+    /// Every setting's effective value and its source (the default)
+    Show,
+    /// Trust the `.projectclone.toml` of DIR (default: the nearest one above the current
+    /// directory), so it may set `repo`, `password-command`, hooks and notifications
+    Trust { dir: Option<PathBuf> },
+    /// Stop trusting the `.projectclone.toml` of DIR
+    Untrust { dir: Option<PathBuf> },
 }
 
 #[derive(clap::Args, Debug, Default)]
@@ -554,30 +606,84 @@ pub fn init_logging(cli: &Cli) {
     }
 }
 
-/// The optional user config file, `$XDG_CONFIG_HOME/projectclone/config.toml`.
-#[derive(serde::Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    repo: Option<String>,
-    password_file: Option<PathBuf>,
-    cache_dir: Option<PathBuf>,
+/// The user config file: `$XDG_CONFIG_HOME/projectclone/config.toml`.
+fn user_config_path() -> Option<PathBuf> {
+    directories::BaseDirs::new().map(|d| d.config_dir().join("projectclone").join("config.toml"))
 }
 
-fn load_file_config() -> Result<FileConfig> {
-    let Some(dirs) = directories::BaseDirs::new() else {
-        return Ok(FileConfig::default());
-    };
-    let path = dirs.config_dir().join("projectclone").join("config.toml");
-    match std::fs::read_to_string(&path) {
-        Ok(s) => toml::from_str(&s).map_err(|e| anyhow!("config file {}: {e}\nfix or remove it", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FileConfig::default()),
-        Err(e) => Err(anyhow!("config file {}: {e}", path.display())),
+/// Where this client keeps what it remembers (trusted projects, repository pins):
+/// `$XDG_STATE_HOME/projectclone`.
+fn state_base() -> Option<PathBuf> {
+    directories::BaseDirs::new().and_then(|b| b.state_dir().map(|d| d.join("projectclone")))
+}
+
+/// The directory whose `.projectclone.toml` applies: the first path a backup names, else
+/// the current directory.
+fn project_dir(cli: &Cli) -> Option<PathBuf> {
+    match &cli.command {
+        Command::Backup { paths, .. } if !paths.is_empty() => {
+            let p = &paths[0];
+            Some(if p.is_dir() {
+                p.clone()
+            } else {
+                p.parent().unwrap_or(Path::new(".")).to_path_buf()
+            })
+        }
+        _ => std::env::current_dir().ok(),
     }
+}
+
+/// The config files of this run. `config` itself loads an untrusted project file's
+/// trusted-only keys without failing (to show them); every other command refuses them.
+fn load_config_files(cli: &Cli) -> Result<config::Files> {
+    let strict = !matches!(cli.command, Command::Config { .. });
+    let trusted = state_base().map(|d| config::TrustedDirs::new(&d));
+    config::Files::load(
+        user_config_path().as_deref(),
+        cli.profile.as_deref(),
+        project_dir(cli).as_deref(),
+        trusted.as_ref(),
+        strict,
+    )
+}
+
+/// Run a password command (`sh -c`): its standard output, less one trailing newline, is
+/// the password. It may ask on the terminal (stdin and stderr are the user's).
+fn run_password_command(cmd: &str, from: &str) -> Result<Password> {
+    use std::io::Read;
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("password command {cmd:?} ({from}) could not be started"))?;
+    let mut out = Zeroizing::new(Vec::with_capacity(256));
+    let read = child.stdout.take().map(|mut o| o.read_to_end(&mut out));
+    let status = child.wait()?;
+    if let Some(Err(e)) = read {
+        bail!("password command {cmd:?} ({from}): reading its output: {e}");
+    }
+    if !status.success() {
+        bail!(
+            "password command {cmd:?} ({from}) failed ({status}); fix it or give the password another way; \
+             nothing was done"
+        );
+    }
+    if out.ends_with(b"\n") {
+        out.pop();
+        if out.ends_with(b"\r") {
+            out.pop();
+        }
+    }
+    Ok(out)
 }
 
 struct Ctx {
     cli: Cli,
-    file: FileConfig,
+    /// The config files that apply.
+    files: config::Files,
+    /// The global options whose value came from the environment, not the command line.
+    from_env: Vec<&'static str>,
     /// The cache directory in use, once decided: the configured one, or a temporary one.
     cache: RefCell<Option<PathBuf>>,
     /// A temporary cache (for a command that only reads, when the configured cache cannot
@@ -585,6 +691,10 @@ struct Ctx {
     temp_cache: OnceCell<tempfile::TempDir>,
     /// A password typed at the prompt, so that opening again does not ask twice.
     typed: OnceCell<Password>,
+    /// The snapshot a backup wrote, for hooks and notifications.
+    snapshot_id: RefCell<Option<String>>,
+    /// The command's figures, for notifications.
+    stats: RefCell<Option<serde_json::Value>>,
 }
 
 /// Can this process keep its cache in `dir`? Creates it if missing. `Err` says why not.
@@ -634,7 +744,7 @@ fn duration_from_env(var: &str) -> Result<Option<std::time::Duration>> {
 fn cache_problem(dir: &Path, why: &str) -> String {
     format!(
         "cache directory {}: {why}. The index cache is kept there: make it a directory you can \
-         write to, or choose another with --cache-dir D or PROJECTCLONE_CACHE_DIR (or cache_dir \
+         write to, or choose another with --cache-dir D or PROJECTCLONE_CACHE_DIR (or cache-dir \
          in config.toml)",
         dir.display()
     )
@@ -650,11 +760,29 @@ fn is_cache_error(e: &anyhow::Error, cache: &Path) -> bool {
 }
 
 impl Ctx {
-    /// The repository location and whether it is the default one.
+    /// Where a global option's value came from: the command line or its variable.
+    fn flag_source(&self, id: &'static str, var: &'static str) -> config::Source {
+        if self.from_env.contains(&id) {
+            config::Source::Env(var)
+        } else {
+            config::Source::Flag
+        }
+    }
+
+    /// A path-like setting of the files, `~` and `$VAR` expanded.
+    fn file_path(&self, s: &config::Setting<String>) -> Result<String> {
+        config::expand(&s.value).map_err(|e| anyhow!("{}: {e}", s.source))
+    }
+
     /// The repository location and whether it is the default one.
     fn repo_location(&self) -> Result<(Location, bool)> {
-        if let Some(r) = self.cli.repo.clone().or_else(|| self.file.repo.clone()) {
-            return Ok((Location::parse(&r)?, false));
+        if let Some(r) = &self.cli.repo {
+            return Ok((Location::parse(r)?, false));
+        }
+        if let Some(s) = self.files.get(|l| l.repo.as_ref()) {
+            let r = self.file_path(&s)?;
+            let loc = Location::parse(&r).with_context(|| format!("repo of the {}", s.source))?;
+            return Ok((loc, false));
         }
         let dirs =
             directories::BaseDirs::new().ok_or_else(|| anyhow!("cannot find the home directory; give --repo"))?;
@@ -664,10 +792,16 @@ impl Ctx {
     /// How the repository's store is reached: rate limits, storage class, endpoint,
     /// timeouts and retries.
     fn storage_options(&self) -> Result<StorageOptions> {
+        let files = &self.files;
         Ok(StorageOptions {
-            limit_upload: self.cli.limit_upload.map(|k| k * 1024),
-            limit_download: self.cli.limit_download.map(|k| k * 1024),
-            storage_class: self.cli.storage_class.clone(),
+            limit_upload: (self.cli.limit_upload)
+                .or_else(|| files.get(|l| l.limit_upload.as_ref()).map(|s| s.value))
+                .map(|k| k * 1024),
+            limit_download: (self.cli.limit_download)
+                .or_else(|| files.get(|l| l.limit_download.as_ref()).map(|s| s.value))
+                .map(|k| k * 1024),
+            storage_class: (self.cli.storage_class.clone())
+                .or_else(|| files.get(|l| l.storage_class.as_ref()).map(|s| s.value)),
             aws_endpoint: std::env::var("AWS_ENDPOINT_URL_S3")
                 .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
                 .ok()
@@ -699,8 +833,11 @@ impl Ctx {
 
     /// The configured cache directory (it may not exist, or not be usable: see `cache`).
     fn cache_dir(&self) -> Result<PathBuf> {
-        if let Some(d) = self.cli.cache_dir.clone().or_else(|| self.file.cache_dir.clone()) {
+        if let Some(d) = self.cli.cache_dir.clone() {
             return Ok(d);
+        }
+        if let Some(s) = self.files.get(|l| l.cache_dir.as_ref()) {
+            return Ok(PathBuf::from(self.file_path(&s)?));
         }
         let dirs =
             directories::BaseDirs::new().ok_or_else(|| anyhow!("cannot find the home directory; give --cache-dir"))?;
@@ -755,19 +892,44 @@ impl Ctx {
     }
 
     /// The password from the configured sources, without prompting, and where it came from.
+    /// In order: `--password-file` (or `PROJECTCLONE_PASSWORD_FILE`),
+    /// `PROJECTCLONE_PASSWORD`, `PROJECTCLONE_PASSWORD_COMMAND`, then `password-file` or
+    /// `password-command` of the config files.
     fn password_from_sources(&self) -> Result<Option<(Password, String)>> {
-        if let Some(f) = self
-            .cli
-            .password_file
-            .clone()
-            .or_else(|| self.file.password_file.clone())
-        {
-            return Ok(Some((read_password_file(&f)?, format!("in the file {}", f.display()))));
+        if let Some(f) = &self.cli.password_file {
+            return Ok(Some((read_password_file(f)?, format!("in the file {}", f.display()))));
         }
         if let Some(p) = password_from_env("PROJECTCLONE_PASSWORD") {
             return Ok(Some((p, "in PROJECTCLONE_PASSWORD".into())));
         }
-        Ok(None)
+        if let Ok(c) = std::env::var("PROJECTCLONE_PASSWORD_COMMAND") {
+            let from = "environment PROJECTCLONE_PASSWORD_COMMAND".to_string();
+            return Ok(Some((
+                run_password_command(&c, &from)?,
+                format!("from the command of {from}"),
+            )));
+        }
+        match self.files.password() {
+            Some(config::Setting {
+                value: config::PasswordSource::File(f),
+                source,
+            }) => {
+                let f = PathBuf::from(config::expand(&f).map_err(|e| anyhow!("{source}: {e}"))?);
+                let p = read_password_file(&f).with_context(|| format!("password-file of the {source}"))?;
+                Ok(Some((p, format!("in the file {} ({source})", f.display()))))
+            }
+            Some(config::Setting {
+                value: config::PasswordSource::Command(c),
+                source,
+            }) => {
+                let from = source.to_string();
+                Ok(Some((
+                    run_password_command(&c, &from)?,
+                    format!("from the password-command of the {from}"),
+                )))
+            }
+            None => Ok(None),
+        }
     }
 
     fn password(&self, confirm: bool) -> Result<(Password, String)> {
@@ -784,8 +946,9 @@ impl Ctx {
         }
         bail!(
             "no password given and no terminal to ask on: use --password-file F, \
-             PROJECTCLONE_PASSWORD_FILE or PROJECTCLONE_PASSWORD (or --insecure-no-password for a repository \
-             made without a password)"
+             PROJECTCLONE_PASSWORD_FILE, PROJECTCLONE_PASSWORD, PROJECTCLONE_PASSWORD_COMMAND, or \
+             password-file or password-command in the config file (or --insecure-no-password for a \
+             repository made without a password)"
         )
     }
 
@@ -946,6 +1109,39 @@ impl Ctx {
         Ok(())
     }
 
+    /// The `--keep-*` rules given, or else the `[retention]` of the config files (with a
+    /// note naming where it came from).
+    fn keep_rules(&self, keep: &KeepArgs) -> Result<projectclone::prune::policy::KeepRules> {
+        let rules = keep.rules(&self.cli)?;
+        if !rules.is_empty() {
+            return Ok(rules);
+        }
+        let Some(s) = self.files.get(|l| l.retention.as_ref()) else {
+            return Ok(rules);
+        };
+        let r = s.value;
+        let rules = projectclone::prune::policy::KeepRules {
+            last: r.keep_last,
+            hourly: r.keep_hourly,
+            daily: r.keep_daily,
+            weekly: r.keep_weekly,
+            monthly: r.keep_monthly,
+            yearly: r.keep_yearly,
+            tags: r.keep_tag,
+            within: (r.keep_within.as_deref())
+                .map(projectclone::prune::policy::parse_within)
+                .transpose()
+                .map_err(|e| anyhow!("{}: retention.keep-within: {e}", s.source))?,
+        };
+        if !rules.is_empty() {
+            output::note(
+                &self.cli,
+                &format!("keeping snapshots by the [retention] of the {}", s.source),
+            );
+        }
+        Ok(rules)
+    }
+
     /// An error about the cache, met after it was chosen, gets the cache's advice.
     fn explain(&self, e: anyhow::Error) -> anyhow::Error {
         let cache = self.cache.borrow().clone();
@@ -958,17 +1154,103 @@ impl Ctx {
     }
 }
 
-pub fn run(cli: Cli) -> Result<u8> {
-    let file = load_file_config()?;
+pub fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<u8> {
+    let from_env = ["repo", "password_file", "cache_dir", "profile"]
+        .into_iter()
+        .filter(|id| matches.value_source(id) == Some(clap::parser::ValueSource::EnvVariable))
+        .collect();
+    let files = load_config_files(&cli)?;
     let ctx = Ctx {
         cli,
-        file,
+        files,
+        from_env,
         cache: RefCell::new(None),
         temp_cache: OnceCell::new(),
         typed: OnceCell::new(),
+        snapshot_id: RefCell::new(None),
+        stats: RefCell::new(None),
     };
-    let res = run_command(&ctx);
-    res.map_err(|e| ctx.explain(e))
+    let around = ctx.around()?;
+    around.start();
+    let res = around
+        .pre()
+        .and_then(|()| run_command(&ctx).map_err(|e| ctx.explain(e)));
+    let snapshot_id = ctx.snapshot_id.borrow().clone();
+    let stats = ctx.stats.borrow().clone();
+    let outcome = |res: &Result<u8>| hooks::Outcome {
+        code: match res {
+            Ok(c) => *c,
+            Err(e) => exit_code(e),
+        },
+        error: res.as_ref().err().map(|e| format!("{e:#}")),
+        snapshot_id: snapshot_id.as_deref(),
+        stats: stats.as_ref(),
+    };
+    // The post hook when the work is done (a backup with unreadable files too).
+    let res = match res {
+        Ok(code) => around.post(&outcome(&Ok(code))).map(|()| code),
+        Err(e) => Err(e),
+    };
+    let o = outcome(&res);
+    if o.code != 0 {
+        around.on_failure(&o);
+    }
+    around.send(&o);
+    res
+}
+
+impl Ctx {
+    /// The hooks and notifications of this run (none for `config` and with `--no-hooks`
+    /// no hooks).
+    fn around(&self) -> Result<hooks::Around> {
+        let command = self.cli.command_name();
+        let hooks = if self.cli.no_hooks || command == "config" {
+            None
+        } else {
+            self.files.get(|l| l.hooks.as_ref()).map(|s| s.value)
+        };
+        let mut notify = if command == "config" {
+            Vec::new()
+        } else {
+            self.files
+                .get(|l| l.notify.as_ref())
+                .map(|s| s.value)
+                .unwrap_or_default()
+        };
+        for url in &self.cli.notify {
+            let u = url::Url::parse(url).map_err(|e| anyhow!("--notify {url:?}: {e}"))?;
+            if !matches!(u.scheme(), "http" | "https") {
+                bail!("--notify {url:?}: must be an http:// or https:// URL");
+            }
+            notify.push(config::Notify {
+                url: url.clone(),
+                format: None,
+                on: None,
+                timeout: None,
+                retries: None,
+            });
+        }
+        let dir = project_dir(&self.cli).unwrap_or_else(|| PathBuf::from("/"));
+        let repo = match self.repo_location() {
+            Ok((l, _)) => l.display(),
+            Err(_) => String::new(),
+        };
+        let host = match &self.cli.command {
+            Command::Backup { host: Some(h), .. } => h.clone(),
+            _ => (self.files.get(|l| l.host.as_ref()).map(|s| s.value)).unwrap_or_else(lock::hostname),
+        };
+        Ok(hooks::Around {
+            command,
+            hooks,
+            notify,
+            project: hooks::project_name(&dir),
+            dir,
+            repo,
+            host,
+            started: std::time::SystemTime::now(),
+            quiet: self.cli.quiet,
+        })
+    }
 }
 
 fn run_command(ctx: &Ctx) -> Result<u8> {
@@ -1042,6 +1324,26 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
             } else {
                 paths.clone()
             };
+            let files = &ctx.files;
+            let compression = match compression {
+                Some(c) => *c,
+                None => match files.get(|l| l.compression.as_ref()) {
+                    // Checked when the file was read.
+                    Some(s) => s.value.parse().map_err(|e: String| anyhow!("{}: {e}", s.source))?,
+                    None => Compression::default(),
+                },
+            };
+            let excludes = if excludes.is_empty() {
+                files.get(|l| l.exclude.as_ref()).map(|s| s.value).unwrap_or_default()
+            } else {
+                excludes.clone()
+            };
+            let tags = if tags.is_empty() {
+                files.get(|l| l.tags.as_ref()).map(|s| s.value).unwrap_or_default()
+            } else {
+                tags.clone()
+            };
+            let host = host.clone().or_else(|| files.get(|l| l.host.as_ref()).map(|s| s.value));
             for p in &paths {
                 if std::fs::symlink_metadata(p).is_err() {
                     bail!("{}: no such file or directory; nothing was backed up", p.display());
@@ -1094,12 +1396,12 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
             }
             let opts = BackupOptions {
                 paths,
-                tags: tags.clone(),
+                tags,
                 note: note.clone(),
-                excludes: excludes.clone(),
+                excludes,
                 dry_run: *dry_run,
-                compression: *compression,
-                hostname: host.clone().unwrap_or_else(lock::hostname),
+                compression,
+                hostname: host.unwrap_or_else(lock::hostname),
                 username: std::env::var("USER").unwrap_or_else(|_| rustix::process::getuid().as_raw().to_string()),
                 skip,
                 time_override: None,
@@ -1108,6 +1410,8 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
             let progress = output::progress(&ctx.cli);
             let res = backup(&mut repo, &opts, progress.as_ref(), _lock.as_ref())?;
             progress.finish();
+            *ctx.snapshot_id.borrow_mut() = res.snapshot_id.map(|id| id.to_hex());
+            *ctx.stats.borrow_mut() = serde_json::to_value(&res.summary).ok();
             output::backup(&ctx.cli, &res);
             Ok(if res.errors.is_empty() { 0 } else { 3 })
         }
@@ -1330,9 +1634,13 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
             for s in snaps {
                 ids.push(repo.resolve_snapshot(s)?.0);
             }
-            let rules = keep.rules(&ctx.cli)?;
+            let rules = if ids.is_empty() {
+                ctx.keep_rules(keep)?
+            } else {
+                keep.rules(&ctx.cli)?
+            };
             if ids.is_empty() && rules.is_empty() {
-                bail!("forget needs snapshot ids or --keep-* rules");
+                bail!("forget needs snapshot ids, --keep-* rules, or [retention] in a config file");
             }
             run_prune(ctx, &mut repo, rules, ids, *prune, *dry_run, *repack_threshold)
         }
@@ -1345,7 +1653,7 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
             run_prune(
                 ctx,
                 &mut repo,
-                keep.rules(&ctx.cli)?,
+                ctx.keep_rules(keep)?,
                 Vec::new(),
                 true,
                 *dry_run,
@@ -1514,6 +1822,7 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
             output::trust(json, &trust.pin()?, &trust.seen()?, trust.dir());
             Ok(0)
         }
+        Command::Config { what } => run_config(ctx, what.as_ref().unwrap_or(&ConfigCmd::Show)),
         Command::Stats { snap } => {
             let repo = ctx.open()?;
             match snap {
@@ -1526,6 +1835,148 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// `config`, `config trust DIR`, `config untrust DIR`.
+fn run_config(ctx: &Ctx, what: &ConfigCmd) -> Result<u8> {
+    use config::Source;
+    let files = &ctx.files;
+    let (dir, trust) = match what {
+        ConfigCmd::Show => {
+            let mut rows: Vec<output::ConfigRow> = Vec::new();
+            let mut row = |key: &str, value: serde_json::Value, source: Source| {
+                rows.push(output::ConfigRow {
+                    key: key.to_string(),
+                    value,
+                    source: source.to_string(),
+                })
+            };
+            let (loc, _) = ctx.repo_location()?;
+            let repo_source = if ctx.cli.repo.is_some() {
+                ctx.flag_source("repo", "PROJECTCLONE_REPO")
+            } else {
+                files.get(|l| l.repo.as_ref()).map_or(Source::Default, |s| s.source)
+            };
+            row("repo", loc.display().into(), repo_source);
+            let (password, source) = if let Some(f) = &ctx.cli.password_file {
+                (
+                    format!("file {}", f.display()),
+                    ctx.flag_source("password_file", "PROJECTCLONE_PASSWORD_FILE"),
+                )
+            } else if std::env::var_os("PROJECTCLONE_PASSWORD").is_some() {
+                ("the variable's value".into(), Source::Env("PROJECTCLONE_PASSWORD"))
+            } else if let Ok(c) = std::env::var("PROJECTCLONE_PASSWORD_COMMAND") {
+                (format!("command {c}"), Source::Env("PROJECTCLONE_PASSWORD_COMMAND"))
+            } else {
+                match files.password() {
+                    Some(config::Setting {
+                        value: config::PasswordSource::File(f),
+                        source,
+                    }) => (format!("file {f}"), source),
+                    Some(config::Setting {
+                        value: config::PasswordSource::Command(c),
+                        source,
+                    }) => (format!("command {c}"), source),
+                    None => ("asked on the terminal".into(), Source::Default),
+                }
+            };
+            row("password", password.into(), source);
+            let cache_source = if ctx.cli.cache_dir.is_some() {
+                ctx.flag_source("cache_dir", "PROJECTCLONE_CACHE_DIR")
+            } else {
+                files
+                    .get(|l| l.cache_dir.as_ref())
+                    .map_or(Source::Default, |s| s.source)
+            };
+            row("cache-dir", ctx.cache_dir()?.display().to_string().into(), cache_source);
+            match files.get(|l| l.compression.as_ref()) {
+                Some(s) => row("compression", s.value.into(), s.source),
+                None => row(
+                    "compression",
+                    format!("zstd:{}", projectclone::compress::DEFAULT_ZSTD_LEVEL).into(),
+                    Source::Default,
+                ),
+            }
+            for (key, list) in [
+                ("exclude", files.get(|l| l.exclude.as_ref())),
+                ("tags", files.get(|l| l.tags.as_ref())),
+            ] {
+                match list {
+                    Some(s) => row(key, s.value.into(), s.source),
+                    None => row(key, serde_json::json!([]), Source::Default),
+                }
+            }
+            match files.get(|l| l.host.as_ref()) {
+                Some(s) => row("host", s.value.into(), s.source),
+                None => row("host", lock::hostname().into(), Source::Default),
+            }
+            for (key, flag, file) in [
+                (
+                    "limit-upload",
+                    ctx.cli.limit_upload,
+                    files.get(|l| l.limit_upload.as_ref()),
+                ),
+                (
+                    "limit-download",
+                    ctx.cli.limit_download,
+                    files.get(|l| l.limit_download.as_ref()),
+                ),
+            ] {
+                match (flag, file) {
+                    (Some(v), _) => row(key, v.into(), Source::Flag),
+                    (None, Some(s)) => row(key, s.value.into(), s.source),
+                    (None, None) => row(key, serde_json::Value::Null, Source::Default),
+                }
+            }
+            match (&ctx.cli.storage_class, files.get(|l| l.storage_class.as_ref())) {
+                (Some(v), _) => row("storage-class", v.clone().into(), Source::Flag),
+                (None, Some(s)) => row("storage-class", s.value.into(), s.source),
+                (None, None) => row("storage-class", serde_json::Value::Null, Source::Default),
+            }
+            match files.get(|l| l.retention.as_ref()) {
+                Some(s) => row("retention", serde_json::to_value(&s.value)?, s.source),
+                None => row("retention", serde_json::Value::Null, Source::Default),
+            }
+            let profile = ctx.cli.profile.as_ref().map(|p| {
+                (
+                    p.clone(),
+                    ctx.flag_source("profile", "PROJECTCLONE_PROFILE").to_string(),
+                )
+            });
+            let report = output::ConfigReport {
+                user_file: user_config_path().filter(|p| p.is_file()),
+                profile,
+                project_file: files.project.as_ref().map(|p| p.path.clone()),
+                project_trusted: files.project_trusted,
+                untrusted_keys: files.untrusted.iter().map(|(k, line)| (k.to_string(), *line)).collect(),
+                settings: rows,
+            };
+            output::config(ctx.cli.json, &report);
+            return Ok(0);
+        }
+        ConfigCmd::Trust { dir } => (dir, true),
+        ConfigCmd::Untrust { dir } => (dir, false),
+    };
+    // The directory holding the project file: DIR, or the one whose file applies here.
+    let dir = match (dir, &files.project) {
+        (Some(d), _) => d.clone(),
+        (None, Some(p)) => p.path.parent().unwrap_or(Path::new("/")).to_path_buf(),
+        (None, None) => bail!(
+            "no {} here or in any directory above: name the directory, `config trust DIR`",
+            config::PROJECT_FILE
+        ),
+    };
+    if trust && !dir.join(config::PROJECT_FILE).is_file() {
+        bail!(
+            "{} has no {}: trust the directory that holds the file",
+            dir.display(),
+            config::PROJECT_FILE
+        );
+    }
+    let state = state_base().ok_or_else(|| anyhow!("no state folder ($XDG_STATE_HOME or $HOME is unset)"))?;
+    let canonical = config::TrustedDirs::new(&state).set(&dir, trust)?;
+    output::config_trust(ctx.cli.json, &canonical, trust);
+    Ok(0)
 }
 
 fn run_prune(

@@ -2,7 +2,7 @@
 //! human messages, warnings and progress go to stderr, progress only on a terminal.
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde_json::json;
@@ -914,4 +914,83 @@ pub fn trust(
         count(SeenState::Vanished)
     );
     outln!("kept in:         {}", dir.display());
+}
+
+/// One effective setting for `config`.
+pub struct ConfigRow {
+    pub key: String,
+    pub value: serde_json::Value,
+    pub source: String,
+}
+
+/// What `config` shows: the files that apply and every setting with its source.
+pub struct ConfigReport {
+    pub user_file: Option<PathBuf>,
+    /// The profile chosen, and where that choice came from.
+    pub profile: Option<(String, String)>,
+    pub project_file: Option<PathBuf>,
+    pub project_trusted: bool,
+    /// Keys of an untrusted project file that are left out, with their lines.
+    pub untrusted_keys: Vec<(String, usize)>,
+    pub settings: Vec<ConfigRow>,
+}
+
+pub fn config(json: bool, r: &ConfigReport) {
+    let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+    if json {
+        print_json(&json!({
+            "user_file": path(&r.user_file),
+            "profile": r.profile.as_ref().map(|p| json!({"name": p.0, "source": p.1})),
+            "project_file": path(&r.project_file),
+            "project_trusted": r.project_trusted,
+            "untrusted_keys": r.untrusted_keys.iter().map(|(k, l)| json!({"key": k, "line": l})).collect::<Vec<_>>(),
+            "settings": r.settings.iter().map(|s| json!({"key": s.key, "value": s.value, "source": s.source})).collect::<Vec<_>>(),
+        }));
+        return;
+    }
+    let file = |p: &Option<PathBuf>| path(p).map_or("none".to_string(), |p| format_name(p.as_bytes()));
+    outln!("user file:    {}", file(&r.user_file));
+    if let Some((name, source)) = &r.profile {
+        outln!("profile:      {} ({source})", format_name(name.as_bytes()));
+    }
+    outln!(
+        "project file: {}{}",
+        file(&r.project_file),
+        match (&r.project_file, r.project_trusted) {
+            (None, _) => "",
+            (Some(_), true) => " (trusted)",
+            (Some(_), false) => " (not trusted: it may set only excludes, tags, compression and retention)",
+        }
+    );
+    for (key, line) in &r.untrusted_keys {
+        outln!("  ignored: `{key}` at line {line} (only honoured once you run `projectclone config trust`)");
+    }
+    outln!();
+    let width = r.settings.iter().map(|s| s.key.len()).max().unwrap_or(0);
+    for s in &r.settings {
+        let value = match &s.value {
+            serde_json::Value::Null => "(none)".to_string(),
+            serde_json::Value::String(v) => v.clone(),
+            v => v.to_string(),
+        };
+        outln!(
+            "{:width$}  {}  [{}]",
+            s.key,
+            format_name(value.as_bytes()),
+            format_name(s.source.as_bytes())
+        );
+    }
+}
+
+pub fn config_trust(json: bool, dir: &Path, trusted: bool) {
+    if json {
+        print_json(&json!({"directory": dir.display().to_string(), "trusted": trusted}));
+    } else if trusted {
+        outln!(
+            "trusted {}: its .projectclone.toml may now set repo, password-command, hooks and notifications",
+            format_name(dir.as_os_str().as_encoded_bytes())
+        );
+    } else {
+        outln!("no longer trusted: {}", format_name(dir.as_os_str().as_encoded_bytes()));
+    }
 }

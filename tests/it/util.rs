@@ -147,6 +147,8 @@ impl Env {
             "PROJECTCLONE_PASSWORD_FILE",
             "PROJECTCLONE_CACHE_DIR",
             "PROJECTCLONE_NEW_PASSWORD",
+            "PROJECTCLONE_PASSWORD_COMMAND",
+            "PROJECTCLONE_PROFILE",
             "PROJECTCLONE_LOG",
             "RUST_LOG",
         ] {
