@@ -12,6 +12,7 @@
 //! - [`repo`], [`lock`]: open/init/unlock, typed reads, repository locks.
 //! - [`prefetch`]: read-ahead threads in front of the backup walker.
 //! - [`backup`], [`restore`], [`check`], [`inspect`], [`prune`]: the commands' logic.
+//! - [`select`]: filters, `latest` and retention groups across the projects of a repository.
 //! - [`export`]: the folder copy, tar archive and incremental hard-link views of a snapshot;
 //!   [`import`](mod@import): the older Python tool's backups brought in as snapshots.
 //!   [`target`]: keeps restore and export targets out of the repository and the cache.
@@ -57,6 +58,7 @@ pub mod prune;
 pub mod repair;
 pub mod repo;
 pub mod restore;
+pub mod select;
 pub mod target;
 pub mod trust;
 

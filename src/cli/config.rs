@@ -28,7 +28,7 @@ pub const PROJECT_FILE: &str = ".projectclone.toml";
 
 /// What a project file may set in a directory the user has not trusted: what to back up
 /// and how to keep it, nothing that runs a command, reaches a server or reads a secret.
-pub const UNTRUSTED_KEYS: &[&str] = &["exclude", "tags", "compression", "retention"];
+pub const UNTRUSTED_KEYS: &[&str] = &["exclude", "tags", "compression", "retention", "project", "group-by"];
 
 /// One file's settings, as written (values checked, not yet merged).
 #[derive(Deserialize, Default, Clone, Debug)]
@@ -48,6 +48,11 @@ pub struct Layer {
     pub limit_download: Option<Spanned<u64>>,
     pub storage_class: Option<Spanned<String>>,
     pub retention: Option<Spanned<Retention>>,
+    /// The name of the project (default: the base name of its first path).
+    pub project: Option<Spanned<String>>,
+    /// How `prune` and `forget` group snapshots: `none` or a comma list of host, paths,
+    /// project and tags.
+    pub group_by: Option<Spanned<String>>,
     pub hooks: Option<Spanned<Hooks>>,
     pub notify: Option<Spanned<Vec<Notify>>>,
     /// Only in the user file.
@@ -258,6 +263,20 @@ fn check_layer(f: &LoadedFile, l: &Layer) -> Result<()> {
             }
             expand(v.get_ref()).map_err(|e| f.err(v.span(), key, &e))?;
         }
+    }
+    if let Some(p) = &l.project
+        && p.get_ref().trim().is_empty()
+    {
+        return Err(f.err(
+            p.span(),
+            "project",
+            "is empty: give the project a name, or remove the key",
+        ));
+    }
+    if let Some(g) = &l.group_by {
+        g.get_ref()
+            .parse::<projectclone::select::GroupBy>()
+            .map_err(|e| f.err(g.span(), "group-by", &e))?;
     }
     if let Some(r) = &l.retention
         && let Some(w) = &r.get_ref().keep_within
@@ -598,6 +617,8 @@ mod tests {
             ("\n\ncompression = \"zstd:99\"\n", ":3", "compression"),
             ("[retention]\nkeep-last = \"ten\"\n", ":2", "keep-last"),
             ("[retention]\nkeep-within = \"forever\"\n", ":1", "keep-within"),
+            ("\ngroup-by = \"host,colour\"\n", ":2", "group-by"),
+            ("project = \" \"\n", ":1", "project"),
             ("[[notify]]\nurl = \"ftp://x\"\n", ":1", "url"),
             ("[[notify]]\nurl = \"http://x\"\nformat = \"teams\"\n", ":1", "format"),
             ("[hooks]\npre-bakup = \"x\"\n", ":2", "pre-bakup"),

@@ -4,6 +4,7 @@
 mod config;
 mod hooks;
 mod output;
+mod select;
 
 use std::cell::{OnceCell, RefCell};
 use std::io::IsTerminal;
@@ -23,6 +24,7 @@ use projectclone::location::{Location, StorageOptions};
 use projectclone::lock::{self, LockMode};
 use projectclone::repo::{InitOptions, Repository};
 use projectclone::restore::{RestoreOptions, restore};
+use select::SelectArgs;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -90,7 +92,7 @@ impl Cli {
         match &self.command {
             Command::Init { .. } => "init",
             Command::Backup { .. } => "backup",
-            Command::Snapshots => "snapshots",
+            Command::Snapshots { .. } => "snapshots",
             Command::Ls { .. } => "ls",
             Command::Diff { .. } => "diff",
             Command::Restore { .. } => "restore",
@@ -120,7 +122,7 @@ impl Cli {
     /// cache when the cache directory cannot be used.
     fn reads_only(&self) -> bool {
         match &self.command {
-            Command::Snapshots
+            Command::Snapshots { .. }
             | Command::Ls { .. }
             | Command::Diff { .. }
             | Command::Restore { .. }
@@ -181,8 +183,11 @@ enum Command {
         #[arg(long)]
         host: Option<String>,
     },
-    /// List snapshots
-    Snapshots,
+    /// List snapshots (those the filters select)
+    Snapshots {
+        #[command(flatten)]
+        select: SelectArgs,
+    },
     /// List the entries of a snapshot, under PATH if given
     Ls {
         snap: String,
@@ -190,9 +195,16 @@ enum Command {
         /// Long format: type, mode, owner, size, mtime
         #[arg(short, long)]
         long: bool,
+        #[command(flatten)]
+        select: SelectArgs,
     },
     /// Show what changed between two snapshots
-    Diff { a: String, b: String },
+    Diff {
+        a: String,
+        b: String,
+        #[command(flatten)]
+        select: SelectArgs,
+    },
     /// Restore a snapshot into a directory
     Restore {
         snap: String,
@@ -207,6 +219,8 @@ enum Command {
         /// Print the plan; write nothing
         #[arg(long)]
         dry_run: bool,
+        #[command(flatten)]
+        select: SelectArgs,
     },
     /// Write a view of a snapshot: a folder copy, a tar archive or an incremental folder
     #[command(group(clap::ArgGroup::new("view").required(true).args(["clone", "archive", "incremental"])))]
@@ -235,6 +249,8 @@ enum Command {
         /// Print what would be written; write nothing
         #[arg(long)]
         dry_run: bool,
+        #[command(flatten)]
+        select: SelectArgs,
     },
     /// Bring the older Python tool's backups (folders, incremental folders, .tar.gz
     /// archives named YYYY-MM-DD_HHMMSS-<project>[-<note>]) in as snapshots
@@ -280,6 +296,12 @@ enum Command {
         dry_run: bool,
         #[arg(long, default_value_t = 0.1, value_name = "FRACTION")]
         repack_threshold: f64,
+        #[command(flatten)]
+        select: SelectArgs,
+        /// Thin each group of snapshots on its own: none, or a comma list of host, paths,
+        /// project and tags (default: host,paths, or group-by in a config file)
+        #[arg(long, value_name = "host,paths|project|none")]
+        group_by: Option<projectclone::select::GroupBy>,
     },
     /// Apply --keep-* rules (if any), then collect garbage without blocking backups
     Prune {
@@ -291,6 +313,12 @@ enum Command {
         /// Repack a partly used pack when more than this fraction of it is unused
         #[arg(long, default_value_t = 0.1, value_name = "FRACTION")]
         repack_threshold: f64,
+        #[command(flatten)]
+        select: SelectArgs,
+        /// Thin each group of snapshots on its own: none, or a comma list of host, paths,
+        /// project and tags (default: host,paths, or group-by in a config file)
+        #[arg(long, value_name = "host,paths|project|none")]
+        group_by: Option<projectclone::select::GroupBy>,
     },
     /// Rebuild local state from the repository
     Repair {
@@ -333,7 +361,11 @@ enum Command {
         dry_run: bool,
     },
     /// Sizes of the repository, or of one snapshot
-    Stats { snap: Option<String> },
+    Stats {
+        snap: Option<String>,
+        #[command(flatten)]
+        select: SelectArgs,
+    },
     /// Show the effective settings and where each came from, or trust a project's
     /// `.projectclone.toml`
     Config {
@@ -1243,7 +1275,8 @@ impl Ctx {
             command,
             hooks,
             notify,
-            project: hooks::project_name(&dir),
+            project: (self.files.get(|l| l.project.as_ref()).map(|s| s.value))
+                .unwrap_or_else(|| hooks::project_name(&dir)),
             dir,
             repo,
             host,
@@ -1415,22 +1448,29 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
             output::backup(&ctx.cli, &res);
             Ok(if res.errors.is_empty() { 0 } else { 3 })
         }
-        Command::Snapshots => {
+        Command::Snapshots { select } => {
             let repo = ctx.open()?;
-            output::snapshots(json, &repo.snapshots()?);
+            let sel = ctx.selection(select)?;
+            let snaps: Vec<_> = repo.snapshots()?.into_iter().filter(|(_, s)| sel.matches(s)).collect();
+            output::snapshots(json, &snaps, &sel.names);
             Ok(0)
         }
-        Command::Ls { snap, path, long } => {
+        Command::Ls {
+            snap,
+            path,
+            long,
+            select,
+        } => {
             let repo = ctx.open()?;
-            let (_, s) = repo.resolve_snapshot(snap)?;
+            let (_, s) = ctx.resolve(&repo, snap, select)?;
             let entries = projectclone::inspect::ls(&repo, &s, path.as_deref())?;
             output::ls(json, *long, &entries);
             Ok(0)
         }
-        Command::Diff { a, b } => {
+        Command::Diff { a, b, select } => {
             let repo = ctx.open()?;
-            let (_, sa) = repo.resolve_snapshot(a)?;
-            let (_, sb) = repo.resolve_snapshot(b)?;
+            let (_, sa) = ctx.resolve(&repo, a, select)?;
+            let (_, sb) = ctx.resolve(&repo, b, select)?;
             output::diff(json, &projectclone::inspect::diff(&repo, &sa, &sb)?);
             Ok(0)
         }
@@ -1440,10 +1480,11 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
             includes,
             verify,
             dry_run,
+            select,
         } => {
             ctx.refuse_overlap("restore target", target)?;
             let mut repo = ctx.open()?;
-            let (id, s) = repo.resolve_snapshot(snap)?;
+            let (id, s) = ctx.resolve(&repo, snap, select)?;
             let _lock = ctx.shared_lock(&mut repo, *dry_run, "restore")?;
             let opts = RestoreOptions {
                 target: target.clone(),
@@ -1466,6 +1507,7 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
             incremental,
             keep,
             dry_run,
+            select,
         } => {
             for t in [clone, archive, incremental].into_iter().flatten() {
                 if t.as_os_str() != "-" {
@@ -1473,7 +1515,7 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
                 }
             }
             let mut repo = ctx.open()?;
-            let (id, s) = repo.resolve_snapshot(snap)?;
+            let (id, s) = ctx.resolve(&repo, snap, select)?;
             let _lock = ctx.shared_lock(&mut repo, *dry_run, "export")?;
             let progress = output::progress(&ctx.cli);
             let res = match (clone, archive, incremental) {
@@ -1628,11 +1670,13 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
             dry_run,
             repack_threshold,
             vanished: false,
+            select,
+            group_by,
         } => {
             let mut repo = ctx.open()?;
             let mut ids = Vec::new();
             for s in snaps {
-                ids.push(repo.resolve_snapshot(s)?.0);
+                ids.push(ctx.resolve(&repo, s, select)?.0);
             }
             let rules = if ids.is_empty() {
                 ctx.keep_rules(keep)?
@@ -1642,22 +1686,28 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
             if ids.is_empty() && rules.is_empty() {
                 bail!("forget needs snapshot ids, --keep-* rules, or [retention] in a config file");
             }
-            run_prune(ctx, &mut repo, rules, ids, *prune, *dry_run, *repack_threshold)
+            let scope = ctx.prune_scope(select, *group_by, &rules, !ids.is_empty())?;
+            run_prune(ctx, &mut repo, rules, ids, *prune, *dry_run, *repack_threshold, scope)
         }
         Command::Prune {
             keep,
             dry_run,
             repack_threshold,
+            select,
+            group_by,
         } => {
             let mut repo = ctx.open()?;
+            let rules = ctx.keep_rules(keep)?;
+            let scope = ctx.prune_scope(select, *group_by, &rules, false)?;
             run_prune(
                 ctx,
                 &mut repo,
-                ctx.keep_rules(keep)?,
+                rules,
                 Vec::new(),
                 true,
                 *dry_run,
                 *repack_threshold,
+                scope,
             )
         }
         Command::Repair {
@@ -1763,7 +1813,7 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
             } else {
                 let mut v = Vec::new();
                 for s in snaps {
-                    v.push(src.resolve_snapshot(s)?);
+                    v.push(ctx.resolve(&src, s, &SelectArgs::default())?);
                 }
                 v.sort_by_key(|s| s.0);
                 v.dedup_by_key(|s| s.0);
@@ -1823,11 +1873,11 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
             Ok(0)
         }
         Command::Config { what } => run_config(ctx, what.as_ref().unwrap_or(&ConfigCmd::Show)),
-        Command::Stats { snap } => {
+        Command::Stats { snap, select } => {
             let repo = ctx.open()?;
             match snap {
                 Some(s) => {
-                    let (id, s) = repo.resolve_snapshot(s)?;
+                    let (id, s) = ctx.resolve(&repo, s, select)?;
                     output::snapshot_stats(json, &id, &projectclone::inspect::snapshot_stats(&repo, &s)?);
                 }
                 None => output::repo_stats(json, &projectclone::inspect::repo_stats(&repo)?),
@@ -1937,6 +1987,14 @@ fn run_config(ctx: &Ctx, what: &ConfigCmd) -> Result<u8> {
                 Some(s) => row("retention", serde_json::to_value(&s.value)?, s.source),
                 None => row("retention", serde_json::Value::Null, Source::Default),
             }
+            match files.get(|l| l.project.as_ref()) {
+                Some(s) => row("project", s.value.into(), s.source),
+                None => row("project", serde_json::Value::Null, Source::Default),
+            }
+            match files.get(|l| l.group_by.as_ref()) {
+                Some(s) => row("group-by", s.value.into(), s.source),
+                None => row("group-by", "host,paths".into(), Source::Default),
+            }
             let profile = ctx.cli.profile.as_ref().map(|p| {
                 (
                     p.clone(),
@@ -1979,6 +2037,7 @@ fn run_config(ctx: &Ctx, what: &ConfigCmd) -> Result<u8> {
     Ok(0)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_prune(
     ctx: &Ctx,
     repo: &mut Repository,
@@ -1987,6 +2046,7 @@ fn run_prune(
     gc: bool,
     dry_run: bool,
     repack_threshold: f64,
+    scope: projectclone::prune::Scope,
 ) -> Result<u8> {
     if !(0.0..=1.0).contains(&repack_threshold) {
         bail!("--repack-threshold {repack_threshold}: give a fraction between 0 and 1");
@@ -2001,6 +2061,7 @@ fn run_prune(
         tz: jiff::tz::TimeZone::system(),
         hostname: lock::hostname(),
         own_lock: guard.as_ref().map(|g| g.object_id()),
+        scope,
     };
     let plan = projectclone::prune::run(repo, &opts, guard.as_ref())?;
     output::prune(&ctx.cli, &plan);

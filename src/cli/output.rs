@@ -206,10 +206,17 @@ pub fn snapshot_json(id: &SnapshotId, s: &Snapshot) -> serde_json::Value {
     })
 }
 
-pub fn snapshots(json: bool, snaps: &[(SnapshotId, Snapshot)]) {
+pub fn snapshots(json: bool, snaps: &[(SnapshotId, Snapshot)], names: &projectclone::select::ProjectNames) {
     if json {
         print_json(&serde_json::Value::Array(
-            snaps.iter().map(|(i, s)| snapshot_json(i, s)).collect(),
+            snaps
+                .iter()
+                .map(|(i, s)| {
+                    let mut v = snapshot_json(i, s);
+                    v["project"] = projectclone::select::project_name(s, names).into();
+                    v
+                })
+                .collect(),
         ));
         return;
     }
@@ -435,9 +442,22 @@ pub fn prune(cli: &Cli, p: &projectclone::prune::PrunePlan) {
         print_json(&serde_json::to_value(p).expect("serialisable"));
         return;
     }
+    let mut group = None;
     for s in &p.snapshots {
+        if let Some(g) = s.group.filter(|g| group != Some(*g))
+            && let Some(pg) = p.groups.get(g)
+        {
+            group = Some(g);
+            outln!(
+                "group {}: keep {}, remove {}",
+                text(&pg.key.to_string(), false),
+                pg.keep,
+                pg.remove
+            );
+        }
         outln!(
-            "{} {}  {}",
+            "{}{} {}  {}",
+            if group.is_some() { "  " } else { "" },
             if s.keep { "keep  " } else { "remove" },
             short(&s.id, 8),
             text(&s.reasons.join(", "), false)

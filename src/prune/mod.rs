@@ -44,11 +44,28 @@ pub struct PruneOptions {
     pub hostname: String,
     /// Our own lock object, ignored when looking for older locks.
     pub own_lock: Option<ObjectId>,
+    /// Which snapshots the rules consider, and how they are grouped (default: all, by
+    /// host and paths).
+    pub scope: Scope,
+}
+
+/// The snapshots `--keep-*` rules apply to (the others are left alone) and the groups
+/// each thinned on its own.
+#[derive(Clone, Debug, Default)]
+pub struct Scope {
+    pub selection: crate::select::Selection,
+    pub group_by: crate::select::GroupBy,
 }
 
 #[derive(Debug, Default, Serialize)]
 pub struct PrunePlan {
     pub snapshots: Vec<SnapshotDecision>,
+    /// With `--keep-*` rules: how the snapshots were grouped (`group_by`, as given) and
+    /// the groups, each thinned on its own; a decision's `group` indexes `groups`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_by: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<PlanGroup>,
     pub forgotten: u64,
     pub live_blobs: u64,
     /// Phase two: condemned packs deleted now, and the bytes that frees.
@@ -87,6 +104,17 @@ pub struct SnapshotDecision {
     pub id: String,
     pub keep: bool,
     pub reasons: Vec<String>,
+    /// Index into [`PrunePlan::groups`] (rule-based decisions only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<usize>,
+}
+
+/// One retention group: its key and how many of its snapshots are kept and removed.
+#[derive(Debug, Serialize)]
+pub struct PlanGroup {
+    pub key: crate::select::GroupKey,
+    pub keep: u64,
+    pub remove: u64,
 }
 
 /// Stop unless our lock is still valid: asked before every write or delete, so a prune
@@ -131,15 +159,34 @@ pub fn run(repo: &mut Repository, opts: &PruneOptions, guard: Option<&lock::Lock
     let snaps = repo.snapshots()?;
     let mut forget: BTreeSet<SnapshotId> = opts.forget.iter().copied().collect();
     if !opts.rules.is_empty() {
-        for Decision { id, keep, reasons } in policy::apply(&snaps, &opts.rules, &opts.tz) {
-            if !keep {
-                forget.insert(id);
-            }
-            plan.snapshots.push(SnapshotDecision {
-                id: id.to_hex(),
-                keep,
-                reasons,
+        let scope = &opts.scope;
+        let considered: Vec<(SnapshotId, format::Snapshot)> = snaps
+            .iter()
+            .filter(|(_, s)| scope.selection.matches(s))
+            .cloned()
+            .collect();
+        let groups = policy::apply_by(&considered, &opts.rules, &opts.tz, |s| {
+            scope.group_by.key(s, &scope.selection.names)
+        });
+        plan.group_by = Some(scope.group_by.to_string());
+        for (g, (key, decisions)) in groups.into_iter().enumerate() {
+            let kept = decisions.iter().filter(|d| d.keep).count() as u64;
+            plan.groups.push(PlanGroup {
+                key,
+                keep: kept,
+                remove: decisions.len() as u64 - kept,
             });
+            for Decision { id, keep, reasons } in decisions {
+                if !keep {
+                    forget.insert(id);
+                }
+                plan.snapshots.push(SnapshotDecision {
+                    id: id.to_hex(),
+                    keep,
+                    reasons,
+                    group: Some(g),
+                });
+            }
         }
     } else if !forget.is_empty() {
         for (id, _) in &snaps {
@@ -153,6 +200,7 @@ pub fn run(repo: &mut Repository, opts: &PruneOptions, guard: Option<&lock::Lock
                 id: id.to_hex(),
                 keep,
                 reasons,
+                group: None,
             });
         }
     }

@@ -112,17 +112,35 @@ fn ts(s: &Snapshot) -> Timestamp {
     Timestamp::new(s.time.secs, s.time.nanos as i32).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
-/// Decide, for every snapshot, keep or forget. `tz` is the local zone for the periods.
+/// Decide, for every snapshot, keep or forget, grouping by host and paths. `tz` is the
+/// local zone for the periods.
 pub fn apply(snaps: &[(SnapshotId, Snapshot)], rules: &KeepRules, tz: &TimeZone) -> Vec<Decision> {
-    let mut groups: std::collections::BTreeMap<(String, Vec<Vec<u8>>), Vec<&(SnapshotId, Snapshot)>> =
-        Default::default();
-    for s in snaps {
-        let mut paths = s.1.paths.clone();
+    let by_host_and_paths = |s: &Snapshot| {
+        let mut paths = s.paths.clone();
         paths.sort();
-        groups.entry((s.1.hostname.clone(), paths)).or_default().push(s);
+        (s.hostname.clone(), paths)
+    };
+    apply_by(snaps, rules, tz, by_host_and_paths)
+        .into_iter()
+        .flat_map(|(_, d)| d)
+        .collect()
+}
+
+/// [`apply`] with the groups given by `key`: each group is thinned on its own (every
+/// `--keep-*` count applies within each). Groups in `key` order, each newest first.
+pub fn apply_by<K: Ord>(
+    snaps: &[(SnapshotId, Snapshot)],
+    rules: &KeepRules,
+    tz: &TimeZone,
+    key: impl Fn(&Snapshot) -> K,
+) -> Vec<(K, Vec<Decision>)> {
+    let mut groups: std::collections::BTreeMap<K, Vec<&(SnapshotId, Snapshot)>> = Default::default();
+    for s in snaps {
+        groups.entry(key(&s.1)).or_default().push(s);
     }
-    let mut out = Vec::new();
-    for (_, mut group) in groups {
+    let mut all = Vec::new();
+    for (k, mut group) in groups {
+        let mut out = Vec::new();
         // Newest first; ties broken by id, like `latest`.
         group.sort_by(|a, b| b.1.time.cmp(&a.1.time).then(b.0.cmp(&a.0)));
         let newest = group.first().map(|s| ts(&s.1));
@@ -177,8 +195,9 @@ pub fn apply(snaps: &[(SnapshotId, Snapshot)], rules: &KeepRules, tz: &TimeZone)
                 reasons,
             });
         }
+        all.push((k, out));
     }
-    out
+    all
 }
 
 #[cfg(test)]

@@ -575,6 +575,7 @@ fn a_prune_that_loses_its_lock_stops_before_the_next_deletion() {
         tz: jiff::tz::TimeZone::UTC,
         hostname: "h".into(),
         own_lock: Some(guard.object_id()),
+        scope: Default::default(),
     };
     let res = projectclone::prune::run(&mut repo, &popts, Some(&guard));
     let err = res.expect_err("the prune went on without its lock");

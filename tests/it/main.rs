@@ -28,4 +28,5 @@ mod resume;
 mod roundtrip;
 mod s3_init;
 mod security;
+mod select;
 mod servers;

@@ -1254,6 +1254,7 @@ fn prune_counts_snapshots_finished_before_the_older_locks_went_away() {
         tz: jiff::tz::TimeZone::UTC,
         hostname: "machine-a".into(),
         own_lock: Some(guard_a.object_id()),
+        scope: Default::default(),
     };
     let plan = projectclone::prune::run(&mut a, &opts, Some(&guard_a)).expect("prune");
     drop(guard_a);
