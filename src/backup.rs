@@ -37,6 +37,12 @@ use crate::prefetch::Prefetch;
 use crate::progress::Progress;
 use crate::repo::Repository;
 
+pub mod rules;
+mod stdin;
+
+pub use rules::{Rules, parse_size};
+pub use stdin::backup_stdin;
+
 /// The name of the per-directory ignore file.
 pub const IGNORE_FILE: &str = ".projectcloneignore";
 /// Bytes of chunk data allowed between the walker and the packer.
@@ -67,6 +73,23 @@ pub struct BackupOptions {
     /// ones; they also choose the parent snapshot. Imports record the project they came
     /// from, not the temporary folder they read.
     pub paths_override: Option<Vec<Vec<u8>>>,
+    /// `--exclude-caches`: of a directory holding a valid `CACHEDIR.TAG`, keep only the tag.
+    pub exclude_caches: bool,
+    /// `--one-file-system`: directories on another file system than their source are
+    /// kept empty, other entries there left out.
+    pub one_file_system: bool,
+    /// `--exclude-larger-than`: leave out files of more bytes than this.
+    pub exclude_larger_than: Option<u64>,
+}
+
+impl BackupOptions {
+    fn rules(&self) -> Rules {
+        Rules {
+            exclude_caches: self.exclude_caches,
+            one_file_system: self.one_file_system,
+            exclude_larger_than: self.exclude_larger_than,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -76,6 +99,9 @@ pub struct BackupResult {
     pub summary: Summary,
     /// Source paths that could not be read, with the reason.
     pub errors: Vec<(PathBuf, String)>,
+    /// Entries left out by `--exclude-caches`, `--one-file-system` or
+    /// `--exclude-larger-than`, with the reason.
+    pub skipped: Vec<(PathBuf, String)>,
 }
 
 /// A byte budget: `acquire` blocks while more than the limit is in flight.
@@ -137,6 +163,10 @@ struct Walker<'a> {
     hardlinks: HashMap<(u64, u64), (Vec<u8>, FileData)>,
     summary: Summary,
     errors: Vec<(PathBuf, String)>,
+    rules: Rules,
+    /// The device of the source being walked (`--one-file-system`).
+    source_dev: u64,
+    skipped: Vec<(PathBuf, String)>,
     /// Some packs are condemned, or the parent snapshot is older than data this cache found
     /// lost or damaged: reused chunk lists must be checked against the index.
     check_reuse: bool,
@@ -160,6 +190,26 @@ pub fn backup(
     progress: &dyn Progress,
     guard: Option<&crate::lock::LockGuard>,
 ) -> Result<BackupResult> {
+    run(repo, opts, Source::Paths, progress, guard)
+}
+
+/// What a backup reads: the paths of its options, or one stream stored as a file.
+enum Source<'a> {
+    Paths,
+    Stream {
+        /// The file's name in the snapshot (one plain name).
+        name: Vec<u8>,
+        input: &'a mut dyn std::io::Read,
+    },
+}
+
+fn run(
+    repo: &mut Repository,
+    opts: &BackupOptions,
+    mut source: Source,
+    progress: &dyn Progress,
+    guard: Option<&crate::lock::LockGuard>,
+) -> Result<BackupResult> {
     let started = Instant::now();
     if guard.is_some() {
         // Condemned marks written before our lock are visible only now: a prune waits
@@ -179,6 +229,11 @@ pub fn backup(
     for p in &opts.paths {
         let abs = std::fs::canonicalize(p).map_err(|e| Error::io(p, e))?;
         sources.push(abs);
+    }
+    if let Source::Stream { name, .. } = &source {
+        // The snapshot records a stream as the path `/NAME` (as restic does): its parent
+        // is the last backup of a stream of that name.
+        sources = vec![PathBuf::from(OsStr::from_bytes(&[b"/", name.as_slice()].concat()))];
     }
     if sources.is_empty() {
         return Err(Error::Invalid("nothing to back up".into()));
@@ -288,6 +343,9 @@ pub fn backup(
             hardlinks: HashMap::new(),
             summary: Summary::default(),
             errors: Vec::new(),
+            rules: opts.rules(),
+            source_dev: 0,
+            skipped: Vec::new(),
             check_reuse,
             racy_before: parent.as_ref().map(|(_, s)| Time {
                 secs: s.time.secs - 1,
@@ -301,17 +359,24 @@ pub fn backup(
             // Without a parent every file is read; with one, only changed files are.
             prefetch_data: parent.is_none(),
         };
-        let walked = w
-            .walk_sources(&sources, parent.as_ref().map(|(_, s)| s.tree))
-            .and_then(|v| w.flush_batch().map(|_| v));
+        let walked = match &mut source {
+            Source::Paths => w.walk_sources(&sources, parent.as_ref().map(|(_, s)| s.tree)),
+            Source::Stream { name, input } => w.walk_stream(name, &mut **input, parent.is_some()),
+        }
+        .and_then(|v| w.flush_batch().map(|_| v));
         w.prefetch = None; // stop the read-ahead threads
         // Closing the job channel ends the workers, then the packer flushes its last packs.
         let Walker {
-            jobs, summary, errors, ..
+            jobs,
+            summary,
+            errors,
+            skipped,
+            ..
         } = w;
         drop(jobs);
-        (walked, summary, errors)
+        (walked, summary, (errors, skipped))
     });
+    let (errors, skipped) = errors;
     repo.index.end_read();
     let (tree, root) = walked?;
 
@@ -328,6 +393,7 @@ pub fn backup(
             snapshot_id: None,
             summary,
             errors,
+            skipped,
         });
     }
     if guard.is_some_and(|g| !g.still_valid()) {
@@ -359,6 +425,7 @@ pub fn backup(
         snapshot_id: Some(id),
         summary,
         errors,
+        skipped,
     })
 }
 
@@ -566,9 +633,11 @@ impl Walker<'_> {
             root_meta.xattrs = read_xattrs(src).unwrap_or_default();
             // `--exclude` patterns with a slash are anchored at the snapshot root.
             self.excludes = build_excludes(src, &self.opts.excludes)?;
+            self.source_dev = md.dev();
             self.prefetch = Some(Prefetch::start(
                 vec![(src.clone(), self.excludes.clone())],
                 self.skip.clone(),
+                self.rules.clone(),
                 self.prefetch_data,
                 false,
             ));
@@ -588,7 +657,13 @@ impl Walker<'_> {
                 roots.push((s.clone(), ex));
             }
         }
-        self.prefetch = Some(Prefetch::start(roots, self.skip.clone(), self.prefetch_data, true));
+        self.prefetch = Some(Prefetch::start(
+            roots,
+            self.skip.clone(),
+            self.rules.clone(),
+            self.prefetch_data,
+            true,
+        ));
         let mut nodes = Vec::new();
         for s in sources {
             let name = s
@@ -598,6 +673,7 @@ impl Walker<'_> {
             let pn = parent_nodes.iter().find(|n| n.name == name);
             // The snapshot root holds each source by name: anchor patterns at its parent.
             self.excludes = build_excludes(s.parent().unwrap_or(Path::new("/")), &self.opts.excludes)?;
+            self.source_dev = std::fs::symlink_metadata(s).map(|m| m.dev()).unwrap_or(0);
             if let Some(n) = self.entry(s, &name, name.clone(), pn)? {
                 nodes.push(n);
             }
@@ -717,6 +793,16 @@ impl Walker<'_> {
             Err(e) => self.error(path, format!("cannot list directory: {e}")),
         }
         entries.sort_by(|a, b| a.0.cmp(&b.0));
+        if self.rules.cache_dir(path, entries.iter().map(|e| e.0.as_slice())) {
+            entries.retain(|e| e.0 == rules::CACHEDIR_TAG.as_bytes());
+            self.skipped.push((
+                path.to_path_buf(),
+                format!(
+                    "holds a {} (--exclude-caches): only the tag is kept",
+                    rules::CACHEDIR_TAG
+                ),
+            ));
+        }
 
         let pushed = if entries.iter().any(|(n, _)| n == IGNORE_FILE.as_bytes()) {
             let mut b = GitignoreBuilder::new(path);
@@ -769,6 +855,11 @@ impl Walker<'_> {
         if self.is_ignored(full, ft.is_dir()) || self.skip.has_dir(&md) {
             return Ok(None);
         }
+        let verdict = self.rules.entry(&md, self.source_dev);
+        if let rules::Verdict::Skip(why) = verdict {
+            self.skipped.push((full.to_path_buf(), why));
+            return Ok(None);
+        }
         if let Some(p) = &self.prefetch {
             p.consumed(crate::prefetch::weight(ft.is_file(), md.len(), self.prefetch_data));
         }
@@ -779,7 +870,11 @@ impl Walker<'_> {
                 Err(e) => self.error(full, format!("cannot read extended attributes: {e}")),
             }
         }
-        let kind = if ft.is_dir() {
+        let kind = if let rules::Verdict::EmptyDir(why) = verdict {
+            self.skipped.push((full.to_path_buf(), why));
+            self.summary.dirs += 1;
+            self.store_dir(Vec::new())?
+        } else if ft.is_dir() {
             let pk = parent.map(|n| &n.kind).filter(|k| k.is_dir());
             let nodes = self.dir_nodes(full, &rel, pk)?;
             self.store_dir(nodes)?
@@ -1020,19 +1115,7 @@ impl Walker<'_> {
                 )));
             }
         }
-        let content = if chunks.len() > CHUNK_LIST_INLINE_MAX {
-            let mut pages = Vec::new();
-            for page in format::chunk_list_pages(&chunks) {
-                let raw = format::encode_versioned(1, &ChunkPage { chunks: page.to_vec() });
-                let id = TreeId(self.repo.keys.meta_id(&raw));
-                self.store(BlobKind::Tree, BlobId(id.0), raw)
-                    .map_err(std::io::Error::other)?;
-                pages.push(id);
-            }
-            Content::Pages(pages)
-        } else {
-            Content::Chunks(chunks)
-        };
+        let content = self.content(chunks).map_err(std::io::Error::other)?;
         // A dense file that grew while read keeps all that was read.
         Ok(FileRead::Done(
             FileData {
@@ -1042,6 +1125,23 @@ impl Walker<'_> {
             },
             meta,
         ))
+    }
+}
+
+impl Walker<'_> {
+    /// A file's chunk list as stored: inline, or in chunk-list pages (queued here).
+    fn content(&mut self, chunks: Vec<ChunkRef>) -> Result<Content> {
+        if chunks.len() <= CHUNK_LIST_INLINE_MAX {
+            return Ok(Content::Chunks(chunks));
+        }
+        let mut pages = Vec::new();
+        for page in format::chunk_list_pages(&chunks) {
+            let raw = format::encode_versioned(1, &ChunkPage { chunks: page.to_vec() });
+            let id = TreeId(self.repo.keys.meta_id(&raw));
+            self.store(BlobKind::Tree, BlobId(id.0), raw)?;
+            pages.push(id);
+        }
+        Ok(Content::Pages(pages))
     }
 }
 

@@ -470,7 +470,7 @@ fn listing(plan: &Plan) -> Vec<(Action, Vec<u8>)> {
         .collect()
 }
 
-fn plan_errors(plan: &Plan) -> Vec<(String, String)> {
+pub(crate) fn plan_errors(plan: &Plan) -> Vec<(String, String)> {
     plan.errors
         .iter()
         .map(|(rel, e)| {
@@ -976,8 +976,11 @@ impl HoleHasher<'_> {
     }
 }
 
-/// Member name of a snapshot path under the top folder.
-fn member(top: &[u8], rel: &[u8]) -> Vec<u8> {
+/// Member name of a snapshot path under the top folder (none when `top` is empty).
+pub(crate) fn member(top: &[u8], rel: &[u8]) -> Vec<u8> {
+    if top.is_empty() {
+        return rel.to_vec();
+    }
     let mut n = top.to_vec();
     if !rel.is_empty() {
         n.push(b'/');
@@ -986,21 +989,10 @@ fn member(top: &[u8], rel: &[u8]) -> Vec<u8> {
     n
 }
 
-/// Stream the archive of `plan` into `out`; manifest lines go to `manifest`.
-#[allow(clippy::too_many_arguments)]
-fn write_archive<W: Write>(
-    repo: &Repository,
-    snap: &Snapshot,
-    plan: &Plan,
-    top: &[u8],
-    out: W,
-    mut manifest: Option<&mut dyn Write>,
-    progress: &dyn Progress,
-    res: &mut ExportResult,
-) -> Result<W> {
-    let mut tar = Tar { w: out, pos: 0 };
-    let root_meta: ItemMeta = snap
-        .root
+/// The metadata of a snapshot's root directory; made up for the synthetic root of a
+/// snapshot of several paths (or of standard input).
+pub(crate) fn root_meta(snap: &Snapshot) -> ItemMeta {
+    snap.root
         .clone()
         .unwrap_or_else(|| Meta {
             mode: 0o040755,
@@ -1009,8 +1001,27 @@ fn write_archive<W: Write>(
             gid: rustix::process::getegid().as_raw(),
             ..Meta::default()
         })
-        .into();
-    tar.header(top, &Member::Dir, &root_meta).map_err(tar_err)?;
+        .into()
+}
+
+/// Stream the archive of `plan` into `out`; manifest lines go to `manifest`. `top` is the
+/// folder every member is under, written first with the metadata `root`; with no `root`,
+/// members are named by their paths alone (`top` empty).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn write_archive<W: Write>(
+    repo: &Repository,
+    root: Option<&ItemMeta>,
+    plan: &Plan,
+    top: &[u8],
+    out: W,
+    mut manifest: Option<&mut dyn Write>,
+    progress: &dyn Progress,
+    res: &mut ExportResult,
+) -> Result<W> {
+    let mut tar = Tar { w: out, pos: 0 };
+    if let Some(root) = root {
+        tar.header(top, &Member::Dir, root).map_err(tar_err)?;
+    }
     let total = plan.bytes;
     let mut done = 0u64;
     // Hard links repeat their first name's line in the manifest: remember those hashes.
@@ -1157,7 +1168,8 @@ pub fn archive_to_writer(
         return Ok(res);
     }
     let enc = Encoder::new(format, Counting { inner: w, n: 0 }).map_err(tar_err)?;
-    let enc = write_archive(repo, snap, &plan, &top, enc, None, progress, &mut res)?;
+    let root = root_meta(snap);
+    let enc = write_archive(repo, Some(&root), &plan, &top, enc, None, progress, &mut res)?;
     let mut c = enc.finish().map_err(tar_err)?;
     c.flush().map_err(tar_err)?;
     res.bytes_written = c.n;
@@ -1249,7 +1261,7 @@ fn archive_file(
         .map_err(tar_err)?;
         let enc = write_archive(
             repo,
-            snap,
+            Some(&root_meta(snap)),
             &plan,
             &top,
             enc,

@@ -16,6 +16,7 @@
 //! - [`export`]: the folder copy, tar archive and incremental hard-link views of a snapshot;
 //!   [`import`](mod@import): the older Python tool's backups brought in as snapshots.
 //!   [`target`]: keeps restore and export targets out of the repository and the cache.
+//!   [`dump`]: one file (`cat`) or a folder as a tar stream (`dump`) for pipes.
 //!
 //! Dependency direction: commands → repo → pack/index/blob → format/crypto/chunker/compress → id;
 //! `backend` imports only the error type.
@@ -39,6 +40,7 @@ pub mod chunker;
 pub mod compress;
 pub mod copy;
 pub mod crypto;
+pub mod dump;
 pub mod error;
 pub mod export;
 pub mod format;

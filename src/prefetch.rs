@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
+use crate::backup::rules::{Rules, Verdict};
 use crate::backup::{IGNORE_FILE, Skip, ignored};
 
 /// Threads issuing read-ahead. They mostly wait on the disk, so more than the cores.
@@ -121,6 +122,10 @@ struct Shared {
     issued: AtomicU64,
     consumed: AtomicU64,
     skip: Skip,
+    /// `--exclude-caches` and the like, applied as the walker applies them.
+    rules: Rules,
+    /// The device of each root (`--one-file-system`).
+    root_devs: Vec<u64>,
     /// Read file contents ahead too (a first backup reads every file).
     data: bool,
 }
@@ -144,7 +149,17 @@ impl Prefetch {
     /// sources), so a root is weighed, and skipped when excluded, like any directory.
     /// (File sources are visited too but not read ahead: the threads then lead by a little
     /// more than `MAX_LEAD`.)
-    pub fn start(roots: Vec<(PathBuf, Gitignore)>, skip: Skip, data: bool, roots_are_entries: bool) -> Prefetch {
+    pub fn start(
+        roots: Vec<(PathBuf, Gitignore)>,
+        skip: Skip,
+        rules: Rules,
+        data: bool,
+        roots_are_entries: bool,
+    ) -> Prefetch {
+        let root_devs = roots
+            .iter()
+            .map(|(p, _)| std::fs::symlink_metadata(p).map(|m| m.dev()).unwrap_or(0))
+            .collect();
         let tasks = roots
             .into_iter()
             .enumerate()
@@ -168,6 +183,8 @@ impl Prefetch {
             issued: AtomicU64::new(0),
             consumed: AtomicU64::new(0),
             skip,
+            rules,
+            root_devs,
             data,
         });
         let threads = (0..THREADS)
@@ -219,7 +236,7 @@ fn run(s: &Shared) {
         let children = match &task.kind {
             Kind::Dir { .. } => dir(s, &task),
             Kind::Entry => {
-                entry(s, &task.path);
+                entry(s, task.root, &task.path);
                 Vec::new()
             }
         };
@@ -245,7 +262,8 @@ fn dir(s: &Shared, task: &Task) -> Vec<Task> {
     };
     // The repository or the cache under another path (a bind mount): the walker skips it
     // without weighing it, so it is neither weighed nor read here.
-    if std::fs::symlink_metadata(&task.path).is_ok_and(|m| s.skip.has_dir(&m)) {
+    let md = std::fs::symlink_metadata(&task.path);
+    if md.as_ref().is_ok_and(|m| s.skip.has_dir(m)) {
         return Vec::new();
     }
     if *weigh {
@@ -254,10 +272,19 @@ fn dir(s: &Shared, task: &Task) -> Vec<Task> {
         wait_for_walker(s, w);
         s.issued.fetch_add(w, Ordering::Relaxed);
     }
+    // Another file system with --one-file-system: the walker keeps it empty.
+    let root_dev = s.root_devs.get(task.root).copied().unwrap_or(0);
+    if *weigh && md.as_ref().is_ok_and(|m| s.rules.entry(m, root_dev) != Verdict::Keep) {
+        return Vec::new();
+    }
     let Ok(rd) = std::fs::read_dir(&task.path) else {
         return Vec::new();
     };
-    let entries: Vec<std::fs::DirEntry> = rd.filter_map(|e| e.ok()).collect();
+    let mut entries: Vec<std::fs::DirEntry> = rd.filter_map(|e| e.ok()).collect();
+    let names: Vec<Vec<u8>> = entries.iter().map(|e| e.file_name().as_bytes().to_vec()).collect();
+    if s.rules.cache_dir(&task.path, names.iter().map(Vec::as_slice)) {
+        entries.retain(|e| e.file_name() == crate::backup::rules::CACHEDIR_TAG);
+    }
     let mut ignores = ignores.clone();
     if entries.iter().any(|e| e.file_name() == IGNORE_FILE) {
         // As the walker does: the valid lines of a partly invalid file still apply.
@@ -290,7 +317,7 @@ fn dir(s: &Shared, task: &Task) -> Vec<Task> {
             }
         } else if !s.data {
             // Only inodes to load: cheaper here than as a task of its own.
-            entry(s, &path);
+            entry(s, task.root, &path);
             continue;
         } else {
             Kind::Entry
@@ -305,13 +332,20 @@ fn dir(s: &Shared, task: &Task) -> Vec<Task> {
 }
 
 /// Load an entry's inode (the walker will stat it) and read a file's start ahead.
-fn entry(s: &Shared, path: &Path) {
+fn entry(s: &Shared, root: usize, path: &Path) {
     if s.stop.load(Ordering::Relaxed) {
         return;
     }
     let Ok(md) = std::fs::symlink_metadata(path) else {
         return;
     };
+    // Left out by the rules: the walker does not weigh it.
+    if matches!(
+        s.rules.entry(&md, s.root_devs.get(root).copied().unwrap_or(0)),
+        Verdict::Skip(_)
+    ) {
+        return;
+    }
     let w = weight(md.is_file(), md.len(), s.data);
     wait_for_walker(s, w);
     s.issued.fetch_add(w, Ordering::Relaxed);
@@ -385,6 +419,40 @@ mod tests {
         assert_eq!(got, want);
     }
 
+    /// With `--exclude-caches` and `--exclude-larger-than` the threads leave out what the
+    /// walker leaves out: a cache directory's contents but its tag, files over the limit.
+    #[test]
+    fn reads_ahead_only_what_the_backup_rules_keep() {
+        let root = std::env::temp_dir().join(format!("pc-prefetch-rules-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("cache/deep")).unwrap();
+        let tag = [crate::backup::rules::CACHEDIR_SIGNATURE, b"\n"].concat();
+        std::fs::write(root.join("cache").join(crate::backup::rules::CACHEDIR_TAG), &tag).unwrap();
+        std::fs::write(root.join("cache/deep/x"), vec![0u8; 100]).unwrap();
+        std::fs::write(root.join("cache/y"), vec![0u8; 100]).unwrap();
+        std::fs::write(root.join("big"), vec![1u8; 9000]).unwrap();
+        std::fs::write(root.join("small"), vec![1u8; 10]).unwrap();
+        let rules = Rules {
+            exclude_caches: true,
+            one_file_system: true,
+            exclude_larger_than: Some(8000),
+        };
+        // Visited: cache, cache/CACHEDIR.TAG, small (big is over the limit).
+        let want = 3 * ENTRY_WEIGHT + tag.len() as u64 + 10;
+        let mut p = Prefetch::start(
+            vec![(root.clone(), GitignoreBuilder::new(&root).build().unwrap())],
+            Skip::default(),
+            rules,
+            true,
+            false,
+        );
+        for t in p.threads.drain(..) {
+            t.join().unwrap();
+        }
+        assert_eq!(p.shared.issued.load(Ordering::Relaxed), want);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
     /// The threads must weigh exactly the entries the walker visits (same ignore rules,
     /// no symlink followed, special files counted but never opened) and then finish.
     #[test]
@@ -420,6 +488,7 @@ mod tests {
             let mut p = Prefetch::start(
                 vec![(root.clone(), ex.clone())],
                 Skip::new(&[root.join("skipped")]),
+                Rules::default(),
                 data,
                 false,
             );
@@ -436,6 +505,7 @@ mod tests {
             let mut p = Prefetch::start(
                 vec![(root.clone(), ex)],
                 Skip::new(&[root.join("skipped")]),
+                Rules::default(),
                 false,
                 true,
             );

@@ -202,6 +202,37 @@ pub fn plan(repo: &Repository, snap: &Snapshot, includes: &Includes) -> Result<P
     Ok(plan)
 }
 
+/// The plan of the directory entry `dir` found at `prefix` in a snapshot, with paths
+/// relative to it (hard links among its entries stay links; one whose first name is
+/// outside it carries the content).
+pub fn plan_under(repo: &Repository, dir: &NodeKind, prefix: &[u8]) -> Result<Plan> {
+    let mut plan = Plan::default();
+    let mut files = HashSet::new();
+    let inc = Includes::new(&[])?;
+    // Planned under the real prefix, so hard-link targets (snapshot paths) match.
+    plan_dir(repo, dir, prefix, &inc, true, &mut plan, &mut files)?;
+    let cut = |p: &mut Vec<u8>| {
+        if !prefix.is_empty() {
+            p.drain(..(prefix.len() + 1).min(p.len()));
+        }
+    };
+    for item in &mut plan.items {
+        match item {
+            Item::HardLink { rel, target, .. } => {
+                cut(rel);
+                cut(target);
+            }
+            Item::Dir { rel, .. } | Item::File { rel, .. } | Item::Symlink { rel, .. } | Item::Special { rel, .. } => {
+                cut(rel)
+            }
+        }
+    }
+    for (rel, _) in &mut plan.errors {
+        cut(rel);
+    }
+    Ok(plan)
+}
+
 /// `rel/name`, allocated at its exact length: a plan holds one per entry.
 fn join(rel: &[u8], name: &[u8]) -> Vec<u8> {
     if rel.is_empty() {

@@ -28,7 +28,17 @@ pub const PROJECT_FILE: &str = ".projectclone.toml";
 
 /// What a project file may set in a directory the user has not trusted: what to back up
 /// and how to keep it, nothing that runs a command, reaches a server or reads a secret.
-pub const UNTRUSTED_KEYS: &[&str] = &["exclude", "tags", "compression", "retention", "project", "group-by"];
+pub const UNTRUSTED_KEYS: &[&str] = &[
+    "exclude",
+    "exclude-caches",
+    "one-file-system",
+    "exclude-larger-than",
+    "tags",
+    "compression",
+    "retention",
+    "project",
+    "group-by",
+];
 
 /// One file's settings, as written (values checked, not yet merged).
 #[derive(Deserialize, Default, Clone, Debug)]
@@ -41,6 +51,10 @@ pub struct Layer {
     #[serde(alias = "cache_dir")]
     pub cache_dir: Option<Spanned<String>>,
     pub exclude: Option<Spanned<Vec<String>>>,
+    pub exclude_caches: Option<Spanned<bool>>,
+    pub one_file_system: Option<Spanned<bool>>,
+    /// A size as `--exclude-larger-than` takes it (`"100M"`).
+    pub exclude_larger_than: Option<Spanned<String>>,
     pub compression: Option<Spanned<String>>,
     pub tags: Option<Spanned<Vec<String>>>,
     pub host: Option<Spanned<String>>,
@@ -239,6 +253,9 @@ pub fn load(path: &Path, user_file: bool) -> Result<Option<LoadedFile>> {
 
 /// Check every value of `l` (read from `f`).
 fn check_layer(f: &LoadedFile, l: &Layer) -> Result<()> {
+    if let Some(v) = &l.exclude_larger_than {
+        projectclone::backup::parse_size(v.get_ref()).map_err(|e| f.err(v.span(), "exclude-larger-than", &e))?;
+    }
     if let Some(c) = &l.compression {
         c.get_ref()
             .parse::<Compression>()
@@ -615,6 +632,12 @@ mod tests {
         let cases = [
             ("repo = \"/x\"\nfoo = 1\n", ":2", "foo"),
             ("\n\ncompression = \"zstd:99\"\n", ":3", "compression"),
+            (
+                "tags = []\nexclude-larger-than = \"10 parsecs\"\n",
+                ":2",
+                "exclude-larger-than",
+            ),
+            ("exclude-caches = \"yes\"\n", ":1", "exclude-caches"),
             ("[retention]\nkeep-last = \"ten\"\n", ":2", "keep-last"),
             ("[retention]\nkeep-within = \"forever\"\n", ":1", "keep-within"),
             ("\ngroup-by = \"host,colour\"\n", ":2", "group-by"),

@@ -1,6 +1,7 @@
 //! Command-line interface: argument definitions, repository/password resolution, and
 //! one function per subcommand. `output` is the only place that prints results.
 
+mod beyond;
 mod config;
 mod hooks;
 mod output;
@@ -92,6 +93,8 @@ impl Cli {
         match &self.command {
             Command::Init { .. } => "init",
             Command::Backup { .. } => "backup",
+            Command::Cat { .. } => "cat",
+            Command::Dump { .. } => "dump",
             Command::Snapshots { .. } => "snapshots",
             Command::Ls { .. } => "ls",
             Command::Diff { .. } => "diff",
@@ -124,6 +127,8 @@ impl Cli {
         match &self.command {
             Command::Snapshots { .. }
             | Command::Ls { .. }
+            | Command::Cat { .. }
+            | Command::Dump { .. }
             | Command::Diff { .. }
             | Command::Restore { .. }
             | Command::Export { .. }
@@ -182,6 +187,41 @@ enum Command {
         /// Record this host name instead of the machine's
         #[arg(long)]
         host: Option<String>,
+        /// Back up what is piped in as one file (`pg_dump app | projectclone backup --stdin
+        /// --stdin-name app.sql`)
+        #[arg(long, conflicts_with_all = ["paths", "excludes", "exclude_caches", "one_file_system", "exclude_larger_than"])]
+        stdin: bool,
+        /// With --stdin: the file's name in the snapshot (default: stdin)
+        #[arg(long, value_name = "NAME", requires = "stdin")]
+        stdin_name: Option<String>,
+        /// Of a directory holding a valid CACHEDIR.TAG, back up only the tag file
+        #[arg(long)]
+        exclude_caches: bool,
+        /// Do not cross into other mounted file systems (a mount point is kept as an empty
+        /// directory)
+        #[arg(long)]
+        one_file_system: bool,
+        /// Leave out files larger than SIZE (500K, 10M, 1.5G: powers of 1024)
+        #[arg(long, value_name = "SIZE", value_parser = projectclone::backup::parse_size)]
+        exclude_larger_than: Option<u64>,
+    },
+    /// Write one file of a snapshot to standard output
+    Cat {
+        /// Snapshot: an id, a unique prefix of at least 4 hex digits, or `latest`
+        snap: String,
+        /// The file's path in the snapshot (as `ls` shows it)
+        path: String,
+        #[command(flatten)]
+        select: SelectArgs,
+    },
+    /// Write a folder of a snapshot (default: all of it) to standard output as a tar archive
+    Dump {
+        /// Snapshot: an id, a unique prefix of at least 4 hex digits, or `latest`
+        snap: String,
+        /// A directory (members named ./…) or one file of the snapshot
+        path: Option<String>,
+        #[command(flatten)]
+        select: SelectArgs,
     },
     /// List snapshots (those the filters select)
     Snapshots {
@@ -1350,9 +1390,19 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
             dry_run,
             compression,
             host,
+            stdin,
+            stdin_name,
+            exclude_caches,
+            one_file_system,
+            exclude_larger_than,
         } => {
+            if *stdin {
+                beyond::refuse_terminal_stdin()?;
+            }
             let (path, is_default) = ctx.repo_location()?;
-            let paths = if paths.is_empty() {
+            let paths = if *stdin {
+                Vec::new()
+            } else if paths.is_empty() {
                 vec![std::env::current_dir()?]
             } else {
                 paths.clone()
@@ -1439,15 +1489,34 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
                 skip,
                 time_override: None,
                 paths_override: None,
+                exclude_caches: false,
+                one_file_system: false,
+                exclude_larger_than: None,
             };
+            let opts = beyond::with_rules(opts, files, *exclude_caches, *one_file_system, *exclude_larger_than)?;
             let progress = output::progress(&ctx.cli);
-            let res = backup(&mut repo, &opts, progress.as_ref(), _lock.as_ref())?;
+            let res = if *stdin {
+                let name = stdin_name.as_deref().unwrap_or("stdin");
+                let mut input = std::io::stdin().lock();
+                projectclone::backup::backup_stdin(
+                    &mut repo,
+                    &opts,
+                    name,
+                    &mut input,
+                    progress.as_ref(),
+                    _lock.as_ref(),
+                )?
+            } else {
+                backup(&mut repo, &opts, progress.as_ref(), _lock.as_ref())?
+            };
             progress.finish();
             *ctx.snapshot_id.borrow_mut() = res.snapshot_id.map(|id| id.to_hex());
             *ctx.stats.borrow_mut() = serde_json::to_value(&res.summary).ok();
             output::backup(&ctx.cli, &res);
             Ok(if res.errors.is_empty() { 0 } else { 3 })
         }
+        Command::Cat { snap, path, select } => beyond::cat(ctx, snap, path, select),
+        Command::Dump { snap, path, select } => beyond::dump(ctx, snap, path.as_deref(), select),
         Command::Snapshots { select } => {
             let repo = ctx.open()?;
             let sel = ctx.selection(select)?;
@@ -1956,6 +2025,7 @@ fn run_config(ctx: &Ctx, what: &ConfigCmd) -> Result<u8> {
                     None => row(key, serde_json::json!([]), Source::Default),
                 }
             }
+            beyond::config_rows(files, &mut row);
             match files.get(|l| l.host.as_ref()) {
                 Some(s) => row("host", s.value.into(), s.source),
                 None => row("host", lock::hostname().into(), Source::Default),

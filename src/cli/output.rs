@@ -166,6 +166,7 @@ pub fn backup(cli: &Cli, res: &BackupResult) {
             "total_duration": s.duration_ns as f64 / 1e9,
             "errors": res.errors.len(),
             "error_paths": res.errors.iter().map(|(p, e)| json!({"path": p.display().to_string(), "error": e})).collect::<Vec<_>>(),
+            "skipped": res.skipped.iter().map(|(p, w)| json!({"path": p.display().to_string(), "reason": w})).collect::<Vec<_>>(),
         }));
     } else if let Some(id) = &id {
         outln!("{id}");
@@ -182,6 +183,17 @@ pub fn backup(cli: &Cli, res: &BackupResult) {
             bytesize::ByteSize(s.data_added),
             s.duration_ns as f64 / 1e9
         );
+        if cli.verbose > 0 {
+            for (p, why) in &res.skipped {
+                eprintln!("skipped: {}: {}", local_path(p), text(why, false));
+            }
+        } else if !res.skipped.is_empty() {
+            eprintln!(
+                "note: {} entr{} left out by --exclude-caches, --one-file-system or --exclude-larger-than (-v lists them)",
+                res.skipped.len(),
+                if res.skipped.len() == 1 { "y" } else { "ies" }
+            );
+        }
         if !res.errors.is_empty() {
             eprintln!(
                 "warning: {} path(s) could not be read; the snapshot does not contain them",

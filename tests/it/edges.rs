@@ -190,7 +190,8 @@ fn keep_rules_of_zero_count_as_not_given() {
         let out = env.run(["forget"].iter().chain(void)).code(1);
         warned(&out, &given);
         assert!(
-            out.stderr.contains("forget needs snapshot ids, --keep-* rules, or [retention] in a config file"),
+            out.stderr
+                .contains("forget needs snapshot ids, --keep-* rules, or [retention] in a config file"),
             "{given}: {}",
             out.stderr
         );

@@ -7,6 +7,7 @@
 mod util;
 
 mod backup;
+mod beyond;
 mod cli;
 mod compat;
 mod config;
