@@ -3,6 +3,7 @@
 
 mod config;
 mod hooks;
+pub mod old_syntax;
 mod output;
 
 use std::cell::{OnceCell, RefCell};
@@ -106,13 +107,18 @@ impl Cli {
             Command::Copy { .. } => "copy",
             Command::Stats { .. } => "stats",
             Command::Config { .. } => "config",
+            // A backup, then a view of it: the backup hooks and notifications apply.
+            Command::OldSyntax(_) => "backup",
         }
     }
 
     /// Whether this run chunks files into new snapshots, `backup` or `import` (the
     /// allocator is tuned differently for it).
     pub fn chunks_files(&self) -> bool {
-        matches!(self.command, Command::Backup { .. } | Command::Import { .. })
+        matches!(
+            self.command,
+            Command::Backup { .. } | Command::Import { .. } | Command::OldSyntax(_)
+        )
     }
 
     /// Whether this run only reads the repository (and may write outside it). Such a run
@@ -137,6 +143,7 @@ impl Cli {
             } => *dry_run,
             Command::Trust { .. } | Command::Config { .. } => true,
             Command::Copy { dry_run, .. } => *dry_run,
+            Command::OldSyntax(a) => a.dry_run,
             Command::Init { .. } | Command::Unlock { .. } | Command::Key { .. } => false,
         }
     }
@@ -340,6 +347,10 @@ enum Command {
         #[command(subcommand)]
         what: Option<ConfigCmd>,
     },
+    /// The older Python tool's syntax, `projectclone NOTE [--archive] …` (main.rs routes
+    /// it here; README "Coming from projectclone 4.x")
+    #[command(name = "old-syntax", hide = true)]
+    OldSyntax(old_syntax::OldArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -1254,8 +1265,14 @@ impl Ctx {
 }
 
 fn run_command(ctx: &Ctx) -> Result<u8> {
+    run_cmd(ctx, &ctx.cli.command)
+}
+
+/// Run `command` with the settings of `ctx` (the older tool's syntax runs a `backup`
+/// through here).
+fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
     let json = ctx.cli.json;
-    match &ctx.cli.command {
+    match command {
         Command::Init {
             kdf_memory,
             kdf_time,
@@ -1823,6 +1840,7 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
             Ok(0)
         }
         Command::Config { what } => run_config(ctx, what.as_ref().unwrap_or(&ConfigCmd::Show)),
+        Command::OldSyntax(args) => old_syntax::run(ctx, args),
         Command::Stats { snap } => {
             let repo = ctx.open()?;
             match snap {
