@@ -372,7 +372,7 @@ pub(super) fn run(ctx: &Ctx, a: &OldArgs) -> Result<u8> {
     };
     let cwd = std::env::current_dir().context("the current directory")?;
     ctx.refuse_overlap("destination folder", &dest)?;
-    if let Ok(d) = std::fs::canonicalize(&dest)
+    if let Some(d) = resolved(&dest)
         && let Ok(c) = std::fs::canonicalize(&cwd)
         && d.starts_with(&c)
     {
@@ -427,6 +427,31 @@ pub(super) fn run(ctx: &Ctx, a: &OldArgs) -> Result<u8> {
     progress.finish();
     output::export(&ctx.cli, &id, &res);
     Ok(if res.errors.is_empty() { code } else { 1 })
+}
+
+/// `p` with its nearest existing ancestor resolved (symlinks, `..`) and the rest appended:
+/// where `p` is or would be created.
+fn resolved(p: &std::path::Path) -> Option<PathBuf> {
+    let abs = std::path::absolute(p).ok()?;
+    let mut rest = Vec::new();
+    let mut at = abs.as_path();
+    loop {
+        if let Ok(c) = std::fs::canonicalize(at) {
+            let mut out = c;
+            for part in rest.iter().rev() {
+                match part {
+                    std::path::Component::ParentDir => {
+                        out.pop();
+                    }
+                    std::path::Component::Normal(n) => out.push(n),
+                    _ => {}
+                }
+            }
+            return Some(out);
+        }
+        rest.push(at.components().next_back()?);
+        at = at.parent()?;
+    }
 }
 
 /// "Proceed with backup? [y/N]", as the old tool asked; true for y or yes.

@@ -470,3 +470,19 @@ fn a_top_level_manifest_of_the_project_is_never_overwritten() {
     assert!(views(&dest).is_empty(), "{:?}", views(&dest));
     assert_eq!(fs::read(src.join("MANIFEST.txt")).unwrap(), b"the project's own\n");
 }
+
+#[test]
+fn a_destination_inside_the_project_is_refused_before_the_backup() {
+    let env = Env::with_repo();
+    let src = project(&env);
+    for dest in ["backups", "./new/../backups", "."] {
+        let out = old(&env, &src, &["x1", "--dest", dest]).code(1);
+        assert!(
+            out.stderr.contains("inside the directory being backed up"),
+            "{}",
+            out.stderr
+        );
+    }
+    assert!(!src.join("backups").exists());
+    assert_eq!(snapshot_count(&env), 0);
+}
