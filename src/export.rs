@@ -35,6 +35,9 @@ use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::restore::{self, Includes, Item, ItemMeta, Plan, RestoreOptions};
 
+mod old_tool;
+pub use old_tool::{OldView, OldViewOptions, OldViewPlan, old_view, plan_old_view};
+
 /// Which view to write.
 #[derive(Clone, Debug)]
 pub enum View {
@@ -207,12 +210,17 @@ pub fn safe_component(text: &str) -> String {
 
 /// `YYYY-MM-DD_HHMMSS-<project>[-<note>]` for a snapshot, in zone `tz`.
 pub fn folder_name(snap: &Snapshot, tz: &jiff::tz::TimeZone) -> String {
-    let stamp = jiff::Timestamp::new(snap.time.secs, snap.time.nanos as i32)
+    name_stem(&snap.time, &project_name(snap), snap.note.as_deref(), tz)
+}
+
+/// `YYYY-MM-DD_HHMMSS-<project>[-<note>]` for a time, a project's raw name and a note.
+fn name_stem(time: &Time, project: &[u8], note: Option<&str>, tz: &jiff::tz::TimeZone) -> String {
+    let stamp = jiff::Timestamp::new(time.secs, time.nanos as i32)
         .map(|t| t.to_zoned_datetime(tz.clone()).strftime("%Y-%m-%d_%H%M%S").to_string())
         .unwrap_or_else(|_| "0000-00-00_000000".into());
-    let project = safe_component(&String::from_utf8_lossy(&project_name(snap)));
+    let project = safe_component(&String::from_utf8_lossy(project));
     let project = if project.is_empty() { "project".into() } else { project };
-    let note = snap.note.as_deref().map(safe_component).unwrap_or_default();
+    let note = note.map(safe_component).unwrap_or_default();
     if note.is_empty() {
         format!("{stamp}-{project}")
     } else {
@@ -1313,6 +1321,10 @@ struct Sidecar {
     time_nanos: u32,
     /// Regular files: name (escaped as in JSON output) → what was written there.
     files: HashMap<String, SidecarFile>,
+    /// The view is an archive `<folder>` (`….tar.gz`, with perhaps `<folder>.sha256`
+    /// beside it), not a folder: counted by `--keep`, never a link base.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    archive: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -1386,6 +1398,33 @@ fn export_folder_name(n: &str) -> bool {
             _ => c.is_ascii_digit(),
         })
         && !n.contains('/')
+}
+
+/// `DIR/.projectclone-export`, which must be a directory if it exists.
+fn records_dir(dir: &Path) -> Result<PathBuf> {
+    let side = dir.join(SIDECAR_DIR);
+    if std::fs::symlink_metadata(&side).is_ok_and(|m| !m.is_dir()) {
+        return Err(Error::Invalid(format!(
+            "{} is not a directory (a symlink?); export records are kept there",
+            side.display()
+        )));
+    }
+    Ok(side)
+}
+
+/// Create the records folder and take its lock: one export that names its own view at a
+/// time per destination folder (the records and the rotation are shared).
+fn lock_records(side: &Path) -> Result<File> {
+    std::fs::create_dir_all(side).at(side)?;
+    let lp = side.join("lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lp)
+        .at(&lp)?;
+    f.lock().map_err(|e| Error::io(&lp, e))?;
+    Ok(f)
 }
 
 /// Remove sidecars whose folder is gone (deleted by hand, or a crash between the
@@ -1541,27 +1580,8 @@ fn incremental(
     // names sanitize alike must never rotate each other's folders away.
     let project_key = crate::format_name(&project_name(snap));
     // One incremental export at a time per DIR: the sidecars and rotation are shared.
-    let side = dir.join(SIDECAR_DIR);
-    if std::fs::symlink_metadata(&side).is_ok_and(|m| !m.is_dir()) {
-        return Err(Error::Invalid(format!(
-            "{} is not a directory (a symlink?); export records are kept there",
-            side.display()
-        )));
-    }
-    let _lock = if dry_run {
-        None
-    } else {
-        std::fs::create_dir_all(&side).at(&side)?;
-        let lp = side.join("lock");
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lp)
-            .at(&lp)?;
-        f.lock().map_err(|e| Error::io(&lp, e))?;
-        Some(f)
-    };
+    let side = records_dir(dir)?;
+    let _lock = if dry_run { None } else { Some(lock_records(&side)?) };
     let mut res = ExportResult {
         dry_run,
         ..Default::default()
@@ -1585,7 +1605,8 @@ fn incremental(
     })?;
     let dest = dir.join(&folder);
     res.path = dest.clone();
-    let prev = existing.last();
+    // Archives the older tool's syntax wrote there count for `--keep`, but hold no folder.
+    let prev = existing.iter().rev().find(|s| !s.archive);
 
     let mut plan = full_plan(repo, snap)?;
     res.files = plan.files;
@@ -1748,6 +1769,7 @@ fn incremental(
         time_secs: snap.time.secs,
         time_nanos: snap.time.nanos,
         files,
+        archive: false,
     };
     let sp = side.join(format!("{folder}.json"));
     let tmp = side.join(format!(".{folder}.json.{}", random_hex()));
@@ -1792,6 +1814,16 @@ fn incremental(
 fn rotate_out(dir: &Path, folder: &str) -> io::Result<bool> {
     let p = dir.join(folder);
     let md = std::fs::symlink_metadata(&p)?;
+    if md.is_file() && old_tool::is_archive_name(folder) {
+        // The record first: an archive without one is left alone by later runs.
+        let _ = std::fs::remove_file(dir.join(SIDECAR_DIR).join(format!("{folder}.json")));
+        std::fs::remove_file(&p)?;
+        let sum = dir.join(format!("{folder}.sha256"));
+        if std::fs::symlink_metadata(&sum).is_ok_and(|m| m.is_file()) {
+            std::fs::remove_file(&sum)?;
+        }
+        return Ok(true);
+    }
     if !md.is_dir() {
         return Ok(false);
     }

@@ -12,7 +12,11 @@ use clap::{CommandFactory, FromArgMatches};
 fn main() -> ExitCode {
     // First of all: a core dump would write the password and the keys to disk.
     let no_core = disable_core_dumps();
-    let matches = cli::Cli::command().get_matches();
+    // The older tool's `projectclone NOTE [--archive] …` is routed to a hidden subcommand.
+    let argv = cli::old_syntax::route(std::env::args_os().collect());
+    let matches = cli::Cli::command()
+        .try_get_matches_from(&argv)
+        .unwrap_or_else(|e| cli::old_syntax::explain(e, &argv).exit());
     let args = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // Backups (and imports) allocate and free a buffer per chunk: below 2 MiB those stay
     // on the heap (each mmap'd one costs page faults; 256 KiB cost 9% more CPU). Other

@@ -69,6 +69,7 @@ pub struct Layer {
     pub group_by: Option<Spanned<String>>,
     pub hooks: Option<Spanned<Hooks>>,
     pub notify: Option<Spanned<Vec<Notify>>>,
+    pub export: Option<Spanned<ExportTable>>,
     /// Only in the user file.
     pub profile: Option<Spanned<BTreeMap<String, Spanned<Layer>>>>,
 }
@@ -87,6 +88,17 @@ pub struct Retention {
     pub keep_within: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keep_tag: Vec<String>,
+}
+
+/// `[export]`: defaults of the older tool's syntax (`projectclone NOTE …`): where its
+/// views go and how many of a project's views are kept there.
+#[derive(Deserialize, Default, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ExportTable {
+    /// Destination folder instead of `~/project_backups` (`~` and `$VAR` expanded).
+    pub dest: Option<String>,
+    /// `--keep N` when the command line gives none.
+    pub keep: Option<usize>,
 }
 
 /// `[hooks]`: shell commands (`sh -c`) run around commands.
@@ -300,6 +312,21 @@ fn check_layer(f: &LoadedFile, l: &Layer) -> Result<()> {
     {
         projectclone::prune::policy::parse_within(w)
             .map_err(|e| f.err(r.span(), "retention.keep-within", &e.to_string()))?;
+    }
+    if let Some(x) = &l.export {
+        if let Some(d) = &x.get_ref().dest {
+            if d.trim().is_empty() {
+                return Err(f.err(x.span(), "export.dest", "is empty"));
+            }
+            expand(d).map_err(|e| f.err(x.span(), "export.dest", &e))?;
+        }
+        if x.get_ref().keep == Some(0) {
+            return Err(f.err(
+                x.span(),
+                "export.keep",
+                "0 would remove every view, the new one too: give 1 or more, or leave it out to keep all",
+            ));
+        }
     }
     if let Some(h) = &l.hooks
         && let Some(t) = &h.get_ref().timeout
@@ -552,6 +579,22 @@ impl Files {
         None
     }
 
+    /// A key of the `[export]` tables, from the first layer whose table sets it (the
+    /// source names the table's line).
+    pub fn export_key<T: Clone>(&self, get: impl Fn(&ExportTable) -> Option<&T>) -> Option<Setting<T>> {
+        for (l, source) in self.layers() {
+            if let Some(t) = &l.export
+                && let Some(v) = get(t.get_ref())
+            {
+                return Some(Setting {
+                    value: v.clone(),
+                    source: source(t.span().start),
+                });
+            }
+        }
+        None
+    }
+
     /// The password source from the files: a file or a command, from the first layer
     /// that names either.
     pub fn password(&self) -> Option<Setting<PasswordSource>> {
@@ -583,7 +626,7 @@ pub enum PasswordSource {
 /// The keys of an (untrusted) project file outside [`UNTRUSTED_KEYS`], with their lines.
 fn trusted_only_keys(f: &LoadedFile) -> Vec<(&'static str, usize)> {
     let l = &f.layer;
-    let spans: [(&'static str, Option<Range<usize>>); 11] = [
+    let spans: [(&'static str, Option<Range<usize>>); 12] = [
         ("repo", l.repo.as_ref().map(|v| v.span())),
         ("password-file", l.password_file.as_ref().map(|v| v.span())),
         ("password-command", l.password_command.as_ref().map(|v| v.span())),
@@ -594,6 +637,7 @@ fn trusted_only_keys(f: &LoadedFile) -> Vec<(&'static str, usize)> {
         ("storage-class", l.storage_class.as_ref().map(|v| v.span())),
         ("hooks", l.hooks.as_ref().map(|v| v.span())),
         ("notify", l.notify.as_ref().map(|v| v.span())),
+        ("export", l.export.as_ref().map(|v| v.span())),
         ("profile", l.profile.as_ref().map(|v| v.span())),
     ];
     let mut out: Vec<(&'static str, usize)> = spans

@@ -4,6 +4,7 @@
 mod beyond;
 mod config;
 mod hooks;
+pub mod old_syntax;
 mod output;
 mod select;
 
@@ -111,13 +112,18 @@ impl Cli {
             Command::Copy { .. } => "copy",
             Command::Stats { .. } => "stats",
             Command::Config { .. } => "config",
+            // A backup, then a view of it: the backup hooks and notifications apply.
+            Command::OldSyntax(_) => "backup",
         }
     }
 
     /// Whether this run chunks files into new snapshots, `backup` or `import` (the
     /// allocator is tuned differently for it).
     pub fn chunks_files(&self) -> bool {
-        matches!(self.command, Command::Backup { .. } | Command::Import { .. })
+        matches!(
+            self.command,
+            Command::Backup { .. } | Command::Import { .. } | Command::OldSyntax(_)
+        )
     }
 
     /// Whether this run only reads the repository (and may write outside it). Such a run
@@ -144,6 +150,7 @@ impl Cli {
             } => *dry_run,
             Command::Trust { .. } | Command::Config { .. } => true,
             Command::Copy { dry_run, .. } => *dry_run,
+            Command::OldSyntax(a) => a.dry_run,
             Command::Init { .. } | Command::Unlock { .. } | Command::Key { .. } => false,
         }
     }
@@ -412,6 +419,10 @@ enum Command {
         #[command(subcommand)]
         what: Option<ConfigCmd>,
     },
+    /// The older Python tool's syntax, `projectclone NOTE [--archive] …` (main.rs routes
+    /// it here; README "Coming from projectclone 4.x")
+    #[command(name = "old-syntax", hide = true)]
+    OldSyntax(old_syntax::OldArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -1327,8 +1338,14 @@ impl Ctx {
 }
 
 fn run_command(ctx: &Ctx) -> Result<u8> {
+    run_cmd(ctx, &ctx.cli.command)
+}
+
+/// Run `command` with the settings of `ctx` (the older tool's syntax runs a `backup`
+/// through here).
+fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
     let json = ctx.cli.json;
-    match &ctx.cli.command {
+    match command {
         Command::Init {
             kdf_memory,
             kdf_time,
@@ -1942,6 +1959,7 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
             Ok(0)
         }
         Command::Config { what } => run_config(ctx, what.as_ref().unwrap_or(&ConfigCmd::Show)),
+        Command::OldSyntax(args) => old_syntax::run(ctx, args),
         Command::Stats { snap, select } => {
             let repo = ctx.open()?;
             match snap {

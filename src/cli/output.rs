@@ -785,6 +785,18 @@ pub fn export(cli: &Cli, id: &SnapshotId, res: &ExportResult) {
     }
 }
 
+/// What the older tool's syntax would write with `--dry-run` (no snapshot, so no
+/// listing): the view's name and the views `--keep` would remove.
+pub fn old_view_plan(cli: &Cli, plan: &projectclone::export::OldViewPlan) {
+    if cli.quiet {
+        return;
+    }
+    eprintln!("would write {}", local_path(&plan.path));
+    for p in &plan.removed {
+        eprintln!("would remove {}", local_path(p));
+    }
+}
+
 pub fn import(cli: &Cli, report: &projectclone::import::ImportReport) {
     for (p, why) in &report.skipped {
         if !cli.quiet {

@@ -22,6 +22,7 @@ mod hooks;
 mod hostile;
 mod hostile_storage;
 mod import;
+mod oldcli;
 mod prune;
 mod repair;
 mod restore;
