@@ -1740,11 +1740,22 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
                     output::key_changed(json, "password changed; new key", &name);
                 }
                 KeyCmd::Remove { id } => {
-                    if repo.key_name.starts_with(id.as_str()) {
+                    let keys = repo.list_keys()?;
+                    let clear = |name: &str| keys.iter().any(|(n, _, kdf)| n == name && kdf.is_none());
+                    // The password-less key of `init --insecure-no-password` may go once a key
+                    // with a password exists: that is how such a repository gets a password.
+                    let clear_current = clear(&repo.key_name) && keys.iter().any(|(_, _, kdf)| kdf.is_some());
+                    if repo.key_name.starts_with(id.as_str()) && !clear_current {
                         bail!("key {id} is the one opening the repository now; use `key passwd` to replace it");
                     }
                     let name = repo.remove_key(id)?;
                     output::key_changed(json, "removed", &name);
+                    if clear(&name) && !repo.list_keys()?.iter().any(|(_, _, kdf)| kdf.is_none()) {
+                        output::note(
+                            &ctx.cli,
+                            "the repository has no password-less key left: from now on it opens only with a password",
+                        );
+                    }
                 }
             }
             Ok(0)

@@ -21,6 +21,7 @@ mod hooks;
 mod hostile;
 mod hostile_storage;
 mod import;
+mod keys_insecure;
 mod prune;
 mod repair;
 mod restore;

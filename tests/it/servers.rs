@@ -2532,7 +2532,11 @@ fn proxy_cuts_only_transfers_over_a_size() {
     // The next two large downloads are cut after exactly 100 000 bytes, the third is whole.
     for _ in 0..2 {
         let got = exchange(proxy.addr(), b"DOWNLOAD\n");
-        assert!(got.len() == 100_000 && got == expected[..100_000], "{} bytes", got.len());
+        assert!(
+            got.len() == 100_000 && got == expected[..100_000],
+            "{} bytes",
+            got.len()
+        );
     }
     assert!(exchange(proxy.addr(), b"DOWNLOAD\n") == expected);
     assert_eq!(proxy.stats().cut, 2);
