@@ -4,6 +4,7 @@
 mod config;
 mod hooks;
 mod output;
+mod schedule;
 
 use std::cell::{OnceCell, RefCell};
 use std::io::IsTerminal;
@@ -106,6 +107,8 @@ impl Cli {
             Command::Copy { .. } => "copy",
             Command::Stats { .. } => "stats",
             Command::Config { .. } => "config",
+            Command::Status => "status",
+            Command::Schedule { .. } => "schedule",
         }
     }
 
@@ -136,6 +139,7 @@ impl Cli {
                 what: RepairCmd::Snapshots { dry_run, .. } | RepairCmd::Index { dry_run },
             } => *dry_run,
             Command::Trust { .. } | Command::Config { .. } => true,
+            Command::Status | Command::Schedule { .. } => true,
             Command::Copy { dry_run, .. } => *dry_run,
             Command::Init { .. } | Command::Unlock { .. } | Command::Key { .. } => false,
         }
@@ -339,6 +343,13 @@ enum Command {
     Config {
         #[command(subcommand)]
         what: Option<ConfigCmd>,
+    },
+    /// The newest snapshot of each project (one host's set of paths) and its age
+    Status,
+    /// Back up a directory unattended: a systemd user timer, or a crontab line
+    Schedule {
+        #[command(subcommand)]
+        what: schedule::ScheduleCmd,
     },
 }
 
@@ -1418,6 +1429,30 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
         Command::Snapshots => {
             let repo = ctx.open()?;
             output::snapshots(json, &repo.snapshots()?);
+            Ok(0)
+        }
+        Command::Status => {
+            let repo = ctx.open()?;
+            let now = jiff::Timestamp::now();
+            let now = projectclone::format::Time {
+                secs: now.as_second(),
+                nanos: now.subsec_nanosecond().max(0) as u32,
+            };
+            output::status(json, &projectclone::status::newest_per_project(&repo.snapshots()?, now));
+            Ok(0)
+        }
+        Command::Schedule { what } => {
+            let report = match what {
+                schedule::ScheduleCmd::Install(a) => {
+                    let has_password = ctx.cli.password_file.is_some()
+                        || ctx.cli.insecure_no_password
+                        || ctx.files.password().is_some();
+                    schedule::install(&ctx.cli, a, has_password, &|m| output::warn(&ctx.cli, m))?
+                }
+                schedule::ScheduleCmd::Remove { via, dry_run } => schedule::remove(*via, *dry_run)?,
+                schedule::ScheduleCmd::Status => schedule::status()?,
+            };
+            output::schedule(json, &report);
             Ok(0)
         }
         Command::Ls { snap, path, long } => {

@@ -28,5 +28,6 @@ mod restore;
 mod resume;
 mod roundtrip;
 mod s3_init;
+mod schedule;
 mod security;
 mod servers;
