@@ -57,6 +57,7 @@ pub mod prune;
 pub mod repair;
 pub mod repo;
 pub mod restore;
+pub mod seal;
 pub mod status;
 pub mod target;
 pub mod trust;

@@ -2,6 +2,7 @@
 //! one function per subcommand. `output` is the only place that prints results.
 
 mod config;
+mod encrypt;
 mod hooks;
 mod output;
 mod schedule;
@@ -236,6 +237,19 @@ enum Command {
         /// With --incremental: keep only this project's newest N export folders
         #[arg(long, value_name = "N", requires = "incremental")]
         keep: Option<usize>,
+        /// With --archive: encrypt it (age format; `.age` is appended to FILE) with a
+        /// passphrase from --encrypt-password-file, PROJECTCLONE_ENCRYPT_PASSWORD or a prompt
+        #[arg(long, conflicts_with_all = ["clone", "incremental"])]
+        encrypt: bool,
+        /// With --archive: encrypt to this age public key (age1…) instead; repeatable
+        #[arg(long = "recipient", value_name = "AGE_PUBKEY", conflicts_with_all = ["clone", "incremental"])]
+        recipients: Vec<String>,
+        /// With --archive: encrypt to the age public keys in this file (one per line); repeatable
+        #[arg(long = "recipients-file", value_name = "F", conflicts_with_all = ["clone", "incremental"])]
+        recipients_files: Vec<PathBuf>,
+        /// With --archive: read the encryption passphrase from this file (implies --encrypt)
+        #[arg(long, value_name = "F", conflicts_with_all = ["recipients", "recipients_files", "clone", "incremental"])]
+        encrypt_password_file: Option<PathBuf>,
         /// Print what would be written; write nothing
         #[arg(long)]
         dry_run: bool,
@@ -1500,8 +1514,20 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
             format,
             incremental,
             keep,
+            encrypt,
+            recipients,
+            recipients_files,
+            encrypt_password_file,
             dry_run,
         } => {
+            let flags = encrypt::Flags {
+                encrypt: *encrypt,
+                recipients,
+                recipients_files,
+                password_file: encrypt_password_file,
+            };
+            let archive = &archive.as_deref().map(|a| encrypt::archive_name(a, flags.wanted()));
+            let encryption = flags.resolve(*dry_run)?;
             for t in [clone, archive, incremental].into_iter().flatten() {
                 if t.as_os_str() != "-" {
                     ctx.refuse_overlap("export target", t)?;
@@ -1523,9 +1549,17 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
                     let stdout = std::io::stdout();
                     let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
                     let res = if *dry_run {
-                        export::archive_to_writer(&repo, &s, fmt, &mut std::io::sink(), true, progress.as_ref())?
+                        export::archive_to_writer(&repo, &s, fmt, None, &mut std::io::sink(), true, progress.as_ref())?
                     } else {
-                        export::archive_to_writer(&repo, &s, fmt, &mut w, false, progress.as_ref())?
+                        export::archive_to_writer(
+                            &repo,
+                            &s,
+                            fmt,
+                            encryption.as_ref(),
+                            &mut w,
+                            false,
+                            progress.as_ref(),
+                        )?
                     };
                     std::io::Write::flush(&mut w).context("writing the archive to stdout")?;
                     res
@@ -1535,14 +1569,16 @@ fn run_command(ctx: &Ctx) -> Result<u8> {
                         (Some(d), _, _) => export::View::Clone { dir: d.clone() },
                         (_, Some(f), _) => export::View::Archive {
                             file: f.clone(),
-                            format: match format.or_else(|| ArchiveFormat::from_path(f)) {
+                            format: match format.or_else(|| ArchiveFormat::from_path(&encrypt::inner_name(f))) {
                                 Some(x) => x,
                                 None => bail!(
-                                    "{}: name the archive .tar, .tar.gz or .tar.zst, or give --format",
-                                    f.display()
+                                    "{}: name the archive .tar, .tar.gz or .tar.zst{}, or give --format",
+                                    f.display(),
+                                    if flags.wanted() { " (then .age)" } else { "" }
                                 ),
                             },
                             manifest: *manifest,
+                            encryption,
                         },
                         (_, _, Some(d)) => export::View::Incremental {
                             dir: d.clone(),

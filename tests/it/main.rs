@@ -15,6 +15,7 @@ mod damage;
 mod dedup;
 mod edges;
 mod export;
+mod export_age;
 mod findings;
 mod fuse;
 mod hooks;
