@@ -43,11 +43,14 @@ pub use old_tool::{OldView, OldViewOptions, OldViewPlan, old_view, plan_old_view
 pub enum View {
     /// An exact copy at `dir` (absent or an empty directory).
     Clone { dir: PathBuf },
-    /// A tar archive at `file`, compressed as `format` says.
+    /// A tar archive at `file`, compressed as `format` says, then encrypted (age) when
+    /// `encryption` says how. `manifest`: `file.sha256`, of each member, or of the whole
+    /// file when it is encrypted (member names and hashes would say what it holds).
     Archive {
         file: PathBuf,
         format: ArchiveFormat,
         manifest: bool,
+        encryption: Option<crate::seal::ArchiveEncryption>,
     },
     /// A new `YYYY-MM-DD_HHMMSS-<project>[-<note>]` folder under `dir`, hard-linking the
     /// files unchanged since the newest earlier export of the project there; `keep`
@@ -154,9 +157,20 @@ pub fn export(
 ) -> Result<ExportResult> {
     match &opts.view {
         View::Clone { dir } => clone(repo, snap, dir, opts.dry_run, progress),
-        View::Archive { file, format, manifest } => {
-            archive_file(repo, snap, file, *format, *manifest, opts.dry_run, progress)
-        }
+        View::Archive {
+            file,
+            format,
+            manifest,
+            encryption,
+        } => archive_file(
+            repo,
+            snap,
+            file,
+            (*format, encryption.as_ref()),
+            *manifest,
+            opts.dry_run,
+            progress,
+        ),
         View::Incremental { dir, keep } => incremental(repo, id, snap, dir, *keep, opts, progress),
     }
 }
@@ -575,6 +589,25 @@ impl<W: Write> Write for Counting<W> {
     fn write(&mut self, b: &[u8]) -> io::Result<usize> {
         let k = self.inner.write(b)?;
         self.n += k as u64;
+        Ok(k)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A writer that also hashes what passes (SHA-256), when asked.
+struct Hashing<W> {
+    inner: W,
+    hasher: Option<sha2::Sha256>,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        let k = self.inner.write(b)?;
+        if let Some(h) = &mut self.hasher {
+            sha2::Digest::update(h, &b[..k]);
+        }
         Ok(k)
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -1153,6 +1186,7 @@ pub fn archive_to_writer(
     repo: &Repository,
     snap: &Snapshot,
     format: ArchiveFormat,
+    encryption: Option<&crate::seal::ArchiveEncryption>,
     w: &mut dyn Write,
     dry_run: bool,
     progress: &dyn Progress,
@@ -1175,10 +1209,10 @@ pub fn archive_to_writer(
     if !res.errors.is_empty() {
         return Ok(res);
     }
-    let enc = Encoder::new(format, Counting { inner: w, n: 0 }).map_err(tar_err)?;
-    let root = root_meta(snap);
-    let enc = write_archive(repo, Some(&root), &plan, &top, enc, None, progress, &mut res)?;
-    let mut c = enc.finish().map_err(tar_err)?;
+    let sealed = crate::seal::Sealed::new(Counting { inner: w, n: 0 }, encryption)?;
+    let enc = Encoder::new(format, sealed).map_err(tar_err)?;
+    let enc = write_archive(repo, Some(&root_meta(snap)), &plan, &top, enc, None, progress, &mut res)?;
+    let mut c = enc.finish().and_then(|s| s.finish()).map_err(tar_err)?;
     c.flush().map_err(tar_err)?;
     res.bytes_written = c.n;
     Ok(res)
@@ -1188,7 +1222,7 @@ fn archive_file(
     repo: &Repository,
     snap: &Snapshot,
     file: &Path,
-    format: ArchiveFormat,
+    (format, encryption): (ArchiveFormat, Option<&crate::seal::ArchiveEncryption>),
     with_manifest: bool,
     dry_run: bool,
     progress: &dyn Progress,
@@ -1259,27 +1293,36 @@ fn archive_file(
         false => None,
     };
     let written = (|| -> Result<()> {
-        let enc = Encoder::new(
-            format,
-            Counting {
-                inner: BufWriter::with_capacity(1 << 20, out),
-                n: 0,
-            },
-        )
-        .map_err(tar_err)?;
+        // File <- hash (an encrypted archive's manifest is of the file) <- count <- age
+        // <- compression <- tar.
+        let hashed = Hashing {
+            inner: BufWriter::with_capacity(1 << 20, out),
+            hasher: (with_manifest && encryption.is_some()).then(<sha2::Sha256 as sha2::Digest>::new),
+        };
+        let sealed = crate::seal::Sealed::new(Counting { inner: hashed, n: 0 }, encryption)?;
+        let enc = Encoder::new(format, sealed).map_err(tar_err)?;
+        let members = match encryption {
+            None => mout.as_mut().map(|m| m as &mut dyn Write),
+            Some(_) => None,
+        };
         let enc = write_archive(
             repo,
             Some(&root_meta(snap)),
             &plan,
             &top,
             enc,
-            mout.as_mut().map(|m| m as &mut dyn Write),
+            members,
             progress,
             &mut res,
         )?;
-        let c = enc.finish().map_err(tar_err)?;
+        let c = enc.finish().and_then(|s| s.finish()).map_err(tar_err)?;
         res.bytes_written = c.n;
-        let f = c.inner.into_inner().map_err(|e| Error::io(&tmp, e.into_error()))?;
+        let Hashing { inner, hasher } = c.inner;
+        if let (Some(h), Some(m)) = (hasher, mout.as_mut()) {
+            m.write_all(&manifest_line(&sha2::Digest::finalize(h), &name))
+                .map_err(|e| Error::io(&mtmp, e))?;
+        }
+        let f = inner.into_inner().map_err(|e| Error::io(&tmp, e.into_error()))?;
         f.sync_all().at(&tmp)?;
         if let Some(m) = mout.take() {
             let f = m.into_inner().map_err(|e| Error::io(&mtmp, e.into_error()))?;

@@ -60,7 +60,9 @@ pub mod prune;
 pub mod repair;
 pub mod repo;
 pub mod restore;
+pub mod seal;
 pub mod select;
+pub mod status;
 pub mod target;
 pub mod trust;
 

@@ -404,7 +404,7 @@ impl Repository {
             if password.is_none() && opts.insecure_no_password {
                 return Err(Error::Invalid(format!(
                     "--insecure-no-password: {} has no key that opens without a password (it was made with \
-                     one); leave the flag out and give --password-file F, PROJECTCLONE_PASSWORD_FILE or \
+                     one, or its password-less key was removed); leave the flag out and give --password-file F, PROJECTCLONE_PASSWORD_FILE or \
                      PROJECTCLONE_PASSWORD",
                     backend.location()
                 )));
@@ -545,8 +545,30 @@ impl Repository {
         Ok(out)
     }
 
-    /// Remove a key file by name or unique prefix; never the last one.
+    /// Remove a key file by name or unique prefix; never the last one. When no
+    /// password-less key is left, this client's pin says so (the repository opens only
+    /// with a password from now on, and a password-less key that turns up later is not
+    /// tried without `--insecure-no-password`).
     pub fn remove_key(&self, name: &str) -> Result<String> {
+        let target = self.remove_key_file(name)?;
+        if let Some(store) = &self.trust
+            && let Some(pin) = store.pin()?
+        {
+            let clear_left = self.list_keys()?.iter().any(|(_, _, kdf)| kdf.is_none());
+            let insecure = pin.insecure && clear_left;
+            let last_key = pin.last_key.clone().filter(|k| *k != target);
+            if insecure != pin.insecure || last_key != pin.last_key {
+                store.set_pin(&Pin {
+                    insecure,
+                    last_key,
+                    ..pin
+                })?;
+            }
+        }
+        Ok(target)
+    }
+
+    fn remove_key_file(&self, name: &str) -> Result<String> {
         let keys = self.backend.list(Dir::Keys)?;
         let matches: Vec<&String> = keys.iter().map(|k| &k.0).filter(|k| k.starts_with(name)).collect();
         let target = match matches.as_slice() {

@@ -3,9 +3,11 @@
 
 mod beyond;
 mod config;
+mod encrypt;
 mod hooks;
 pub mod old_syntax;
 mod output;
+mod schedule;
 mod select;
 
 use std::cell::{OnceCell, RefCell};
@@ -114,6 +116,8 @@ impl Cli {
             Command::Config { .. } => "config",
             // A backup, then a view of it: the backup hooks and notifications apply.
             Command::OldSyntax(_) => "backup",
+            Command::Status => "status",
+            Command::Schedule { .. } => "schedule",
         }
     }
 
@@ -149,6 +153,7 @@ impl Cli {
                 what: RepairCmd::Snapshots { dry_run, .. } | RepairCmd::Index { dry_run },
             } => *dry_run,
             Command::Trust { .. } | Command::Config { .. } => true,
+            Command::Status | Command::Schedule { .. } => true,
             Command::Copy { dry_run, .. } => *dry_run,
             Command::OldSyntax(a) => a.dry_run,
             Command::Init { .. } | Command::Unlock { .. } | Command::Key { .. } => false,
@@ -293,6 +298,19 @@ enum Command {
         /// With --incremental: keep only this project's newest N export folders
         #[arg(long, value_name = "N", requires = "incremental")]
         keep: Option<usize>,
+        /// With --archive: encrypt it (age format; `.age` is appended to FILE) with a
+        /// passphrase from --encrypt-password-file, PROJECTCLONE_ENCRYPT_PASSWORD or a prompt
+        #[arg(long, conflicts_with_all = ["clone", "incremental"])]
+        encrypt: bool,
+        /// With --archive: encrypt to this age public key (age1…) instead; repeatable
+        #[arg(long = "recipient", value_name = "AGE_PUBKEY", conflicts_with_all = ["clone", "incremental"])]
+        recipients: Vec<String>,
+        /// With --archive: encrypt to the age public keys in this file (one per line); repeatable
+        #[arg(long = "recipients-file", value_name = "F", conflicts_with_all = ["clone", "incremental"])]
+        recipients_files: Vec<PathBuf>,
+        /// With --archive: read the encryption passphrase from this file (implies --encrypt)
+        #[arg(long, value_name = "F", conflicts_with_all = ["recipients", "recipients_files", "clone", "incremental"])]
+        encrypt_password_file: Option<PathBuf>,
         /// Print what would be written; write nothing
         #[arg(long)]
         dry_run: bool,
@@ -423,6 +441,13 @@ enum Command {
     /// it here; README "Coming from projectclone 4.x")
     #[command(name = "old-syntax", hide = true)]
     OldSyntax(old_syntax::OldArgs),
+    /// The newest snapshot of each project (one host's set of paths) and its age
+    Status,
+    /// Back up a directory unattended: a systemd user timer, or a crontab line
+    Schedule {
+        #[command(subcommand)]
+        what: schedule::ScheduleCmd,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -1541,6 +1566,30 @@ fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
             output::snapshots(json, &snaps, &sel.names);
             Ok(0)
         }
+        Command::Status => {
+            let repo = ctx.open()?;
+            let now = jiff::Timestamp::now();
+            let now = projectclone::format::Time {
+                secs: now.as_second(),
+                nanos: now.subsec_nanosecond().max(0) as u32,
+            };
+            output::status(json, &projectclone::status::newest_per_project(&repo.snapshots()?, now));
+            Ok(0)
+        }
+        Command::Schedule { what } => {
+            let report = match what {
+                schedule::ScheduleCmd::Install(a) => {
+                    let has_password = ctx.cli.password_file.is_some()
+                        || ctx.cli.insecure_no_password
+                        || ctx.files.password().is_some();
+                    schedule::install(&ctx.cli, a, has_password, &|m| output::warn(&ctx.cli, m))?
+                }
+                schedule::ScheduleCmd::Remove { via, dry_run } => schedule::remove(*via, *dry_run)?,
+                schedule::ScheduleCmd::Status => schedule::status()?,
+            };
+            output::schedule(json, &report);
+            Ok(0)
+        }
         Command::Ls {
             snap,
             path,
@@ -1592,9 +1641,21 @@ fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
             format,
             incremental,
             keep,
+            encrypt,
+            recipients,
+            recipients_files,
+            encrypt_password_file,
             dry_run,
             select,
         } => {
+            let flags = encrypt::Flags {
+                encrypt: *encrypt,
+                recipients,
+                recipients_files,
+                password_file: encrypt_password_file,
+            };
+            let archive = &archive.as_deref().map(|a| encrypt::archive_name(a, flags.wanted()));
+            let encryption = flags.resolve(*dry_run)?;
             for t in [clone, archive, incremental].into_iter().flatten() {
                 if t.as_os_str() != "-" {
                     ctx.refuse_overlap("export target", t)?;
@@ -1616,9 +1677,17 @@ fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
                     let stdout = std::io::stdout();
                     let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
                     let res = if *dry_run {
-                        export::archive_to_writer(&repo, &s, fmt, &mut std::io::sink(), true, progress.as_ref())?
+                        export::archive_to_writer(&repo, &s, fmt, None, &mut std::io::sink(), true, progress.as_ref())?
                     } else {
-                        export::archive_to_writer(&repo, &s, fmt, &mut w, false, progress.as_ref())?
+                        export::archive_to_writer(
+                            &repo,
+                            &s,
+                            fmt,
+                            encryption.as_ref(),
+                            &mut w,
+                            false,
+                            progress.as_ref(),
+                        )?
                     };
                     std::io::Write::flush(&mut w).context("writing the archive to stdout")?;
                     res
@@ -1628,14 +1697,16 @@ fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
                         (Some(d), _, _) => export::View::Clone { dir: d.clone() },
                         (_, Some(f), _) => export::View::Archive {
                             file: f.clone(),
-                            format: match format.or_else(|| ArchiveFormat::from_path(f)) {
+                            format: match format.or_else(|| ArchiveFormat::from_path(&encrypt::inner_name(f))) {
                                 Some(x) => x,
                                 None => bail!(
-                                    "{}: name the archive .tar, .tar.gz or .tar.zst, or give --format",
-                                    f.display()
+                                    "{}: name the archive .tar, .tar.gz or .tar.zst{}, or give --format",
+                                    f.display(),
+                                    if flags.wanted() { " (then .age)" } else { "" }
                                 ),
                             },
                             manifest: *manifest,
+                            encryption,
                         },
                         (_, _, Some(d)) => export::View::Incremental {
                             dir: d.clone(),
@@ -1876,11 +1947,22 @@ fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
                     output::key_changed(json, "password changed; new key", &name);
                 }
                 KeyCmd::Remove { id } => {
-                    if repo.key_name.starts_with(id.as_str()) {
+                    let keys = repo.list_keys()?;
+                    let clear = |name: &str| keys.iter().any(|(n, _, kdf)| n == name && kdf.is_none());
+                    // The password-less key of `init --insecure-no-password` may go once a key
+                    // with a password exists: that is how such a repository gets a password.
+                    let clear_current = clear(&repo.key_name) && keys.iter().any(|(_, _, kdf)| kdf.is_some());
+                    if repo.key_name.starts_with(id.as_str()) && !clear_current {
                         bail!("key {id} is the one opening the repository now; use `key passwd` to replace it");
                     }
                     let name = repo.remove_key(id)?;
                     output::key_changed(json, "removed", &name);
+                    if clear(&name) && !repo.list_keys()?.iter().any(|(_, _, kdf)| kdf.is_none()) {
+                        output::note(
+                            &ctx.cli,
+                            "the repository has no password-less key left: from now on it opens only with a password",
+                        );
+                    }
                 }
             }
             Ok(0)

@@ -248,6 +248,162 @@ pub fn snapshots(json: bool, snaps: &[(SnapshotId, Snapshot)], names: &projectcl
     outln!("{} snapshot(s)", snaps.len());
 }
 
+/// `status`: one row per project (host and paths) with its newest snapshot and age.
+pub fn status(json: bool, rows: &[projectclone::status::ProjectStatus]) {
+    if json {
+        print_json(&serde_json::Value::Array(
+            rows.iter()
+                .map(|r| {
+                    json!({
+                        "project": r.project,
+                        "paths": r.paths.iter().map(|p| format_name(p)).collect::<Vec<_>>(),
+                        "host": r.host,
+                        "snapshot": r.snapshot.to_hex(),
+                        "time": format_time(&r.time, r.utc_offset),
+                        "age_seconds": r.age_seconds,
+                    })
+                })
+                .collect(),
+        ));
+        return;
+    }
+    if rows.is_empty() {
+        outln!("no snapshots");
+        return;
+    }
+    let cells: Vec<[String; 6]> = rows
+        .iter()
+        .map(|r| {
+            [
+                field(&r.project),
+                field(&r.host),
+                r.snapshot.short(),
+                projectclone::status::format_age(r.age_seconds),
+                format_time(&r.time, r.utc_offset),
+                r.paths.iter().map(|p| format_name(p)).collect::<Vec<_>>().join(" "),
+            ]
+        })
+        .collect();
+    let head = ["project", "host", "snapshot", "age", "time", "paths"];
+    let width = |i: usize| {
+        cells
+            .iter()
+            .map(|c| c[i].chars().count())
+            .chain([head[i].len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let w: Vec<usize> = (0..5).map(width).collect();
+    let line = |c: [&str; 6]| {
+        format!(
+            "{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {:<w4$}  {}",
+            c[0],
+            c[1],
+            c[2],
+            c[3],
+            c[4],
+            c[5],
+            w0 = w[0],
+            w1 = w[1],
+            w2 = w[2],
+            w3 = w[3],
+            w4 = w[4]
+        )
+    };
+    outln!("{}", line(head));
+    for c in &cells {
+        outln!("{}", line([&c[0], &c[1], &c[2], &c[3], &c[4], &c[5]]));
+    }
+}
+
+/// `schedule install|remove|status`.
+pub fn schedule(json: bool, r: &super::schedule::Report) {
+    if json {
+        print_json(&serde_json::to_value(r).expect("serialisable"));
+        return;
+    }
+    if r.dry_run && r.action == "install" {
+        for f in &r.files {
+            outln!("# {}\n{}", f.path, f.content);
+        }
+        if let Some(l) = &r.crontab_line {
+            outln!("# crontab line\n{l}");
+        }
+        return;
+    }
+    let via = r.via.unwrap_or("none");
+    match r.action {
+        "install" => {
+            outln!(
+                "{} {via} schedule ({}) of projectclone-backup",
+                if r.changed {
+                    "installed"
+                } else {
+                    "already installed, unchanged:"
+                },
+                r.schedule.as_deref().unwrap_or("")
+            );
+            for f in &r.files {
+                outln!("file:         {}", f.path);
+            }
+            if let Some(l) = &r.crontab_line {
+                outln!("crontab line: {l}");
+            }
+        }
+        "remove" => {
+            if r.via.is_none() {
+                outln!("no schedule installed: nothing to remove");
+                return;
+            }
+            let verb = if r.dry_run { "would remove" } else { "removed" };
+            for f in &r.files {
+                outln!("{verb}: {}", f.path);
+            }
+            if let Some(l) = &r.crontab_line {
+                outln!("{verb} crontab line: {l}");
+            }
+            return;
+        }
+        _ => {
+            if !r.installed {
+                outln!("no schedule installed (`projectclone schedule install` makes one)");
+                return;
+            }
+            outln!("installed:    {via}");
+            for f in &r.files {
+                outln!("file:         {}", f.path);
+            }
+            if let Some(l) = &r.crontab_line {
+                outln!("crontab line: {l}");
+            }
+            outln!("schedule:     {}", r.schedule.as_deref().unwrap_or("?"));
+        }
+    }
+    for c in &r.commands {
+        outln!("runs:         {c}");
+    }
+    if let Some(e) = r.enabled {
+        outln!(
+            "enabled:      {}",
+            if e {
+                "yes"
+            } else {
+                "no (the systemd user instance did not answer)"
+            }
+        );
+    }
+    if r.action == "status" {
+        outln!("next run:     {}", r.next_run.as_deref().unwrap_or("unknown"));
+        outln!("last run:     {}", r.last_run.as_deref().unwrap_or("never, or unknown"));
+        if let Some(res) = &r.last_result {
+            outln!("last result:  {res}");
+        }
+    }
+    if let Some(l) = &r.log {
+        outln!("logs:         {l}");
+    }
+}
+
 pub fn ls(json: bool, long: bool, entries: &[LsEntry]) {
     if json {
         print_json(&serde_json::to_value(entries).expect("serialisable"));
