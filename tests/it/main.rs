@@ -20,6 +20,7 @@ mod hostile;
 mod hostile_storage;
 mod import;
 mod prune;
+mod remote;
 mod repair;
 mod restore;
 mod resume;
