@@ -30,6 +30,7 @@ struct Remote {
 }
 
 /// Where a remote repository's objects can be looked at without the binary.
+#[derive(Clone)]
 enum Store {
     /// Objects under `prefix/` in an S3 bucket.
     S3 { api: S3Api, bucket: String, prefix: String },
@@ -292,9 +293,13 @@ fn storage(v: &Value, key: &str) -> (u64, u64, u64, u64) {
     (n("requests"), n("bytes_sent"), n("bytes_received"), n("retries"))
 }
 
-/// Every command of sections 1 and 7 against one remote repository (which must not exist
-/// yet), each outcome checked: the repository's objects on the server, restored bytes and
-/// metadata, exit codes, `check`, the snapshot list.
+/// The password [`tour`] leaves the repository with (`key passwd`).
+const NEW_PASSWORD: &str = "a new remote password";
+
+/// Every command (init, backup, snapshots, ls, diff, restore, export, import, stats, forget,
+/// prune, check --read-data, repair index, key) against one remote repository (which must
+/// not exist yet), each outcome checked: the repository's objects on the server, restored
+/// bytes and metadata, exit codes, `check`, the snapshot list.
 fn tour(env: &Env, r: &Remote) {
     let c = Client::main(env, r);
     let t0 = Instant::now();
@@ -490,7 +495,7 @@ fn tour(env: &Env, r: &Remote) {
     // key passwd: a new key on the server, the old password refused (exit 12).
     let old_key: BTreeSet<String> = r.store.objects("keys").into_keys().collect();
     let pw_file = env.path("new-password");
-    write(&pw_file, b"a new remote password\n");
+    write(&pw_file, format!("{NEW_PASSWORD}\n"));
     c.run([os("key"), os("passwd"), os("--new-password-file"), pw_file.as_os_str()])
         .success();
     let new_key: BTreeSet<String> = r.store.objects("keys").into_keys().collect();
@@ -498,7 +503,7 @@ fn tour(env: &Env, r: &Remote) {
     assert!(new_key.is_disjoint(&old_key), "the old key is still there: {new_key:?}");
     c.run(["snapshots"]).code(12);
     let c = Client {
-        password: "a new remote password".into(),
+        password: NEW_PASSWORD.into(),
         ..c
     };
     let keys = c.run(["--json", "key", "list"]).success().json();
@@ -694,7 +699,31 @@ fn clients_and_prune_at_once(env: &Env, r: &Remote) {
 fn every_command_on_s3_at_moto() {
     let env = Env::new();
     let moto = Moto::start(&env);
-    tour(&env, &s3_remote(&moto, "tour/repo"));
+    let r = s3_remote(&moto, "tour/repo");
+    tour(&env, &r);
+
+    // The same repository as s3://BUCKET/PREFIX, the endpoint from AWS_ENDPOINT_URL.
+    let by_env = Remote {
+        url: format!("s3://{}/tour/repo", moto.bucket()),
+        envs: r
+            .envs
+            .iter()
+            .cloned()
+            .chain([("AWS_ENDPOINT_URL".to_string(), moto.endpoint().into())])
+            .collect(),
+        store: r.store.clone(),
+    };
+    let c = Client {
+        password: NEW_PASSWORD.into(),
+        ..Client::main(&env, &by_env)
+    };
+    let via_url = Client {
+        password: NEW_PASSWORD.into(),
+        ..Client::main(&env, &r)
+    };
+    assert_eq!(c.snapshot_ids(), via_url.snapshot_ids());
+    c.run(["check"]).success();
+
     clients_and_prune_at_once(&env, &s3_remote(&moto, "shared"));
 }
 
