@@ -55,6 +55,10 @@ pub enum Error {
     Hostile(String),
     #[error("{0}")]
     Invalid(String),
+    /// A repository location string that names no location this build knows (`gdrive:x`,
+    /// `ftp://…`): a usage error, like a bad flag value.
+    #[error("{0}")]
+    BadLocation(String),
     /// A storage request failed (remote stores; the local directory reports `Io`).
     #[error("{location}: {message}")]
     Storage {

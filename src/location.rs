@@ -56,7 +56,7 @@ pub struct StorageOptions {
 }
 
 fn bad(s: &str, why: &str) -> Error {
-    Error::Invalid(format!("repository location {s:?}: {why}"))
+    Error::BadLocation(format!("repository location {s:?}: {why}"))
 }
 
 const KINDS: &str = "a folder path, s3:http(s)://HOST/BUCKET[/PREFIX], s3://BUCKET[/PREFIX], \

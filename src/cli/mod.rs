@@ -637,12 +637,14 @@ fn new_password(file: &Option<PathBuf>) -> Result<Password> {
 
 /// The error that ended the command, on stderr. Its control characters other than line
 /// breaks are escaped: it may quote strings from the repository (see `output::text`).
-/// The exit code of a failed command (DESIGN §1, restic's codes): 10 no repository at the
+/// The exit code of a failed command (DESIGN §1, restic's codes): 2 a location string that
+/// names no location (a usage error, as a bad flag value is), 10 no repository at the
 /// location, 11 locked by another process, 12 wrong password; 1 for anything else.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
     for cause in e.chain() {
         if let Some(e) = cause.downcast_ref::<Error>() {
             match e {
+                Error::BadLocation(_) => return 2,
                 Error::NotARepository(_) => return 10,
                 Error::Locked(_) => return 11,
                 Error::WrongPassword(_) => return 12,
@@ -1974,6 +1976,8 @@ fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
             to_insecure_no_password,
             dry_run,
         } => {
+            // The destination string first: a bad one fails before the source is touched.
+            let dest = Location::parse(to)?;
             let mut src = ctx.open()?;
             let _src_lock = ctx.shared_lock(&mut src, *dry_run, "copy")?;
             let selected = if snaps.is_empty() {
@@ -1987,7 +1991,6 @@ fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
                 v.dedup_by_key(|s| s.0);
                 v
             };
-            let dest = Location::parse(to)?;
             let (backend, stats) = dest.open(&ctx.storage_options()?)?;
             output::report_storage("destination_storage", stats);
             let opts = projectclone::repo::OpenOptions {

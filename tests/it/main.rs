@@ -26,6 +26,7 @@ mod import;
 mod keys_insecure;
 mod oldcli;
 mod prune;
+mod remote;
 mod repair;
 mod restore;
 mod resume;
