@@ -14,6 +14,7 @@ mod damage;
 mod dedup;
 mod edges;
 mod export;
+mod faults;
 mod findings;
 mod fuse;
 mod hostile;
