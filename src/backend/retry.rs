@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use backon::{BlockingRetryable, ExponentialBuilder};
 
 use super::{Backend, Dir, ObjectInfo, Written};
-use crate::error::Result;
+use crate::error::{Error, Result, StorageKind};
 
 /// Requests and bytes a command moved, for its `--json` report.
 #[derive(Debug, Default)]
@@ -139,6 +139,23 @@ impl Retrying {
             tracing::warn!("{what}: {e}; trying again in {:.1} s", d.as_secs_f64());
         })
         .call()
+        .map_err(|e| match e {
+            // Still transient after every try: say so, and what to do about it.
+            Error::Storage {
+                kind: StorageKind::Transient,
+                location,
+                message,
+            } => Error::Storage {
+                kind: StorageKind::Transient,
+                location,
+                message: format!(
+                    "{message} (failed {} times in a row: check the network and that the store is up, \
+                     then run the command again)",
+                    self.opts.attempts.max(1)
+                ),
+            },
+            e => e,
+        })
     }
 
     fn received(&self, n: usize) {
@@ -200,8 +217,26 @@ impl Backend for Retrying {
         if let Some(t) = &self.up {
             t.take(bytes.len() as u64);
         }
-        let w = self.run(path, || self.inner.write_new(path, bytes))?;
+        let mut failed_before = false;
+        let w = self.run(path, || {
+            let r = self.inner.write_new(path, bytes);
+            failed_before |= r.is_err();
+            r
+        })?;
         self.stats.bytes_sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        if w == Written::AlreadyThere && failed_before {
+            // A try whose answer was lost (a timeout, a connection cut after the request)
+            // may have stored the object; this try then finds it. The same bytes there are
+            // this write's (config, key and lock objects hold random bytes; any other name
+            // is a hash of its content), so it counts as new: `init` must not take its own
+            // config for another repository's.
+            return match self.run(path, || self.inner.read(path)) {
+                Ok(there) if there == bytes => Ok(Written::New),
+                Ok(_) => Ok(Written::AlreadyThere),
+                Err(e) if e.is_not_found() => Ok(Written::AlreadyThere),
+                Err(e) => Err(e),
+            };
+        }
         Ok(w)
     }
 
@@ -223,5 +258,98 @@ impl Backend for Retrying {
 
     fn connections(&self) -> usize {
         self.inner.connections()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::memory::MemoryBackend;
+    use crate::error::StorageKind;
+
+    /// Fails the first `fail` writes as timed out, after storing what `stored` says: the
+    /// request's own bytes (the answer was lost) or another writer's (it won the name).
+    struct LostAnswers {
+        inner: MemoryBackend,
+        fail: AtomicU64,
+        stored: Option<&'static [u8]>,
+    }
+
+    impl Backend for LostAnswers {
+        fn location(&self) -> String {
+            self.inner.location()
+        }
+        fn list(&self, dir: Dir) -> Result<Vec<(String, u64)>> {
+            self.inner.list(dir)
+        }
+        fn read(&self, path: &str) -> Result<Vec<u8>> {
+            self.inner.read(path)
+        }
+        fn read_range(&self, path: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+            self.inner.read_range(path, offset, len)
+        }
+        fn size(&self, path: &str) -> Result<u64> {
+            self.inner.size(path)
+        }
+        fn write_new(&self, path: &str, bytes: &[u8]) -> Result<Written> {
+            if self.fail.load(Ordering::SeqCst) == 0 {
+                return self.inner.write_new(path, bytes);
+            }
+            self.fail.fetch_sub(1, Ordering::SeqCst);
+            self.inner.write_new(path, self.stored.unwrap_or(bytes))?;
+            Err(Error::Storage {
+                kind: StorageKind::Transient,
+                location: path.into(),
+                message: "operation timeout reached".into(),
+            })
+        }
+        fn delete(&self, path: &str) -> Result<()> {
+            self.inner.delete(path)
+        }
+        fn exists(&self, path: &str) -> Result<bool> {
+            self.inner.exists(path)
+        }
+        fn create(&self) -> Result<()> {
+            self.inner.create()
+        }
+    }
+
+    fn layer(fail: u64, stored: Option<&'static [u8]>) -> Retrying {
+        let b = LostAnswers {
+            inner: MemoryBackend::new(),
+            fail: AtomicU64::new(fail),
+            stored,
+        };
+        let opts = RetryOptions {
+            min_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(1),
+            ..Default::default()
+        };
+        Retrying::new(Arc::new(b), opts)
+    }
+
+    #[test]
+    fn a_write_whose_answer_was_lost_is_new_when_retried() {
+        let r = layer(2, None);
+        assert_eq!(r.write_new("config", b"ours").unwrap(), Written::New);
+        assert_eq!(r.stats().snapshot().retries, 2);
+        assert_eq!(r.read("config").unwrap(), b"ours");
+        // Without a lost answer, an existing object is still reported as such.
+        assert_eq!(r.write_new("config", b"ours").unwrap(), Written::AlreadyThere);
+    }
+
+    #[test]
+    fn another_writers_object_found_on_a_retry_is_already_there() {
+        let r = layer(1, Some(b"theirs"));
+        assert_eq!(r.write_new("config", b"ours").unwrap(), Written::AlreadyThere);
+        assert_eq!(r.read("config").unwrap(), b"theirs");
+    }
+
+    #[test]
+    fn a_write_that_keeps_failing_says_how_often_and_what_to_do() {
+        let r = layer(u64::MAX, Some(b""));
+        let e = r.write_new("config", b"ours").unwrap_err().to_string();
+        assert!(e.contains("failed 8 times in a row"), "{e}");
+        assert!(e.contains("then run the command again"), "{e}");
     }
 }

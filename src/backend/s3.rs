@@ -49,8 +49,6 @@ pub struct S3Backend {
 
 /// Parallel requests at most (uploads and reads together).
 const CONNECTIONS: usize = 16;
-/// No request may take longer than this, whatever its size.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
 impl S3Backend {
     pub fn open(target: &S3Target) -> Result<S3Backend> {
@@ -79,9 +77,13 @@ impl S3Backend {
         let location = target.display();
         let op = opendal::Operator::via_iter("s3", cfg)
             .map_err(|e| map_err(e, &location))?
+            // OpenDAL times each transfer step (a body's read or write, a listing's page)
+            // with the io timeout, and requests without a body (stat, which `exists` and
+            // `size` use) with the other: both are "no answer for this long", so a stalled
+            // HEAD is abandoned and tried again as soon as a stalled GET.
             .layer(
                 opendal::layers::TimeoutLayer::new()
-                    .with_timeout(REQUEST_TIMEOUT)
+                    .with_timeout(timeout)
                     .with_io_timeout(timeout),
             )
             .layer(opendal::layers::ConcurrentLimitLayer::new(CONNECTIONS));

@@ -19,14 +19,23 @@ use openssh_sftp_client::error::SftpErrorKind;
 use openssh_sftp_client::{Error as SftpError, Sftp, SftpOptions};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-/// Read up to `len` bytes from the file's offset (fewer at its end).
-async fn read_upto(f: &mut openssh_sftp_client::file::File, len: usize) -> std::result::Result<Vec<u8>, SftpError> {
+use super::runtime::block_on;
+use super::{Backend, DEFAULT_TIMEOUT, Dir, ObjectInfo, TEMP_PREFIX, Written};
+use crate::error::{Error, Result, StorageKind};
+
+/// Read up to `len` bytes from the file's offset (fewer at its end), waiting at most
+/// `limit` for each request's answer.
+async fn read_upto(
+    f: &mut openssh_sftp_client::file::File,
+    len: usize,
+    limit: Duration,
+) -> std::result::Result<Vec<u8>, SftpError> {
     let mut out = bytes::BytesMut::with_capacity(len);
     while out.len() < len {
-        // The client splits a large read into the server's request size itself.
+        // One request each: the client caps a read at the server's request size.
         let want = (len - out.len()).min(8 << 20) as u32;
         let at = out.len();
-        match f.read(want, out.split_off(at)).await? {
+        match f.read(want, out.split_off(at)).within(limit).await? {
             Some(b) if !b.is_empty() => out.unsplit(b),
             _ => break,
         }
@@ -34,9 +43,26 @@ async fn read_upto(f: &mut openssh_sftp_client::file::File, len: usize) -> std::
     Ok(out.to_vec())
 }
 
-use super::runtime::block_on;
-use super::{Backend, DEFAULT_TIMEOUT, Dir, ObjectInfo, TEMP_PREFIX, Written};
-use crate::error::{Error, Result, StorageKind};
+/// An SFTP request whose answer is waited for at most `limit`: a stalled connection or
+/// server fails it as timed out, a transient error, so the session is dropped and the call
+/// tried again on a new one (a stall must not hold a command until ssh's keepalive gives up,
+/// or forever behind rclone).
+trait Within<T>: Future<Output = std::result::Result<T, SftpError>> + Sized {
+    async fn within(self, limit: Duration) -> std::result::Result<T, SftpError> {
+        tokio::time::timeout(limit, self)
+            .await
+            .unwrap_or_else(|_| Err(timed_out(limit)))
+    }
+}
+
+impl<T, F: Future<Output = std::result::Result<T, SftpError>>> Within<T> for F {}
+
+fn timed_out(limit: Duration) -> SftpError {
+    SftpError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("no answer within {} s", limit.as_secs_f64()),
+    ))
+}
 
 /// How to reach the SFTP server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,6 +126,8 @@ impl SftpTarget {
 
 struct Session {
     sftp: Sftp,
+    /// How long one request's answer may take (the backend's timeout).
+    timeout: Duration,
     child: Mutex<Option<tokio::process::Child>>,
     stderr: Arc<Mutex<Vec<u8>>>,
 }
@@ -117,7 +145,7 @@ pub struct SftpBackend {
     /// The ssh program and its first arguments (`ssh`, or e.g. `ssh -F /path/config`).
     ssh: Vec<String>,
     session: Mutex<Option<Arc<Session>>>,
-    /// How long the session may take to start.
+    /// How long the session may take to start, and each request's answer.
     timeout: Duration,
 }
 
@@ -139,7 +167,7 @@ impl SftpBackend {
         }
     }
 
-    /// The same backend with `timeout` for a session to start.
+    /// The same backend with `timeout` for a session to start and for each request's answer.
     pub fn with_timeout(mut self, timeout: Duration) -> SftpBackend {
         self.timeout = timeout;
         self
@@ -234,6 +262,7 @@ impl SftpBackend {
             };
             Ok::<_, Error>(Session {
                 sftp,
+                timeout: self.timeout,
                 child: Mutex::new(Some(child)),
                 stderr,
             })
@@ -303,7 +332,7 @@ impl SftpBackend {
             if dir.as_os_str().is_empty() {
                 break;
             }
-            match s.sftp.fs().metadata(dir).await {
+            match s.sftp.fs().metadata(dir).within(s.timeout).await {
                 Ok(_) => break,
                 Err(SftpError::SftpError(SftpErrorKind::NoSuchFile, _)) => todo.push(dir.to_path_buf()),
                 Err(e) => return Err(e),
@@ -311,10 +340,10 @@ impl SftpBackend {
             p = dir.parent();
         }
         for d in todo.into_iter().rev() {
-            match s.sftp.fs().create_dir(&d).await {
+            match s.sftp.fs().create_dir(&d).within(s.timeout).await {
                 Ok(()) => {}
                 // Made meanwhile by another writer.
-                Err(e) if s.sftp.fs().metadata(&d).await.is_ok() => drop(e),
+                Err(e) if s.sftp.fs().metadata(&d).within(s.timeout).await.is_ok() => drop(e),
                 Err(e) => return Err(e),
             }
         }
@@ -323,14 +352,17 @@ impl SftpBackend {
 
     async fn list_dir(s: &Session, dir: PathBuf) -> std::result::Result<Vec<(String, ObjectInfoRaw)>, SftpError> {
         let mut fs = s.sftp.fs();
-        let d = match fs.open_dir(&dir).await {
+        let d = match fs.open_dir(&dir).within(s.timeout).await {
             Ok(d) => d,
             Err(SftpError::SftpError(SftpErrorKind::NoSuchFile, _)) => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
         let mut out = Vec::new();
         let mut rd = Box::pin(d.read_dir());
-        while let Some(e) = rd.next().await {
+        while let Some(e) = tokio::time::timeout(s.timeout, rd.next())
+            .await
+            .unwrap_or_else(|_| Some(Err(timed_out(s.timeout))))
+        {
             let e = e?;
             let name = e.filename().to_string_lossy().into_owned();
             if name == "." || name == ".." {
@@ -403,20 +435,20 @@ impl Backend for SftpBackend {
     fn read(&self, path: &str) -> Result<Vec<u8>> {
         let full = self.full(path);
         self.op(path, |s| async move {
-            let mut f = s.sftp.open(&full).await?;
-            let len = f.metadata().await?.len().unwrap_or(0) as usize;
-            read_upto(&mut f, len).await
+            let mut f = s.sftp.open(&full).within(s.timeout).await?;
+            let len = f.metadata().within(s.timeout).await?.len().unwrap_or(0) as usize;
+            read_upto(&mut f, len, s.timeout).await
         })
     }
 
     fn read_range(&self, path: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
         let full = self.full(path);
         let got = self.op(path, |s| async move {
-            let mut f = s.sftp.open(&full).await?;
+            let mut f = s.sftp.open(&full).within(s.timeout).await?;
             f.seek(std::io::SeekFrom::Start(offset))
                 .await
                 .map_err(SftpError::from)?;
-            read_upto(&mut f, len).await
+            read_upto(&mut f, len, s.timeout).await
         })?;
         if got.len() != len {
             return Err(Error::corrupt(format!(
@@ -431,7 +463,7 @@ impl Backend for SftpBackend {
     fn size(&self, path: &str) -> Result<u64> {
         let full = self.full(path);
         self.op(path, |s| async move {
-            Ok(s.sftp.fs().metadata(&full).await?.len().unwrap_or(0))
+            Ok(s.sftp.fs().metadata(&full).within(s.timeout).await?.len().unwrap_or(0))
         })
     }
 
@@ -444,18 +476,30 @@ impl Backend for SftpBackend {
         let bytes = bytes.to_vec();
         let renamed = self.op(path, |s| async move {
             Self::make_parents(&s, &full).await?;
-            let mut f = s.sftp.options().write(true).create_new(true).open(&tmp).await?;
-            f.write_all(&bytes).await?;
-            if s.sftp.support_fsync() {
-                f.sync_all().await?;
+            let mut f = s
+                .sftp
+                .options()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .within(s.timeout)
+                .await?;
+            // One request per write; each answer waited for at most the timeout.
+            let mut rest = &bytes[..];
+            while !rest.is_empty() {
+                let n = f.write(rest).within(s.timeout).await?;
+                rest = &rest[n..];
             }
-            f.close().await?;
-            match s.sftp.fs().rename(&tmp, &full).await {
+            if s.sftp.support_fsync() {
+                f.sync_all().within(s.timeout).await?;
+            }
+            f.close().within(s.timeout).await?;
+            match s.sftp.fs().rename(&tmp, &full).within(s.timeout).await {
                 Ok(()) => Ok(true),
                 Err(e) => {
-                    let _ = s.sftp.fs().remove_file(&tmp).await;
+                    let _ = s.sftp.fs().remove_file(&tmp).within(s.timeout).await;
                     // OpenSSH's server refuses to rename onto an existing name.
-                    if s.sftp.fs().metadata(&full).await.is_ok() {
+                    if s.sftp.fs().metadata(&full).within(s.timeout).await.is_ok() {
                         Ok(false)
                     } else {
                         Err(e)
@@ -468,7 +512,9 @@ impl Backend for SftpBackend {
 
     fn delete(&self, path: &str) -> Result<()> {
         let full = self.full(path);
-        match self.op(path, |s| async move { s.sftp.fs().remove_file(&full).await }) {
+        match self.op(path, |s| async move {
+            s.sftp.fs().remove_file(&full).within(s.timeout).await
+        }) {
             Err(e) if e.is_not_found() => Ok(()),
             r => r,
         }
@@ -476,7 +522,10 @@ impl Backend for SftpBackend {
 
     fn exists(&self, path: &str) -> Result<bool> {
         let full = self.full(path);
-        match self.op(path, |s| async move { s.sftp.fs().metadata(&full).await }) {
+        match self.op(
+            path,
+            |s| async move { s.sftp.fs().metadata(&full).within(s.timeout).await },
+        ) {
             Ok(_) => Ok(true),
             Err(e) if e.is_not_found() => Ok(false),
             Err(e) => Err(e),
@@ -487,7 +536,7 @@ impl Backend for SftpBackend {
         let root = self.full("");
         let location = self.target.display();
         let entries = self.op("", |s| async move {
-            match s.sftp.fs().metadata(&root).await {
+            match s.sftp.fs().metadata(&root).within(s.timeout).await {
                 Ok(_) => Self::list_dir(&s, root).await,
                 Err(SftpError::SftpError(SftpErrorKind::NoSuchFile, _)) => {
                     Self::make_parents(&s, &root.join("x")).await?;
@@ -525,7 +574,7 @@ impl Backend for SftpBackend {
                         .is_some_and(|age| age >= older_than);
                     if name.starts_with(TEMP_PREFIX) && !i.is_dir && old {
                         let p = d.join(&name);
-                        match s.sftp.fs().remove_file(&p).await {
+                        match s.sftp.fs().remove_file(&p).within(s.timeout).await {
                             Ok(()) | Err(SftpError::SftpError(SftpErrorKind::NoSuchFile, _)) => {
                                 removed.push(p.to_string_lossy().into_owned())
                             }

@@ -17,6 +17,7 @@ mod dedup;
 mod edges;
 mod export;
 mod export_age;
+mod faults;
 mod findings;
 mod fuse;
 mod hooks;
