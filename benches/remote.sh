@@ -56,7 +56,8 @@
 # Target for every zero-latency row: projectclone <= 0.6x the fastest peer's median on the same
 # backend.
 # Storage (round 1, after the initial backup): objects in the repository (S3 keys under the
-# prefix / regular files under the directory), bytes stored, objects per GB stored, and bytes
+# prefix, without the directory markers, keys ending in `/`, that OpenDAL writes; regular
+# files under the directory), bytes stored, objects per GB stored, and bytes
 # sent per GB stored: bytes the client sent through the delaying proxy during the initial
 # backup (on the wire: HTTP requests with headers, or SSH with its framing and MACs); for
 # projectclone also its own count from `--json` (`storage`: requests, bytes_sent payload).
@@ -190,7 +191,8 @@ else:
     keys = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         keys += [(c["Key"], c["Size"]) for c in page.get("Contents", [])]
-    if op == "stat":
+    if op == "stat":   # directory markers (keys ending in /, OpenDAL writes them) not counted
+        keys = [(k, s) for k, s in keys if not k.endswith("/")]
         print(len(keys), sum(s for _, s in keys))
     elif op == "rm":
         for i in range(0, len(keys), 1000):
