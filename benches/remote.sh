@@ -551,6 +551,9 @@ fastest_peer() { # ROW BACKEND
   echo
   echo "tools: $(for t in "${TOOLS[@]}"; do printf '%s; ' "$(tool_version "$t")"; done)moto $("$PY" -c 'import moto; print(moto.__version__)'); $(/usr/sbin/sshd -V 2>&1 | head -1 || ssh -V 2>&1)"
   echo
+  if skip main; then
+    echo "Only the many-blobs part (SKIP=\"$SKIP\"); S3: moto (in memory) on 127.0.0.1."
+  else
   echo "corpus: $CORPUS_NAME: $(mib "$DATA_BYTES") MiB in ${WANT% *} files. S3: moto (in memory) on 127.0.0.1; SFTP: OpenSSH sshd on 127.0.0.1 (repository on this disk)." \
        "Latency rows: through benches/delayproxy.py adding ${DELAY_MS} ms each way ($((2 * DELAY_MS)) ms per round trip)." \
        "Restores: $([ "$RESTORE_FS" = fresh ] && echo "each into a freshly made ext4 on a loop device" || echo "into a directory on the disk")." \
@@ -577,6 +580,7 @@ fastest_peer() { # ROW BACKEND
       done
     done
   done
+  fi
   if ! skip latency && ! skip main; then
     echo
     echo "Added latency: ${DELAY_MS} ms each way. Ratio = median with latency / the same configuration's zero-latency median. Target <= 1.5x."
@@ -593,6 +597,7 @@ fastest_peer() { # ROW BACKEND
       echo "| ${c%:*} | ${c#*:} | $b0 | $b1 ($bl-$bh) | $rb | $r0 | $r1 ($rl-$rh) | $rr | $v |"
     done
   fi
+  skip main || {
   echo
   echo "Storage after the initial backup (round 1). Bytes sent: what the client sent through the delaying proxy during its initial backup (on the wire: HTTP with headers, or SSH with its framing and MACs); projectclone's own count (\`--json\` \`storage\`: requests, and bytes_sent, the payload) in the last column."
   echo
@@ -605,6 +610,7 @@ fastest_peer() { # ROW BACKEND
     [ -n "${PCREQ[$c]:-}" ] && pc="${PCREQ[$c]} requests ($(gb_per_gb "${PCSENT[$c]}" "$st") per GB stored)"
     echo "| ${c%:*} | ${c#*:} | ${OBJS[$c]} | $(mib "$st") | $(per_gb "${OBJS[$c]}" "$st") | $(gb_per_gb "${WIRE_UP[$c]:-}" "$st") | $pc |"
   done
+  }
   if [ "$BLOB_ROWS" = 1 ]; then
     echo
     echo "Many blobs: $BLOBS tiny files (one distinct data blob each) backed up once into S3 (moto); then a new client (empty cache and state) runs \`snapshots\`. Median of $RUNS interleaved runs; peak RSS as \`/usr/bin/time -v\` reports it."
