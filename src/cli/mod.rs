@@ -637,7 +637,7 @@ fn new_password(file: &Option<PathBuf>) -> Result<Password> {
 
 /// The error that ended the command, on stderr. Its control characters other than line
 /// breaks are escaped: it may quote strings from the repository (see `output::text`).
-/// The exit code of a failed command (DESIGN §1, restic's codes): 2 a location string that
+/// The exit code of a failed command (README "Exit codes", as restic's): 2 a location string that
 /// names no location (a usage error, as a bad flag value is), 10 no repository at the
 /// location, 11 locked by another process, 12 wrong password; 1 for anything else.
 pub fn exit_code(e: &anyhow::Error) -> u8 {

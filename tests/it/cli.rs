@@ -1458,7 +1458,7 @@ fn exclude_patterns_with_a_slash_match_below_the_backed_up_path() {
     );
 }
 
-/// DESIGN §1: 10 no repository, 11 locked by another process, 12 wrong password.
+/// README "Exit codes": 10 no repository, 11 locked by another process, 12 wrong password.
 #[test]
 fn exit_codes_for_missing_repository_lock_and_wrong_password() {
     let env = Env::new();

@@ -1,4 +1,4 @@
-//! DESIGN §7 on S3 specifically: `init` creates a missing bucket when the credentials allow
+//! S3 specifically (README "Remote repositories"): `init` creates a missing bucket when the credentials allow
 //! it (moto and `rclone serve s3`); missing credentials fail at once with a message that says
 //! which variables to set; and a repository is the same objects on S3 as on disk, so one
 //! copied with `rclone copy` opens either way.
@@ -59,7 +59,7 @@ fn missing_s3_credentials_fail_at_once_and_say_what_to_set() {
     );
 }
 
-/// DESIGN §7: a local repository copied byte for byte to S3 with `rclone copy` is a valid
+/// README "Remote repositories": a local repository copied byte for byte to S3 with `rclone copy` is a valid
 /// remote repository, and back.
 #[test]
 fn a_repository_copied_with_rclone_opens_on_s3_and_back() {

@@ -1,4 +1,4 @@
-//! Project-aware selection (DESIGN §7): one repository holding many projects. The
+//! Project-aware selection (README "Many projects in one repository"): one repository holding many projects. The
 //! `--project`, `--path`, `--host` and `--tag` filters of `snapshots`, `latest` inside and
 //! outside a backed-up directory and with filters, retention groups (`--group-by`, default
 //! host and paths), and the config's `project` and `group-by` keys.
