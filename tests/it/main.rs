@@ -9,6 +9,7 @@ mod util;
 mod backup;
 mod cli;
 mod compat;
+mod conformance;
 mod crash;
 mod damage;
 mod dedup;
