@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{Backend, Dir, ObjectInfo, Written};
+use super::{Backend, CreateIfAbsent, Dir, ObjectInfo, Written};
 use crate::error::{Error, Result};
 
 pub struct FailAfter<B> {
@@ -58,6 +58,9 @@ impl<B: Backend> Backend for FailAfter<B> {
             ));
         }
         self.inner.write_new(path, bytes)
+    }
+    fn create_if_absent(&self) -> CreateIfAbsent {
+        self.inner.create_if_absent()
     }
     fn delete(&self, path: &str) -> Result<()> {
         self.inner.delete(path)

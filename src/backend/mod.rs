@@ -73,6 +73,26 @@ pub enum Written {
     AlreadyThere,
 }
 
+/// What [`Backend::write_new`] does when an object of that name exists, as the store
+/// tells it (the conformance suite holds each backend to what it declares).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CreateIfAbsent {
+    /// Never replaced, not even by a writer racing this one: the store itself refuses an
+    /// existing name (a rename or link that does not replace, a lock held, a conditional
+    /// request the store is known to honour).
+    Atomic,
+    /// The request carries the condition (S3 `If-None-Match: *`): atomic where the store
+    /// honours it (AWS, MinIO, moto); a store that ignores it (`rclone serve s3`) keeps the
+    /// last writer's bytes. `config` and key files are looked for first, so only a writer
+    /// racing another can replace one of those there.
+    Requested,
+    /// The store has no such condition: the name is looked for first, so an existing object
+    /// is kept, but a writer racing another can replace one. Names other than `config` and
+    /// key files are content hashes or random, so what replaces such an object holds the
+    /// same plaintext.
+    Checked,
+}
+
 /// An object as a listing shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectInfo {
@@ -85,7 +105,8 @@ pub struct ObjectInfo {
 }
 
 /// A repository store. Object names are lowercase hex (and `config`); writes never
-/// overwrite and are durable when they return.
+/// overwrite (as far as [`create_if_absent`](Self::create_if_absent) says) and are durable
+/// when they return. A reader never sees part of an object: it is absent or whole.
 pub trait Backend: Send + Sync {
     /// Human-readable location, for messages.
     fn location(&self) -> String;
@@ -125,6 +146,9 @@ pub trait Backend: Send + Sync {
         *buf = self.read(path)?;
         Ok(())
     }
+    /// `len` bytes at `offset`. Fewer bytes there (an object cut short, an offset past its
+    /// end) is a *corrupt* error saying "shorter than expected (truncated?)"; a missing
+    /// object is not found.
     fn read_range(&self, path: &str, offset: u64, len: usize) -> Result<Vec<u8>>;
     /// [`read_range`](Self::read_range) into `buf` (replaced): a loop of reads reuses one
     /// allocation instead of faulting in fresh pages for each.
@@ -135,6 +159,11 @@ pub trait Backend: Send + Sync {
     fn size(&self, path: &str) -> Result<u64>;
     /// Write an object only if no object of that name exists, durably.
     fn write_new(&self, path: &str, bytes: &[u8]) -> Result<Written>;
+    /// What [`write_new`](Self::write_new) guarantees for an existing name on this store.
+    fn create_if_absent(&self) -> CreateIfAbsent {
+        CreateIfAbsent::Atomic
+    }
+    /// Remove an object; one that does not exist counts as removed (`Ok`).
     fn delete(&self, path: &str) -> Result<()>;
     fn exists(&self, path: &str) -> Result<bool>;
     /// Create the directory layout of a new repository.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use backon::{BlockingRetryable, ExponentialBuilder};
 
-use super::{Backend, Dir, ObjectInfo, Written};
+use super::{Backend, CreateIfAbsent, Dir, ObjectInfo, Written};
 use crate::error::{Error, Result, StorageKind};
 
 /// Requests and bytes a command moved, for its `--json` report.
@@ -238,6 +238,10 @@ impl Backend for Retrying {
             };
         }
         Ok(w)
+    }
+
+    fn create_if_absent(&self) -> CreateIfAbsent {
+        self.inner.create_if_absent()
     }
 
     fn delete(&self, path: &str) -> Result<()> {

@@ -4,10 +4,11 @@
 //! rclone remote (Google Drive, Dropbox, …). The SFTP client runs on the shared runtime.
 //!
 //! Writes are atomic: each object is written to `.tmp-<random>` in its folder, synced when
-//! the server supports it, and renamed to its name. The rename does not replace an
-//! existing object on OpenSSH's server; elsewhere an object that is replaced holds the
-//! same plaintext (names are content hashes or random), except `config` and key files,
-//! which are looked for first.
+//! the server supports it, then hard-linked to its name (OpenSSH's `hardlink@openssh.com`:
+//! a link never replaces, so an existing object is kept, whatever other writers do) and the
+//! temp file removed. Elsewhere (rclone, a server without hard links) the name is looked
+//! for, then the temp file renamed to it: only a writer racing another can replace an object
+//! there, and what replaces it holds the same plaintext (names are content hashes or random).
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -20,7 +21,7 @@ use openssh_sftp_client::{Error as SftpError, Sftp, SftpOptions};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::runtime::block_on;
-use super::{Backend, DEFAULT_TIMEOUT, Dir, ObjectInfo, TEMP_PREFIX, Written};
+use super::{Backend, CreateIfAbsent, DEFAULT_TIMEOUT, Dir, ObjectInfo, TEMP_PREFIX, Written};
 use crate::error::{Error, Result, StorageKind};
 
 /// Read up to `len` bytes from the file's offset (fewer at its end), waiting at most
@@ -90,11 +91,15 @@ impl SftpTarget {
         }
     }
 
-    fn command(&self, ssh: &[String]) -> tokio::process::Command {
+    /// The program that speaks SFTP on its standard input and output: `program` (the
+    /// program, then its first arguments) or, when empty, `ssh` or `rclone`.
+    fn command(&self, program: &[String]) -> tokio::process::Command {
+        let default = [self.program_name().to_string()];
+        let program = if program.is_empty() { &default[..] } else { program };
+        let mut c = tokio::process::Command::new(&program[0]);
+        c.args(&program[1..]);
         match self {
             SftpTarget::Ssh { user, host, port, .. } => {
-                let mut c = tokio::process::Command::new(&ssh[0]);
-                c.args(&ssh[1..]);
                 // Keep the connection alive through idle stretches (a long local read) and
                 // notice a dead one instead of hanging.
                 c.args(["-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"]);
@@ -108,10 +113,16 @@ impl SftpTarget {
                 c
             }
             SftpTarget::Rclone { remote, path } => {
-                let mut c = tokio::process::Command::new("rclone");
                 c.args(["serve", "sftp", "--stdio"]).arg(format!("{remote}:{path}"));
                 c
             }
+        }
+    }
+
+    fn program_name(&self) -> &'static str {
+        match self {
+            SftpTarget::Ssh { .. } => "ssh",
+            SftpTarget::Rclone { .. } => "rclone",
         }
     }
 
@@ -142,8 +153,9 @@ impl Drop for Session {
 
 pub struct SftpBackend {
     target: SftpTarget,
-    /// The ssh program and its first arguments (`ssh`, or e.g. `ssh -F /path/config`).
-    ssh: Vec<String>,
+    /// The program and its first arguments (empty: `ssh` or `rclone`; e.g. `ssh -F
+    /// /path/config`, `rclone --config /path/rclone.conf`).
+    program: Vec<String>,
     session: Mutex<Option<Arc<Session>>>,
     /// How long the session may take to start, and each request's answer.
     timeout: Duration,
@@ -153,15 +165,26 @@ impl SftpBackend {
     /// A backend for `target`; the connection is made on first use (and made again after
     /// it breaks).
     pub fn new(target: SftpTarget) -> SftpBackend {
-        Self::with_ssh(target, vec!["ssh".into()])
+        Self::with_program(target, Vec::new())
     }
 
     /// A backend whose `ssh` is `ssh` (the program, then arguments placed before the
-    /// host), e.g. `["ssh", "-F", "/path/config"]`.
+    /// host), e.g. `["ssh", "-F", "/path/config"]`; empty: `ssh`. An `rclone:` target
+    /// ignores it.
     pub fn with_ssh(target: SftpTarget, ssh: Vec<String>) -> SftpBackend {
+        match target {
+            SftpTarget::Ssh { .. } => Self::with_program(target, ssh),
+            SftpTarget::Rclone { .. } => Self::new(target),
+        }
+    }
+
+    /// A backend that starts `program` (the program, then its first arguments) instead of
+    /// `ssh` or `rclone`: e.g. `["rclone", "--config", "/path/rclone.conf"]`; empty: the
+    /// default.
+    pub fn with_program(target: SftpTarget, program: Vec<String>) -> SftpBackend {
         SftpBackend {
             target,
-            ssh: if ssh.is_empty() { vec!["ssh".into()] } else { ssh },
+            program,
             session: Mutex::new(None),
             timeout: DEFAULT_TIMEOUT,
         }
@@ -192,12 +215,13 @@ impl SftpBackend {
             return Ok(s.clone());
         }
         let location = self.target.display();
-        let program = match &self.target {
-            SftpTarget::Ssh { .. } => self.ssh[0].as_str(),
-            SftpTarget::Rclone { .. } => "rclone",
-        };
+        let program = self
+            .program
+            .first()
+            .map(String::as_str)
+            .unwrap_or(self.target.program_name());
         let session = block_on(async {
-            let mut cmd = self.target.command(&self.ssh);
+            let mut cmd = self.target.command(&self.program);
             cmd.stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -321,6 +345,42 @@ impl SftpBackend {
             } else {
                 e.to_string()
             },
+        }
+    }
+
+    /// Whether writes place objects with a hard link, which never replaces a name: on an
+    /// ssh server that offers it. Not through rclone, whose remotes have no such thing (its
+    /// SFTP server accepts the request, yet several writers racing on one name all succeed).
+    fn links(&self) -> bool {
+        matches!(self.target, SftpTarget::Ssh { .. }) && self.connect().is_ok_and(|s| s.sftp.support_hardlink())
+    }
+
+    /// Move the written temp file `tmp` to `full` unless an object is there already (looked
+    /// for first: another writer may still come in between). Whether it was moved.
+    async fn rename_unless_there(
+        s: &Session,
+        tmp: &std::path::Path,
+        full: &std::path::Path,
+    ) -> std::result::Result<bool, SftpError> {
+        let there = match s.sftp.fs().metadata(full).within(s.timeout).await {
+            Ok(_) => true,
+            Err(SftpError::SftpError(SftpErrorKind::NoSuchFile, _)) => false,
+            Err(e) => return Err(e),
+        };
+        if there {
+            let _ = s.sftp.fs().remove_file(tmp).within(s.timeout).await;
+            return Ok(false);
+        }
+        match s.sftp.fs().rename(tmp, full).within(s.timeout).await {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                let _ = s.sftp.fs().remove_file(tmp).within(s.timeout).await;
+                // A server whose rename does not replace refuses a name taken meanwhile.
+                match s.sftp.fs().metadata(full).within(s.timeout).await {
+                    Ok(_) => Ok(false),
+                    Err(_) => Err(e),
+                }
+            }
         }
     }
 
@@ -468,13 +528,12 @@ impl Backend for SftpBackend {
     }
 
     fn write_new(&self, path: &str, bytes: &[u8]) -> Result<Written> {
-        if (path == "config" || path.starts_with("keys/")) && self.exists(path)? {
-            return Ok(Written::AlreadyThere);
-        }
         let full = self.full(path);
         let tmp = full.with_file_name(format!("{TEMP_PREFIX}{:016x}", rand::random::<u64>()));
         let bytes = bytes.to_vec();
+        let ssh = matches!(self.target, SftpTarget::Ssh { .. });
         let renamed = self.op(path, |s| async move {
+            let link = ssh && s.sftp.support_hardlink();
             Self::make_parents(&s, &full).await?;
             let mut f = s
                 .sftp
@@ -494,20 +553,36 @@ impl Backend for SftpBackend {
                 f.sync_all().within(s.timeout).await?;
             }
             f.close().within(s.timeout).await?;
-            match s.sftp.fs().rename(&tmp, &full).within(s.timeout).await {
-                Ok(()) => Ok(true),
-                Err(e) => {
-                    let _ = s.sftp.fs().remove_file(&tmp).within(s.timeout).await;
-                    // OpenSSH's server refuses to rename onto an existing name.
-                    if s.sftp.fs().metadata(&full).within(s.timeout).await.is_ok() {
-                        Ok(false)
-                    } else {
-                        Err(e)
-                    }
-                }
+            if !link {
+                return Self::rename_unless_there(&s, &tmp, &full).await;
             }
+            // link(2) never replaces a name: the server decides atomically (OpenSSH's
+            // `hardlink@openssh.com`). A rename would not do: the client sends OpenSSH's
+            // `posix-rename`, which replaces.
+            let placed = match s.sftp.fs().hard_link(&tmp, &full).within(s.timeout).await {
+                Ok(()) => Ok(true),
+                Err(SftpError::SftpError(SftpErrorKind::OpUnsupported, _)) => {
+                    return Self::rename_unless_there(&s, &tmp, &full).await;
+                }
+                Err(e) => match s.sftp.fs().metadata(&full).within(s.timeout).await {
+                    Ok(_) => Ok(false),
+                    Err(_) => Err(e),
+                },
+            };
+            // The name is placed (or refused); a temp file left here by a cut connection
+            // is removed later as stale.
+            let _ = s.sftp.fs().remove_file(&tmp).within(s.timeout).await;
+            placed
         })?;
         Ok(if renamed { Written::New } else { Written::AlreadyThere })
+    }
+
+    fn create_if_absent(&self) -> CreateIfAbsent {
+        if self.links() {
+            CreateIfAbsent::Atomic
+        } else {
+            CreateIfAbsent::Checked
+        }
     }
 
     fn delete(&self, path: &str) -> Result<()> {

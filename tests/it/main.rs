@@ -11,6 +11,7 @@ mod beyond;
 mod cli;
 mod compat;
 mod config;
+mod conformance;
 mod crash;
 mod damage;
 mod dedup;
