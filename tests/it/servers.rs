@@ -990,7 +990,7 @@ impl S3Server for Moto {
 
 /// `rclone serve s3` of a directory: buckets are its folders (names of 3 or more characters),
 /// objects plain files below them, which tests may edit directly ([`RcloneS3::dir`]). The
-/// directory cache lasts 1 ms (`--dir-cache-time 1ms`), so such edits show at once.
+/// directory cache is off (`--dir-cache-time 0`), so such edits show at once.
 pub struct RcloneS3 {
     proc: Proc,
     api: S3Api,
@@ -1023,12 +1023,8 @@ impl RcloneS3 {
                         .arg("s3")
                         .arg(&dir)
                         .args(["--addr", &format!("127.0.0.1:{port}"), "--auth-key", &auth])
-                        // A directory cache of 1 ms: objects edited on disk are seen at
-                        // once. Not 0: rclone 1.75 then re-arms each directory's cache
-                        // clean-up at once, forever, and with a repository's few dozen
-                        // folders the server slows to a crawl (a backup of 9 MB took 42 s
-                        // instead of 5) and then stops answering PUTs and DELETEs.
-                        .args(["--dir-cache-time", "1ms", "--poll-interval", "0"])
+                        // No directory cache: objects edited on disk are seen at once.
+                        .args(["--dir-cache-time", "0", "--poll-interval", "0"])
                         .arg("--config")
                         .arg(&config)
                         .arg("--cache-dir")
