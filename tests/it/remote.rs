@@ -730,7 +730,9 @@ fn every_command_on_s3_at_moto() {
 #[test]
 fn every_command_on_rclone_serve_s3() {
     let env = Env::new();
-    let rclone = RcloneS3::start(&env);
+    // Its directory cache kept: with none, rclone 1.75's VFS stops answering under a
+    // backup's parallel uploads (see RcloneS3). This test reaches the objects only by S3.
+    let rclone = RcloneS3::start_api_only(&env);
     tour(&env, &s3_remote(&rclone, "tour"));
     clients_and_prune_at_once(&env, &s3_remote(&rclone, "shared"));
 }
