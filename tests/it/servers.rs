@@ -1546,6 +1546,9 @@ struct Control {
     http_errors: usize,
     http_status: u16,
     drops: VecDeque<(Direction, u64)>,
+    /// `drop_transfers_over`: connections still to cut, and after how many bytes which way.
+    big_left: usize,
+    big: Option<(Direction, u64)>,
 }
 
 #[derive(Default)]
@@ -1650,6 +1653,16 @@ impl FaultProxy {
         }
     }
 
+    /// Cuts each of the next `count` connections that carry more than `n` bytes going `dir`
+    /// (after those `n` bytes); connections that stay smaller pass untouched and do not count.
+    /// Aims at the transfer of a large object (a pack's PUT, a pack's GET) whatever smaller
+    /// requests come before it, on servers that take one connection per request.
+    pub fn drop_transfers_over(&self, count: usize, dir: Direction, n: u64) {
+        let mut c = self.ctl();
+        c.big_left += count;
+        c.big = Some((dir, n));
+    }
+
     /// Holds all data, both ways, on all connections, for `d` from now (connections are still
     /// accepted).
     pub fn stall(&self, d: Duration) {
@@ -1712,7 +1725,8 @@ impl Drop for FaultProxy {
 enum Fault {
     Refuse,
     HttpError(u16),
-    Forward(Option<(Direction, u64)>),
+    /// The cut, and whether it is one of `drop_transfers_over` (counted only if it happens).
+    Forward(Option<(Direction, u64)>, bool),
 }
 
 fn handle_connection(sh: &Arc<Shared>, client: TcpStream, target: SocketAddr, id: u64) {
@@ -1725,8 +1739,12 @@ fn handle_connection(sh: &Arc<Shared>, client: TcpStream, target: SocketAddr, id
         } else if c.http_errors > 0 {
             c.http_errors -= 1;
             Fault::HttpError(c.http_status)
+        } else if let Some(d) = c.drops.pop_front() {
+            Fault::Forward(Some(d), false)
+        } else if c.big_left > 0 {
+            Fault::Forward(c.big, true)
         } else {
-            Fault::Forward(c.drops.pop_front())
+            Fault::Forward(None, false)
         }
     };
     match fault {
@@ -1741,7 +1759,7 @@ fn handle_connection(sh: &Arc<Shared>, client: TcpStream, target: SocketAddr, id
             answer_http_error(&client, status);
             sh.open.lock().unwrap().remove(&id);
         }
-        Fault::Forward(cut) => {
+        Fault::Forward(cut, tentative) => {
             let Ok(server) = TcpStream::connect_timeout(&target, Duration::from_secs(10)) else {
                 return;
             };
@@ -1759,14 +1777,14 @@ fn handle_connection(sh: &Arc<Shared>, client: TcpStream, target: SocketAddr, id
                     ends.clone(),
                 );
                 let (c2, s2) = (client.try_clone().expect("clone"), server.try_clone().expect("clone"));
-                thread::spawn(move || pipe(&sh, Direction::Up, from, to, &budget, (&c2, &s2), &ends))
+                thread::spawn(move || pipe(&sh, Direction::Up, from, to, (&budget, tentative), (&c2, &s2), &ends))
             };
             pipe(
                 sh,
                 Direction::Down,
                 server.try_clone().expect("clone"),
                 client.try_clone().expect("clone"),
-                &budget,
+                (&budget, tentative),
                 (&client, &server),
                 &ends,
             );
@@ -1818,7 +1836,7 @@ fn pipe(
     dir: Direction,
     mut from: TcpStream,
     mut to: TcpStream,
-    budget: &Mutex<Option<(Direction, u64)>>,
+    (budget, tentative): (&Mutex<Option<(Direction, u64)>>, bool),
     (client, server): (&TcpStream, &TcpStream),
     ends: &Mutex<u8>,
 ) {
@@ -1880,8 +1898,17 @@ fn pipe(
                 && (*d == dir || *d == Direction::Either)
             {
                 if (send.len() as u64) >= *left {
-                    send = &send[..*left as usize];
-                    cut_done = true;
+                    // A cut of `drop_transfers_over` is used up only when it happens.
+                    let go = !tentative || {
+                        let mut c = sh.ctl.lock().unwrap();
+                        let go = c.big_left > 0;
+                        c.big_left = c.big_left.saturating_sub(1);
+                        go
+                    };
+                    if go {
+                        send = &send[..*left as usize];
+                        cut_done = true;
+                    }
                     *b = None;
                 } else {
                     *left -= send.len() as u64;
@@ -1995,6 +2022,107 @@ fn answer_http_error(client: &TcpStream, status: u16) {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
+    }
+}
+
+// ---------------------------------------------------------------- restarts
+
+impl Proc {
+    /// SIGKILL to the process and its descendants (sshd's sessions), by PID; reaps it.
+    pub fn kill9(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let pid = self.pid();
+        let kids = descendants(pid);
+        signal(pid, libc::SIGKILL);
+        for &k in &kids {
+            signal(k, libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+        let until = Instant::now() + Duration::from_secs(10);
+        while kids.iter().any(|&k| pid_alive(k)) && Instant::now() < until {
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl RcloneS3 {
+    /// Kills the server (SIGKILL by PID) and starts it again on the same port with the same
+    /// data directory: a crashed server coming back. Returns when it answers again.
+    #[track_caller]
+    pub fn kill_and_restart(&mut self) {
+        self.proc.kill9();
+        let base = self.dir.parent().expect("the data dir has a parent").to_path_buf();
+        let addr = self.api.addr;
+        let creds = self.api.creds.clone();
+        let auth = format!("{},{}", creds.access_key, creds.secret_key);
+        let mut p = Proc::spawn(
+            "rclone serve s3 (restarted)",
+            Command::new(rclone_bin())
+                .arg("serve")
+                .arg("s3")
+                .arg(&self.dir)
+                .args(["--addr", &addr.to_string(), "--auth-key", &auth])
+                .args(["--dir-cache-time", self.dir_cache, "--poll-interval", "0"])
+                .arg("--config")
+                .arg(base.join("rclone.conf"))
+                .arg("--cache-dir")
+                .arg(base.join("cache"))
+                .current_dir(&base)
+                .env("HOME", &base)
+                .env_remove("RCLONE_CONFIG"),
+            &base.join("rclone-restarted.log"),
+        );
+        let api = self.api.clone();
+        p.wait_ready(|| match api.request("GET", "/", &[], &[], b"") {
+            Ok(r) if r.status == 200 => Ok(()),
+            Ok(r) => Err(format!("ListBuckets answered {}: {}", r.status, r.text())),
+            Err(e) => Err(format!("ListBuckets: {e}")),
+        })
+        .unwrap_or_else(|_| panic!("port {} was taken while rclone serve s3 restarted", addr.port()));
+        self.proc = p;
+    }
+}
+
+impl Sshd {
+    /// Kills the server and its sessions (SIGKILL by PID) and starts it again on the same
+    /// port with the same keys and files. Returns when a login works again.
+    #[track_caller]
+    pub fn kill_and_restart(&mut self) {
+        self.proc.kill9();
+        let client_config = self.dir.join("ssh_config");
+        let mut p = Proc::spawn(
+            "sshd (restarted)",
+            Command::new(SSHD)
+                .arg("-D")
+                .arg("-e")
+                .arg("-f")
+                .arg(self.dir.join("sshd_config")),
+            &self.dir.join("sshd-restarted.log"),
+        );
+        let port = self.port;
+        p.wait_ready(|| {
+            TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+            let o = run_timeout(
+                Command::new(SSH)
+                    .arg("-F")
+                    .arg(&client_config)
+                    .args([SSH_ALIAS, "true"]),
+                b"",
+            );
+            if o.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "ssh {SSH_ALIAS} true: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ))
+            }
+        })
+        .unwrap_or_else(|_| panic!("port {port} was taken while sshd restarted"));
+        self.proc = p;
     }
 }
 
@@ -2412,4 +2540,27 @@ fn proxy_in_front_of_an_s3_server() {
     let r = via.request("GET", &format!("/{BUCKET}/k"), &[], &[], b"");
     assert!(r.is_err(), "a cut download is an error: {r:?}");
     assert!(s.get("k").as_deref() == Some(&data[..]));
+}
+
+#[test]
+fn proxy_cuts_only_transfers_over_a_size() {
+    let target = TestTarget::start();
+    let proxy = FaultProxy::start(target.addr);
+    let expected = random_bytes(7, DOWNLOAD_LEN);
+    proxy.drop_transfers_over(2, Direction::Down, 100_000);
+    // Small exchanges pass and do not use up the cuts.
+    for _ in 0..3 {
+        assert_eq!(exchange(proxy.addr(), b"small"), b"small");
+    }
+    // The next two large downloads are cut after exactly 100 000 bytes, the third is whole.
+    for _ in 0..2 {
+        let got = exchange(proxy.addr(), b"DOWNLOAD\n");
+        assert!(
+            got.len() == 100_000 && got == expected[..100_000],
+            "{} bytes",
+            got.len()
+        );
+    }
+    assert!(exchange(proxy.addr(), b"DOWNLOAD\n") == expected);
+    assert_eq!(proxy.stats().cut, 2);
 }
