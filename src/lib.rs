@@ -52,6 +52,7 @@ pub mod location;
 pub mod lock;
 pub mod meta;
 pub mod pack;
+pub mod pack_cache;
 pub mod packer;
 pub mod per_thread;
 pub mod prefetch;

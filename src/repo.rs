@@ -16,6 +16,7 @@ use crate::format::{
 };
 use crate::id::*;
 use crate::index::{Index, Location};
+use crate::pack_cache::{PackCache, Sealed};
 use crate::trust::{Pin, TrustStore};
 use zeroize::Zeroizing;
 
@@ -39,6 +40,8 @@ pub struct Repository {
     /// Snapshots that vanished without a tombstone or came back after one, as of the last
     /// sync: reported on every command until acknowledged.
     pub alerts: Vec<crate::trust::Alert>,
+    /// Local copies of tree packs, for a remote store only ([`crate::pack_cache`]).
+    pub tree_packs: Option<PackCache>,
 }
 
 /// A repository object that a sync could not read.
@@ -233,6 +236,9 @@ impl Repository {
             return Err(Error::AlreadyExists(backend.location()));
         }
         let index = Index::open(&cache_dir.join(hex::encode(repo_id)).join("index.db"))?;
+        let tree_packs = backend
+            .remote()
+            .then(|| PackCache::new(&cache_dir.join(hex::encode(repo_id))));
         let mut repo = Repository {
             backend,
             config,
@@ -244,6 +250,7 @@ impl Repository {
             trust: None,
             notices: Vec::new(),
             alerts: Vec::new(),
+            tree_packs,
         };
         if let Some(dir) = &opts.state_dir {
             let store = TrustStore::open(dir, &repo_id)?;
@@ -428,6 +435,9 @@ impl Repository {
         };
         let cipher = keys.cipher();
         let index = Index::open(&index_path)?;
+        let tree_packs = backend
+            .remote()
+            .then(|| PackCache::new(index_path.parent().unwrap_or(Path::new("."))));
         let mut repo = Repository {
             backend,
             config,
@@ -439,6 +449,7 @@ impl Repository {
             trust: None,
             notices: Vec::new(),
             alerts: Vec::new(),
+            tree_packs,
         };
         if let Some(store) = trust {
             let now = repo.pin_now(&cfg_bytes, insecure);
@@ -506,7 +517,20 @@ impl Repository {
             repo.trust = Some(store);
         }
         repo.sync_index()?;
+        repo.tidy_tree_packs();
         Ok(repo)
+    }
+
+    /// Remove the local copies of tree packs the index no longer lists (pruned). Best
+    /// effort: a copy left behind only takes room, it is never read for another pack.
+    fn tidy_tree_packs(&self) {
+        if let Some(c) = &self.tree_packs {
+            match c.remove_unlisted(&mut |p| Ok(self.index.pack_size(p)?.is_some())) {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!("removed {n} cached tree pack(s) no longer in the index"),
+                Err(e) => tracing::warn!("could not tidy the cached tree packs: {e}"),
+            }
+        }
     }
 
     /// Take a lock, then sync the index cache again: what other clients did between the
@@ -1160,16 +1184,36 @@ impl Repository {
                 continue;
             }
             let path = Dir::Packs.path(&loc.pack.to_hex());
-            let read = self
-                .backend
-                .read_range(&path, loc.offset, loc.length as usize)
-                .or_else(|e| match e {
-                    // One more try for an I/O error that is not a plain "not there".
-                    ref e @ Error::Io { .. } if !e.is_not_found() => {
-                        self.backend.read_range(&path, loc.offset, loc.length as usize)
+            let from_store = || {
+                self.backend
+                    .read_range(&path, loc.offset, loc.length as usize)
+                    .or_else(|e| match e {
+                        // One more try for an I/O error that is not a plain "not there".
+                        ref e @ Error::Io { .. } if !e.is_not_found() => {
+                            self.backend.read_range(&path, loc.offset, loc.length as usize)
+                        }
+                        e => Err(e),
+                    })
+            };
+            let cache = self.tree_packs.as_ref().filter(|_| kind == BlobKind::Tree);
+            let read = match cache.map(|c| c.read_range(&*self.backend, &loc.pack, loc.offset, loc.length as usize)) {
+                Some(Ok(Sealed::Cached(sealed))) => {
+                    match blob::open_blob(self.repo_id(), &self.keys, &self.cipher, kind, id, &sealed) {
+                        Ok(v) => return Ok(v),
+                        Err(e) => {
+                            // The local copy hashed to the pack's id when it was kept: it
+                            // changed since. Drop it and ask the store.
+                            tracing::warn!("cached copy of pack {}: {e}; dropped, reading the store", loc.pack);
+                            cache.inspect(|c| c.evict(&loc.pack));
+                            from_store()
+                        }
                     }
-                    e => Err(e),
-                });
+                }
+                Some(Ok(Sealed::Store(sealed))) => Ok(sealed),
+                Some(Err(e)) if !e.is_not_found() && !e.is_damage() => from_store(),
+                Some(Err(e)) => Err(e),
+                None => from_store(),
+            };
             let res = match read {
                 Ok(sealed) => {
                     blob::open_blob(self.repo_id(), &self.keys, &self.cipher, kind, id, &sealed).inspect_err(|e| {

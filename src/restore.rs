@@ -926,6 +926,22 @@ type TimesSet = Vec<std::sync::atomic::AtomicBool>;
 /// on a restore of 130k files, for no measurable speed).
 const READ_COALESCE: u64 = 2 << 20;
 
+/// Threads reading a remote store at once in a restore: each waits mostly on its round
+/// trip, so more than the cores.
+const REMOTE_READERS: usize = 8;
+
+/// A pool of [`REMOTE_READERS`] threads for a remote store; `None` (the global pool) for a
+/// local one, or if no pool can be made.
+pub(crate) fn remote_pool(repo: &Repository) -> Option<rayon::ThreadPool> {
+    if !repo.backend.remote() {
+        return None;
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(REMOTE_READERS.max(rayon::current_num_threads()))
+        .build()
+        .ok()
+}
+
 /// A file the data phase writes: 24 bytes, everything else is read from its plan item.
 struct DataFile {
     /// Its index in the plan (an `Item::File`).
@@ -1058,29 +1074,53 @@ fn restore_data(
     // their capacity, at most one blob's bound each: dropping a large chunk's plaintext
     // made the next ones fault their pages in again (60,800 page faults against 24,900 on
     // 126k files, for 3 MiB more peak memory).
-    let workers = PerThread::new(|| (Vec::new(), Vec::new(), Parents::new(root)));
-    packs.par_iter_mut().for_each(|(pack, blobs)| {
-        workers.with(|(range, bytes, parents)| {
-            blobs.sort_unstable_by_key(|b| b.0);
-            let path = Dir::Packs.path(&pack.to_hex());
-            let mut open: HashMap<usize, File> = HashMap::new();
-            // Coalesce neighbouring blobs into one read of at most READ_COALESCE bytes.
-            let mut i = 0;
-            while i < blobs.len() {
-                let start = blobs[i].0;
-                let mut end = start + blobs[i].1 as u64;
-                let mut j = i + 1;
-                while j < blobs.len()
-                    && blobs[j].0 <= end + 256 * 1024
-                    && blobs[j].0 + blobs[j].1 as u64 - start <= READ_COALESCE
-                {
-                    end = end.max(blobs[j].0 + blobs[j].1 as u64);
-                    j += 1;
-                }
+    // Neighbouring blobs of a pack are read together, at most READ_COALESCE bytes at a time;
+    // every such span is a job of its own, so a store a round trip away has many reads in
+    // flight (a pool of REMOTE_READERS threads), not one per pack in turn.
+    let mut spans: Vec<(usize, Range<usize>)> = Vec::new();
+    for (p, (_, blobs)) in packs.iter_mut().enumerate() {
+        blobs.sort_unstable_by_key(|b| b.0);
+        let mut i = 0;
+        while i < blobs.len() {
+            let start = blobs[i].0;
+            let mut end = start + blobs[i].1 as u64;
+            let mut j = i + 1;
+            while j < blobs.len()
+                && blobs[j].0 <= end + 256 * 1024
+                && blobs[j].0 + blobs[j].1 as u64 - start <= READ_COALESCE
+            {
+                end = end.max(blobs[j].0 + blobs[j].1 as u64);
+                j += 1;
+            }
+            spans.push((p, i..j));
+            i = j;
+        }
+    }
+    let run = || {
+        // Per worker thread, across spans: the coalesced read (blobs are decrypted in it),
+        // the plaintext, the descriptors of the directories it wrote in last, and of the
+        // files it wrote last. Both buffers keep their capacity, at most one blob's bound
+        // each: dropping a large chunk's plaintext made the next ones fault their pages in
+        // again (60,800 page faults against 24,900 on 126k files, for 3 MiB more peak memory).
+        let workers = PerThread::new(|| {
+            (
+                Vec::new(),
+                Vec::new(),
+                Parents::new(root),
+                HashMap::<usize, File>::new(),
+            )
+        });
+        spans.par_iter().for_each(|(p, span)| {
+            workers.with(|(range, bytes, parents, open)| {
+                let (pack, blobs) = &packs[*p];
+                let blobs = &blobs[span.clone()];
+                let path = Dir::Packs.path(&pack.to_hex());
+                let start = blobs[0].0;
+                let end = blobs.iter().map(|b| b.0 + b.1 as u64).max().unwrap_or(start);
                 let read = repo
                     .backend
                     .read_range_into(&path, start, (end - start) as usize, range);
-                for (off, len, r) in &blobs[i..j] {
+                for (off, len, r) in blobs {
                     let (off, len) = (*off, *len);
                     let ts = &targets[r.clone()];
                     let id = ts[0].0;
@@ -1140,10 +1180,13 @@ fn restore_data(
                         }
                     }
                 }
-                i = j;
-            }
-        })
-    });
+            })
+        });
+    };
+    match remote_pool(repo) {
+        Some(pool) => pool.install(run),
+        None => run(),
+    }
     for (f, e) in errs.into_inner().unwrap_or_else(|p| p.into_inner()) {
         if failed_files.insert(f) {
             errors.push((files[f].rel(plan).to_vec(), e));

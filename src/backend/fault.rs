@@ -74,4 +74,10 @@ impl<B: Backend> Backend for FailAfter<B> {
     fn remove_stale_temp(&self, older_than: std::time::Duration) -> Result<Vec<String>> {
         self.inner.remove_stale_temp(older_than)
     }
+    fn connections(&self) -> usize {
+        self.inner.connections()
+    }
+    fn remote(&self) -> bool {
+        self.inner.remote()
+    }
 }

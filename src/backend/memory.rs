@@ -11,11 +11,21 @@ use crate::error::{Error, Result, StorageKind};
 pub struct MemoryBackend {
     objects: Mutex<BTreeMap<String, (Vec<u8>, i64)>>,
     created: Mutex<bool>,
+    remote: bool,
 }
 
 impl MemoryBackend {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A memory store that reports itself [`remote`](Backend::remote), so tests reach the
+    /// code paths of network stores.
+    pub fn new_remote() -> Self {
+        MemoryBackend {
+            remote: true,
+            ..Self::default()
+        }
     }
 
     fn not_found(path: &str) -> Error {
@@ -34,6 +44,10 @@ impl MemoryBackend {
 impl Backend for MemoryBackend {
     fn location(&self) -> String {
         "memory:".into()
+    }
+
+    fn remote(&self) -> bool {
+        self.remote
     }
 
     fn list(&self, dir: Dir) -> Result<Vec<(String, u64)>> {

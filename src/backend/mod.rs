@@ -181,4 +181,11 @@ pub trait Backend: Send + Sync {
     fn connections(&self) -> usize {
         1
     }
+
+    /// Whether each request waits on a network round trip (S3, SFTP, rclone): tree packs
+    /// are then read whole and kept in the local cache ([`crate::pack_cache`]), and
+    /// restores read several packs at once.
+    fn remote(&self) -> bool {
+        false
+    }
 }

@@ -263,6 +263,10 @@ impl Backend for Retrying {
     fn connections(&self) -> usize {
         self.inner.connections()
     }
+
+    fn remote(&self) -> bool {
+        self.inner.remote()
+    }
 }
 
 #[cfg(test)]

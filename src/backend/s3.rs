@@ -343,6 +343,10 @@ impl Backend for S3Backend {
         Ok(())
     }
 
+    fn remote(&self) -> bool {
+        true
+    }
+
     fn connections(&self) -> usize {
         CONNECTIONS / 2
     }

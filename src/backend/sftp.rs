@@ -31,17 +31,59 @@ async fn read_upto(
     len: usize,
     limit: Duration,
 ) -> std::result::Result<Vec<u8>, SftpError> {
+    use futures_util::stream::{self, StreamExt, TryStreamExt};
+    let start = f.offset();
+    // The first request tells how much the server answers at most per request (the
+    // client caps a read at the server's limit, 255 KiB for OpenSSH).
+    let first = read_piece(f.clone(), start, len.min(8 << 20), limit).await?;
+    let piece = first.len();
+    if piece == 0 || piece >= len {
+        return Ok(first.to_vec());
+    }
+    // The rest in pieces of that size, many requests in flight on the one channel, so a
+    // long read waits about one round trip, not one per piece.
+    let rest = (piece..len).step_by(piece).map(|at| {
+        let f = f.clone();
+        read_piece(f, start + at as u64, piece.min(len - at), limit)
+    });
+    let mut out = bytes::BytesMut::with_capacity(len);
+    out.unsplit(first);
+    let mut pieces = stream::iter(rest).buffered(PIPELINED_READS);
+    while let Some(p) = pieces.try_next().await? {
+        let short = p.len() < piece;
+        out.unsplit(p);
+        if short {
+            break; // the end of the object
+        }
+    }
+    Ok(out.to_vec())
+}
+
+/// Read requests in flight at once for one long read.
+const PIPELINED_READS: usize = 32;
+
+/// `len` bytes at `at` (fewer only at the end of the object), in as many requests as the
+/// server's answers take.
+async fn read_piece(
+    mut f: openssh_sftp_client::file::File,
+    at: u64,
+    len: usize,
+    limit: Duration,
+) -> std::result::Result<bytes::BytesMut, SftpError> {
     let mut out = bytes::BytesMut::with_capacity(len);
     while out.len() < len {
-        // One request each: the client caps a read at the server's request size.
+        // The file's offset moves by what was asked, not by what was answered: set it.
+        f.seek(std::io::SeekFrom::Start(at + out.len() as u64))
+            .await
+            .map_err(SftpError::from)?;
         let want = (len - out.len()).min(8 << 20) as u32;
-        let at = out.len();
-        match f.read(want, out.split_off(at)).within(limit).await? {
+        let n = out.len();
+        match f.read(want, out.split_off(n)).within(limit).await? {
             Some(b) if !b.is_empty() => out.unsplit(b),
             _ => break,
         }
     }
-    Ok(out.to_vec())
+    Ok(out)
 }
 
 /// An SFTP request whose answer is waited for at most `limit`: a stalled connection or
@@ -660,6 +702,10 @@ impl Backend for SftpBackend {
             }
             Ok(removed)
         })
+    }
+
+    fn remote(&self) -> bool {
+        true
     }
 
     fn connections(&self) -> usize {
