@@ -48,6 +48,9 @@ pub struct StorageOptions {
     /// How long a request may wait for the store without progress before it is abandoned
     /// and tried again (`None`: [`DEFAULT_TIMEOUT`]).
     pub timeout: Option<Duration>,
+    /// Bytes per second below which an S3 upload counts as stalled (`None`:
+    /// [`MIN_UPLOAD_RATE`](crate::backend::s3::MIN_UPLOAD_RATE)).
+    pub min_upload_rate: Option<u64>,
     /// Tries per request, the first included (`None`: [`RetryOptions`]' default).
     pub tries: Option<usize>,
     /// The first wait before a request is tried again; it doubles with each try
@@ -216,7 +219,11 @@ impl Location {
                 if opts.storage_class.is_some() {
                     t.storage_class = opts.storage_class.clone();
                 }
-                Arc::new(S3Backend::open_with(&t, timeout)?)
+                let b = S3Backend::open_with(&t, timeout)?;
+                Arc::new(match opts.min_upload_rate {
+                    Some(r) => b.with_min_upload_rate(r),
+                    None => b,
+                })
             }
             Location::Sftp(t) => {
                 Arc::new(SftpBackend::with_ssh(t.clone(), opts.ssh_command.clone()).with_timeout(timeout))

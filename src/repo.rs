@@ -176,6 +176,9 @@ pub struct OpenOptions {
     pub insecure_no_password: bool,
     /// Pin what opens now even if it differs from what was pinned (`trust accept`).
     pub accept_changes: bool,
+    /// Bring only the cache's snapshots up to date, not its blob index: for a command that
+    /// reads nothing but the snapshot list. Taking a lock syncs everything as usual.
+    pub snapshots_only: bool,
 }
 
 /// Key files tried at most per open (the one that worked last time first): a store full of
@@ -516,8 +519,12 @@ impl Repository {
             }
             repo.trust = Some(store);
         }
-        repo.sync_index()?;
-        repo.tidy_tree_packs();
+        if opts.snapshots_only {
+            repo.sync_snapshots()?;
+        } else {
+            repo.sync_index()?;
+            repo.tidy_tree_packs();
+        }
         Ok(repo)
     }
 
@@ -1443,5 +1450,47 @@ mod tests {
             Repository::init(Arc::new(LocalBackend::new(&dir)), None, &opts(target), &cache).unwrap();
             Repository::open(Arc::new(LocalBackend::new(&dir)), None, &cache).unwrap();
         }
+    }
+}
+
+#[cfg(test)]
+mod snapshots_only_tests {
+    use super::*;
+    use crate::backend::memory::MemoryBackend;
+
+    /// `snapshots_only` lists the snapshots without loading one index delta; the next full
+    /// open loads them all.
+    #[test]
+    fn a_snapshots_only_open_reads_no_index_delta() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("f"), b"data").unwrap();
+        let store = Arc::new(MemoryBackend::new());
+        let mut repo =
+            Repository::init(store.clone(), Some(b"pw"), &test_init_options(), &t.path().join("c1")).unwrap();
+        let opts = crate::backup::BackupOptions {
+            paths: vec![t.path().join("f")],
+            ..Default::default()
+        };
+        crate::backup::backup(&mut repo, &opts, &crate::progress::NoProgress, None).unwrap();
+        drop(repo);
+        let open = |snapshots_only| {
+            Repository::open_with(
+                store.clone(),
+                Some(b"pw"),
+                &OpenOptions {
+                    cache_dir: t.path().join("c2"),
+                    snapshots_only,
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+        };
+        let repo = open(true);
+        assert_eq!(repo.snapshots().unwrap().len(), 1);
+        assert!(repo.index.known_deltas().unwrap().is_empty());
+        drop(repo);
+        let repo = open(false);
+        assert_eq!(repo.index.known_deltas().unwrap().len(), 1);
+        assert_eq!(repo.snapshots().unwrap().len(), 1);
     }
 }

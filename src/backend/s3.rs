@@ -60,7 +60,23 @@ impl std::fmt::Debug for S3Credentials {
 
 pub struct S3Backend {
     op: blocking::Operator,
+    /// For PUTs: the same store without OpenDAL's timeouts, which would time a whole upload
+    /// as one step; [`S3Backend::write_new`] gives each its own ([`upload_timeout`]).
+    put: opendal::Operator,
+    timeout: Duration,
+    min_upload_rate: u64,
     target: S3Target,
+}
+
+/// The slowest upload rate that is still progress, in bytes per second, by default: an
+/// upload may take the timeout plus its size at this rate (16 MiB: 60 s + 256 s), so a slow
+/// uplink still stores packs, while a stalled one is abandoned within minutes and tried
+/// again. (A PUT's progress cannot be watched: its body is handed to the HTTP client whole.)
+pub const MIN_UPLOAD_RATE: u64 = 64 * 1024;
+
+/// How long a PUT of `len` bytes may take, for a store timeout of `timeout`.
+fn upload_timeout(timeout: Duration, len: usize, min_rate: u64) -> Duration {
+    timeout + Duration::from_secs_f64(len as f64 / min_rate.max(1) as f64)
 }
 
 /// Parallel requests at most (uploads and reads together).
@@ -104,30 +120,46 @@ impl S3Backend {
         if creds.is_some()
             || (std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none())
         {
-            cfg.push(("region".into(), "us-east-1".into()));
+            let region = creds
+                .is_none()
+                .then(profile_region)
+                .flatten()
+                .unwrap_or_else(|| "us-east-1".into());
+            cfg.push(("region".into(), region));
         }
         if let Some(c) = &target.storage_class {
             cfg.push(("default_storage_class".into(), c.clone()));
         }
         let location = target.display();
-        let op = opendal::Operator::via_iter("s3", cfg)
+        let base = opendal::Operator::via_iter("s3", cfg)
             .map_err(|e| map_err(e, &location))?
-            // OpenDAL times each transfer step (a body's read or write, a listing's page)
-            // with the io timeout, and requests without a body (stat, which `exists` and
-            // `size` use) with the other: both are "no answer for this long", so a stalled
-            // HEAD is abandoned and tried again as soon as a stalled GET.
-            .layer(
-                opendal::layers::TimeoutLayer::new()
-                    .with_timeout(timeout)
-                    .with_io_timeout(timeout),
-            )
             .layer(opendal::layers::ConcurrentLimitLayer::new(CONNECTIONS));
+        // OpenDAL times each transfer step (a body's read or write, a listing's page)
+        // with the io timeout, and requests without a body (stat, which `exists` and
+        // `size` use) with the other: both are "no answer for this long", so a stalled
+        // HEAD is abandoned and tried again as soon as a stalled GET. A PUT's body is one
+        // step, so PUTs go through `put`, timed by `write_new` instead.
+        let op = base.clone().layer(
+            opendal::layers::TimeoutLayer::new()
+                .with_timeout(timeout)
+                .with_io_timeout(timeout),
+        );
         let _enter = runtime().enter();
         let op = blocking::Operator::new(op).map_err(|e| map_err(e, &location))?;
         Ok(S3Backend {
             op,
+            put: base,
+            timeout,
+            min_upload_rate: MIN_UPLOAD_RATE,
             target: target.clone(),
         })
+    }
+
+    /// Uploads slower than `rate` bytes per second (beyond the timeout) are abandoned and
+    /// tried again; [`MIN_UPLOAD_RATE`] by default.
+    pub fn with_min_upload_rate(mut self, rate: u64) -> S3Backend {
+        self.min_upload_rate = rate.max(1);
+        self
     }
 
     fn at(&self, path: &str) -> String {
@@ -141,6 +173,44 @@ impl S3Backend {
             self.at(path)
         ))
     }
+}
+
+/// The region of the AWS profile in use (`AWS_PROFILE`, else `default`) in the AWS config
+/// file (`AWS_CONFIG_FILE`, else `~/.aws/config`), as the AWS tools read it.
+fn profile_region() -> Option<String> {
+    let file = std::env::var_os("AWS_CONFIG_FILE")
+        .map(std::path::PathBuf::from)
+        .or_else(|| directories::BaseDirs::new().map(|d| d.home_dir().join(".aws").join("config")))?;
+    let text = std::fs::read_to_string(file).ok()?;
+    let profile = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());
+    region_in(&text, &profile)
+}
+
+/// `region` of `[profile NAME]` (or `[default]` for `default`) in an AWS config file's text.
+fn region_in(text: &str, profile: &str) -> Option<String> {
+    let mut inside = false;
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(section) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            let section = section.trim();
+            inside = section.strip_prefix("profile").map(str::trim) == Some(profile)
+                || (profile == "default" && section == "default");
+        } else if inside
+            && let Some((k, v)) = line.split_once('=')
+            && k.trim() == "region"
+        {
+            let v = v.split('#').next().unwrap_or("").trim();
+            return (!v.is_empty()).then(|| v.to_string());
+        }
+    }
+    None
+}
+
+/// The HTTP status of the answer an OpenDAL error quotes (its `response` context,
+/// `Parts { status: 400, … }`), if it quotes one.
+fn http_status(text: &str) -> Option<u16> {
+    let at = text.find("Parts { status: ")? + "Parts { status: ".len();
+    text.get(at..at + 3)?.parse().ok()
 }
 
 /// An OpenDAL error as a storage error: what the caller can do about it.
@@ -161,8 +231,13 @@ fn map_err(e: opendal::Error, location: &str) -> Error {
         ErrorKind::NotFound => StorageKind::NotFound,
         ErrorKind::RateLimited => StorageKind::Transient,
         _ if e.is_temporary() => StorageKind::Transient,
+        // The server answered and refused the request itself (400 Bad Request, 405, 411,
+        // 416…; not 408 Request Timeout): the same request gets the same answer.
+        ErrorKind::Unexpected if http_status(&text).is_some_and(|s| (400..500).contains(&s) && s != 408) => {
+            StorageKind::Permanent
+        }
         // A connection that failed or was cut, a server answering 5xx: OpenDAL marks most
-        // as temporary; what it leaves "unexpected" is worth another try too.
+        // as temporary; what it leaves "unexpected" (a body cut short) is worth another try.
         ErrorKind::Unexpected => StorageKind::Transient,
         _ => StorageKind::Permanent,
     };
@@ -278,7 +353,8 @@ impl Backend for S3Backend {
         if (path == "config" || path.starts_with("keys/")) && self.exists(path)? {
             return Ok(Written::AlreadyThere);
         }
-        let res = self.op.write_options(
+        let limit = upload_timeout(self.timeout, bytes.len(), self.min_upload_rate);
+        let put = self.put.write_options(
             path,
             bytes.to_vec(),
             options::WriteOptions {
@@ -286,6 +362,19 @@ impl Backend for S3Backend {
                 ..Default::default()
             },
         );
+        let Ok(res) = runtime().block_on(async { tokio::time::timeout(limit, put).await }) else {
+            return Err(Error::Storage {
+                kind: StorageKind::Transient,
+                location: self.at(path),
+                message: format!(
+                    "upload of {} bytes not finished within {} s (PROJECTCLONE_STORAGE_TIMEOUT plus the size at \
+                     PROJECTCLONE_STORAGE_MIN_RATE, {} KiB/s)",
+                    bytes.len(),
+                    limit.as_secs(),
+                    self.min_upload_rate / 1024
+                ),
+            });
+        };
         match res {
             Ok(_) => Ok(Written::New),
             Err(e) if matches!(e.kind(), ErrorKind::ConditionNotMatch | ErrorKind::AlreadyExists) => {
@@ -349,5 +438,32 @@ impl Backend for S3Backend {
 
     fn connections(&self) -> usize {
         CONNECTIONS / 2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_profiles_region_is_read_from_the_aws_config_file() {
+        let text = "[default]\nregion = eu-west-1\n\n[profile work]\noutput=json\nregion=ap-south-2 # Hyderabad\n\
+                    [profile empty]\nregion =\n[sso-session x]\nregion = us-west-2\n";
+        assert_eq!(region_in(text, "default").as_deref(), Some("eu-west-1"));
+        assert_eq!(region_in(text, "work").as_deref(), Some("ap-south-2"));
+        assert_eq!(region_in(text, "empty"), None);
+        assert_eq!(region_in(text, "missing"), None);
+        assert_eq!(region_in(text, "x"), None, "an sso-session is not a profile");
+    }
+
+    #[test]
+    fn the_http_status_is_read_from_opendal_errors() {
+        let t = "Unexpected (permanent) at stat, context: { service_operation: HeadObject, response: Parts { \
+                 status: 416, version: HTTP/1.1 } }";
+        assert_eq!(http_status(t), Some(416));
+        assert_eq!(
+            http_status("Unexpected (temporary) at read, context: { }: connection reset"),
+            None
+        );
     }
 }

@@ -805,6 +805,8 @@ struct Ctx {
     snapshot_id: RefCell<Option<String>>,
     /// The command's figures, for notifications.
     stats: RefCell<Option<serde_json::Value>>,
+    /// The next open syncs only the snapshot list ([`Ctx::open_snapshots_only`]).
+    snapshots_only: std::cell::Cell<bool>,
 }
 
 /// Can this process keep its cache in `dir`? Creates it if missing. `Err` says why not.
@@ -920,6 +922,16 @@ impl Ctx {
                 .map(|c| c.split_whitespace().map(String::from).collect())
                 .unwrap_or_default(),
             timeout: duration_from_env("PROJECTCLONE_STORAGE_TIMEOUT")?,
+            min_upload_rate: std::env::var("PROJECTCLONE_STORAGE_MIN_RATE")
+                .ok()
+                .map(|v| match v.trim().parse::<u64>() {
+                    Ok(k) if k >= 1 => Ok(k * 1024),
+                    _ => Err(anyhow!(
+                        "PROJECTCLONE_STORAGE_MIN_RATE={v:?}: give the slowest upload rate that is not a stall, in KiB/s, \
+                         1 or more (default 64)"
+                    )),
+                })
+                .transpose()?,
             tries: std::env::var("PROJECTCLONE_STORAGE_TRIES")
                 .ok()
                 .map(|v| match v.trim().parse::<usize>() {
@@ -1081,6 +1093,16 @@ impl Ctx {
         self.open_at(&loc)
     }
 
+    /// [`open`](Self::open) for a command that reads only the snapshot list (`snapshots`,
+    /// `status`): the blob index is not brought up to date, so a new client of a large
+    /// remote repository does not download every index delta first.
+    fn open_snapshots_only(&self) -> Result<Repository> {
+        self.snapshots_only.set(true);
+        let r = self.open();
+        self.snapshots_only.set(false);
+        r
+    }
+
     /// Open the repository at `path` with the cache of `cache()`; if that cache fails while
     /// opening, a command that only reads goes on with a temporary one.
     fn open_at(&self, path: &Location) -> Result<Repository> {
@@ -1138,6 +1160,7 @@ impl Ctx {
             state_dir: self.state_dir(),
             insecure_no_password: self.cli.insecure_no_password,
             accept_changes: accept,
+            snapshots_only: self.snapshots_only.get(),
         };
         let repo = if self.cli.insecure_no_password {
             Repository::open_with(backend, None, &opts)?
@@ -1277,6 +1300,7 @@ pub fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<u8> {
         cache: RefCell::new(None),
         temp_cache: OnceCell::new(),
         typed: OnceCell::new(),
+        snapshots_only: Default::default(),
         snapshot_id: RefCell::new(None),
         stats: RefCell::new(None),
     };
@@ -1562,14 +1586,14 @@ fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
         Command::Cat { snap, path, select } => beyond::cat(ctx, snap, path, select),
         Command::Dump { snap, path, select } => beyond::dump(ctx, snap, path.as_deref(), select),
         Command::Snapshots { select } => {
-            let repo = ctx.open()?;
+            let repo = ctx.open_snapshots_only()?;
             let sel = ctx.selection(select)?;
             let snaps: Vec<_> = repo.snapshots()?.into_iter().filter(|(_, s)| sel.matches(s)).collect();
             output::snapshots(json, &snaps, &sel.names);
             Ok(0)
         }
         Command::Status => {
-            let repo = ctx.open()?;
+            let repo = ctx.open_snapshots_only()?;
             let now = jiff::Timestamp::now();
             let now = projectclone::format::Time {
                 secs: now.as_second(),
@@ -1998,6 +2022,7 @@ fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
                 state_dir: ctx.state_dir(),
                 insecure_no_password: *to_insecure_no_password,
                 accept_changes: false,
+                snapshots_only: false,
             };
             let pw = if *to_insecure_no_password {
                 None

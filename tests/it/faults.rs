@@ -580,6 +580,7 @@ const SLOW: &str = "2048";
 /// uploaded: the requests time out, and their retries go through once the stall ends.
 fn stall_mid_upload(r: &Remote) {
     r.init();
+    fast_stall_detection(r);
     let src = r.tree("src", 1, 6);
     let before = r.proxy.stats().bytes_up;
     let mut child = r.spawn(&["--json", "--limit-upload", SLOW, "backup", src.to_str().unwrap()]);
@@ -627,6 +628,28 @@ fn stall_mid_download(r: &Remote) {
     r.verify("after");
 }
 
+/// An S3 upload may take the timeout plus its size at PROJECTCLONE_STORAGE_MIN_RATE (64 KiB/s
+/// by default, 16 s more for a 1 MiB pack): a stall test wants a stalled PUT abandoned after
+/// about the timeout, so it counts any rate below 1 GiB/s as a stall.
+fn fast_stall_detection(r: &Remote) {
+    r.set_env("PROJECTCLONE_STORAGE_MIN_RATE", "1048576");
+}
+
+/// A slow uplink (the proxy passes 128 KiB/s on to the server) with a 2 s timeout: an S3
+/// upload of a 1 MiB pack takes about 8 s, longer than the timeout, and is still progress,
+/// not a stall. Every pack is stored at its first try, with no retry.
+#[test]
+fn s3_uploads_slower_than_the_timeout_still_succeed() {
+    let r = Remote::moto();
+    r.init();
+    let src = r.tree("src", 1, 2);
+    r.proxy.limit_up(128 * 1024);
+    let v = r.backup(&src);
+    assert_eq!(retries(&v), 0, "a slow but steady upload was taken for a stall: {v}");
+    r.proxy.limit_up(0);
+    r.verify("after");
+}
+
 /// A stall that outlasts every try of a command's first request (the store does not
 /// answer at all): a clear error, well within the hang bound.
 fn stall_forever(r: &Remote, names: &[&str]) {
@@ -634,6 +657,7 @@ fn stall_forever(r: &Remote, names: &[&str]) {
     r.backup(&r.tree("before", 1, 2));
     r.set_env("PROJECTCLONE_STORAGE_TRIES", "3");
     r.set_env("PROJECTCLONE_STORAGE_TIMEOUT", "1s");
+    fast_stall_detection(r);
     r.proxy.stall(Duration::from_secs(3600));
     let t0 = Instant::now();
     let o = r.run(&["snapshots"]);
@@ -729,6 +753,30 @@ fn s3_500_and_503_are_retried() {
     let line = assert_clear_error(&o, &[&r.proxy.addr().to_string(), AGAIN]);
     eprintln!("{line}");
     r.extra.borrow_mut().clear();
+    r.verify("after");
+}
+
+/// A server refusing a request as bad (400 Bad Request, 416 Range Not Satisfiable): the same
+/// request would get the same answer, so it is not tried again; a clear error at once.
+#[test]
+fn s3_400_and_416_are_not_retried() {
+    let r = Remote::moto();
+    r.init();
+    let src = r.tree("a", 1, 1);
+    for status in [400, 416] {
+        r.proxy.clear();
+        let before = r.proxy.stats().http_errors;
+        r.proxy.http_error_next(1000, status);
+        let o = r.run(&["--json", "backup", src.to_str().unwrap()]);
+        assert_ne!(o.code, 0, "{status}: {}", o.stdout);
+        assert!(o.stderr.contains(&status.to_string()), "{status}: {}", o.stderr);
+        assert_eq!(
+            r.proxy.stats().http_errors - before,
+            1,
+            "{status}: asked once, not again: {}",
+            o.stderr
+        );
+    }
     r.verify("after");
 }
 

@@ -1549,6 +1549,8 @@ struct Control {
     /// `drop_transfers_over`: connections still to cut, and after how many bytes which way.
     big_left: usize,
     big: Option<(Direction, u64)>,
+    /// Bytes per second passed on towards the server at most (0: no limit).
+    rate_up: u64,
 }
 
 #[derive(Default)]
@@ -1665,6 +1667,11 @@ impl FaultProxy {
 
     /// Holds all data, both ways, on all connections, for `d` from now (connections are still
     /// accepted).
+    /// Pass data on towards the server at most `bytes_per_sec` (a slow uplink).
+    pub fn limit_up(&self, bytes_per_sec: u64) {
+        self.ctl().rate_up = bytes_per_sec;
+    }
+
     pub fn stall(&self, d: Duration) {
         self.ctl().stall_until = Some(Instant::now() + d);
     }
@@ -1927,6 +1934,10 @@ fn pipe(
         if to.write_all(send).is_err() {
             cut(client, server);
             break;
+        }
+        let rate = sh.ctl.lock().unwrap().rate_up;
+        if dir == Direction::Up && rate > 0 {
+            thread::sleep(Duration::from_secs_f64(send.len() as f64 / rate as f64));
         }
         if cut_done {
             sh.counters.cut.fetch_add(1, Ordering::SeqCst);
