@@ -286,17 +286,19 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         archive: Option<PathBuf>,
         /// With --archive: also write FILE.sha256 for `sha256sum -c`
-        #[arg(long, requires = "archive")]
+        // Not `requires = "archive"`: clap takes any member of the required group "view" as
+        // meeting it (clap-rs/clap#4707), so `--manifest --clone DIR` would pass silently.
+        #[arg(long, conflicts_with_all = ["clone", "incremental"])]
         manifest: bool,
         /// With --archive: the format when the name does not say (default for -: tar.gz)
-        #[arg(long, value_name = "tar|tar.gz|tar.zst", requires = "archive")]
+        #[arg(long, value_name = "tar|tar.gz|tar.zst", conflicts_with_all = ["clone", "incremental"])]
         format: Option<ArchiveFormat>,
         /// A new YYYY-MM-DD_HHMMSS-<project>[-<note>] folder under DIR; files unchanged
         /// since the previous export there are hard links to it
         #[arg(long, value_name = "DIR")]
         incremental: Option<PathBuf>,
         /// With --incremental: keep only this project's newest N export folders
-        #[arg(long, value_name = "N", requires = "incremental")]
+        #[arg(long, value_name = "N", conflicts_with_all = ["clone", "archive"])]
         keep: Option<usize>,
         /// With --archive: encrypt it (age format; `.age` is appended to FILE) with a
         /// passphrase from --encrypt-password-file, PROJECTCLONE_ENCRYPT_PASSWORD or a prompt
@@ -439,7 +441,7 @@ enum Command {
     },
     /// The older Python tool's syntax, `projectclone NOTE [--archive] …` (main.rs routes
     /// it here; README "Coming from projectclone 4.x")
-    #[command(name = "old-syntax", hide = true)]
+    #[command(name = "old-syntax", hide = true, override_usage = old_syntax::SYNOPSIS)]
     OldSyntax(old_syntax::OldArgs),
     /// The newest snapshot of each project (one host's set of paths) and its age
     Status,
@@ -2154,6 +2156,7 @@ fn run_config(ctx: &Ctx, what: &ConfigCmd) -> Result<u8> {
                 }
             }
             beyond::config_rows(files, &mut row);
+            old_syntax::config_rows(files, &mut row);
             match files.get(|l| l.host.as_ref()) {
                 Some(s) => row("host", s.value.into(), s.source),
                 None => row("host", lock::hostname().into(), Source::Default),

@@ -1,6 +1,8 @@
 //! The older Python tool's command line (README "Coming from projectclone 4.x"):
 //! `projectclone NOTE [--dest DIR] [-a|--archive] [--incremental] [--manifest]
-//! [--manifest-sha] [--keep N] [--exclude G]... [--symlinks] [--dry-run] [--yes]`.
+//! [--manifest-sha] [--keep N] [--exclude G]... [--symlinks] [--dry-run] [--yes]`, and
+//! `--encrypt`/`--recipient` for an age-encrypted archive (the roadmap's Phase 2), which
+//! take their passphrase or keys exactly as `export --encrypt` does ([`super::encrypt`]).
 //!
 //! [`route`] runs before clap parses: when the first word is not a subcommand, not within
 //! two edits of one (a typo: exit 2 with a suggestion), and either an old-tool flag is
@@ -24,7 +26,8 @@ use super::{Cli, Command, Ctx, output};
 
 /// The older syntax, for messages.
 pub const SYNOPSIS: &str = "projectclone NOTE [--dest DIR] [-a|--archive] [--incremental] [--manifest] \
-                            [--manifest-sha] [--keep N] [--exclude G]... [--symlinks] [--dry-run] [--yes]";
+                            [--manifest-sha] [--keep N] [--exclude G]... [--symlinks] [--dry-run] [--yes] \
+                            [--encrypt | --recipient AGE_PUBKEY...]";
 
 /// The older tool's flags: (name, takes a value).
 const OLD_FLAGS: &[(&str, bool)] = &[
@@ -39,6 +42,11 @@ const OLD_FLAGS: &[(&str, bool)] = &[
     ("--symlinks", false),
     ("--dry-run", false),
     ("--yes", false),
+    // Phase 2 of the old tool's roadmap: an encrypted archive.
+    ("--encrypt", false),
+    ("--recipient", true),
+    ("--recipients-file", true),
+    ("--encrypt-password-file", true),
 ];
 
 /// The older tool's arguments (after `old-syntax`, which [`route`] inserts).
@@ -78,6 +86,29 @@ pub struct OldArgs {
     /// Do not ask "Proceed with backup? [y/N]" on a terminal
     #[arg(long)]
     yes: bool,
+    /// With --archive: encrypt it (age format, NAME.tar.gz.age) with a passphrase from
+    /// --encrypt-password-file, PROJECTCLONE_ENCRYPT_PASSWORD or a prompt
+    #[arg(long, requires = "archive", conflicts_with = "incremental")]
+    encrypt: bool,
+    /// With --archive: encrypt to this age public key (age1…) instead; repeatable
+    #[arg(
+        long = "recipient",
+        value_name = "AGE_PUBKEY",
+        requires = "archive",
+        conflicts_with = "incremental"
+    )]
+    recipients: Vec<String>,
+    /// With --archive: encrypt to the age public keys in this file (one per line); repeatable
+    #[arg(
+        long = "recipients-file",
+        value_name = "F",
+        requires = "archive",
+        conflicts_with = "incremental"
+    )]
+    recipients_files: Vec<PathBuf>,
+    /// With --archive: read the encryption passphrase from this file (implies --encrypt)
+    #[arg(long, value_name = "F", requires = "archive", conflicts_with_all = ["incremental", "recipients", "recipients_files"])]
+    encrypt_password_file: Option<PathBuf>,
 }
 
 // ---------------------------------------------------------------- routing
@@ -270,7 +301,51 @@ pub fn route(argv: Vec<OsString>) -> Vec<OsString> {
 }
 
 /// clap's error, with a hint when an old-tool flag was given to a new subcommand.
-pub fn explain(mut e: clap::Error, argv: &[OsString]) -> clap::Error {
+pub fn explain(e: clap::Error, argv: &[OsString]) -> clap::Error {
+    if argv.iter().any(|a| a == "old-syntax")
+        && matches!(
+            e.kind(),
+            ErrorKind::MissingRequiredArgument | ErrorKind::ArgumentConflict
+        )
+        && argv.iter().any(|a| {
+            let a = a.to_string_lossy();
+            let flag = a.split('=').next().unwrap_or_default();
+            [
+                "--encrypt",
+                "--recipient",
+                "--recipients-file",
+                "--encrypt-password-file",
+            ]
+            .contains(&flag)
+        })
+    {
+        let conflict = |name: &str| {
+            [ContextKind::InvalidArg, ContextKind::PriorArg]
+                .iter()
+                .any(|k| matches!(e.get(*k), Some(ContextValue::String(s)) if s.starts_with(name)))
+        };
+        let tip = if e.kind() == ErrorKind::MissingRequiredArgument {
+            "encryption applies to the archive: add -a/--archive (`projectclone NOTE --archive --encrypt` writes \
+             NAME.tar.gz.age); a folder copy is not encrypted"
+        } else if conflict("--incremental") {
+            "an incremental folder is not encrypted: leave out --incremental (`projectclone NOTE --archive \
+             --encrypt` writes NAME.tar.gz.age)"
+        } else {
+            return e;
+        };
+        return hint(e, tip.into());
+    }
+    if e.kind() == ErrorKind::ArgumentConflict
+        && argv.iter().any(|a| a == "export")
+        && let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg)
+    {
+        let tip = match arg.split([' ', '=']).next().unwrap_or_default() {
+            "--manifest" | "--format" => "--manifest and --format apply to --archive FILE only",
+            "--keep" => "--keep N applies to --incremental DIR only (it keeps that many export folders there)",
+            _ => return e,
+        };
+        return hint(e, tip.into());
+    }
     if e.kind() != ErrorKind::UnknownArgument {
         return e;
     }
@@ -317,6 +392,11 @@ pub fn explain(mut e: clap::Error, argv: &[OsString]) -> clap::Error {
         }
         _ => return e,
     };
+    self::hint(e, hint)
+}
+
+/// `e` with one more tip.
+fn hint(mut e: clap::Error, hint: String) -> clap::Error {
     let mut tips = match e.get(ContextKind::Suggested) {
         Some(ContextValue::StyledStrs(v)) => v.clone(),
         _ => Vec::new(),
@@ -335,10 +415,7 @@ pub(super) fn run(ctx: &Ctx, a: &OldArgs) -> Result<u8> {
         Some(d) => d.clone(),
         None => match files.export_key(|t| t.dest.as_ref()) {
             Some(s) => PathBuf::from(super::config::expand(&s.value).map_err(|e| anyhow!("{}: {e}", s.source))?),
-            None => directories::BaseDirs::new()
-                .ok_or_else(|| anyhow!("cannot find the home directory; give --dest DIR"))?
-                .home_dir()
-                .join("project_backups"),
+            None => default_dest().ok_or_else(|| anyhow!("cannot find the home directory; give --dest DIR"))?,
         },
     };
     // As the old tool: 0 keeps all.
@@ -346,6 +423,13 @@ pub(super) fn run(ctx: &Ctx, a: &OldArgs) -> Result<u8> {
         .keep
         .or_else(|| files.export_key(|t| t.keep.as_ref()).map(|s| s.value))
         .filter(|k| *k > 0);
+    // The same flags, checks and passphrase sources as `export --archive F --encrypt`.
+    let flags = super::encrypt::Flags {
+        encrypt: a.encrypt,
+        recipients: &a.recipients,
+        recipients_files: &a.recipients_files,
+        password_file: &a.encrypt_password_file,
+    };
     let view = if a.incremental {
         if a.archive {
             output::warn(
@@ -363,6 +447,7 @@ pub(super) fn run(ctx: &Ctx, a: &OldArgs) -> Result<u8> {
     } else if a.archive {
         OldView::Archive {
             sha: a.manifest || a.manifest_sha,
+            age: flags.wanted(),
         }
     } else {
         OldView::Folder {
@@ -383,16 +468,19 @@ pub(super) fn run(ctx: &Ctx, a: &OldArgs) -> Result<u8> {
             cwd.display()
         );
     }
-    let opts = OldViewOptions {
+    let mut opts = OldViewOptions {
         dest,
         view,
         keep,
         tz: jiff::tz::TimeZone::system(),
+        encryption: None,
     };
     if !a.yes && !a.dry_run && std::io::stdin().is_terminal() && !ask(&cwd, &opts)? {
         eprintln!("Aborted by user.");
         return Ok(1);
     }
+    // Before the backup: a missing passphrase or a bad key stops the run before it writes.
+    opts.encryption = flags.resolve(a.dry_run)?;
     let backup = Command::Backup {
         paths: Vec::new(),
         tags: Vec::new(),
@@ -434,6 +522,32 @@ pub(super) fn run(ctx: &Ctx, a: &OldArgs) -> Result<u8> {
     Ok(if res.errors.is_empty() { code } else { 1 })
 }
 
+/// The older tool's destination folder: `~/project_backups`.
+fn default_dest() -> Option<PathBuf> {
+    directories::BaseDirs::new().map(|b| b.home_dir().join("project_backups"))
+}
+
+/// `config`'s rows for the `[export]` table: `export.dest` (expanded) and `export.keep`
+/// (none: all views are kept), each with where it came from.
+pub fn config_rows(files: &super::config::Files, row: &mut impl FnMut(&str, serde_json::Value, super::config::Source)) {
+    use super::config::Source;
+    match files.export_key(|t| t.dest.as_ref()) {
+        Some(s) => {
+            let value = super::config::expand(&s.value).unwrap_or(s.value);
+            row("export.dest", value.into(), s.source)
+        }
+        None => row(
+            "export.dest",
+            default_dest().map_or(serde_json::Value::Null, |d| d.display().to_string().into()),
+            Source::Default,
+        ),
+    }
+    match files.export_key(|t| t.keep.as_ref()) {
+        Some(s) => row("export.keep", s.value.into(), s.source),
+        None => row("export.keep", serde_json::Value::Null, Source::Default),
+    }
+}
+
 /// `p` with its nearest existing ancestor resolved (symlinks, `..`) and the rest appended:
 /// where `p` is or would be created.
 fn resolved(p: &std::path::Path) -> Option<PathBuf> {
@@ -463,7 +577,8 @@ fn resolved(p: &std::path::Path) -> Option<PathBuf> {
 fn ask(cwd: &std::path::Path, opts: &OldViewOptions) -> Result<bool> {
     let what = match opts.view {
         OldView::Folder { .. } => "a folder copy",
-        OldView::Archive { .. } => "a .tar.gz archive",
+        OldView::Archive { age: false, .. } => "a .tar.gz archive",
+        OldView::Archive { age: true, .. } => "an age-encrypted .tar.gz.age archive",
         OldView::Incremental => "an incremental folder",
     };
     eprintln!(

@@ -4,6 +4,8 @@
 //! `MANIFEST_SHA256.txt` in `sha256sum` format inside it on request), that name `.tar.gz`
 //! with that name as its one top folder (with `NAME.tar.gz.sha256`, the archive's own
 //! checksum, on request), or an incremental hard-link folder ([`super::incremental`]).
+//! An archive may be encrypted (age, [`crate::seal`]): `NAME.tar.gz.age`, whose
+//! `NAME.tar.gz.age.sha256` is then the checksum of the encrypted file, the one on disk.
 //!
 //! Each view gets a record in `DEST/.projectclone-export/` like an incremental export, so
 //! `--keep N` counts this project's views of every kind there (an archive and its
@@ -18,8 +20,10 @@ use super::*;
 pub enum OldView {
     /// A folder copy; `sizes`: `MANIFEST.txt` inside it; `sha`: `MANIFEST_SHA256.txt`.
     Folder { sizes: bool, sha: bool },
-    /// A `.tar.gz`; `sha`: `NAME.tar.gz.sha256` beside it.
-    Archive { sha: bool },
+    /// A `.tar.gz`; `sha`: `NAME.tar.gz.sha256` beside it. `age`: encrypted as
+    /// [`OldViewOptions::encryption`] says, named `NAME.tar.gz.age` (and its checksum
+    /// `NAME.tar.gz.age.sha256`, of the encrypted file).
+    Archive { sha: bool, age: bool },
     /// An incremental hard-link folder.
     Incremental,
 }
@@ -33,6 +37,8 @@ pub struct OldViewOptions {
     pub keep: Option<usize>,
     /// Zone for names (the snapshot's time in local time).
     pub tz: jiff::tz::TimeZone,
+    /// How an archive with `age` is encrypted (required then; unused otherwise).
+    pub encryption: Option<crate::seal::ArchiveEncryption>,
 }
 
 /// The manifests of a folder view, at its top.
@@ -40,10 +46,20 @@ pub const SIZES_MANIFEST: &str = "MANIFEST.txt";
 pub const SHA_MANIFEST: &str = "MANIFEST_SHA256.txt";
 
 const ARCHIVE_EXT: &str = ".tar.gz";
+const AGE_ARCHIVE_EXT: &str = ".tar.gz.age";
 
-/// A name the old tool's archives have here: `YYYY-MM-DD_HHMMSS-….tar.gz`.
+/// A name the old tool's archives have here: `YYYY-MM-DD_HHMMSS-….tar.gz` (or `.tar.gz.age`).
 pub(super) fn is_archive_name(n: &str) -> bool {
-    n.ends_with(ARCHIVE_EXT) && export_folder_name(n)
+    (n.ends_with(ARCHIVE_EXT) || n.ends_with(AGE_ARCHIVE_EXT)) && export_folder_name(n)
+}
+
+/// The extension of a view's name.
+fn view_ext(view: OldView) -> &'static str {
+    match view {
+        OldView::Archive { age: false, .. } => ARCHIVE_EXT,
+        OldView::Archive { age: true, .. } => AGE_ARCHIVE_EXT,
+        _ => "",
+    }
 }
 
 /// Write the view of `snap` (id `id`) into `opts.dest`.
@@ -57,6 +73,11 @@ pub fn old_view(
     if opts.keep == Some(0) {
         return Err(Error::Invalid(
             "--keep 0 would remove the new view itself; give 1 or more".into(),
+        ));
+    }
+    if matches!(opts.view, OldView::Archive { age: true, .. }) && opts.encryption.is_none() {
+        return Err(Error::Invalid(
+            "an encrypted archive needs a passphrase or recipients; nothing was written".into(),
         ));
     }
     let dir = &opts.dest;
@@ -83,7 +104,8 @@ pub fn old_view(
 
     let archive = matches!(opts.view, OldView::Archive { .. });
     let stem = folder_name(snap, &opts.tz);
-    let name = unique_name(&stem, if archive { ARCHIVE_EXT } else { "" }, |n| taken(dir, &side, n))?;
+    let ext = view_ext(opts.view);
+    let name = unique_name(&stem, ext, |n| taken(dir, &side, n))?;
     res.path = dir.join(&name);
     let plan = full_plan(repo, snap)?;
     res.files = plan.files;
@@ -122,7 +144,18 @@ pub fn old_view(
         OldView::Folder { sizes, sha } => {
             folder(repo, snap, plan, dir, &name, sizes, sha, &record, progress, &mut res)?
         }
-        OldView::Archive { sha } => archive_view(repo, snap, &plan, dir, &name, sha, &record, progress, &mut res)?,
+        OldView::Archive { sha, age } => {
+            let top = name.strip_suffix(ext).unwrap_or(&name);
+            let encryption = if age { opts.encryption.as_ref() } else { None };
+            let target = ArchiveTarget {
+                dir,
+                name: &name,
+                top,
+                sha,
+                encryption,
+            };
+            archive_view(repo, snap, &plan, &target, &record, progress, &mut res)?
+        }
         OldView::Incremental => unreachable!("handled above"),
     }
     if !res.errors.is_empty() {
@@ -163,11 +196,7 @@ pub struct OldViewPlan {
 pub fn plan_old_view(opts: &OldViewOptions, time: &Time, project: &[u8], note: Option<&str>) -> OldViewPlan {
     let dir = &opts.dest;
     let side = dir.join(SIDECAR_DIR);
-    let ext = if matches!(opts.view, OldView::Archive { .. }) {
-        ARCHIVE_EXT
-    } else {
-        ""
-    };
+    let ext = view_ext(opts.view);
     let stem = name_stem(time, project, note, &opts.tz);
     let name = unique_name(&stem, ext, |n| taken(dir, &side, n)).unwrap_or(stem);
     let existing = list_exports(dir, &crate::format_name(project));
@@ -370,19 +399,28 @@ impl<W: Write> Write for Sha256Writer<W> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Where an archive view goes and how it is written.
+struct ArchiveTarget<'a> {
+    dir: &'a Path,
+    /// The file's name in `dir`.
+    name: &'a str,
+    /// The archive's one top folder.
+    top: &'a str,
+    /// `NAME.sha256` beside it: the checksum of the file as written (encrypted or not).
+    sha: bool,
+    encryption: Option<&'a crate::seal::ArchiveEncryption>,
+}
+
 fn archive_view(
     repo: &Repository,
     snap: &Snapshot,
     plan: &Plan,
-    dir: &Path,
-    name: &str,
-    sha: bool,
+    t: &ArchiveTarget,
     record: &Sidecar,
     progress: &dyn Progress,
     res: &mut ExportResult,
 ) -> Result<()> {
-    let top = name.strip_suffix(ARCHIVE_EXT).unwrap_or(name);
+    let (dir, name, top, sha) = (t.dir, t.name, t.top, t.sha);
     let file = dir.join(name);
     let sum_path = dir.join(format!("{name}.sha256"));
     let temp = |n: &str| dir.join(format!(".{}{TMP}{}", &n[..n.len().min(200)], random_hex()));
@@ -406,10 +444,12 @@ fn archive_view(
             inner: BufWriter::with_capacity(1 << 20, out),
             h: <sha2::Sha256 as sha2::Digest>::new(),
         };
-        let enc = Encoder::new(ArchiveFormat::Gzip, Counting { inner: hashed, n: 0 }).map_err(tar_err)?;
+        // File <- hash (of the bytes on disk, encrypted or not) <- count <- age <- gzip <- tar.
+        let sealed = crate::seal::Sealed::new(Counting { inner: hashed, n: 0 }, t.encryption)?;
+        let enc = Encoder::new(ArchiveFormat::Gzip, sealed).map_err(tar_err)?;
         let root = super::root_meta(snap);
         let enc = write_archive(repo, Some(&root), plan, top.as_bytes(), enc, None, progress, res)?;
-        let c = enc.finish().map_err(tar_err)?;
+        let c = enc.finish().and_then(|s| s.finish()).map_err(tar_err)?;
         res.bytes_written = c.n;
         let hash = sha2::Digest::finalize(c.inner.h).to_vec();
         let f = c
@@ -457,6 +497,8 @@ mod tests {
     #[test]
     fn archive_names() {
         assert!(is_archive_name("2025-01-02_030405-app-x.tar.gz"));
+        assert!(is_archive_name("2025-01-02_030405-app-x.tar.gz.age"));
+        assert!(!is_archive_name("2025-01-02_030405-app-x.age"));
         assert!(!is_archive_name("2025-01-02_030405-app-x"));
         assert!(!is_archive_name("notes.tar.gz"));
     }
