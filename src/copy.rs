@@ -186,12 +186,15 @@ fn origin_of(repo: &Repository, id: SnapshotId, s: &Snapshot) -> Origin {
     })
 }
 
-/// Copy `snaps` of `src` into `dst` (both synced, `dst` under a lock its caller holds).
+/// Copy `snaps` of `src` into `dst` (both synced, `dst` under `guard`, the lock its caller
+/// holds: it is re-checked before the index delta and snapshots are written, as a backup
+/// does, since blobs the destination already held were reused on the strength of it).
 pub fn copy(
     src: &Repository,
     dst: &mut Repository,
     snaps: &[(SnapshotId, Snapshot)],
     dry_run: bool,
+    guard: Option<&crate::lock::LockGuard>,
 ) -> Result<CopyReport> {
     let mut report = CopyReport {
         dry_run,
@@ -261,6 +264,13 @@ pub fn copy(
     if dry_run {
         report.copied = made.into_iter().map(|(id, _)| (id, None)).collect();
         return Ok(report);
+    }
+    if guard.is_some_and(|g| !g.still_valid()) {
+        return Err(Error::Invalid(format!(
+            "this copy's lock on {} went stale (suspended for 30 minutes?): a prune there may have removed \
+             data it reuses, so no snapshot was written; run the copy again",
+            dst.backend.location()
+        )));
     }
     dst.index_packs(packs)?;
     for (id, ns) in made {

@@ -2050,12 +2050,12 @@ fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
             for a in &dst.alerts {
                 output::alert(a);
             }
-            let _dst_lock = if *dry_run {
+            let dst_lock = if *dry_run {
                 None
             } else {
                 Some(dst.lock(LockMode::Shared, "copy")?)
             };
-            let report = projectclone::copy::copy(&src, &mut dst, &selected, *dry_run)?;
+            let report = projectclone::copy::copy(&src, &mut dst, &selected, *dry_run, dst_lock.as_ref())?;
             output::copy(json, &report);
             Ok(0)
         }

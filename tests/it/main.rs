@@ -13,6 +13,7 @@ mod compat;
 mod config;
 mod config_export;
 mod conformance;
+mod copy_lock;
 mod crash;
 mod damage;
 mod dedup;
