@@ -1,6 +1,7 @@
 //! The `projectclone` binary: parses arguments, sets up logging and the SIGINT/SIGTERM
 //! clean-up, calls the library and maps errors to exit codes (0 ok, 1 error, 2 usage, 3
-//! backup saved with unreadable files; 130 and 143 after SIGINT and SIGTERM).
+//! backup saved with unreadable files, 10 no repository, 11 locked, 12 wrong password;
+//! 130 and 143 after SIGINT and SIGTERM); with `--json`, a failure's `exit_error` object.
 
 mod cli;
 mod signals;
@@ -16,8 +17,9 @@ fn main() -> ExitCode {
     let argv = cli::old_syntax::route(std::env::args_os().collect());
     let matches = cli::Cli::command()
         .try_get_matches_from(&argv)
-        .unwrap_or_else(|e| cli::old_syntax::explain(e, &argv).exit());
-    let args = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        .unwrap_or_else(|e| cli::failure::usage_error(cli::old_syntax::explain(e, &argv), &argv));
+    let args = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| cli::failure::usage_error(e, &argv));
+    let json = args.json;
     // Backups (and imports) allocate and free a buffer per chunk: below 2 MiB those stay
     // on the heap (each mmap'd one costs page faults; 256 KiB cost 9% more CPU). Other
     // commands reuse their large buffers, so any large block may go back to the system.
@@ -31,10 +33,7 @@ fn main() -> ExitCode {
     signals::install();
     match cli::run(args, &matches) {
         Ok(code) => ExitCode::from(code),
-        Err(e) => {
-            cli::print_error(&e);
-            ExitCode::from(cli::exit_code(&e))
-        }
+        Err(e) => ExitCode::from(cli::failure::failed(json, &e)),
     }
 }
 

@@ -2,8 +2,11 @@
 //! one function per subcommand. `output` is the only place that prints results.
 
 mod beyond;
+mod completions;
 mod config;
 mod encrypt;
+pub mod failure;
+mod help;
 mod hooks;
 pub mod old_syntax;
 mod output;
@@ -33,8 +36,10 @@ use select::SelectArgs;
 #[derive(Parser, Debug)]
 #[command(
     name = "projectclone",
-    version,
-    about = "Exact, restorable, deduplicated and encrypted snapshots of project directories"
+    version = help::version(),
+    about = "Exact, restorable, deduplicated and encrypted snapshots of project directories",
+    after_long_help = help::TOP,
+    next_help_heading = "Global options"
 )]
 pub struct Cli {
     /// Repository path (default: $XDG_DATA_HOME/projectclone/repo)
@@ -54,7 +59,7 @@ pub struct Cli {
     cache_dir: Option<PathBuf>,
     /// Print one JSON document on stdout
     #[arg(long, global = true)]
-    json: bool,
+    pub json: bool,
     /// Only errors on stderr
     #[arg(short, long, global = true)]
     quiet: bool,
@@ -118,6 +123,8 @@ impl Cli {
             Command::OldSyntax(_) => "backup",
             Command::Status => "status",
             Command::Schedule { .. } => "schedule",
+            Command::Completions { .. } => "completions",
+            Command::Man { .. } => "man",
         }
     }
 
@@ -154,6 +161,7 @@ impl Cli {
             } => *dry_run,
             Command::Trust { .. } | Command::Config { .. } => true,
             Command::Status | Command::Schedule { .. } => true,
+            Command::Completions { .. } | Command::Man { .. } => true,
             Command::Copy { dry_run, .. } => *dry_run,
             Command::OldSyntax(a) => a.dry_run,
             Command::Init { .. } | Command::Unlock { .. } | Command::Key { .. } => false,
@@ -164,6 +172,7 @@ impl Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Create a new repository
+    #[command(after_long_help = help::INIT)]
     Init {
         /// Argon2id memory in KiB for the new key (default and minimum: 65536)
         #[arg(long, default_value_t = projectclone::crypto::KdfParams::default().m_cost, hide = true)]
@@ -181,10 +190,14 @@ enum Command {
         pack_size: Option<u32>,
     },
     /// Take a snapshot of PATHs (default: the current directory)
+    #[command(after_long_help = help::BACKUP)]
     Backup {
+        /// Files and directories to back up (default: the current directory)
         paths: Vec<PathBuf>,
+        /// Tag the snapshot (repeatable; added to `tags` of the config files)
         #[arg(long = "tag", value_name = "T")]
         tags: Vec<String>,
+        /// A note recorded with the snapshot (shown by `snapshots`)
         #[arg(long, value_name = "TEXT")]
         note: Option<String>,
         /// Leave out files matching this glob (gitignore syntax); repeatable
@@ -197,7 +210,7 @@ enum Command {
         #[arg(long, value_name = "ALGO")]
         compression: Option<Compression>,
         /// Record this host name instead of the machine's
-        #[arg(long)]
+        #[arg(long, value_name = "NAME")]
         host: Option<String>,
         /// Back up what is piped in as one file (`pg_dump app | projectclone backup --stdin
         /// --stdin-name app.sql`)
@@ -218,8 +231,9 @@ enum Command {
         exclude_larger_than: Option<u64>,
     },
     /// Write one file of a snapshot to standard output
+    #[command(after_long_help = help::CAT)]
     Cat {
-        /// Snapshot: an id, a unique prefix of at least 4 hex digits, or `latest`
+        #[arg(help = help::SNAP)]
         snap: String,
         /// The file's path in the snapshot (as `ls` shows it)
         path: String,
@@ -227,8 +241,9 @@ enum Command {
         select: SelectArgs,
     },
     /// Write a folder of a snapshot (default: all of it) to standard output as a tar archive
+    #[command(after_long_help = help::DUMP)]
     Dump {
-        /// Snapshot: an id, a unique prefix of at least 4 hex digits, or `latest`
+        #[arg(help = help::SNAP)]
         snap: String,
         /// A directory (members named ./…) or one file of the snapshot
         path: Option<String>,
@@ -236,13 +251,17 @@ enum Command {
         select: SelectArgs,
     },
     /// List snapshots (those the filters select)
+    #[command(after_long_help = help::SNAPSHOTS)]
     Snapshots {
         #[command(flatten)]
         select: SelectArgs,
     },
     /// List the entries of a snapshot, under PATH if given
+    #[command(after_long_help = help::LS)]
     Ls {
+        #[arg(help = help::SNAP)]
         snap: String,
+        /// Only the entries under this path of the snapshot (as `ls` shows it)
         path: Option<String>,
         /// Long format: type, mode, owner, size, mtime
         #[arg(short, long)]
@@ -251,15 +270,24 @@ enum Command {
         select: SelectArgs,
     },
     /// Show what changed between two snapshots
+    #[command(after_long_help = help::DIFF)]
     Diff {
+        /// The older snapshot (see SNAP in `projectclone --help`)
+        #[arg(value_name = "SNAP")]
         a: String,
+        /// The newer snapshot (see SNAP in `projectclone --help`)
+        #[arg(value_name = "SNAP")]
         b: String,
         #[command(flatten)]
         select: SelectArgs,
     },
     /// Restore a snapshot into a directory
+    #[command(after_long_help = help::RESTORE)]
     Restore {
+        #[arg(help = help::SNAP)]
         snap: String,
+        /// Where to restore (created if missing; entries of the same name are replaced,
+        /// others left alone)
         #[arg(long, value_name = "DIR")]
         target: PathBuf,
         /// Restore only matching entries (a name at any depth, or a path with a slash)
@@ -276,8 +304,9 @@ enum Command {
     },
     /// Write a view of a snapshot: a folder copy, a tar archive or an incremental folder
     #[command(group(clap::ArgGroup::new("view").required(true).args(["clone", "archive", "incremental"])))]
+    #[command(after_long_help = help::EXPORT)]
     Export {
-        /// Snapshot: an id, a unique prefix of at least 4 hex digits, or `latest`
+        #[arg(help = help::SNAP)]
         snap: String,
         /// An exact copy at DIR (which must not exist, or be empty)
         #[arg(long, value_name = "DIR")]
@@ -321,6 +350,7 @@ enum Command {
     },
     /// Bring the older Python tool's backups (folders, incremental folders, .tar.gz
     /// archives named YYYY-MM-DD_HHMMSS-<project>[-<note>]) in as snapshots
+    #[command(after_long_help = help::IMPORT)]
     Import {
         /// Backup folders and archives of the old tool
         #[arg(required = true)]
@@ -328,17 +358,20 @@ enum Command {
         /// The project name, when a name cannot tell project from note (or has no time stamp)
         #[arg(long, value_name = "NAME")]
         project: Option<String>,
+        /// Tag the imported snapshots (repeatable)
         #[arg(long = "tag", value_name = "T")]
         tags: Vec<String>,
         /// Record this host name instead of the machine's
-        #[arg(long)]
+        #[arg(long, value_name = "NAME")]
         host: Option<String>,
         /// Report what would be imported; write nothing
         #[arg(long)]
         dry_run: bool,
     },
     /// Verify the repository's structure (and with --read-data, every byte)
+    #[command(after_long_help = help::CHECK)]
     Check {
+        /// Also read and authenticate every pack (downloads all of a remote repository)
         #[arg(long)]
         read_data: bool,
         /// Read only part of the data: N/M (the N-th of M parts) or P% (a random P percent)
@@ -346,7 +379,10 @@ enum Command {
         read_data_subset: Option<projectclone::check::Subset>,
     },
     /// Remove snapshots (named, or those the --keep-* rules do not keep)
+    #[command(after_long_help = help::FORGET)]
     Forget {
+        /// Snapshots to remove (see SNAP in `projectclone --help`)
+        #[arg(value_name = "SNAP")]
         snaps: Vec<String>,
         #[command(flatten)]
         keep: KeepArgs,
@@ -361,6 +397,8 @@ enum Command {
         /// Print the plan; change nothing
         #[arg(long)]
         dry_run: bool,
+        /// With --prune: repack a partly used pack when more than this fraction of it is
+        /// unused
         #[arg(long, default_value_t = 0.1, value_name = "FRACTION")]
         repack_threshold: f64,
         #[command(flatten)]
@@ -371,6 +409,7 @@ enum Command {
         group_by: Option<projectclone::select::GroupBy>,
     },
     /// Apply --keep-* rules (if any), then collect garbage without blocking backups
+    #[command(after_long_help = help::PRUNE)]
     Prune {
         #[command(flatten)]
         keep: KeepArgs,
@@ -388,11 +427,13 @@ enum Command {
         group_by: Option<projectclone::select::GroupBy>,
     },
     /// Rebuild local state from the repository
+    #[command(after_long_help = help::REPAIR)]
     Repair {
         #[command(subcommand)]
         what: RepairCmd,
     },
     /// Remove stale locks (a live process's lock is never removed, unless --remove-all)
+    #[command(after_long_help = help::UNLOCK)]
     Unlock {
         /// Remove every lock, live ones too: only when you know their holders are gone
         /// (a machine that will not come back, a clock far ahead)
@@ -400,19 +441,24 @@ enum Command {
         remove_all: bool,
     },
     /// Manage the passwords (key files) of the repository
+    #[command(after_long_help = help::KEY)]
     Key {
         #[command(subcommand)]
         what: KeyCmd,
     },
     /// What this client trusts about the repository (key kind, key check, config digest,
     /// snapshots seen), or trust it anew as it is now after a deliberate change
+    #[command(after_long_help = help::TRUST)]
     Trust {
         #[command(subcommand)]
         what: Option<TrustCmd>,
     },
     /// Copy snapshots into another (initialised) repository, deduplicating there; a
     /// snapshot the destination already holds is skipped (default: every snapshot)
+    #[command(after_long_help = help::COPY)]
     Copy {
+        /// Snapshots to copy (default: all; see SNAP in `projectclone --help`)
+        #[arg(value_name = "SNAP")]
         snaps: Vec<String>,
         /// The destination repository (any location: a folder, s3:…, sftp://…, rclone:…)
         #[arg(long, value_name = "LOCATION")]
@@ -428,13 +474,16 @@ enum Command {
         dry_run: bool,
     },
     /// Sizes of the repository, or of one snapshot
+    #[command(after_long_help = help::STATS)]
     Stats {
+        /// This snapshot's sizes instead of the repository's (see SNAP in `projectclone --help`)
         snap: Option<String>,
         #[command(flatten)]
         select: SelectArgs,
     },
     /// Show the effective settings and where each came from, or trust a project's
     /// `.projectclone.toml`
+    #[command(after_long_help = help::CONFIG)]
     Config {
         #[command(subcommand)]
         what: Option<ConfigCmd>,
@@ -444,11 +493,27 @@ enum Command {
     #[command(name = "old-syntax", hide = true, override_usage = old_syntax::SYNOPSIS)]
     OldSyntax(old_syntax::OldArgs),
     /// The newest snapshot of each project (one host's set of paths) and its age
+    #[command(after_long_help = help::STATUS)]
     Status,
     /// Back up a directory unattended: a systemd user timer, or a crontab line
+    #[command(after_long_help = help::SCHEDULE)]
     Schedule {
         #[command(subcommand)]
         what: schedule::ScheduleCmd,
+    },
+    /// Print a shell completion script (bash, zsh, fish; also elvish, powershell)
+    #[command(after_long_help = help::COMPLETIONS)]
+    Completions {
+        /// The shell to complete for
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::aot::Shell,
+    },
+    /// Print the manual page (roff) on stdout, or write one page per command into a folder
+    #[command(after_long_help = help::MAN)]
+    Man {
+        /// Write projectclone.1 and one projectclone-COMMAND.1 per command into DIR instead
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -458,23 +523,35 @@ enum ConfigCmd {
     Show,
     /// Trust the `.projectclone.toml` of DIR (default: the nearest one above the current
     /// directory), so it may set `repo`, `password-command`, hooks and notifications
-    Trust { dir: Option<PathBuf> },
+    Trust {
+        /// The directory whose `.projectclone.toml` to trust (default: the nearest one)
+        dir: Option<PathBuf>,
+    },
     /// Stop trusting the `.projectclone.toml` of DIR
-    Untrust { dir: Option<PathBuf> },
+    Untrust {
+        /// The directory whose `.projectclone.toml` to stop trusting (default: the nearest one)
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args, Debug, Default)]
 struct KeepArgs {
+    /// Keep the last N snapshots
     #[arg(long, value_name = "N")]
     keep_last: Option<u32>,
+    /// Keep the newest snapshot of each of the last N hours that have one
     #[arg(long, value_name = "N")]
     keep_hourly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N days that have one
     #[arg(long, value_name = "N")]
     keep_daily: Option<u32>,
+    /// Keep the newest snapshot of each of the last N ISO weeks that have one
     #[arg(long, value_name = "N")]
     keep_weekly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N months that have one
     #[arg(long, value_name = "N")]
     keep_monthly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N years that have one
     #[arg(long, value_name = "N")]
     keep_yearly: Option<u32>,
     /// Keep snapshots with this tag (repeatable)
@@ -568,13 +645,17 @@ enum KeyCmd {
     },
     /// Add a key for another password
     Add {
+        /// Read the new password from this file (or PROJECTCLONE_NEW_PASSWORD, or a prompt)
         #[arg(long, value_name = "F")]
         new_password_file: Option<PathBuf>,
     },
     /// List key files
     List,
     /// Remove a key file (never the last one)
-    Remove { id: String },
+    Remove {
+        /// The key file's id, or a unique prefix of it (as `key list` shows it)
+        id: String,
+    },
 }
 
 /// A password, zeroed when dropped.
@@ -1294,6 +1375,10 @@ pub fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<u8> {
         .into_iter()
         .filter(|id| matches.value_source(id) == Some(clap::parser::ValueSource::EnvVariable))
         .collect();
+    // Generated from the arguments alone: no config file, hook or repository.
+    if let Some(res) = completions::run(&cli.command) {
+        return res;
+    }
     let files = load_config_files(&cli)?;
     let ctx = Ctx {
         cli,
@@ -1324,7 +1409,10 @@ pub fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<u8> {
     };
     // The post hook when the work is done (a backup with unreadable files too).
     let res = match res {
-        Ok(code) => around.post(&outcome(&Ok(code))).map(|()| code),
+        Ok(code) => {
+            failure::printed();
+            around.post(&outcome(&Ok(code))).map(|()| code)
+        }
         Err(e) => Err(e),
     };
     let o = outcome(&res);
@@ -1604,6 +1692,7 @@ fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
             output::status(json, &projectclone::status::newest_per_project(&repo.snapshots()?, now));
             Ok(0)
         }
+        Command::Completions { .. } | Command::Man { .. } => completions::run(command).unwrap_or(Ok(0)),
         Command::Schedule { what } => {
             let report = match what {
                 schedule::ScheduleCmd::Install(a) => {

@@ -1194,3 +1194,13 @@ pub fn config_trust(json: bool, dir: &Path, trusted: bool) {
         outln!("no longer trusted: {}", format_name(dir.as_os_str().as_encoded_bytes()));
     }
 }
+
+/// With `--json`, what a command that fails prints on stdout, as its one document
+/// (restic's `exit_error`; README "Exit codes"): `{"message_type": "exit_error", "code": N,
+/// "message": "..."}`.
+pub fn exit_error(code: u8, message: &str) {
+    outln!(
+        "{}",
+        json!({"message_type": "exit_error", "code": code, "message": message})
+    );
+}
