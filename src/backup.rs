@@ -846,13 +846,13 @@ impl Walker<'_> {
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         if self.rules.cache_dir(path, entries.iter().map(|e| e.0.as_slice())) {
             entries.retain(|e| e.0 == rules::CACHEDIR_TAG.as_bytes());
-            self.skipped.push((
-                path.to_path_buf(),
-                format!(
-                    "holds a {} (--exclude-caches): only the tag is kept",
-                    rules::CACHEDIR_TAG
-                ),
-            ));
+            let why = format!(
+                "holds a {} (--exclude-caches): only the tag is kept",
+                rules::CACHEDIR_TAG
+            );
+            let p = crate::format_name(path.as_os_str().as_bytes());
+            tracing::info!(id = "backup.skipped", path = %p, reason = %why, "skipped: {p}: {why}");
+            self.skipped.push((path.to_path_buf(), why));
         }
 
         let pushed = if entries.iter().any(|(n, _)| n == IGNORE_FILE.as_bytes()) {
@@ -914,7 +914,7 @@ impl Walker<'_> {
         let verdict = self.rules.entry(&md, self.source_dev);
         if let rules::Verdict::Skip(why) = verdict {
             let p = crate::format_name(full.as_os_str().as_bytes());
-            tracing::info!(id = "backup.excluded", path = %p, rule = %why, "excluded: {p} ({why})");
+            tracing::info!(id = "backup.skipped", path = %p, reason = %why, "skipped: {p}: {why}");
             self.skipped.push((full.to_path_buf(), why));
             return Ok(None);
         }
@@ -930,7 +930,7 @@ impl Walker<'_> {
         }
         let kind = if let rules::Verdict::EmptyDir(why) = verdict {
             let p = crate::format_name(full.as_os_str().as_bytes());
-            tracing::info!(id = "backup.emptied", path = %p, rule = %why, "contents excluded: {p} ({why})");
+            tracing::info!(id = "backup.skipped", path = %p, reason = %why, "skipped: {p}: {why}");
             self.skipped.push((full.to_path_buf(), why));
             self.summary.dirs += 1;
             self.store_dir(Vec::new())?

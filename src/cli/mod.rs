@@ -1606,7 +1606,7 @@ fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
             let res = restore(&repo, &s, &opts, progress.as_ref())?;
             progress.finish();
             output::restore(&ctx.cli, &id, &opts, &res);
-            Ok(output::restore_code(&opts, &res))
+            Ok(if res.errors.is_empty() { 0 } else { 1 })
         }
         Command::Export {
             snap,

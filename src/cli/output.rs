@@ -137,6 +137,11 @@ pub fn command_failed(e: &anyhow::Error) {
     report::error("command.failed", &format!("{e:#}"), &[]);
 }
 
+/// `, N other` (symlinks and special files) for a summary line, nothing when there are none.
+fn others(n: u64) -> String {
+    if n == 0 { String::new() } else { format!(", {n} other") }
+}
+
 /// A per-entry error of a command that goes on (`PATH: why`).
 fn entry_error(id: &str, path: &str, why: &str) {
     report::error(
@@ -194,13 +199,13 @@ pub fn backup(cli: &Cli, res: &BackupResult) {
         report::info(
             "backup.summary",
             &format!(
-                "{}files: {} new, {} changed, {} unmodified; {} dirs, {} other; {} read, {} added; {:.2}s",
+                "{}files: {} new, {} changed, {} unmodified; {} dirs{}; {} read, {} added; {:.2}s",
                 if id.is_none() { "dry run, nothing written. " } else { "" },
                 s.files_new,
                 s.files_changed,
                 s.files_unmodified,
                 s.dirs,
-                res.other,
+                others(res.other),
                 bytesize::ByteSize(s.data_read),
                 bytesize::ByteSize(s.data_added),
                 s.duration_ns as f64 / 1e9
@@ -479,14 +484,6 @@ pub fn diff(json: bool, changes: &[Change]) {
     }
 }
 
-/// A restore's exit code: 1 when an entry could not be restored, or when `--include` was
-/// given and none of its patterns matched anything (the request cannot be met); a pattern
-/// that matches nothing while others do is only a warning.
-pub fn restore_code(opts: &RestoreOptions, res: &RestoreResult) -> u8 {
-    let none_matched = !opts.includes.is_empty() && res.plan.unmatched_includes.len() == opts.includes.len();
-    if res.errors.is_empty() && !none_matched { 0 } else { 1 }
-}
-
 pub fn restore(cli: &Cli, id: &SnapshotId, opts: &RestoreOptions, res: &RestoreResult) {
     let p = &res.plan;
     if opts.dry_run && !cli.json {
@@ -506,7 +503,7 @@ pub fn restore(cli: &Cli, id: &SnapshotId, opts: &RestoreOptions, res: &RestoreR
     }
     let unmatched = &res.plan.unmatched_includes;
     if !opts.includes.is_empty() && unmatched.len() == opts.includes.len() {
-        report::error(
+        report::warning(
             "restore.include_unmatched",
             &format!(
                 "no --include pattern ({}) matches an entry of snapshot {}: nothing {} restored (`projectclone ls {}` lists what it holds)",
@@ -545,12 +542,12 @@ pub fn restore(cli: &Cli, id: &SnapshotId, opts: &RestoreOptions, res: &RestoreR
         }));
     } else {
         let msg = format!(
-            "{} snapshot {}: {} files, {} dirs, {} other, {}{}",
+            "{} snapshot {}: {} files, {} dirs{}, {}{}",
             if opts.dry_run { "would restore" } else { "restored" },
             id.short(),
             res.files,
             res.dirs,
-            res.other,
+            others(res.other),
             bytesize::ByteSize(res.bytes),
             if res.errors.is_empty() {
                 String::new()
@@ -1023,11 +1020,11 @@ pub fn export(cli: &Cli, id: &SnapshotId, res: &ExportResult) {
     let dest = local_path(&res.path);
     let verb = if res.dry_run { "would export" } else { "exported" };
     let mut line = format!(
-        "{verb} snapshot {} to {dest}: {} files, {} dirs, {} other, {}",
+        "{verb} snapshot {} to {dest}: {} files, {} dirs{}, {}",
         id.short(),
         res.files,
         res.dirs,
-        res.other,
+        others(res.other),
         bytesize::ByteSize(res.bytes)
     );
     if let Some(prev) = &res.previous {
