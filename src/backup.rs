@@ -102,6 +102,9 @@ pub struct BackupResult {
     /// Entries left out by `--exclude-caches`, `--one-file-system` or
     /// `--exclude-larger-than`, with the reason.
     pub skipped: Vec<(PathBuf, String)>,
+    /// Symlinks and special files stored (`summary` counts regular files, hard links and
+    /// directories below the snapshot root; its shape is fixed on disk).
+    pub other: u64,
 }
 
 /// A byte budget: `acquire` blocks while more than the limit is in flight.
@@ -167,6 +170,8 @@ struct Walker<'a> {
     /// The device of the source being walked (`--one-file-system`).
     source_dev: u64,
     skipped: Vec<(PathBuf, String)>,
+    /// Symlinks and special files stored.
+    other: u64,
     /// Some packs are condemned, or the parent snapshot is older than data this cache found
     /// lost or damaged: reused chunk lists must be checked against the index.
     check_reuse: bool,
@@ -270,6 +275,18 @@ fn run(
             }
         })
         .max_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+    match &parent {
+        Some((id, _)) => tracing::debug!(
+            id = "backup.parent",
+            snapshot = %id.to_hex(),
+            "parent snapshot {}: files unchanged since it are not read",
+            id.short()
+        ),
+        None => tracing::debug!(
+            id = "backup.parent",
+            "no parent snapshot of these paths on this host: every file is read"
+        ),
+    }
 
     // Checked now so a bad glob fails before anything is read; rebuilt per source below.
     let excludes = build_excludes(Path::new("/"), &opts.excludes)?;
@@ -346,6 +363,7 @@ fn run(
             rules: opts.rules(),
             source_dev: 0,
             skipped: Vec::new(),
+            other: 0,
             check_reuse,
             racy_before: parent.as_ref().map(|(_, s)| Time {
                 secs: s.time.secs - 1,
@@ -371,12 +389,13 @@ fn run(
             summary,
             errors,
             skipped,
+            other,
             ..
         } = w;
         drop(jobs);
-        (walked, summary, (errors, skipped))
+        (walked, summary, (errors, skipped, other))
     });
-    let (errors, skipped) = errors;
+    let (errors, skipped, other) = errors;
     repo.index.end_read();
     let (tree, root) = walked?;
 
@@ -394,6 +413,7 @@ fn run(
             summary,
             errors,
             skipped,
+            other,
         });
     }
     if guard.is_some_and(|g| !g.still_valid()) {
@@ -426,6 +446,7 @@ fn run(
         summary,
         errors,
         skipped,
+        other,
     })
 }
 
@@ -596,20 +617,38 @@ impl Skip {
 /// innermost `.projectcloneignore` that has an opinion (`!pattern` re-includes)? (Skipped
 /// directories reached by another path are found by [`Skip::has_dir`] on their metadata.)
 pub(crate) fn ignored(skip: &Skip, excludes: &Gitignore, ignores: &[Gitignore], path: &Path, is_dir: bool) -> bool {
+    ignored_by(skip, excludes, ignores, path, is_dir).is_some()
+}
+
+/// [`ignored`], naming the rule that leaves `path` out: `--exclude PATTERN`,
+/// `FILE: PATTERN` of a `.projectcloneignore`, or the repository or cache.
+pub(crate) fn ignored_by(
+    skip: &Skip,
+    excludes: &Gitignore,
+    ignores: &[Gitignore],
+    path: &Path,
+    is_dir: bool,
+) -> Option<String> {
     if skip.has_path(path) {
-        return true;
+        return Some("the repository or the cache".into());
     }
-    if excludes.matched(path, is_dir).is_ignore() {
-        return true;
+    if let Match::Ignore(g) = excludes.matched(path, is_dir) {
+        return Some(format!("--exclude {}", g.original()));
     }
     for g in ignores.iter().rev() {
         match g.matched(path, is_dir) {
-            Match::Ignore(_) => return true,
-            Match::Whitelist(_) => return false,
+            Match::Ignore(g) => {
+                let from = g
+                    .from()
+                    .map(|f| f.display().to_string())
+                    .unwrap_or_else(|| IGNORE_FILE.into());
+                return Some(format!("{from}: {}", g.original()));
+            }
+            Match::Whitelist(_) => return None,
             Match::None => {}
         }
     }
-    false
+    None
 }
 
 fn join_rel(rel: &[u8], name: &[u8]) -> Vec<u8> {
@@ -682,13 +721,22 @@ impl Walker<'_> {
         Ok((self.store_root(nodes)?, None))
     }
 
+    /// A path that could not be read (completely). Collected into the result, which the
+    /// caller reports once; not logged here as well.
     fn error(&mut self, path: &Path, msg: impl std::fmt::Display) {
-        tracing::warn!("{}: {msg}", path.display());
         self.errors.push((path.to_path_buf(), msg.to_string()));
     }
 
+    /// Is `path` left out? Logs (info, `-v`) the rule that left it out.
     fn is_ignored(&self, path: &Path, is_dir: bool) -> bool {
-        ignored(&self.skip, &self.excludes, &self.ignores, path, is_dir)
+        match ignored_by(&self.skip, &self.excludes, &self.ignores, path, is_dir) {
+            Some(rule) => {
+                let p = crate::format_name(path.as_os_str().as_bytes());
+                tracing::info!(id = "backup.excluded", path = %p, rule = %rule, "excluded: {p} ({rule})");
+                true
+            }
+            None => false,
+        }
     }
 
     /// Does a reused file's content live (only) in condemned packs, or in copies known to
@@ -772,7 +820,10 @@ impl Walker<'_> {
 
     /// Back up the entries of one directory; `parent` is its entry in the parent snapshot.
     fn dir_nodes(&mut self, path: &Path, rel: &[u8], parent: Option<&NodeKind>) -> Result<Vec<Node>> {
-        self.summary.dirs += 1;
+        // The snapshot root is not counted: restore, export and `stats` count what is below it.
+        if !rel.is_empty() {
+            self.summary.dirs += 1;
+        }
         let parent_nodes = match parent {
             Some(k) => self.repo.dir_nodes(k).unwrap_or_else(|e| {
                 tracing::warn!("parent tree of {} unreadable ({e}); reading all files", path.display());
@@ -795,13 +846,13 @@ impl Walker<'_> {
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         if self.rules.cache_dir(path, entries.iter().map(|e| e.0.as_slice())) {
             entries.retain(|e| e.0 == rules::CACHEDIR_TAG.as_bytes());
-            self.skipped.push((
-                path.to_path_buf(),
-                format!(
-                    "holds a {} (--exclude-caches): only the tag is kept",
-                    rules::CACHEDIR_TAG
-                ),
-            ));
+            let why = format!(
+                "holds a {} (--exclude-caches): only the tag is kept",
+                rules::CACHEDIR_TAG
+            );
+            let p = crate::format_name(path.as_os_str().as_bytes());
+            tracing::info!(id = "backup.skipped", path = %p, reason = %why, "skipped: {p}: {why}");
+            self.skipped.push((path.to_path_buf(), why));
         }
 
         let pushed = if entries.iter().any(|(n, _)| n == IGNORE_FILE.as_bytes()) {
@@ -852,11 +903,18 @@ impl Walker<'_> {
             }
         };
         let ft = md.file_type();
-        if self.is_ignored(full, ft.is_dir()) || self.skip.has_dir(&md) {
+        if self.is_ignored(full, ft.is_dir()) {
+            return Ok(None);
+        }
+        if self.skip.has_dir(&md) {
+            let p = crate::format_name(full.as_os_str().as_bytes());
+            tracing::info!(id = "backup.excluded", path = %p, rule = "the repository or the cache", "excluded: {p} (the repository or the cache)");
             return Ok(None);
         }
         let verdict = self.rules.entry(&md, self.source_dev);
         if let rules::Verdict::Skip(why) = verdict {
+            let p = crate::format_name(full.as_os_str().as_bytes());
+            tracing::info!(id = "backup.skipped", path = %p, reason = %why, "skipped: {p}: {why}");
             self.skipped.push((full.to_path_buf(), why));
             return Ok(None);
         }
@@ -871,6 +929,8 @@ impl Walker<'_> {
             }
         }
         let kind = if let rules::Verdict::EmptyDir(why) = verdict {
+            let p = crate::format_name(full.as_os_str().as_bytes());
+            tracing::info!(id = "backup.skipped", path = %p, reason = %why, "skipped: {p}: {why}");
             self.skipped.push((full.to_path_buf(), why));
             self.summary.dirs += 1;
             self.store_dir(Vec::new())?
@@ -897,6 +957,9 @@ impl Walker<'_> {
         } else {
             return self.file(full, name, rel, meta, md.len(), parent);
         };
+        if !kind.is_dir() {
+            self.other += 1;
+        }
         Ok(Some(Node {
             name: name.to_vec(),
             kind,
@@ -944,6 +1007,7 @@ impl Walker<'_> {
             }));
         }
         // Unchanged since the parent snapshot? (size, mtime, ctime, inode, device; racy rule)
+        let mut racy_reread = None;
         if let Some(p) = parent {
             let pdata = match &p.kind {
                 NodeKind::File(d) => Some(d),
@@ -967,11 +1031,23 @@ impl Walker<'_> {
                     if m.nlink > 1 {
                         self.hardlinks.insert(key, (rel, d.clone()));
                     }
+                    tracing::debug!(id = "backup.unmodified", path = %full.display(), "unmodified: {}", full.display());
                     return Ok(Some(Node {
                         name: name.to_vec(),
                         kind: NodeKind::File(d.clone()),
                         meta: m,
                     }));
+                }
+                // Only the racy-clean rule sends it to be read: if its content and
+                // metadata turn out the same, it did not change.
+                if racy
+                    && d.size == size
+                    && p.meta.mtime == meta.mtime
+                    && p.meta.ctime == meta.ctime
+                    && p.meta.inode == meta.inode
+                    && p.meta.dev == meta.dev
+                {
+                    racy_reread = Some((d.clone(), p.meta.mtime, p.meta.ctime));
                 }
             }
         }
@@ -982,10 +1058,18 @@ impl Walker<'_> {
                 return Ok(None);
             }
         };
-        if parent.is_some() {
+        let p = crate::format_name(full.as_os_str().as_bytes());
+        let same =
+            |(d, mtime, ctime): &(FileData, Time, Time)| *d == data && *mtime == meta.mtime && *ctime == meta.ctime;
+        if racy_reread.as_ref().is_some_and(same) {
+            self.summary.files_unmodified += 1;
+            tracing::info!(id = "backup.read_unmodified", path = %p, bytes = data.size, "read, unmodified (modified within a second of the last backup): {p}");
+        } else if parent.is_some() {
             self.summary.files_changed += 1;
+            tracing::info!(id = "backup.read_changed", path = %p, bytes = data.size, "read, changed: {p}");
         } else {
             self.summary.files_new += 1;
+            tracing::info!(id = "backup.read_new", path = %p, bytes = data.size, "read, new: {p}");
         }
         if meta.nlink > 1 {
             self.hardlinks.insert((meta.dev, meta.inode), (rel, data.clone()));

@@ -120,8 +120,11 @@ pub struct ExportResult {
     /// The folder or file written (or that would be written).
     pub path: PathBuf,
     pub dry_run: bool,
+    /// Regular files and hard links, directories below the root, symlinks and special
+    /// files: counted as backup, restore and `stats` count them.
     pub files: u64,
     pub dirs: u64,
+    pub other: u64,
     /// Bytes of file content in the view.
     pub bytes: u64,
     /// Bytes written: file data for folders, the (compressed) archive for archives.
@@ -539,6 +542,7 @@ fn clone(
         dry_run,
         files: plan.files,
         dirs: plan.dirs,
+        other: plan.other,
         bytes: plan.bytes,
         ..Default::default()
     };
@@ -1198,6 +1202,7 @@ pub fn archive_to_writer(
         dry_run,
         files: plan.files,
         dirs: plan.dirs,
+        other: plan.other,
         bytes: plan.bytes,
         errors: plan_errors(&plan),
         ..Default::default()
@@ -1246,6 +1251,7 @@ fn archive_file(
         dry_run,
         files: plan.files,
         dirs: plan.dirs,
+        other: plan.other,
         bytes: plan.bytes,
         manifest: with_manifest.then(|| mpath.clone()),
         errors: plan_errors(&plan),
@@ -1654,6 +1660,7 @@ fn incremental(
     let mut plan = full_plan(repo, snap)?;
     res.files = plan.files;
     res.dirs = plan.dirs;
+    res.other = plan.other;
     res.bytes = plan.bytes;
     res.errors = plan_errors(&plan);
     if !res.errors.is_empty() && !dry_run {

@@ -224,6 +224,12 @@ impl PackSink {
             }
         }
         self.written += size;
+        let hex = id.to_hex();
+        if self.dry_run {
+            tracing::info!(id = "pack.written", pack = %hex, bytes = size, dry_run = true, "would write pack {hex} ({size} bytes)");
+        } else {
+            tracing::info!(id = "pack.written", pack = %hex, bytes = size, "wrote pack {hex} ({size} bytes)");
+        }
         self.packs.push(IndexPack {
             id,
             size,
@@ -261,6 +267,7 @@ impl Repository {
             checkpoint: false,
         };
         let id = self.write_delta(&delta)?;
+        tracing::debug!(id = "index.delta_written", delta = %id.to_hex(), packs = delta.packs.len(), "wrote index delta {} for {} pack(s)", id.to_hex(), delta.packs.len());
         self.index.add_deltas(&[(id, delta)])?;
         Ok(Some(id))
     }

@@ -131,22 +131,28 @@ pub enum Special {
 #[derive(Debug, Default)]
 pub struct Plan {
     pub items: Vec<Item>,
+    /// Regular files and hard links; directories below the snapshot root; symlinks and
+    /// special files (`other`): what backup and `stats` count under the same names.
     pub files: u64,
     pub dirs: u64,
+    pub other: u64,
     pub bytes: u64,
     /// Directories whose listing could not be read (damaged or missing tree blobs): their
     /// contents are left out, everything else is restored.
     pub errors: Vec<(Vec<u8>, String)>,
+    /// `--include` patterns that matched no entry of the snapshot.
+    pub unmatched_includes: Vec<String>,
 }
 
 #[derive(Debug, Default)]
 pub struct RestoreResult {
     pub plan: Plan,
-    /// What was restored completely (a dry run: what would be): entries that are not
-    /// directories (files, hard links, symlinks, special files), directories, and the
-    /// bytes of file content. An entry named in `errors` is not counted.
+    /// What was restored completely (a dry run: what would be): regular files and hard
+    /// links, directories, symlinks and special files (`other`), and the bytes of file
+    /// content. An entry named in `errors` is not counted.
     pub files: u64,
     pub dirs: u64,
+    pub other: u64,
     pub bytes: u64,
     /// Bytes of file data written for the files counted in `files` (holes and hard links
     /// are not written).
@@ -158,7 +164,7 @@ pub struct RestoreResult {
 
 /// `--include` patterns: without a slash a name at any depth; with a slash anchored
 /// at the snapshot root. A directory match includes its subtree.
-pub struct Includes(Vec<(bool, GlobMatcher)>);
+pub struct Includes(Vec<(bool, GlobMatcher)>, Vec<(String, std::sync::atomic::AtomicBool)>);
 
 impl Includes {
     pub fn new(patterns: &[String]) -> Result<Includes> {
@@ -169,16 +175,32 @@ impl Includes {
             let g = Glob::new(pat).map_err(|e| Error::Invalid(format!("--include {p:?}: {e}")))?;
             v.push((anchored, g.compile_matcher()));
         }
-        Ok(Includes(v))
+        let hits = patterns.iter().map(|p| (p.clone(), Default::default())).collect();
+        Ok(Includes(v, hits))
+    }
+    /// The patterns that matched no entry so far.
+    pub fn unmatched(&self) -> Vec<String> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.1
+            .iter()
+            .filter(|(_, hit)| !hit.load(Relaxed))
+            .map(|(p, _)| p.clone())
+            .collect()
     }
     fn all(&self) -> bool {
         self.0.is_empty()
     }
+    /// Does any pattern match? Every pattern is tried, so each one's hits are known.
     fn matches(&self, rel: &[u8], name: &[u8]) -> bool {
-        self.0.iter().any(|(anchored, g)| {
+        let mut any = false;
+        for ((anchored, g), (_, hit)) in self.0.iter().zip(&self.1) {
             let s = if *anchored { rel } else { name };
-            g.is_match(Path::new(OsStr::from_bytes(s)))
-        })
+            if g.is_match(Path::new(OsStr::from_bytes(s))) {
+                hit.store(true, std::sync::atomic::Ordering::Relaxed);
+                any = true;
+            }
+        }
+        any
     }
 }
 
@@ -199,6 +221,7 @@ pub fn plan(repo: &Repository, snap: &Snapshot, includes: &Includes) -> Result<P
         &mut plan,
         &mut files,
     )?;
+    plan.unmatched_includes = includes.unmatched();
     Ok(plan)
 }
 
@@ -268,7 +291,8 @@ fn plan_dir(
         let multi_link = meta.nlink > 1;
         let meta = ItemMeta::from(meta);
         let r = join(rel, &name);
-        let inc_here = included || inc.matches(&r, &name);
+        // Patterns are tried inside an included subtree too, to know which ones hit.
+        let inc_here = inc.matches(&r, &name) || included;
         match kind {
             k if k.is_dir() => {
                 let mark = plan.items.len();
@@ -301,11 +325,11 @@ fn plan_dir(
                 }
             }
             NodeKind::Symlink(target) => {
-                plan.files += 1;
+                plan.other += 1;
                 plan.items.push(Item::Symlink { rel: r, target, meta });
             }
             k => {
-                plan.files += 1;
+                plan.other += 1;
                 let kind = match k {
                     NodeKind::Fifo => Special::Fifo,
                     NodeKind::Socket => Special::Socket,
@@ -534,7 +558,7 @@ pub fn execute(
     let mut res = RestoreResult::default();
     if opts.dry_run {
         res.errors = plan.errors.iter().map(|(rel, e)| (display(rel), e.clone())).collect();
-        (res.files, res.dirs, res.bytes) = (plan.files, plan.dirs, plan.bytes);
+        (res.files, res.dirs, res.other, res.bytes) = (plan.files, plan.dirs, plan.other, plan.bytes);
         res.plan = plan;
         return Ok(res);
     }
@@ -796,7 +820,8 @@ pub fn execute(
                 res.bytes += data.size;
                 res.bytes_written += data.size - data.holes.iter().map(|h| h.1).sum::<u64>().min(data.size);
             }
-            _ => res.files += 1,
+            Item::HardLink { .. } => res.files += 1,
+            Item::Symlink { .. } | Item::Special { .. } => res.other += 1,
         }
     }
     res.errors = errors;

@@ -19,10 +19,18 @@ pub fn install() {
     let started = std::thread::Builder::new().name("signals".into()).spawn(move || {
         if let Some(sig) = signals.forever().next() {
             let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
-            for e in projectclone::backend::cleanup::interrupted() {
-                eprintln!("\nerror: {e}");
+            // A progress line may be on screen: start on a fresh line (not in JSON logs).
+            if !crate::cli::report::json() {
+                eprintln!();
             }
-            eprintln!("\nstopped by {name}: nothing unfinished was kept; run the command again to finish");
+            for e in projectclone::backend::cleanup::interrupted() {
+                crate::cli::report::error("signal.cleanup_failed", &e.to_string(), &[]);
+            }
+            crate::cli::report::error(
+                "signal.stopped",
+                &format!("stopped by {name}: nothing unfinished was kept; run the command again to finish"),
+                &[("signal", name.into())],
+            );
             std::process::exit(128 + sig);
         }
     });

@@ -98,7 +98,11 @@ pub fn dump(ctx: &Ctx, snap: &str, path: Option<&str>, select: &super::select::S
     }
     if !res.errors.is_empty() {
         for (p, e) in &res.errors {
-            eprintln!("error: {}: {}", output::text(p, false), output::text(e, false));
+            super::report::error(
+                "dump.entry_failed",
+                &format!("{p}: {e}"),
+                &[("path", p.as_str().into()), ("error", e.as_str().into())],
+            );
         }
         bail!("parts of the snapshot cannot be read: no archive was written (`check` says more)");
     }

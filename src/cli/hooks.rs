@@ -91,7 +91,7 @@ impl Around {
         if let Err(e) = self.run_hook("on-failure", h, &env)
             && !self.quiet
         {
-            eprintln!("warning: {e:#}");
+            super::report::warning("hook.failed", &format!("{e:#}"), &[]);
         }
     }
 
@@ -172,7 +172,11 @@ impl Around {
             if let Err(e) = post(&url, &json!({}), NOTIFY_TIMEOUT.min(Duration::from_secs(5)), 0)
                 && !self.quiet
             {
-                eprintln!("warning: the healthchecks start ping could not be sent ({e:#})");
+                super::report::warning(
+                    "notify.start_failed",
+                    &format!("the healthchecks start ping could not be sent ({e:#})"),
+                    &[],
+                );
             }
         }
     }
@@ -232,10 +236,14 @@ impl Around {
                     .ok()
                     .and_then(|u| u.host_str().map(String::from))
                     .unwrap_or_default();
-                eprintln!(
-                    "warning: the {format} notification to {host} could not be sent ({e:#}); the {} itself {}",
-                    self.command,
-                    if success { "succeeded" } else { "failed, as reported" }
+                super::report::warning(
+                    "notify.failed",
+                    &format!(
+                        "the {format} notification to {host} could not be sent ({e:#}); the {} itself {}",
+                        self.command,
+                        if success { "succeeded" } else { "failed, as reported" }
+                    ),
+                    &[("host", host.clone().into())],
                 );
             }
         }

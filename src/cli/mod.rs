@@ -10,8 +10,10 @@ mod help;
 mod hooks;
 pub mod old_syntax;
 mod output;
+pub mod report;
 mod schedule;
 mod select;
+mod whoami;
 
 use std::cell::{OnceCell, RefCell};
 use std::io::IsTerminal;
@@ -739,64 +741,11 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
 }
 
 pub fn print_error(e: &anyhow::Error) {
-    eprintln!("error: {}", output::text(&format!("{e:#}"), true));
-}
-
-/// Stderr for log lines, with the control characters of each line other than its final
-/// newline escaped (`\xHH`). The log formatter escapes ESC and the other characters that
-/// start terminal sequences in what it prints (and writes its own colour sequences), but
-/// not a carriage return or a newline, which could forge or hide a line; JSON logs have
-/// none of either.
-struct LogWriter;
-
-impl std::io::Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.write_all(buf)?;
-        Ok(buf.len())
-    }
-
-    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        let (body, end) = match buf.strip_suffix(b"\n") {
-            Some(b) => (b, &b"\n"[..]),
-            None => (buf, &b""[..]),
-        };
-        let mut out = Vec::with_capacity(buf.len() + 8);
-        for &b in body {
-            if b < 0x20 && b != 0x1b && b != b'\t' {
-                out.extend_from_slice(format!("\\x{b:02x}").as_bytes());
-            } else {
-                out.push(b);
-            }
-        }
-        out.extend_from_slice(end);
-        std::io::stderr().lock().write_all(&out)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
-    }
+    output::command_failed(e);
 }
 
 pub fn init_logging(cli: &Cli) {
-    use tracing_subscriber::EnvFilter;
-    let level = match (cli.quiet, cli.verbose) {
-        (true, _) => "error",
-        (_, 0) => "warn",
-        (_, 1) => "info",
-        _ => "debug",
-    };
-    let filter = EnvFilter::try_from_env("PROJECTCLONE_LOG").unwrap_or_else(|_| EnvFilter::new(level));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(|| LogWriter)
-        // Colours only on a terminal: a pipe or a log file gets plain text.
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false);
-    if cli.log_json {
-        b.json().init();
-    } else {
-        b.without_time().init();
-    }
+    report::init(cli.quiet, cli.verbose, cli.log_json);
 }
 
 /// The user config file: `$XDG_CONFIG_HOME/projectclone/config.toml`.
@@ -1608,9 +1557,7 @@ fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
                 } else {
                     // The cache first: nothing may be created before every check passed.
                     let cache = ctx.cache()?;
-                    if !ctx.cli.quiet {
-                        eprintln!("creating repository {}", path.display());
-                    }
+                    output::note(&ctx.cli, &format!("creating repository {}", path.display()));
                     Repository::init(
                         ctx.backend(&path)?,
                         Some(&pw),
@@ -1643,7 +1590,7 @@ fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
                 dry_run: *dry_run,
                 compression,
                 hostname: host.unwrap_or_else(lock::hostname),
-                username: std::env::var("USER").unwrap_or_else(|_| rustix::process::getuid().as_raw().to_string()),
+                username: whoami::username(),
                 skip,
                 time_override: None,
                 paths_override: None,
@@ -1868,7 +1815,7 @@ fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
                 project: project.clone(),
                 tags: tags.clone(),
                 hostname: host.clone().unwrap_or_else(lock::hostname),
-                username: std::env::var("USER").unwrap_or_else(|_| rustix::process::getuid().as_raw().to_string()),
+                username: whoami::username(),
                 compression: Compression::default(),
                 dry_run: *dry_run,
                 tz: jiff::tz::TimeZone::system(),

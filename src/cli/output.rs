@@ -19,6 +19,7 @@ use projectclone::restore::{Item, RestoreOptions, RestoreResult};
 use projectclone::{format_name, format_time};
 
 use super::Cli;
+use super::report;
 
 /// `println!` that ignores a closed stdout (`… | head`) instead of panicking.
 macro_rules! outln {
@@ -117,32 +118,54 @@ pub fn progress(cli: &Cli) -> Box<dyn Progress> {
 }
 
 /// A warning on stderr (not with `-q`).
-pub fn warn(cli: &Cli, msg: &str) {
-    if !cli.quiet {
-        eprintln!("warning: {}", text(msg, false));
-    }
+pub fn warn(_cli: &Cli, msg: &str) {
+    report::warning("cli.warning", msg, &[]);
 }
 
-/// Something the user should know once (not a problem).
-pub fn note(cli: &Cli, msg: &str) {
-    if !cli.quiet {
-        eprintln!("note: {msg}");
-    }
+/// Something the user should know once (not a problem; not with `-q`).
+pub fn note(_cli: &Cli, msg: &str) {
+    report::note("cli.note", msg, &[]);
 }
 
 /// A snapshot deleted or put back behind this client's back: printed even with `-q`.
 pub fn alert(a: &projectclone::trust::Alert) {
-    eprintln!("SECURITY WARNING: {a}");
+    report::error("trust.alert", &format!("SECURITY WARNING: {a}"), &[]);
+}
+
+/// The command failed: its error, with the causes, on stderr.
+pub fn command_failed(e: &anyhow::Error) {
+    report::error("command.failed", &format!("{e:#}"), &[]);
+}
+
+/// `, N other` (symlinks and special files) for a summary line, nothing when there are none.
+fn others(n: u64) -> String {
+    if n == 0 { String::new() } else { format!(", {n} other") }
+}
+
+/// A per-entry error of a command that goes on (`PATH: why`).
+fn entry_error(id: &str, path: &str, why: &str) {
+    report::error(
+        id,
+        &format!("{path}: {why}"),
+        &[("path", json!(path)), ("error", json!(why))],
+    );
 }
 
 pub fn init(json: bool, location: &str, repo_id: &[u8; 32]) {
     if json {
         print_json(&json!({"repository": location, "id": hex::encode(repo_id)}));
     } else {
-        eprintln!(
-            "created repository {} at {}",
-            &hex::encode(repo_id)[..8],
-            format_name(location.as_bytes())
+        report::info(
+            "init.created",
+            &format!(
+                "created repository {} at {}",
+                &hex::encode(repo_id)[..8],
+                format_name(location.as_bytes())
+            ),
+            &[
+                ("repository", json!(location)),
+                ("repository_id", json!(hex::encode(repo_id))),
+            ],
         );
     }
 }
@@ -150,7 +173,7 @@ pub fn init(json: bool, location: &str, repo_id: &[u8; 32]) {
 pub fn backup(cli: &Cli, res: &BackupResult) {
     let s = &res.summary;
     for (p, e) in &res.errors {
-        eprintln!("error: {}: {}", local_path(p), text(e, false));
+        entry_error("backup.unreadable", &local_path(p), e);
     }
     let id = res.snapshot_id.map(|i| i.to_hex());
     if cli.json {
@@ -161,6 +184,7 @@ pub fn backup(cli: &Cli, res: &BackupResult) {
             "files_changed": s.files_changed,
             "files_unmodified": s.files_unmodified,
             "dirs": s.dirs,
+            "other": res.other,
             "data_added": s.data_added,
             "data_read": s.data_read,
             "total_duration": s.duration_ns as f64 / 1e9,
@@ -171,33 +195,55 @@ pub fn backup(cli: &Cli, res: &BackupResult) {
     } else if let Some(id) = &id {
         outln!("{id}");
     }
-    if !cli.quiet && !cli.json {
-        eprintln!(
-            "{}files: {} new, {} changed, {} unmodified; {} dirs; {} read, {} added; {:.2}s",
-            if id.is_none() { "dry run, nothing written. " } else { "" },
-            s.files_new,
-            s.files_changed,
-            s.files_unmodified,
-            s.dirs,
-            bytesize::ByteSize(s.data_read),
-            bytesize::ByteSize(s.data_added),
-            s.duration_ns as f64 / 1e9
+    if !cli.json {
+        report::info(
+            "backup.summary",
+            &format!(
+                "{}files: {} new, {} changed, {} unmodified; {} dirs{}; {} read, {} added; {:.2}s",
+                if id.is_none() { "dry run, nothing written. " } else { "" },
+                s.files_new,
+                s.files_changed,
+                s.files_unmodified,
+                s.dirs,
+                others(res.other),
+                bytesize::ByteSize(s.data_read),
+                bytesize::ByteSize(s.data_added),
+                s.duration_ns as f64 / 1e9
+            ),
+            &[
+                ("snapshot", json!(id)),
+                ("files_new", json!(s.files_new)),
+                ("files_changed", json!(s.files_changed)),
+                ("files_unmodified", json!(s.files_unmodified)),
+                ("dirs", json!(s.dirs)),
+                ("other", json!(res.other)),
+                ("bytes_read", json!(s.data_read)),
+                ("bytes_added", json!(s.data_added)),
+            ],
         );
-        if cli.verbose > 0 {
-            for (p, why) in &res.skipped {
-                eprintln!("skipped: {}: {}", local_path(p), text(why, false));
-            }
-        } else if !res.skipped.is_empty() {
-            eprintln!(
-                "note: {} entr{} left out by --exclude-caches, --one-file-system or --exclude-larger-than (-v lists them)",
-                res.skipped.len(),
-                if res.skipped.len() == 1 { "y" } else { "ies" }
+        // With -v the walk logged each one as it left it out (`backup.excluded`).
+        if report::verbose() == 0 && !res.skipped.is_empty() {
+            report::note(
+                "backup.skipped_count",
+                &format!(
+                    "{} entr{} left out by --exclude-caches, --one-file-system or --exclude-larger-than (-v lists them)",
+                    res.skipped.len(),
+                    if res.skipped.len() == 1 { "y" } else { "ies" }
+                ),
+                &[("count", json!(res.skipped.len()))],
             );
         }
         if !res.errors.is_empty() {
-            eprintln!(
-                "warning: {} path(s) could not be read; the snapshot does not contain them",
-                res.errors.len()
+            // An entry whose extended attributes could not be read, or a directory that
+            // could not be listed completely, is in the snapshot: say what is missing
+            // without claiming the path is.
+            report::warning(
+                "backup.incomplete",
+                &format!(
+                    "{} path(s) could not be read completely (listed above); the snapshot lacks what could not be read",
+                    res.errors.len()
+                ),
+                &[("count", json!(res.errors.len()))],
             );
         }
     }
@@ -453,7 +499,33 @@ pub fn restore(cli: &Cli, id: &SnapshotId, opts: &RestoreOptions, res: &RestoreR
         }
     }
     for (p, e) in &res.errors {
-        eprintln!("error: {}: {}", text(p, false), text(e, false));
+        entry_error("restore.entry_failed", p, e);
+    }
+    let unmatched = &res.plan.unmatched_includes;
+    if !opts.includes.is_empty() && unmatched.len() == opts.includes.len() {
+        report::warning(
+            "restore.include_unmatched",
+            &format!(
+                "no --include pattern ({}) matches an entry of snapshot {}: nothing {} restored (`projectclone ls {}` lists what it holds)",
+                unmatched
+                    .iter()
+                    .map(|p| format!("{p:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                id.short(),
+                if opts.dry_run { "would be" } else { "was" },
+                id.short()
+            ),
+            &[("snapshot", json!(id.to_hex())), ("patterns", json!(unmatched))],
+        );
+    } else {
+        for pat in unmatched {
+            report::warning(
+                "restore.include_unmatched",
+                &format!("--include {pat:?} matches no entry of snapshot {}", id.short()),
+                &[("snapshot", json!(id.to_hex())), ("pattern", json!(pat))],
+            );
+        }
     }
     if cli.json {
         print_json(&json!({
@@ -462,17 +534,20 @@ pub fn restore(cli: &Cli, id: &SnapshotId, opts: &RestoreOptions, res: &RestoreR
             "dry_run": opts.dry_run,
             "files": res.files,
             "dirs": res.dirs,
+            "other": res.other,
             "bytes": res.bytes,
             "bytes_written": res.bytes_written,
             "errors": res.errors.iter().map(|(p, e)| json!({"path": p, "error": e})).collect::<Vec<_>>(),
+            "unmatched_includes": res.plan.unmatched_includes,
         }));
-    } else if !cli.quiet {
-        eprintln!(
-            "{} snapshot {}: {} files, {} dirs, {}{}",
+    } else {
+        let msg = format!(
+            "{} snapshot {}: {} files, {} dirs{}, {}{}",
             if opts.dry_run { "would restore" } else { "restored" },
             id.short(),
             res.files,
             res.dirs,
+            others(res.other),
             bytesize::ByteSize(res.bytes),
             if res.errors.is_empty() {
                 String::new()
@@ -486,6 +561,18 @@ pub fn restore(cli: &Cli, id: &SnapshotId, opts: &RestoreOptions, res: &RestoreR
                     p.dirs
                 )
             }
+        );
+        report::info(
+            "restore.summary",
+            &msg,
+            &[
+                ("snapshot", json!(id.to_hex())),
+                ("files", json!(res.files)),
+                ("dirs", json!(res.dirs)),
+                ("other", json!(res.other)),
+                ("bytes", json!(res.bytes)),
+                ("errors", json!(res.errors.len())),
+            ],
         );
     }
 }
@@ -511,6 +598,13 @@ pub fn check(json: bool, r: &CheckReport) {
     }
     for e in &r.errors {
         outln!("error: {}", text(e, false));
+    }
+    if report::quiet() {
+        // Errors only: what is damaged, and nothing when all is well.
+        for s in &r.damaged_snapshots {
+            outln!("error: damaged snapshot: {}", text(s, false));
+        }
+        return;
     }
     for p in &r.unreferenced_packs {
         if r.unindexed_chunks > 0 {
@@ -608,6 +702,11 @@ pub fn repo_stats(json: bool, s: &RepoStats) {
 pub fn prune(cli: &Cli, p: &projectclone::prune::PrunePlan) {
     if cli.json {
         print_json(&serde_json::to_value(p).expect("serialisable"));
+        return;
+    }
+    // With `-q` a prune that acted says nothing; the plan of a `--dry-run` is what was
+    // asked for and is printed.
+    if cli.quiet && !p.dry_run {
         return;
     }
     let mut group = None;
@@ -756,6 +855,7 @@ pub fn repair_index(json: bool, r: &projectclone::repair::RepairIndexReport) {
 pub fn unlock(json: bool, removed: usize, all: bool) {
     if json {
         print_json(&json!({"removed": removed}));
+    } else if report::quiet() {
     } else if all {
         outln!("{removed} lock(s) removed");
     } else {
@@ -797,7 +897,11 @@ pub fn key_changed(json: bool, what: &str, name: &str) {
     if json {
         print_json(&json!({"result": what, "id": name}));
     } else {
-        eprintln!("{what}: {}", short(name, 12));
+        report::info(
+            "key.changed",
+            &format!("{what}: {}", short(name, 12)),
+            &[("result", json!(what)), ("key", json!(name))],
+        );
     }
 }
 
@@ -858,10 +962,14 @@ pub fn export(cli: &Cli, id: &SnapshotId, res: &ExportResult) {
         }
     }
     for (p, why) in &res.skipped {
-        eprintln!("warning: {} left out: {}", text(p, false), text(why, false));
+        report::warning(
+            "export.left_out",
+            &format!("{p} left out: {why}"),
+            &[("path", json!(p)), ("reason", json!(why))],
+        );
     }
     for (p, e) in &res.errors {
-        eprintln!("error: {}: {}", text(p, false), text(e, false));
+        entry_error("export.entry_failed", p, e);
     }
     if cli.json {
         print_json(&json!({
@@ -870,6 +978,7 @@ pub fn export(cli: &Cli, id: &SnapshotId, res: &ExportResult) {
             "dry_run": res.dry_run,
             "files": res.files,
             "dirs": res.dirs,
+            "other": res.other,
             "bytes": res.bytes,
             "bytes_written": res.bytes_written,
             "linked": res.linked,
@@ -889,24 +998,33 @@ pub fn export(cli: &Cli, id: &SnapshotId, res: &ExportResult) {
         return;
     }
     for p in &res.cleaned {
-        eprintln!("removed {} (left by an interrupted export)", local_path(p));
+        report::note(
+            "export.cleaned",
+            &format!("removed {} (left by an interrupted export)", local_path(p)),
+            &[("path", json!(local_path(p)))],
+        );
     }
     if !res.errors.is_empty() {
-        eprintln!(
-            "export of snapshot {} failed: {} error(s); nothing was written at {}",
-            id.short(),
-            res.errors.len(),
-            local_path(&res.path)
+        report::info(
+            "export.summary",
+            &format!(
+                "export of snapshot {} failed: {} error(s); nothing was written at {}",
+                id.short(),
+                res.errors.len(),
+                local_path(&res.path)
+            ),
+            &[("snapshot", json!(id.to_hex())), ("errors", json!(res.errors.len()))],
         );
         return;
     }
     let dest = local_path(&res.path);
     let verb = if res.dry_run { "would export" } else { "exported" };
     let mut line = format!(
-        "{verb} snapshot {} to {dest}: {} files, {} dirs, {}",
+        "{verb} snapshot {} to {dest}: {} files, {} dirs{}, {}",
         id.short(),
         res.files,
         res.dirs,
+        others(res.other),
         bytesize::ByteSize(res.bytes)
     );
     if let Some(prev) = &res.previous {
@@ -924,19 +1042,38 @@ pub fn export(cli: &Cli, id: &SnapshotId, res: &ExportResult) {
             res.copied_after_link_failure
         ));
     }
-    eprintln!("{line}");
+    report::info(
+        "export.summary",
+        &line,
+        &[
+            ("snapshot", json!(id.to_hex())),
+            ("path", json!(dest)),
+            ("files", json!(res.files)),
+            ("dirs", json!(res.dirs)),
+            ("other", json!(res.other)),
+            ("bytes", json!(res.bytes)),
+        ],
+    );
     if let Some(m) = &res.manifest {
-        eprintln!(
-            "{} {}",
-            if res.dry_run { "would write" } else { "wrote" },
-            local_path(m)
+        report::info(
+            "export.manifest",
+            &format!(
+                "{} {}",
+                if res.dry_run { "would write" } else { "wrote" },
+                local_path(m)
+            ),
+            &[("path", json!(local_path(m)))],
         );
     }
     for p in &res.removed {
-        eprintln!(
-            "{} {}",
-            if res.dry_run { "would remove" } else { "removed" },
-            local_path(p)
+        report::info(
+            "export.removed",
+            &format!(
+                "{} {}",
+                if res.dry_run { "would remove" } else { "removed" },
+                local_path(p)
+            ),
+            &[("path", json!(local_path(p)))],
         );
     }
 }
@@ -947,29 +1084,38 @@ pub fn old_view_plan(cli: &Cli, plan: &projectclone::export::OldViewPlan) {
     if cli.quiet {
         return;
     }
-    eprintln!("would write {}", local_path(&plan.path));
+    report::info(
+        "export.plan",
+        &format!("would write {}", local_path(&plan.path)),
+        &[("path", json!(local_path(&plan.path)))],
+    );
     for p in &plan.removed {
-        eprintln!("would remove {}", local_path(p));
+        report::info(
+            "export.plan_remove",
+            &format!("would remove {}", local_path(p)),
+            &[("path", json!(local_path(p)))],
+        );
     }
 }
 
-pub fn import(cli: &Cli, report: &projectclone::import::ImportReport) {
-    for (p, why) in &report.skipped {
-        if !cli.quiet {
-            eprintln!("note: {}: skipped: {why}", p.display());
-        }
+pub fn import(cli: &Cli, rep: &projectclone::import::ImportReport) {
+    for (p, why) in &rep.skipped {
+        report::note(
+            "import.skipped",
+            &format!("{}: skipped: {why}", local_path(p)),
+            &[("path", json!(local_path(p))), ("reason", json!(why))],
+        );
     }
-    for (p, e) in &report.failed {
-        eprintln!("error: {}: {e}", p.display());
+    for (p, e) in &rep.failed {
+        entry_error("import.failed", &local_path(p), &e.to_string());
     }
-    let res = &report.imported;
+    let res = &rep.imported;
     for i in res {
         for (p, e) in &i.result.errors {
-            eprintln!(
-                "error: {}: {}: {}",
-                local_path(&i.source),
-                local_path(p),
-                text(e, false)
+            entry_error(
+                "import.unreadable",
+                &format!("{}: {}", local_path(&i.source), local_path(p)),
+                e,
             );
         }
     }
@@ -999,18 +1145,21 @@ pub fn import(cli: &Cli, report: &projectclone::import::ImportReport) {
     for i in res {
         match i.result.snapshot_id {
             Some(id) => outln!("{}  {}", id.to_hex(), local_path(&i.source)),
-            None if !cli.quiet => eprintln!(
-                "would import {} as project {} ({}){}",
-                local_path(&i.source),
-                field(&i.parsed.project),
-                time(i),
-                i.parsed
-                    .note
-                    .as_ref()
-                    .map(|n| format!(", note {n:?}"))
-                    .unwrap_or_default()
+            None => report::info(
+                "import.plan",
+                &format!(
+                    "would import {} as project {} ({}){}",
+                    local_path(&i.source),
+                    field(&i.parsed.project),
+                    time(i),
+                    i.parsed
+                        .note
+                        .as_ref()
+                        .map(|n| format!(", note {n:?}"))
+                        .unwrap_or_default()
+                ),
+                &[("path", json!(local_path(&i.source)))],
             ),
-            None => {}
         }
     }
 }

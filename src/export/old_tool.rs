@@ -110,6 +110,7 @@ pub fn old_view(
     let plan = full_plan(repo, snap)?;
     res.files = plan.files;
     res.dirs = plan.dirs;
+    res.other = plan.other;
     res.bytes = plan.bytes;
     res.errors = plan_errors(&plan);
     if !res.errors.is_empty() {

@@ -228,7 +228,7 @@ fn json_output_has_the_documented_fields() {
     assert_eq!(b["files_new"], 3, "{b}");
     assert_eq!(b["files_changed"], 0, "{b}");
     assert_eq!(b["files_unmodified"], 0, "{b}");
-    assert_eq!(b["dirs"], 3, "root, d and d/e: {b}");
+    assert_eq!(b["dirs"], 2, "d and d/e (the snapshot root is not counted): {b}");
     assert_eq!(b["data_read"], 6, "{b}");
     assert!(b["data_added"].as_u64().unwrap() > 0, "{b}");
     assert!(b["total_duration"].is_number(), "{b}");

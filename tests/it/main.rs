@@ -32,6 +32,7 @@ mod hostile;
 mod hostile_storage;
 mod import;
 mod keys_insecure;
+mod logs;
 mod oldcli;
 mod oldcli_age;
 mod prune;
