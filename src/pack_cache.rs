@@ -205,6 +205,19 @@ mod tests {
         }
     }
 
+    /// A backup of [`make_tree`] into `store`, with the cache `cache`; the repository
+    /// stays open.
+    fn backed_up(t: &Path, store: Arc<dyn Backend>, cache: &Path) -> Repository {
+        make_tree(&t.join("src"));
+        let mut repo = Repository::init(store, Some(b"pw"), &test_init_options(), cache).unwrap();
+        let opts = BackupOptions {
+            paths: vec![t.join("src")],
+            ..Default::default()
+        };
+        backup(&mut repo, &opts, &NoProgress, None).unwrap();
+        repo
+    }
+
     fn walk(repo: &Repository, kind: &NodeKind, out: &mut Vec<String>) -> Result<()> {
         for n in repo.dir_nodes(kind)? {
             out.push(String::from_utf8_lossy(&n.name).into_owned());
@@ -256,15 +269,8 @@ mod tests {
     #[test]
     fn remote_trees_are_read_from_a_verified_local_copy() {
         let t = tempfile::tempdir().unwrap();
-        make_tree(&t.path().join("src"));
         let store = Arc::new(MemoryBackend::new_remote());
-        let mut repo =
-            Repository::init(store.clone(), Some(b"pw"), &test_init_options(), &t.path().join("c1")).unwrap();
-        let opts = BackupOptions {
-            paths: vec![t.path().join("src")],
-            ..Default::default()
-        };
-        backup(&mut repo, &opts, &NoProgress, None).unwrap();
+        let repo = backed_up(t.path(), store.clone(), &t.path().join("c1"));
         drop(repo);
 
         let cache = t.path().join("c2");
@@ -312,15 +318,8 @@ mod tests {
     #[test]
     fn a_pack_not_matching_its_id_is_not_kept() {
         let t = tempfile::tempdir().unwrap();
-        make_tree(&t.path().join("src"));
         let store = Arc::new(MemoryBackend::new_remote());
-        let mut repo =
-            Repository::init(store.clone(), Some(b"pw"), &test_init_options(), &t.path().join("c1")).unwrap();
-        let opts = BackupOptions {
-            paths: vec![t.path().join("src")],
-            ..Default::default()
-        };
-        backup(&mut repo, &opts, &NoProgress, None).unwrap();
+        let repo = backed_up(t.path(), store.clone(), &t.path().join("c1"));
         let packs = tree_packs(&repo);
         drop(repo);
         for p in packs {
@@ -342,15 +341,9 @@ mod tests {
     #[test]
     fn unlisted_copies_are_removed_and_local_stores_copy_nothing() {
         let t = tempfile::tempdir().unwrap();
-        make_tree(&t.path().join("src"));
         let store = Arc::new(MemoryBackend::new_remote());
         let cache = t.path().join("c");
-        let mut repo = Repository::init(store.clone(), Some(b"pw"), &test_init_options(), &cache).unwrap();
-        let opts = BackupOptions {
-            paths: vec![t.path().join("src")],
-            ..Default::default()
-        };
-        backup(&mut repo, &opts, &NoProgress, None).unwrap();
+        let repo = backed_up(t.path(), store.clone(), &cache);
         names(&repo).unwrap();
         let dir = cache.join(hex::encode(repo.repo_id())).join("tree-packs");
         let stray = dir.join(hex::encode([7u8; 32]));
@@ -372,16 +365,9 @@ mod tests {
         let kept: Vec<String> = cached(&cache).into_iter().filter(|n| !n.starts_with('.')).collect();
         assert_eq!(kept, tree_packs(&repo));
 
-        let local = t.path().join("local");
+        let t = tempfile::tempdir().unwrap();
         let cache = t.path().join("lc");
-        let mut repo = Repository::init(
-            Arc::new(LocalBackend::new(&local)),
-            Some(b"pw"),
-            &test_init_options(),
-            &cache,
-        )
-        .unwrap();
-        backup(&mut repo, &opts, &NoProgress, None).unwrap();
+        let repo = backed_up(t.path(), Arc::new(LocalBackend::new(t.path().join("local"))), &cache);
         names(&repo).unwrap();
         assert!(cached(&cache).is_empty());
     }
