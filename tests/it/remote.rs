@@ -511,6 +511,32 @@ fn tour(env: &Env, r: &Remote) {
     c.run(["check"]).success();
     lap("key");
 
+    // repair snapshots (nothing to repair), unlock and trust, on the server too.
+    let rep = c.run(["--json", "repair", "snapshots"]).success().json();
+    assert_eq!(rep["repaired"].as_array().map(Vec::len), Some(0), "{rep:#}");
+    assert_eq!(rep["unreadable"].as_array().map(Vec::len), Some(0), "{rep:#}");
+    c.run(["unlock"]).success();
+    let tr = c.run(["--json", "trust"]).success().json();
+    assert_eq!(
+        (tr["present"].as_u64(), tr["forgotten"].as_u64()),
+        (Some(2), Some(1)),
+        "{tr:#}"
+    );
+    assert_eq!(tr["pin"]["location"].as_str(), Some(r.url.as_str()), "{tr:#}");
+    lap("repair snapshots, unlock, trust");
+
+    // The tree packs this client read are kept in its cache, each the pack of its name.
+    let copies: Vec<PathBuf> = files_under(&c.cache)
+        .into_iter()
+        .filter(|p| p.parent().is_some_and(|d| d.ends_with("tree-packs")))
+        .collect();
+    assert!(!copies.is_empty(), "no tree pack kept in {}", c.cache.display());
+    for p in &copies {
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        let bytes = fs::read(p).unwrap();
+        assert_eq!(blake3::hash(&bytes).to_hex().as_str(), name, "{}", p.display());
+    }
+
     // Every command took its lock on the server and removed it.
     assert!(
         r.store.objects("locks").is_empty(),
