@@ -466,7 +466,7 @@ BLOB_ROWS=0
 declare -A BLOB_BACKUP BLOB_OBJS
 if ! skip blobs; then
   BD=$WORK/remote-blobs-$BLOBS
-  BIGGER=$(ls -d "$WORK"/remote-blobs-*/.complete 2>/dev/null | sed 's,.*remote-blobs-\([0-9]*\)/.complete,\1,' | sort -n \
+  BIGGER=$({ ls -d "$WORK"/remote-blobs-*/.complete 2>/dev/null || true; } | sed 's,.*remote-blobs-\([0-9]*\)/.complete,\1,' | sort -n \
     | awk -v n="$BLOBS" '$1 > n {print; exit}')
   if [ ! -e "$BD/.complete" ] && [ -n "$BIGGER" ] && [ $((BLOBS % 1000)) = 0 ]; then
     # The generator is deterministic and fills directories of 1,000 in order: the first
