@@ -59,6 +59,64 @@ async fn read_upto(
     Ok(out.to_vec())
 }
 
+/// Write `bytes` at the file's start: the first request tells how much the server takes per
+/// request (the client caps a write at the server's limit), the rest go out in pieces of
+/// that size, many in flight on the one channel, so a pack upload waits about one round
+/// trip, not one per piece. Each answer is waited for at most `limit`.
+async fn write_all(
+    f: &mut openssh_sftp_client::file::File,
+    bytes: &[u8],
+    limit: Duration,
+) -> std::result::Result<(), SftpError> {
+    use futures_util::stream::{self, StreamExt, TryStreamExt};
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    let start = f.offset();
+    let piece = f.write(bytes).within(limit).await?;
+    if piece == 0 {
+        return Err(SftpError::from(std::io::Error::new(
+            std::io::ErrorKind::WriteZero,
+            "the server took no bytes of a write",
+        )));
+    }
+    let rest = (piece..bytes.len()).step_by(piece).map(|at| {
+        let end = (at + piece).min(bytes.len());
+        write_piece(f.clone(), start + at as u64, &bytes[at..end], limit)
+    });
+    stream::iter(rest)
+        .buffer_unordered(PIPELINED_WRITES)
+        .try_for_each(|()| async { Ok(()) })
+        .await
+}
+
+/// Write requests in flight at once for one object.
+const PIPELINED_WRITES: usize = 32;
+
+/// Write `data` at `at`, in as many requests as the server's limit takes.
+async fn write_piece(
+    mut f: openssh_sftp_client::file::File,
+    at: u64,
+    data: &[u8],
+    limit: Duration,
+) -> std::result::Result<(), SftpError> {
+    let mut done = 0;
+    while done < data.len() {
+        f.seek(std::io::SeekFrom::Start(at + done as u64))
+            .await
+            .map_err(SftpError::from)?;
+        let n = f.write(&data[done..]).within(limit).await?;
+        if n == 0 {
+            return Err(SftpError::from(std::io::Error::new(
+                std::io::ErrorKind::WriteZero,
+                "the server took no bytes of a write",
+            )));
+        }
+        done += n;
+    }
+    Ok(())
+}
+
 /// Read requests in flight at once for one long read.
 const PIPELINED_READS: usize = 32;
 
@@ -585,12 +643,7 @@ impl Backend for SftpBackend {
                 .open(&tmp)
                 .within(s.timeout)
                 .await?;
-            // One request per write; each answer waited for at most the timeout.
-            let mut rest = &bytes[..];
-            while !rest.is_empty() {
-                let n = f.write(rest).within(s.timeout).await?;
-                rest = &rest[n..];
-            }
+            write_all(&mut f, &bytes, s.timeout).await?;
             if s.sftp.support_fsync() {
                 f.sync_all().within(s.timeout).await?;
             }
