@@ -1842,20 +1842,24 @@ fn incremental(
     }
 
     if let Some(k) = keep {
-        let all = list_exports(dir, &project_key);
-        let n = all.len().saturating_sub(k);
-        for old in all.into_iter().take(n) {
-            let p = dir.join(&old.folder);
-            match rotate_out(dir, &old.folder) {
-                Ok(true) => res.removed.push(p),
-                Ok(false) => {}
-                Err(e) => res
-                    .errors
-                    .push((p.display().to_string(), format!("could not remove: {e}"))),
-            }
-        }
+        keep_newest(dir, &project_key, k, &mut res.removed, &mut res.errors);
     }
     Ok(res)
+}
+
+/// Remove all but the `keep` newest views of `project` in `dir` (`--keep`): each removed
+/// one goes to `removed`, each that could not be removed to `errors`.
+fn keep_newest(dir: &Path, project: &str, keep: usize, removed: &mut Vec<PathBuf>, errors: &mut Vec<(String, String)>) {
+    let all = list_exports(dir, project);
+    let n = all.len().saturating_sub(keep);
+    for old in all.into_iter().take(n) {
+        let p = dir.join(&old.folder);
+        match rotate_out(dir, &old.folder) {
+            Ok(true) => removed.push(p),
+            Ok(false) => {}
+            Err(e) => errors.push((p.display().to_string(), format!("could not remove: {e}"))),
+        }
+    }
 }
 
 /// Remove an export folder and its record. The folder is first renamed to a staging

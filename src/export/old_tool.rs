@@ -163,18 +163,7 @@ pub fn old_view(
         return Ok(res);
     }
     if let Some(k) = opts.keep {
-        let all = list_exports(dir, &project_key);
-        let n = all.len().saturating_sub(k);
-        for old in all.into_iter().take(n) {
-            let p = dir.join(&old.folder);
-            match rotate_out(dir, &old.folder) {
-                Ok(true) => res.removed.push(p),
-                Ok(false) => {}
-                Err(e) => res
-                    .errors
-                    .push((p.display().to_string(), format!("could not remove: {e}"))),
-            }
-        }
+        keep_newest(dir, &project_key, k, &mut res.removed, &mut res.errors);
     }
     Ok(res)
 }
