@@ -179,8 +179,8 @@ struct Walker<'a> {
     racy_before: Option<Time>,
     buf: Vec<u8>,
     progress: &'a dyn Progress,
-    files_done: u64,
-    last_progress: Instant,
+    /// Bytes of the file being read reported to `progress` so far.
+    file_progress: u64,
     /// Read-ahead threads running in front of the walk (started by `walk_sources`).
     prefetch: Option<Prefetch>,
     /// Whether they read file contents ahead (a first backup) or only metadata.
@@ -371,17 +371,19 @@ fn run(
             }),
             buf: Vec::with_capacity(repo_ref.config.chunker.max as usize + READ_SIZE),
             progress,
-            files_done: 0,
-            last_progress: Instant::now(),
+            file_progress: 0,
             prefetch: None,
             // Without a parent every file is read; with one, only changed files are.
             prefetch_data: parent.is_none(),
         };
+        // The walk reads as it goes: the totals grow with it.
+        progress.scanning(true);
         let walked = match &mut source {
             Source::Paths => w.walk_sources(&sources, parent.as_ref().map(|(_, s)| s.tree)),
             Source::Stream { name, input } => w.walk_stream(name, &mut **input, parent.is_some()),
         }
         .and_then(|v| w.flush_batch().map(|_| v));
+        progress.scanning(false);
         w.prefetch = None; // stop the read-ahead threads
         // Closing the job channel ends the workers, then the packer flushes its last packs.
         let Walker {
@@ -724,6 +726,7 @@ impl Walker<'_> {
     /// A path that could not be read (completely). Collected into the result, which the
     /// caller reports once; not logged here as well.
     fn error(&mut self, path: &Path, msg: impl std::fmt::Display) {
+        self.progress.error();
         self.errors.push((path.to_path_buf(), msg.to_string()));
     }
 
@@ -955,7 +958,8 @@ impl Walker<'_> {
         } else if ft.is_block_device() {
             NodeKind::BlockDevice(md.rdev())
         } else {
-            return self.file(full, name, rel, meta, md.len(), parent);
+            self.progress.add_total(1, md.len());
+            return self.counted_file(full, name, rel, meta, md.len(), parent);
         };
         if !kind.is_dir() {
             self.other += 1;
@@ -967,12 +971,26 @@ impl Walker<'_> {
         }))
     }
 
-    fn tick(&mut self, path: &Path) {
-        self.files_done += 1;
-        if self.last_progress.elapsed().as_millis() >= 200 {
-            self.last_progress = Instant::now();
-            self.progress.backup(self.files_done, self.summary.data_read, path);
+    /// [`Self::file`], reported to `progress`: its chunks as they are read, and whatever
+    /// was not read (unchanged, holes, unreadable) when it is done, so the bytes done
+    /// reach the total the walk announced.
+    fn counted_file(
+        &mut self,
+        full: &Path,
+        name: &[u8],
+        rel: Vec<u8>,
+        meta: Meta,
+        size: u64,
+        parent: Option<&Node>,
+    ) -> Result<Option<Node>> {
+        self.progress.current(full);
+        self.file_progress = 0;
+        let r = self.file(full, name, rel, meta, size, parent);
+        if self.file_progress < size {
+            self.progress.add_bytes(size - self.file_progress);
         }
+        self.progress.file_done();
+        r
     }
 
     fn file(
@@ -984,7 +1002,6 @@ impl Walker<'_> {
         size: u64,
         parent: Option<&Node>,
     ) -> Result<Option<Node>> {
-        self.tick(full);
         let key = (meta.dev, meta.inode);
         if meta.nlink > 1
             && let Some((target, data)) = self.hardlinks.get(&key)
@@ -1169,6 +1186,8 @@ impl Walker<'_> {
                         len: c.len() as u32,
                     });
                     self.summary.data_read += c.len() as u64;
+                    self.file_progress += c.len() as u64;
+                    self.progress.add_bytes(c.len() as u64);
                     self.store(BlobKind::Data, BlobId(id.0), c.to_vec())
                         .map_err(std::io::Error::other)
                 })?;

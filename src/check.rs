@@ -7,6 +7,7 @@
 //! Packs that nothing indexes (left by a killed backup) are reported, not damage.
 
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -110,7 +111,17 @@ pub fn check(repo: &Repository, read_data: bool) -> Result<CheckReport> {
 }
 
 pub fn check_with(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport> {
-    check_inner(repo, read_data, LIVE_IN_MEMORY)
+    check_with_progress(repo, read_data, &crate::progress::NoProgress)
+}
+
+/// [`check_with`], reporting to `progress`: one entry per pack, and the bytes of the
+/// packs read in full.
+pub fn check_with_progress(
+    repo: &Repository,
+    read_data: Option<Subset>,
+    progress: &dyn crate::progress::Progress,
+) -> Result<CheckReport> {
+    check_inner(repo, read_data, LIVE_IN_MEMORY, progress)
 }
 
 /// Distinct chunk and tree ids the first walk keeps in memory before it moves them to the
@@ -119,7 +130,12 @@ pub fn check_with(repo: &Repository, read_data: Option<Subset>) -> Result<CheckR
 const LIVE_IN_MEMORY: usize = 1 << 19;
 
 /// [`check_with`], keeping at most `live_cap` live ids in memory.
-fn check_inner(repo: &Repository, read_data: Option<Subset>, live_cap: usize) -> Result<CheckReport> {
+fn check_inner(
+    repo: &Repository,
+    read_data: Option<Subset>,
+    live_cap: usize,
+    progress: &dyn crate::progress::Progress,
+) -> Result<CheckReport> {
     let mut r = CheckReport::default();
     let listed: HashMap<PackId, u64> = repo
         .backend
@@ -278,11 +294,29 @@ fn check_inner(repo: &Repository, read_data: Option<Subset>, live_cap: usize) ->
             .name("check-walk".into())
             .spawn_scoped(s, fast_walk)
             .map_err(|e| tracing::debug!("check: no walk thread ({e}); walking after the packs"));
+        progress.add_total(
+            indexed.len() as u64,
+            indexed
+                .iter()
+                .zip(&read)
+                .filter(|(_, rd)| **rd)
+                .map(|((_, size), _)| size)
+                .sum(),
+        );
         let results: Vec<PackCheck> = indexed
             .par_iter()
             .zip(read.par_iter())
             .map(|((id, size), rd)| {
-                packs_read.with(|buf| check_pack(repo, id, *size, listed.get(id).copied(), *rd, buf, &plains))
+                progress.current(Path::new(&id.to_hex()));
+                let pc = packs_read.with(|buf| check_pack(repo, id, *size, listed.get(id).copied(), *rd, buf, &plains));
+                if *rd {
+                    progress.add_bytes(*size);
+                }
+                if !pc.errors.is_empty() {
+                    progress.error();
+                }
+                progress.file_done();
+                pc
             })
             .collect();
         let walked = match walker {
@@ -876,8 +910,8 @@ mod tests {
             .unwrap();
         backend.delete(&Dir::Snapshots.path(&lost.to_hex())).unwrap();
         let repo = Repository::open(backend, None, &cache).unwrap();
-        let in_memory = check_inner(&repo, Some(Subset::All), LIVE_IN_MEMORY).unwrap();
-        let in_table = check_inner(&repo, Some(Subset::All), 0).unwrap();
+        let in_memory = check_inner(&repo, Some(Subset::All), LIVE_IN_MEMORY, &NoProgress).unwrap();
+        let in_table = check_inner(&repo, Some(Subset::All), 0, &NoProgress).unwrap();
         assert!(in_memory.ok(), "{:?}", in_memory.errors);
         assert!(!in_memory.unused_packs.is_empty());
         assert!(in_memory.trees > 1);

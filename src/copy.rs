@@ -23,6 +23,7 @@ use crate::format::{
 };
 use crate::id::{BlobId, ChunkId, SnapshotId, TreeId};
 use crate::packer::PackSink;
+use crate::progress::Progress;
 use crate::repo::Repository;
 
 /// What `copy` did (or would do, in a dry run).
@@ -48,6 +49,7 @@ struct Translator<'a> {
     /// Destination blobs queued in this run.
     queued: HashSet<BlobId>,
     scratch: (Vec<u8>, Vec<u8>),
+    progress: &'a dyn Progress,
 }
 
 impl Translator<'_> {
@@ -91,10 +93,15 @@ impl Translator<'_> {
     }
 
     fn file(&mut self, d: &FileData) -> Result<FileData> {
+        // Files are found as the trees are walked: the total grows with the walk.
+        self.progress.add_total(1, d.size);
         let mut chunks = Vec::new();
         for c in self.src.chunk_list(&d.content)? {
             chunks.push(self.chunk(&c)?);
+            self.progress.add_bytes(c.len as u64);
         }
+        self.progress.add_bytes(d.holes.iter().map(|h| h.1).sum());
+        self.progress.file_done();
         let content = if chunks.len() > CHUNK_LIST_INLINE_MAX {
             let mut pages = Vec::new();
             for page in format::chunk_list_pages(&chunks) {
@@ -196,6 +203,19 @@ pub fn copy(
     dry_run: bool,
     guard: Option<&crate::lock::LockGuard>,
 ) -> Result<CopyReport> {
+    copy_with_progress(src, dst, snaps, dry_run, guard, &crate::progress::NoProgress)
+}
+
+/// [`copy`], reporting to `progress` the files of the snapshots as they are translated
+/// (the total grows as their trees are walked) and their bytes chunk by chunk.
+pub fn copy_with_progress(
+    src: &Repository,
+    dst: &mut Repository,
+    snaps: &[(SnapshotId, Snapshot)],
+    dry_run: bool,
+    guard: Option<&crate::lock::LockGuard>,
+    progress: &dyn Progress,
+) -> Result<CopyReport> {
     let mut report = CopyReport {
         dry_run,
         ..Default::default()
@@ -231,7 +251,9 @@ pub fn copy(
         trees: HashMap::new(),
         queued: HashSet::new(),
         scratch: (Vec::new(), Vec::new()),
+        progress,
     };
+    progress.scanning(true);
     // Oldest first, so a parent copied in this run is known when its child is.
     todo.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
     let mut made = Vec::new();
@@ -258,6 +280,7 @@ pub fn copy(
         present.insert(origin, new);
         made.push((id, ns));
     }
+    progress.scanning(false);
     let Translator { sink, .. } = t;
     let (packs, written) = sink.finish()?;
     report.data_added = written;

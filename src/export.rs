@@ -1067,8 +1067,12 @@ pub(crate) fn write_archive<W: Write>(
     if let Some(root) = root {
         tar.header(top, &Member::Dir, root).map_err(tar_err)?;
     }
-    let total = plan.bytes;
-    let mut done = 0u64;
+    let (files, bytes) = plan.items.iter().fold((0, 0), |(f, b), i| match i {
+        Item::File { data, .. } => (f + 1, b + data.size),
+        Item::HardLink { .. } => (f + 1, b),
+        _ => (f, b),
+    });
+    progress.add_total(files, bytes);
     // Hard links repeat their first name's line in the manifest: remember those hashes.
     let link_targets: HashSet<&[u8]> = plan
         .items
@@ -1110,6 +1114,8 @@ pub(crate) fn write_archive<W: Write>(
                 Item::File { data, meta, .. } => {
                     let holes: u64 = data.holes.iter().map(|h| h.1).sum();
                     let data_len = data.size - holes;
+                    progress.current(Path::new(OsStr::from_bytes(item.rel())));
+                    progress.add_bytes(holes);
                     let m = if data.holes.is_empty() {
                         Member::File { size: data.size }
                     } else {
@@ -1137,8 +1143,7 @@ pub(crate) fn write_archive<W: Write>(
                                 if let Some(h) = &mut hasher {
                                     h.update(&b);
                                 }
-                                done += b.len() as u64;
-                                progress.restore(done, total);
+                                progress.add_bytes(b.len() as u64);
                             }
                             Ok(Piece::End) => break,
                             Ok(Piece::Err(e)) => {
@@ -1166,6 +1171,10 @@ pub(crate) fn write_archive<W: Write>(
                 }
             }
             .map_err(tar_err)?;
+            if matches!(item, Item::File { .. } | Item::HardLink { .. }) {
+                progress.file_done();
+            }
+            progress.written(Path::new(OsStr::from_bytes(&name)));
             for x in skipped {
                 res.skipped.push((
                     restore::display(&name),

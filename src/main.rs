@@ -18,7 +18,9 @@ fn main() -> ExitCode {
     let matches = cli::Cli::command()
         .try_get_matches_from(&argv)
         .unwrap_or_else(|e| cli::failure::usage_error(cli::old_syntax::explain(e, &argv), &argv));
-    let args = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| cli::failure::usage_error(e, &argv));
+    let mut args = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| cli::failure::usage_error(e, &argv));
+    // `--json-status` is JSON output with status lines before the result.
+    args.json |= args.json_status;
     let json = args.json;
     // Backups (and imports) allocate and free a buffer per chunk: below 2 MiB those stay
     // on the heap (each mmap'd one costs page faults; 256 KiB cost 9% more CPU). Other

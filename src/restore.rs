@@ -570,6 +570,13 @@ pub fn execute(
         Err(e) => e.kind() == std::io::ErrorKind::NotFound,
     };
     std::fs::create_dir_all(&opts.target).map_err(|e| Error::io(&opts.target, e))?;
+    // Counted from the items: an incremental export trims the plan after its counts.
+    let (files, bytes) = plan.items.iter().fold((0, 0), |(f, b), i| match i {
+        Item::File { data, .. } => (f + 1, b + data.size),
+        Item::HardLink { .. } => (f + 1, b),
+        _ => (f, b),
+    });
+    progress.add_total(files, bytes);
     // One read transaction for the whole restore: plan and data lookups hit the index per
     // file and per chunk.
     let _txn = repo.index.read_txn()?;
@@ -652,6 +659,7 @@ pub fn execute(
             }
         })();
         if let Err(e) = r {
+            progress.error();
             failed.insert(rel.to_vec());
             errors.push((display(rel), e.to_string()));
         }
@@ -729,6 +737,7 @@ pub fn execute(
                     AtFlags::empty(),
                 )
                 .map_err(errno)?;
+                progress.file_done();
                 return Ok(());
             }
             let done = Done {
@@ -751,6 +760,7 @@ pub fn execute(
             )
         })();
         if let Err(e) = r {
+            progress.error();
             // Its data is there (hard links to it are still made): only not counted.
             incomplete.insert(rel.to_vec());
             errors.push((display(rel), format!("metadata: {e}")));
@@ -813,6 +823,7 @@ pub fn execute(
     // The summary counts what was restored, not what was planned.
     let counted = |i: &&Item| !failed.contains(i.rel()) && !incomplete.contains(i.rel());
     for item in plan.items.iter().filter(counted) {
+        progress.written(Path::new(OsStr::from_bytes(item.rel())));
         match item {
             Item::Dir { .. } => res.dirs += 1,
             Item::File { data, .. } => {
@@ -1036,17 +1047,20 @@ fn restore_data(
     for (item_idx, item) in plan.items.iter().enumerate() {
         if let Item::File { rel, data, .. } = item {
             if failed.contains(rel) || data.size == 0 {
+                progress.file_done();
                 continue;
             }
             let chunks = match repo.chunk_list(&data.content) {
                 Ok(c) => c,
                 Err(e) => {
+                    progress.error();
                     errors.push((rel.clone(), e.to_string()));
                     continue;
                 }
             };
             let holes: u64 = data.holes.iter().map(|h| h.1).sum();
             if chunks.iter().map(|c| c.len as u64).sum::<u64>() + holes != data.size {
+                progress.error();
                 errors.push((
                     rel.clone(),
                     "damaged entry: chunk list does not add up to the file size".into(),
@@ -1061,6 +1075,11 @@ fn restore_data(
             });
             for (c, off) in chunks.iter().zip(chunk_offsets(data, &chunks)) {
                 targets.push((c.id, Target { file: idx, offset: off }));
+            }
+            // Holes are not written: done already.
+            progress.add_bytes(holes);
+            if chunks.is_empty() {
+                progress.file_done();
             }
         }
     }
@@ -1082,6 +1101,7 @@ fn restore_data(
             Err(e) => {
                 for (_, t) in &targets[start..end] {
                     if failed_files.insert(t.file) {
+                        progress.error();
                         errors.push((files[t.file].rel(plan).to_vec(), e.to_string()));
                     }
                 }
@@ -1092,7 +1112,6 @@ fn restore_data(
     drop(ids);
     let mut packs: Vec<(PackId, Vec<(u64, u32, Range<usize>)>)> = by_pack.into_iter().collect();
     packs.sort_by_key(|p| p.0);
-    let total: u64 = plan.bytes;
     let errs = Mutex::new(Vec::<(usize, String)>::new());
     // Per worker thread, across packs: the coalesced read (blobs are decrypted in it), the
     // plaintext, and the descriptors of the directories it wrote in last. Both buffers keep
@@ -1170,12 +1189,15 @@ fn restore_data(
                                         if open.len() >= 64 {
                                             open.clear();
                                         }
-                                        open.insert(t.file, files[t.file].open(parents, plan, modes)?);
+                                        let df = &files[t.file];
+                                        progress.current(Path::new(OsStr::from_bytes(df.rel(plan))));
+                                        open.insert(t.file, df.open(parents, plan, modes)?);
                                     }
                                     let f = &open[&t.file];
                                     f.write_all_at(bytes, t.offset)?;
                                     let df = &files[t.file];
                                     if df.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+                                        progress.file_done();
                                         // The file's last write: its times, through this
                                         // descriptor. On failure phase 3 tries again by name.
                                         let t = times(plan.items[df.item].meta());
@@ -1187,19 +1209,25 @@ fn restore_data(
                                 })();
                                 match r {
                                     Ok(()) => {
-                                        let w = written.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                                        progress.restore(w + bytes.len() as u64, total);
+                                        written.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                                        progress.add_bytes(bytes.len() as u64);
                                     }
-                                    Err(e) => errs
-                                        .lock()
-                                        .unwrap_or_else(|p| p.into_inner())
-                                        .push((t.file, e.to_string())),
+                                    Err(e) => {
+                                        let mut g = errs.lock().unwrap_or_else(|p| p.into_inner());
+                                        if !g.iter().any(|(f, _)| *f == t.file) {
+                                            progress.error();
+                                        }
+                                        g.push((t.file, e.to_string()));
+                                    }
                                 }
                             }
                         }
                         Err(e) => {
                             let mut g = errs.lock().unwrap_or_else(|p| p.into_inner());
                             for (_, t) in ts {
+                                if !g.iter().any(|(f, _)| *f == t.file) {
+                                    progress.error();
+                                }
                                 g.push((t.file, format!("damaged data: {e}")));
                             }
                         }

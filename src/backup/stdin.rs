@@ -6,6 +6,7 @@
 //! stream of that name has it as its parent, and equal content dedups against it.
 
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 
 use super::{BackupOptions, BackupResult, Source, Walker, run};
 use crate::error::{Error, Result};
@@ -63,7 +64,9 @@ impl Walker<'_> {
         let chunker = self.chunker.clone();
         let repo = self.repo;
         let mut buf = std::mem::take(&mut self.buf);
-        let shown = std::path::PathBuf::from("-");
+        self.progress.add_total(1, 0);
+        self.progress
+            .current(std::path::Path::new(std::ffi::OsStr::from_bytes(name)));
         let mut input = input;
         let got = chunker.stream(&mut input, u64::MAX, &mut buf, |c| {
             let id = ChunkId(repo.keys.chunk_id(c));
@@ -72,15 +75,15 @@ impl Walker<'_> {
                 len: c.len() as u32,
             });
             self.summary.data_read += c.len() as u64;
-            if self.last_progress.elapsed().as_millis() >= 200 {
-                self.last_progress = std::time::Instant::now();
-                self.progress.backup(0, self.summary.data_read, &shown);
-            }
+            // A stream's size is known only at its end: the total grows with it.
+            self.progress.add_total(0, c.len() as u64);
+            self.progress.add_bytes(c.len() as u64);
             self.store(BlobKind::Data, BlobId(id.0), c.to_vec())
                 .map_err(std::io::Error::other)
         });
         self.buf = buf;
         let size = got.map_err(|e| Error::io("standard input", e))?;
+        self.progress.file_done();
         let content = self.content(chunks)?;
         if has_parent {
             self.summary.files_changed += 1;

@@ -28,7 +28,10 @@ pub fn failed(json: bool, e: &anyhow::Error) -> u8 {
 
 /// Whether `--json` is on a command line that clap could not parse (before any `--`).
 fn wants_json(argv: &[OsString]) -> bool {
-    argv.iter().skip(1).take_while(|a| *a != "--").any(|a| a == "--json")
+    argv.iter()
+        .skip(1)
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--json" || a == "--json-status")
 }
 
 /// End the process for a command line clap refused: its message on stderr, and with

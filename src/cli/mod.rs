@@ -10,6 +10,7 @@ mod help;
 mod hooks;
 pub mod old_syntax;
 mod output;
+mod progress;
 pub mod report;
 mod schedule;
 mod select;
@@ -62,6 +63,10 @@ pub struct Cli {
     /// Print one JSON document on stdout
     #[arg(long, global = true)]
     pub json: bool,
+    /// JSON with status lines: `"message_type": "status"` objects on stdout while the
+    /// command runs, then its result as one line with `"message_type": "summary"`
+    #[arg(long, global = true)]
+    pub json_status: bool,
     /// Only errors on stderr
     #[arg(short, long, global = true)]
     quiet: bool,
@@ -745,6 +750,7 @@ pub fn print_error(e: &anyhow::Error) {
 }
 
 pub fn init_logging(cli: &Cli) {
+    progress::set_json_status(cli.json_status);
     report::init(cli.quiet, cli.verbose, cli.log_json);
 }
 
@@ -1859,7 +1865,9 @@ fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
             } else {
                 *read_data_subset
             };
-            let report = projectclone::check::check_with(&repo, subset)?;
+            let progress = output::progress(&ctx.cli);
+            let report = projectclone::check::check_with_progress(&repo, subset, progress.as_ref())?;
+            progress.finish();
             output::check(json, &report);
             Ok(if report.ok() { 0 } else { 1 })
         }
@@ -2091,7 +2099,16 @@ fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
             } else {
                 Some(dst.lock(LockMode::Shared, "copy")?)
             };
-            let report = projectclone::copy::copy(&src, &mut dst, &selected, *dry_run, dst_lock.as_ref())?;
+            let progress = output::progress(&ctx.cli);
+            let report = projectclone::copy::copy_with_progress(
+                &src,
+                &mut dst,
+                &selected,
+                *dry_run,
+                dst_lock.as_ref(),
+                progress.as_ref(),
+            )?;
+            progress.finish();
             output::copy(json, &report);
             Ok(0)
         }
@@ -2300,7 +2317,9 @@ fn run_prune(
         own_lock: guard.as_ref().map(|g| g.object_id()),
         scope,
     };
-    let plan = projectclone::prune::run(repo, &opts, guard.as_ref())?;
+    let progress = output::progress(&ctx.cli);
+    let plan = projectclone::prune::run_with_progress(repo, &opts, guard.as_ref(), progress.as_ref())?;
+    progress.finish();
     output::prune(&ctx.cli, &plan);
     Ok(0)
 }

@@ -1,7 +1,6 @@
 //! Everything the binary prints. Results go to stdout (one JSON document with --json);
 //! human messages, warnings and progress go to stderr, progress only on a terminal.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -14,7 +13,7 @@ use projectclone::export::ExportResult;
 use projectclone::format::Snapshot;
 use projectclone::id::SnapshotId;
 use projectclone::inspect::{Change, LsEntry, RepoStats, SnapshotStats};
-use projectclone::progress::{NoProgress, Progress};
+use projectclone::progress::Progress;
 use projectclone::restore::{Item, RestoreOptions, RestoreResult};
 use projectclone::{format_name, format_time};
 
@@ -86,35 +85,20 @@ fn print_json(v: &serde_json::Value) {
             m.insert((*key).into(), json!(stats.snapshot()));
         }
     }
+    if super::progress::json_status() {
+        // After the status lines, the result as one line of its own kind (restic's shape).
+        if let serde_json::Value::Object(m) = &mut v {
+            m.insert("message_type".into(), "summary".into());
+        }
+        outln!("{v}");
+        return;
+    }
     outln!("{}", serde_json::to_string_pretty(&v).expect("JSON values serialise"));
 }
 
-struct Bar(indicatif::ProgressBar);
-
-impl Progress for Bar {
-    fn backup(&self, files: u64, bytes: u64, current: &Path) {
-        self.0.set_message(format!(
-            "{files} files, {} read  {}",
-            bytesize::ByteSize(bytes),
-            local_path(current)
-        ));
-    }
-    fn restore(&self, written: u64, total: u64) {
-        self.0.set_length(total);
-        self.0.set_position(written);
-    }
-    fn finish(&self) {
-        self.0.finish_and_clear();
-    }
-}
-
+/// This command's progress reporter (see `progress.rs`).
 pub fn progress(cli: &Cli) -> Box<dyn Progress> {
-    if cli.quiet || !std::io::stderr().is_terminal() {
-        return Box::new(NoProgress);
-    }
-    let pb = indicatif::ProgressBar::new_spinner();
-    pb.enable_steady_tick(std::time::Duration::from_millis(200));
-    Box::new(Bar(pb))
+    super::progress::reporter(cli, cli.command_name())
 }
 
 /// A warning on stderr (not with `-q`).

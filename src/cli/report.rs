@@ -163,7 +163,8 @@ pub fn info(id: &str, message: &str, fields: &[(&str, Value)]) {
 fn emit(kind: Kind, id: &str, message: &str, fields: &[(&str, Value)]) {
     let m = mode();
     let out = render(kind, id, message, fields, m.json, m.colour);
-    let _ = std::io::stderr().lock().write_all(out.as_bytes());
+    // Above the progress bar, if one is drawn.
+    let _ = super::progress::suspend(|| std::io::stderr().lock().write_all(out.as_bytes()));
 }
 
 /// The bytes of one line, newline included.

@@ -16,6 +16,7 @@
 pub mod policy;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -27,6 +28,7 @@ use crate::id::{BlobId, ObjectId, PackId, SnapshotId, TreeId};
 use crate::index::CondemnedRecord;
 use crate::lock;
 use crate::packer::PackSink;
+use crate::progress::Progress;
 use crate::repo::{Repository, now_unix_ns};
 use policy::{Decision, KeepRules};
 
@@ -148,6 +150,17 @@ fn unreadable_error(repo: &Repository) -> Error {
 
 /// `guard` is the prune's own shared lock: re-checked before every change.
 pub fn run(repo: &mut Repository, opts: &PruneOptions, guard: Option<&lock::LockGuard>) -> Result<PrunePlan> {
+    run_with_progress(repo, opts, guard, &crate::progress::NoProgress)
+}
+
+/// [`run`], reporting to `progress`: the packs rewritten (their bytes as their blobs are
+/// copied) and the packs deleted, one entry each.
+pub fn run_with_progress(
+    repo: &mut Repository,
+    opts: &PruneOptions,
+    guard: Option<&lock::LockGuard>,
+    progress: &dyn Progress,
+) -> Result<PrunePlan> {
     let mut plan = PrunePlan {
         dry_run: opts.dry_run,
         ..Default::default()
@@ -269,11 +282,11 @@ pub fn run(repo: &mut Repository, opts: &PruneOptions, guard: Option<&lock::Lock
     }
     ensure_live_indexed(repo, opts, &mut plan, guard, &listing)?;
 
-    phase_two(repo, opts, &mut plan, guard, &listing)?;
-    if phase_one(repo, opts, &mut plan, guard, &listing)? {
+    phase_two(repo, opts, &mut plan, guard, &listing, progress)?;
+    if phase_one(repo, opts, &mut plan, guard, &listing, progress)? {
         // No other client held a lock once the new record was visible: nothing can be
         // using its packs without knowing, so they go now rather than in a later run.
-        phase_two(repo, opts, &mut plan, guard, &listing)?;
+        phase_two(repo, opts, &mut plan, guard, &listing, progress)?;
     }
     Ok(plan)
 }
@@ -411,6 +424,7 @@ fn phase_two(
     plan: &mut PrunePlan,
     guard: Option<&lock::LockGuard>,
     listing: &HashMap<PackId, u64>,
+    progress: &dyn Progress,
 ) -> Result<()> {
     let records = repo.index.condemned()?;
     let superseded = repo.index.superseded_deltas()?;
@@ -496,10 +510,13 @@ fn phase_two(
             return Err(unreadable_error(repo));
         }
     }
+    progress.add_total(gone_list.len() as u64, 0);
     for p in &gone_list {
         ensure_valid(guard)?;
+        progress.current(Path::new(&p.to_hex()));
         repo.backend.delete(&Dir::Packs.path(&p.to_hex()))?;
         repo.index.clear_damage(p)?;
+        progress.file_done();
     }
     // 4. The records: what is left of each eligible record is written anew.
     let uncondemned: HashSet<String> = plan.uncondemned_packs.iter().cloned().collect();
@@ -536,6 +553,7 @@ fn phase_one(
     plan: &mut PrunePlan,
     guard: Option<&lock::LockGuard>,
     listing: &HashMap<PackId, u64>,
+    progress: &dyn Progress,
 ) -> Result<bool> {
     let already = repo.index.condemned_packs()?;
     let damaged: HashSet<PackId> = repo.index.damage()?.into_iter().map(|d| d.0).collect();
@@ -596,7 +614,7 @@ fn phase_one(
     }
     ensure_valid(guard)?;
     if !repack.is_empty() {
-        repack_packs(repo, &repack)?;
+        repack_packs(repo, &repack, progress)?;
         condemn.extend(repack);
     }
     // The record first, then the locks: a client whose lock is not live now took it after
@@ -694,10 +712,17 @@ fn other_copies_intact(repo: &Repository, pack: &PackId, without: &HashSet<PackI
 }
 
 /// Copy the live blobs of `packs` into new packs (verifying each), then index them.
-fn repack_packs(repo: &mut Repository, packs: &[PackId]) -> Result<()> {
+fn repack_packs(repo: &mut Repository, packs: &[PackId], progress: &dyn Progress) -> Result<()> {
     let mut sink = PackSink::new(repo);
     let mut copied: HashSet<BlobId> = HashSet::new();
+    let mut sizes = Vec::with_capacity(packs.len());
     for p in packs {
+        sizes.push(repo.index.pack_size(p)?.unwrap_or(0));
+    }
+    progress.add_total(packs.len() as u64, sizes.iter().sum());
+    for (p, size) in packs.iter().zip(sizes) {
+        progress.current(Path::new(&p.to_hex()));
+        let mut reported = 0u64;
         // No larger than the index says it is: a store must not make a prune allocate at will.
         let max = repo
             .index
@@ -718,7 +743,12 @@ fn repack_packs(repo: &mut Repository, packs: &[PackId]) -> Result<()> {
             open_blob(repo.repo_id(), &repo.keys, &repo.cipher, loc.kind, &id, sealed)
                 .map_err(|e| Error::corrupt(format!("pack {p}: {e}; run `projectclone check --read-data`")))?;
             sink.add(loc.kind, id, loc.raw_length, sealed)?;
+            progress.add_bytes(loc.length as u64);
+            reported += loc.length as u64;
         }
+        // The rest of the pack (its header, blobs no longer used) was read too.
+        progress.add_bytes(size.saturating_sub(reported));
+        progress.file_done();
     }
     let (new_packs, _) = sink.finish()?;
     repo.index_packs(new_packs)?;

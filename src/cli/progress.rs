@@ -1,0 +1,313 @@
+//! Rendering the library's progress events (`projectclone::progress`): an indicatif bar on
+//! stderr when it is a terminal (not with `-q` or `--json-status`), restic-style status
+//! lines on stdout with `--json-status`, and at `-v` one info line per entry that restore
+//! and export write (`restore.written`, `export.written`).
+//!
+//! The library's events only move atomic counters; what is drawn or printed is taken from
+//! them at most every [`BAR_EVERY`] (bar) or status interval (`--json-status`, 250 ms;
+//! `PROJECTCLONE_STATUS_INTERVAL_MS` sets it, 0 for a line per event), so a per-chunk
+//! event costs a few atomic adds.
+
+use std::io::{IsTerminal, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+
+use projectclone::format_name;
+use projectclone::progress::Progress;
+
+use super::{Cli, report};
+
+/// `--json-status` was given (set once at start-up).
+static JSON_STATUS: AtomicBool = AtomicBool::new(false);
+
+/// The bar on screen, if any: the reporter draws its lines above it.
+static ACTIVE: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+/// How often the bar takes the counters (indicatif redraws at most 20 times a second).
+const BAR_EVERY: Duration = Duration::from_millis(100);
+/// How often a status line is printed with `--json-status`, by default.
+const STATUS_EVERY: Duration = Duration::from_millis(250);
+
+pub fn set_json_status(on: bool) {
+    JSON_STATUS.store(on, Ordering::Relaxed);
+}
+
+/// Is `--json-status` on: status lines while a command runs, then its result as one line
+/// with `"message_type": "summary"`.
+pub fn json_status() -> bool {
+    JSON_STATUS.load(Ordering::Relaxed)
+}
+
+/// Run `f` (which writes a line to stderr) with the bar, if one is shown, cleared
+/// meanwhile and drawn again after it.
+pub fn suspend<R>(f: impl FnOnce() -> R) -> R {
+    let bar = ACTIVE.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    match bar {
+        Some(pb) => pb.suspend(f),
+        None => f(),
+    }
+}
+
+/// The progress reporter of this command (`command`: its name, for the `-v` message ids).
+pub fn reporter(cli: &Cli, command: &str) -> Box<dyn Progress> {
+    let sink = if json_status() {
+        let interval = std::env::var("PROJECTCLONE_STATUS_INTERVAL_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(STATUS_EVERY, Duration::from_millis);
+        Sink::Json {
+            interval,
+            last: Mutex::new(None),
+        }
+    } else if cli.quiet || !std::io::stderr().is_terminal() {
+        Sink::None
+    } else {
+        let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        pb.set_style(style(true));
+        pb.enable_steady_tick(Duration::from_millis(200));
+        *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = Some(pb.clone());
+        Sink::Bar {
+            pb,
+            last: Mutex::new(Instant::now() - BAR_EVERY),
+            growing: AtomicBool::new(true),
+        }
+    };
+    let (written_id, written_verb) = match command {
+        "restore" => ("restore.written", "restored"),
+        _ => ("export.written", "written"),
+    };
+    Box::new(Reporter {
+        counts: Counts::default(),
+        started: Instant::now(),
+        list_written: report::verbose() >= 1,
+        written_id,
+        written_verb,
+        sink,
+        finished: AtomicBool::new(false),
+    })
+}
+
+/// The bar's look: with a known total, a bar with percentage, rate and ETA; while the
+/// total still grows (a backup's walk), the counts so far and the rate, no ETA.
+fn style(growing: bool) -> ProgressStyle {
+    let template = if growing {
+        "{spinner} [{elapsed_precise}] {bytes} of {total_bytes} so far, {binary_bytes_per_sec}  {msg}"
+    } else {
+        "{spinner} [{elapsed_precise}] [{bar:25}] {percent:>3}% {bytes}/{total_bytes}, {binary_bytes_per_sec}, ETA {eta}  {msg}"
+    };
+    ProgressStyle::with_template(template)
+        .expect("the progress templates are valid")
+        .progress_chars("=> ")
+}
+
+#[derive(Default)]
+struct Counts {
+    files_total: AtomicU64,
+    bytes_total: AtomicU64,
+    files_done: AtomicU64,
+    bytes_done: AtomicU64,
+    errors: AtomicU64,
+    scanning: AtomicBool,
+    current: Mutex<Option<String>>,
+}
+
+enum Sink {
+    None,
+    Bar {
+        pb: ProgressBar,
+        last: Mutex<Instant>,
+        /// Which style is on the bar.
+        growing: AtomicBool,
+    },
+    Json {
+        interval: Duration,
+        /// When the last status line was printed.
+        last: Mutex<Option<Instant>>,
+    },
+}
+
+struct Reporter {
+    counts: Counts,
+    started: Instant,
+    list_written: bool,
+    written_id: &'static str,
+    written_verb: &'static str,
+    sink: Sink,
+    finished: AtomicBool,
+}
+
+impl Reporter {
+    /// Show the counters if it is time (or now, with `force`).
+    fn update(&self, force: bool) {
+        match &self.sink {
+            Sink::None => {}
+            Sink::Bar { pb, last, growing } => {
+                let Ok(mut last) = last.try_lock() else { return };
+                if !force && last.elapsed() < BAR_EVERY {
+                    return;
+                }
+                *last = Instant::now();
+                let c = &self.counts;
+                let scanning = c.scanning.load(Ordering::Relaxed);
+                if growing.swap(scanning, Ordering::Relaxed) != scanning {
+                    pb.set_style(style(scanning));
+                }
+                let done = c.bytes_done.load(Ordering::Relaxed);
+                pb.set_length(c.bytes_total.load(Ordering::Relaxed).max(done));
+                pb.set_position(done);
+                pb.set_message(self.message());
+            }
+            Sink::Json { interval, last } => {
+                let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+                if !force && last.is_some_and(|t| t.elapsed() < *interval) {
+                    return;
+                }
+                *last = Some(Instant::now());
+                // Under the lock: lines come out whole and their counts never go back.
+                let line = self.status_line();
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{line}");
+                let _ = out.flush();
+            }
+        }
+    }
+
+    /// The bar's message: entries done of the total, errors, the current path.
+    fn message(&self) -> String {
+        let c = &self.counts;
+        let files = c.files_done.load(Ordering::Relaxed);
+        let total = c.files_total.load(Ordering::Relaxed).max(files);
+        let errors = c.errors.load(Ordering::Relaxed);
+        let mut m = format!("{files}/{total} files");
+        if errors > 0 {
+            m.push_str(&format!(", {errors} error{}", if errors == 1 { "" } else { "s" }));
+        }
+        if let Some(p) = c.current.lock().unwrap_or_else(|e| e.into_inner()).as_deref() {
+            // The end of the path: a long one would wrap the line and break the redraw.
+            let n = p.chars().count();
+            let tail: String = p.chars().skip(n.saturating_sub(40)).collect();
+            m.push_str("  ");
+            if n > 40 {
+                m.push('…');
+            }
+            m.push_str(&tail);
+        }
+        m
+    }
+
+    fn status_line(&self) -> serde_json::Value {
+        let c = &self.counts;
+        let bytes_done = c.bytes_done.load(Ordering::Relaxed);
+        let files_done = c.files_done.load(Ordering::Relaxed);
+        let total_bytes = c.bytes_total.load(Ordering::Relaxed).max(bytes_done);
+        let total_files = c.files_total.load(Ordering::Relaxed).max(files_done);
+        let percent = match (total_bytes, total_files) {
+            (0, 0) => 0.0,
+            (0, f) => files_done as f64 / f as f64,
+            (b, _) => bytes_done as f64 / b as f64,
+        };
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let scanning = c.scanning.load(Ordering::Relaxed);
+        let current: Vec<String> = c
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        let mut v = json!({
+            "message_type": "status",
+            "seconds_elapsed": (elapsed * 1000.0).round() / 1000.0,
+            "percent_done": percent,
+            "total_files": total_files,
+            "files_done": files_done,
+            "total_bytes": total_bytes,
+            "bytes_done": bytes_done,
+            "error_count": c.errors.load(Ordering::Relaxed),
+            "current_files": current,
+            "scanning": scanning,
+        });
+        if !scanning && bytes_done > 0 && total_bytes > bytes_done {
+            let rate = bytes_done as f64 / elapsed.max(1e-3);
+            v["seconds_remaining"] = json!(((total_bytes - bytes_done) as f64 / rate).ceil() as u64);
+        }
+        v
+    }
+}
+
+impl Progress for Reporter {
+    fn add_total(&self, files: u64, bytes: u64) {
+        self.counts.files_total.fetch_add(files, Ordering::Relaxed);
+        self.counts.bytes_total.fetch_add(bytes, Ordering::Relaxed);
+        self.update(false);
+    }
+    fn scanning(&self, on: bool) {
+        self.counts.scanning.store(on, Ordering::Relaxed);
+        self.update(false);
+    }
+    fn add_bytes(&self, bytes: u64) {
+        if bytes == 0 {
+            return;
+        }
+        self.counts.bytes_done.fetch_add(bytes, Ordering::Relaxed);
+        self.update(false);
+    }
+    fn current(&self, path: &Path) {
+        if matches!(self.sink, Sink::None) {
+            return;
+        }
+        let p = format_name(path.as_os_str().as_bytes());
+        *self.counts.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(p);
+    }
+    fn file_done(&self) {
+        self.counts.files_done.fetch_add(1, Ordering::Relaxed);
+        self.update(false);
+    }
+    fn error(&self) {
+        self.counts.errors.fetch_add(1, Ordering::Relaxed);
+        self.update(false);
+    }
+    fn written(&self, rel: &Path) {
+        if !self.list_written {
+            return;
+        }
+        let p = format_name(rel.as_os_str().as_bytes());
+        report::info(
+            self.written_id,
+            &format!("{}: {p}", self.written_verb),
+            &[("path", json!(p))],
+        );
+    }
+    fn finish(&self) {
+        if self.finished.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        *self.counts.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        match &self.sink {
+            Sink::Bar { pb, .. } => {
+                *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                pb.finish_and_clear();
+            }
+            // The last status line: the final counts, before the summary.
+            Sink::Json { .. } => self.update(true),
+            Sink::None => {}
+        }
+    }
+}
+
+impl Drop for Reporter {
+    /// A command that fails leaves no bar on screen (and prints no status line after its
+    /// error).
+    fn drop(&mut self) {
+        if let Sink::Bar { pb, .. } = &self.sink {
+            *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            pb.finish_and_clear();
+        }
+    }
+}
