@@ -79,13 +79,19 @@ pub fn report_storage(key: &'static str, stats: Arc<Stats>) {
 }
 
 fn print_json(v: &serde_json::Value) {
-    let mut v = v.clone();
+    let status = super::progress::json_status();
+    let mut v = match v {
+        // With --json-status every line is an object with a `message_type`: a list
+        // (import's) comes as `results` of the summary.
+        serde_json::Value::Array(_) if status => json!({"results": v}),
+        _ => v.clone(),
+    };
     if let serde_json::Value::Object(m) = &mut v {
         for (key, stats) in STORAGE.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             m.insert((*key).into(), json!(stats.snapshot()));
         }
     }
-    if super::progress::json_status() {
+    if status {
         // After the status lines, the result as one line of its own kind (restic's shape).
         if let serde_json::Value::Object(m) = &mut v {
             m.insert("message_type".into(), "summary".into());

@@ -96,10 +96,12 @@ pub fn reporter(cli: &Cli, command: &str) -> Box<dyn Progress> {
 /// The bar's look: with a known total, a bar with percentage, rate and ETA; while the
 /// total still grows (a backup's walk), the counts so far and the rate, no ETA.
 fn style(growing: bool) -> ProgressStyle {
+    // `wide_msg` takes the rest of the line and is cut to fit it: a line that wraps
+    // cannot be redrawn in place.
     let template = if growing {
-        "{spinner} [{elapsed_precise}] {bytes} of {total_bytes} so far, {binary_bytes_per_sec}  {msg}"
+        "{spinner} [{elapsed}] {bytes} of {total_bytes} so far, {binary_bytes_per_sec}  {wide_msg}"
     } else {
-        "{spinner} [{elapsed_precise}] [{bar:25}] {percent:>3}% {bytes}/{total_bytes}, {binary_bytes_per_sec}, ETA {eta}  {msg}"
+        "{spinner} {percent:>3}% [{bar:20}] {bytes}/{total_bytes}, {binary_bytes_per_sec}, ETA {eta}  {wide_msg}"
     };
     ProgressStyle::with_template(template)
         .expect("the progress templates are valid")
@@ -189,11 +191,11 @@ impl Reporter {
             m.push_str(&format!(", {errors} error{}", if errors == 1 { "" } else { "s" }));
         }
         if let Some(p) = c.current.lock().unwrap_or_else(|e| e.into_inner()).as_deref() {
-            // The end of the path: a long one would wrap the line and break the redraw.
+            // The end of a long path: its file name is what tells most.
             let n = p.chars().count();
-            let tail: String = p.chars().skip(n.saturating_sub(40)).collect();
+            let tail: String = p.chars().skip(n.saturating_sub(30)).collect();
             m.push_str("  ");
-            if n > 40 {
+            if n > 30 {
                 m.push('…');
             }
             m.push_str(&tail);

@@ -127,7 +127,7 @@ fn stdin_refuses_a_terminal_paths_and_bad_names() {
 }
 
 /// A pseudo-terminal: (master, slave), the slave to hand to a child as its stdin.
-fn pty() -> (fs::File, fs::File) {
+pub(crate) fn pty() -> (fs::File, fs::File) {
     use std::os::fd::FromRawFd;
     // SAFETY: plain libc calls on a descriptor this function owns; ptsname's buffer is
     // copied before any other call.
@@ -212,7 +212,7 @@ fn tar_tree(src: &Path) {
 
 /// The binary as `env.cmd()` sets it up, as a `std::process::Command` (for pipes and a
 /// terminal on stdin).
-fn std_cmd(env: &Env) -> std::process::Command {
+pub(crate) fn std_cmd(env: &Env) -> std::process::Command {
     let mut c = std::process::Command::new(bin_path());
     for v in [
         "PROJECTCLONE_REPO",

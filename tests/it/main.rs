@@ -35,6 +35,7 @@ mod keys_insecure;
 mod logs;
 mod oldcli;
 mod oldcli_age;
+mod progress;
 mod prune;
 mod remote;
 mod repair;
