@@ -19,6 +19,8 @@ pub fn install() {
     let started = std::thread::Builder::new().name("signals".into()).spawn(move || {
         if let Some(sig) = signals.forever().next() {
             let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
+            // A prompt may have turned echo off or hidden the cursor.
+            crate::cli::interactive::restore_terminal();
             // A progress line may be on screen: start on a fresh line (not in JSON logs).
             if !crate::cli::report::json() {
                 eprintln!();

@@ -31,6 +31,7 @@ mod hooks;
 mod hostile;
 mod hostile_storage;
 mod import;
+mod interactive;
 mod keys_insecure;
 mod logs;
 mod oldcli;
