@@ -32,7 +32,7 @@ fn main() -> ExitCode {
             "could not disable core dumps (setrlimit RLIMIT_CORE 0: {e}); a crash could write the password and keys to disk"
         );
     }
-    signals::install();
+    signals::install(json);
     match cli::run(args, &matches) {
         Ok(code) => ExitCode::from(code),
         Err(e) => ExitCode::from(cli::failure::failed(json, &e)),

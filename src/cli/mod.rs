@@ -2121,7 +2121,7 @@ fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
             let Some(trust) = &repo.trust else {
                 bail!("this client has no state folder ($XDG_STATE_HOME or $HOME), so it pins nothing");
             };
-            output::trust(json, &trust.pin()?, &trust.seen()?, trust.dir());
+            output::trust(json, &trust.pin()?, &trust.seen()?, trust.dir(), accept);
             Ok(0)
         }
         Command::Config { what } => run_config(ctx, what.as_ref().unwrap_or(&ConfigCmd::Show)),

@@ -37,6 +37,7 @@ mod logs;
 mod oldcli;
 mod oldcli_age;
 mod prune;
+mod quiet_stop;
 mod remote;
 mod repair;
 mod restore;
