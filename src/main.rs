@@ -15,6 +15,8 @@ fn main() -> ExitCode {
     let no_core = disable_core_dumps();
     // The older tool's `projectclone NOTE [--archive] …` is routed to a hidden subcommand.
     let argv = cli::old_syntax::route(std::env::args_os().collect());
+    // No arguments on a terminal: the guided first backup.
+    let argv = cli::interactive::no_arguments(argv);
     let matches = cli::Cli::command()
         .try_get_matches_from(&argv)
         .unwrap_or_else(|e| cli::failure::usage_error(cli::old_syntax::explain(e, &argv), &argv));
@@ -32,7 +34,7 @@ fn main() -> ExitCode {
             "could not disable core dumps (setrlimit RLIMIT_CORE 0: {e}); a crash could write the password and keys to disk"
         );
     }
-    signals::install();
+    signals::install(json);
     match cli::run(args, &matches) {
         Ok(code) => ExitCode::from(code),
         Err(e) => ExitCode::from(cli::failure::failed(json, &e)),

@@ -26,6 +26,14 @@ pub fn failed(json: bool, e: &anyhow::Error) -> u8 {
     code
 }
 
+/// A signal ends the run (exit `code`): with `--json`, its `exit_error` object, unless the
+/// command printed its result already.
+pub fn signalled(json: bool, code: u8, message: &str) {
+    if json && !PRINTED.swap(true, Ordering::SeqCst) {
+        output::exit_error(code, message);
+    }
+}
+
 /// Whether `--json` is on a command line that clap could not parse (before any `--`).
 fn wants_json(argv: &[OsString]) -> bool {
     argv.iter()

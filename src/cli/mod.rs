@@ -8,6 +8,7 @@ mod encrypt;
 pub mod failure;
 mod help;
 mod hooks;
+pub mod interactive;
 pub mod old_syntax;
 mod output;
 mod progress;
@@ -236,6 +237,10 @@ enum Command {
         /// Leave out files larger than SIZE (500K, 10M, 1.5G: powers of 1024)
         #[arg(long, value_name = "SIZE", value_parser = projectclone::backup::parse_size)]
         exclude_larger_than: Option<u64>,
+        /// Ask on the terminal what to back up, where, and which big folders to leave out
+        /// (what `projectclone` alone does on a terminal)
+        #[arg(short = 'i', long, conflicts_with = "stdin")]
+        interactive: bool,
     },
     /// Write one file of a snapshot to standard output
     #[command(after_long_help = help::CAT)]
@@ -291,12 +296,12 @@ enum Command {
     /// Restore a snapshot into a directory
     #[command(after_long_help = help::RESTORE)]
     Restore {
-        #[arg(help = help::SNAP)]
-        snap: String,
+        #[arg(help = help::SNAP, required_unless_present = "interactive")]
+        snap: Option<String>,
         /// Where to restore (created if missing; entries of the same name are replaced,
         /// others left alone)
-        #[arg(long, value_name = "DIR")]
-        target: PathBuf,
+        #[arg(long, value_name = "DIR", required_unless_present = "interactive")]
+        target: Option<PathBuf>,
         /// Restore only matching entries (a name at any depth, or a path with a slash)
         #[arg(long = "include", value_name = "GLOB")]
         includes: Vec<String>,
@@ -308,6 +313,9 @@ enum Command {
         dry_run: bool,
         #[command(flatten)]
         select: SelectArgs,
+        /// Pick the snapshot, its paths and the target from lists on the terminal
+        #[arg(short = 'i', long)]
+        interactive: bool,
     },
     /// Write a view of a snapshot: a folder copy, a tar archive or an incremental folder
     #[command(group(clap::ArgGroup::new("view").required(true).args(["clone", "archive", "incremental"])))]
@@ -1335,7 +1343,7 @@ pub fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<u8> {
         return res;
     }
     let files = load_config_files(&cli)?;
-    let ctx = Ctx {
+    let mut ctx = Ctx {
         cli,
         files,
         from_env,
@@ -1346,11 +1354,15 @@ pub fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<u8> {
         snapshot_id: RefCell::new(None),
         stats: RefCell::new(None),
     };
+    let guided = interactive::prepare(&mut ctx)?;
     let around = ctx.around()?;
     around.start();
     let res = around
         .pre()
         .and_then(|()| run_command(&ctx).map_err(|e| ctx.explain(e)));
+    if guided {
+        interactive::finish(&ctx, &res);
+    }
     let snapshot_id = ctx.snapshot_id.borrow().clone();
     let stats = ctx.stats.borrow().clone();
     let outcome = |res: &Result<u8>| hooks::Outcome {
@@ -1508,6 +1520,7 @@ fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
             exclude_caches,
             one_file_system,
             exclude_larger_than,
+            interactive: _,
         } => {
             if *stdin {
                 beyond::refuse_terminal_stdin()?;
@@ -1686,7 +1699,12 @@ fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
             verify,
             dry_run,
             select,
+            interactive: _,
         } => {
+            // clap requires both unless -i, whose answers fill them in.
+            let (Some(snap), Some(target)) = (snap, target) else {
+                bail!("restore needs SNAP and --target DIR (or -i to pick them on a terminal)");
+            };
             ctx.refuse_overlap("restore target", target)?;
             let mut repo = ctx.open()?;
             let (id, s) = ctx.resolve(&repo, snap, select)?;
@@ -2120,7 +2138,7 @@ fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
             let Some(trust) = &repo.trust else {
                 bail!("this client has no state folder ($XDG_STATE_HOME or $HOME), so it pins nothing");
             };
-            output::trust(json, &trust.pin()?, &trust.seen()?, trust.dir());
+            output::trust(json, &trust.pin()?, &trust.seen()?, trust.dir(), accept);
             Ok(0)
         }
         Command::Config { what } => run_config(ctx, what.as_ref().unwrap_or(&ConfigCmd::Show)),

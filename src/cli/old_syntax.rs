@@ -494,6 +494,7 @@ pub(super) fn run(ctx: &Ctx, a: &OldArgs) -> Result<u8> {
         exclude_caches: false,
         one_file_system: false,
         exclude_larger_than: None,
+        interactive: false,
     };
     let code = super::run_cmd(ctx, &backup)?;
     if a.dry_run {

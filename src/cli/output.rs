@@ -805,6 +805,10 @@ pub fn repair_index(json: bool, r: &projectclone::repair::RepairIndexReport) {
         print_json(&serde_json::to_value(r).expect("serialisable"));
         return;
     }
+    // They act: with -q their narration is left out (README "Logs and verbosity").
+    if report::quiet() {
+        return;
+    }
     let would = if r.dry_run { "would be " } else { "" };
     for p in &r.missing_packs {
         outln!("missing pack {p}: {would}dropped from the index");
@@ -898,6 +902,10 @@ pub fn key_changed(json: bool, what: &str, name: &str) {
 pub fn repair_snapshots(json: bool, r: &projectclone::repair::RepairReport) {
     if json {
         print_json(&serde_json::to_value(r).expect("serialisable"));
+        return;
+    }
+    // They act: with -q their narration is left out (README "Logs and verbosity").
+    if report::quiet() {
         return;
     }
     for s in &r.repaired {
@@ -1164,6 +1172,10 @@ pub fn copy(json: bool, r: &projectclone::copy::CopyReport) {
         }));
         return;
     }
+    // They act: with -q their narration is left out (README "Logs and verbosity").
+    if report::quiet() {
+        return;
+    }
     for (from, to) in &r.copied {
         match to {
             Some(t) => outln!("snapshot {} copied as {}", from.short(), t.short()),
@@ -1195,6 +1207,9 @@ pub fn forgot_vanished(
         }));
         return;
     }
+    if report::quiet() {
+        return;
+    }
     for (id, _, _) in gone {
         outln!(
             "snapshot {} {}: tombstone {}",
@@ -1217,6 +1232,7 @@ pub fn trust(
     pin: &Option<projectclone::trust::Pin>,
     seen: &std::collections::BTreeMap<SnapshotId, projectclone::trust::Seen>,
     dir: &Path,
+    accepted: bool,
 ) {
     use projectclone::trust::SeenState;
     let count = |st: SeenState| seen.values().filter(|s| s.state == st).count();
@@ -1229,6 +1245,10 @@ pub fn trust(
             "forgotten": count(SeenState::Forgotten),
             "vanished": seen.iter().filter(|s| s.1.state == SeenState::Vanished).map(|s| s.0.to_hex()).collect::<Vec<_>>(),
         }));
+        return;
+    }
+    // `trust accept` acts: quiet with -q; `trust show` is the report asked for.
+    if accepted && report::quiet() {
         return;
     }
     if let Some(p) = pin {
