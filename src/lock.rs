@@ -185,7 +185,8 @@ pub fn store_now(repo: &Repository, own: Option<&LockGuard>) -> Result<Option<i6
 
 /// Read every lock object (unreadable ones are skipped: they may be mid-delete) and judge
 /// each. `clock` is the name of a lock object written just now: its write time on the
-/// store's clock is "now" for the ages, so no two clients' clocks are compared.
+/// store's clock is "now" for the ages, so no two clients' clocks are compared; it is not
+/// in the result.
 fn survey_with(repo: &Repository, clock: Option<ObjectId>) -> Result<Vec<Surveyed>> {
     let (host, boot, now) = (hostname(), boot_id(), now_unix_ns());
     let listed = repo.backend.list_info(Dir::Locks)?;
@@ -195,6 +196,9 @@ fn survey_with(repo: &Repository, clock: Option<ObjectId>) -> Result<Vec<Surveye
         let Some(id) = crate::repo::object_name(&o.name).map(ObjectId) else {
             continue;
         };
+        if Some(id) == clock {
+            continue; // our own, written just now: every caller leaves it out
+        }
         let Ok(bytes) = repo
             .backend
             .read_object(&Dir::Locks.path(&o.name), format::MAX_SMALL_OBJECT)

@@ -185,6 +185,39 @@ pub struct OpenOptions {
 /// planted key files must not make every open slow.
 pub const MAX_KEY_FILES_TRIED: usize = 32;
 
+/// A folder's listing: names and sizes.
+type Listing = Vec<(String, u64)>;
+
+/// What a sync of the index cache lists, in this order.
+const SYNCED: [Dir; 3] = [Dir::Index, Dir::Condemned, Dir::Snapshots];
+
+/// The listings of `dirs`: side by side on a remote store, where each waits on the network,
+/// in turn on a local one. Every listing starts after this call does, so a sync after a
+/// lock still sees everything written before the lock.
+fn list_dirs<const N: usize>(backend: &Arc<dyn Backend>, dirs: [Dir; N]) -> Result<[Listing; N]> {
+    if !backend.remote() {
+        return dirs.map(|d| backend.list(d)).try_map_compat();
+    }
+    std::thread::scope(|scope| {
+        let running = dirs.map(|d| scope.spawn(move || backend.list(d)));
+        running
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .try_map_compat()
+    })
+}
+
+/// `[Result<T>; N]` to `Result<[T; N]>` (the first error), until `array::try_map` is stable.
+trait TryMapCompat<T, const N: usize> {
+    fn try_map_compat(self) -> Result<[T; N]>;
+}
+
+impl<T, const N: usize> TryMapCompat<T, N> for [Result<T>; N] {
+    fn try_map_compat(self) -> Result<[T; N]> {
+        let v: Vec<T> = self.into_iter().collect::<Result<_>>()?;
+        Ok(v.try_into().unwrap_or_else(|_| unreachable!("N results make N values")))
+    }
+}
+
 /// Init options for unit tests: a cheap key derivation and 1 MiB packs.
 #[cfg(test)]
 pub(crate) fn test_init_options() -> InitOptions {
@@ -309,6 +342,19 @@ impl Repository {
             Err(e) => return Err(e),
         };
         let repo_id = format::config_repo_id(&cfg_bytes)?;
+        // On a remote store the listings the first sync needs are taken while the key is
+        // derived (the slow part of an open), not after it, one round trip each.
+        let early = backend.remote().then(|| {
+            let b = backend.clone();
+            let only_snapshots = opts.snapshots_only;
+            std::thread::spawn(move || -> Result<[Listing; 3]> {
+                if only_snapshots {
+                    Ok([Vec::new(), Vec::new(), b.list(Dir::Snapshots)?])
+                } else {
+                    list_dirs(&b, SYNCED)
+                }
+            })
+        });
         let index_path = opts.cache_dir.join(hex::encode(repo_id)).join("index.db");
         crate::index::read_ahead(&index_path);
         let trust = opts
@@ -519,10 +565,20 @@ impl Repository {
             }
             repo.trust = Some(store);
         }
+        let early = early.map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
         if opts.snapshots_only {
-            repo.sync_snapshots()?;
+            match early {
+                Some(listed) => {
+                    let [_, _, snapshots] = listed?;
+                    repo.sync_snapshots_listed(snapshots)?;
+                }
+                None => repo.sync_snapshots()?,
+            }
         } else {
-            repo.sync_index()?;
+            match early {
+                Some(listed) => repo.sync_index_listed(listed?)?,
+                None => repo.sync_index()?,
+            }
             repo.tidy_tree_packs();
         }
         Ok(repo)
@@ -738,13 +794,18 @@ impl Repository {
         Chunker::new(self.config.chunker, self.keys.gear_table())
     }
 
-    /// Reconcile the index cache with a listing of `index/` and `snapshots/`.
+    /// Reconcile the index cache with a listing of `index/`, `condemned/` and `snapshots/`.
     pub fn sync_index(&mut self) -> Result<()> {
+        let listed = list_dirs(&self.backend, SYNCED)?;
+        self.sync_index_listed(listed)
+    }
+
+    /// [`sync_index`](Self::sync_index) with the listings of [`SYNCED`] taken already.
+    fn sync_index_listed(&mut self, listed: [Listing; 3]) -> Result<()> {
+        let [index, condemned, snapshots] = listed;
         // Each sync reports afresh what it could not read.
         self.damaged.clear();
-        let listed: Vec<ObjectId> = self
-            .backend
-            .list(Dir::Index)?
+        let listed: Vec<ObjectId> = index
             .into_iter()
             .filter_map(|(n, _)| object_name(&n).map(ObjectId))
             .collect();
@@ -837,9 +898,9 @@ impl Repository {
             self.index.add_deltas(&batch)?;
         }
         self.damaged.extend(damaged);
-        self.sync_condemned()?;
+        self.sync_condemned_listed(condemned)?;
 
-        self.sync_snapshots()
+        self.sync_snapshots_listed(snapshots)
     }
 
     /// Reconcile the cache's snapshots and tombstones with `snapshots/` (both live there;
@@ -847,9 +908,12 @@ impl Repository {
     /// client has seen: a snapshot that vanished without a tombstone, or came back after
     /// one, becomes an alert.
     fn sync_snapshots(&mut self) -> Result<()> {
-        let listed: Vec<ObjectId> = self
-            .backend
-            .list(Dir::Snapshots)?
+        let listed = self.backend.list(Dir::Snapshots)?;
+        self.sync_snapshots_listed(listed)
+    }
+
+    fn sync_snapshots_listed(&mut self, listed: Listing) -> Result<()> {
+        let listed: Vec<ObjectId> = listed
             .into_iter()
             .filter_map(|(n, _)| object_name(&n).map(ObjectId))
             .collect();
@@ -1014,9 +1078,12 @@ impl Repository {
 
     /// Reconcile the cache's condemned-pack records with `condemned/`.
     pub fn sync_condemned(&mut self) -> Result<()> {
-        let listed: std::collections::HashSet<ObjectId> = self
-            .backend
-            .list(Dir::Condemned)?
+        let listed = self.backend.list(Dir::Condemned)?;
+        self.sync_condemned_listed(listed)
+    }
+
+    fn sync_condemned_listed(&mut self, listed: Listing) -> Result<()> {
+        let listed: std::collections::HashSet<ObjectId> = listed
             .into_iter()
             .filter_map(|(n, _)| object_name(&n).map(ObjectId))
             .collect();

@@ -121,7 +121,8 @@ impl Retrying {
         self.stats.clone()
     }
 
-    fn run<T>(&self, what: &str, mut f: impl FnMut() -> Result<T>) -> Result<T> {
+    fn run<T>(&self, op: &'static str, what: &str, mut f: impl FnMut() -> Result<T>) -> Result<T> {
+        let started = Instant::now();
         let backoff = ExponentialBuilder::default()
             .with_min_delay(self.opts.min_delay)
             .with_max_delay(self.opts.max_delay)
@@ -156,6 +157,16 @@ impl Retrying {
             },
             e => e,
         })
+        .inspect(|_| {
+            tracing::trace!(
+                id = "storage.request",
+                op,
+                object = what,
+                ms = started.elapsed().as_secs_f64() * 1e3,
+                "{op} {what}: {:.1} ms",
+                started.elapsed().as_secs_f64() * 1e3
+            )
+        })
     }
 
     fn received(&self, n: usize) {
@@ -172,45 +183,47 @@ impl Backend for Retrying {
     }
 
     fn list(&self, dir: Dir) -> Result<Vec<(String, u64)>> {
-        self.run(dir.name(), || self.inner.list(dir))
+        self.run("list", dir.name(), || self.inner.list(dir))
     }
 
     fn list_info(&self, dir: Dir) -> Result<Vec<ObjectInfo>> {
-        self.run(dir.name(), || self.inner.list_info(dir))
+        self.run("list", dir.name(), || self.inner.list_info(dir))
     }
 
     fn read(&self, path: &str) -> Result<Vec<u8>> {
-        let b = self.run(path, || self.inner.read(path))?;
+        let b = self.run("read", path, || self.inner.read(path))?;
         self.received(b.len());
         Ok(b)
     }
 
     fn read_into(&self, path: &str, buf: &mut Vec<u8>) -> Result<()> {
-        self.run(path, || self.inner.read_into(path, buf))?;
+        self.run("read", path, || self.inner.read_into(path, buf))?;
         self.received(buf.len());
         Ok(())
     }
 
     fn read_object(&self, path: &str, max: usize) -> Result<Vec<u8>> {
-        let b = self.run(path, || self.inner.read_object(path, max))?;
+        let b = self.run("read", path, || self.inner.read_object(path, max))?;
         self.received(b.len());
         Ok(b)
     }
 
     fn read_range(&self, path: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
-        let b = self.run(path, || self.inner.read_range(path, offset, len))?;
+        let b = self.run("read_range", path, || self.inner.read_range(path, offset, len))?;
         self.received(b.len());
         Ok(b)
     }
 
     fn read_range_into(&self, path: &str, offset: u64, len: usize, buf: &mut Vec<u8>) -> Result<()> {
-        self.run(path, || self.inner.read_range_into(path, offset, len, buf))?;
+        self.run("read_range", path, || {
+            self.inner.read_range_into(path, offset, len, buf)
+        })?;
         self.received(buf.len());
         Ok(())
     }
 
     fn size(&self, path: &str) -> Result<u64> {
-        self.run(path, || self.inner.size(path))
+        self.run("size", path, || self.inner.size(path))
     }
 
     fn write_new(&self, path: &str, bytes: &[u8]) -> Result<Written> {
@@ -218,7 +231,7 @@ impl Backend for Retrying {
             t.take(bytes.len() as u64);
         }
         let mut failed_before = false;
-        let w = self.run(path, || {
+        let w = self.run("write", path, || {
             let r = self.inner.write_new(path, bytes);
             failed_before |= r.is_err();
             r
@@ -230,7 +243,7 @@ impl Backend for Retrying {
             // this write's (config, key and lock objects hold random bytes; any other name
             // is a hash of its content), so it counts as new: `init` must not take its own
             // config for another repository's.
-            return match self.run(path, || self.inner.read(path)) {
+            return match self.run("read", path, || self.inner.read(path)) {
                 Ok(there) if there == bytes => Ok(Written::New),
                 Ok(_) => Ok(Written::AlreadyThere),
                 Err(e) if e.is_not_found() => Ok(Written::AlreadyThere),
@@ -245,19 +258,21 @@ impl Backend for Retrying {
     }
 
     fn delete(&self, path: &str) -> Result<()> {
-        self.run(path, || self.inner.delete(path))
+        self.run("delete", path, || self.inner.delete(path))
     }
 
     fn exists(&self, path: &str) -> Result<bool> {
-        self.run(path, || self.inner.exists(path))
+        self.run("exists", path, || self.inner.exists(path))
     }
 
     fn create(&self) -> Result<()> {
-        self.run("create", || self.inner.create())
+        self.run("create", "create", || self.inner.create())
     }
 
     fn remove_stale_temp(&self, older_than: Duration) -> Result<Vec<String>> {
-        self.run("temporary files", || self.inner.remove_stale_temp(older_than))
+        self.run("remove_stale_temp", "temporary files", || {
+            self.inner.remove_stale_temp(older_than)
+        })
     }
 
     fn connections(&self) -> usize {

@@ -24,67 +24,129 @@ use super::runtime::block_on;
 use super::{Backend, CreateIfAbsent, DEFAULT_TIMEOUT, Dir, ObjectInfo, TEMP_PREFIX, Written};
 use crate::error::{Error, Result, StorageKind};
 
+/// What the server answers at most per read and takes per write (0: not known yet). The
+/// client caps each request at the server's `limits@openssh.com` but does not say what they
+/// are, so the first long transfer of a session learns them from an answer, and the rest
+/// send all their requests at once.
+#[derive(Default)]
+struct Pieces {
+    read: std::sync::atomic::AtomicUsize,
+    write: std::sync::atomic::AtomicUsize,
+}
+
 /// Read up to `len` bytes from the file's offset (fewer at its end), waiting at most
-/// `limit` for each request's answer.
+/// `limit` for each request's answer. The read goes out as requests of the most the server
+/// answers at once (255 KiB for OpenSSH), many in flight on the one channel, so a long read
+/// waits about one round trip, not one per piece.
 async fn read_upto(
     f: &mut openssh_sftp_client::file::File,
     len: usize,
     limit: Duration,
+    pieces: &Pieces,
 ) -> std::result::Result<Vec<u8>, SftpError> {
     use futures_util::stream::{self, StreamExt, TryStreamExt};
+    use std::sync::atomic::Ordering::Relaxed;
     let start = f.offset();
-    // The first request tells how much the server answers at most per request (the
-    // client caps a read at the server's limit, 255 KiB for OpenSSH).
-    let first = read_piece(f.clone(), start, len.min(8 << 20), limit).await?;
-    let piece = first.len();
-    if piece == 0 || piece >= len {
-        return Ok(first.to_vec());
-    }
-    // The rest in pieces of that size, many requests in flight on the one channel, so a
-    // long read waits about one round trip, not one per piece.
-    let rest = (piece..len).step_by(piece).map(|at| {
-        let f = f.clone();
-        read_piece(f, start + at as u64, piece.min(len - at), limit)
-    });
     let mut out = bytes::BytesMut::with_capacity(len);
-    out.unsplit(first);
-    let mut pieces = stream::iter(rest).buffered(PIPELINED_READS);
-    while let Some(p) = pieces.try_next().await? {
+    let mut piece = pieces.read.load(Relaxed);
+    let mut from = 0;
+    if piece == 0 {
+        // One request learns the server's limit: it answers the most it can.
+        let ask = len.min(8 << 20);
+        let first = read_piece(f.clone(), start, ask, limit, true).await?;
+        piece = first.len();
+        out.unsplit(first);
+        if piece == 0 || piece >= len {
+            return Ok(out.to_vec());
+        }
+        from = piece;
+    }
+    let reads = (from..len).step_by(piece).map(|at| {
+        let f = f.clone();
+        read_piece(f, start + at as u64, piece.min(len - at), limit, false)
+    });
+    let mut reads = stream::iter(reads).buffered(PIPELINED_READS);
+    while let Some(p) = reads.try_next().await? {
         let short = p.len() < piece;
         out.unsplit(p);
         if short {
             break; // the end of the object
         }
     }
+    if from > 0 && out.len() > from {
+        // The object went on past the first answer: its length was the server's limit.
+        pieces.read.store(from, Relaxed);
+    }
     Ok(out.to_vec())
 }
 
-/// Write `bytes` at the file's start: the first request tells how much the server takes per
-/// request (the client caps a write at the server's limit), the rest go out in pieces of
-/// that size, many in flight on the one channel, so a pack upload waits about one round
-/// trip, not one per piece. Each answer is waited for at most `limit`.
+/// The whole object behind `f`: its size is asked for together with the first piece, so a
+/// small object costs one round trip after the open, not two.
+async fn read_whole(
+    mut f: openssh_sftp_client::file::File,
+    limit: Duration,
+    pieces: &Pieces,
+) -> std::result::Result<Vec<u8>, SftpError> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let known = pieces.read.load(Relaxed);
+    let (md, first) = {
+        let mut g = f.clone();
+        let ask = if known == 0 { 8 << 20 } else { known };
+        tokio::join!(g.metadata().within(limit), read_piece(f.clone(), 0, ask, limit, true))
+    };
+    let len = md?.len().unwrap_or(0) as usize;
+    let first = first?;
+    if first.len() >= len || first.is_empty() {
+        return Ok(first.to_vec());
+    }
+    if known == 0 {
+        pieces.read.store(first.len(), Relaxed);
+    }
+    f.seek(std::io::SeekFrom::Start(first.len() as u64))
+        .await
+        .map_err(SftpError::from)?;
+    let rest = read_upto(&mut f, len - first.len(), limit, pieces).await?;
+    let mut out = first.to_vec();
+    out.extend_from_slice(&rest);
+    Ok(out)
+}
+
+/// Write `bytes` at the file's offset in requests of the most the server takes at once, many
+/// in flight on the one channel, so a pack upload waits about one round trip, not one per
+/// piece (the first write of a session learns that size from the server's answer). Each
+/// answer is waited for at most `limit`.
 async fn write_all(
     f: &mut openssh_sftp_client::file::File,
     bytes: &[u8],
     limit: Duration,
+    pieces: &Pieces,
 ) -> std::result::Result<(), SftpError> {
     use futures_util::stream::{self, StreamExt, TryStreamExt};
+    use std::sync::atomic::Ordering::Relaxed;
     if bytes.is_empty() {
         return Ok(());
     }
     let start = f.offset();
-    let piece = f.write(bytes).within(limit).await?;
+    let mut piece = pieces.write.load(Relaxed);
+    let mut from = 0;
     if piece == 0 {
-        return Err(SftpError::from(std::io::Error::new(
-            std::io::ErrorKind::WriteZero,
-            "the server took no bytes of a write",
-        )));
+        piece = f.write(bytes).within(limit).await?;
+        if piece == 0 {
+            return Err(SftpError::from(std::io::Error::new(
+                std::io::ErrorKind::WriteZero,
+                "the server took no bytes of a write",
+            )));
+        }
+        if piece < bytes.len() {
+            pieces.write.store(piece, Relaxed);
+        }
+        from = piece;
     }
-    let rest = (piece..bytes.len()).step_by(piece).map(|at| {
+    let writes = (from..bytes.len()).step_by(piece).map(|at| {
         let end = (at + piece).min(bytes.len());
         write_piece(f.clone(), start + at as u64, &bytes[at..end], limit)
     });
-    stream::iter(rest)
+    stream::iter(writes)
         .buffer_unordered(PIPELINED_WRITES)
         .try_for_each(|()| async { Ok(()) })
         .await
@@ -117,16 +179,20 @@ async fn write_piece(
     Ok(())
 }
 
+/// Folders listed at once.
+const PIPELINED_LISTS: usize = 16;
+
 /// Read requests in flight at once for one long read.
 const PIPELINED_READS: usize = 32;
 
 /// `len` bytes at `at` (fewer only at the end of the object), in as many requests as the
-/// server's answers take.
+/// server's answers take; with `once`, the first answer only (it tells the server's limit).
 async fn read_piece(
     mut f: openssh_sftp_client::file::File,
     at: u64,
     len: usize,
     limit: Duration,
+    once: bool,
 ) -> std::result::Result<bytes::BytesMut, SftpError> {
     let mut out = bytes::BytesMut::with_capacity(len);
     while out.len() < len {
@@ -139,6 +205,9 @@ async fn read_piece(
         match f.read(want, out.split_off(n)).within(limit).await? {
             Some(b) if !b.is_empty() => out.unsplit(b),
             _ => break,
+        }
+        if once {
+            break;
         }
     }
     Ok(out)
@@ -241,6 +310,50 @@ struct Session {
     timeout: Duration,
     child: Mutex<Option<tokio::process::Child>>,
     stderr: Arc<Mutex<Vec<u8>>>,
+    pieces: Pieces,
+    /// Packs opened for ranged reads, newest last: a restore or check reads many spans of
+    /// one pack, and each open costs a round trip. Packs are never rewritten (their names
+    /// are their contents' hashes), so a handle stays good; `delete` drops its own first.
+    open_packs: Mutex<std::collections::VecDeque<(PathBuf, openssh_sftp_client::file::File)>>,
+}
+
+/// Pack handles a session keeps open at most.
+const OPEN_PACKS: usize = 16;
+
+impl Session {
+    /// A handle on `full` for reading: a kept one, or one opened now (and kept, when it is
+    /// a pack).
+    async fn open_for_read(
+        &self,
+        full: &std::path::Path,
+        keep: bool,
+    ) -> std::result::Result<openssh_sftp_client::file::File, SftpError> {
+        if keep {
+            let kept = self.open_packs.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((_, f)) = kept.iter().find(|(p, _)| p == full) {
+                return Ok(f.clone());
+            }
+        }
+        let f = self.sftp.open(full).within(self.timeout).await?;
+        if keep {
+            let mut kept = self.open_packs.lock().unwrap_or_else(|p| p.into_inner());
+            if !kept.iter().any(|(p, _)| p == full) {
+                if kept.len() >= OPEN_PACKS {
+                    kept.pop_front(); // closed in the background once no read uses it
+                }
+                kept.push_back((full.to_path_buf(), f.clone()));
+            }
+        }
+        Ok(f)
+    }
+
+    /// Forget a kept handle on `full` (it is about to be deleted).
+    fn forget_handle(&self, full: &std::path::Path) {
+        self.open_packs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(p, _)| p != full);
+    }
 }
 
 impl Drop for Session {
@@ -389,6 +502,8 @@ impl SftpBackend {
                 timeout: self.timeout,
                 child: Mutex::new(Some(child)),
                 stderr,
+                pieces: Pieces::default(),
+                open_packs: Mutex::new(std::collections::VecDeque::new()),
             })
         })?;
         let session = Arc::new(session);
@@ -576,8 +691,17 @@ impl Backend for SftpBackend {
                     .map(|(n, _)| base.join(n))
                     .collect();
             }
-            for d in dirs {
-                for (name, i) in Self::list_dir(&s, d).await? {
+            // The pack folders are listed many at once: one round trip each in turn would
+            // make a listing of 256 folders take seconds on a distant server.
+            let listed: Vec<Vec<(String, ObjectInfoRaw)>> = {
+                use futures_util::stream::{self, TryStreamExt};
+                stream::iter(dirs.into_iter().map(|d| Self::list_dir(&s, d)))
+                    .buffered(PIPELINED_LISTS)
+                    .try_collect()
+                    .await?
+            };
+            for entries in listed {
+                for (name, i) in entries {
                     if i.is_dir || name.starts_with('.') {
                         continue;
                     }
@@ -595,20 +719,20 @@ impl Backend for SftpBackend {
     fn read(&self, path: &str) -> Result<Vec<u8>> {
         let full = self.full(path);
         self.op(path, |s| async move {
-            let mut f = s.sftp.open(&full).within(s.timeout).await?;
-            let len = f.metadata().within(s.timeout).await?.len().unwrap_or(0) as usize;
-            read_upto(&mut f, len, s.timeout).await
+            let f = s.sftp.open(&full).within(s.timeout).await?;
+            read_whole(f, s.timeout, &s.pieces).await
         })
     }
 
     fn read_range(&self, path: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
         let full = self.full(path);
+        let keep = path.starts_with(Dir::Packs.name());
         let got = self.op(path, |s| async move {
-            let mut f = s.sftp.open(&full).within(s.timeout).await?;
+            let mut f = s.open_for_read(&full, keep).await?;
             f.seek(std::io::SeekFrom::Start(offset))
                 .await
                 .map_err(SftpError::from)?;
-            read_upto(&mut f, len, s.timeout).await
+            read_upto(&mut f, len, s.timeout, &s.pieces).await
         })?;
         if got.len() != len {
             return Err(Error::corrupt(format!(
@@ -634,16 +758,21 @@ impl Backend for SftpBackend {
         let ssh = matches!(self.target, SftpTarget::Ssh { .. });
         let renamed = self.op(path, |s| async move {
             let link = ssh && s.sftp.support_hardlink();
-            Self::make_parents(&s, &full).await?;
-            let mut f = s
-                .sftp
-                .options()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)
-                .within(s.timeout)
-                .await?;
-            write_all(&mut f, &bytes, s.timeout).await?;
+            let create = || async {
+                let mut o = s.sftp.options();
+                o.write(true).create_new(true);
+                o.open(&tmp).within(s.timeout).await
+            };
+            // The folder is there but for the first object of its kind: its parents are
+            // made only when the server says they are missing.
+            let mut f = match create().await {
+                Err(SftpError::SftpError(SftpErrorKind::NoSuchFile, _)) => {
+                    Self::make_parents(&s, &full).await?;
+                    create().await?
+                }
+                r => r?,
+            };
+            write_all(&mut f, &bytes, s.timeout, &s.pieces).await?;
             if s.sftp.support_fsync() {
                 f.sync_all().within(s.timeout).await?;
             }
@@ -664,9 +793,15 @@ impl Backend for SftpBackend {
                     Err(_) => Err(e),
                 },
             };
-            // The name is placed (or refused); a temp file left here by a cut connection
-            // is removed later as stale.
-            let _ = s.sftp.fs().remove_file(&tmp).within(s.timeout).await;
+            // The name is placed (or refused). The temp name goes without waiting for the
+            // answer; one left behind (a cut connection, the process ending first) is
+            // removed later as stale.
+            let fs = s.sftp.fs();
+            let timeout = s.timeout;
+            tokio::spawn(async move {
+                let mut fs = fs;
+                let _ = fs.remove_file(&tmp).within(timeout).await;
+            });
             placed
         })?;
         Ok(if renamed { Written::New } else { Written::AlreadyThere })
@@ -683,6 +818,7 @@ impl Backend for SftpBackend {
     fn delete(&self, path: &str) -> Result<()> {
         let full = self.full(path);
         match self.op(path, |s| async move {
+            s.forget_handle(&full);
             s.sftp.fs().remove_file(&full).within(s.timeout).await
         }) {
             Err(e) if e.is_not_found() => Ok(()),
