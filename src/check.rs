@@ -129,6 +129,9 @@ pub fn check_with_progress(
 /// twice as many, so its allocation can reach 64 MiB just before the move.
 const LIVE_IN_MEMORY: usize = 1 << 19;
 
+/// Packs read at once from a remote store.
+const REMOTE_READERS: usize = 4;
+
 /// [`check_with`], keeping at most `live_cap` live ids in memory.
 fn check_inner(
     repo: &Repository,
@@ -303,22 +306,32 @@ fn check_inner(
                 .map(|((_, size), _)| size)
                 .sum(),
         );
-        let results: Vec<PackCheck> = indexed
-            .par_iter()
-            .zip(read.par_iter())
-            .map(|((id, size), rd)| {
-                progress.current(Path::new(&id.to_hex()));
-                let pc = packs_read.with(|buf| check_pack(repo, id, *size, listed.get(id).copied(), *rd, buf, &plains));
-                if *rd {
-                    progress.add_bytes(*size);
-                }
-                if !pc.errors.is_empty() {
-                    progress.error();
-                }
-                progress.file_done();
-                pc
-            })
-            .collect();
+        let verify = || -> Vec<PackCheck> {
+            indexed
+                .par_iter()
+                .zip(read.par_iter())
+                .map(|((id, size), rd)| {
+                    progress.current(Path::new(&id.to_hex()));
+                    let pc =
+                        packs_read.with(|buf| check_pack(repo, id, *size, listed.get(id).copied(), *rd, buf, &plains));
+                    if *rd {
+                        progress.add_bytes(*size);
+                    }
+                    if !pc.errors.is_empty() {
+                        progress.error();
+                    }
+                    progress.file_done();
+                    pc
+                })
+                .collect()
+        };
+        // On a remote store each pack read waits on the network: more readers than cores
+        // keep both cores verifying while the next packs arrive (each holds one pack's
+        // buffers, so a few, not many).
+        let results = match crate::restore::remote_pool(repo, REMOTE_READERS) {
+            Some(pool) => pool.install(verify),
+            None => verify(),
+        };
         let walked = match walker {
             Ok(w) => w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
             Err(()) => fast_walk(),

@@ -966,14 +966,14 @@ const READ_COALESCE: u64 = 2 << 20;
 /// trip, so more than the cores.
 const REMOTE_READERS: usize = 8;
 
-/// A pool of [`REMOTE_READERS`] threads for a remote store; `None` (the global pool) for a
-/// local one, or if no pool can be made.
-pub(crate) fn remote_pool(repo: &Repository) -> Option<rayon::ThreadPool> {
+/// A pool of `readers` threads (at least one per core) for a remote store; `None` (the
+/// global pool) for a local one, or if no pool can be made.
+pub(crate) fn remote_pool(repo: &Repository, readers: usize) -> Option<rayon::ThreadPool> {
     if !repo.backend.remote() {
         return None;
     }
     rayon::ThreadPoolBuilder::new()
-        .num_threads(REMOTE_READERS.max(rayon::current_num_threads()))
+        .num_threads(readers.max(rayon::current_num_threads()))
         .build()
         .ok()
 }
@@ -1236,7 +1236,7 @@ fn restore_data(
             })
         });
     };
-    match remote_pool(repo) {
+    match remote_pool(repo, REMOTE_READERS) {
         Some(pool) => pool.install(run),
         None => run(),
     }

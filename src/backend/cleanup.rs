@@ -87,15 +87,45 @@ pub fn interrupted() -> Vec<String> {
         }
     }
     // After the temp files: a write that renamed its file before that removal is
-    // visible now, and its object is deleted here.
-    for (backend, p) in std::mem::take(&mut r.objects) {
-        if let Err(e) = backend.delete(&p) {
-            failed.push(format!(
-                "{p} in {}: could not remove this lock: {e}",
-                backend.location()
-            ));
+    // visible now, and its object is deleted here. A store that does not answer (its
+    // requests retried for minutes) must not hold the stop: the deletions get
+    // [`STOP_WAIT`], then the process exits with the locks named.
+    let objects = std::mem::take(&mut r.objects);
+    let names: Vec<(String, String)> = objects.iter().map(|(b, p)| (p.clone(), b.location())).collect();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let started = std::thread::Builder::new().name("stop-cleanup".into()).spawn(move || {
+        for (backend, p) in objects {
+            let res = backend.delete(&p);
+            if tx.send((p, backend.location(), res)).is_err() {
+                return;
+            }
         }
+    });
+    let deadline = std::time::Instant::now() + STOP_WAIT;
+    let mut done = std::collections::HashSet::new();
+    if started.is_ok() {
+        while done.len() < names.len() {
+            let Ok((p, location, res)) = rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            else {
+                break;
+            };
+            if let Err(e) = res {
+                failed.push(format!("{p} in {location}: could not remove this lock: {e}"));
+            }
+            done.insert(p);
+        }
+    }
+    for (p, location) in names.iter().filter(|(p, _)| !done.contains(p)) {
+        failed.push(format!(
+            "{p} in {location}: the store did not confirm this lock's removal within {} s; if it is still \
+             there, other clients wait for it until it goes stale (30 minutes without a refresh) or \
+             `projectclone unlock` removes it",
+            STOP_WAIT.as_secs()
+        ));
     }
     std::mem::forget(r);
     failed
 }
+
+/// How long a stop waits for its lock objects to be deleted.
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);

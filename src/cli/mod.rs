@@ -1360,6 +1360,7 @@ pub fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<u8> {
     let res = around
         .pre()
         .and_then(|()| run_command(&ctx).map_err(|e| ctx.explain(e)));
+    output::storage_summary();
     if guided {
         interactive::finish(&ctx, &res);
     }

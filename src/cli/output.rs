@@ -78,6 +78,38 @@ pub fn report_storage(key: &'static str, stats: Arc<Stats>) {
     v.push((key, stats));
 }
 
+/// With `-v`, what each store of this command moved, one line each (`--json` documents
+/// carry the same counts under `storage` and `destination_storage`).
+pub fn storage_summary() {
+    if report::verbose() == 0 {
+        return;
+    }
+    for (key, stats) in STORAGE.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        let s = stats.snapshot();
+        if s.requests == 0 {
+            continue;
+        }
+        let which = if *key == "storage" { "repository" } else { "destination" };
+        report::info(
+            "storage.summary",
+            &format!(
+                "{which} storage: {} requests ({} tried again), {} received, {} sent",
+                s.requests,
+                s.retries,
+                bytesize::ByteSize(s.bytes_received),
+                bytesize::ByteSize(s.bytes_sent)
+            ),
+            &[
+                ("store", json!(key)),
+                ("requests", json!(s.requests)),
+                ("retries", json!(s.retries)),
+                ("bytes_received", json!(s.bytes_received)),
+                ("bytes_sent", json!(s.bytes_sent)),
+            ],
+        );
+    }
+}
+
 fn print_json(v: &serde_json::Value) {
     let status = super::progress::json_status();
     let mut v = match v {

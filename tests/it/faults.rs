@@ -682,6 +682,33 @@ fn stall_forever(r: &Remote, names: &[&str]) {
     r.verify("after");
 }
 
+/// SIGTERM while the store does not answer at all: the stop cannot delete the lock, and
+/// must not retry for minutes either. It names the lock it left and how to remove it, exits
+/// 143, and once the store answers again the next commands run (the lock of a process
+/// gone from this host is stale at once) and the repository checks clean.
+#[test]
+fn s3_stop_while_the_store_stalls_names_the_lock_left_behind() {
+    let r = Remote::moto();
+    r.init();
+    let src = r.tree("src", 1, 6);
+    let before = r.proxy.stats().bytes_up;
+    let mut child = r.spawn(&["--limit-upload", SLOW, "backup", src.to_str().unwrap()]);
+    r.wait_for(&mut child, "1 MiB was uploaded", || {
+        r.proxy.stats().bytes_up > before + (1 << 20)
+    });
+    r.proxy.stall(Duration::from_secs(3600));
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.child.id() as i32, libc::SIGTERM) }, 0);
+    let o = child.finish();
+    assert_eq!(o.code, 143, "stderr: {}", o.stderr);
+    assert!(
+        o.stderr.contains("did not confirm this lock's removal") && o.stderr.contains("projectclone unlock"),
+        "the lock left behind is not named: {}",
+        o.stderr
+    );
+    r.verify("after");
+}
+
 #[test]
 fn s3_stall_mid_upload_times_out_and_retries() {
     stall_mid_upload(&Remote::moto());

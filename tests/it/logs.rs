@@ -158,6 +158,9 @@ fn verbose_lists_what_a_backup_reads_and_skips_and_names_an_unreadable_file_once
         "{err}"
     );
     assert!(!err.contains('\x1b'), "no colour on a redirected stderr:\n{err:?}");
+    // What the store was asked, as --json reports it under `storage`.
+    assert!(err.contains("repository storage: "), "{err}");
+    assert!(err.contains(" requests (0 tried again), "), "{err}");
     // Without -v: the error and the summary, no listing.
     let out = run(env.cmd_as_nobody().args(["backup", "--exclude", "*.log"]).arg(&src)).code(3);
     assert_eq!(out.stderr.matches("secret.txt").count(), 1, "{}", out.stderr);
@@ -167,6 +170,7 @@ fn verbose_lists_what_a_backup_reads_and_skips_and_names_an_unreadable_file_once
         out.stderr
     );
     assert!(!out.stderr.contains("does not contain"), "{}", out.stderr);
+    assert!(!out.stderr.contains("repository storage"), "{}", out.stderr);
 
     // A changed file is listed as changed; an unmodified one is not read.
     write(src.join("ok.txt"), b"readable, and changed\n");
