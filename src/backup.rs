@@ -37,6 +37,7 @@ use crate::prefetch::Prefetch;
 use crate::progress::Progress;
 use crate::repo::Repository;
 
+mod count;
 pub mod rules;
 mod stdin;
 
@@ -181,6 +182,8 @@ struct Walker<'a> {
     progress: &'a dyn Progress,
     /// Bytes of the file being read reported to `progress` so far.
     file_progress: u64,
+    /// A count of the totals runs beside the walk ([`count`]): the walk adds none.
+    totals_counted: bool,
     /// Read-ahead threads running in front of the walk (started by `walk_sources`).
     prefetch: Option<Prefetch>,
     /// Whether they read file contents ahead (a first backup) or only metadata.
@@ -315,6 +318,8 @@ fn run(
         };
     let repo_ref: &Repository = repo;
     repo_ref.index.begin_read()?;
+    // Set when the walk is over: a count still running has nothing left to tell.
+    let stop_count = std::sync::atomic::AtomicBool::new(false);
     let (walked, mut summary, errors) = std::thread::scope(|scope| {
         for _ in 0..workers {
             let rx = job_rx.clone();
@@ -372,17 +377,32 @@ fn run(
             buf: Vec::with_capacity(repo_ref.config.chunker.max as usize + READ_SIZE),
             progress,
             file_progress: 0,
+            totals_counted: false,
             prefetch: None,
             // Without a parent every file is read; with one, only changed files are.
             prefetch_data: parent.is_none(),
         };
-        // The walk reads as it goes: the totals grow with it.
+        // The walk reads as it goes: the totals grow with it, until the count (when
+        // progress is shown) has found them all.
         progress.scanning(true);
+        if matches!(source, Source::Paths) && progress.wants_totals() {
+            let (sources, stop) = (&sources, &stop_count);
+            // Without a thread (the system refused one), the walk counts as it goes.
+            w.totals_counted = std::thread::Builder::new()
+                .name("backup-count".into())
+                .spawn_scoped(scope, move || {
+                    if count::count_sources(sources, opts, progress, stop) {
+                        progress.scanning(false);
+                    }
+                })
+                .is_ok();
+        }
         let walked = match &mut source {
             Source::Paths => w.walk_sources(&sources, parent.as_ref().map(|(_, s)| s.tree)),
             Source::Stream { name, input } => w.walk_stream(name, &mut **input, parent.is_some()),
         }
         .and_then(|v| w.flush_batch().map(|_| v));
+        stop_count.store(true, std::sync::atomic::Ordering::Relaxed);
         progress.scanning(false);
         w.prefetch = None; // stop the read-ahead threads
         // Closing the job channel ends the workers, then the packer flushes its last packs.
@@ -653,6 +673,98 @@ pub(crate) fn ignored_by(
     None
 }
 
+/// One directory as a backup sees it: its entries by name, what is left of them under
+/// `--exclude-caches`, and its `.projectcloneignore`. Shared by the walk and the count of
+/// the totals ([`count`]), so both leave out the same entries.
+pub(crate) struct Listing {
+    /// (name, full path), sorted by name.
+    pub entries: Vec<(Vec<u8>, PathBuf)>,
+    /// It holds a cache directory tag (`--exclude-caches`): only the tag is left in `entries`.
+    pub cache_dir: bool,
+    /// Its `.projectcloneignore`, if it has one that parses (the valid lines of a partly
+    /// invalid file still apply).
+    pub ignore: Option<Gitignore>,
+    /// What could not be read: (path, message).
+    pub errors: Vec<(PathBuf, String)>,
+}
+
+pub(crate) fn list_dir(path: &Path, rules: &Rules) -> Listing {
+    let mut errors = Vec::new();
+    let mut entries: Vec<(Vec<u8>, PathBuf)> = Vec::new();
+    match std::fs::read_dir(path) {
+        Ok(rd) => {
+            for e in rd {
+                match e {
+                    Ok(e) => entries.push((name_bytes(&e.file_name()), e.path())),
+                    Err(err) => errors.push((path.to_path_buf(), err.to_string())),
+                }
+            }
+        }
+        Err(e) => errors.push((path.to_path_buf(), format!("cannot list directory: {e}"))),
+    }
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    let cache_dir = rules.cache_dir(path, entries.iter().map(|e| e.0.as_slice()));
+    if cache_dir {
+        entries.retain(|e| e.0 == rules::CACHEDIR_TAG.as_bytes());
+    }
+    let ignore = if entries.iter().any(|(n, _)| n == IGNORE_FILE.as_bytes()) {
+        let file = path.join(IGNORE_FILE);
+        let mut b = GitignoreBuilder::new(path);
+        if let Some(e) = b.add(&file) {
+            errors.push((file.clone(), e.to_string()));
+        }
+        match b.build() {
+            Ok(g) => Some(g),
+            Err(e) => {
+                errors.push((file, e.to_string()));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    Listing {
+        entries,
+        cache_dir,
+        ignore,
+        errors,
+    }
+}
+
+/// What a backup does with one directory entry (its metadata not followed).
+pub(crate) enum Visit {
+    /// Left out by a pattern, or as the repository or the cache: the rule.
+    Excluded(String),
+    /// Left out by a rule (`--exclude-larger-than`, ...): why.
+    Skipped(String),
+    /// Kept as an empty directory (`--one-file-system`): why.
+    EmptyDir(String),
+    Keep,
+}
+
+/// The walk's decision on the entry at `full`, shared with the count of the totals.
+pub(crate) fn visit(
+    skip: &Skip,
+    excludes: &Gitignore,
+    ignores: &[Gitignore],
+    rules: &Rules,
+    source_dev: u64,
+    full: &Path,
+    md: &std::fs::Metadata,
+) -> Visit {
+    if let Some(rule) = ignored_by(skip, excludes, ignores, full, md.is_dir()) {
+        return Visit::Excluded(rule);
+    }
+    if skip.has_dir(md) {
+        return Visit::Excluded("the repository or the cache".into());
+    }
+    match rules.entry(md, source_dev) {
+        rules::Verdict::Skip(why) => Visit::Skipped(why),
+        rules::Verdict::EmptyDir(why) => Visit::EmptyDir(why),
+        rules::Verdict::Keep => Visit::Keep,
+    }
+}
+
 fn join_rel(rel: &[u8], name: &[u8]) -> Vec<u8> {
     if rel.is_empty() {
         name.to_vec()
@@ -728,18 +840,6 @@ impl Walker<'_> {
     fn error(&mut self, path: &Path, msg: impl std::fmt::Display) {
         self.progress.error();
         self.errors.push((path.to_path_buf(), msg.to_string()));
-    }
-
-    /// Is `path` left out? Logs (info, `-v`) the rule that left it out.
-    fn is_ignored(&self, path: &Path, is_dir: bool) -> bool {
-        match ignored_by(&self.skip, &self.excludes, &self.ignores, path, is_dir) {
-            Some(rule) => {
-                let p = crate::format_name(path.as_os_str().as_bytes());
-                tracing::info!(id = "backup.excluded", path = %p, rule = %rule, "excluded: {p} ({rule})");
-                true
-            }
-            None => false,
-        }
     }
 
     /// Does a reused file's content live (only) in condemned packs, or in copies known to
@@ -834,21 +934,11 @@ impl Walker<'_> {
             }),
             None => Vec::new(),
         };
-        let mut entries: Vec<(Vec<u8>, PathBuf)> = Vec::new();
-        match std::fs::read_dir(path) {
-            Ok(rd) => {
-                for e in rd {
-                    match e {
-                        Ok(e) => entries.push((name_bytes(&e.file_name()), e.path())),
-                        Err(err) => self.error(path, err),
-                    }
-                }
-            }
-            Err(e) => self.error(path, format!("cannot list directory: {e}")),
+        let listing = list_dir(path, &self.rules);
+        for (p, e) in &listing.errors {
+            self.error(p, e);
         }
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        if self.rules.cache_dir(path, entries.iter().map(|e| e.0.as_slice())) {
-            entries.retain(|e| e.0 == rules::CACHEDIR_TAG.as_bytes());
+        if listing.cache_dir {
             let why = format!(
                 "holds a {} (--exclude-caches): only the tag is kept",
                 rules::CACHEDIR_TAG
@@ -858,28 +948,17 @@ impl Walker<'_> {
             self.skipped.push((path.to_path_buf(), why));
         }
 
-        let pushed = if entries.iter().any(|(n, _)| n == IGNORE_FILE.as_bytes()) {
-            let mut b = GitignoreBuilder::new(path);
-            if let Some(e) = b.add(path.join(IGNORE_FILE)) {
-                self.error(&path.join(IGNORE_FILE), e);
+        let pushed = match listing.ignore {
+            Some(g) => {
+                self.ignores.push(g);
+                true
             }
-            match b.build() {
-                Ok(g) => {
-                    self.ignores.push(g);
-                    true
-                }
-                Err(e) => {
-                    self.error(&path.join(IGNORE_FILE), e);
-                    false
-                }
-            }
-        } else {
-            false
+            None => false,
         };
 
-        let mut nodes = Vec::with_capacity(entries.len());
+        let mut nodes = Vec::with_capacity(listing.entries.len());
         let mut pi = 0;
-        for (name, full) in entries {
+        for (name, full) in listing.entries {
             while pi < parent_nodes.len() && parent_nodes[pi].name < name {
                 pi += 1;
             }
@@ -906,20 +985,28 @@ impl Walker<'_> {
             }
         };
         let ft = md.file_type();
-        if self.is_ignored(full, ft.is_dir()) {
-            return Ok(None);
-        }
-        if self.skip.has_dir(&md) {
-            let p = crate::format_name(full.as_os_str().as_bytes());
-            tracing::info!(id = "backup.excluded", path = %p, rule = "the repository or the cache", "excluded: {p} (the repository or the cache)");
-            return Ok(None);
-        }
-        let verdict = self.rules.entry(&md, self.source_dev);
-        if let rules::Verdict::Skip(why) = verdict {
-            let p = crate::format_name(full.as_os_str().as_bytes());
-            tracing::info!(id = "backup.skipped", path = %p, reason = %why, "skipped: {p}: {why}");
-            self.skipped.push((full.to_path_buf(), why));
-            return Ok(None);
+        let verdict = visit(
+            &self.skip,
+            &self.excludes,
+            &self.ignores,
+            &self.rules,
+            self.source_dev,
+            full,
+            &md,
+        );
+        match verdict {
+            Visit::Excluded(rule) => {
+                let p = crate::format_name(full.as_os_str().as_bytes());
+                tracing::info!(id = "backup.excluded", path = %p, rule = %rule, "excluded: {p} ({rule})");
+                return Ok(None);
+            }
+            Visit::Skipped(why) => {
+                let p = crate::format_name(full.as_os_str().as_bytes());
+                tracing::info!(id = "backup.skipped", path = %p, reason = %why, "skipped: {p}: {why}");
+                self.skipped.push((full.to_path_buf(), why));
+                return Ok(None);
+            }
+            Visit::EmptyDir(_) | Visit::Keep => {}
         }
         if let Some(p) = &self.prefetch {
             p.consumed(crate::prefetch::weight(ft.is_file(), md.len(), self.prefetch_data));
@@ -931,7 +1018,7 @@ impl Walker<'_> {
                 Err(e) => self.error(full, format!("cannot read extended attributes: {e}")),
             }
         }
-        let kind = if let rules::Verdict::EmptyDir(why) = verdict {
+        let kind = if let Visit::EmptyDir(why) = verdict {
             let p = crate::format_name(full.as_os_str().as_bytes());
             tracing::info!(id = "backup.skipped", path = %p, reason = %why, "skipped: {p}: {why}");
             self.skipped.push((full.to_path_buf(), why));
@@ -958,7 +1045,9 @@ impl Walker<'_> {
         } else if ft.is_block_device() {
             NodeKind::BlockDevice(md.rdev())
         } else {
-            self.progress.add_total(1, md.len());
+            if !self.totals_counted {
+                self.progress.add_total(1, md.len());
+            }
             return self.counted_file(full, name, rel, meta, md.len(), parent);
         };
         if !kind.is_dir() {

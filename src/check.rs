@@ -312,10 +312,12 @@ fn check_inner(
                 .zip(read.par_iter())
                 .map(|((id, size), rd)| {
                     progress.current(Path::new(&id.to_hex()));
-                    let pc =
-                        packs_read.with(|buf| check_pack(repo, id, *size, listed.get(id).copied(), *rd, buf, &plains));
+                    let pc = packs_read
+                        .with(|buf| check_pack(repo, id, *size, listed.get(id).copied(), *rd, buf, &plains, progress));
                     if *rd {
-                        progress.add_bytes(*size);
+                        // What the blobs did not cover (the header, a pack that failed):
+                        // the bytes done reach the pack's size.
+                        progress.add_bytes(size.saturating_sub(pc.progressed));
                     }
                     if !pc.errors.is_empty() {
                         progress.error();
@@ -408,11 +410,16 @@ struct PackCheck {
     /// Blobs found damaged or missing.
     bad: Vec<BlobId>,
     read: u64,
+    /// Bytes of the pack reported to the progress as its blobs were verified.
+    progressed: u64,
     /// Why the pack as a whole cannot be trusted (missing, wrong size, header unreadable,
     /// content not matching its name), if so.
     whole: Option<String>,
 }
 
+/// Check one pack: its size, its header against the index and, with `read_data`, its
+/// contents, reporting the bytes of each group of blobs to `progress` once verified.
+#[allow(clippy::too_many_arguments)]
 fn check_pack(
     repo: &Repository,
     id: &PackId,
@@ -421,7 +428,9 @@ fn check_pack(
     read_data: bool,
     buf: &mut Vec<u8>,
     plains: &PerThread<Vec<u8>>,
+    progress: &dyn crate::progress::Progress,
 ) -> PackCheck {
+    let progressed = std::sync::atomic::AtomicU64::new(0);
     let mut errs = Vec::new();
     let mut bad = Vec::new();
     let mut n = 0;
@@ -432,6 +441,7 @@ fn check_pack(
                 errors: vec![format!("pack {id}: index: {e}")],
                 bad,
                 read: 0,
+                progressed: 0,
                 whole: None,
             };
         }
@@ -449,6 +459,7 @@ fn check_pack(
                 errors: errs,
                 bad,
                 read: 0,
+                progressed: 0,
                 whole: Some("missing from the repository".into()),
             };
         }
@@ -501,6 +512,9 @@ fn check_pack(
                                     ) {
                                         out.push((format!("pack {id}: {err}"), e.id));
                                     }
+                                    // Within a pack too: a large pack moves the count as it goes.
+                                    progressed.fetch_add(e.length as u64, std::sync::atomic::Ordering::Relaxed);
+                                    progress.add_bytes(e.length as u64);
                                 }
                                 out
                             })
@@ -545,6 +559,7 @@ fn check_pack(
         errors: errs,
         bad,
         read: n,
+        progressed: progressed.into_inner(),
         whole,
     }
 }

@@ -7,8 +7,10 @@
 //! entries ("files") and bytes:
 //! - the total is announced up front when it is known (restore's and export's plan,
 //!   check's packs, prune's packs to rewrite), or as it is found between `scanning(true)`
-//!   and `scanning(false)` (backup's and copy's walks, which read as they go): the total
-//!   is then a lower bound, and a renderer shows no percentage or ETA;
+//!   and `scanning(false)`: the total is then a lower bound, and a renderer shows no
+//!   percentage or ETA. Copy's walk reads as it goes; a backup, when `wants_totals`,
+//!   counts its sources on a thread of its own while it reads, and ends the scanning
+//!   when that count is done (else its walk counts as it goes);
 //! - bytes are reported per chunk or blob, so a big file moves the count while it is
 //!   read or written, not only when it is done.
 //!
@@ -17,6 +19,11 @@
 use std::path::Path;
 
 pub trait Progress: Sync {
+    /// Are the counts shown (a bar, status lines)? Then a command may spend some work on
+    /// knowing its totals up front (a backup counts its sources before it reads them).
+    fn wants_totals(&self) -> bool {
+        false
+    }
     /// More work found: `files` entries holding `bytes` bytes.
     fn add_total(&self, _files: u64, _bytes: u64) {}
     /// While on, the totals are still growing (a walk that counts as it goes).

@@ -6,13 +6,17 @@
 //! The library's events only move atomic counters; what is drawn or printed is taken from
 //! them at most every [`BAR_EVERY`] (bar) or status interval (`--json-status`, 250 ms;
 //! `PROJECTCLONE_STATUS_INTERVAL_MS` sets it, 0 for a line per event), so a per-chunk
-//! event costs a few atomic adds.
+//! event costs a few atomic adds. A timer thread takes them at that interval too, so a
+//! long stretch without events (waiting for an upload, a slow read) still prints status
+//! lines and moves the bar; it stops at `finish`, before the summary is printed.
 
 use std::io::{IsTerminal, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -63,7 +67,7 @@ pub fn reporter(cli: &Cli, command: &str) -> Box<dyn Progress> {
             .map_or(STATUS_EVERY, Duration::from_millis);
         Sink::Json {
             interval,
-            last: Mutex::new(None),
+            state: Mutex::new(JsonState::default()),
         }
     } else if cli.quiet || !std::io::stderr().is_terminal() {
         Sink::None
@@ -82,7 +86,13 @@ pub fn reporter(cli: &Cli, command: &str) -> Box<dyn Progress> {
         "restore" => ("restore.written", "restored"),
         _ => ("export.written", "written"),
     };
-    Box::new(Reporter {
+    let tick = match &sink {
+        Sink::None => None,
+        Sink::Bar { .. } => Some(BAR_EVERY),
+        // At least every 50 ms: an interval of 0 asks for a line per event, not a busy timer.
+        Sink::Json { interval, .. } => Some((*interval).max(Duration::from_millis(50))),
+    };
+    let inner = Arc::new(Inner {
         counts: Counts::default(),
         started: Instant::now(),
         list_written: report::verbose() >= 1,
@@ -90,7 +100,41 @@ pub fn reporter(cli: &Cli, command: &str) -> Box<dyn Progress> {
         written_verb,
         sink,
         finished: AtomicBool::new(false),
+    });
+    let timer = tick.and_then(|every| Timer::start(&inner, every));
+    Box::new(Reporter {
+        inner,
+        timer: Mutex::new(timer),
     })
+}
+
+/// The thread that takes the counters at the interval, events or not.
+struct Timer {
+    /// Dropping it stops the thread.
+    stop: Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+impl Timer {
+    /// `None` when the system refuses a thread: the counters are then shown on events only.
+    fn start(inner: &Arc<Inner>, every: Duration) -> Option<Timer> {
+        let (stop, rx) = std::sync::mpsc::channel::<()>();
+        let inner = inner.clone();
+        let thread = std::thread::Builder::new()
+            .name("progress-timer".into())
+            .spawn(move || {
+                while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(every) {
+                    inner.update(false);
+                }
+            })
+            .ok()?;
+        Some(Timer { stop, thread })
+    }
+
+    fn stop(self) {
+        drop(self.stop);
+        let _ = self.thread.join();
+    }
 }
 
 /// The bar's look: with a known total, a bar with percentage, rate and ETA; while the
@@ -129,12 +173,35 @@ enum Sink {
     },
     Json {
         interval: Duration,
-        /// When the last status line was printed.
-        last: Mutex<Option<Instant>>,
+        state: Mutex<JsonState>,
     },
 }
 
+#[derive(Default)]
+struct JsonState {
+    /// When the last status line was printed.
+    last: Option<Instant>,
+    /// The final status line was printed (or the command failed): no more lines, so none
+    /// comes after the summary or the error.
+    closed: bool,
+}
+
+/// The reporter of a command: the counters, shared with the timer thread.
 struct Reporter {
+    inner: Arc<Inner>,
+    timer: Mutex<Option<Timer>>,
+}
+
+impl Reporter {
+    fn stop_timer(&self) {
+        let timer = self.timer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = timer {
+            t.stop();
+        }
+    }
+}
+
+struct Inner {
     counts: Counts,
     started: Instant,
     list_written: bool,
@@ -144,9 +211,14 @@ struct Reporter {
     finished: AtomicBool,
 }
 
-impl Reporter {
+impl Inner {
     /// Show the counters if it is time (or now, with `force`).
     fn update(&self, force: bool) {
+        self.show(force, false);
+    }
+
+    /// [`Self::update`]; with `last`, print the final status line and no more after it.
+    fn show(&self, force: bool, last_line: bool) {
         match &self.sink {
             Sink::None => {}
             Sink::Bar { pb, last, growing } => {
@@ -165,12 +237,13 @@ impl Reporter {
                 pb.set_position(done);
                 pb.set_message(self.message());
             }
-            Sink::Json { interval, last } => {
-                let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
-                if !force && last.is_some_and(|t| t.elapsed() < *interval) {
+            Sink::Json { interval, state } => {
+                let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+                if st.closed || (!force && st.last.is_some_and(|t| t.elapsed() < *interval)) {
                     return;
                 }
-                *last = Some(Instant::now());
+                st.last = Some(Instant::now());
+                st.closed = last_line;
                 // Under the lock: lines come out whole and their counts never go back.
                 let line = self.status_line();
                 let mut out = std::io::stdout().lock();
@@ -205,6 +278,8 @@ impl Reporter {
 
     fn status_line(&self) -> serde_json::Value {
         let c = &self.counts;
+        // Before the totals: once the count is over they are complete.
+        let scanning = c.scanning.load(Ordering::Acquire);
         let bytes_done = c.bytes_done.load(Ordering::Relaxed);
         let files_done = c.files_done.load(Ordering::Relaxed);
         let total_bytes = c.bytes_total.load(Ordering::Relaxed).max(bytes_done);
@@ -215,7 +290,6 @@ impl Reporter {
             (b, _) => bytes_done as f64 / b as f64,
         };
         let elapsed = self.started.elapsed().as_secs_f64();
-        let scanning = c.scanning.load(Ordering::Relaxed);
         let current: Vec<String> = c
             .current
             .lock()
@@ -244,14 +318,46 @@ impl Reporter {
 }
 
 impl Progress for Reporter {
+    fn wants_totals(&self) -> bool {
+        !matches!(self.inner.sink, Sink::None)
+    }
+    fn add_total(&self, files: u64, bytes: u64) {
+        self.inner.add_total(files, bytes)
+    }
+    fn scanning(&self, on: bool) {
+        self.inner.scanning(on)
+    }
+    fn add_bytes(&self, bytes: u64) {
+        self.inner.add_bytes(bytes)
+    }
+    fn current(&self, path: &Path) {
+        self.inner.current(path)
+    }
+    fn file_done(&self) {
+        self.inner.file_done()
+    }
+    fn error(&self) {
+        self.inner.error()
+    }
+    fn written(&self, rel: &Path) {
+        self.inner.written(rel)
+    }
+    fn finish(&self) {
+        self.stop_timer();
+        self.inner.finish()
+    }
+}
+
+impl Progress for Inner {
     fn add_total(&self, files: u64, bytes: u64) {
         self.counts.files_total.fetch_add(files, Ordering::Relaxed);
         self.counts.bytes_total.fetch_add(bytes, Ordering::Relaxed);
         self.update(false);
     }
     fn scanning(&self, on: bool) {
-        self.counts.scanning.store(on, Ordering::Relaxed);
-        self.update(false);
+        self.counts.scanning.store(on, Ordering::Release);
+        // Shown at once: the end of a count is when a percentage and an ETA appear.
+        self.update(true);
     }
     fn add_bytes(&self, bytes: u64) {
         if bytes == 0 {
@@ -297,7 +403,7 @@ impl Progress for Reporter {
                 pb.finish_and_clear();
             }
             // The last status line: the final counts, before the summary.
-            Sink::Json { .. } => self.update(true),
+            Sink::Json { .. } => self.show(true, true),
             Sink::None => {}
         }
     }
@@ -307,9 +413,14 @@ impl Drop for Reporter {
     /// A command that fails leaves no bar on screen (and prints no status line after its
     /// error).
     fn drop(&mut self) {
-        if let Sink::Bar { pb, .. } = &self.sink {
-            *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = None;
-            pb.finish_and_clear();
+        self.stop_timer();
+        match &self.inner.sink {
+            Sink::Bar { pb, .. } => {
+                *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                pb.finish_and_clear();
+            }
+            Sink::Json { state, .. } => state.lock().unwrap_or_else(|e| e.into_inner()).closed = true,
+            Sink::None => {}
         }
     }
 }

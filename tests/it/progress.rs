@@ -117,6 +117,123 @@ fn backup_status_lines_count_as_the_walk_goes_and_end_with_the_summary() {
     assert_eq!(n(&doc, "files_new"), 1);
 }
 
+/// With status lines shown, a backup counts its sources on a thread of its own, with the
+/// walk's own rules: once the count is done its totals are the final counts, and status
+/// lines carry an ETA.
+#[test]
+fn backup_counts_its_totals_with_the_walks_rules_then_shows_an_eta() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    let big = 6 * 1024 * 1024 + 3;
+    write(src.join("big.bin"), random_bytes(11, big));
+    write(src.join("keep/a.txt"), b"kept\n");
+    write(src.join("keep/skip.log"), b"left out by --exclude\n");
+    write(src.join("keep/.projectcloneignore"), b"ignored/\n*.tmp\n");
+    write(src.join("keep/ignored/x"), vec![1u8; 5000]);
+    write(src.join("keep/y.tmp"), vec![2u8; 7000]);
+    write(
+        src.join("cache/CACHEDIR.TAG"),
+        b"Signature: 8a477f597d28d172789f06886806bc55\n",
+    );
+    write(src.join("cache/junk"), vec![3u8; 9000]);
+    write(src.join("huge.bin"), vec![4u8; 7 * 1024 * 1024]);
+    // Kept: big.bin, keep/a.txt, keep/.projectcloneignore, cache/CACHEDIR.TAG.
+    let want_files = 4;
+    let want_bytes = (big + "kept\n".len() + "ignored/\n*.tmp\n".len() + 44) as u64;
+    let (status, summary) = with_status(
+        &env,
+        &[
+            os("backup"),
+            os("--exclude"),
+            os("*.log"),
+            os("--exclude-caches"),
+            os("--exclude-larger-than"),
+            os("6.5MiB"),
+            src.as_os_str(),
+        ],
+        0,
+    );
+    assert_eq!(last_counts(&status), (want_files, want_files, want_bytes, want_bytes));
+    assert_eq!(n(&summary, "files_new"), want_files, "{summary}");
+    // The first line after the count: the totals are complete.
+    let counted = status
+        .iter()
+        .position(|s| s["scanning"] == false)
+        .expect("a line after the count");
+    let s = &status[counted];
+    assert_eq!(
+        (n(s, "total_files"), n(s, "total_bytes")),
+        (want_files, want_bytes),
+        "{s}"
+    );
+    for s in &status[counted..] {
+        assert_eq!(s["scanning"], false, "scanning again: {s}");
+        assert_eq!(
+            (n(s, "total_files"), n(s, "total_bytes")),
+            (want_files, want_bytes),
+            "{s}"
+        );
+    }
+    // While big.bin is read: a percentage and the seconds remaining.
+    assert!(
+        status[counted..].iter().any(|s| {
+            let p = s["percent_done"].as_f64().unwrap();
+            p > 0.0 && p < 1.0 && s["seconds_remaining"].as_u64().is_some()
+        }),
+        "no line with an ETA after the count: {status:#?}"
+    );
+}
+
+/// The status lines come at the interval even when no event does (a silent input), and
+/// none comes after the summary.
+#[test]
+fn status_lines_keep_coming_while_nothing_happens() {
+    use std::io::{BufRead, BufReader, Write};
+    let env = Env::with_repo();
+    let mut child = std_cmd(&env)
+        .env("PROJECTCLONE_STATUS_INTERVAL_MS", "0")
+        .args(["--json-status", "backup", "--stdin", "--stdin-name", "slow.txt"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the binary runs");
+    let mut input = child.stdin.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            let _ = tx.send(line.clone());
+        }
+    });
+    let mut lines = Vec::new();
+    // The input stays silent: only the timer prints lines now. (The limit only keeps a
+    // broken build from hanging the test.)
+    let limit = std::time::Duration::from_secs(120);
+    while lines.len() < 10 {
+        lines.push(rx.recv_timeout(limit).expect("status lines while the input is silent"));
+    }
+    input.write_all(b"finally some data\n").unwrap();
+    drop(input);
+    assert!(child.wait().unwrap().success());
+    reader.join().unwrap();
+    lines.extend(rx.try_iter());
+    let docs: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l:?}")))
+        .collect();
+    let (summary, status) = docs.split_last().unwrap();
+    assert_eq!(summary["message_type"], "summary", "last line: {summary}");
+    assert!(summary["snapshot_id"].is_string(), "{summary}");
+    for s in status {
+        assert_eq!(s["message_type"], "status", "{s}");
+    }
+    // The first ten lines were printed before any byte came.
+    assert!(status[..10].iter().all(|s| n(s, "bytes_done") == 0), "{status:#?}");
+    assert_eq!(n(status.last().unwrap(), "bytes_done"), 18);
+}
+
 #[test]
 fn backup_status_keeps_exit_code_3_and_counts_the_unreadable_file() {
     let env = Env::with_repo();
@@ -181,11 +298,16 @@ fn check_read_data_status_counts_every_pack() {
     let packs = env.pack_count() as u64;
     let (files, total_files, bytes, total_bytes) = last_counts(&status);
     assert_eq!((files, total_files), (packs, packs));
-    let on_disk: u64 = files_under(&env.repo().join("packs"))
+    let sizes: Vec<u64> = files_under(&env.repo().join("packs"))
         .iter()
         .map(|p| fs::metadata(p).unwrap().len())
-        .sum();
+        .collect();
+    let on_disk: u64 = sizes.iter().sum();
     assert_eq!((bytes, total_bytes), (on_disk, on_disk));
+    // The count moves within a pack (per blob verified), not only per pack: more
+    // distinct byte counts than a count per pack could print.
+    let distinct: std::collections::BTreeSet<u64> = status.iter().map(|s| n(s, "bytes_done")).collect();
+    assert!(distinct.len() > sizes.len() + 1, "{distinct:?}, packs {sizes:?}");
     assert_eq!(n(status.last().unwrap(), "error_count"), 0);
     assert_eq!(summary["ok"], true, "{summary}");
 
@@ -306,8 +428,10 @@ fn a_terminal_shows_a_bar_with_rate_total_and_eta_and_nothing_else_does() {
     write(src.join("four.bin"), random_bytes(9, 4 * 1024 * 1024));
     let (code, tty) = on_terminal(&env, &[os("backup"), src.as_os_str()]);
     assert_eq!(code, 0, "{tty}");
-    // The walk counts as it goes: the bytes so far, of a total that grows, and a rate.
-    assert!(tty.contains("so far") && tty.contains("/s"), "{tty:?}");
+    // The count of the totals ends soon: then a percentage, a rate and an ETA.
+    for want in ["4.00 MiB", "/s", "ETA", "1/1 files"] {
+        assert!(tty.contains(want), "{want:?} not on the terminal: {tty:?}");
+    }
 
     let (code, tty) = on_terminal(
         &env,
