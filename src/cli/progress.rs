@@ -138,7 +138,8 @@ impl Timer {
 }
 
 /// The bar's look: with a known total, a bar with percentage, rate and ETA; while the
-/// total still grows (a backup's walk), the counts so far and the rate, no ETA.
+/// total still grows (a backup before its count is done, a copy), the counts so far and
+/// the rate, no ETA.
 fn style(growing: bool) -> ProgressStyle {
     // `wide_msg` takes the rest of the line and is cut to fit it: a line that wraps
     // cannot be redrawn in place.

@@ -101,7 +101,7 @@ fn backup_status_lines_count_as_the_walk_goes_and_end_with_the_summary() {
     let (status, summary) = with_status(&env, &[os("backup"), src.as_os_str()], 0);
     assert_eq!(last_counts(&status), (3, 3, total, total));
     moved_within_big_file(&status, 6);
-    // The walk counts the total as it goes: it starts below the end's.
+    // The total grows while it is counted: it starts below the end's.
     assert!(status.iter().any(|s| n(s, "total_files") < 3 && s["scanning"] == true));
     assert_eq!(status.last().unwrap()["scanning"], false);
     let id = summary["snapshot_id"].as_str().expect("snapshot id in the summary");
