@@ -1,6 +1,7 @@
 //! Everything the binary prints. Results go to stdout (one JSON document with --json);
 //! human messages, warnings and progress go to stderr, progress only on a terminal.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -472,28 +473,39 @@ pub fn schedule(json: bool, r: &super::schedule::Report) {
     }
 }
 
+/// Many lines on stdout through one buffer: stdout flushes at every newline, so a listing
+/// of a million entries would be a million writes. A closed pipe (`| head`) ends it.
+fn out_lines(f: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) {
+    let mut w = std::io::BufWriter::with_capacity(64 << 10, std::io::stdout().lock());
+    let _ = f(&mut w).and_then(|()| w.flush());
+}
+
 pub fn ls(json: bool, long: bool, entries: &[LsEntry]) {
     if json {
         print_json(&serde_json::to_value(entries).expect("serialisable"));
         return;
     }
-    for e in entries {
-        if long {
-            outln!(
-                "{:<8} {:>6o} {:>5}:{:<5} {:>12} {} {}{}",
-                e.kind,
-                e.mode & 0o7777,
-                e.uid,
-                e.gid,
-                e.size,
-                e.mtime,
-                e.path,
-                e.link_target.as_ref().map(|t| format!(" -> {t}")).unwrap_or_default()
-            );
-        } else {
-            outln!("{}", e.path);
+    out_lines(|w| {
+        for e in entries {
+            if long {
+                writeln!(
+                    w,
+                    "{:<8} {:>6o} {:>5}:{:<5} {:>12} {} {}{}",
+                    e.kind,
+                    e.mode & 0o7777,
+                    e.uid,
+                    e.gid,
+                    e.size,
+                    e.mtime,
+                    e.path,
+                    e.link_target.as_ref().map(|t| format!(" -> {t}")).unwrap_or_default()
+                )?;
+            } else {
+                writeln!(w, "{}", e.path)?;
+            }
         }
-    }
+        Ok(())
+    });
 }
 
 pub fn diff(json: bool, changes: &[Change]) {
@@ -501,24 +513,30 @@ pub fn diff(json: bool, changes: &[Change]) {
         print_json(&serde_json::to_value(changes).expect("serialisable"));
         return;
     }
-    for c in changes {
-        outln!("{:<4} {}", c.change, c.path);
-    }
+    out_lines(|w| {
+        for c in changes {
+            writeln!(w, "{:<4} {}", c.change, c.path)?;
+        }
+        Ok(())
+    });
 }
 
 pub fn restore(cli: &Cli, id: &SnapshotId, opts: &RestoreOptions, res: &RestoreResult) {
     let p = &res.plan;
     if opts.dry_run && !cli.json {
-        for item in &p.items {
-            let what = match item {
-                Item::Dir { .. } => "dir",
-                Item::File { .. } => "file",
-                Item::Symlink { .. } => "symlink",
-                Item::Special { .. } => "special",
-                Item::HardLink { .. } => "hardlink",
-            };
-            outln!("{what:<8} {}", format_name(item.rel()));
-        }
+        out_lines(|w| {
+            for item in &p.items {
+                let what = match item {
+                    Item::Dir { .. } => "dir",
+                    Item::File { .. } => "file",
+                    Item::Symlink { .. } => "symlink",
+                    Item::Special { .. } => "special",
+                    Item::HardLink { .. } => "hardlink",
+                };
+                writeln!(w, "{what:<8} {}", format_name(item.rel()))?;
+            }
+            Ok(())
+        });
     }
     for (p, e) in &res.errors {
         entry_error("restore.entry_failed", p, e);

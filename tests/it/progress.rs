@@ -17,9 +17,12 @@ use serde_json::Value;
 use crate::beyond::{pty, std_cmd};
 use crate::util::*;
 
-const BIG: usize = 3 * 1024 * 1024 + 7;
+/// More than twice the largest chunk (8 MiB): at least three chunks whatever the keyed
+/// chunker cuts, so some event always lands inside the file (3 MiB was one chunk now and
+/// then, and the test failed).
+const BIG: usize = 17 * 1024 * 1024 + 7;
 
-/// `src/` with `a.txt`, a 3 MiB `big.bin` (several chunks) and `d/b.txt`; the total size.
+/// `src/` with `a.txt`, a 17 MiB `big.bin` (several chunks) and `d/b.txt`; the total size.
 fn source(env: &Env) -> (std::path::PathBuf, u64) {
     let src = env.path("src");
     write(src.join("a.txt"), b"alpha\n");
@@ -124,7 +127,7 @@ fn backup_status_lines_count_as_the_walk_goes_and_end_with_the_summary() {
 fn backup_counts_its_totals_with_the_walks_rules_then_shows_an_eta() {
     let env = Env::with_repo();
     let src = env.path("src");
-    let big = 6 * 1024 * 1024 + 3;
+    let big = BIG - 4; // several chunks: reads go on after the count
     write(src.join("big.bin"), random_bytes(11, big));
     write(src.join("keep/a.txt"), b"kept\n");
     write(src.join("keep/skip.log"), b"left out by --exclude\n");
@@ -136,7 +139,7 @@ fn backup_counts_its_totals_with_the_walks_rules_then_shows_an_eta() {
         b"Signature: 8a477f597d28d172789f06886806bc55\n",
     );
     write(src.join("cache/junk"), vec![3u8; 9000]);
-    write(src.join("huge.bin"), vec![4u8; 7 * 1024 * 1024]);
+    write(src.join("huge.bin"), vec![4u8; 20 * 1024 * 1024]);
     // Kept: big.bin, keep/a.txt, keep/.projectcloneignore, cache/CACHEDIR.TAG.
     let want_files = 4;
     let want_bytes = (big + "kept\n".len() + "ignored/\n*.tmp\n".len() + 44) as u64;
@@ -148,7 +151,7 @@ fn backup_counts_its_totals_with_the_walks_rules_then_shows_an_eta() {
             os("*.log"),
             os("--exclude-caches"),
             os("--exclude-larger-than"),
-            os("6.5MiB"),
+            os("18MiB"),
             src.as_os_str(),
         ],
         0,
