@@ -69,6 +69,13 @@ fn join(rel: &[u8], name: &[u8]) -> Vec<u8> {
 /// Every entry at or below `path` (`/`-separated, relative to the snapshot root).
 pub fn ls(repo: &Repository, snap: &Snapshot, path: Option<&str>) -> Result<Vec<LsEntry>> {
     let mut out = Vec::new();
+    ls_each(repo, snap, path, &mut |e| out.push(e))?;
+    Ok(out)
+}
+
+/// [`ls`], each entry handed to `f` as it is found (depth first, in name order), so a
+/// listing of millions of entries is never held in memory.
+pub fn ls_each(repo: &Repository, snap: &Snapshot, path: Option<&str>, f: &mut dyn FnMut(LsEntry)) -> Result<()> {
     let prefix: Vec<u8> = path
         .map(|p| p.trim_matches('/').as_bytes().to_vec())
         .unwrap_or_default();
@@ -79,9 +86,9 @@ pub fn ls(repo: &Repository, snap: &Snapshot, path: Option<&str>) -> Result<Vec<
             .find_node(&snap.tree, &prefix)?
             .ok_or_else(|| Error::PathNotInSnapshot(String::from_utf8_lossy(&prefix).into_owned()))?;
         let full = join(b"", &prefix);
-        out.push(entry(&full, &node));
+        f(entry(&full, &node));
         if !node.kind.is_dir() {
-            return Ok(out);
+            return Ok(());
         }
         node.kind
     };
@@ -90,8 +97,7 @@ pub fn ls(repo: &Repository, snap: &Snapshot, path: Option<&str>) -> Result<Vec<
     } else {
         join(b"", &prefix)
     };
-    walk(repo, &start, &base, &mut |p, n| out.push(entry(p, n)))?;
-    Ok(out)
+    walk(repo, &start, &base, &mut |p, n| f(entry(p, n)))
 }
 
 /// Visit every entry below the directory entry `dir` (`Dir` or `InlineDir`), depth first.

@@ -1682,8 +1682,15 @@ fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
         } => {
             let repo = ctx.open()?;
             let (_, s) = ctx.resolve(&repo, snap, select)?;
-            let entries = projectclone::inspect::ls(&repo, &s, path.as_deref())?;
-            output::ls(json, *long, &entries);
+            if json && progress::json_status() {
+                // The list goes inside the summary line: built whole.
+                let entries = projectclone::inspect::ls(&repo, &s, path.as_deref())?;
+                output::ls(json, *long, &entries);
+            } else {
+                output::ls_streamed(json, *long, |each| {
+                    projectclone::inspect::ls_each(&repo, &s, path.as_deref(), each)
+                })?;
+            }
             Ok(0)
         }
         Command::Diff { a, b, select } => {

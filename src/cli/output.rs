@@ -487,25 +487,81 @@ pub fn ls(json: bool, long: bool, entries: &[LsEntry]) {
     }
     out_lines(|w| {
         for e in entries {
-            if long {
-                writeln!(
-                    w,
-                    "{:<8} {:>6o} {:>5}:{:<5} {:>12} {} {}{}",
-                    e.kind,
-                    e.mode & 0o7777,
-                    e.uid,
-                    e.gid,
-                    e.size,
-                    e.mtime,
-                    e.path,
-                    e.link_target.as_ref().map(|t| format!(" -> {t}")).unwrap_or_default()
-                )?;
-            } else {
-                writeln!(w, "{}", e.path)?;
-            }
+            ls_line(w, long, e)?;
         }
         Ok(())
     });
+}
+
+/// `ls`, each entry printed as `walk` finds it, none kept in memory (a million entries
+/// took 2.3 GB as one JSON value). Text goes straight to stdout. JSON goes to a temporary
+/// file first, then to stdout once the walk succeeded: a walk that fails half way must
+/// leave stdout with the one error document (`exit_error`), not half an array. The array
+/// holds one compact object per line.
+pub fn ls_streamed(
+    json: bool,
+    long: bool,
+    walk: impl FnOnce(&mut dyn FnMut(LsEntry)) -> projectclone::Result<()>,
+) -> anyhow::Result<()> {
+    if !json {
+        let mut w = std::io::BufWriter::with_capacity(64 << 10, std::io::stdout().lock());
+        // A closed pipe (`| head`) stops the printing, not the walk.
+        let mut open = true;
+        let res = walk(&mut |e| {
+            if open && ls_line(&mut w, long, &e).is_err() {
+                open = false;
+            }
+        });
+        if open {
+            let _ = w.flush();
+        }
+        return Ok(res?);
+    }
+    let file =
+        tempfile::tempfile().map_err(|e| anyhow::anyhow!("cannot create a temporary file for the listing: {e}"))?;
+    let mut w = std::io::BufWriter::with_capacity(64 << 10, file);
+    let mut failed: Option<std::io::Error> = None;
+    let mut first = true;
+    let res = walk(&mut |e| {
+        if failed.is_some() {
+            return;
+        }
+        let r = w
+            .write_all(if first { b"[\n" } else { b",\n" })
+            .and_then(|()| serde_json::to_writer(&mut w, &e).map_err(std::io::Error::other));
+        first = false;
+        if let Err(e) = r {
+            failed = Some(e);
+        }
+    });
+    res?;
+    if let Some(e) = failed {
+        anyhow::bail!("cannot write the listing to a temporary file: {e}");
+    }
+    w.write_all(if first { b"[]\n" } else { b"\n]\n" })?;
+    let mut file = w.into_inner().map_err(|e| e.into_error())?;
+    std::io::Seek::rewind(&mut file)?;
+    let _ = std::io::copy(&mut file, &mut std::io::stdout().lock());
+    Ok(())
+}
+
+fn ls_line(w: &mut dyn Write, long: bool, e: &LsEntry) -> std::io::Result<()> {
+    if long {
+        writeln!(
+            w,
+            "{:<8} {:>6o} {:>5}:{:<5} {:>12} {} {}{}",
+            e.kind,
+            e.mode & 0o7777,
+            e.uid,
+            e.gid,
+            e.size,
+            e.mtime,
+            e.path,
+            e.link_target.as_ref().map(|t| format!(" -> {t}")).unwrap_or_default()
+        )
+    } else {
+        writeln!(w, "{}", e.path)
+    }
 }
 
 pub fn diff(json: bool, changes: &[Change]) {

@@ -342,3 +342,43 @@ fn restore_leaves_no_partial_file_and_counts_only_what_it_restored() {
         "the summary counts what was restored: {err}"
     );
 }
+
+/// `ls --json` streams its entries (a million of them took 2.3 GB as one JSON value), but a
+/// walk that meets a damaged directory half way must still leave stdout with the one error
+/// document, not half an array; the text listing names what it could list and fails.
+#[test]
+fn ls_json_over_a_damaged_directory_prints_only_the_error_object() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(src.join("a.txt"), b"listed before the damage\n");
+    // Enough entries that `sub` is a tree of its own, not inlined in its parent's.
+    for i in 0..64 {
+        write(src.join(format!("sub/file-with-a-long-name-{i:03}.txt")), b"x\n");
+    }
+    env.backup([&src]);
+    let f = Forge::open(&env);
+    let (_, snap) = f.repo.resolve_snapshot("latest").unwrap();
+    let node = f.repo.find_node(&snap.tree, b"sub").unwrap().expect("sub in snapshot");
+    let NodeKind::Dir(tree) = node.kind else {
+        panic!("sub is inlined: {:?}", node.kind)
+    };
+    let loc = f.repo.locate(&BlobId(tree.0)).unwrap();
+    drop(f);
+    let hex = loc.pack.to_hex();
+    let pack = env.repo().join("packs").join(&hex[..2]).join(&hex);
+    flip(&pack, loc.offset + loc.length as u64 / 2);
+    // A fresh cache: the tree is read from the damaged pack.
+    let _ = fs::remove_dir_all(env.cache());
+
+    let out = env.run(["--json", "ls", "latest"]);
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert_no_panic(&out);
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", out.stdout));
+    assert_eq!(doc["message_type"], "exit_error", "{doc}");
+
+    let out = env.run(["ls", "latest"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stdout.contains("/a.txt"), "{}", out.stdout);
+    assert!(!out.stdout.contains("file-with-a-long-name-010"), "{}", out.stdout);
+}
