@@ -9,7 +9,8 @@
 # sizes), RUNS=5 (runs of every timed row; QUICK: 2; RESTORE_RUNS is the old name), TOOLS=
 # "projectclone restic borg rustic" (subset/order), SKIP="series big refs" (leave out parts),
 # RESTORE_FS="fresh used" (where restores go, a list: fresh, used, disk; see below),
-# RUSTIC=/path/to/rustic, PC=/path/to/projectclone, SERIES_VERSIONS=15, BIG_MIB=2048,
+# RUSTIC=/path/to/rustic, PC=/path/to/projectclone (copied into the run first: a rebuild of a
+# shared target/ during the run cannot mix builds), SERIES_VERSIONS=15, BIG_MIB=2048,
 # BIG_KIND=mixed|vm (default: vm for lowdup, mixed otherwise), EDITS=1000, SMALL_FILES=100000
 # (lowdup: 0), KEEP=1 (keep benches/work/run: the data copy and the repositories).
 #
@@ -442,6 +443,8 @@ export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS
 R=$WORK/run
 rm -rf "$R" && mkdir -p "$R"
 export BORG_BASE_DIR=$R/borg-home   # borg's cache and security dirs stay inside the run
+# a copy of the binary: a rebuild of $PC during the run (a shared target/) cannot mix builds
+cp "$PC" "$R/projectclone-bin" && PC=$R/projectclone-bin
 
 DATA=$R/data
 log "copying corpus to $DATA and adding $SMALL_FILES small files"
@@ -579,9 +582,11 @@ used_down() { umount "$UMNT" && rm -f "$UIMG"; }
 target_up() {
   case $1 in
     fresh)
-      mkfs_mount "$IMG" "$FS_BYTES" "$FS_INODES" "$MNT" && TARGET=$MNT/out && return 0
-      log "cannot mount a fresh file system (root and a loop device needed): restores go to the disk"
-      rm -f "$IMG"; FS_LABEL[fresh]="disk (no loop device)"; MODE_FALLBACK=1 ;;
+      if [ -z "${MODE_FALLBACK:-}" ]; then
+        mkfs_mount "$IMG" "$FS_BYTES" "$FS_INODES" "$MNT" && TARGET=$MNT/out && return 0
+        log "cannot mount a fresh file system (root and a loop device needed): restores go to the disk"
+        rm -f "$IMG"; FS_LABEL[fresh]="disk (no loop device)"; MODE_FALLBACK=1
+      fi ;;
     used) USED_N=$(( ${USED_N:-0} + 1 )) && TARGET=$UMNT/restore-$USED_N && return 0 ;;
   esac
   # Sync and a pause take the first edge off the scan of recently deleted inodes.
@@ -765,7 +770,8 @@ tool_version() {
   echo "and RSS go with it) and the min-max over the runs."
   for m in $RESTORE_FS; do
     case $m in
-      fresh) echo "Restore (fresh ext4): each run into an ext4 (journal on) made for it on a loop device." ;;
+      fresh) if [ -z "${MODE_FALLBACK:-}" ]; then echo "Restore (fresh ext4): each run into an ext4 (journal on) made for it on a loop device."
+             else echo "Restore (disk (no loop device)): RESTORE_FS=fresh could not mount a file system; into a directory on the disk, removed before each run."; fi ;;
       used) echo "Restore (used ext4): into a new directory of one ext4 (journal on, loop device) that holds two copies of the data with every 2nd / 3rd file deleted ($USED_DF used, $USED_FILL, before the restore), removed after each run." ;;
       disk) echo "Restore (disk): into a directory on the disk, removed before each run." ;;
     esac
