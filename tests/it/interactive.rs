@@ -58,6 +58,18 @@ fn wait_for(s: &mut Session, text: &str) -> String {
     }
 }
 
+/// The guided backup of `proj`, taken with its defaults up to the new repository's
+/// password prompt.
+fn at_new_password(env: &Env, proj: &Path) -> Session {
+    let mut s = spawn(env, proj, &[], None);
+    wait_for(&mut s, "Project folder to back up");
+    send(&mut s, "\r");
+    wait_for(&mut s, "Repository (where");
+    send(&mut s, "\r");
+    wait_for(&mut s, "New repository password");
+    s
+}
+
 fn send(s: &mut Session, keys: &str) {
     s.send(keys).expect("type on the pty");
 }
@@ -226,12 +238,7 @@ fn guided_backup_into_an_existing_repository_asks_its_password_again_when_wrong(
 fn escape_at_a_prompt_cancels_and_creates_nothing() {
     let env = Env::new();
     let proj = project(&env);
-    let mut s = spawn(&env, &proj, &[], None);
-    wait_for(&mut s, "Project folder to back up");
-    send(&mut s, "\r");
-    wait_for(&mut s, "Repository (where");
-    send(&mut s, "\r");
-    wait_for(&mut s, "New repository password");
+    let mut s = at_new_password(&env, &proj);
     send(&mut s, "pw\r");
     wait_for(&mut s, "Repeat the password");
     send(&mut s, "pw\r");
@@ -363,12 +370,7 @@ fn interactive_with_json_is_a_usage_error() {
 fn ctrl_c_at_a_prompt_stops_and_creates_nothing() {
     let env = Env::new();
     let proj = project(&env);
-    let mut s = spawn(&env, &proj, &[], None);
-    wait_for(&mut s, "Project folder to back up");
-    send(&mut s, "\r");
-    wait_for(&mut s, "Repository (where");
-    send(&mut s, "\r");
-    wait_for(&mut s, "New repository password");
+    let mut s = at_new_password(&env, &proj);
     send(&mut s, "\x03");
     let (rest, code) = finish(s);
     assert_eq!(code, 130, "{rest}");
