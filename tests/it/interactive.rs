@@ -74,6 +74,22 @@ fn send(s: &mut Session, keys: &str) {
     s.send(keys).expect("type on the pty");
 }
 
+/// Type a password once the prompt has turned echo off. A password prompt discards what
+/// was typed before it took the terminal (TCSAFLUSH, as getpass does), so keys sent as
+/// soon as its text shows could be lost.
+#[track_caller]
+fn type_secret(s: &mut Session, keys: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while s.get_process().get_echo().expect("read the pty's termios") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the password prompt never turned echo off"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    send(s, keys);
+}
+
 /// Read the screen to the end and return it with the exit code.
 fn finish(mut s: Session) -> (String, i32) {
     let rest = s
@@ -138,15 +154,15 @@ fn no_arguments_on_a_terminal_guides_a_first_backup() {
     let repo = env.path("xdg-data/projectclone/repo");
     wait_for(&mut s, &format!("A new repository will be made at {}", repo.display()));
     wait_for(&mut s, "New repository password");
-    send(&mut s, "s3cret pass\r");
+    type_secret(&mut s, "s3cret pass\r");
     wait_for(&mut s, "Repeat the password");
     // A second password that differs: both are asked again.
-    send(&mut s, "s3cret pasS\r");
+    type_secret(&mut s, "s3cret pasS\r");
     wait_for(&mut s, "the passwords do not match; type them again");
     wait_for(&mut s, "New repository password");
-    send(&mut s, "s3cret pass\r");
+    type_secret(&mut s, "s3cret pass\r");
     wait_for(&mut s, "Repeat the password");
-    send(&mut s, "s3cret pass\r");
+    type_secret(&mut s, "s3cret pass\r");
     // The biggest folders, measured, the rebuilt one preselected; also leave out data/.
     let screen = wait_for(&mut s, "Leave out");
     assert!(!screen.contains("s3cret"), "the password is never echoed:\n{screen}");
@@ -210,10 +226,10 @@ fn guided_backup_into_an_existing_repository_asks_its_password_again_when_wrong(
     send(&mut s, "\r");
     wait_for(&mut s, &format!("A repository exists at {}", repo.display()));
     wait_for(&mut s, "Repository password");
-    send(&mut s, "not it\r");
+    type_secret(&mut s, "not it\r");
     wait_for(&mut s, "That is not the password");
     wait_for(&mut s, "Repository password");
-    send(&mut s, &format!("{PASSWORD}\r"));
+    type_secret(&mut s, &format!("{PASSWORD}\r"));
     wait_for(&mut s, "Leave out");
     wait_for(&mut s, "src");
     send(&mut s, "\r");
@@ -239,9 +255,9 @@ fn escape_at_a_prompt_cancels_and_creates_nothing() {
     let env = Env::new();
     let proj = project(&env);
     let mut s = at_new_password(&env, &proj);
-    send(&mut s, "pw\r");
+    type_secret(&mut s, "pw\r");
     wait_for(&mut s, "Repeat the password");
-    send(&mut s, "pw\r");
+    type_secret(&mut s, "pw\r");
     wait_for(&mut s, "Leave out");
     wait_for(&mut s, "src");
     send(&mut s, ESC);
