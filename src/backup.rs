@@ -483,7 +483,9 @@ fn seal_worker(
     for batch in rx {
         let mut out = Vec::with_capacity(batch.len());
         for job in batch {
-            let mut sealed = Vec::with_capacity(job.raw.len() / 2 + 64);
+            // Allocated by `seal_into` at its exact size once the compressed length is
+            // known: a guess too small for incompressible data reallocated and copied it.
+            let mut sealed = Vec::new();
             seal_blob(
                 repo_id,
                 cipher,
@@ -863,13 +865,29 @@ impl Walker<'_> {
 
     /// Queue a blob unless it is already stored or in flight.
     fn store(&mut self, kind: BlobKind, id: BlobId, raw: Vec<u8>) -> Result<()> {
-        if self.seen.contains(&id) {
+        if self.is_stored(&id)? {
             return Ok(());
         }
-        self.seen.insert(id);
-        if self.repo.index.has_blob(&id)? {
+        self.queue(kind, id, raw)
+    }
+
+    /// Store a chunk of file data: copied only when it is new.
+    fn store_chunk(&mut self, id: BlobId, chunk: &[u8]) -> Result<()> {
+        if self.is_stored(&id)? {
             return Ok(());
         }
+        self.queue(BlobKind::Data, id, chunk.to_vec())
+    }
+
+    /// Whether this backup already stores `id`, or the repository holds it.
+    fn is_stored(&mut self, id: &BlobId) -> Result<bool> {
+        if !self.seen.insert(*id) {
+            return Ok(true);
+        }
+        self.repo.index.has_blob(id)
+    }
+
+    fn queue(&mut self, kind: BlobKind, id: BlobId, raw: Vec<u8>) -> Result<()> {
         self.batch_bytes += raw.len();
         self.batch.push(Job { kind, id, raw });
         if self.batch_bytes >= BATCH_BYTES || self.batch.len() >= BATCH_BLOBS {
@@ -1277,8 +1295,7 @@ impl Walker<'_> {
                     self.summary.data_read += c.len() as u64;
                     self.file_progress += c.len() as u64;
                     self.progress.add_bytes(c.len() as u64);
-                    self.store(BlobKind::Data, BlobId(id.0), c.to_vec())
-                        .map_err(std::io::Error::other)
+                    self.store_chunk(BlobId(id.0), c).map_err(std::io::Error::other)
                 })?;
                 total += got;
                 if got < len {

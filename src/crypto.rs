@@ -125,6 +125,7 @@ impl Cipher {
     fn seal_with_nonce(&self, nonce_bytes: [u8; NONCE_LEN], aad: &[u8], plaintext: &[u8], out: &mut Vec<u8>) {
         let nonce = XNonce::from(nonce_bytes);
         let start = out.len();
+        out.reserve(plaintext.len() + SEAL_OVERHEAD);
         out.extend_from_slice(&nonce_bytes);
         out.extend_from_slice(plaintext);
         let tag = self

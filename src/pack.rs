@@ -30,6 +30,16 @@ impl PackWriter {
         }
     }
 
+    /// A writer that builds its pack in `buf` (emptied first), reusing its memory.
+    pub fn reusing(mut buf: Vec<u8>) -> Self {
+        buf.clear();
+        buf.extend_from_slice(&format::envelope(Kind::Pack));
+        PackWriter {
+            buf,
+            entries: Vec::new(),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -134,6 +144,28 @@ mod tests {
         let n = bad.len();
         bad[n - 20] ^= 1;
         assert!(read_all(&[5; 32], &c, &bad).is_err());
+    }
+
+    #[test]
+    fn a_reused_buffer_holds_only_the_new_pack() {
+        let keys = Keys::generate();
+        let c = keys.cipher();
+        let mut first = PackWriter::new();
+        first.add(
+            BlobKind::Data,
+            BlobId([1; 32]),
+            4,
+            b"old bytes of a pack written before",
+        );
+        let (_, old, _) = first.finish(&[5; 32], &c);
+        let mut w = PackWriter::reusing(old);
+        w.add(BlobKind::Data, BlobId([3; 32]), 3, b"new");
+        let (id, bytes, entries) = w.finish(&[5; 32], &c);
+        assert_eq!(id.0, *blake3::hash(&bytes).as_bytes());
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].offset, LEADER_LEN as u64);
+        assert_eq!(read_all(&[5; 32], &c, &bytes).unwrap(), entries);
+        assert_eq!(&bytes[LEADER_LEN..LEADER_LEN + 3], b"new");
     }
 
     #[test]

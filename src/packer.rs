@@ -27,6 +27,9 @@ pub struct PackSink {
     uploads: Option<Uploads>,
     /// How many of `packs` (in order) were handed out by `take_durable` already.
     handed_out: usize,
+    /// The last pack's buffer once it is written (to local storage, in this thread): the
+    /// next data pack is built in it instead of in new memory.
+    spare: Option<Vec<u8>>,
 }
 
 /// Packs written beside the caller by a few threads, for stores whose writes wait on the
@@ -157,6 +160,7 @@ impl PackSink {
             written: 0,
             uploads,
             handed_out: 0,
+            spare: None,
         }
     }
 
@@ -200,6 +204,11 @@ impl PackSink {
         if w.len() >= self.target {
             let full = std::mem::take(w);
             self.flush(full)?;
+            if kind == BlobKind::Data
+                && let Some(buf) = self.spare.take()
+            {
+                self.data = PackWriter::reusing(buf);
+            }
         } else if kind == BlobKind::Data && w.len() == LEADER_LEN + sealed.len() {
             // First blob of a data pack: from here on it grows to the target, so reserve it
             // once instead of doubling (which briefly holds two buffers). Room for the
@@ -220,6 +229,7 @@ impl PackSink {
                 Some(u) => u.send(id, bytes)?,
                 None => {
                     self.backend.write_new(&Dir::Packs.path(&id.to_hex()), &bytes)?;
+                    self.spare = Some(bytes);
                 }
             }
         }

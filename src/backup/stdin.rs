@@ -10,7 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use super::{BackupOptions, BackupResult, Source, Walker, run};
 use crate::error::{Error, Result};
-use crate::format::{BlobKind, ChunkRef, FileData, Meta, Node, NodeKind, Time};
+use crate::format::{ChunkRef, FileData, Meta, Node, NodeKind, Time};
 use crate::id::{BlobId, ChunkId, TreeId};
 use crate::lock::LockGuard;
 use crate::progress::Progress;
@@ -78,8 +78,7 @@ impl Walker<'_> {
             // A stream's size is known only at its end: the total grows with it.
             self.progress.add_total(0, c.len() as u64);
             self.progress.add_bytes(c.len() as u64);
-            self.store(BlobKind::Data, BlobId(id.0), c.to_vec())
-                .map_err(std::io::Error::other)
+            self.store_chunk(BlobId(id.0), c).map_err(std::io::Error::other)
         });
         self.buf = buf;
         let size = got.map_err(|e| Error::io("standard input", e))?;
