@@ -1,8 +1,10 @@
 # A direct transcription of format-spec §3 (gear table) and §15 (cut routine and run rule)
 # into Python, written from the spec, not from the Rust code. It prints the chunk lengths of
-# the two golden inputs of §15 (chunker::tests::golden_cut_points and golden_run_cuts):
+# the three golden inputs of §15 (chunker::tests::golden_cut_points, golden_run_cuts and
+# golden_large_file_cut_points):
 #   pip install blake3; python3 format-spec/chunker_golden.py plain    # about 30 s
 #   python3 format-spec/chunker_golden.py runs                         # about 1 min
+#   python3 format-spec/chunker_golden.py large                        # about 10 s
 import blake3, re, sys
 M = (1 << 64) - 1
 master = bytes([42]) * 32
@@ -10,8 +12,13 @@ seed = blake3.blake3(master, derive_key_context="projectclone 2026-11 v1 chunker
 xof = blake3.blake3(b"gear", key=seed).digest(length=2048)
 GEAR = [int.from_bytes(xof[8*i:8*i+8], 'little') for i in range(256)]
 GEAR_LS = [(g << 1) & M for g in GEAR]
-MIN, AVG, MAX = 512*1024, 1024*1024, 8*1024*1024
-MASK_S, MASK_L = 0x0000d91767537000, 0x0000d91707537000
+which = sys.argv[1]
+if which == 'large':  # the sizes of files of 64 MiB and more: MASKS[19] and MASKS[17]
+    MIN, AVG, MAX = 128*1024, 256*1024, 2*1024*1024
+    MASK_S, MASK_L = 0x0000d91707537000, 0x0000d90703537000
+else:
+    MIN, AVG, MAX = 512*1024, 1024*1024, 8*1024*1024
+    MASK_S, MASK_L = 0x0000d91767537000, 0x0000d91707537000
 MASK_S_LS, MASK_L_LS = (MASK_S << 1) & M, (MASK_L << 1) & M
 
 def gear_cut(buf, off, end):
@@ -54,9 +61,10 @@ def chunk(data, R):
         out.append(n); c += n
     return out
 
-which = sys.argv[1]
 if which == 'plain':
     print(chunk(xorshift(24*1024*1024, 0x9E3779B97F4A7C15), 0))
+elif which == 'large':
+    print(chunk(xorshift(6*1024*1024, 0x9E3779B97F4A7C15), 65536))
 else:
     d = bytes(4 << 20) + xorshift(3 << 20, 11) + b'\xff' * (100 << 10) + xorshift(5 << 20, 12) + bytes(40 << 10) + xorshift(2 << 20, 13) + bytes(20 << 20)
     print(chunk(d, 65536))

@@ -22,7 +22,7 @@ use ignore::Match;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
 use crate::blob::seal_blob;
-use crate::chunker::Chunker;
+use crate::chunker::FileChunkers;
 use crate::compress::Compression;
 use crate::crypto::{Cipher, Keys};
 use crate::error::{Error, Result};
@@ -153,7 +153,7 @@ struct PackerOut {
 /// Everything the walker needs, threaded through the recursion.
 struct Walker<'a> {
     repo: &'a Repository,
-    chunker: Arc<Chunker>,
+    chunkers: Arc<FileChunkers>,
     opts: &'a BackupOptions,
     jobs: Sender<Vec<Job>>,
     batch: Vec<Job>,
@@ -352,7 +352,7 @@ fn run(
 
         let mut w = Walker {
             repo: repo_ref,
-            chunker: Arc::new(repo_ref.chunker()),
+            chunkers: Arc::new(repo_ref.file_chunkers()),
             opts,
             jobs: job_tx,
             batch: Vec::new(),
@@ -1284,7 +1284,8 @@ impl Walker<'_> {
                 } else {
                     len
                 };
-                let chunker = self.chunker.clone();
+                let chunkers = self.chunkers.clone();
+                let chunker = chunkers.for_size(size);
                 let repo = self.repo;
                 let got = chunker.stream(&mut ReadAt::new(&f, start), limit, &mut buf, |c| {
                     let id = ChunkId(repo.keys.chunk_id(c));

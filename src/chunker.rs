@@ -28,7 +28,29 @@ pub struct ChunkerParams {
     /// A run of at least this many copies of one byte value ends a chunk where the run
     /// ends; 0 turns the rule off (repositories made before config version 2).
     pub run: u32,
+    /// Finer chunks for large files (config version 3; `None` in older repositories):
+    /// every file of at least `from` bytes is cut with these sizes instead.
+    pub large: Option<LargeFiles>,
 }
+
+/// The chunk sizes of large files: disk images, databases and archives change in small
+/// scattered places, and each change costs a whole chunk in the next backup. On a 2 GiB
+/// VM-like image, 1000 scattered 4 KiB writes added 425 MB with 1 MiB chunks and 149 MB
+/// with 256 KiB ones, and the image itself stored 19% smaller (its repeated regions dedup
+/// at a finer grain); a tree of small and middle-sized files keeps 1 MiB chunks, which
+/// compress better (it stored 2.2% larger with 256 KiB chunks everywhere).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LargeFiles {
+    /// Files of at least this many bytes (their size when the backup opens them).
+    pub from: u64,
+    pub min: u32,
+    pub avg: u32,
+    pub max: u32,
+}
+
+/// `LargeFiles::from` of new repositories, and the smallest a config may hold.
+pub const LARGE_FROM: u64 = 64 * 1024 * 1024;
+const LARGE_FROM_MIN: u64 = 1024 * 1024;
 
 impl Default for ChunkerParams {
     fn default() -> Self {
@@ -38,27 +60,75 @@ impl Default for ChunkerParams {
             max: 8 * 1024 * 1024,
             normalization: 1,
             run: 64 * 1024,
+            large: Some(LargeFiles {
+                from: LARGE_FROM,
+                min: 128 * 1024,
+                avg: 256 * 1024,
+                max: 2 * 1024 * 1024,
+            }),
         }
     }
 }
 
 impl ChunkerParams {
     pub fn validate(&self) -> Result<()> {
-        use fastcdc::v2020::{AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN};
-        let ok = (MINIMUM_MIN..=MINIMUM_MAX).contains(&(self.min as usize))
-            && (AVERAGE_MIN..=AVERAGE_MAX).contains(&(self.avg as usize))
-            && (MAXIMUM_MIN..=MAXIMUM_MAX).contains(&(self.max as usize))
-            && self.min < self.avg
-            && self.avg < self.max
-            && self.min.is_multiple_of(2)
-            && self.avg.is_power_of_two()
-            && self.max.is_multiple_of(2)
+        let sizes_ok = |p: &ChunkerParams| {
+            use fastcdc::v2020::{AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN};
+            (MINIMUM_MIN..=MINIMUM_MAX).contains(&(p.min as usize))
+                && (AVERAGE_MIN..=AVERAGE_MAX).contains(&(p.avg as usize))
+                && (MAXIMUM_MIN..=MAXIMUM_MAX).contains(&(p.max as usize))
+                && p.min < p.avg
+                && p.avg < p.max
+                && p.min.is_multiple_of(2)
+                && p.avg.is_power_of_two()
+                && p.max.is_multiple_of(2)
+                && (p.run == 0 || (RUN_MIN..=p.max).contains(&p.run))
+        };
+        let ok = sizes_ok(self)
             && self.normalization <= 3
-            && (self.run == 0 || (RUN_MIN..=self.max).contains(&self.run));
+            && self.large.is_none_or(|l| l.from >= LARGE_FROM_MIN && l.max <= self.max)
+            && self.large_file_params().is_none_or(|(_, p)| sizes_ok(&p));
         if ok {
             Ok(())
         } else {
             Err(Error::corrupt(format!("config: invalid chunker parameters {self:?}")))
+        }
+    }
+}
+
+impl ChunkerParams {
+    /// For repositories that cut large files finer: the size from which they are, and
+    /// the parameters they are cut with (normalization and run rule shared).
+    pub fn large_file_params(&self) -> Option<(u64, ChunkerParams)> {
+        self.large.map(|l| {
+            (
+                l.from,
+                ChunkerParams {
+                    min: l.min,
+                    avg: l.avg,
+                    max: l.max,
+                    large: None,
+                    ..*self
+                },
+            )
+        })
+    }
+}
+
+/// A repository's chunkers: one for files (and streams) of any size, and a finer one for
+/// large files where the repository has one.
+pub struct FileChunkers {
+    pub base: Chunker,
+    /// From this size on, files are cut with this chunker.
+    pub large: Option<(u64, Chunker)>,
+}
+
+impl FileChunkers {
+    /// The chunker of a file of `size` bytes (its size when it is opened).
+    pub fn for_size(&self, size: u64) -> &Chunker {
+        match &self.large {
+            Some((from, c)) if size >= *from => c,
+            _ => &self.base,
         }
     }
 }
@@ -342,6 +412,82 @@ mod tests {
         assert_eq!(cuts, GOLDEN, "FastCDC cut points changed: this breaks dedup");
     }
 
+    #[test]
+    fn golden_large_file_cut_points() {
+        // Pinned like `golden_cut_points`: the cuts of files of 64 MiB and more.
+        let keys = Keys::from_master([42; 32]);
+        let (from, p) = ChunkerParams::default()
+            .large_file_params()
+            .expect("new repositories have it");
+        assert_eq!(from, LARGE_FROM);
+        let c = Chunker::new(p, keys.gear_table());
+        let data = pseudo_random(6 * 1024 * 1024, 0x9E3779B97F4A7C15);
+        let cuts = c.cuts(&data);
+        assert_eq!(cuts.iter().sum::<usize>(), data.len());
+        assert!(cuts.iter().all(|&n| n <= 2 << 20));
+        assert_eq!(
+            cuts, GOLDEN_LARGE,
+            "FastCDC cut points of large files changed: this breaks dedup"
+        );
+    }
+
+    const GOLDEN_LARGE: &[usize] = &[
+        308450, 422863, 365227, 193969, 199472, 325837, 454973, 267561, 234949, 232300, 418833, 400253, 325353, 388422,
+        256432, 268117, 375828, 437407, 354518, 60692,
+    ];
+
+    #[test]
+    fn large_file_sizes_are_validated_and_chosen_by_size() {
+        let mut p = ChunkerParams::default();
+        p.validate().unwrap();
+        let keys = Keys::from_master([1; 32]);
+        let chunkers = FileChunkers {
+            base: Chunker::new(p, keys.gear_table()),
+            large: p
+                .large_file_params()
+                .map(|(f, q)| (f, Chunker::new(q, keys.gear_table()))),
+        };
+        assert_eq!(chunkers.for_size(LARGE_FROM - 1).max_size(), 8 << 20);
+        assert_eq!(chunkers.for_size(LARGE_FROM).max_size(), 2 << 20);
+        for bad in [
+            LargeFiles {
+                from: 1000,
+                min: 128 << 10,
+                avg: 256 << 10,
+                max: 2 << 20,
+            },
+            LargeFiles {
+                from: LARGE_FROM,
+                min: 128 << 10,
+                avg: 300 << 10,
+                max: 2 << 20,
+            },
+            LargeFiles {
+                from: LARGE_FROM,
+                min: 512 << 10,
+                avg: 256 << 10,
+                max: 2 << 20,
+            },
+            // Larger than the base chunks: the read buffer is sized for those.
+            LargeFiles {
+                from: LARGE_FROM,
+                min: 1 << 20,
+                avg: 2 << 20,
+                max: 16 << 20,
+            },
+            // The run rule (64 KiB) must fit in a chunk.
+            LargeFiles {
+                from: LARGE_FROM,
+                min: 8 << 10,
+                avg: 16 << 10,
+                max: 32 << 10,
+            },
+        ] {
+            p.large = Some(bad);
+            assert!(p.validate().is_err(), "{bad:?}");
+        }
+    }
+
     const GOLDEN: &[usize] = &[
         1096540, 1676761, 651133, 1370460, 1435870, 652500, 2134000, 840851, 3284715, 1346800, 2500990, 1055430,
         1400563, 1476680, 1430706, 573366, 1250162, 988297,
@@ -508,6 +654,7 @@ mod tests {
                 max: 4096,
                 normalization: 1,
                 run: 100,
+                large: None,
             },
             Keys::from_master([5; 32]).gear_table(),
         );
@@ -545,7 +692,7 @@ mod tests {
                     _ => data.extend(std::iter::repeat_n(v, len)),
                 }
             }
-            let p = ChunkerParams { min: 256, avg: 1024, max: 4096, normalization: 1, run };
+            let p = ChunkerParams { min: 256, avg: 1024, max: 4096, normalization: 1, run, large: None };
             p.validate().unwrap();
             let c = Chunker::new(p, Keys::from_master([5; 32]).gear_table());
             let cuts = c.cuts(&data);

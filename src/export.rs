@@ -1553,11 +1553,11 @@ fn old_tool_folder(dir: &Path, project: &str) -> Option<String> {
 }
 
 /// Whether the file at `rel` below `root` holds exactly the bytes of `data`: cut by the
-/// repository's chunker, its keyed chunk ids are the snapshot's chunk list. Only dense
+/// repository's chunker for its size, its keyed chunk ids are the snapshot's chunk list. Only dense
 /// files qualify; the file is read once, nothing is decrypted.
 fn same_content(
     repo: &Repository,
-    chunker: &crate::chunker::Chunker,
+    chunkers: &crate::chunker::FileChunkers,
     buf: &mut Vec<u8>,
     root: &OwnedFd,
     rel: &[u8],
@@ -1583,6 +1583,7 @@ fn same_content(
         return false;
     }
     let mut i = 0;
+    let chunker = chunkers.for_size(data.size);
     let read = chunker.stream(&mut f, data.size + 1, buf, |c| match chunks.get(i) {
         Some(x) if x.len as usize == c.len() && x.id.0 == repo.keys.chunk_id(c) => {
             i += 1;
@@ -1714,7 +1715,7 @@ fn incremental(
     let is_root = rustix::process::geteuid().is_root();
     let mut link: HashSet<Vec<u8>> = HashSet::new();
     if let Some(root) = &prev_root {
-        let chunker = repo.chunker();
+        let chunkers = repo.file_chunkers();
         let mut buf = Vec::new();
         let mut parent: Option<(Vec<u8>, OwnedFd)> = None;
         for item in &plan.items {
@@ -1728,7 +1729,7 @@ fn incremental(
             }
             let Some((_, fd)) = &parent else { continue };
             if unchanged_on_disk(fd, n, meta, data.size, is_root)
-                && (by_record || same_content(repo, &chunker, &mut buf, root, rel, data))
+                && (by_record || same_content(repo, &chunkers, &mut buf, root, rel, data))
             {
                 link.insert(rel.clone());
             }

@@ -124,9 +124,53 @@ pub struct Config {
     pub created_unix_ns: i64,
 }
 
-/// The `Config` structure version this build writes. Version 2 added `ChunkerParams::run`
-/// (format-spec §5); version 1 is still read, as a repository whose chunker has no run rule.
-pub const CONFIG_VERSION: u8 = 2;
+/// The `Config` structure version this build writes. Version 2 added `ChunkerParams::run`,
+/// version 3 `ChunkerParams::large` (format-spec §5). Versions 1 and 2 are still read: as a
+/// repository whose chunker has no run rule, and one that cuts large files like the rest.
+pub const CONFIG_VERSION: u8 = 3;
+
+/// `Config` as written at structure version 2: `ChunkerParams` without `large`.
+#[derive(Deserialize)]
+struct ConfigV2 {
+    repo_id: [u8; 32],
+    chunker: ChunkerParamsV2,
+    pack_target: u32,
+    created_unix_ns: i64,
+}
+
+#[derive(Deserialize)]
+struct ChunkerParamsV2 {
+    min: u32,
+    avg: u32,
+    max: u32,
+    normalization: u8,
+    run: u32,
+}
+
+impl From<ConfigV2> for Config {
+    fn from(c: ConfigV2) -> Config {
+        let ChunkerParamsV2 {
+            min,
+            avg,
+            max,
+            normalization,
+            run,
+        } = c.chunker;
+        Config {
+            repo_id: c.repo_id,
+            chunker: ChunkerParams {
+                min,
+                avg,
+                max,
+                normalization,
+                run,
+                large: None,
+            },
+            pack_target: c.pack_target,
+            created_unix_ns: c.created_unix_ns,
+        }
+    }
+}
 
 /// `Config` as written at structure version 1: `ChunkerParams` without `run`.
 #[derive(Deserialize)]
@@ -161,6 +205,7 @@ impl From<ConfigV1> for Config {
                 max,
                 normalization,
                 run: 0,
+                large: None,
             },
             pack_target: c.pack_target,
             created_unix_ns: c.created_unix_ns,
@@ -194,6 +239,7 @@ pub fn decode_config(bytes: &[u8], cipher: &Cipher) -> Result<Config> {
     let plain = cipher.open(&aad(&repo_id, Kind::Config, &[0; 32]), sealed, "config")?;
     let c: Config = match plain.first() {
         Some(1) => decode_versioned::<ConfigV1>(1, &plain, "config")?.into(),
+        Some(2) => decode_versioned::<ConfigV2>(2, &plain, "config")?.into(),
         _ => decode_versioned(CONFIG_VERSION, &plain, "config")?,
     };
     if c.repo_id != repo_id {
@@ -1045,7 +1091,7 @@ mod tests {
     }
 
     #[test]
-    fn config_round_trips_at_version_2_and_version_1_still_reads() {
+    fn config_round_trips_at_version_3_and_versions_2_and_1_still_read() {
         let cipher = Cipher::new(&[7; 32]);
         let c = Config {
             repo_id: [9; 32],
@@ -1058,12 +1104,27 @@ mod tests {
         let plain = cipher
             .open(&aad(&[9; 32], Kind::Config, &[0; 32]), &bytes[38..], "c")
             .unwrap();
-        assert_eq!(plain[0], 2, "config structure version");
+        assert_eq!(plain[0], 3, "config structure version");
         assert_eq!(
-            &plain[plain.len() - 8..],
-            [0x80, 0x80, 0x04, 0x80, 0x80, 0x80, 0x08, 0x0a],
-            "run 65536 ends ChunkerParams, then pack target and created"
+            &plain[plain.len() - 23..],
+            [
+                0x80, 0x80, 0x04, // run = 65 536
+                0x01, // large: Some
+                0x80, 0x80, 0x80, 0x20, // from = 67 108 864
+                0x80, 0x80, 0x08, // min = 131 072
+                0x80, 0x80, 0x10, // avg = 262 144
+                0x80, 0x80, 0x80, 0x01, // max = 2 097 152
+                0x80, 0x80, 0x80, 0x08, // pack target
+                0x0a, // created
+            ],
+            "run, then large, end ChunkerParams; then pack target and created"
         );
+        let sealed = |plain: &[u8]| {
+            let mut out = envelope(Kind::Config).to_vec();
+            out.extend_from_slice(&[9; 32]);
+            cipher.seal_into(&aad(&[9; 32], Kind::Config, &[0; 32]), plain, &mut out);
+            out
+        };
 
         // A config as the builds before version 2 wrote it, byte by byte (format-spec §5):
         // version 1, repo id, min/avg/max as varints, normalization, pack target, created.
@@ -1071,29 +1132,43 @@ mod tests {
         v1.extend_from_slice(&[9; 32]);
         v1.extend_from_slice(&[0x80, 0x80, 0x20, 0x80, 0x80, 0x40, 0x80, 0x80, 0x80, 0x04, 0x01]);
         v1.extend_from_slice(&[0x80, 0x80, 0x80, 0x08, 0x0a]);
-        let mut old = envelope(Kind::Config).to_vec();
-        old.extend_from_slice(&[9; 32]);
-        cipher.seal_into(&aad(&[9; 32], Kind::Config, &[0; 32]), &v1, &mut old);
-        let read = decode_config(&old, &cipher).unwrap();
-        assert_eq!(
-            read.chunker.run, 0,
-            "a version 1 repository keeps chunking without the run rule"
-        );
+        let read = decode_config(&sealed(&v1), &cipher).unwrap();
         assert_eq!(
             read,
             Config {
-                chunker: ChunkerParams { run: 0, ..c.chunker },
+                chunker: ChunkerParams {
+                    run: 0,
+                    large: None,
+                    ..c.chunker
+                },
                 ..c
-            }
+            },
+            "a version 1 repository keeps chunking without the run rule or large-file sizes"
         );
 
-        let mut v3 = plain.clone();
-        v3[0] = 3;
-        let mut new = envelope(Kind::Config).to_vec();
-        new.extend_from_slice(&[9; 32]);
-        cipher.seal_into(&aad(&[9; 32], Kind::Config, &[0; 32]), &v3, &mut new);
-        let err = decode_config(&new, &cipher).unwrap_err().to_string();
-        assert!(err.contains("structure version 3"), "{err}");
+        // Version 2: the same with the run rule after normalization.
+        let mut v2 = vec![2];
+        v2.extend_from_slice(&[9; 32]);
+        v2.extend_from_slice(&[0x80, 0x80, 0x20, 0x80, 0x80, 0x40, 0x80, 0x80, 0x80, 0x04, 0x01]);
+        v2.extend_from_slice(&[0x80, 0x80, 0x04]);
+        v2.extend_from_slice(&[0x80, 0x80, 0x80, 0x08, 0x0a]);
+        let read = decode_config(&sealed(&v2), &cipher).unwrap();
+        assert_eq!(
+            read,
+            Config {
+                chunker: ChunkerParams {
+                    large: None,
+                    ..c.chunker
+                },
+                ..c
+            },
+            "a version 2 repository keeps cutting large files like the rest"
+        );
+
+        let mut v4 = plain.clone();
+        v4[0] = 4;
+        let err = decode_config(&sealed(&v4), &cipher).unwrap_err().to_string();
+        assert!(err.contains("structure version 4"), "{err}");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::backend::{Backend, Dir, Written};
 use crate::blob;
-use crate::chunker::{Chunker, ChunkerParams};
+use crate::chunker::{Chunker, ChunkerParams, FileChunkers};
 use crate::crypto::{Cipher, KdfParams, Keys, random_bytes};
 use crate::error::{Error, Result};
 use crate::format::{
@@ -792,6 +792,19 @@ impl Repository {
 
     pub fn chunker(&self) -> Chunker {
         Chunker::new(self.config.chunker, self.keys.gear_table())
+    }
+
+    /// The chunkers of files by their size: finer ones for large files where this
+    /// repository has them (config version 3, format-spec §15 "Large files").
+    pub fn file_chunkers(&self) -> FileChunkers {
+        FileChunkers {
+            base: self.chunker(),
+            large: self
+                .config
+                .chunker
+                .large_file_params()
+                .map(|(from, p)| (from, Chunker::new(p, self.keys.gear_table()))),
+        }
     }
 
     /// Reconcile the index cache with a listing of `index/`, `condemned/` and `snapshots/`.

@@ -61,7 +61,8 @@ impl Walker<'_> {
         has_parent: bool,
     ) -> Result<(TreeId, Option<Meta>)> {
         let mut chunks = Vec::new();
-        let chunker = self.chunker.clone();
+        let chunkers = self.chunkers.clone();
+        let chunker = &chunkers.base;
         let repo = self.repo;
         let mut buf = std::mem::take(&mut self.buf);
         self.progress.add_total(1, 0);

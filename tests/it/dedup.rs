@@ -236,6 +236,7 @@ fn long_chunk_lists_are_paged_and_an_edit_rewrites_few_pages() {
             max: 4096,
             normalization: 1,
             run: 128,
+            large: None,
         },
         pack_target: None,
         state_dir: None,
@@ -285,4 +286,34 @@ fn long_chunk_lists_are_paged_and_an_edit_rewrites_few_pages() {
             "{snap} restored wrongly"
         );
     }
+}
+
+/// Files of 64 MiB and more (disk images, databases) are cut into chunks of about 256 KiB,
+/// smaller ones into chunks of about 1 MiB: scattered small writes to a large file cost a
+/// quarter of what they did (format-spec §15, "Large files").
+#[test]
+fn large_files_are_cut_finer_and_small_edits_to_them_store_little() {
+    const LARGE: usize = 64 << 20;
+    let env = Env::with_repo();
+    let unique_chunks = |snap: &str| {
+        let s = env.run(["--json", "stats", snap]).success().json();
+        num(&s, "unique_chunks")
+    };
+    let src = env.path("src");
+    let mut image = random_bytes(22, LARGE);
+    write(src.join("image.bin"), &image);
+    age_tree(&src);
+    let fine = unique_chunks(&env.backup([&src]));
+    // 64 MiB in chunks of 256 KiB on average, not 1 MiB (within a factor 2).
+    assert!((128..=512).contains(&fine), "{fine} chunks from 64 MiB on");
+
+    // 16 writes of 4 KiB spread over the image: each rewrites a chunk or two of at most
+    // 2 MiB (1 MiB chunks would cost about 16-32 MiB).
+    for i in 0..16 {
+        let at = i * (LARGE / 16) + 12_345;
+        image[at..at + 4096].copy_from_slice(&random_bytes(100 + i as u64, 4096));
+    }
+    let (added, _, snap) = back_up_edit(&env, &src, "image.bin", &image);
+    assert!(added > 0 && added < 12 << 20, "{added} bytes added for 64 KiB of edits");
+    assert_restores(&env, &snap, "image.bin", &image);
 }
