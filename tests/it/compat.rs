@@ -46,8 +46,19 @@ fn listing(dir: &Path) -> (Vec<u8>, Vec<u8>) {
 
 #[test]
 fn format1_fixture_reads_checks_restores_and_takes_new_backups() {
+    reads_checks_restores_and_takes_new_backups("format1");
+}
+
+/// Written by the last build before config structure version 3: large files keep their
+/// 1 MiB chunks there.
+#[test]
+fn format1_config2_fixture_reads_checks_restores_and_takes_new_backups() {
+    reads_checks_restores_and_takes_new_backups("format1-config2");
+}
+
+fn reads_checks_restores_and_takes_new_backups(name: &str) {
     let env = Env::new();
-    let fx = fixture("format1");
+    let fx = fixture(name);
     copy_tree(&fx.join("repo"), &env.repo());
     let mut kept: Vec<String> = fs::read_dir(&fx)
         .unwrap()
