@@ -280,6 +280,26 @@ pub fn seeds() -> Vec<Seed> {
         format::encode_versioned(format::CONFIG_VERSION, &sample_config()),
         |b| format::decode_versioned::<Config>(format::CONFIG_VERSION, b, "seed").is_ok(),
     ));
+    // The structure version 2 form (no `large`): the same fields, as a tuple.
+    let (c, p) = (sample_config(), sample_config().chunker);
+    out.push(seed(
+        "config",
+        "plaintext-v2",
+        format::encode_versioned(
+            2,
+            &(
+                c.repo_id,
+                (p.min, p.avg, p.max, p.normalization, p.run),
+                c.pack_target,
+                c.created_unix_ns,
+            ),
+        ),
+        // Sealed as the config target seals its input, it must decode without large-file sizes.
+        |b| {
+            format::decode_config(&sealed_config(b), &fixed().cipher)
+                .is_ok_and(|c| c.chunker.large.is_none() && c.chunker.run == sample_config().chunker.run)
+        },
+    ));
     // The structure version 1 form (no `run`): the same fields, as a tuple.
     let (c, p) = (sample_config(), sample_config().chunker);
     out.push(seed(

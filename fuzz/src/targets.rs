@@ -104,6 +104,10 @@ pub fn config(data: &[u8]) {
         let chunker = Chunker::new(c.chunker, f.keys.gear_table());
         let cut = chunker.next_cut(data);
         assert!(cut <= data.len().max(1));
+        if let Some((_, large)) = c.chunker.large_file_params() {
+            let cut = Chunker::new(large, f.keys.gear_table()).next_cut(data);
+            assert!(cut <= data.len().max(1));
+        }
     }
 }
 
