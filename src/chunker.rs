@@ -257,10 +257,6 @@ impl Chunker {
         // `buf` keeps its length between calls (it is only ever grown), so its bytes are
         // zeroed once, not once per file; `start..end` is the live data.
         let (min, max) = (self.p.min as usize, self.p.max as usize);
-        // A scan that finds no cut is repeated from `min` once more bytes are read; waiting
-        // for twice the average size first makes that rare (a chunk is that long about one
-        // time in ten), where scanning after each 1 MiB read covered most bytes twice.
-        let lookahead = max.min(2 * self.p.avg as usize);
         let (mut start, mut end) = (0usize, 0usize);
         let mut remaining = limit;
         let mut eof = limit == 0;
@@ -269,7 +265,7 @@ impl Chunker {
         loop {
             let avail = end - start;
             if !eof && avail < max {
-                if avail > min && avail >= lookahead {
+                if avail > min {
                     let n = self.next_cut_after(carry, &buf[start..end]);
                     if n < avail {
                         emit(&buf[start..start + n])?;
