@@ -605,6 +605,10 @@ fn stall_mid_download(r: &Remote) {
     let target = r.env.path("target");
     let before = r.proxy.stats().bytes_down;
     r.set_env("PROJECTCLONE_STORAGE_TRIES", "8");
+    // The proxy passes data on no faster than the client reads it: otherwise the socket
+    // buffers could hold every remaining byte before the stall begins, and the restore
+    // would never see it.
+    r.proxy.limit_down(2048 * 1024);
     let mut child = r.spawn(&[
         "--json",
         "--limit-download",

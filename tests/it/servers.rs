@@ -1551,6 +1551,8 @@ struct Control {
     big: Option<(Direction, u64)>,
     /// Bytes per second passed on towards the server at most (0: no limit).
     rate_up: u64,
+    /// Bytes per second passed on towards the client at most, per connection (0: no limit).
+    rate_down: u64,
 }
 
 #[derive(Default)]
@@ -1670,6 +1672,12 @@ impl FaultProxy {
     /// Pass data on towards the server at most `bytes_per_sec` (a slow uplink).
     pub fn limit_up(&self, bytes_per_sec: u64) {
         self.ctl().rate_up = bytes_per_sec;
+    }
+
+    /// Pass at most this many bytes per second from the server to the client, on each
+    /// connection (0: no limit), so that data is still behind the proxy when it stalls.
+    pub fn limit_down(&self, bytes_per_sec: u64) {
+        self.ctl().rate_down = bytes_per_sec;
     }
 
     pub fn stall(&self, d: Duration) {
@@ -1935,8 +1943,11 @@ fn pipe(
             cut(client, server);
             break;
         }
-        let rate = sh.ctl.lock().unwrap().rate_up;
-        if dir == Direction::Up && rate > 0 {
+        let rate = {
+            let c = sh.ctl.lock().unwrap();
+            if dir == Direction::Up { c.rate_up } else { c.rate_down }
+        };
+        if rate > 0 {
             thread::sleep(Duration::from_secs_f64(send.len() as f64 / rate as f64));
         }
         if cut_done {
