@@ -190,6 +190,7 @@ struct ChunkerParamsV1 {
 }
 
 impl From<ConfigV1> for Config {
+    /// As version 2 with the run rule off.
     fn from(c: ConfigV1) -> Config {
         let ChunkerParamsV1 {
             min,
@@ -197,19 +198,19 @@ impl From<ConfigV1> for Config {
             max,
             normalization,
         } = c.chunker;
-        Config {
+        ConfigV2 {
             repo_id: c.repo_id,
-            chunker: ChunkerParams {
+            chunker: ChunkerParamsV2 {
                 min,
                 avg,
                 max,
                 normalization,
                 run: 0,
-                large: None,
             },
             pack_target: c.pack_target,
             created_unix_ns: c.created_unix_ns,
         }
+        .into()
     }
 }
 
