@@ -1553,8 +1553,8 @@ fn old_tool_folder(dir: &Path, project: &str) -> Option<String> {
 }
 
 /// Whether the file at `rel` below `root` holds exactly the bytes of `data`: cut by the
-/// repository's chunker for its size, its keyed chunk ids are the snapshot's chunk list. Only dense
-/// files qualify; the file is read once, nothing is decrypted.
+/// repository's chunker for its size, its keyed chunk ids are the snapshot's chunk list.
+/// Only dense files qualify; the file is read once, nothing is decrypted.
 fn same_content(
     repo: &Repository,
     chunkers: &crate::chunker::FileChunkers,

@@ -24,10 +24,7 @@ impl Default for PackWriter {
 
 impl PackWriter {
     pub fn new() -> Self {
-        PackWriter {
-            buf: format::envelope(Kind::Pack).to_vec(),
-            entries: Vec::new(),
-        }
+        Self::reusing(Vec::new())
     }
 
     /// A writer that builds its pack in `buf` (emptied first), reusing its memory.
