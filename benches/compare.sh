@@ -255,7 +255,7 @@ def crates(src, dest, mib, commits):
         size = sum(os.path.getsize(f) for f in walk_files(p))
         if size <= min(left, 32 << 20):
             chosen.append(latest[name]); left -= size
-    git = ['git', '-C', dest, '-c', 'user.email=bench@localhost', '-c', 'user.name=bench']
+    git = ['git', '-C', dest, '-c', 'user.email=bench@localhost', '-c', 'user.name=bench', '-c', 'gc.auto=0']
     os.makedirs(dest)
     subprocess.run(git + ['init', '-q'], check=True)
     for k in range(commits):
