@@ -1,6 +1,8 @@
 //! Pack files: `envelope(6) || blob... || sealed header || header_len(u32 LE) || "PCLNPAK1"`.
-//! The writer is sans-IO (bytes in memory); the pack id is the unkeyed BLAKE3 of all bytes.
+//! [`PackWriter`] is sans-IO (bytes in memory); [`StreamedPack`] writes the same bytes to a
+//! store's [`NewObject`] as they come. The pack id is the unkeyed BLAKE3 of all bytes.
 
+use crate::backend::{NewObject, Written};
 use crate::crypto::Cipher;
 use crate::error::{Error, Result};
 use crate::format::{self, BlobKind, Kind, MAX_PACK_HEADER, PACK_TRAILER_MAGIC, PackEntry, PackHeader};
@@ -65,15 +67,103 @@ impl PackWriter {
 
     /// Append the sealed header and trailer; returns id, bytes and entries.
     pub fn finish(mut self, repo_id: &[u8; 32], cipher: &Cipher) -> (PackId, Vec<u8>, Vec<PackEntry>) {
-        let header = PackHeader { entries: self.entries };
-        let plain = format::encode_versioned(1, &header);
-        let start = self.buf.len();
-        cipher.seal_into(&format::aad(repo_id, Kind::PackHeader, &[0; 32]), &plain, &mut self.buf);
-        let hlen = (self.buf.len() - start) as u32;
-        self.buf.extend_from_slice(&hlen.to_le_bytes());
-        self.buf.extend_from_slice(PACK_TRAILER_MAGIC);
+        let entries = seal_header(self.entries, repo_id, cipher, &mut self.buf);
         let id = PackId(*blake3::hash(&self.buf).as_bytes());
-        (id, self.buf, header.entries)
+        (id, self.buf, entries)
+    }
+}
+
+/// Append the sealed header of `entries`, its length and the magic to `out`.
+fn seal_header(entries: Vec<PackEntry>, repo_id: &[u8; 32], cipher: &Cipher, out: &mut Vec<u8>) -> Vec<PackEntry> {
+    let header = PackHeader { entries };
+    let plain = format::encode_versioned(1, &header);
+    let start = out.len();
+    cipher.seal_into(&format::aad(repo_id, Kind::PackHeader, &[0; 32]), &plain, out);
+    let hlen = (out.len() - start) as u32;
+    out.extend_from_slice(&hlen.to_le_bytes());
+    out.extend_from_slice(PACK_TRAILER_MAGIC);
+    header.entries
+}
+
+/// Bytes gathered before they are hashed and handed to the store.
+const STREAM_BUF: usize = 1024 * 1024;
+
+/// A pack written to the store while it is built: the same bytes as [`PackWriter`] makes,
+/// with at most [`STREAM_BUF`] of them in memory (plus the entries), so a backup into a
+/// local folder does not hold a whole pack (16 MiB by default) in memory.
+pub struct StreamedPack {
+    out: Box<dyn NewObject>,
+    hasher: blake3::Hasher,
+    buf: Vec<u8>,
+    /// Bytes handed to `out` so far.
+    written: u64,
+    entries: Vec<PackEntry>,
+}
+
+impl StreamedPack {
+    pub fn new(out: Box<dyn NewObject>) -> Self {
+        let mut buf = Vec::with_capacity(STREAM_BUF);
+        buf.extend_from_slice(&format::envelope(Kind::Pack));
+        StreamedPack {
+            out,
+            hasher: blake3::Hasher::new(),
+            buf,
+            written: 0,
+            entries: Vec::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes of blobs so far (with the leader).
+    pub fn len(&self) -> usize {
+        self.written as usize + self.buf.len()
+    }
+
+    pub fn add(&mut self, kind: BlobKind, id: BlobId, raw_length: u32, sealed: &[u8]) -> Result<()> {
+        self.entries.push(PackEntry {
+            kind,
+            id,
+            offset: self.len() as u64,
+            length: sealed.len() as u32,
+            raw_length,
+        });
+        if self.buf.len() + sealed.len() > STREAM_BUF {
+            self.drain()?;
+        }
+        if sealed.len() >= STREAM_BUF {
+            self.hasher.update(sealed);
+            self.out.write(sealed)?;
+            self.written += sealed.len() as u64;
+        } else {
+            self.buf.extend_from_slice(sealed);
+        }
+        Ok(())
+    }
+
+    fn drain(&mut self) -> Result<()> {
+        self.hasher.update(&self.buf);
+        self.out.write(&self.buf)?;
+        self.written += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Append the sealed header and trailer and store the pack under its id (the path
+    /// `path_of` gives); returns id, size, entries and whether it was new.
+    pub fn finish(
+        mut self,
+        repo_id: &[u8; 32],
+        cipher: &Cipher,
+        path_of: impl FnOnce(&PackId) -> String,
+    ) -> Result<(PackId, u64, Vec<PackEntry>, Written)> {
+        let entries = seal_header(std::mem::take(&mut self.entries), repo_id, cipher, &mut self.buf);
+        self.drain()?;
+        let id = PackId(*self.hasher.finalize().as_bytes());
+        let written = self.out.commit(&path_of(&id))?;
+        Ok((id, self.written, entries, written))
     }
 }
 
@@ -170,5 +260,51 @@ mod tests {
         // Found by the `pack` fuzz target: used to underflow or point into the leader.
         assert!(parse_trailer(b"\0\0\0\0PCLNPAK1", 15).is_err());
         assert!(parse_trailer(b"\0\0\0\0PCLNPAK1", 5).is_err());
+    }
+
+    /// Collects what a streamed pack writes, as a store would.
+    struct Collect(std::sync::Arc<std::sync::Mutex<(Vec<u8>, Option<String>)>>);
+
+    impl NewObject for Collect {
+        fn write(&mut self, bytes: &[u8]) -> Result<()> {
+            self.0.lock().unwrap().0.extend_from_slice(bytes);
+            Ok(())
+        }
+        fn commit(self: Box<Self>, path: &str) -> Result<Written> {
+            self.0.lock().unwrap().1 = Some(path.to_string());
+            Ok(Written::New)
+        }
+    }
+
+    #[test]
+    fn a_streamed_pack_is_byte_for_byte_the_pack_in_memory() {
+        let keys = Keys::generate();
+        let c = keys.cipher();
+        // Small blobs that cross the stream buffer, one larger than it, and small ones after.
+        let mut blobs: Vec<Vec<u8>> = (0..300u32).map(|i| vec![i as u8; 5000 + i as usize]).collect();
+        blobs.insert(150, vec![7; STREAM_BUF + 3]);
+        blobs.push(b"last".to_vec());
+        let got = std::sync::Arc::new(std::sync::Mutex::new((Vec::new(), None)));
+        let mut s = StreamedPack::new(Box::new(Collect(got.clone())));
+        let mut w = PackWriter::new();
+        for (i, b) in blobs.iter().enumerate() {
+            let id = BlobId([i as u8; 32]);
+            w.add(BlobKind::Data, id, b.len() as u32, b);
+            s.add(BlobKind::Data, id, b.len() as u32, b).unwrap();
+            assert_eq!(s.len(), w.len());
+        }
+        let (id, bytes, entries) = w.finish(&[5; 32], &c);
+        let (sid, size, sentries, written) = s.finish(&[5; 32], &c, |id| format!("packs/{}", id.to_hex())).unwrap();
+        let got = got.lock().unwrap();
+        // The headers hold the same entries but are sealed with their own nonces.
+        assert_eq!(sentries, entries);
+        assert_eq!(written, Written::New);
+        assert_eq!(size, got.0.len() as u64);
+        assert_eq!(sid.0, *blake3::hash(&got.0).as_bytes());
+        assert_eq!(got.1.as_deref(), Some(format!("packs/{}", sid.to_hex()).as_str()));
+        assert_eq!(read_all(&[5; 32], &c, &got.0).unwrap(), entries);
+        let end = entries.last().map(|e| (e.offset + e.length as u64) as usize).unwrap();
+        assert_eq!(got.0[..end], bytes[..end]);
+        assert_ne!(sid, id);
     }
 }

@@ -11,7 +11,7 @@ use crate::crypto::Cipher;
 use crate::error::{Error, Result};
 use crate::format::{self, BlobKind, IndexDelta, IndexPack};
 use crate::id::{BlobId, ObjectId, PackId};
-use crate::pack::{LEADER_LEN, PackWriter};
+use crate::pack::{LEADER_LEN, PackWriter, StreamedPack};
 use crate::repo::Repository;
 
 pub struct PackSink {
@@ -20,8 +20,11 @@ pub struct PackSink {
     cipher: Cipher,
     target: usize,
     dry_run: bool,
-    data: PackWriter,
-    trees: PackWriter,
+    data: OpenPack,
+    trees: OpenPack,
+    /// Packs go to the store as they are built ([`Backend::write_streamed`]): a local
+    /// store, no upload threads, not a dry run. Cleared when the store says it cannot.
+    streams: bool,
     packs: Vec<IndexPack>,
     written: u64,
     uploads: Option<Uploads>,
@@ -30,6 +33,34 @@ pub struct PackSink {
     /// The last pack's buffer once it is written (to local storage, in this thread): the
     /// next data pack is built in it instead of in new memory.
     spare: Option<Vec<u8>>,
+}
+
+/// The pack being filled: in memory (written whole when full), or streamed to the store.
+enum OpenPack {
+    Mem(PackWriter),
+    Streamed(Box<StreamedPack>),
+}
+
+impl Default for OpenPack {
+    fn default() -> Self {
+        OpenPack::Mem(PackWriter::new())
+    }
+}
+
+impl OpenPack {
+    fn len(&self) -> usize {
+        match self {
+            OpenPack::Mem(w) => w.len(),
+            OpenPack::Streamed(s) => s.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            OpenPack::Mem(w) => w.is_empty(),
+            OpenPack::Streamed(s) => s.is_empty(),
+        }
+    }
 }
 
 /// Packs written beside the caller by a few threads, for stores whose writes wait on the
@@ -154,8 +185,9 @@ impl PackSink {
             cipher,
             target,
             dry_run,
-            data: PackWriter::new(),
-            trees: PackWriter::new(),
+            data: OpenPack::default(),
+            trees: OpenPack::default(),
+            streams: !dry_run && uploads.is_none(),
             packs: Vec::new(),
             written: 0,
             uploads,
@@ -195,44 +227,64 @@ impl PackSink {
 
     /// Add one sealed blob; a pack that reaches the target is written at once.
     pub fn add(&mut self, kind: BlobKind, id: BlobId, raw_len: u32, sealed: &[u8]) -> Result<()> {
-        let w = if kind == BlobKind::Data {
-            &mut self.data
-        } else {
-            &mut self.trees
-        };
-        w.add(kind, id, raw_len, sealed);
-        if w.len() >= self.target {
-            let full = std::mem::take(w);
-            self.flush(full)?;
-            if kind == BlobKind::Data
-                && let Some(buf) = self.spare.take()
-            {
-                self.data = PackWriter::reusing(buf);
+        let data = kind == BlobKind::Data;
+        if self.streams && (if data { &self.data } else { &self.trees }).is_empty() {
+            match self.backend.write_streamed(Dir::Packs) {
+                Some(out) => {
+                    *(if data { &mut self.data } else { &mut self.trees }) =
+                        OpenPack::Streamed(Box::new(StreamedPack::new(out?)))
+                }
+                None => self.streams = false,
             }
-        } else if kind == BlobKind::Data && w.len() == LEADER_LEN + sealed.len() {
-            // First blob of a data pack: from here on it grows to the target, so reserve it
-            // once instead of doubling (which briefly holds two buffers). Room for the
-            // largest sealed blob that can push it over the target.
-            w.reserve(self.target + format::MAX_BLOB_RAW / 2);
+        }
+        let open = if data { &mut self.data } else { &mut self.trees };
+        match open {
+            OpenPack::Mem(w) => {
+                w.add(kind, id, raw_len, sealed);
+                if data && w.len() < self.target && w.len() == LEADER_LEN + sealed.len() {
+                    // First blob of a data pack: from here on it grows to the target, so
+                    // reserve it once instead of doubling (which briefly holds two
+                    // buffers). Room for the largest sealed blob that can push it over.
+                    w.reserve(self.target + format::MAX_BLOB_RAW / 2);
+                }
+            }
+            OpenPack::Streamed(p) => p.add(kind, id, raw_len, sealed)?,
+        }
+        if open.len() >= self.target {
+            let full = std::mem::take(open);
+            self.flush(full)?;
+            if data && let Some(buf) = self.spare.take() {
+                self.data = OpenPack::Mem(PackWriter::reusing(buf));
+            }
         }
         Ok(())
     }
 
-    fn flush(&mut self, w: PackWriter) -> Result<()> {
-        if w.is_empty() {
+    fn flush(&mut self, open: OpenPack) -> Result<()> {
+        if open.is_empty() {
             return Ok(());
         }
-        let (id, bytes, entries) = w.finish(&self.repo_id, &self.cipher);
-        let size = bytes.len() as u64;
-        if !self.dry_run {
-            match &self.uploads {
-                Some(u) => u.send(id, bytes)?,
-                None => {
-                    self.backend.write_new(&Dir::Packs.path(&id.to_hex()), &bytes)?;
-                    self.spare = Some(bytes);
-                }
+        let (id, size, entries) = match open {
+            OpenPack::Streamed(p) => {
+                let (id, size, entries, _) =
+                    p.finish(&self.repo_id, &self.cipher, |id| Dir::Packs.path(&id.to_hex()))?;
+                (id, size, entries)
             }
-        }
+            OpenPack::Mem(w) => {
+                let (id, bytes, entries) = w.finish(&self.repo_id, &self.cipher);
+                let size = bytes.len() as u64;
+                if !self.dry_run {
+                    match &self.uploads {
+                        Some(u) => u.send(id, bytes)?,
+                        None => {
+                            self.backend.write_new(&Dir::Packs.path(&id.to_hex()), &bytes)?;
+                            self.spare = Some(bytes);
+                        }
+                    }
+                }
+                (id, size, entries)
+            }
+        };
         self.written += size;
         let hex = id.to_hex();
         if self.dry_run {

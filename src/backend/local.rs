@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, SystemTime};
 
-use super::{Backend, Dir, ObjectInfo, TEMP_PREFIX, Written, cleanup};
+use super::{Backend, Dir, NewObject, ObjectInfo, TEMP_PREFIX, Written, cleanup};
 use crate::error::{Error, IoContext, Result};
 
 pub struct LocalBackend {
@@ -285,6 +285,10 @@ impl Backend for LocalBackend {
         res
     }
 
+    fn write_streamed(&self, dir: Dir) -> Option<Result<Box<dyn NewObject>>> {
+        Some(LocalNewObject::start(self, dir).map(|o| Box::new(o) as Box<dyn NewObject>))
+    }
+
     fn delete(&self, path: &str) -> Result<()> {
         self.open.lock().unwrap_or_else(|p| p.into_inner()).remove(path);
         let p = self.full(path);
@@ -412,6 +416,99 @@ impl Backend for LocalBackend {
     }
 }
 
+/// A new object of a local store written as it is made: a temporary file in its folder
+/// (registered, so a signal removes it, and `remove_stale_temp` finds it after a crash),
+/// made durable and renamed to its name by `commit`, without replacing an existing object.
+struct LocalNewObject {
+    file: Option<File>,
+    tmp: PathBuf,
+    root: PathBuf,
+    dir_mode: u32,
+    /// Renamed to its object name: no temporary file is left to remove.
+    stored: bool,
+}
+
+impl LocalNewObject {
+    fn start(b: &LocalBackend, dir: Dir) -> Result<LocalNewObject> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let (file_mode, dir_mode) = modes(&b.root);
+        let d = b.root.join(dir.name());
+        if create_dirs(&d, dir_mode)? {
+            fsync_dir(&b.root)?;
+        }
+        let tmp = d.join(format!("{TEMP_PREFIX}{:016x}", rand::random::<u64>()));
+        let file = cleanup::create_temp(&tmp, || {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(file_mode)
+                .open(&tmp)
+        })
+        .at(&tmp)?;
+        set_mode(&file, file_mode);
+        Ok(LocalNewObject {
+            file: Some(file),
+            tmp,
+            root: b.root.clone(),
+            dir_mode,
+            stored: false,
+        })
+    }
+}
+
+impl NewObject for LocalNewObject {
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        let f = self.file.as_mut().expect("written only before commit");
+        f.write_all(bytes).at(&self.tmp)
+    }
+
+    fn commit(mut self: Box<Self>, path: &str) -> Result<Written> {
+        let f = self.file.take().expect("committed once");
+        f.sync_all().at(&self.tmp)?;
+        drop(f);
+        let p = self.root.join(path);
+        let dir = p.parent().expect("object paths have a parent").to_path_buf();
+        if create_dirs(&dir, self.dir_mode)?
+            && let Some(pp) = dir.parent()
+        {
+            fsync_dir(pp)?;
+        }
+        let w = match rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            &self.tmp,
+            rustix::fs::CWD,
+            &p,
+            rustix::fs::RenameFlags::NOREPLACE,
+        ) {
+            Ok(()) => Written::New,
+            Err(rustix::io::Errno::EXIST) => Written::AlreadyThere,
+            Err(e) => return Err(Error::io(&p, e.into())),
+        };
+        if w == Written::New {
+            self.stored = true;
+            cleanup::forget_temp(&self.tmp);
+            fsync_dir(&dir)?;
+            let from = self.tmp.parent().expect("a temporary file has a folder");
+            if from != dir {
+                fsync_dir(from)?;
+            }
+        }
+        Ok(w)
+    }
+}
+
+impl Drop for LocalNewObject {
+    /// Not committed (an error, a dry end), or committed onto an existing object: the
+    /// temporary file goes. After a rename it is gone already.
+    fn drop(&mut self) {
+        self.file = None;
+        if !self.stored {
+            let _ = fs::remove_file(&self.tmp);
+            cleanup::forget_temp(&self.tmp);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -488,5 +585,37 @@ mod tests {
             b.remove_stale_temp(Duration::ZERO).unwrap(),
             ["index/.tmp-0000000000000003"]
         );
+    }
+
+    #[test]
+    fn a_streamed_object_is_stored_whole_at_commit_and_never_replaces() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("r");
+        let b = LocalBackend::new(&root);
+        b.create().unwrap();
+        let name = Dir::Packs.path(&"cd".repeat(32));
+        let mut o = b.write_streamed(Dir::Packs).unwrap().unwrap();
+        o.write(b"0123").unwrap();
+        o.write(b"456789").unwrap();
+        // Nothing under the object's name before the commit.
+        assert!(!b.exists(&name).unwrap());
+        assert!(b.list(Dir::Packs).unwrap().is_empty());
+        assert_eq!(o.commit(&name).unwrap(), Written::New);
+        assert_eq!(b.read(&name).unwrap(), b"0123456789");
+        // A second object of the same name leaves the first alone and no temporary file.
+        let mut o = b.write_streamed(Dir::Packs).unwrap().unwrap();
+        o.write(b"other").unwrap();
+        assert_eq!(o.commit(&name).unwrap(), Written::AlreadyThere);
+        assert_eq!(b.read(&name).unwrap(), b"0123456789");
+        // Dropped before its commit (a failed backup): nothing is left.
+        let mut o = b.write_streamed(Dir::Packs).unwrap().unwrap();
+        o.write(b"half a pack").unwrap();
+        drop(o);
+        assert!(b.remove_stale_temp(Duration::ZERO).unwrap().is_empty());
+        let left: Vec<_> = fs::read_dir(root.join("packs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["cd"]);
     }
 }

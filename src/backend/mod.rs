@@ -73,6 +73,16 @@ pub enum Written {
     AlreadyThere,
 }
 
+/// A new object written piece by piece ([`Backend::write_streamed`]): it is stored only by
+/// [`commit`](Self::commit), whole and durable; dropped before that, it leaves nothing.
+pub trait NewObject: Send {
+    /// Append bytes.
+    fn write(&mut self, bytes: &[u8]) -> Result<()>;
+    /// Store the bytes written as `path`, durably, unless an object of that name exists
+    /// (then nothing changes): [`Backend::write_new`] of the same bytes.
+    fn commit(self: Box<Self>, path: &str) -> Result<Written>;
+}
+
 /// What [`Backend::write_new`] does when an object of that name exists, as the store
 /// tells it (the conformance suite holds each backend to what it declares).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,6 +169,13 @@ pub trait Backend: Send + Sync {
     fn size(&self, path: &str) -> Result<u64>;
     /// Write an object only if no object of that name exists, durably.
     fn write_new(&self, path: &str, bytes: &[u8]) -> Result<Written>;
+    /// Start a new object of `dir` that is written as it is made, when this store can
+    /// take one that way at no extra cost (a local folder): a pack then never sits whole
+    /// in memory. `None`: the store cannot, use [`write_new`](Self::write_new). The same
+    /// guarantees as `write_new` hold at [`NewObject::commit`].
+    fn write_streamed(&self, _dir: Dir) -> Option<Result<Box<dyn NewObject>>> {
+        None
+    }
     /// What [`write_new`](Self::write_new) guarantees for an existing name on this store.
     fn create_if_absent(&self) -> CreateIfAbsent {
         CreateIfAbsent::Atomic

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use backon::{BlockingRetryable, ExponentialBuilder};
 
-use super::{Backend, CreateIfAbsent, Dir, ObjectInfo, Written};
+use super::{Backend, CreateIfAbsent, Dir, NewObject, ObjectInfo, Written};
 use crate::error::{Error, Result, StorageKind};
 
 /// Requests and bytes a command moved, for its `--json` report.
@@ -101,7 +101,7 @@ pub struct Retrying {
     inner: Arc<dyn Backend>,
     opts: RetryOptions,
     stats: Arc<Stats>,
-    up: Option<Throttle>,
+    up: Option<Arc<Throttle>>,
     down: Option<Throttle>,
 }
 
@@ -109,7 +109,7 @@ impl Retrying {
     pub fn new(inner: Arc<dyn Backend>, opts: RetryOptions) -> Retrying {
         Retrying {
             inner,
-            up: Throttle::new(opts.limit_upload),
+            up: Throttle::new(opts.limit_upload).map(Arc::new),
             down: Throttle::new(opts.limit_download),
             opts,
             stats: Arc::new(Stats::default()),
@@ -174,6 +174,30 @@ impl Retrying {
         if let Some(t) = &self.down {
             t.take(n as u64);
         }
+    }
+}
+
+/// A streamed write through the layer: its bytes are counted and held to the upload
+/// rate. It is not tried again: the bytes written so far are not kept, and a store that
+/// streams (a local folder) has no transient failures to wait out.
+struct Counted {
+    inner: Box<dyn NewObject>,
+    stats: Arc<Stats>,
+    up: Option<Arc<Throttle>>,
+}
+
+impl NewObject for Counted {
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        if let Some(t) = &self.up {
+            t.take(bytes.len() as u64);
+        }
+        self.inner.write(bytes)?;
+        self.stats.bytes_sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn commit(self: Box<Self>, path: &str) -> Result<Written> {
+        self.inner.commit(path)
     }
 }
 
@@ -251,6 +275,18 @@ impl Backend for Retrying {
             };
         }
         Ok(w)
+    }
+
+    fn write_streamed(&self, dir: Dir) -> Option<Result<Box<dyn NewObject>>> {
+        let started = self.inner.write_streamed(dir)?;
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        Some(started.map(|inner| {
+            Box::new(Counted {
+                inner,
+                stats: self.stats.clone(),
+                up: self.up.clone(),
+            }) as Box<dyn NewObject>
+        }))
     }
 
     fn create_if_absent(&self) -> CreateIfAbsent {
