@@ -56,6 +56,13 @@ fn format1_config2_fixture_reads_checks_restores_and_takes_new_backups() {
     reads_checks_restores_and_takes_new_backups("format1-config2");
 }
 
+/// Written by release 1.0.0, which froze format 1: config structure version 3, snapshots at
+/// version 2. Every later build must read it as written.
+#[test]
+fn format1_release_1_0_fixture_reads_checks_restores_and_takes_new_backups() {
+    reads_checks_restores_and_takes_new_backups("format1-release-1.0");
+}
+
 fn reads_checks_restores_and_takes_new_backups(name: &str) {
     let env = Env::new();
     let fx = fixture(name);

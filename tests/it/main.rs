@@ -39,6 +39,7 @@ mod oldcli_age;
 mod progress;
 mod prune;
 mod quiet_stop;
+mod release;
 mod remote;
 mod repair;
 mod restore;
