@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend::local::LocalBackend;
+use crate::backend::plugin::{self, PluginBackend};
 use crate::backend::retry::{RetryOptions, Retrying, Stats};
 use crate::backend::s3::{S3Backend, S3Target};
 use crate::backend::sftp::{SftpBackend, SftpTarget};
@@ -29,6 +30,12 @@ pub enum Location {
     Local(PathBuf),
     S3(S3Target),
     Sftp(SftpTarget),
+    /// `NAME:ARG` served by the program `projectclone-backend-NAME` on `PATH`
+    /// ([`PluginBackend`], format-spec §19 "Plugin stores").
+    Plugin {
+        name: String,
+        arg: String,
+    },
 }
 
 /// How a location's store is reached (beyond the location itself).
@@ -173,6 +180,12 @@ impl Location {
             && !s.starts_with('.')
             && !s.starts_with('~')
         {
+            if plugin::valid_name(name) && plugin::find(name).is_some() {
+                return Ok(Location::Plugin {
+                    name: name.to_string(),
+                    arg: s[name.len() + 1..].to_string(),
+                });
+            }
             let hint = if let Some((user, host)) = name.split_once('@') {
                 format!(
                     "it looks like scp's user@host:path; for SFTP write sftp://{user}@{host}/{}",
@@ -181,7 +194,9 @@ impl Location {
             } else {
                 format!(
                     "it looks like a remote of another tool; for an rclone remote write rclone:{s}, for a \
-                     local folder of that name write ./{s}"
+                     local folder of that name write ./{s}; a plugin store needs the program \
+                     {}{name} on PATH",
+                    plugin::PROGRAM_PREFIX
                 )
             };
             return Err(bad(s, &hint));
@@ -195,6 +210,7 @@ impl Location {
             Location::Local(p) => p.display().to_string(),
             Location::S3(t) => t.display(),
             Location::Sftp(t) => t.display(),
+            Location::Plugin { name, arg } => format!("{name}:{arg}"),
         }
     }
 
@@ -228,6 +244,7 @@ impl Location {
             Location::Sftp(t) => {
                 Arc::new(SftpBackend::with_ssh(t.clone(), opts.ssh_command.clone()).with_timeout(timeout))
             }
+            Location::Plugin { name, arg } => Arc::new(PluginBackend::open(name, arg)?),
         };
         let defaults = RetryOptions::default();
         let min_delay = opts.retry_delay.unwrap_or(defaults.min_delay);

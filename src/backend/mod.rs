@@ -5,6 +5,7 @@ pub mod cleanup;
 pub mod fault;
 pub mod local;
 pub mod memory;
+pub mod plugin;
 pub mod retry;
 pub(crate) mod runtime;
 pub mod s3;

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use projectclone::backend::local::LocalBackend;
 use projectclone::backend::memory::MemoryBackend;
+use projectclone::backend::plugin::PluginBackend;
 use projectclone::backend::retry::{RetryOptions, Retrying};
 use projectclone::backend::s3::{S3Backend, S3Credentials, S3Target};
 use projectclone::backend::sftp::{SftpBackend, SftpTarget};
@@ -537,6 +538,16 @@ fn memory_conforms() {
 fn local_conforms() {
     let env = Env::new();
     conformance(&retrying(LocalBackend::new(env.path("repo"))), PLAIN);
+}
+
+/// The example plugin store (`plugins/projectclone-backend-dir`, Python) through the plugin
+/// protocol (format-spec §19, "Plugin stores").
+#[test]
+fn plugin_store_conforms() {
+    let env = Env::new();
+    let program = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/projectclone-backend-dir");
+    let b = PluginBackend::with_program("dir", &env.path("repo").display().to_string(), program).unwrap();
+    conformance(&retrying(b), PLAIN);
 }
 
 #[test]

@@ -36,6 +36,7 @@ mod keys_insecure;
 mod logs;
 mod oldcli;
 mod oldcli_age;
+mod plugins;
 mod progress;
 mod prune;
 mod quiet_stop;
