@@ -30,12 +30,16 @@ pub fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
-/// The plugin program for NAME on `PATH`, if there is one.
+/// The store plugin program for NAME on `PATH`, if there is one.
 pub fn find(name: &str) -> Option<std::path::PathBuf> {
+    find_program(&format!("{PROGRAM_PREFIX}{name}"))
+}
+
+/// An executable file named `prog` in a folder of `PATH`, the first one.
+pub fn find_program(prog: &str) -> Option<std::path::PathBuf> {
     use std::os::unix::fs::PermissionsExt;
-    let prog = format!("{PROGRAM_PREFIX}{name}");
     std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(&prog))
+        .map(|d| d.join(prog))
         .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
 }
 

@@ -150,11 +150,16 @@ impl Hooks {
     }
 }
 
-/// `[[notify]]`: one HTTP endpoint told when commands finish.
+/// `[[notify]]`: one HTTP endpoint, or one notifier plugin, told when commands finish.
 #[derive(Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Notify {
+    /// The endpoint; empty for a plugin.
+    #[serde(default)]
     pub url: String,
+    /// `projectclone-notify-NAME` on `PATH` gets the event instead of an HTTP endpoint.
+    #[serde(default)]
+    pub plugin: Option<String>,
     /// `json` (default), `slack`, `discord` or `healthchecks`.
     #[serde(default)]
     pub format: Option<String>,
@@ -342,9 +347,36 @@ fn check_layer(f: &LoadedFile, l: &Layer) -> Result<()> {
     if let Some(n) = &l.notify {
         for (i, n0) in n.get_ref().iter().enumerate() {
             let key = format!("notify[{i}]");
-            let url = url::Url::parse(&n0.url).map_err(|e| f.err(n.span(), &format!("{key}.url"), &e.to_string()))?;
-            if !matches!(url.scheme(), "http" | "https") {
-                return Err(f.err(n.span(), &format!("{key}.url"), "must be an http:// or https:// URL"));
+            match (&n0.plugin, n0.url.is_empty()) {
+                (Some(_), false) => {
+                    return Err(f.err(n.span(), &key, "give url or plugin, not both"));
+                }
+                (None, true) => {
+                    return Err(f.err(n.span(), &key, "give url (an http:// or https:// endpoint) or plugin"));
+                }
+                (Some(p), true) => {
+                    if !projectclone::backend::plugin::valid_name(p) {
+                        return Err(f.err(
+                            n.span(),
+                            &format!("{key}.plugin"),
+                            &format!("{p:?}: a plugin name is lowercase letters, digits and -, starting with a letter"),
+                        ));
+                    }
+                    if n0.format.is_some() {
+                        return Err(f.err(
+                            n.span(),
+                            &format!("{key}.format"),
+                            "a plugin gets the json event; leave format out",
+                        ));
+                    }
+                }
+                (None, false) => {
+                    let url =
+                        url::Url::parse(&n0.url).map_err(|e| f.err(n.span(), &format!("{key}.url"), &e.to_string()))?;
+                    if !matches!(url.scheme(), "http" | "https") {
+                        return Err(f.err(n.span(), &format!("{key}.url"), "must be an http:// or https:// URL"));
+                    }
+                }
             }
             if let Some(fmt) = &n0.format
                 && !NOTIFY_FORMATS.contains(&fmt.as_str())

@@ -166,7 +166,7 @@ impl Around {
         for n in self
             .notify
             .iter()
-            .filter(|n| n.format.as_deref() == Some("healthchecks"))
+            .filter(|n| n.plugin.is_none() && n.format.as_deref() == Some("healthchecks"))
         {
             let url = format!("{}/start", n.url.trim_end_matches('/'));
             if let Err(e) = post(&url, &json!({}), NOTIFY_TIMEOUT.min(Duration::from_secs(5)), 0)
@@ -196,6 +196,43 @@ impl Around {
             if !on.iter().any(|e| e == if success { "success" } else { "failure" }) {
                 continue;
             }
+            let event = json!({
+                "event": if success { "success" } else { "failure" },
+                "command": self.command,
+                "repo": self.repo,
+                "host": self.host,
+                "project": self.project,
+                "snapshot_id": o.snapshot_id,
+                "started": when(self.started),
+                "finished": when(finished),
+                "duration": duration,
+                "exit_code": o.code,
+                "stats": o.stats,
+                "error": o.error,
+                "summary": summary,
+            });
+            let timeout = n
+                .timeout
+                .as_deref()
+                .and_then(|t| humantime::parse_duration(t).ok())
+                .unwrap_or(NOTIFY_TIMEOUT);
+            let retries = n.retries.unwrap_or(NOTIFY_RETRIES);
+            if let Some(name) = &n.plugin {
+                if let Err(e) = notify_plugin(name, &event, timeout, retries)
+                    && !self.quiet
+                {
+                    super::report::warning(
+                        "notify.failed",
+                        &format!(
+                            "the notifier plugin {PLUGIN_PREFIX}{name} could not deliver the event ({e:#}); the {} itself {}",
+                            self.command,
+                            if success { "succeeded" } else { "failed, as reported" }
+                        ),
+                        &[("plugin", name.clone().into())],
+                    );
+                }
+                continue;
+            }
             let format = n.format.as_deref().unwrap_or("json");
             let mut url = n.url.clone();
             let body = match format {
@@ -207,27 +244,12 @@ impl Around {
                     }
                     json!({ "text": summary })
                 }
-                _ => json!({
-                    "event": if success { "success" } else { "failure" },
-                    "command": self.command,
-                    "repo": self.repo,
-                    "host": self.host,
-                    "project": self.project,
-                    "snapshot_id": o.snapshot_id,
-                    "started": when(self.started),
-                    "finished": when(finished),
-                    "duration": duration,
-                    "exit_code": o.code,
-                    "stats": o.stats,
-                    "error": o.error,
-                }),
+                _ => {
+                    let mut e = event.clone();
+                    e.as_object_mut().expect("an object").remove("summary");
+                    e
+                }
             };
-            let timeout = n
-                .timeout
-                .as_deref()
-                .and_then(|t| humantime::parse_duration(t).ok())
-                .unwrap_or(NOTIFY_TIMEOUT);
-            let retries = n.retries.unwrap_or(NOTIFY_RETRIES);
             if let Err(e) = post(&url, &body, timeout, retries)
                 && !self.quiet
             {
@@ -270,6 +292,84 @@ impl Around {
                 e.as_deref().unwrap_or("see its log"),
                 self.repo
             ),
+        }
+    }
+}
+
+/// Program names of notifier plugins: this prefix + the `plugin` name.
+pub const PLUGIN_PREFIX: &str = "projectclone-notify-";
+/// The notifier plugin protocol this build speaks.
+pub const NOTIFY_PROTOCOL: u32 = 1;
+
+/// Hand `event` to `projectclone-notify-NAME` (format-spec §19 has the store plugins; this
+/// one is README's "Notifier plugins"): it reads `projectclone-notify 1` and the event as
+/// one JSON line on stdin, and answers `ok` (or `error MESSAGE`) on stdout and exits 0.
+/// A plugin that fails, answers anything else or runs past `timeout` is tried again (the
+/// backoff of [`post`]), `retries` times at most.
+fn notify_plugin(name: &str, event: &serde_json::Value, timeout: Duration, retries: u32) -> Result<()> {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    let program = projectclone::backend::plugin::find_program(&format!("{PLUGIN_PREFIX}{name}"))
+        .ok_or_else(|| anyhow!("no program {PLUGIN_PREFIX}{name} on PATH"))?;
+    let input = format!("projectclone-notify {NOTIFY_PROTOCOL}\n{event}\n");
+    let mut delay = Duration::from_millis(500);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let attempt = || -> Result<()> {
+            let mut child = Command::new(&program)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|e| anyhow!("cannot run {}: {e}", program.display()))?;
+            // Small: one line, taken by the pipe's buffer whatever the plugin does.
+            let mut stdin = child.stdin.take().expect("piped");
+            let _ = stdin.write_all(input.as_bytes());
+            drop(stdin);
+            let start = std::time::Instant::now();
+            let status = loop {
+                if let Some(s) = child.try_wait()? {
+                    break s;
+                }
+                if start.elapsed() > timeout {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    bail!("no answer within {}", humantime::format_duration(timeout));
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            };
+            let (mut out, mut err) = (String::new(), String::new());
+            let _ = child
+                .stdout
+                .take()
+                .expect("piped")
+                .take(64 * 1024)
+                .read_to_string(&mut out);
+            let _ = child
+                .stderr
+                .take()
+                .expect("piped")
+                .take(64 * 1024)
+                .read_to_string(&mut err);
+            let answer = out.lines().next().unwrap_or("");
+            if status.success() && answer == "ok" {
+                return Ok(());
+            }
+            let said = answer
+                .strip_prefix("error ")
+                .map(String::from)
+                .or_else(|| err.lines().last().map(String::from))
+                .unwrap_or_else(|| format!("answered {answer:?}"));
+            bail!("{said} ({status})")
+        };
+        match attempt() {
+            Ok(()) => return Ok(()),
+            Err(e) if tries > retries => return Err(anyhow!("{e:#} (tried {tries} times)")),
+            Err(_) => {
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
         }
     }
 }

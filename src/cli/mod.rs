@@ -1416,6 +1416,7 @@ impl Ctx {
             }
             notify.push(config::Notify {
                 url: url.clone(),
+                plugin: None,
                 format: None,
                 on: None,
                 timeout: None,

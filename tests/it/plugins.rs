@@ -118,3 +118,102 @@ fn a_plugin_that_breaks_the_protocol_fails_the_command_clearly() {
         assert!(!out.stderr.contains("panicked"), "{name}: {}", out.stderr);
     }
 }
+
+fn user_file(env: &Env, text: &str) {
+    write(env.path("xdg-config/projectclone/config.toml"), text);
+}
+
+/// Notifier plugins: `[[notify]] plugin = "NAME"` hands each event to
+/// `projectclone-notify-NAME`; here the example plugin, which appends it to a log.
+#[test]
+fn a_notifier_plugin_gets_each_event_and_its_failure_is_only_a_warning() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(src.join("a"), b"a");
+    let log = env.path("notify.log");
+    let bin = env.path("bin");
+    let failing = bin.join("projectclone-notify-failing");
+    write(
+        &failing,
+        "#!/bin/sh\ncat >/dev/null; echo 'error the pager service said no'; exit 1\n",
+    );
+    std::fs::set_permissions(&failing, std::fs::Permissions::from_mode(0o755)).unwrap();
+    user_file(
+        &env,
+        "[[notify]]\nplugin = \"log\"\n\n[[notify]]\nplugin = \"failing\"\nretries = 1\n\n[[notify]]\nplugin = \"missing\"\n",
+    );
+    let path = path_with(&[&plugins_dir(), &bin]);
+    let mut c = env.cmd();
+    c.env("PATH", &path)
+        .env("PROJECTCLONE_NOTIFY_LOG", &log)
+        .arg("backup")
+        .arg(&src);
+    let out = run(&mut c);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let id = out.stdout.trim().to_string();
+    assert!(
+        out.stderr
+            .contains("projectclone-notify-failing could not deliver the event (the pager service said no"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("tried 2 times"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("no program projectclone-notify-missing on PATH"),
+        "{}",
+        out.stderr
+    );
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["event"], "success");
+    assert_eq!(events[0]["command"], "backup");
+    assert_eq!(events[0]["snapshot_id"], id.as_str());
+    assert!(
+        events[0]["summary"].as_str().unwrap().contains("succeeded"),
+        "{}",
+        events[0]
+    );
+    // A failed command is told too, with its exit code.
+    let mut c = env.cmd();
+    c.env("PATH", &path)
+        .env("PROJECTCLONE_NOTIFY_LOG", &log)
+        .env("PROJECTCLONE_PASSWORD", "wrong")
+        .arg("check");
+    assert_eq!(run(&mut c).code, 12);
+    let last: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&log).unwrap().lines().last().unwrap()).unwrap();
+    assert_eq!(last["event"], "failure");
+    assert_eq!(last["exit_code"], 12);
+}
+
+#[test]
+fn a_notify_entry_names_an_endpoint_or_a_plugin() {
+    let env = Env::with_repo();
+    for (text, want) in [
+        (
+            "[[notify]]\nplugin = \"log\"\nurl = \"http://x\"\n",
+            "give url or plugin, not both",
+        ),
+        (
+            "[[notify]]\non = [\"failure\"]\n",
+            "give url (an http:// or https:// endpoint) or plugin",
+        ),
+        (
+            "[[notify]]\nplugin = \"Log Book\"\n",
+            "a plugin name is lowercase letters",
+        ),
+        (
+            "[[notify]]\nplugin = \"log\"\nformat = \"slack\"\n",
+            "a plugin gets the json event",
+        ),
+    ] {
+        user_file(&env, text);
+        let out = run(env.cmd().arg("snapshots"));
+        assert_ne!(out.code, 0, "{text}");
+        assert!(out.stderr.contains(want), "{text}: {}", out.stderr);
+    }
+}
