@@ -81,7 +81,52 @@ pub enum StorageKind {
     Permanent,
 }
 
+/// What kind of failure an [`Error`] is, for a caller that acts on it rather than shows it:
+/// one match instead of one per variant. New kinds may be added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// No repository at the location, or no such snapshot, path or object.
+    NotFound,
+    /// The password opens no key, or a password is needed and none was given.
+    WrongPassword,
+    /// Another process holds a lock that this operation cannot share.
+    Locked,
+    /// Stored data is damaged, malformed or unsafe, or the repository is not the one this
+    /// client trusted (its keys or config were replaced).
+    Damaged,
+    /// Written by a newer format than this build reads.
+    Unsupported,
+    /// The request itself is wrong: a bad argument or location, an ambiguous prefix, a
+    /// repository that already exists.
+    Invalid,
+    /// The disk, the network or the store failed (it may pass: see
+    /// [`Error::is_transient`]).
+    Io,
+}
+
 impl Error {
+    /// The kind of this failure.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::NotARepository(_) | Error::SnapshotNotFound(_) | Error::PathNotInSnapshot(_) => ErrorKind::NotFound,
+            Error::WrongPassword(_) | Error::PasswordRequired(_) => ErrorKind::WrongPassword,
+            Error::Locked(_) => ErrorKind::Locked,
+            Error::Corrupt(_) | Error::Hostile(_) | Error::TrustChanged(_) => ErrorKind::Damaged,
+            Error::Unsupported(_) => ErrorKind::Unsupported,
+            Error::Invalid(_) | Error::BadLocation(_) | Error::AmbiguousSnapshot(_) | Error::AlreadyExists(_) => {
+                ErrorKind::Invalid
+            }
+            Error::Storage {
+                kind: StorageKind::NotFound,
+                ..
+            } => ErrorKind::NotFound,
+            Error::Io { .. } | Error::LockNotWritten { .. } | Error::Index { .. } | Error::Storage { .. } => {
+                ErrorKind::Io
+            }
+        }
+    }
+
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
@@ -160,5 +205,58 @@ pub trait IoContext<T> {
 impl<T> IoContext<T> for std::io::Result<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T> {
         self.map_err(|e| Error::io(path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variant_has_the_kind_a_caller_expects() {
+        let io = || std::io::Error::other("x");
+        let cases = [
+            (Error::NotARepository("r".into()), ErrorKind::NotFound),
+            (Error::SnapshotNotFound("s".into()), ErrorKind::NotFound),
+            (Error::PathNotInSnapshot("p".into()), ErrorKind::NotFound),
+            (
+                Error::Storage {
+                    kind: StorageKind::NotFound,
+                    location: "l".into(),
+                    message: "m".into(),
+                },
+                ErrorKind::NotFound,
+            ),
+            (Error::WrongPassword("r".into()), ErrorKind::WrongPassword),
+            (Error::PasswordRequired("r".into()), ErrorKind::WrongPassword),
+            (Error::Locked("h".into()), ErrorKind::Locked),
+            (Error::Corrupt("c".into()), ErrorKind::Damaged),
+            (Error::Hostile("h".into()), ErrorKind::Damaged),
+            (Error::TrustChanged("t".into()), ErrorKind::Damaged),
+            (Error::Unsupported("u".into()), ErrorKind::Unsupported),
+            (Error::Invalid("i".into()), ErrorKind::Invalid),
+            (Error::BadLocation("b".into()), ErrorKind::Invalid),
+            (Error::AmbiguousSnapshot("a".into()), ErrorKind::Invalid),
+            (Error::AlreadyExists("r".into()), ErrorKind::Invalid),
+            (Error::io("/x", io()), ErrorKind::Io),
+            (
+                Error::Storage {
+                    kind: StorageKind::Transient,
+                    location: "l".into(),
+                    message: "m".into(),
+                },
+                ErrorKind::Io,
+            ),
+            (
+                Error::LockNotWritten {
+                    dir: "/l".into(),
+                    source: io(),
+                },
+                ErrorKind::Io,
+            ),
+        ];
+        for (e, k) in cases {
+            assert_eq!(e.kind(), k, "{e:?}");
+        }
     }
 }

@@ -67,7 +67,7 @@ pub mod status;
 pub mod target;
 pub mod trust;
 
-pub use error::{Error, Result, StorageKind};
+pub use error::{Error, ErrorKind, Result, StorageKind};
 pub use id::{ChunkId, PackId, SnapshotId, TreeId};
 
 /// Render raw name bytes for humans and JSON: valid UTF-8 as is, except that a
