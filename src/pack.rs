@@ -89,7 +89,7 @@ fn seal_header(entries: Vec<PackEntry>, repo_id: &[u8; 32], cipher: &Cipher, out
 const STREAM_BUF: usize = 1024 * 1024;
 
 /// A pack written to the store while it is built: the same bytes as [`PackWriter`] makes,
-/// with at most [`STREAM_BUF`] of them in memory (plus the entries), so a backup into a
+/// with at most 1 MiB of them in memory (plus the entries), so a backup into a
 /// local folder does not hold a whole pack (16 MiB by default) in memory.
 pub struct StreamedPack {
     out: Box<dyn NewObject>,
