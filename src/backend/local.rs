@@ -237,56 +237,17 @@ impl Backend for LocalBackend {
     }
 
     fn write_new(&self, path: &str, bytes: &[u8]) -> Result<Written> {
-        use std::os::unix::fs::OpenOptionsExt;
         let p = self.full(path);
-        let dir = p.parent().expect("object paths have a parent").to_path_buf();
-        let (file_mode, dir_mode) = modes(&self.root);
-        if !dir.exists()
-            && create_dirs(&dir, dir_mode)?
-            && let Some(pp) = dir.parent()
-        {
-            fsync_dir(pp)?;
-        }
-        let tmp = dir.join(format!("{TEMP_PREFIX}{:016x}", rand::random::<u64>()));
-        let res = (|| {
-            // Registered, so a process stopped by a signal removes it (`cleanup`); never
-            // readable by others, not even while being written.
-            let mut f = cleanup::create_temp(&tmp, || {
-                OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(file_mode)
-                    .open(&tmp)
-            })
-            .at(&tmp)?;
-            set_mode(&f, file_mode);
-            f.write_all(bytes).at(&tmp)?;
-            f.sync_all().at(&tmp)?;
-            drop(f);
-            match rustix::fs::renameat_with(
-                rustix::fs::CWD,
-                &tmp,
-                rustix::fs::CWD,
-                &p,
-                rustix::fs::RenameFlags::NOREPLACE,
-            ) {
-                Ok(()) => Ok(Written::New),
-                Err(rustix::io::Errno::EXIST) => Ok(Written::AlreadyThere),
-                Err(e) => Err(Error::io(&p, e.into())),
-            }
-        })();
-        if !matches!(res, Ok(Written::New)) {
-            let _ = fs::remove_file(&tmp);
-        }
-        cleanup::forget_temp(&tmp);
-        if matches!(res, Ok(Written::New)) {
-            fsync_dir(&dir)?;
-        }
-        res
+        let mut o = Box::new(LocalNewObject::start(
+            self,
+            p.parent().expect("object paths have a parent"),
+        )?);
+        o.write(bytes)?;
+        o.commit(path)
     }
 
     fn write_streamed(&self, dir: Dir) -> Option<Result<Box<dyn NewObject>>> {
-        Some(LocalNewObject::start(self, dir).map(|o| Box::new(o) as Box<dyn NewObject>))
+        Some(LocalNewObject::start(self, &self.root.join(dir.name())).map(|o| Box::new(o) as Box<dyn NewObject>))
     }
 
     fn delete(&self, path: &str) -> Result<()> {
@@ -416,8 +377,9 @@ impl Backend for LocalBackend {
     }
 }
 
-/// A new object of a local store written as it is made: a temporary file in its folder
-/// (registered, so a signal removes it, and `remove_stale_temp` finds it after a crash),
+/// A new object of a local store: a temporary file (registered, so a signal removes it,
+/// and `remove_stale_temp` finds it after a crash) in the object's folder (`write_new`) or
+/// in the top folder of its kind (`write_streamed`: the name is known only at the end),
 /// made durable and renamed to its name by `commit`, without replacing an existing object.
 struct LocalNewObject {
     file: Option<File>,
@@ -429,14 +391,18 @@ struct LocalNewObject {
 }
 
 impl LocalNewObject {
-    fn start(b: &LocalBackend, dir: Dir) -> Result<LocalNewObject> {
+    /// A temporary file in `folder` (made, with its parent synced, when missing).
+    fn start(b: &LocalBackend, folder: &Path) -> Result<LocalNewObject> {
         use std::os::unix::fs::OpenOptionsExt;
         let (file_mode, dir_mode) = modes(&b.root);
-        let d = b.root.join(dir.name());
-        if create_dirs(&d, dir_mode)? {
-            fsync_dir(&b.root)?;
+        if create_dirs(folder, dir_mode)?
+            && let Some(parent) = folder.parent()
+        {
+            fsync_dir(parent)?;
         }
-        let tmp = d.join(format!("{TEMP_PREFIX}{:016x}", rand::random::<u64>()));
+        let tmp = folder.join(format!("{TEMP_PREFIX}{:016x}", rand::random::<u64>()));
+        // Registered, so a process stopped by a signal removes it (`cleanup`); never
+        // readable by others, not even while being written.
         let file = cleanup::create_temp(&tmp, || {
             OpenOptions::new()
                 .write(true)
