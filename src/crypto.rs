@@ -224,24 +224,32 @@ impl KdfParams {
     /// unbounded allocation or a long spin. The lower bounds are Argon2's own (and admit
     /// the cheap settings of `init --weak-kdf`).
     pub fn validate(&self) -> Result<()> {
+        self.check().map_err(|why| Error::corrupt(format!("key file: {why}")))
+    }
+
+    /// [`validate`](Self::validate)'s rule, with the reason in plain words (for `init`,
+    /// where out-of-range settings are a user's choice, not damage).
+    pub fn check(&self) -> std::result::Result<(), String> {
         if self.m_cost < 8
             || self.m_cost > KDF_MAX_M_COST
             || self.t_cost == 0
             || self.t_cost > KDF_MAX_T_COST
             || self.m_cost as u64 * self.t_cost as u64 > KDF_MAX_WORK
         {
-            return Err(Error::corrupt(format!(
-                "key file: argon2id parameters out of range (m={} KiB, t={}; accepted: at most {} KiB, \
+            return Err(format!(
+                "argon2id parameters out of range (m={} KiB, t={}; accepted: at most {} KiB, \
                  {} passes, and {} KiB times passes)",
                 self.m_cost, self.t_cost, KDF_MAX_M_COST, KDF_MAX_T_COST, KDF_MAX_WORK
-            )));
+            ));
         }
         if self.p_cost == 0 || self.p_cost > KDF_MAX_P_COST || self.m_cost < 8 * self.p_cost {
-            return Err(Error::corrupt(format!(
-                "key file: argon2id parallelism out of range (p={}; accepted: 1 to {KDF_MAX_P_COST}, \
-                 and at most m/8)",
-                self.p_cost
-            )));
+            return Err(format!(
+                "argon2id parallelism out of range (p={}; accepted: 1 to {KDF_MAX_P_COST}, \
+                 and at most m/8: {} lanes need at least {} KiB)",
+                self.p_cost,
+                self.p_cost,
+                8 * self.p_cost
+            ));
         }
         Ok(())
     }

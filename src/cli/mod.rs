@@ -1483,7 +1483,7 @@ fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
             }
             // Settings no open would accept are refused before anything is written.
             if !*insecure_no_password {
-                kdf.validate().map_err(|e| {
+                kdf.check().map_err(|e| {
                     anyhow!(
                         "--kdf-memory {} --kdf-time {}: {e}; nothing was created",
                         kdf.m_cost,

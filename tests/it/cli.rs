@@ -1478,3 +1478,19 @@ fn exit_codes_for_missing_repository_lock_and_wrong_password() {
     // Any other failure stays 1.
     env.run(["restore", "nosuchsnapshot", "--target", "x"]).code(1);
 }
+
+/// `init --kdf-memory 8` (below Argon2's 8 KiB per lane for the default 4 lanes) said
+/// "corrupt repository data: key file: …", as if a repository were damaged: it is a choice
+/// out of range, said so, with the least memory that works, and nothing is created.
+#[test]
+fn init_with_kdf_settings_out_of_range_says_what_works_not_corrupt() {
+    let env = Env::new();
+    let out = env.run(["init", "--kdf-memory", "8", "--kdf-time", "1", "--weak-kdf"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(!out.stderr.contains("corrupt"), "{}", out.stderr);
+    assert!(out.stderr.contains("4 lanes need at least 32 KiB"), "{}", out.stderr);
+    assert!(out.stderr.contains("nothing was created"), "{}", out.stderr);
+    assert!(!env.repo().exists());
+    env.run(["init", "--kdf-memory", "32", "--kdf-time", "1", "--weak-kdf"])
+        .success();
+}
