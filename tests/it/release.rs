@@ -171,7 +171,9 @@ fn releases(env: &Env) -> PathBuf {
 /// The `run:` steps of `action.yml`, in order: id, script, and the `env:` mapping.
 fn action_steps() -> Vec<(String, String, Vec<(String, String)>)> {
     let text = fs::read_to_string(root().join("action.yml")).unwrap();
-    let steps = text.split("\n    - ").skip(1);
+    // What precedes the first "    - " is the action's header, not a step.
+    let mut steps = text.split("\n    - ");
+    steps.next();
     let mut out = Vec::new();
     for step in steps {
         let mut id = String::new();
