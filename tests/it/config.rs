@@ -6,11 +6,6 @@ use std::path::Path;
 
 use crate::util::*;
 
-/// The user file of `env`.
-fn user_file(env: &Env, text: &str) {
-    write(env.path("xdg-config/projectclone/config.toml"), text);
-}
-
 /// `config --json` run in `dir`, as `settings` keyed by name: (value, source).
 fn effective(
     cmd: &mut assert_cmd::Command,

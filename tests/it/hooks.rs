@@ -73,10 +73,6 @@ impl Receiver {
     }
 }
 
-fn user_file(env: &Env, text: &str) {
-    write(env.path("xdg-config/projectclone/config.toml"), text);
-}
-
 #[test]
 fn hooks_run_around_backup_with_their_environment() {
     let env = Env::with_repo();

@@ -119,10 +119,6 @@ fn a_plugin_that_breaks_the_protocol_fails_the_command_clearly() {
     }
 }
 
-fn user_file(env: &Env, text: &str) {
-    write(env.path("xdg-config/projectclone/config.toml"), text);
-}
-
 /// Notifier plugins: `[[notify]] plugin = "NAME"` hands each event to
 /// `projectclone-notify-NAME`; here the example plugin, which appends it to a log.
 #[test]

@@ -419,6 +419,11 @@ pub fn text_bytes(seed: u64, len: usize) -> Vec<u8> {
     out
 }
 
+/// Write the user config file (`$XDG_CONFIG_HOME/projectclone/config.toml`) of `env`.
+pub fn user_file(env: &Env, text: &str) {
+    write(env.path("xdg-config/projectclone/config.toml"), text);
+}
+
 pub fn write(path: impl AsRef<Path>, bytes: impl AsRef<[u8]>) {
     let path = path.as_ref();
     if let Some(p) = path.parent() {
