@@ -145,7 +145,10 @@ struct Sealed {
 
 #[derive(Default)]
 struct PackerOut {
+    /// Every pack the backup wrote, those its checkpoint deltas listed included.
     packs: Vec<IndexPack>,
+    /// The checkpoint deltas written, to delete once the last delta lists their packs.
+    checkpoints: Vec<ObjectId>,
     data_added: u64,
     error: Option<Error>,
 }
@@ -343,6 +346,7 @@ fn run(
                 repo: repo_ref,
                 guard,
                 last: Instant::now(),
+                written: Vec::new(),
             });
             scope.spawn(move || {
                 let sink = PackSink::with_parts(backend, repo_id, cipher, target, dry);
@@ -445,8 +449,12 @@ fn run(
                 .into(),
         ));
     }
-    // Write order: packs (durable above) → index delta → snapshot.
+    // Write order: packs (durable above) → index delta → snapshot. The delta lists every
+    // pack of this backup, so its checkpoint deltas are redundant once it is written: they
+    // go, and the packs they listed are no longer taken for a killed backup's work (kept
+    // a day for a resume) once this snapshot is forgotten.
     repo.index_packs(out.packs)?;
+    repo.drop_redundant_deltas(&out.checkpoints);
     let snap = Snapshot {
         time,
         utc_offset,
@@ -521,6 +529,8 @@ struct Checkpoints<'a> {
     repo: &'a Repository,
     guard: Option<&'a crate::lock::LockGuard>,
     last: Instant,
+    /// The checkpoint deltas written so far.
+    written: Vec<ObjectId>,
 }
 
 impl Checkpoints<'_> {
@@ -539,7 +549,7 @@ impl Checkpoints<'_> {
             return Ok(());
         }
         let r = self.repo;
-        crate::repo::write_delta_to(
+        let id = crate::repo::write_delta_to(
             r.backend.as_ref(),
             r.repo_id(),
             &r.keys,
@@ -550,6 +560,7 @@ impl Checkpoints<'_> {
                 checkpoint: true,
             },
         )?;
+        self.written.push(id);
         self.last = Instant::now();
         Ok(())
     }
@@ -577,6 +588,7 @@ fn packer(
     }
     let res = failed.map_or_else(|| sink.finish(), Err);
     let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
+    o.checkpoints = checkpoints.map(|c| c.written).unwrap_or_default();
     match res {
         Ok((packs, written)) => {
             o.packs = packs;

@@ -1130,6 +1130,59 @@ impl Index {
         Ok(out.into_iter().collect())
     }
 
+    /// Does another delta list every pack that the deltas of `gone` list? Then dropping
+    /// `gone` leaves the cache as a rebuild without them would: the same packs, and their
+    /// blob entries, which each delta copies from the pack's header.
+    pub fn listed_elsewhere(&self, gone: &std::collections::HashSet<ObjectId>) -> Result<bool> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = conn
+            .prepare_cached(
+                "SELECT dp.pack, o.delta FROM delta_packs dp LEFT JOIN delta_packs o \
+                 ON o.pack = dp.pack AND o.delta <> dp.delta WHERE dp.delta = ?1",
+            )
+            .map_err(|e| self.err(e))?;
+        for d in gone {
+            let rows = st
+                .query_map(params![&d.0[..]], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, Option<Vec<u8>>>(1)?))
+                })
+                .map_err(|e| self.err(e))?;
+            let mut covered: HashMap<i64, bool> = HashMap::new();
+            for r in rows {
+                let (pack, other) = r.map_err(|e| self.err(e))?;
+                let elsewhere = other
+                    .and_then(|o| ObjectId::from_slice(&o))
+                    .is_some_and(|o| !gone.contains(&o));
+                *covered.entry(pack).or_default() |= elsewhere;
+            }
+            if covered.values().any(|c| !c) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Forget deltas that no longer exist: their rows and pack listings (the packs and
+    /// blob entries stay; see [`listed_elsewhere`](Self::listed_elsewhere)).
+    pub fn remove_deltas(&self, ids: &[ObjectId]) -> Result<()> {
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let path = self.path.clone();
+        let err = |source| Error::Index {
+            path: path.clone(),
+            source,
+        };
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        for id in ids {
+            tx.execute("DELETE FROM delta_packs WHERE delta = ?1", params![&id.0[..]])
+                .map_err(err)?;
+            tx.execute("DELETE FROM deltas WHERE id = ?1", params![&id.0[..]])
+                .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
     /// The packs (with their blob entries) that a delta contributed.
     pub fn delta_packs(&self, delta: &ObjectId) -> Result<Vec<PackId>> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());

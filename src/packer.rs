@@ -198,7 +198,7 @@ impl PackSink {
 
     /// The packs written durably since the last call, in the order they were finished
     /// (stopping at the first one whose upload is still under way), for a checkpoint
-    /// delta. `finish` then returns only the packs not handed out here.
+    /// delta.
     pub fn take_durable(&mut self) -> Vec<IndexPack> {
         let start = self.handed_out;
         let mut end = start;
@@ -300,9 +300,9 @@ impl PackSink {
         Ok(())
     }
 
-    /// Write the packs still open and wait for every upload; returns every pack written
-    /// that `take_durable` did not hand out (all durable when this returns) and the bytes
-    /// of all packs written.
+    /// Write the packs still open and wait for every upload; returns every pack written,
+    /// those `take_durable` handed out included (all durable when this returns), and the
+    /// bytes of all packs written.
     pub fn finish(mut self) -> Result<(Vec<IndexPack>, u64)> {
         let data = std::mem::take(&mut self.data);
         let trees = std::mem::take(&mut self.trees);
@@ -311,8 +311,7 @@ impl PackSink {
             u.finish()?;
         }
         res?;
-        let rest = self.packs.split_off(self.handed_out);
-        Ok((rest, self.written))
+        Ok((self.packs, self.written))
     }
 }
 
@@ -332,5 +331,16 @@ impl Repository {
         tracing::debug!(id = "index.delta_written", delta = %id.to_hex(), packs = delta.packs.len(), "wrote index delta {} for {} pack(s)", id.to_hex(), delta.packs.len());
         self.index.add_deltas(&[(id, delta)])?;
         Ok(Some(id))
+    }
+
+    /// Delete deltas whose packs a delta written since lists too (a finished backup's
+    /// checkpoint deltas). Best effort: one left behind only lists its packs twice, which
+    /// every reader takes as once; the failure is logged.
+    pub fn drop_redundant_deltas(&self, ids: &[ObjectId]) {
+        for id in ids {
+            if let Err(e) = self.backend.delete(&Dir::Index.path(&id.to_hex())) {
+                tracing::warn!("checkpoint delta {id} could not be deleted (it stays, harmless): {e}");
+            }
+        }
     }
 }

@@ -836,7 +836,10 @@ impl Repository {
             }
         };
         let new: Vec<ObjectId> = listed.iter().filter(|d| !known.contains(d)).copied().collect();
-        let mut rebuild = known.iter().any(|k| !listed_set.contains(k)) || self.index.rebuilding()?;
+        // Deltas deleted since the last sync: a finished backup's checkpoint deltas, whose
+        // packs its last delta lists too, or deltas a prune or repair replaced.
+        let vanished: HashSet<ObjectId> = known.iter().filter(|k| !listed_set.contains(k)).copied().collect();
+        let mut rebuild = self.index.rebuilding()?;
         let mut batch: Vec<(ObjectId, IndexDelta)> = Vec::new();
         if !rebuild {
             let mut blobs = 0;
@@ -854,6 +857,22 @@ impl Repository {
                     self.index.add_deltas(&batch)?;
                     batch.clear();
                     blobs = 0;
+                }
+            }
+        }
+        if !rebuild {
+            if !batch.is_empty() {
+                self.index.add_deltas(&batch)?;
+                batch.clear();
+            }
+            // Vanished deltas whose packs other deltas list are dropped from the cache as
+            // they are; any other loss of a delta means packs left the index: rebuild.
+            if !vanished.is_empty() {
+                if self.index.listed_elsewhere(&vanished)? {
+                    self.index
+                        .remove_deltas(&vanished.iter().copied().collect::<Vec<_>>())?;
+                } else {
+                    rebuild = true;
                 }
             }
         }
@@ -907,8 +926,6 @@ impl Repository {
             if before.iter().any(|p| !after.contains(p)) {
                 self.index.set_verify_before(Some(now_unix_ns()))?;
             }
-        } else if !batch.is_empty() {
-            self.index.add_deltas(&batch)?;
         }
         self.damaged.extend(damaged);
         self.sync_condemned_listed(condemned)?;
@@ -1530,6 +1547,69 @@ mod tests {
             Repository::init(Arc::new(LocalBackend::new(&dir)), None, &opts(target), &cache).unwrap();
             Repository::open(Arc::new(LocalBackend::new(&dir)), None, &cache).unwrap();
         }
+    }
+
+    fn fake_pack(n: u8) -> format::IndexPack {
+        format::IndexPack {
+            id: PackId([n; 32]),
+            size: 100,
+            blobs: vec![format::PackEntry {
+                kind: format::BlobKind::Data,
+                id: crate::id::BlobId([n; 32]),
+                offset: 0,
+                length: 60,
+                raw_length: 20,
+            }],
+        }
+    }
+
+    fn delta(packs: &[u8], checkpoint: bool) -> IndexDelta {
+        IndexDelta {
+            packs: packs.iter().map(|&n| fake_pack(n)).collect(),
+            supersedes: Vec::new(),
+            checkpoint,
+        }
+    }
+
+    /// A delta deleted because another lists its packs too (a finished backup's checkpoint
+    /// delta) leaves another client's cache without a rebuild; a delta whose packs nobody
+    /// else lists makes it rebuild, and the packs leave its index.
+    #[test]
+    fn a_vanished_delta_whose_packs_are_listed_elsewhere_is_dropped_without_a_rebuild() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("r");
+        let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(&dir));
+        let writer = Repository::init(backend.clone(), Some(b"pw"), &test_init_options(), &t.path().join("a")).unwrap();
+        let other = writer.write_delta(&delta(&[9], false)).unwrap();
+        let checkpoint = writer.write_delta(&delta(&[1, 2], true)).unwrap();
+        let mut reader = Repository::open(backend.clone(), Some(b"pw"), &t.path().join("b")).unwrap();
+        assert_eq!(reader.index.checkpoint_only_packs().unwrap().len(), 2);
+        // A rebuild would read every delta again and find this one unreadable.
+        let other_path = Dir::Index.path(&other.to_hex());
+        backend.delete(&other_path).unwrap();
+        backend.write_new(&other_path, b"not a delta").unwrap();
+
+        writer.write_delta(&delta(&[1, 2, 3], false)).unwrap();
+        writer.drop_redundant_deltas(&[checkpoint]);
+        reader.sync_index().unwrap();
+        assert!(reader.damaged.is_empty(), "rebuilt: {:?}", reader.damaged.len());
+        assert!(!reader.index.known_deltas().unwrap().contains(&checkpoint));
+        assert!(reader.index.checkpoint_only_packs().unwrap().is_empty());
+        let packs: HashSet<PackId> = reader.index.packs().unwrap().into_iter().map(|p| p.0).collect();
+        assert_eq!(packs, [1, 2, 3, 9].map(|n| PackId([n; 32])).into_iter().collect());
+        for n in [1, 2, 3, 9] {
+            assert!(reader.index.has_blob(&crate::id::BlobId([n; 32])).unwrap(), "blob {n}");
+        }
+
+        // Pack 4 is listed by one delta only: its loss is a rebuild, which drops the pack.
+        let lone = writer.write_delta(&delta(&[4], false)).unwrap();
+        reader.sync_index().unwrap();
+        assert!(reader.index.has_blob(&crate::id::BlobId([4; 32])).unwrap());
+        backend.delete(&Dir::Index.path(&lone.to_hex())).unwrap();
+        reader.sync_index().unwrap();
+        assert!(!reader.damaged.is_empty(), "a rebuild reads the unreadable delta");
+        assert!(!reader.index.has_blob(&crate::id::BlobId([4; 32])).unwrap());
+        assert!(reader.index.has_blob(&crate::id::BlobId([3; 32])).unwrap());
     }
 }
 

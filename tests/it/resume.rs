@@ -168,3 +168,34 @@ fn prune_collects_packs_of_an_interrupted_backup_once_a_day_old() {
     );
     env.run(["check", "--read-data"]).success();
 }
+
+/// A backup that finishes lists all its packs in its last delta and deletes its checkpoint
+/// deltas: once its snapshot is forgotten, a prune frees its packs at once instead of
+/// keeping them a day as a killed backup's work.
+#[test]
+fn a_finished_backup_leaves_no_checkpoint_delta_and_prune_frees_it_at_once() {
+    let env = Env::new();
+    init_small_packs(&env);
+    let src = env.path("src");
+    for i in 0..3 {
+        write(src.join(format!("f{i}.bin")), random_bytes(950 + i, FILE_SIZE));
+    }
+    // 12 MiB in 1 MiB packs: checkpoint deltas are written every 4 packs.
+    let id = env.backup([&src]);
+    let deltas = files_under(&env.repo().join("index"));
+    assert_eq!(deltas.len(), 1, "one delta left: {deltas:?}");
+    env.run(["check", "--read-data"]).success();
+    // Another client reads it as well, and restores.
+    let other = env.path("other-state");
+    let mut c = env.cmd();
+    c.env("XDG_CACHE_HOME", &other)
+        .args(["restore", &id, "--target"])
+        .arg(env.path("out"));
+    run(&mut c).success();
+    assert_trees_equal(&src, &env.path("out"), false);
+
+    env.run(["forget", &id]).success();
+    let p = env.run(["--json", "prune"]).success().json();
+    assert_eq!(p["kept_for_resume"].as_array().map_or(0, |k| k.len()), 0, "{p}");
+    assert_eq!(packs_stored(&env.repo()).0, 0, "{p}");
+}
