@@ -603,9 +603,9 @@ fn build_excludes(root: &Path, globs: &[String]) -> Result<Gitignore> {
     let mut b = GitignoreBuilder::new(root);
     for g in globs {
         b.add_line(None, g)
-            .map_err(|e| Error::Invalid(format!("--exclude {g:?}: {e}")))?;
+            .map_err(|e| Error::Invalid(format!("exclude pattern {g:?}: {e}")))?;
     }
-    b.build().map_err(|e| Error::Invalid(format!("--exclude: {e}")))
+    b.build().map_err(|e| Error::Invalid(format!("exclude patterns: {e}")))
 }
 
 fn name_bytes(n: &OsStr) -> Vec<u8> {

@@ -51,6 +51,15 @@ impl CheckReport {
     }
 }
 
+/// The error line for a parent gone without a tombstone (`Repository::orphaned_parents`).
+pub fn orphaned_parent(parent: &crate::id::SnapshotId, child: &crate::id::SnapshotId) -> String {
+    format!(
+        "snapshot {parent} is gone without a tombstone, but snapshot {child} names it as its parent: it was \
+         deleted behind the repository's back (or lost); `projectclone forget --vanished` acknowledges \
+         the removal"
+    )
+}
+
 /// Which packs `--read-data` reads: all, part N of M, or a random percentage.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Subset {
@@ -181,6 +190,10 @@ fn check_inner(
     // Snapshots deleted or put back behind this client's back (`trust`).
     for a in &repo.alerts {
         r.errors.push(a.to_string());
+    }
+    // Snapshots deleted behind every client's back: a parent gone without a tombstone.
+    for (parent, child) in repo.orphaned_parents()? {
+        r.errors.push(orphaned_parent(&parent, &child));
     }
     for rec in repo.index.condemned()? {
         if !known_bad.contains(&rec.id)

@@ -2,9 +2,14 @@
 
 use std::path::PathBuf;
 
+/// A result whose error is the library's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Everything that can go wrong. Match on [`Error::kind`] for what to do about it; the
+/// variants themselves are the program's detail and may change between minor versions.
+/// The message (`Display`) says what went wrong, where, and what to do.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     #[error("{path}: {source}")]
     Io {
@@ -12,12 +17,17 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("wrong password: no key in {0} opens with it (check --password-file / PROJECTCLONE_PASSWORD)")]
+    /// The program adds where a password comes from (`cli::output::command_failed`).
+    #[error("wrong password: no key in {0} opens with it")]
     WrongPassword(String),
-    #[error(
-        "{0} needs a password: give --password-file F, PROJECTCLONE_PASSWORD_FILE or PROJECTCLONE_PASSWORD (or --insecure-no-password for a repository made without one)"
-    )]
+    /// The program adds how to give one.
+    #[error("{0} needs a password")]
     PasswordRequired(String),
+    /// Opened without a password, but no key opens so. The program adds how to give one.
+    #[error(
+        "{0} has no key that opens without a password (it was made with one, or its password-less key was removed)"
+    )]
+    NoPasswordlessKey(String),
     #[error("{0}")]
     TrustChanged(String),
     #[error("{0} is not a projectclone repository (no config file); create one with `projectclone init`")]
@@ -110,7 +120,9 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::NotARepository(_) | Error::SnapshotNotFound(_) | Error::PathNotInSnapshot(_) => ErrorKind::NotFound,
-            Error::WrongPassword(_) | Error::PasswordRequired(_) => ErrorKind::WrongPassword,
+            Error::WrongPassword(_) | Error::PasswordRequired(_) | Error::NoPasswordlessKey(_) => {
+                ErrorKind::WrongPassword
+            }
             Error::Locked(_) => ErrorKind::Locked,
             Error::Corrupt(_) | Error::Hostile(_) | Error::TrustChanged(_) => ErrorKind::Damaged,
             Error::Unsupported(_) => ErrorKind::Unsupported,

@@ -494,6 +494,22 @@ pub struct Tombstone {
     pub reason: String,
 }
 
+impl Tombstone {
+    /// A zeroed tombstone: nothing is known of the snapshot but its id (format-spec §10).
+    pub fn zeroed(snapshot: SnapshotId, removed_unix_ns: i64, removed_by: &str, reason: &str) -> Tombstone {
+        Tombstone {
+            snapshot,
+            time: Time { secs: 0, nanos: 0 },
+            hostname: String::new(),
+            paths: Vec::new(),
+            tree: TreeId([0; 32]),
+            removed_unix_ns,
+            removed_by: removed_by.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
 // ---------------------------------------------------------------- trees
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -1,75 +1,148 @@
 //! projectclone: exact, restorable snapshots of project directories in a
 //! content-addressed, deduplicating, encrypted repository.
 //!
-//! # Code map
-//! - [`id`]: typed 32-byte ids. [`error`]: the one error type.
-//! - [`format`](mod@format): every on-disk structure and its pure encode/decode (mirrors `format-spec/`).
-//! - [`crypto`]: Argon2id key wrapping, XChaCha20-Poly1305 sealing, keyed BLAKE3 ids.
-//! - [`chunker`], [`compress`], [`blob`]: plaintext chunk ⇄ sealed blob.
-//! - [`pack`]: pack writer (sans-IO) and header reader.
-//! - [`backend`]: the storage trait and the local directory backend.
-//! - [`index`]: the SQLite index cache (the only module speaking SQL).
-//! - [`repo`], [`lock`]: open/init/unlock, typed reads, repository locks.
-//! - [`prefetch`]: read-ahead threads in front of the backup walker.
-//! - [`backup`], [`restore`], [`check`], [`inspect`], [`prune`]: the commands' logic.
-//! - [`select`]: filters, `latest` and retention groups across the projects of a repository.
-//! - [`export`]: the folder copy, tar archive and incremental hard-link views of a snapshot;
-//!   [`import`](mod@import): the older Python tool's backups brought in as snapshots.
-//!   [`target`]: keeps restore and export targets out of the repository and the cache.
-//!   [`dump`]: one file (`cat`) or a folder as a tar stream (`dump`) for pipes.
+//! # The library
+//! [`Repository`] is the stable surface: open or create a repository at a location (a
+//! folder, `s3:…`, `sftp:…`, a plugin store) with [`Credentials`], then back up, list,
+//! restore, check and prune, each method taking an options struct built with methods
+//! ([`BackupOptions`], [`RestoreOptions`], [`PruneOptions`]) and a [`Progress`] callback,
+//! and each taking the lock its work needs. Errors are one type, [`Error`], whose
+//! [`kind`](Error::kind) a caller matches ([`ErrorKind`]).
 //!
-//! Dependency direction: commands → repo → pack/index/blob → format/crypto/chunker/compress → id;
-//! `backend` imports only the error type.
-//!
-//! ```no_run
-//! use std::sync::Arc;
-//! use projectclone::{backend::local::LocalBackend, repo::{Repository, InitOptions}};
-//! let backend = Arc::new(LocalBackend::new("/tmp/repo"));
-//! let mut repo = Repository::init(backend, Some(b"secret"), &InitOptions::default(), "/tmp/cache".as_ref())?;
-//! let opts = projectclone::backup::BackupOptions { paths: vec![".".into()], ..Default::default() };
-//! let res = projectclone::backup::backup(&mut repo, &opts, &projectclone::progress::NoProgress, None)?;
-//! println!("{:?}", res.snapshot_id);
-//! # Ok::<(), projectclone::Error>(())
 //! ```
+//! use projectclone::{BackupOptions, Credentials, ErrorKind, InitOptions, NoProgress, OpenOptions, Repository};
+//! # let tmp = tempfile::tempdir()?;
+//! # let project = tmp.path().join("project");
+//! # std::fs::create_dir(&project)?;
+//! # std::fs::write(project.join("notes.txt"), "hello")?;
+//! let at = tmp.path().join("repo");
+//! let at = at.to_str().unwrap();
+//! let open = OpenOptions::new().cache_dir(tmp.path().join("cache"));
+//! # let open = open.state_dir(tmp.path().join("state"));
+//! let init = InitOptions::new().kdf(1024, 1).open_options(open.clone());
+//! let mut repo = Repository::init(at, &Credentials::password("s3cret"), &init)?;
+//! repo.backup(&BackupOptions::new([&project]).note("before the refactor"), &NoProgress)?;
+//! assert_eq!(repo.snapshots()?.len(), 1);
+//!
+//! let wrong = Repository::open(at, &Credentials::password("guess"), &open).unwrap_err();
+//! assert_eq!(wrong.kind(), ErrorKind::WrongPassword);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Use it without the command line's dependencies:
+//! `projectclone = { version = "1", default-features = false }`.
+//!
+//! The modules hidden from this documentation are the program's internals, public only
+//! for the `projectclone` binary and the fuzz targets. They are not covered by semantic
+//! versioning and change without notice.
+//!
+//! # Code map (internals)
+//! - `id`: typed 32-byte ids. `error`: the one error type.
+//! - `format`: every on-disk structure and its pure encode/decode (mirrors `format-spec/`).
+//! - `crypto`: Argon2id key wrapping, XChaCha20-Poly1305 sealing, keyed BLAKE3 ids.
+//! - `chunker`, `compress`, `blob`: plaintext chunk ⇄ sealed blob.
+//! - `pack`: pack writer (sans-IO) and header reader.
+//! - `backend`: the storage trait, the local directory, S3, SFTP and plugin stores.
+//! - `index`: the SQLite index cache (the only module speaking SQL).
+//! - `repo`, `lock`: open/init/unlock, typed reads, repository locks.
+//! - `prefetch`: read-ahead threads in front of the backup walker.
+//! - `backup`, `restore`, `check`, `inspect`, `prune`: the commands' logic.
+//! - `select`: filters, `latest` and retention groups across the projects of a repository.
+//! - `export`: the folder copy, tar archive and incremental hard-link views of a snapshot;
+//!   `import`: the older Python tool's backups brought in as snapshots.
+//!   `target`: keeps restore and export targets out of the repository and the cache.
+//!   `dump`: one file (`cat`) or a folder as a tar stream (`dump`) for pipes.
+//! - `client`: the stable surface above, built on the rest.
+//!
+//! Dependency direction: client → commands → repo → pack/index/blob → format/crypto/chunker/compress → id;
+//! `backend` imports only the error type.
 
+#![deny(missing_docs)]
+
+#[doc(hidden)]
 pub mod backend;
+#[doc(hidden)]
 pub mod backup;
+#[doc(hidden)]
 pub mod blob;
+#[doc(hidden)]
 pub mod check;
+#[doc(hidden)]
 pub mod chunker;
+#[doc(hidden)]
 pub mod compress;
+#[doc(hidden)]
 pub mod copy;
+#[doc(hidden)]
 pub mod crypto;
+#[doc(hidden)]
 pub mod dump;
+#[doc(hidden)]
 pub mod error;
+#[doc(hidden)]
 pub mod export;
+#[doc(hidden)]
 pub mod format;
+#[doc(hidden)]
 pub mod id;
+#[doc(hidden)]
 pub mod import;
+#[doc(hidden)]
 pub mod index;
+#[doc(hidden)]
 pub mod inspect;
+#[doc(hidden)]
 pub mod location;
+#[doc(hidden)]
 pub mod lock;
+#[doc(hidden)]
 pub mod meta;
+#[doc(hidden)]
 pub mod pack;
+#[doc(hidden)]
 pub mod pack_cache;
+#[doc(hidden)]
 pub mod packer;
+#[doc(hidden)]
 pub mod per_thread;
+#[doc(hidden)]
 pub mod prefetch;
+#[doc(hidden)]
 pub mod progress;
+#[doc(hidden)]
 pub mod prune;
+#[doc(hidden)]
 pub mod repair;
+#[doc(hidden)]
 pub mod repo;
+#[doc(hidden)]
 pub mod restore;
+#[doc(hidden)]
 pub mod seal;
+#[doc(hidden)]
 pub mod select;
+#[doc(hidden)]
 pub mod status;
+#[doc(hidden)]
 pub mod target;
+#[doc(hidden)]
 pub mod trust;
+#[doc(hidden)]
+pub mod verify;
+#[doc(hidden)]
+pub mod whoami;
 
+mod client;
+
+pub use client::{
+    BackupOptions, BackupOutcome, CheckOutcome, Credentials, ExportOutcome, InitOptions, OpenOptions, PruneOptions,
+    PruneOutcome, Repository, RestoreOptions, RestoreOutcome, SnapshotInfo, read_password_file,
+};
 pub use error::{Error, ErrorKind, Result, StorageKind};
 pub use id::{ChunkId, PackId, SnapshotId, TreeId};
+pub use progress::{NoProgress, Progress};
 
+#[doc(hidden)]
 /// Render raw name bytes for humans and JSON: valid UTF-8 as is, except that a
 /// backslash becomes `\\` and each control byte (below 0x20, or 0x7f) and each byte
 /// that is not part of valid UTF-8 becomes `\xHH`. Reversible; see `format-spec/`.
@@ -90,6 +163,7 @@ pub fn format_name(bytes: &[u8]) -> String {
     out
 }
 
+#[doc(hidden)]
 /// RFC 3339 with nanoseconds and the given UTC offset (seconds).
 pub fn format_time(t: &format::Time, utc_offset: i32) -> String {
     let off = jiff::tz::Offset::from_seconds(utc_offset).unwrap_or(jiff::tz::Offset::UTC);

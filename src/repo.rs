@@ -458,12 +458,7 @@ impl Repository {
                 }
             }
             if password.is_none() && opts.insecure_no_password {
-                return Err(Error::Invalid(format!(
-                    "--insecure-no-password: {} has no key that opens without a password (it was made with \
-                     one, or its password-less key was removed); leave the flag out and give --password-file F, PROJECTCLONE_PASSWORD_FILE or \
-                     PROJECTCLONE_PASSWORD",
-                    backend.location()
-                )));
+                return Err(Error::NoPasswordlessKey(backend.location()));
             }
             if password.is_none() {
                 return Err(Error::PasswordRequired(backend.location()));
@@ -1095,6 +1090,39 @@ impl Repository {
         self.index.add_tombstones(&rows)?;
         self.index
             .remove_snapshots(&snaps.iter().map(|s| s.0).collect::<Vec<_>>())
+    }
+
+    /// Parents that are gone without a tombstone: `(parent, a snapshot naming it)`, one per
+    /// parent, in id order. A snapshot is only removed after a tombstone naming it is
+    /// durable (format-spec §10), and tombstones are never deleted, so such a parent was
+    /// deleted behind the repository's back, or lost. A parent whose object is there but
+    /// unreadable is reported as unreadable instead. Only snapshots written by 1.0.0 or later
+    /// (`program_version`) are looked at: earlier builds forgot without tombstones.
+    pub fn orphaned_parents(&self) -> Result<Vec<(SnapshotId, SnapshotId)>> {
+        let snaps = self.snapshots()?;
+        let present: HashSet<SnapshotId> = snaps.iter().map(|s| s.0).collect();
+        let forgotten: HashSet<SnapshotId> = self.index.tombstones()?.into_iter().map(|t| t.1).collect();
+        let unreadable: HashSet<SnapshotId> = self.damaged.iter().map(|d| SnapshotId(d.id.0)).collect();
+        let mut out = std::collections::BTreeMap::new();
+        // Builds before 1.0.0 forgot snapshots without tombstones (tombstones came into
+        // format 1 before its release): their children prove nothing.
+        let since_release = |v: &str| {
+            v.split('.')
+                .next()
+                .and_then(|m| m.parse::<u32>().ok())
+                .is_some_and(|m| m >= 1)
+        };
+        for (id, s) in &snaps {
+            if let Some(p) = s.parent
+                && since_release(&s.program_version)
+                && !present.contains(&p)
+                && !forgotten.contains(&p)
+                && !unreadable.contains(&p)
+            {
+                out.entry(p).or_insert(*id);
+            }
+        }
+        Ok(out.into_iter().collect())
     }
 
     /// Write a tombstone object; returns its name.

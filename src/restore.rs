@@ -172,7 +172,7 @@ impl Includes {
         for p in patterns {
             let anchored = p.contains('/');
             let pat = p.trim_start_matches('/').trim_end_matches('/');
-            let g = Glob::new(pat).map_err(|e| Error::Invalid(format!("--include {p:?}: {e}")))?;
+            let g = Glob::new(pat).map_err(|e| Error::Invalid(format!("include pattern {p:?}: {e}")))?;
             v.push((anchored, g.compile_matcher()));
         }
         let hits = patterns.iter().map(|p| (p.clone(), Default::default())).collect();

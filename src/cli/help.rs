@@ -121,6 +121,17 @@ Examples:
   projectclone check --read-data-subset 1/7     a seventh of the data each day of the week
   projectclone check --read-data-subset 10%";
 
+pub const VERIFY: &str = "\
+Examples:
+  projectclone verify
+  projectclone verify --anchor ~/anchors/laptop.anchor     kept outside the repository
+
+A snapshot deleted behind the repository's back is found where a later snapshot names it as
+its parent. The newest snapshots are nobody's parent: the anchor file lists every snapshot
+present and forgotten at the last verify, and the next one checks each is still there or
+forgotten on purpose (a tombstone names it). Keep the anchor where whoever can write to
+the repository cannot, and its short digest (printed) somewhere else again.";
+
 pub const FORGET: &str = "\
 Examples:
   projectclone forget 1a2b3c4d 5e6f7a8b

@@ -15,7 +15,6 @@ mod progress;
 pub mod report;
 mod schedule;
 mod select;
-mod whoami;
 
 use std::cell::{OnceCell, RefCell};
 use std::io::IsTerminal;
@@ -118,6 +117,7 @@ impl Cli {
             Command::Export { .. } => "export",
             Command::Import { .. } => "import",
             Command::Check { .. } => "check",
+            Command::Verify { .. } => "verify",
             Command::Forget { .. } => "forget",
             Command::Prune { .. } => "prune",
             Command::Repair { .. } => "repair",
@@ -158,6 +158,7 @@ impl Cli {
             | Command::Restore { .. }
             | Command::Export { .. }
             | Command::Check { .. }
+            | Command::Verify { .. }
             | Command::Stats { .. }
             | Command::Key { what: KeyCmd::List } => true,
             Command::Backup { dry_run, .. }
@@ -392,6 +393,15 @@ enum Command {
         /// Read only part of the data: N/M (the N-th of M parts) or P% (a random P percent)
         #[arg(long, value_name = "N/M|P%", conflicts_with = "read_data")]
         read_data_subset: Option<projectclone::check::Subset>,
+    },
+    /// Check that no snapshot was deleted, and no tombstone removed, behind the repository's
+    /// back: against the parents snapshots name and an anchor file kept elsewhere
+    #[command(after_long_help = help::VERIFY)]
+    Verify {
+        /// Compare with the anchor in FILE (kept outside the repository), then bring it up to
+        /// date; FILE is made when missing
+        #[arg(long, value_name = "FILE")]
+        anchor: Option<PathBuf>,
     },
     /// Remove snapshots (named, or those the --keep-* rules do not keep)
     #[command(after_long_help = help::FORGET)]
@@ -696,21 +706,7 @@ fn prompt(question: &str, repeat: Option<&str>) -> Result<Password> {
 }
 
 fn read_password_file(f: &Path) -> Result<Password> {
-    use std::io::Read;
-    // One buffer large enough for any password, so that growing it never leaves a copy
-    // behind (`fs::read` sizes its buffer by the file's size, which a FIFO does not have).
-    let mut b = Zeroizing::new(Vec::with_capacity(4096));
-    std::fs::File::open(f)
-        .and_then(|mut file| file.read_to_end(&mut b))
-        .with_context(|| format!("password file {}", f.display()))?;
-    if b.ends_with(b"\r\n") {
-        let n = b.len() - 2;
-        b.truncate(n);
-    } else if b.ends_with(b"\n") {
-        let n = b.len() - 1;
-        b.truncate(n);
-    }
-    Ok(b)
+    Ok(projectclone::read_password_file(f)?)
 }
 
 /// The new password of `key add` and `key passwd`: never empty.
@@ -1611,7 +1607,7 @@ fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
                 dry_run: *dry_run,
                 compression,
                 hostname: host.unwrap_or_else(lock::hostname),
-                username: whoami::username(),
+                username: projectclone::whoami::username(),
                 skip,
                 time_override: None,
                 paths_override: None,
@@ -1848,7 +1844,7 @@ fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
                 project: project.clone(),
                 tags: tags.clone(),
                 hostname: host.clone().unwrap_or_else(lock::hostname),
-                username: whoami::username(),
+                username: projectclone::whoami::username(),
                 compression: Compression::default(),
                 dry_run: *dry_run,
                 tz: jiff::tz::TimeZone::system(),
@@ -1866,6 +1862,7 @@ fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
                 3
             })
         }
+        Command::Verify { anchor } => verify(ctx, anchor.as_deref()),
         Command::Check {
             read_data,
             read_data_subset,
@@ -1904,19 +1901,33 @@ fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
             ..
         } => {
             let mut repo = ctx.open()?;
-            let Some(trust) = &repo.trust else {
-                bail!("this client has no state folder, so it knows of no vanished snapshot");
+            // What this client saw vanish, and parents gone without a tombstone (which
+            // any client finds).
+            let gone = match &repo.trust {
+                Some(trust) => trust.vanished()?,
+                None => Vec::new(),
             };
-            let gone = trust.vanished()?;
+            let parents = repo.orphaned_parents()?;
+            if repo.trust.is_none() && parents.is_empty() {
+                bail!("this client has no state folder, so it knows of no vanished snapshot");
+            }
             let _lock = ctx.shared_lock(&mut repo, *dry_run, "forget")?;
             if !*dry_run {
                 let host = lock::hostname();
+                let now = projectclone::repo::now_unix_ns();
                 for (id, tree, seen) in &gone {
-                    repo.write_tombstone(&seen.tombstone(*id, *tree, projectclone::repo::now_unix_ns(), &host))?;
+                    repo.write_tombstone(&seen.tombstone(*id, *tree, now, &host))?;
+                }
+                for (parent, _) in &parents {
+                    if !gone.iter().any(|g| g.0 == *parent) {
+                        repo.write_tombstone(&projectclone::format::Tombstone::zeroed(
+                            *parent, now, &host, "vanished",
+                        ))?;
+                    }
                 }
                 repo.sync_index()?;
             }
-            output::forgot_vanished(json, *dry_run, &gone);
+            output::forgot_vanished(json, *dry_run, &gone, &parents);
             Ok(0)
         }
         Command::Forget {
@@ -2349,4 +2360,77 @@ fn run_prune(
     progress.finish();
     output::prune(&ctx.cli, &plan);
     Ok(0)
+}
+
+/// `verify`: the parents snapshots name, the snapshots this client saw, and with an anchor
+/// every snapshot present or forgotten when it was made (format-spec §18, "Anchors").
+fn verify(ctx: &Ctx, anchor: Option<&Path>) -> Result<u8> {
+    use projectclone::verify::{Anchor, State};
+    let repo = ctx.open()?;
+    let state = State::of(&repo)?;
+    let mut errors: Vec<String> = repo.alerts.iter().map(|a| a.to_string()).collect();
+    for d in repo.damaged.iter().filter(|d| d.what == "snapshot") {
+        errors.push(format!("unreadable {d}"));
+    }
+    for (parent, child) in repo.orphaned_parents()? {
+        errors.push(projectclone::check::orphaned_parent(&parent, &child));
+    }
+    let now = Anchor::of(
+        &state,
+        &jiff::ZonedDateTime::now().strftime("%Y-%m-%dT%H:%M:%S%:z").to_string(),
+    );
+    let mut report = output::VerifyReport {
+        snapshots: state.present.len(),
+        forgotten: state.forgotten.len(),
+        digest: now.digest(),
+        anchor: None,
+        errors,
+    };
+    if let Some(file) = anchor {
+        let what = file.display().to_string();
+        let before = match std::fs::read_to_string(file) {
+            Ok(text) => Some(Anchor::parse(&text, &what)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => bail!("anchor {what}: {e}"),
+        };
+        if let Some(a) = &before
+            && a.repo_id != state.repo_id
+        {
+            bail!(
+                "anchor {what} belongs to repository {}, not to {}: give the anchor of this repository",
+                &hex::encode(a.repo_id)[..8],
+                &hex::encode(state.repo_id)[..8]
+            );
+        }
+        let breaks = before.as_ref().map(|a| a.breaks(&state)).unwrap_or_default();
+        let updated = breaks.is_empty() && report.errors.is_empty();
+        if updated {
+            write_file_atomically(file, now.render().as_bytes())
+                .with_context(|| format!("anchor {what}: cannot write it"))?;
+        }
+        report.anchor = Some(output::AnchorReport {
+            path: what,
+            made: before.as_ref().map(|a| a.made.clone()),
+            checked: before.as_ref().map_or(0, |a| a.present.len() + a.forgotten.len()),
+            updated,
+        });
+        report.errors.extend(breaks);
+    }
+    output::verify(&ctx.cli, &report);
+    Ok(if report.errors.is_empty() { 0 } else { 1 })
+}
+
+/// Write `bytes` to `path` through a temporary file beside it and a rename, so a reader (or
+/// a crash) sees the old contents or the new, never half.
+fn write_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }

@@ -157,7 +157,26 @@ pub fn alert(a: &projectclone::trust::Alert) {
 
 /// The command failed: its error, with the causes, on stderr.
 pub fn command_failed(e: &anyhow::Error) {
-    report::error("command.failed", &format!("{e:#}"), &[]);
+    let mut msg = format!("{e:#}");
+    msg.push_str(password_hint(e));
+    report::error("command.failed", &msg, &[]);
+}
+
+/// Where the program takes a password from, after the library's password errors (which
+/// name no flags: a library caller gives `Credentials`).
+fn password_hint(e: &anyhow::Error) -> &'static str {
+    match e.chain().find_map(|c| c.downcast_ref::<projectclone::Error>()) {
+        Some(projectclone::Error::WrongPassword(_)) => " (check --password-file / PROJECTCLONE_PASSWORD)",
+        Some(projectclone::Error::PasswordRequired(_)) => {
+            ": give --password-file F, PROJECTCLONE_PASSWORD_FILE or PROJECTCLONE_PASSWORD (or \
+             --insecure-no-password for a repository made without one)"
+        }
+        Some(projectclone::Error::NoPasswordlessKey(_)) => {
+            "; leave the flag out (--insecure-no-password) and give --password-file F, \
+             PROJECTCLONE_PASSWORD_FILE or PROJECTCLONE_PASSWORD"
+        }
+        _ => "",
+    }
 }
 
 /// `, N other` (symlinks and special files) for a summary line, nothing when there are none.
@@ -1305,30 +1324,37 @@ pub fn forgot_vanished(
     json: bool,
     dry_run: bool,
     gone: &[(SnapshotId, projectclone::id::TreeId, projectclone::trust::Seen)],
+    parents: &[(SnapshotId, SnapshotId)],
 ) {
+    let mut ids: Vec<SnapshotId> = gone.iter().map(|g| g.0).collect();
+    let orphans: Vec<&(SnapshotId, SnapshotId)> = parents.iter().filter(|p| !ids.contains(&p.0)).collect();
+    ids.extend(orphans.iter().map(|p| p.0));
     if json {
         print_json(&json!({
             "dry_run": dry_run,
-            "acknowledged": gone.iter().map(|g| g.0.to_hex()).collect::<Vec<_>>(),
+            "acknowledged": ids.iter().map(|id| id.to_hex()).collect::<Vec<_>>(),
         }));
         return;
     }
     if report::quiet() {
         return;
     }
+    let done = if dry_run {
+        "would be acknowledged: tombstone not written (dry run)"
+    } else {
+        "acknowledged: tombstone written"
+    };
     for (id, _, _) in gone {
+        outln!("snapshot {} {done}", id.short());
+    }
+    for (parent, child) in orphans {
         outln!(
-            "snapshot {} {}: tombstone {}",
-            id.short(),
-            if dry_run {
-                "would be acknowledged"
-            } else {
-                "acknowledged"
-            },
-            if dry_run { "not written (dry run)" } else { "written" }
+            "snapshot {} (the parent of {}, gone without a tombstone) {done}",
+            parent.short(),
+            child.short()
         );
     }
-    if gone.is_empty() {
+    if ids.is_empty() {
         outln!("no vanished snapshots");
     }
 }
@@ -1468,4 +1494,73 @@ pub fn exit_error(code: u8, message: &str) {
         "{}",
         json!({"message_type": "exit_error", "code": code, "message": message})
     );
+}
+
+/// What `verify` found.
+#[derive(serde::Serialize)]
+pub struct VerifyReport {
+    /// Snapshots present.
+    pub snapshots: usize,
+    /// Snapshots tombstones name.
+    pub forgotten: usize,
+    /// The digest of the anchor this state makes (what `--anchor` writes).
+    pub digest: String,
+    pub anchor: Option<AnchorReport>,
+    pub errors: Vec<String>,
+}
+
+#[derive(serde::Serialize)]
+pub struct AnchorReport {
+    pub path: String,
+    /// When the anchor compared with was made; `None`: there was none (it was made now).
+    pub made: Option<String>,
+    /// Snapshots it named (present and forgotten) that were checked.
+    pub checked: usize,
+    /// Whether it was written anew (only when nothing was wrong).
+    pub updated: bool,
+}
+
+pub fn verify(cli: &Cli, r: &VerifyReport) {
+    if cli.json {
+        let mut v = serde_json::to_value(r).unwrap_or_default();
+        v["ok"] = json!(r.errors.is_empty());
+        print_json(&v);
+        return;
+    }
+    for e in &r.errors {
+        outln!("error: {}", text(e, false));
+    }
+    if report::quiet() {
+        return;
+    }
+    let short = &r.digest[..projectclone::verify::SHORT_DIGEST];
+    outln!(
+        "{} snapshot(s) present, {} forgotten on purpose; {} problem(s)",
+        r.snapshots,
+        r.forgotten,
+        r.errors.len()
+    );
+    if let Some(a) = &r.anchor {
+        match &a.made {
+            Some(made) => outln!(
+                "anchor {}: the {} snapshot(s) it named at {made} checked",
+                text(&a.path, false),
+                a.checked
+            ),
+            None => outln!("anchor {}: none yet, made now", text(&a.path, false)),
+        }
+        if a.updated {
+            outln!(
+                "anchor {} written: digest {short} (keep it somewhere else too)",
+                text(&a.path, false)
+            );
+        } else {
+            outln!(
+                "anchor {} left as it was: fix or acknowledge the problems first",
+                text(&a.path, false)
+            );
+        }
+    } else {
+        outln!("digest {short} (verify --anchor FILE keeps it and checks against it next time)");
+    }
 }

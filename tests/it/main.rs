@@ -39,6 +39,7 @@ mod oldcli_age;
 mod plugins;
 mod progress;
 mod prune;
+mod python;
 mod quiet_stop;
 mod release;
 mod remote;

@@ -477,3 +477,91 @@ fn huge_lock_and_condemned_objects_are_refused_unread() {
     );
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
 }
+
+/// A snapshot deleted behind the back of every client, one that never saw it included, is
+/// found by `check` through the parent its successor names; `forget --vanished` acknowledges
+/// it with a zeroed tombstone, and `check` is clean again.
+#[test]
+fn a_parent_deleted_behind_every_clients_back_fails_check_until_acknowledged() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(src.join("a"), b"a");
+    let s1 = env.backup([&src]);
+    write(src.join("b"), b"b");
+    let s2 = env.backup([&src]);
+    fs::remove_file(env.repo().join("snapshots").join(&s1)).unwrap();
+
+    let c = run(fresh_client(&env, "fresh").args(["--json", "check"]))
+        .failure()
+        .json();
+    let errors = c["errors"].to_string();
+    assert!(
+        errors.contains(&s1) && errors.contains(&s2) && errors.contains("without a tombstone"),
+        "{c}"
+    );
+    let out = run(fresh_client(&env, "fresh").args(["forget", "--vanished", "--dry-run"])).success();
+    assert!(
+        out.stdout.contains(&s1[..8]) && out.stdout.contains("parent"),
+        "{}",
+        out.stdout
+    );
+    run(fresh_client(&env, "fresh").args(["check"])).failure();
+    let out = run(fresh_client(&env, "fresh").args(["--json", "forget", "--vanished"])).success();
+    assert_eq!(out.json()["acknowledged"], serde_json::json!([s1]), "{}", out.stdout);
+    run(fresh_client(&env, "fresh").args(["check"])).success();
+    // The client that saw s1 finds the tombstone too.
+    env.run(["check"]).success();
+}
+
+/// `verify --anchor FILE`: the first run makes the anchor; a snapshot forgotten on purpose
+/// and a new one pass; the newest snapshot deleted behind every client's back (nobody's
+/// parent, so `check` cannot see it) and an anchor edited by hand are both found.
+#[test]
+fn verify_with_an_anchor_finds_the_newest_snapshot_deleted_behind_its_back() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(src.join("a"), b"a");
+    let s1 = env.backup([&src]);
+    let anchor = env.path("outside/laptop.anchor");
+    fs::create_dir_all(anchor.parent().unwrap()).unwrap();
+    let verify = |c: &mut assert_cmd::Command| {
+        c.args(["--json", "verify", "--anchor"]).arg(&anchor);
+        run(c)
+    };
+    let v = verify(&mut fresh_client(&env, "a")).success().json();
+    assert_eq!(
+        (v["ok"].as_bool(), v["snapshots"].as_u64()),
+        (Some(true), Some(1)),
+        "{v}"
+    );
+    assert_eq!(v["anchor"]["made"], serde_json::Value::Null, "{v}");
+    assert!(fs::read_to_string(&anchor).unwrap().contains(&s1));
+
+    write(src.join("b"), b"b");
+    let s2 = env.backup([&src]);
+    env.run(["forget", &s1]).success();
+    let v = verify(&mut fresh_client(&env, "b")).success().json();
+    assert_eq!(v["anchor"]["checked"], 1, "{v}");
+    assert_eq!(v["forgotten"], 1, "{v}");
+
+    // The newest snapshot deleted behind everyone's back: a client that never saw it
+    // finds it through the anchor only.
+    fs::remove_file(env.repo().join("snapshots").join(&s2)).unwrap();
+    run(fresh_client(&env, "c").arg("check")).success();
+    let before = fs::read(&anchor).unwrap();
+    let out = verify(&mut fresh_client(&env, "c")).failure();
+    let v = out.json();
+    assert!(v["errors"].to_string().contains(&s2), "{v}");
+    assert_eq!(v["anchor"]["updated"], false, "{v}");
+    assert_eq!(
+        fs::read(&anchor).unwrap(),
+        before,
+        "the anchor is not updated past a break"
+    );
+
+    // An anchor changed by hand is refused.
+    let edited = String::from_utf8(before).unwrap().replace(&s2, &"0".repeat(64));
+    fs::write(&anchor, edited).unwrap();
+    let out = run(fresh_client(&env, "d").args(["verify", "--anchor"]).arg(&anchor)).failure();
+    assert!(out.stderr.contains("digest does not match"), "{}", out.stderr);
+}

@@ -1,0 +1,179 @@
+"""The Python package, end to end on real temporary trees and repositories."""
+
+import os
+import subprocess
+import threading
+
+import pytest
+
+import projectclone as pc
+
+KDF = dict(kdf_memory_kib=1024, kdf_passes=1)
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """A project tree, a repository location, and cache and state folders of the test's own."""
+    for var in ("PROJECTCLONE_PASSWORD", "PROJECTCLONE_PASSWORD_FILE", "PROJECTCLONE_PASSWORD_COMMAND"):
+        monkeypatch.delenv(var, raising=False)
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    (project / "src" / "main.py").write_text("print('hello')\n")
+    (project / "data.bin").write_bytes(os.urandom(300_000))
+    (project / "build").mkdir()
+    (project / "build" / "out.o").write_bytes(b"object")
+    dirs = dict(cache_dir=str(tmp_path / "cache"), state_dir=str(tmp_path / "state"))
+    return dict(tmp=tmp_path, project=project, location=str(tmp_path / "repo"), dirs=dirs)
+
+
+def new_repo(env, password="pw"):
+    return pc.Repository.init(env["location"], password, **env["dirs"], **KDF)
+
+
+def test_backup_list_restore_check_forget_and_export(env):
+    repo = new_repo(env)
+    calls = []
+    first = repo.backup(
+        [env["project"]],
+        tags=["nightly"],
+        note="first",
+        exclude=["build/"],
+        progress=lambda b, e, p: calls.append((b, e, p)),
+    )
+    assert first.snapshot_id and len(first.snapshot_id) == 64
+    assert first.files_new == 2 and first.errors == []
+    assert calls and calls[-1][0] >= 300_000, calls
+
+    snaps = repo.snapshots()
+    assert [s.id for s in snaps] == [first.snapshot_id]
+    assert snaps[0].tags == ["nightly"] and snaps[0].note == "first"
+    assert snaps[0].paths == [str(env["project"])]
+    assert repo.snapshot("latest").id == first.snapshot_id
+    assert repo.snapshot(first.snapshot_id[:8]).id == first.snapshot_id
+
+    listed = dict(repo.ls(snaps[0]))
+    assert listed["/data.bin"] == 300_000
+    assert "/src/main.py" in listed and not any("build" in p for p in listed)
+
+    second = repo.backup([env["project"]], exclude=["build/"])
+    assert (second.files_new, second.files_changed, second.files_unmodified) == (0, 0, 2)
+    assert repo.snapshot("latest").parent == first.snapshot_id
+
+    target = env["tmp"] / "restored"
+    r = repo.restore(snaps[0], target, include=["src/**"], verify=True)
+    assert (r.files, r.errors) == (1, [])
+    assert (target / "src" / "main.py").read_text() == "print('hello')\n"
+    assert not (target / "data.bin").exists()
+    repo.restore("latest", env["tmp"] / "all")
+    assert (env["tmp"] / "all" / "data.bin").read_bytes() == (env["project"] / "data.bin").read_bytes()
+
+    assert repo.check(read_data=True).ok
+
+    archive = env["tmp"] / "project.tar.gz"
+    e = repo.export_archive("latest", archive)
+    assert e.files == 2 and archive.exists() and e.manifest
+    # The manifest checks the members once unpacked.
+    unpack = env["tmp"] / "unpacked"
+    unpack.mkdir()
+    subprocess.run(["tar", "-xzf", archive, "-C", unpack], check=True)
+    out = subprocess.run(["sha256sum", "-c", e.manifest], cwd=unpack, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+    dry = repo.forget(keep_last=1, dry_run=True)
+    assert dry.forgotten == [first.snapshot_id] and len(repo.snapshots()) == 2
+    done = repo.forget([first.snapshot_id])
+    assert done.forgotten == [first.snapshot_id]
+    assert [s.id for s in repo.snapshots()] == [second.snapshot_id]
+    assert repo.prune().forgotten == []
+    assert repo.check(read_data=True).ok
+
+
+def test_errors_are_exceptions_by_kind(env):
+    with pytest.raises(pc.NotFoundError):
+        pc.Repository.open(env["location"], "pw", **env["dirs"])
+    repo = new_repo(env)
+    with pytest.raises(pc.WrongPasswordError) as wrong:
+        pc.Repository.open(env["location"], "guess", **env["dirs"])
+    assert "wrong password" in str(wrong.value) and "--password-file" not in str(wrong.value)
+    assert issubclass(pc.WrongPasswordError, pc.ProjectcloneError)
+    with pytest.raises(pc.NotFoundError):
+        repo.snapshot("deadbeef")
+    with pytest.raises(pc.InvalidError):
+        repo.restore(42, env["tmp"] / "t")
+    with pytest.raises(pc.InvalidError):
+        pc.Repository.open(env["location"], "pw", password_file="f", **env["dirs"])
+    with pytest.raises(pc.InvalidError):
+        new_repo(env)  # already exists
+    with pytest.raises(pc.ProjectcloneError):
+        repo.backup([env["tmp"] / "no-such-dir"])
+
+
+def test_a_raising_progress_callback_is_raised_after_the_work(env):
+    repo = new_repo(env)
+
+    def boom(b, e, p):
+        raise RuntimeError("from the callback")
+
+    with pytest.raises(RuntimeError, match="from the callback"):
+        repo.backup([env["project"]], progress=boom)
+    # The backup itself completed.
+    assert len(repo.snapshots()) == 1
+
+
+def test_the_environment_gives_the_password_and_the_cache(env, monkeypatch):
+    new_repo(env)
+    with pytest.raises(pc.WrongPasswordError):
+        pc.Repository.open(env["location"], **env["dirs"])
+    monkeypatch.setenv("PROJECTCLONE_PASSWORD", "pw")
+    pc.Repository.open(env["location"], **env["dirs"])
+    cache = env["tmp"] / "env-cache"
+    monkeypatch.setenv("PROJECTCLONE_CACHE_DIR", str(cache))
+    pc.Repository.open(env["location"], state_dir=env["dirs"]["state_dir"])
+    assert cache.is_dir() and any(cache.iterdir())
+    pw = env["tmp"] / "pw.txt"
+    pw.write_text("pw\n")
+    monkeypatch.delenv("PROJECTCLONE_PASSWORD")
+    pc.Repository.open(env["location"], password_file=pw, **env["dirs"])
+
+
+def test_the_gil_is_released_while_the_library_works(env):
+    """open() waits for a password command that reads a FIFO the main thread writes: with
+    the GIL held during open(), the main thread could never write and open() never end."""
+    new_repo(env)
+    fifo = env["tmp"] / "pw.fifo"
+    os.mkfifo(fifo)
+    result = {}
+
+    def opener():
+        try:
+            result["repo"] = pc.Repository.open(env["location"], password_command=f"cat {fifo}", **env["dirs"])
+        except Exception as e:  # reported below
+            result["error"] = e
+
+    t = threading.Thread(target=opener, daemon=True)
+    t.start()
+    with open(fifo, "w") as f:
+        f.write("pw\n")
+    t.join(timeout=120)
+    assert not t.is_alive(), "open() never returned: the GIL was held"
+    assert "repo" in result, result
+
+
+def test_large_listings_are_iterators(env):
+    many = env["project"] / "many"
+    many.mkdir()
+    for i in range(3000):
+        (many / f"f{i:05}").write_text(str(i))
+    repo = new_repo(env)
+    repo.backup([env["project"]])
+    it = repo.ls("latest", "many")
+    first = next(it)
+    assert first == ("/many", 0) or first[0].startswith("/many")
+    # The listing thread holds the repository until the iterator is done: another call
+    # meanwhile is an error that says so, not a deadlock.
+    with pytest.raises(pc.ProjectcloneError, match="busy"):
+        repo.snapshots()
+    rest = list(it)
+    files = [p for p, _ in [first] + rest if p.startswith("/many/")]
+    assert len(files) == 3000
+    assert len(repo.snapshots()) == 1
