@@ -108,7 +108,15 @@ pub fn read_password_file(f: &Path) -> Result<Zeroizing<Vec<u8>>> {
     Ok(b)
 }
 
-fn run_password_command(cmd: &str) -> Result<Zeroizing<Vec<u8>>> {
+/// The standard output of a shell command (`sh -c CMD`), less one trailing `\n` or
+/// `\r\n`: a password from a password manager. A command that fails is an error.
+///
+/// ```
+/// assert_eq!(&projectclone::run_password_command("echo s3cret")?[..], b"s3cret");
+/// assert!(projectclone::run_password_command("exit 3").is_err());
+/// # Ok::<(), projectclone::Error>(())
+/// ```
+pub fn run_password_command(cmd: &str) -> Result<Zeroizing<Vec<u8>>> {
     use std::io::Read;
     let mut child = std::process::Command::new("sh")
         .arg("-c")

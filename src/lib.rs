@@ -136,7 +136,7 @@ mod client;
 
 pub use client::{
     BackupOptions, BackupOutcome, CheckOutcome, Credentials, ExportOutcome, InitOptions, OpenOptions, PruneOptions,
-    PruneOutcome, Repository, RestoreOptions, RestoreOutcome, SnapshotInfo, read_password_file,
+    PruneOutcome, Repository, RestoreOptions, RestoreOutcome, SnapshotInfo, read_password_file, run_password_command,
 };
 pub use error::{Error, ErrorKind, Result, StorageKind};
 pub use id::{ChunkId, PackId, SnapshotId, TreeId};

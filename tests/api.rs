@@ -34,6 +34,7 @@ fn the_surface_has_exactly_these_signatures() {
 
     let _: fn(&'static str) -> Credentials = Credentials::password;
     let _: fn(&Path) -> Result<zeroize::Zeroizing<Vec<u8>>, Error> = projectclone::read_password_file;
+    let _: fn(&str) -> Result<zeroize::Zeroizing<Vec<u8>>, Error> = projectclone::run_password_command;
     let _: fn() -> OpenOptions = OpenOptions::new;
     let _: fn(OpenOptions, PathBuf) -> OpenOptions = OpenOptions::cache_dir;
     let _: fn(OpenOptions, PathBuf) -> OpenOptions = OpenOptions::state_dir;

@@ -802,32 +802,7 @@ fn load_config_files(cli: &Cli) -> Result<config::Files> {
 /// Run a password command (`sh -c`): its standard output, less one trailing newline, is
 /// the password. It may ask on the terminal (stdin and stderr are the user's).
 fn run_password_command(cmd: &str, from: &str) -> Result<Password> {
-    use std::io::Read;
-    let mut child = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .with_context(|| format!("password command {cmd:?} ({from}) could not be started"))?;
-    let mut out = Zeroizing::new(Vec::with_capacity(256));
-    let read = child.stdout.take().map(|mut o| o.read_to_end(&mut out));
-    let status = child.wait()?;
-    if let Some(Err(e)) = read {
-        bail!("password command {cmd:?} ({from}): reading its output: {e}");
-    }
-    if !status.success() {
-        bail!(
-            "password command {cmd:?} ({from}) failed ({status}); fix it or give the password another way; \
-             nothing was done"
-        );
-    }
-    if out.ends_with(b"\n") {
-        out.pop();
-        if out.ends_with(b"\r") {
-            out.pop();
-        }
-    }
-    Ok(out)
+    projectclone::run_password_command(cmd).with_context(|| format!("the password command ({from}); nothing was done"))
 }
 
 struct Ctx {
