@@ -146,13 +146,23 @@ impl Anchor {
                 _ => return Err(bad(format!("line {n}: cannot read {line:?}"))),
             }
         }
-        match digest {
-            None => Err(bad("no digest line: the file is incomplete".into())),
-            Some(d) if d != a.digest() => Err(bad(
+        let Some(d) = digest else {
+            return Err(bad("no digest line: the file is incomplete".into()));
+        };
+        // The digest covers the bytes as they are, and those bytes must be the one form
+        // projectclone writes: a line repeated or reordered is not silently taken.
+        let body = text.rfind("\ndigest ").map_or("", |i| &text[..=i]);
+        if d != blake3::hash(body.as_bytes()).to_hex().as_str() {
+            return Err(bad(
                 "its digest does not match its lines: the file was changed since projectclone wrote it".into(),
-            )),
-            Some(_) => Ok(a),
+            ));
         }
+        if a.render() != text {
+            return Err(bad(
+                "its lines are not as projectclone writes them (repeated, out of order, or extra)".into(),
+            ));
+        }
+        Ok(a)
     }
 
     /// What no longer holds now, one line each, in id order: a snapshot present then and
@@ -224,6 +234,16 @@ mod tests {
         assert!(Anchor::parse(&cut, "f").unwrap_err().to_string().contains("incomplete"));
         assert!(Anchor::parse("hello\n", "f").is_err());
         assert!(Anchor::parse(&format!("{text}extra\n"), "f").is_err());
+        // A repeated line that a later one overrides, with the digest of the whole body
+        // (found by the fuzz target): refused, though the lines it keeps are right.
+        let made = "made 2026-12-06T12:00:00+00:00\n";
+        let mut doubled = text.replacen(made, &format!("made earlier\n{made}"), 1);
+        let body_end = doubled.rfind("\ndigest ").unwrap() + 1;
+        let digest = blake3::hash(&doubled.as_bytes()[..body_end]).to_hex().to_string();
+        doubled.truncate(body_end);
+        doubled.push_str(&format!("digest {digest}\n"));
+        let e = Anchor::parse(&doubled, "f").unwrap_err().to_string();
+        assert!(e.contains("not as projectclone writes them"), "{e}");
     }
 
     #[test]

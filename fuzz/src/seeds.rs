@@ -510,5 +510,26 @@ pub fn seeds() -> Vec<Seed> {
         compressed(Compression::None, CHUNK),
         decompresses(Codec::None),
     ));
+    out.push(seed(
+        "anchor",
+        "two-snapshots-one-forgotten",
+        {
+            let mut st = projectclone::verify::State {
+                repo_id: REPO_ID,
+                ..Default::default()
+            };
+            st.present
+                .insert(SnapshotId([1; 32]), ("2026-12-06T10:00:00+01:00".into(), "vm".into()));
+            st.present.insert(
+                SnapshotId([2; 32]),
+                ("2026-12-06T11:00:00+01:00".into(), "laptop".into()),
+            );
+            st.forgotten.insert(SnapshotId([3; 32]));
+            projectclone::verify::Anchor::of(&st, "2026-12-06T12:00:00+01:00")
+                .render()
+                .into_bytes()
+        },
+        |b| std::str::from_utf8(b).is_ok_and(|t| projectclone::verify::Anchor::parse(t, "seed").is_ok()),
+    ));
     out
 }

@@ -79,6 +79,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("lock", lock),
     ("condemned", condemned),
     ("decompress", decompress),
+    ("anchor", anchor),
 ];
 
 /// A config file of the fixed repository whose sealed plaintext is `plain`.
@@ -415,5 +416,20 @@ pub fn decompress(data: &[u8]) {
         assert!(out.len() <= payload.len(), "{c:?} grew the data");
         let back = decompress_payload(codec, &out, payload.len());
         assert_eq!(back.as_deref().ok(), Some(payload), "{c:?} round trip");
+    }
+}
+
+/// `anchor`: an anchor file of `verify --anchor` (user-held text, read back as given). What
+/// is accepted renders back to the same bytes, so nothing read is lost or reordered.
+pub fn anchor(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    if let Ok(a) = projectclone::verify::Anchor::parse(text, "fuzz") {
+        let again = a.render();
+        assert_eq!(
+            projectclone::verify::Anchor::parse(&again, "again").as_ref().ok(),
+            Some(&a)
+        );
+        assert_eq!(again, text, "an accepted anchor is in its one canonical form");
+        let _ = a.breaks(&projectclone::verify::State::default());
     }
 }
