@@ -376,6 +376,26 @@ impl Repository {
     }
 }
 
+impl Repository {
+    /// [`with`](Self::with) for work that reports progress to a Python callable: the
+    /// callback's last call, then the first exception it raised, if any.
+    fn with_progress<T: Send>(
+        &self,
+        py: Python<'_>,
+        progress: Option<Py<PyAny>>,
+        f: impl FnOnce(&mut pc::Repository, &Callback) -> pc::Result<T> + Send,
+    ) -> PyResult<T> {
+        let cb = Callback::new(progress);
+        let out = self.with(py, |r| {
+            let out = f(r, &cb);
+            pc::Progress::finish(&cb);
+            out
+        })?;
+        cb.take_error()?;
+        Ok(out)
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 #[pymethods]
 impl Repository {
@@ -494,13 +514,7 @@ impl Repository {
         if let Some(h) = host {
             opts = opts.hostname(h);
         }
-        let cb = Callback::new(progress);
-        let out = self.with(py, |r| {
-            let out = r.backup(&opts, &cb);
-            pc::Progress::finish(&cb);
-            out
-        })?;
-        cb.take_error()?;
+        let out = self.with_progress(py, progress, |r, cb| r.backup(&opts, cb))?;
         Ok(BackupResult {
             snapshot_id: out.snapshot.map(|s| s.to_hex()),
             files_new: out.files_new,
@@ -528,13 +542,7 @@ impl Repository {
         for i in include {
             opts = opts.include(i);
         }
-        let cb = Callback::new(progress);
-        let out = self.with(py, |r| {
-            let out = r.restore(&spec, &opts, &cb);
-            pc::Progress::finish(&cb);
-            out
-        })?;
-        cb.take_error()?;
+        let out = self.with_progress(py, progress, |r, cb| r.restore(&spec, &opts, cb))?;
         Ok(RestoreResult {
             files: out.files,
             dirs: out.dirs,
@@ -580,13 +588,7 @@ impl Repository {
     /// Check the repository; with read_data, read and verify every pack too.
     #[pyo3(signature = (read_data=false, *, progress=None))]
     fn check(&self, py: Python<'_>, read_data: bool, progress: Option<Py<PyAny>>) -> PyResult<CheckResult> {
-        let cb = Callback::new(progress);
-        let out = self.with(py, |r| {
-            let out = r.check(read_data, &cb);
-            pc::Progress::finish(&cb);
-            out
-        })?;
-        cb.take_error()?;
+        let out = self.with_progress(py, progress, |r, cb| r.check(read_data, cb))?;
         Ok(CheckResult {
             snapshots: out.snapshots,
             packs: out.packs,
@@ -626,13 +628,7 @@ impl Repository {
                 opts = set(opts, n);
             }
         }
-        let cb = Callback::new(progress);
-        let out = self.with(py, |r| {
-            let out = r.prune(&opts, &cb);
-            pc::Progress::finish(&cb);
-            out
-        })?;
-        cb.take_error()?;
+        let out = self.with_progress(py, progress, |r, cb| r.prune(&opts, cb))?;
         Ok(PruneResult {
             forgotten: out.forgotten.iter().map(|s| s.to_hex()).collect(),
             deleted_packs: out.deleted_packs,
@@ -676,13 +672,7 @@ impl Repository {
         progress: Option<Py<PyAny>>,
     ) -> PyResult<ExportResult> {
         let spec = snapshot_spec(snapshot)?;
-        let cb = Callback::new(progress);
-        let out = self.with(py, |r| {
-            let out = r.export_archive(&spec, &path, &cb);
-            pc::Progress::finish(&cb);
-            out
-        })?;
-        cb.take_error()?;
+        let out = self.with_progress(py, progress, |r, cb| r.export_archive(&spec, &path, cb))?;
         Ok(ExportResult {
             path: out.path.display().to_string(),
             manifest: out.manifest.map(|m| m.display().to_string()),
