@@ -377,6 +377,19 @@ impl Repository {
 }
 
 impl Repository {
+    /// A repository `open` (or `init`) makes at `location`, with the GIL released.
+    fn opened(
+        py: Python<'_>,
+        location: String,
+        open: impl FnOnce(&str) -> pc::Result<pc::Repository> + Send,
+    ) -> PyResult<Repository> {
+        let repo = py.detach(|| open(&location)).map_err(to_py)?;
+        Ok(Repository {
+            inner: Arc::new(Mutex::new(repo)),
+            location,
+        })
+    }
+
     /// [`with`](Self::with) for work that reports progress to a Python callable: the
     /// callback's last call, then the first exception it raised, if any.
     fn with_progress<T: Send>(
@@ -418,14 +431,7 @@ impl Repository {
     ) -> PyResult<Repository> {
         let creds = credentials(password, password_file, password_command, insecure_no_password)?;
         let opts = open_options(cache_dir, state_dir);
-        let loc = location.clone();
-        let repo = py
-            .detach(move || pc::Repository::open(&loc, &creds, &opts))
-            .map_err(to_py)?;
-        Ok(Repository {
-            inner: Arc::new(Mutex::new(repo)),
-            location,
-        })
+        Repository::opened(py, location, move |loc| pc::Repository::open(loc, &creds, &opts))
     }
 
     /// Create a repository at a location (nothing may be there yet) and open it. The key
@@ -449,14 +455,7 @@ impl Repository {
         if kdf_memory_kib.is_some() || kdf_passes.is_some() {
             opts = opts.kdf(kdf_memory_kib.unwrap_or(64 * 1024), kdf_passes.unwrap_or(3));
         }
-        let loc = location.clone();
-        let repo = py
-            .detach(move || pc::Repository::init(&loc, &creds, &opts))
-            .map_err(to_py)?;
-        Ok(Repository {
-            inner: Arc::new(Mutex::new(repo)),
-            location,
-        })
+        Repository::opened(py, location, move |loc| pc::Repository::init(loc, &creds, &opts))
     }
 
     /// Where the repository is, as given.
