@@ -155,6 +155,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         summary: Summary::default(),
         program_version: String::new(),
         origin: None,
+        seen: Vec::new(),
+        git: None,
     })?;
     println!("{n} blobs indexed; snapshot references {}", live.len());
     Ok(())

@@ -268,6 +268,15 @@ fn run(
         None => sources.iter().map(|s| s.as_os_str().as_bytes().to_vec()).collect(),
     };
     path_bytes.sort();
+    // Where the sources' git work tree stands, asked beside the walk (a `git status` reads
+    // the tree too). Imports record no git state: their sources are copies.
+    let git = match opts.paths_override {
+        None if !opts.dry_run => {
+            let sources = sources.clone();
+            Some(std::thread::spawn(move || crate::git::state_of(&sources)))
+        }
+        _ => None,
+    };
 
     // Parent: the latest snapshot of the same host and paths.
     let parent = repo
@@ -469,6 +478,8 @@ fn run(
         summary: summary.clone(),
         program_version: env!("CARGO_PKG_VERSION").to_string(),
         origin: None,
+        seen: repo.heads()?,
+        git: git.and_then(|g| g.join().ok().flatten()),
     };
     let id = repo.write_snapshot(&snap)?;
     Ok(BackupResult {

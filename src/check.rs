@@ -51,12 +51,21 @@ impl CheckReport {
     }
 }
 
-/// The error line for a parent gone without a tombstone (`Repository::orphaned_parents`).
-pub fn orphaned_parent(parent: &crate::id::SnapshotId, child: &crate::id::SnapshotId) -> String {
+/// The error line for a snapshot gone without a tombstone that the chain still records
+/// (`Repository::broken_links`).
+pub fn broken_link(link: &crate::repo::BrokenLink) -> String {
+    use crate::repo::Link;
+    let (missing, witness) = (&link.missing, &link.witness);
+    let how = match link.how {
+        Link::Parent => format!("snapshot {witness} names it as its parent"),
+        Link::Seen => format!("snapshot {witness} records it in its chain"),
+        Link::SeenByForgotten => {
+            format!("the tombstone of snapshot {witness} records it in that snapshot's chain")
+        }
+    };
     format!(
-        "snapshot {parent} is gone without a tombstone, but snapshot {child} names it as its parent: it was \
-         deleted behind the repository's back (or lost); `projectclone forget --vanished` acknowledges \
-         the removal"
+        "snapshot {missing} is gone without a tombstone, but {how}: it was deleted behind the \
+         repository's back (or lost); `projectclone forget --vanished` acknowledges the removal"
     )
 }
 
@@ -191,9 +200,10 @@ fn check_inner(
     for a in &repo.alerts {
         r.errors.push(a.to_string());
     }
-    // Snapshots deleted behind every client's back: a parent gone without a tombstone.
-    for (parent, child) in repo.orphaned_parents()? {
-        r.errors.push(orphaned_parent(&parent, &child));
+    // Snapshots deleted behind every client's back: gone without a tombstone, although the
+    // chain records them (oldest break first).
+    for link in repo.broken_links()? {
+        r.errors.push(broken_link(&link));
     }
     for rec in repo.index.condemned()? {
         if !known_bad.contains(&rec.id)

@@ -257,6 +257,9 @@ pub fn copy_with_progress(
     // Oldest first, so a parent copied in this run is known when its child is.
     todo.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
     let mut made = Vec::new();
+    // The destination's chain (format-spec §10): each copy sees the heads there, which
+    // after it are the copy alone.
+    let mut heads = t.dst.heads()?;
     for (id, s) in todo {
         let tree = t
             .root(&s.tree)
@@ -275,8 +278,10 @@ pub fn copy_with_progress(
                     .map(|ps| origin_of(src, p, &ps))
             })
             .and_then(|o| present.get(&o).copied());
+        ns.seen = std::mem::take(&mut heads);
         // Its id at the destination is known before it is written (the keyed hash of it).
         let new = SnapshotId(t.dst.keys.meta_id(&format::encode_snapshot(&ns)));
+        heads = vec![new];
         present.insert(origin, new);
         made.push((id, ns));
     }

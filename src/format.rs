@@ -416,6 +416,25 @@ pub struct Snapshot {
     /// Structure version 2: the snapshot this one is a copy of (`copy`), in the repository
     /// it was first taken in; `None` for a snapshot taken here.
     pub origin: Option<Origin>,
+    /// Structure version 3: the repository's snapshot heads when this one was written
+    /// (the chain, format-spec §10 "The chain"), sorted by id.
+    pub seen: Vec<SnapshotId>,
+    /// Structure version 3: the git commit the backed-up tree was at, when it lies in a git
+    /// work tree.
+    pub git: Option<GitState>,
+}
+
+/// Where a git work tree stood when a snapshot was taken of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GitState {
+    /// The commit HEAD named, in hex (40 digits, or 64 in a SHA-256 repository).
+    pub commit: String,
+    /// The branch HEAD was on (`main`, not `refs/heads/main`); `None` when detached.
+    pub branch: Option<String>,
+    /// Whether the work tree differed from that commit (changes to tracked files, or
+    /// untracked files that are not ignored); `None` when it could not be told (no `git`
+    /// program to ask).
+    pub dirty: Option<bool>,
 }
 
 /// Where a copied snapshot came from: the repository it was taken in and its id there.
@@ -425,8 +444,8 @@ pub struct Origin {
     pub snapshot: SnapshotId,
 }
 
-/// Structure version of [`Snapshot`] written by this build (version 1 is read too).
-pub const SNAPSHOT_VERSION: u8 = 2;
+/// Structure version of [`Snapshot`] written by this build (versions 1 and 2 are read too).
+pub const SNAPSHOT_VERSION: u8 = 3;
 
 /// `Snapshot` as structure version 1 wrote it.
 #[derive(Deserialize)]
@@ -445,31 +464,75 @@ struct SnapshotV1 {
     program_version: String,
 }
 
+/// `Snapshot` as structure version 2 wrote it: version 1 and `origin`.
+#[derive(Deserialize)]
+struct SnapshotV2 {
+    time: Time,
+    utc_offset: i32,
+    hostname: String,
+    username: String,
+    paths: Vec<Vec<u8>>,
+    tags: Vec<String>,
+    note: Option<String>,
+    tree: TreeId,
+    root: Option<Meta>,
+    parent: Option<SnapshotId>,
+    summary: Summary,
+    program_version: String,
+    origin: Option<Origin>,
+}
+
+impl From<SnapshotV2> for Snapshot {
+    fn from(v: SnapshotV2) -> Snapshot {
+        Snapshot {
+            time: v.time,
+            utc_offset: v.utc_offset,
+            hostname: v.hostname,
+            username: v.username,
+            paths: v.paths,
+            tags: v.tags,
+            note: v.note,
+            tree: v.tree,
+            root: v.root,
+            parent: v.parent,
+            summary: v.summary,
+            program_version: v.program_version,
+            origin: v.origin,
+            seen: Vec::new(),
+            git: None,
+        }
+    }
+}
+
+impl From<SnapshotV1> for SnapshotV2 {
+    fn from(v: SnapshotV1) -> SnapshotV2 {
+        SnapshotV2 {
+            time: v.time,
+            utc_offset: v.utc_offset,
+            hostname: v.hostname,
+            username: v.username,
+            paths: v.paths,
+            tags: v.tags,
+            note: v.note,
+            tree: v.tree,
+            root: v.root,
+            parent: v.parent,
+            summary: v.summary,
+            program_version: v.program_version,
+            origin: None,
+        }
+    }
+}
+
 pub fn encode_snapshot(s: &Snapshot) -> Vec<u8> {
     encode_versioned(SNAPSHOT_VERSION, s)
 }
 
-/// Decode a snapshot's plaintext, version 1 or 2.
+/// Decode a snapshot's plaintext, version 1, 2 or 3.
 pub fn decode_snapshot(plain: &[u8], what: &str) -> Result<Snapshot> {
     match plain.first() {
-        Some(1) => {
-            let v: SnapshotV1 = decode_versioned(1, plain, what)?;
-            Ok(Snapshot {
-                time: v.time,
-                utc_offset: v.utc_offset,
-                hostname: v.hostname,
-                username: v.username,
-                paths: v.paths,
-                tags: v.tags,
-                note: v.note,
-                tree: v.tree,
-                root: v.root,
-                parent: v.parent,
-                summary: v.summary,
-                program_version: v.program_version,
-                origin: None,
-            })
-        }
+        Some(1) => Ok(SnapshotV2::from(decode_versioned::<SnapshotV1>(1, plain, what)?).into()),
+        Some(2) => Ok(decode_versioned::<SnapshotV2>(2, plain, what)?.into()),
         _ => decode_versioned(SNAPSHOT_VERSION, plain, what),
     }
 }
@@ -492,6 +555,50 @@ pub struct Tombstone {
     pub removed_by: String,
     /// Why: `forget`, `prune`, `repair`, `unreadable`, `vanished` (acknowledged).
     pub reason: String,
+    /// Structure version 2: the removed snapshot's `seen`, so that the chain runs on
+    /// through it (format-spec §10 "The chain"); empty when unknown.
+    pub seen: Vec<SnapshotId>,
+}
+
+/// Structure version of [`Tombstone`] written by this build (version 1 is read too).
+pub const TOMBSTONE_VERSION: u8 = 2;
+
+/// `Tombstone` as structure version 1 wrote it: everything but `seen`.
+#[derive(Deserialize)]
+struct TombstoneV1 {
+    snapshot: SnapshotId,
+    time: Time,
+    hostname: String,
+    paths: Vec<Vec<u8>>,
+    tree: TreeId,
+    removed_unix_ns: i64,
+    removed_by: String,
+    reason: String,
+}
+
+pub fn encode_tombstone(t: &Tombstone) -> Vec<u8> {
+    encode_versioned(TOMBSTONE_VERSION, t)
+}
+
+/// Decode a tombstone's plaintext, version 1 or 2.
+pub fn decode_tombstone(plain: &[u8], what: &str) -> Result<Tombstone> {
+    match plain.first() {
+        Some(1) => {
+            let v: TombstoneV1 = decode_versioned(1, plain, what)?;
+            Ok(Tombstone {
+                snapshot: v.snapshot,
+                time: v.time,
+                hostname: v.hostname,
+                paths: v.paths,
+                tree: v.tree,
+                removed_unix_ns: v.removed_unix_ns,
+                removed_by: v.removed_by,
+                reason: v.reason,
+                seen: Vec::new(),
+            })
+        }
+        _ => decode_versioned(TOMBSTONE_VERSION, plain, what),
+    }
 }
 
 impl Tombstone {
@@ -506,6 +613,7 @@ impl Tombstone {
             removed_unix_ns,
             removed_by: removed_by.to_string(),
             reason: reason.to_string(),
+            seen: Vec::new(),
         }
     }
 }
@@ -1188,6 +1296,57 @@ mod tests {
         assert!(err.contains("structure version 4"), "{err}");
     }
 
+    /// Structure version 3 adds `seen` and `git` at the end (tombstones version 2 `seen`):
+    /// the earlier versions are the same bytes without them, and still decode.
+    #[test]
+    fn snapshot_v3_and_tombstone_v2_read_their_earlier_versions() {
+        let mut s = Snapshot {
+            time: Time { secs: 1, nanos: 2 },
+            utc_offset: 0,
+            hostname: "h".into(),
+            username: "u".into(),
+            paths: vec![b"/x".to_vec()],
+            tags: vec![],
+            note: None,
+            tree: TreeId([1; 32]),
+            root: None,
+            parent: Some(SnapshotId([2; 32])),
+            summary: Summary::default(),
+            program_version: "1.0.0".into(),
+            origin: None,
+            seen: Vec::new(),
+            git: None,
+        };
+        // Version 2 wrote everything up to `origin`: an empty `seen` and no `git` are the
+        // two final bytes 00 00 of version 3.
+        let v3 = encode_snapshot(&s);
+        assert_eq!(v3[0], 3);
+        assert_eq!(&v3[v3.len() - 2..], &[0, 0]);
+        let mut v2 = v3[..v3.len() - 2].to_vec();
+        v2[0] = 2;
+        assert_eq!(decode_snapshot(&v2, "s").unwrap(), s);
+        s.seen = vec![SnapshotId([3; 32]), SnapshotId([4; 32])];
+        s.git = Some(GitState {
+            commit: "ab".repeat(20),
+            branch: None,
+            dirty: Some(false),
+        });
+        assert_eq!(decode_snapshot(&encode_snapshot(&s), "s").unwrap(), s);
+        let mut v4 = encode_snapshot(&s);
+        v4[0] = 4;
+        let e = decode_snapshot(&v4, "s").unwrap_err().to_string();
+        assert!(e.contains("structure version 4, this build reads 3"), "{e}");
+
+        let mut t = Tombstone::zeroed(SnapshotId([5; 32]), 7, "h", "forget");
+        let v2 = encode_tombstone(&t);
+        assert_eq!((v2[0], v2[v2.len() - 1]), (2, 0));
+        let mut v1 = v2[..v2.len() - 1].to_vec();
+        v1[0] = 1;
+        assert_eq!(decode_tombstone(&v1, "t").unwrap(), t);
+        t.seen = vec![SnapshotId([6; 32])];
+        assert_eq!(decode_tombstone(&encode_tombstone(&t), "t").unwrap(), t);
+    }
+
     #[test]
     fn snapshot_and_key_round_trip() {
         let s = Snapshot {
@@ -1204,6 +1363,8 @@ mod tests {
             summary: Summary::default(),
             program_version: "0".into(),
             origin: None,
+            seen: Vec::new(),
+            git: None,
         };
         let b = encode_versioned(1, &s);
         assert_eq!(decode_versioned::<Snapshot>(1, &b, "s").unwrap(), s);

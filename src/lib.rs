@@ -84,6 +84,8 @@ pub mod export;
 #[doc(hidden)]
 pub mod format;
 #[doc(hidden)]
+pub mod git;
+#[doc(hidden)]
 pub mod id;
 #[doc(hidden)]
 pub mod import;

@@ -1004,10 +1004,7 @@ impl Repository {
             let present = self.snapshots()?;
             let mut tombstoned = std::collections::BTreeMap::new();
             for (_, snap, body) in self.index.tombstones()? {
-                tombstoned.insert(
-                    snap,
-                    format::decode_versioned::<Tombstone>(1, &body, "cached tombstone")?,
-                );
+                tombstoned.insert(snap, format::decode_tombstone(&body, "cached tombstone")?);
             }
             self.alerts = trust.update_snapshots(&present, &tombstoned, &unreadable)?;
         }
@@ -1059,7 +1056,7 @@ impl Repository {
             return Err(Error::corrupt(format!("{what}: content does not match its name")));
         }
         Ok(match kind {
-            Kind::Tombstone => SnapshotsEntry::Tombstone(format::decode_versioned(1, &plain, &what)?, plain),
+            Kind::Tombstone => SnapshotsEntry::Tombstone(format::decode_tombstone(&plain, &what)?, plain),
             _ => SnapshotsEntry::Snapshot(Box::new(format::decode_snapshot(&plain, &what)?), plain),
         })
     }
@@ -1081,8 +1078,9 @@ impl Repository {
                 removed_unix_ns: now_unix_ns(),
                 removed_by: host.clone(),
                 reason: reason.to_string(),
+                seen: snap.map(|s| s.seen.clone()).unwrap_or_default(),
             };
-            rows.push((self.write_tombstone(&t)?, *id, format::encode_versioned(1, &t)));
+            rows.push((self.write_tombstone(&t)?, *id, format::encode_tombstone(&t)));
         }
         for (id, _) in snaps {
             self.backend.delete(&Dir::Snapshots.path(&id.to_hex()))?;
@@ -1092,42 +1090,100 @@ impl Repository {
             .remove_snapshots(&snaps.iter().map(|s| s.0).collect::<Vec<_>>())
     }
 
-    /// Parents that are gone without a tombstone: `(parent, a snapshot naming it)`, one per
-    /// parent, in id order. A snapshot is only removed after a tombstone naming it is
-    /// durable (format-spec §10), and tombstones are never deleted, so such a parent was
-    /// deleted behind the repository's back, or lost. A parent whose object is there but
-    /// unreadable is reported as unreadable instead. Only snapshots written by 1.0.0 or later
-    /// (`program_version`) are looked at: earlier builds forgot without tombstones.
-    pub fn orphaned_parents(&self) -> Result<Vec<(SnapshotId, SnapshotId)>> {
+    /// The snapshot chain's links that are broken: snapshots gone without a tombstone
+    /// although a present snapshot or a tombstone still records them (format-spec §10, "The
+    /// chain"). A snapshot is only removed after a tombstone naming it is durable, and
+    /// tombstones are never deleted, so such a snapshot was deleted behind the repository's
+    /// back, or lost. One link per missing snapshot (its oldest witness), oldest witness
+    /// first: the first is where the chain first breaks. A snapshot whose object is there
+    /// but unreadable is reported as unreadable instead. Parents count as links only in
+    /// snapshots written by 1.0.0 or later (`program_version`): earlier builds forgot without
+    /// tombstones.
+    pub fn broken_links(&self) -> Result<Vec<BrokenLink>> {
         let snaps = self.snapshots()?;
+        let tombs = self.decoded_tombstones()?;
         let present: HashSet<SnapshotId> = snaps.iter().map(|s| s.0).collect();
-        let forgotten: HashSet<SnapshotId> = self.index.tombstones()?.into_iter().map(|t| t.1).collect();
+        let forgotten: HashSet<SnapshotId> = tombs.iter().map(|t| t.snapshot).collect();
         let unreadable: HashSet<SnapshotId> = self.damaged.iter().map(|d| SnapshotId(d.id.0)).collect();
-        let mut out = std::collections::BTreeMap::new();
-        // Builds before 1.0.0 forgot snapshots without tombstones (tombstones came into
-        // format 1 before its release): their children prove nothing.
-        let since_release = |v: &str| {
-            v.split('.')
-                .next()
-                .and_then(|m| m.parse::<u32>().ok())
-                .is_some_and(|m| m >= 1)
+        let accounted = |id: &SnapshotId| present.contains(id) || forgotten.contains(id) || unreadable.contains(id);
+        let mut out: std::collections::BTreeMap<SnapshotId, BrokenLink> = std::collections::BTreeMap::new();
+        let mut note = |link: BrokenLink| {
+            let e = out.entry(link.missing).or_insert_with(|| link.clone());
+            if (link.witness_time, link.witness) < (e.witness_time, e.witness) {
+                *e = link;
+            }
         };
         for (id, s) in &snaps {
-            if let Some(p) = s.parent
-                && since_release(&s.program_version)
-                && !present.contains(&p)
-                && !forgotten.contains(&p)
-                && !unreadable.contains(&p)
+            let parent = s.parent.filter(|_| since_release(&s.program_version));
+            for (missing, how) in parent
+                .map(|p| (p, Link::Parent))
+                .into_iter()
+                .chain(s.seen.iter().map(|m| (*m, Link::Seen)))
             {
-                out.entry(p).or_insert(*id);
+                if !accounted(&missing) {
+                    note(BrokenLink {
+                        missing,
+                        witness: *id,
+                        witness_time: s.time,
+                        how,
+                    });
+                }
             }
         }
-        Ok(out.into_iter().collect())
+        for t in &tombs {
+            for missing in t.seen.iter().filter(|m| !accounted(m)) {
+                note(BrokenLink {
+                    missing: *missing,
+                    witness: t.snapshot,
+                    witness_time: t.time,
+                    how: Link::SeenByForgotten,
+                });
+            }
+        }
+        let mut out: Vec<BrokenLink> = out.into_values().collect();
+        out.sort_by_key(|l| (l.witness_time, l.witness, l.missing));
+        Ok(out)
+    }
+
+    /// The repository's snapshot heads, as the next snapshot records them in `seen`
+    /// (format-spec §10, "The chain"): every snapshot in the cache, present or named by a
+    /// tombstone, that no present snapshot or tombstone records, in id order.
+    pub fn heads(&self) -> Result<Vec<SnapshotId>> {
+        let snaps = self.snapshots()?;
+        let tombs = self.decoded_tombstones()?;
+        let mut heads: std::collections::BTreeSet<SnapshotId> = snaps
+            .iter()
+            .map(|s| s.0)
+            .chain(tombs.iter().map(|t| t.snapshot))
+            .collect();
+        for (_, s) in &snaps {
+            if let Some(p) = s.parent.filter(|_| since_release(&s.program_version)) {
+                heads.remove(&p);
+            }
+            for id in &s.seen {
+                heads.remove(id);
+            }
+        }
+        for t in &tombs {
+            for id in &t.seen {
+                heads.remove(id);
+            }
+        }
+        Ok(heads.into_iter().collect())
+    }
+
+    /// Every tombstone in the cache, decoded.
+    pub fn decoded_tombstones(&self) -> Result<Vec<Tombstone>> {
+        self.index
+            .tombstones()?
+            .into_iter()
+            .map(|(_, _, body)| format::decode_tombstone(&body, "cached tombstone"))
+            .collect()
     }
 
     /// Write a tombstone object; returns its name.
     pub fn write_tombstone(&self, t: &Tombstone) -> Result<ObjectId> {
-        let plain = format::encode_versioned(1, t);
+        let plain = format::encode_tombstone(t);
         let id = ObjectId(self.keys.meta_id(&plain));
         let bytes = format::seal_object(self.repo_id(), &self.cipher, Kind::Tombstone, &id.0, &plain);
         self.backend.write_new(&Dir::Snapshots.path(&id.to_hex()), &bytes)?;
@@ -1511,6 +1567,40 @@ fn not_indexed(id: &BlobId) -> Error {
     Error::corrupt(format!(
         "blob {id} is not in the index (missing data; run `projectclone check`)"
     ))
+}
+
+/// Whether a snapshot was written by 1.0.0 or later (`program_version`): earlier builds
+/// forgot snapshots without tombstones, so their links prove nothing.
+fn since_release(version: &str) -> bool {
+    version
+        .split('.')
+        .next()
+        .and_then(|m| m.parse::<u32>().ok())
+        .is_some_and(|m| m >= 1)
+}
+
+/// How a snapshot records another: the link [`Repository::broken_links`] found broken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Link {
+    /// The witness names it as its parent.
+    Parent,
+    /// The witness saw it as a head (`seen`).
+    Seen,
+    /// The witness was forgotten, and its tombstone records that it saw it.
+    SeenByForgotten,
+}
+
+/// A snapshot gone without a tombstone, and the oldest snapshot that still records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokenLink {
+    /// The snapshot that is gone.
+    pub missing: SnapshotId,
+    /// The snapshot (present, or forgotten with a tombstone) that records it.
+    pub witness: SnapshotId,
+    /// When the witness was taken.
+    pub witness_time: format::Time,
+    /// How the witness records it.
+    pub how: Link,
 }
 
 #[cfg(test)]

@@ -52,11 +52,18 @@ pub struct Filter {
     pub hosts: Vec<String>,
     /// Each entry a set of tags that must all be present.
     pub tags: Vec<Vec<String>>,
+    /// Git commits (full, or lowercase hex prefixes) the snapshot's `git` state must be at:
+    /// any of them.
+    pub commits: Vec<String>,
 }
 
 impl Filter {
     pub fn is_empty(&self) -> bool {
-        self.projects.is_empty() && self.paths.is_empty() && self.hosts.is_empty() && self.tags.is_empty()
+        self.projects.is_empty()
+            && self.paths.is_empty()
+            && self.hosts.is_empty()
+            && self.tags.is_empty()
+            && self.commits.is_empty()
     }
 
     pub fn matches(&self, s: &Snapshot, names: &ProjectNames) -> bool {
@@ -64,6 +71,10 @@ impl Filter {
             && self.paths.iter().all(|p| s.paths.contains(p))
             && (self.hosts.is_empty() || self.hosts.contains(&s.hostname))
             && (self.tags.is_empty() || self.tags.iter().any(|set| set.iter().all(|t| s.tags.contains(t))))
+            && (self.commits.is_empty()
+                || s.git
+                    .as_ref()
+                    .is_some_and(|g| self.commits.iter().any(|c| g.commit.starts_with(c.as_str()))))
     }
 
     /// The filter as the flags that give it, for messages: `--project app --host h`.
@@ -80,6 +91,9 @@ impl Filter {
         }
         for t in &self.tags {
             out.push(format!("--tag {}", t.join(",")));
+        }
+        for c in &self.commits {
+            out.push(format!("--commit {}", &c[..c.len().min(12)]));
         }
         out.join(" ")
     }
@@ -332,6 +346,8 @@ mod tests {
                 summary: Summary::default(),
                 program_version: String::new(),
                 origin: None,
+                seen: Vec::new(),
+                git: None,
             },
         )
     }

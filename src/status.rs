@@ -101,6 +101,8 @@ mod tests {
             summary: Default::default(),
             program_version: String::new(),
             origin: None,
+            seen: Vec::new(),
+            git: None,
         }
     }
 

@@ -323,6 +323,7 @@ impl Seen {
             removed_unix_ns: now_ns,
             removed_by: host.to_string(),
             reason: "vanished".into(),
+            seen: Vec::new(),
         }
     }
 }

@@ -1,9 +1,10 @@
 //! `verify`: the repository's snapshots checked against what was seen before, so that a
 //! snapshot deleted (or a tombstone removed) behind every client's back is found.
 //!
-//! Inside the repository, a deletion shows only where a later snapshot names the deleted
-//! one as its parent ([`Repository::orphaned_parents`]). The newest snapshots are nobody's
-//! parent, so `verify --anchor FILE` keeps, outside the repository, the list of snapshots
+//! Inside the repository, a deletion shows where the snapshot chain still records the
+//! deleted snapshot: a later snapshot saw it as a head, names it as its parent, or the
+//! tombstone of a forgotten one saw it ([`Repository::broken_links`]). The newest snapshots
+//! are nobody's yet, so `verify --anchor FILE` keeps, outside the repository, the list of snapshots
 //! present and forgotten at the last verification (the *anchor*), and checks that each is
 //! still present or forgotten on purpose (a tombstone names it). The anchor ends with a
 //! digest of its own lines: a user who keeps the short digest elsewhere (a password

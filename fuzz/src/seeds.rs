@@ -8,8 +8,8 @@ use projectclone::chunker::ChunkerParams;
 use projectclone::compress::{Codec, Compression, compress_into, decompress};
 use projectclone::crypto::KdfParams;
 use projectclone::format::{
-    self, BlobKind, ChunkPage, ChunkRef, Condemned, Config, Content, FileData, IndexDelta, IndexPack, KeyFile, Kind,
-    Lock, Meta, Node, NodeKind, PackHeader, Snapshot, Summary, Time, Tree,
+    self, BlobKind, ChunkPage, ChunkRef, Condemned, Config, Content, FileData, GitState, IndexDelta, IndexPack,
+    KeyFile, Kind, Lock, Meta, Node, NodeKind, PackHeader, Snapshot, Summary, Time, Tombstone, Tree,
 };
 use projectclone::id::{BlobId, ChunkId, ObjectId, PackId, SnapshotId, TreeId};
 use projectclone::pack::{self, LEADER_LEN, PackWriter};
@@ -144,7 +144,20 @@ fn sample_snapshot() -> Snapshot {
         },
         program_version: "0.1.0".into(),
         origin: None,
+        seen: vec![SnapshotId([8; 32]), SnapshotId([9; 32])],
+        git: Some(GitState {
+            commit: "0123456789abcdef0123456789abcdef01234567".into(),
+            branch: Some("main".into()),
+            dirty: Some(true),
+        }),
     }
+}
+
+fn sample_tombstone() -> Tombstone {
+    let mut t = Tombstone::zeroed(SnapshotId([7; 32]), 1_790_000_000_000_000_000, "host", "forget");
+    t.paths = vec![b"/home/user/project".to_vec()];
+    t.seen = vec![SnapshotId([6; 32])];
+    t
 }
 
 fn sample_delta() -> IndexDelta {
@@ -433,6 +446,22 @@ pub fn seeds() -> Vec<Seed> {
         |b| {
             format::open_sealed(&REPO_ID, &fixed().cipher, Kind::Snapshot, &OBJECT_ID, b, "seed")
                 .and_then(|p| format::decode_snapshot(&p, "seed"))
+                .is_ok()
+        },
+    ));
+    out.push(seed(
+        "snapshot",
+        "tombstone-sealed",
+        format::seal_object(
+            &REPO_ID,
+            &fixed().cipher,
+            Kind::Tombstone,
+            &OBJECT_ID,
+            &format::encode_tombstone(&sample_tombstone()),
+        ),
+        |b| {
+            format::open_sealed(&REPO_ID, &fixed().cipher, Kind::Tombstone, &OBJECT_ID, b, "seed")
+                .and_then(|p| format::decode_tombstone(&p, "seed"))
                 .is_ok()
         },
     ));

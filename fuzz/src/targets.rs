@@ -308,8 +308,9 @@ macro_rules! sealed_object {
     }};
 }
 
-/// `snapshot`: sealed snapshot objects (structure versions 1 and 2, through
-/// `format::decode_snapshot`), and the fields `snapshots` prints.
+/// `snapshot`: the objects of `snapshots/`: sealed snapshots (structure versions 1 to 3,
+/// through `format::decode_snapshot`) with the fields `snapshots` prints, and sealed
+/// tombstones (versions 1 and 2, `format::decode_tombstone`).
 pub fn snapshot(data: &[u8]) {
     let f = fixed();
     let show = |s: &Snapshot| {
@@ -335,6 +336,12 @@ pub fn snapshot(data: &[u8]) {
         if let Ok(s) = format::decode_snapshot(&plain, "snapshot") {
             show(&s);
         }
+    }
+    let _ = format::decode_tombstone(data, "tombstone");
+    if let Ok(t) = format::open_sealed(&REPO_ID, &f.cipher, Kind::Tombstone, &OBJECT_ID, data, "tombstone")
+        .and_then(|p| format::decode_tombstone(&p, "tombstone"))
+    {
+        let _ = format_time(&t.time, 0);
     }
 }
 

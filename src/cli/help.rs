@@ -28,7 +28,7 @@ pub const SNAP: &str = "Snapshot: latest, an id, or a unique prefix of at least 
 
 pub const TOP: &str = "\
 SNAP (the snapshot argument of ls, restore, export, diff, cat, dump, stats, forget, copy):
-  latest      the newest of the snapshots --project/--path/--host/--tag select; with no
+  latest      the newest of the snapshots --project/--path/--host/--tag/--commit select; with no
               filter, inside a directory some snapshot backed up, that project's newest
               (stderr names the choice), elsewhere the newest of all
   ID          a full snapshot id (64 hex digits, as `backup` prints it)
@@ -84,6 +84,29 @@ Examples:
   projectclone snapshots
   projectclone snapshots --project app --host laptop
   projectclone --json snapshots | jq -r '.[].id'";
+
+pub const LOG: &str = "\
+Each backup of a folder inside a git work tree records the commit HEAD named, its branch,
+and whether the tree had uncommitted changes (`snapshots` shows it, `--json snapshots` as
+`git`). `log` lists the last commits (`git log`) with the snapshots taken at each;
+`snapshots --commit REV` and `restore --commit REV --target DIR` select by commit.
+
+Examples:
+  projectclone log -n 5
+  projectclone snapshots --commit HEAD~1
+  projectclone restore --commit v1.2 --target /tmp/app-v1.2";
+
+pub const GIT_HOOK: &str = "\
+`install` writes the work tree's post-commit hook (where git looks for it, core.hooksPath
+honoured). It runs `projectclone --quiet backup WORKTREE` with the -r, --password-file,
+--cache-dir and -P given to `install`; the password must be readable without a terminal
+(a password file or command, or PROJECTCLONE_PASSWORD in git's environment). A commit
+never fails because of it: a failed backup is said on stderr. An existing hook that is not
+projectclone's is left alone, and the line to add to it is printed.
+
+Examples:
+  projectclone -r sftp://nas/backups git-hook install
+  projectclone git-hook remove";
 
 pub const LS: &str = "\
 Examples:

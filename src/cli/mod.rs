@@ -6,6 +6,7 @@ mod completions;
 mod config;
 mod encrypt;
 pub mod failure;
+mod git;
 mod help;
 mod hooks;
 pub mod interactive;
@@ -118,6 +119,8 @@ impl Cli {
             Command::Import { .. } => "import",
             Command::Check { .. } => "check",
             Command::Verify { .. } => "verify",
+            Command::Log { .. } => "log",
+            Command::GitHook { .. } => "git-hook",
             Command::Forget { .. } => "forget",
             Command::Prune { .. } => "prune",
             Command::Repair { .. } => "repair",
@@ -159,6 +162,8 @@ impl Cli {
             | Command::Export { .. }
             | Command::Check { .. }
             | Command::Verify { .. }
+            | Command::Log { .. }
+            | Command::GitHook { .. }
             | Command::Stats { .. }
             | Command::Key { what: KeyCmd::List } => true,
             Command::Backup { dry_run, .. }
@@ -176,6 +181,21 @@ impl Cli {
             Command::Init { .. } | Command::Unlock { .. } | Command::Key { .. } => false,
         }
     }
+}
+
+#[derive(Subcommand, Debug)]
+enum GitHookCmd {
+    /// Write the work tree's post-commit hook: a quiet backup of the work tree after each
+    /// commit, with this command's -r, --password-file, --cache-dir and -P
+    Install {
+        /// A folder in the work tree (default: the current directory)
+        path: Option<PathBuf>,
+    },
+    /// Remove the hook `install` wrote (any other hook is left alone)
+    Remove {
+        /// A folder in the work tree (default: the current directory)
+        path: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -297,7 +317,7 @@ enum Command {
     /// Restore a snapshot into a directory
     #[command(after_long_help = help::RESTORE)]
     Restore {
-        #[arg(help = help::SNAP, required_unless_present = "interactive")]
+        #[arg(help = help::SNAP, required_unless_present_any = ["interactive", "commits"])]
         snap: Option<String>,
         /// Where to restore (created if missing; entries of the same name are replaced,
         /// others left alone)
@@ -402,6 +422,21 @@ enum Command {
         /// date; FILE is made when missing
         #[arg(long, value_name = "FILE")]
         anchor: Option<PathBuf>,
+    },
+    /// Snapshots beside `git log`: the work tree's commits, each with the snapshots taken at it
+    #[command(after_long_help = help::LOG)]
+    Log {
+        /// A folder in the work tree (default: the current directory)
+        path: Option<PathBuf>,
+        /// How many commits, newest first
+        #[arg(short = 'n', long = "max-count", value_name = "N", default_value_t = 20)]
+        max_count: usize,
+    },
+    /// Take a snapshot after every git commit: install or remove a post-commit hook
+    #[command(after_long_help = help::GIT_HOOK)]
+    GitHook {
+        #[command(subcommand)]
+        what: GitHookCmd,
     },
     /// Remove snapshots (named, or those the --keep-* rules do not keep)
     #[command(after_long_help = help::FORGET)]
@@ -1681,7 +1716,10 @@ fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
             select,
             interactive: _,
         } => {
-            // clap requires both unless -i, whose answers fill them in.
+            // clap requires both unless -i, whose answers fill them in; `--commit REV`
+            // alone restores the newest snapshot taken at that commit.
+            let latest = "latest".to_string();
+            let snap = snap.as_ref().or((!select.commits.is_empty()).then_some(&latest));
             let (Some(snap), Some(target)) = (snap, target) else {
                 bail!("restore needs SNAP and --target DIR (or -i to pick them on a terminal)");
             };
@@ -1838,6 +1876,11 @@ fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
             })
         }
         Command::Verify { anchor } => verify(ctx, anchor.as_deref()),
+        Command::Log { path, max_count } => git::log(ctx, path.as_deref(), *max_count),
+        Command::GitHook { what } => match what {
+            GitHookCmd::Install { path } => git::hook(ctx, true, path.as_deref()),
+            GitHookCmd::Remove { path } => git::hook(ctx, false, path.as_deref()),
+        },
         Command::Check {
             read_data,
             read_data_subset,
@@ -1876,14 +1919,14 @@ fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
             ..
         } => {
             let mut repo = ctx.open()?;
-            // What this client saw vanish, and parents gone without a tombstone (which
-            // any client finds).
+            // What this client saw vanish, and snapshots gone without a tombstone that the
+            // chain records (which any client finds).
             let gone = match &repo.trust {
                 Some(trust) => trust.vanished()?,
                 None => Vec::new(),
             };
-            let parents = repo.orphaned_parents()?;
-            if repo.trust.is_none() && parents.is_empty() {
+            let broken = repo.broken_links()?;
+            if repo.trust.is_none() && broken.is_empty() {
                 bail!("this client has no state folder, so it knows of no vanished snapshot");
             }
             let _lock = ctx.shared_lock(&mut repo, *dry_run, "forget")?;
@@ -1893,16 +1936,19 @@ fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
                 for (id, tree, seen) in &gone {
                     repo.write_tombstone(&seen.tombstone(*id, *tree, now, &host))?;
                 }
-                for (parent, _) in &parents {
-                    if !gone.iter().any(|g| g.0 == *parent) {
+                for link in &broken {
+                    if !gone.iter().any(|g| g.0 == link.missing) {
                         repo.write_tombstone(&projectclone::format::Tombstone::zeroed(
-                            *parent, now, &host, "vanished",
+                            link.missing,
+                            now,
+                            &host,
+                            "vanished",
                         ))?;
                     }
                 }
                 repo.sync_index()?;
             }
-            output::forgot_vanished(json, *dry_run, &gone, &parents);
+            output::forgot_vanished(json, *dry_run, &gone, &broken);
             Ok(0)
         }
         Command::Forget {
@@ -2347,8 +2393,8 @@ fn verify(ctx: &Ctx, anchor: Option<&Path>) -> Result<u8> {
     for d in repo.damaged.iter().filter(|d| d.what == "snapshot") {
         errors.push(format!("unreadable {d}"));
     }
-    for (parent, child) in repo.orphaned_parents()? {
-        errors.push(projectclone::check::orphaned_parent(&parent, &child));
+    for link in repo.broken_links()? {
+        errors.push(projectclone::check::broken_link(&link));
     }
     let now = Anchor::of(
         &state,
@@ -2397,7 +2443,7 @@ fn verify(ctx: &Ctx, anchor: Option<&Path>) -> Result<u8> {
 
 /// Write `bytes` to `path` through a temporary file beside it and a rename, so a reader (or
 /// a crash) sees the old contents or the new, never half.
-fn write_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let dir = path
         .parent()

@@ -303,7 +303,30 @@ pub fn snapshot_json(id: &SnapshotId, s: &Snapshot) -> serde_json::Value {
         "note": s.note,
         "tree": s.tree.to_hex(),
         "parent": s.parent.map(|p| p.to_hex()),
+        "seen": s.seen.iter().map(|p| p.to_hex()).collect::<Vec<_>>(),
+        "git": s.git.as_ref().map(|g| json!({
+            "commit": g.commit,
+            "branch": g.branch,
+            "dirty": g.dirty,
+        })),
     })
+}
+
+/// A snapshot's git state for people: `  [git 1a2b3c4d on main, dirty]`, or nothing.
+pub fn git_label(s: &Snapshot) -> String {
+    let Some(g) = &s.git else { return String::new() };
+    let short: String = g.commit.chars().take(8).collect();
+    let branch = g
+        .branch
+        .as_ref()
+        .map(|b| format!(" on {}", field(b)))
+        .unwrap_or_default();
+    let dirty = match g.dirty {
+        Some(true) => ", dirty",
+        Some(false) => "",
+        None => ", dirty?",
+    };
+    format!("  [git {short}{branch}{dirty}]")
 }
 
 pub fn snapshots(json: bool, snaps: &[(SnapshotId, Snapshot)], names: &projectclone::select::ProjectNames) {
@@ -324,16 +347,93 @@ pub fn snapshots(json: bool, snaps: &[(SnapshotId, Snapshot)], names: &projectcl
     for (id, s) in snaps {
         let t = format_time(&s.time, s.utc_offset);
         outln!(
-            "{:<8}  {:<35}  {:<15}  {:<15}  {}{}",
+            "{:<8}  {:<35}  {:<15}  {:<15}  {}{}{}",
             id.short(),
             t,
             field(&s.hostname),
             s.tags.iter().map(|t| field(t)).collect::<Vec<_>>().join(","),
             s.paths.iter().map(|p| format_name(p)).collect::<Vec<_>>().join(" "),
-            s.note.as_ref().map(|n| format!("  ({})", field(n))).unwrap_or_default()
+            s.note.as_ref().map(|n| format!("  ({})", field(n))).unwrap_or_default(),
+            git_label(s)
         );
     }
     outln!("{} snapshot(s)", snaps.len());
+}
+
+/// A commit `log` shows, with the snapshots taken at it (oldest first).
+pub struct LogCommit {
+    pub commit: String,
+    /// Committer date, ISO 8601 as git gives it.
+    pub date: String,
+    pub subject: String,
+    pub snapshots: Vec<(SnapshotId, Snapshot)>,
+}
+
+/// `log`: commits newest first, each followed by its snapshots.
+pub fn git_log(json: bool, commits: &[LogCommit]) {
+    if json {
+        print_json(&serde_json::Value::Array(
+            commits
+                .iter()
+                .map(|c| {
+                    json!({
+                        "commit": c.commit,
+                        "date": c.date,
+                        "subject": c.subject,
+                        "snapshots": c.snapshots.iter().map(|(id, s)| json!({
+                            "id": id.to_hex(),
+                            "time": format_time(&s.time, s.utc_offset),
+                            "dirty": s.git.as_ref().and_then(|g| g.dirty),
+                        })).collect::<Vec<_>>(),
+                    })
+                })
+                .collect(),
+        ));
+        return;
+    }
+    let mut shown = 0;
+    for c in commits {
+        outln!(
+            "{}  {}  {}",
+            &c.commit[..c.commit.len().min(8)],
+            c.date,
+            field(&c.subject)
+        );
+        for (id, s) in &c.snapshots {
+            let dirty = match s.git.as_ref().and_then(|g| g.dirty) {
+                Some(true) => "  (with uncommitted changes)",
+                Some(false) => "",
+                None => "  (changes unknown)",
+            };
+            outln!(
+                "          snapshot {}  {}{dirty}",
+                id.short(),
+                format_time(&s.time, s.utc_offset)
+            );
+            shown += 1;
+        }
+    }
+    outln!("{} commit(s), {shown} snapshot(s) taken at them", commits.len());
+}
+
+/// `git-hook install|remove`: what was done (`installed`, `removed`, `absent`) to which hook.
+pub fn git_hook(json: bool, done: &str, hook: &Path, tree: &Path) {
+    if json {
+        print_json(&json!({"hook": local_path(hook), "work_tree": local_path(tree), "done": done}));
+        return;
+    }
+    if report::quiet() {
+        return;
+    }
+    let hook = local_path(hook);
+    match done {
+        "installed" => outln!(
+            "installed {hook}: each commit in {} is followed by a backup of it",
+            local_path(tree)
+        ),
+        "removed" => outln!("removed the post-commit hook {hook}"),
+        _ => outln!("no post-commit hook at {hook}: nothing to remove"),
+    }
 }
 
 /// `status`: one row per project (host and paths) with its newest snapshot and age.
@@ -1324,11 +1424,11 @@ pub fn forgot_vanished(
     json: bool,
     dry_run: bool,
     gone: &[(SnapshotId, projectclone::id::TreeId, projectclone::trust::Seen)],
-    parents: &[(SnapshotId, SnapshotId)],
+    broken: &[projectclone::repo::BrokenLink],
 ) {
     let mut ids: Vec<SnapshotId> = gone.iter().map(|g| g.0).collect();
-    let orphans: Vec<&(SnapshotId, SnapshotId)> = parents.iter().filter(|p| !ids.contains(&p.0)).collect();
-    ids.extend(orphans.iter().map(|p| p.0));
+    let orphans: Vec<&projectclone::repo::BrokenLink> = broken.iter().filter(|l| !ids.contains(&l.missing)).collect();
+    ids.extend(orphans.iter().map(|l| l.missing));
     if json {
         print_json(&json!({
             "dry_run": dry_run,
@@ -1347,11 +1447,15 @@ pub fn forgot_vanished(
     for (id, _, _) in gone {
         outln!("snapshot {} {done}", id.short());
     }
-    for (parent, child) in orphans {
+    for link in orphans {
+        let role = match link.how {
+            projectclone::repo::Link::Parent => "the parent of",
+            _ => "recorded by",
+        };
         outln!(
-            "snapshot {} (the parent of {}, gone without a tombstone) {done}",
-            parent.short(),
-            child.short()
+            "snapshot {} ({role} {}, gone without a tombstone) {done}",
+            link.missing.short(),
+            link.witness.short()
         );
     }
     if ids.is_empty() {

@@ -31,6 +31,31 @@ pub struct SelectArgs {
     /// Only snapshots with this tag (`a,b`: both); repeatable: any of them
     #[arg(long = "tag", value_name = "T")]
     pub tags: Vec<String>,
+    /// Only snapshots taken at this git commit: a revision of the current directory's work
+    /// tree (`HEAD~2`, a branch, a tag) or a commit's hex prefix; repeatable: any of them
+    #[arg(long = "commit", value_name = "REV")]
+    pub commits: Vec<String>,
+}
+
+/// A `--commit` value as a commit (or prefix) to match: what git resolves it to in the
+/// current directory's work tree, else a hex prefix of at least 4 digits.
+fn commit(rev: &str) -> Result<String> {
+    let here = std::env::current_dir().unwrap_or_else(|_| ".".into());
+    if !rev.starts_with('-')
+        && let Some(full) = projectclone::git::run(
+            &here,
+            &["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")],
+        )
+    {
+        return Ok(full.to_ascii_lowercase());
+    }
+    if rev.len() >= 4 && rev.len() <= 64 && rev.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(rev.to_ascii_lowercase());
+    }
+    Err(anyhow!(
+        "--commit {rev}: no git work tree here knows this revision, and it is not a commit hash (4 to 64 hex \
+         digits); run the command inside the project's work tree, or give the commit's hash"
+    ))
 }
 
 /// A path as snapshots record it: absolute, and canonical when it exists.
@@ -58,6 +83,7 @@ impl SelectArgs {
                         .collect()
                 })
                 .collect(),
+            commits: self.commits.iter().map(|c| commit(c)).collect::<Result<_>>()?,
         })
     }
 }

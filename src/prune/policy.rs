@@ -227,6 +227,8 @@ mod tests {
                 summary: Summary::default(),
                 program_version: String::new(),
                 origin: None,
+                seen: Vec::new(),
+                git: None,
             },
         )
     }

@@ -118,10 +118,29 @@ fn reads_checks_restores_and_takes_new_backups(name: &str) {
     // prune that acts on the old condemned record, and a clean check.
     let src = env.path("src");
     write(src.join("a"), b"new data");
-    run(cmd().arg("backup").arg(&src)).success();
+    let new = run(cmd().arg("backup").arg(&src)).success().stdout.trim().to_string();
     run(cmd().arg("prune")).success();
     run(cmd().args(["check", "--read-data"])).success();
     for id in &kept {
         run(cmd().args(["ls", id])).success();
     }
+    // The first snapshot of structure version 3 starts the chain (format-spec §10): it
+    // records the snapshots of the older versions that nothing recorded yet, so deleting
+    // one of them behind the repository's back is found from then on.
+    let snaps = run(cmd().args(["--json", "snapshots"])).success().json();
+    let seen = snaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == new.as_str())
+        .unwrap()["seen"]
+        .to_string();
+    assert!(kept.iter().all(|k| seen.contains(k.as_str())), "{seen}");
+    fs::remove_file(env.repo().join("snapshots").join(&kept[0])).unwrap();
+    let out = run(cmd().env("XDG_STATE_HOME", env.path("other-client")).arg("check")).failure();
+    let said = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        said.contains(&format!("snapshot {} is gone without a tombstone", kept[0])),
+        "{said}"
+    );
 }

@@ -26,6 +26,7 @@ mod export_flags;
 mod faults;
 mod findings;
 mod fuse;
+mod git;
 mod help;
 mod hooks;
 mod hostile;

@@ -1030,6 +1030,8 @@ impl Forge {
             summary: Summary::default(),
             program_version: "forge".into(),
             origin: None,
+            seen: Vec::new(),
+            git: None,
         };
         self.repo.write_snapshot(&snap).expect("write snapshot").to_hex()
     }

@@ -513,6 +513,92 @@ fn a_parent_deleted_behind_every_clients_back_fails_check_until_acknowledged() {
     env.run(["check"]).success();
 }
 
+/// The chain (format-spec §10): every snapshot records the heads it saw, whatever their
+/// host or paths, and a forgotten snapshot's tombstone keeps that record. So a snapshot of
+/// another project deleted behind every client's back is found by a client that never saw
+/// it, and so is one that only a forgotten snapshot had seen. The first break is reported
+/// first: the one whose witness is oldest.
+#[test]
+fn the_chain_finds_snapshots_of_any_project_deleted_behind_every_clients_back() {
+    let env = Env::with_repo();
+    let (a, b, c) = (env.path("a"), env.path("b"), env.path("c"));
+    for d in [&a, &b, &c] {
+        write(d.join("f"), d.to_string_lossy().as_bytes());
+    }
+    let s1 = env.backup([&a]);
+    let s2 = env.backup([&b]);
+    let s3 = env.backup([&c]);
+    let snaps = env.run(["--json", "snapshots"]).success().json();
+    let seen = |id: &str| {
+        snaps
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .map(|s| s["seen"].clone())
+            .unwrap()
+    };
+    assert_eq!(seen(&s1), serde_json::json!([]));
+    assert_eq!(seen(&s2), serde_json::json!([s1]));
+    assert_eq!(seen(&s3), serde_json::json!([s2]));
+    // None of them is another's parent: only the chain links them.
+    assert!(
+        snaps.as_array().unwrap().iter().all(|s| s["parent"].is_null()),
+        "{snaps}"
+    );
+
+    // s2 is forgotten on purpose; its tombstone keeps what it saw (s1). Then s1 is
+    // deleted behind everyone's back.
+    env.run(["forget", &s2]).success();
+    fs::remove_file(env.repo().join("snapshots").join(&s1)).unwrap();
+    let c1 = run(fresh_client(&env, "f1").args(["--json", "check"])).failure().json();
+    let errors = c1["errors"].to_string();
+    assert!(
+        errors.contains(&s1) && errors.contains(&format!("the tombstone of snapshot {s2}")),
+        "{c1}"
+    );
+
+    // Delete s3 too, after a newer snapshot saw it: two breaks, the older witness first.
+    let s4 = env.backup([&a]);
+    fs::remove_file(env.repo().join("snapshots").join(&s3)).unwrap();
+    let v = run(fresh_client(&env, "f2").args(["--json", "verify"]))
+        .failure()
+        .json();
+    let errors: Vec<String> = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap().to_string())
+        .filter(|e| e.contains("is gone without a tombstone"))
+        .collect();
+    assert_eq!(errors.len(), 2, "{v}");
+    assert!(errors[0].contains(&s1) && errors[0].contains(&s2), "{errors:?}");
+    assert!(
+        errors[1].contains(&s3) && errors[1].contains(&format!("snapshot {s4} records it in its chain")),
+        "{errors:?}"
+    );
+
+    // Acknowledged, the chain runs on from the acknowledgements.
+    let out = run(fresh_client(&env, "f3").args(["--json", "forget", "--vanished"])).success();
+    let mut acked: Vec<String> = serde_json::from_value(out.json()["acknowledged"].clone()).unwrap();
+    acked.sort();
+    let mut want = vec![s1.clone(), s3.clone()];
+    want.sort();
+    assert_eq!(acked, want);
+    run(fresh_client(&env, "f4").args(["check"])).success();
+    let s5 = env.backup([&b]);
+    let snaps = env.run(["--json", "snapshots"]).success().json();
+    let s5_seen = snaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == s5.as_str())
+        .unwrap()["seen"]
+        .clone();
+    assert!(s5_seen.to_string().contains(&s4), "{s5_seen}");
+    run(fresh_client(&env, "f5").args(["check"])).success();
+}
+
 /// `verify --anchor FILE`: the first run makes the anchor; a snapshot forgotten on purpose
 /// and a new one pass; the newest snapshot deleted behind every client's back (nobody's
 /// parent, so `check` cannot see it) and an anchor edited by hand are both found.
