@@ -65,6 +65,10 @@ pub enum Error {
     Hostile(String),
     #[error("{0}")]
     Invalid(String),
+    /// A deletion refused because the repository is open append-only (only lock files are
+    /// deleted then).
+    #[error("{0}")]
+    AppendOnly(String),
     /// A repository location string that names no location this build knows (`gdrive:x`,
     /// `ftp://…`): a usage error, like a bad flag value.
     #[error("{0}")]
@@ -126,9 +130,11 @@ impl Error {
             Error::Locked(_) => ErrorKind::Locked,
             Error::Corrupt(_) | Error::Hostile(_) | Error::TrustChanged(_) => ErrorKind::Damaged,
             Error::Unsupported(_) => ErrorKind::Unsupported,
-            Error::Invalid(_) | Error::BadLocation(_) | Error::AmbiguousSnapshot(_) | Error::AlreadyExists(_) => {
-                ErrorKind::Invalid
-            }
+            Error::Invalid(_)
+            | Error::BadLocation(_)
+            | Error::AmbiguousSnapshot(_)
+            | Error::AlreadyExists(_)
+            | Error::AppendOnly(_) => ErrorKind::Invalid,
             Error::Storage {
                 kind: StorageKind::NotFound,
                 ..

@@ -337,6 +337,9 @@ impl Repository {
     /// checkpoint deltas). Best effort: one left behind only lists its packs twice, which
     /// every reader takes as once; the failure is logged.
     pub fn drop_redundant_deltas(&self, ids: &[ObjectId]) {
+        if self.backend.append_only() {
+            return;
+        }
         for id in ids {
             if let Err(e) = self.backend.delete(&Dir::Index.path(&id.to_hex())) {
                 tracing::warn!("checkpoint delta {id} could not be deleted (it stays, harmless): {e}");

@@ -1,6 +1,7 @@
 //! Storage backends: dumb byte stores behind one small trait. This module imports
 //! nothing else of the crate but its error type, so backends stay swappable.
 
+pub mod append_only;
 pub mod cleanup;
 pub mod fault;
 pub mod local;
@@ -204,6 +205,12 @@ pub trait Backend: Send + Sync {
     /// are then read whole and kept in the local cache ([`crate::pack_cache`]), and
     /// restores read several packs at once.
     fn remote(&self) -> bool {
+        false
+    }
+
+    /// Whether this store is open append-only ([`append_only::AppendOnly`]): nothing but
+    /// lock files is deleted through it.
+    fn append_only(&self) -> bool {
         false
     }
 }

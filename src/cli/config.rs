@@ -38,6 +38,7 @@ pub const UNTRUSTED_KEYS: &[&str] = &[
     "retention",
     "project",
     "group-by",
+    "append-only",
 ];
 
 /// One file's settings, as written (values checked, not yet merged).
@@ -67,6 +68,9 @@ pub struct Layer {
     /// How `prune` and `forget` group snapshots: `none` or a comma list of host, paths,
     /// project and tags.
     pub group_by: Option<Spanned<String>>,
+    /// Open repositories append-only (`--append-only`): it only takes rights away, so a
+    /// project file may set it too.
+    pub append_only: Option<Spanned<bool>>,
     pub hooks: Option<Spanned<Hooks>>,
     pub notify: Option<Spanned<Vec<Notify>>>,
     pub export: Option<Spanned<ExportTable>>,

@@ -93,6 +93,10 @@ pub struct Cli {
     /// Use the settings of `[profile.NAME]` in the user config file
     #[arg(short = 'P', long, global = true, env = "PROJECTCLONE_PROFILE", value_name = "NAME")]
     profile: Option<String>,
+    /// Back up and read, never delete: forget, prune, repair and key changes are refused,
+    /// and only lock files are ever deleted (also `append-only = true` in a config file)
+    #[arg(long, global = true)]
+    append_only: bool,
     /// Run no hook of the config files
     #[arg(long, global = true)]
     no_hooks: bool,
@@ -146,6 +150,29 @@ impl Cli {
             self.command,
             Command::Backup { .. } | Command::Import { .. } | Command::OldSyntax(_)
         )
+    }
+
+    /// The command this run is when it deletes from the repository (outside `--dry-run`):
+    /// refused when the repository is open append-only. Lock files do not count.
+    fn deletes(&self) -> Option<&'static str> {
+        match &self.command {
+            Command::Forget {
+                vanished: false,
+                dry_run: false,
+                ..
+            } => Some("forget"),
+            Command::Prune { dry_run: false, .. } => Some("prune"),
+            Command::Repair {
+                what: RepairCmd::Snapshots { dry_run: false, .. } | RepairCmd::Index { dry_run: false },
+            } => Some("repair"),
+            Command::Key {
+                what: KeyCmd::Passwd { .. },
+            } => Some("key passwd"),
+            Command::Key {
+                what: KeyCmd::Remove { .. },
+            } => Some("key remove"),
+            _ => None,
+        }
     }
 
     /// Whether this run only reads the repository (and may write outside it). Such a run
@@ -1206,7 +1233,10 @@ impl Ctx {
     /// one only when asked (`--insecure-no-password`) or when this client made or opened it
     /// so before; otherwise a password comes from its sources or a prompt.
     fn open_repo(&self, path: &Location, cache: &Path, accept: bool) -> Result<Repository> {
-        let backend = self.backend(path)?;
+        let mut backend = self.backend(path)?;
+        if self.append_only().is_some() {
+            backend = Arc::new(projectclone::backend::append_only::AppendOnly::new(backend));
+        }
         let opts = projectclone::repo::OpenOptions {
             cache_dir: cache.to_path_buf(),
             state_dir: self.state_dir(),
@@ -1236,6 +1266,18 @@ impl Ctx {
             output::alert(a);
         }
         Ok(repo)
+    }
+
+    /// Why this client opens repositories append-only, if it does: `--append-only`, or
+    /// `append-only = true` in a config file (named).
+    fn append_only(&self) -> Option<String> {
+        if self.cli.append_only {
+            return Some("--append-only".into());
+        }
+        self.files
+            .get(|l| l.append_only.as_ref())
+            .filter(|s| s.value)
+            .map(|s| format!("append-only in {}", s.source))
     }
 
     /// Take a lock. When the repository refuses the lock's write (a read-only mount, a
@@ -1454,6 +1496,12 @@ impl Ctx {
 }
 
 fn run_command(ctx: &Ctx) -> Result<u8> {
+    if let (Some(what), Some(why)) = (ctx.cli.deletes(), ctx.append_only()) {
+        bail!(
+            "{what} deletes from the repository, and this client opens it append-only ({why}): it backs up \
+             and reads, and never deletes; nothing was changed. Run {what} from a client that may delete"
+        );
+    }
     run_cmd(ctx, &ctx.cli.command)
 }
 
@@ -2307,6 +2355,11 @@ fn run_config(ctx: &Ctx, what: &ConfigCmd) -> Result<u8> {
             match files.get(|l| l.group_by.as_ref()) {
                 Some(s) => row("group-by", s.value.into(), s.source),
                 None => row("group-by", "host,paths".into(), Source::Default),
+            }
+            match (ctx.cli.append_only, files.get(|l| l.append_only.as_ref())) {
+                (true, _) => row("append-only", true.into(), Source::Flag),
+                (false, Some(s)) => row("append-only", s.value.into(), s.source),
+                (false, None) => row("append-only", false.into(), Source::Default),
             }
             let profile = ctx.cli.profile.as_ref().map(|p| {
                 (

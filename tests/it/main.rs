@@ -6,6 +6,7 @@
 
 mod util;
 
+mod append_only;
 mod backup;
 mod beyond;
 mod cli;

@@ -1138,6 +1138,13 @@ impl Sshd {
     /// Starts the server, and writes the client side for `env` ([`Sshd::write_client`]).
     #[track_caller]
     pub fn start(env: &Env) -> Sshd {
+        Sshd::start_with(env, "internal-sftp")
+    }
+
+    /// [`start`](Self::start) with another `Subsystem sftp` command line, such as
+    /// `internal-sftp -P remove,rmdir` (a server that refuses every deletion).
+    #[track_caller]
+    pub fn start_with(env: &Env, sftp_subsystem: &str) -> Sshd {
         for tool in [SSHD, SSH, SFTP, "/usr/bin/ssh-keygen"] {
             assert!(
                 Path::new(tool).exists(),
@@ -1169,7 +1176,7 @@ impl Sshd {
         let client_config = dir.join("ssh_config");
         let (proc, port, startup) = start_on_free_port(
             |port| {
-                fs::write(&config, sshd_config(&dir, port)).expect("write sshd_config");
+                fs::write(&config, sshd_config(&dir, port, sftp_subsystem)).expect("write sshd_config");
                 fs::write(dir.join("known_hosts"), known_hosts_lines(&host_pub, port)).expect("known_hosts");
                 fs::write(
                     &client_config,
@@ -1348,7 +1355,7 @@ impl Sshd {
     }
 }
 
-fn sshd_config(dir: &Path, port: u16) -> String {
+fn sshd_config(dir: &Path, port: u16, sftp_subsystem: &str) -> String {
     format!(
         "# Written by tests/it/servers.rs for one test.\n\
          Port {port}\n\
@@ -1373,7 +1380,7 @@ fn sshd_config(dir: &Path, port: u16) -> String {
          MaxSessions 100\n\
          LoginGraceTime 60\n\
          LogLevel VERBOSE\n\
-         Subsystem sftp internal-sftp\n",
+         Subsystem sftp {sftp_subsystem}\n",
         dir = dir.display()
     )
 }
