@@ -82,6 +82,8 @@ pub mod error;
 #[doc(hidden)]
 pub mod export;
 #[doc(hidden)]
+pub mod find;
+#[doc(hidden)]
 pub mod format;
 #[doc(hidden)]
 pub mod git;

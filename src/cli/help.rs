@@ -85,6 +85,28 @@ Examples:
   projectclone snapshots --project app --host laptop
   projectclone --json snapshots | jq -r '.[].id'";
 
+pub const MOUNT: &str = "\
+DIR shows the snapshots (those --project/--path/--host/--tag/--commit select, or all):
+  DIR/snapshots/<time>-<id>/        each snapshot's files, as a restore would give them
+  DIR/projects/<name>/latest        a link to the project's newest snapshot
+  DIR/projects/<name>/<time>-<id>   links to each of its snapshots
+Read-only; file contents are read from the repository when read. The command holds a
+shared lock (a prune meanwhile frees nothing it shows) and runs until Ctrl-C, SIGTERM or
+`umount DIR`. Needs /dev/fuse; as another user than root, fusermount3 (package fuse3).
+
+Examples:
+  mkdir -p /tmp/snaps && projectclone mount /tmp/snaps
+  projectclone mount /tmp/snaps --project app";
+
+pub const FIND: &str = "\
+Prints each matching entry as SNAPSHOT PATH (with --json: snapshot, time, path, type,
+size, mtime), oldest snapshot first. Exits 1 when nothing matches.
+
+Examples:
+  projectclone find '*.sql'
+  projectclone find 'src/**/config.toml' --project app
+  projectclone --json find Cargo.lock | jq -r '.[].path' | sort -u";
+
 pub const LOG: &str = "\
 Each backup of a folder inside a git work tree records the commit HEAD named, its branch,
 and whether the tree had uncommitted changes (`snapshots` shows it, `--json snapshots` as

@@ -10,6 +10,7 @@ mod git;
 mod help;
 mod hooks;
 pub mod interactive;
+mod mount;
 pub mod old_syntax;
 mod output;
 mod progress;
@@ -124,6 +125,8 @@ impl Cli {
             Command::Check { .. } => "check",
             Command::Verify { .. } => "verify",
             Command::Log { .. } => "log",
+            Command::Mount { .. } => "mount",
+            Command::Find { .. } => "find",
             Command::GitHook { .. } => "git-hook",
             Command::Forget { .. } => "forget",
             Command::Prune { .. } => "prune",
@@ -191,6 +194,8 @@ impl Cli {
             | Command::Verify { .. }
             | Command::Log { .. }
             | Command::GitHook { .. }
+            | Command::Mount { .. }
+            | Command::Find { .. }
             | Command::Stats { .. }
             | Command::Key { what: KeyCmd::List } => true,
             Command::Backup { dry_run, .. }
@@ -449,6 +454,24 @@ enum Command {
         /// date; FILE is made when missing
         #[arg(long, value_name = "FILE")]
         anchor: Option<PathBuf>,
+    },
+    /// Browse the snapshots as a read-only folder (FUSE) until Ctrl-C or `umount DIR`
+    #[command(after_long_help = help::MOUNT)]
+    Mount {
+        /// An existing, empty folder to mount at
+        dir: PathBuf,
+        #[command(flatten)]
+        select: SelectArgs,
+    },
+    /// Find entries by name in the snapshots, without restoring
+    #[command(after_long_help = help::FIND)]
+    Find {
+        /// A name pattern (`*.rs`, `Cargo.toml`), or a path pattern from the snapshot root
+        /// when it has a slash (`src/**/mod.rs`); several: any of them
+        #[arg(required = true, value_name = "PATTERN")]
+        patterns: Vec<String>,
+        #[command(flatten)]
+        select: SelectArgs,
     },
     /// Snapshots beside `git log`: the work tree's commits, each with the snapshots taken at it
     #[command(after_long_help = help::LOG)]
@@ -1925,6 +1948,33 @@ fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
         }
         Command::Verify { anchor } => verify(ctx, anchor.as_deref()),
         Command::Log { path, max_count } => git::log(ctx, path.as_deref(), *max_count),
+        Command::Mount { dir, select } => {
+            ctx.refuse_overlap("mount point", dir)?;
+            let mut repo = ctx.open()?;
+            let lock = ctx.shared_lock(&mut repo, false, "mount")?;
+            let sel = ctx.selection(select)?;
+            let snaps: Vec<_> = repo.snapshots()?.into_iter().filter(|(_, s)| sel.matches(s)).collect();
+            let count = snaps.len();
+            let names = sel.names.clone();
+            let fs = mount::SnapshotFs::new(repo, snaps, move |s| projectclone::select::project_name(s, &names));
+            output::mounted(ctx.cli.json, dir, count);
+            mount::serve(fs, dir)?;
+            drop(lock);
+            Ok(0)
+        }
+        Command::Find { patterns, select } => {
+            let repo = ctx.open()?;
+            let sel = ctx.selection(select)?;
+            let pats = projectclone::find::Patterns::new(patterns)?;
+            let mut memo = projectclone::find::Memo::new();
+            let mut found = Vec::new();
+            for (id, s) in repo.snapshots()?.into_iter().filter(|(_, s)| sel.matches(s)) {
+                let hits = projectclone::find::find(&repo, &s, &pats, &mut memo)?;
+                found.push((id, s, hits));
+            }
+            output::found(json, &found);
+            Ok(if found.iter().any(|f| !f.2.is_empty()) { 0 } else { 1 })
+        }
         Command::GitHook { what } => match what {
             GitHookCmd::Install { path } => git::hook(ctx, true, path.as_deref()),
             GitHookCmd::Remove { path } => git::hook(ctx, false, path.as_deref()),

@@ -360,6 +360,66 @@ pub fn snapshots(json: bool, snaps: &[(SnapshotId, Snapshot)], names: &projectcl
     outln!("{} snapshot(s)", snaps.len());
 }
 
+/// `mount`: where, and how many snapshots (stderr; the command then runs until stopped).
+pub fn mounted(json: bool, dir: &Path, count: usize) {
+    if json || report::quiet() {
+        return;
+    }
+    eprintln!(
+        "{count} snapshot(s) mounted read-only at {}; Ctrl-C or `umount {}` ends it",
+        local_path(dir),
+        local_path(dir)
+    );
+}
+
+/// `find`: the matches of each snapshot, oldest snapshot first.
+pub fn found(json: bool, found: &[(SnapshotId, Snapshot, Vec<projectclone::find::Found>)]) {
+    let kind = |k: &projectclone::format::NodeKind| {
+        use projectclone::format::NodeKind::*;
+        match k {
+            File(_) | HardLink { .. } => "file",
+            Dir(_) | InlineDir(_) => "dir",
+            Symlink(_) => "symlink",
+            Fifo => "fifo",
+            Socket => "socket",
+            CharDevice(_) | BlockDevice(_) => "device",
+        }
+    };
+    let size = |k: &projectclone::format::NodeKind| match k {
+        projectclone::format::NodeKind::File(d) | projectclone::format::NodeKind::HardLink { data: d, .. } => d.size,
+        _ => 0,
+    };
+    if json {
+        let mut v = Vec::new();
+        for (id, s, hits) in found {
+            for f in hits {
+                v.push(json!({
+                    "snapshot": id.to_hex(),
+                    "time": format_time(&s.time, s.utc_offset),
+                    "path": format!("/{}", format_name(&f.path)),
+                    "type": kind(&f.node.kind),
+                    "size": size(&f.node.kind),
+                    "mtime": format_time(&f.node.meta.mtime, s.utc_offset),
+                }));
+            }
+        }
+        print_json(&serde_json::Value::Array(v));
+        return;
+    }
+    let mut n = 0;
+    for (id, _, hits) in found {
+        for f in hits {
+            let slash = if kind(&f.node.kind) == "dir" { "/" } else { "" };
+            outln!("{}  /{}{slash}", id.short(), format_name(&f.path));
+            n += 1;
+        }
+    }
+    let with = found.iter().filter(|f| !f.2.is_empty()).count();
+    if !report::quiet() {
+        eprintln!("{n} match(es) in {with} of {} snapshot(s)", found.len());
+    }
+}
+
 /// A commit `log` shows, with the snapshots taken at it (oldest first).
 pub struct LogCommit {
     pub commit: String,

@@ -97,9 +97,11 @@ fn colour_allowed(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool 
 /// The tracing filter for these flags (unless `PROJECTCLONE_LOG` gives one).
 fn filter_directive(quiet: bool, verbose: u8) -> &'static str {
     match (quiet, verbose) {
+        // fuser (`mount`) warns of every request it answers "not implemented" (a file
+        // manager asking for SELinux labels) and of its own second unmount attempt: noise.
         (true, _) => "error",
-        (_, 0) => "warn",
-        (_, 1) => "warn,projectclone=info",
+        (_, 0) => "warn,fuser=error",
+        (_, 1) => "warn,fuser=error,projectclone=info",
         (_, 2) => "warn,projectclone=debug",
         _ => "warn,projectclone=trace",
     }
@@ -331,7 +333,7 @@ mod tests {
     #[test]
     fn verbosity_raises_only_projectclone_events() {
         assert_eq!(filter_directive(true, 2), "error");
-        assert_eq!(filter_directive(false, 0), "warn");
+        assert_eq!(filter_directive(false, 0), "warn,fuser=error");
         assert_eq!(filter_directive(false, 2), "warn,projectclone=debug");
     }
 

@@ -36,6 +36,7 @@ mod import;
 mod interactive;
 mod keys_insecure;
 mod logs;
+mod mount;
 mod oldcli;
 mod oldcli_age;
 mod plugins;
