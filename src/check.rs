@@ -23,6 +23,11 @@ use crate::repo::Repository;
 
 #[derive(Debug, Default, Serialize)]
 pub struct CheckReport {
+    /// A full `--read-data` that went on from where an interrupted one stopped: when that
+    /// one started (Unix seconds) and how many packs it had read.
+    pub resumed: Option<(i64, u64)>,
+    /// What a rolling `--read-data-within` run read, and where the repository stands.
+    pub rolling: Option<Rolling>,
     pub snapshots: u64,
     pub packs: u64,
     pub trees: u64,
@@ -69,12 +74,15 @@ pub fn broken_link(link: &crate::repo::BrokenLink) -> String {
     )
 }
 
-/// Which packs `--read-data` reads: all, part N of M, or a random percentage.
+/// Which packs `--read-data` reads: all, part N of M, a random percentage, or the rolling
+/// share that keeps every pack read within a number of days.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Subset {
     All,
     Part(u32, u32),
     Percent(f64),
+    /// `--read-data-within DAYS` ([`ReadLog`]).
+    Within(u32),
 }
 
 impl std::str::FromStr for Subset {
@@ -107,6 +115,7 @@ impl Subset {
         match *self {
             Subset::All => true,
             Subset::Part(n, m) => i % m as usize == (n - 1) as usize,
+            Subset::Within(_) => false,
             Subset::Percent(p) => {
                 // Random per run, so repeated runs cover the repository.
                 let r = u64::from_le_bytes(
@@ -117,6 +126,212 @@ impl Subset {
                 (r as f64 / u64::MAX as f64) * 100.0 < p
             }
         }
+    }
+}
+
+/// What a rolling run did: the packs and bytes it read, of how many, and the state after it.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Rolling {
+    pub within_days: u32,
+    pub packs_read: u64,
+    pub bytes_read: u64,
+    pub packs: u64,
+    /// Packs read by no run of this client yet (each is due within the days of when it was
+    /// first seen).
+    pub never_read: u64,
+    /// When the pack read longest ago was read (Unix seconds), if any was.
+    pub oldest_read: Option<i64>,
+    /// Packs past due after this run: 0 unless a read failed.
+    pub overdue: u64,
+}
+
+/// This client's record of the packs it read in full and found intact
+/// (`CACHE/<repository id>/read-data.json`, format-spec §13 "read-data.json"): when each
+/// was last read, when unread ones were first seen, when a full read started that has not
+/// finished, and when the last rolling run was.
+pub struct ReadLog {
+    path: Option<std::path::PathBuf>,
+    state: std::sync::Mutex<(ReadState, std::time::Instant)>,
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+struct ReadState {
+    /// Pack id → when it was last read in full and found intact (Unix seconds).
+    read: std::collections::BTreeMap<String, i64>,
+    /// Pack id → when a rolling run first saw it unread.
+    seen: std::collections::BTreeMap<String, i64>,
+    /// When a full `--read-data` started that has not finished.
+    full_run: Option<i64>,
+    /// When the last rolling run ended.
+    last_rolling: Option<i64>,
+}
+
+/// A full read interrupted longer ago than this starts over.
+const RESUME_WITHIN_SECS: i64 = 7 * 86_400;
+
+/// How often the record is written while packs are read, so a kill loses little.
+const SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl ReadLog {
+    fn load(repo: &Repository, indexed: &[(PackId, u64)]) -> ReadLog {
+        let path = repo.index.path().parent().map(|d| d.join("read-data.json"));
+        let mut state: ReadState = path
+            .as_ref()
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|b| {
+                serde_json::from_slice(&b)
+                    .map_err(|e| tracing::warn!("read-data.json: unreadable ({e}); starting a new record"))
+                    .ok()
+            })
+            .unwrap_or_default();
+        // Packs pruned since are forgotten.
+        let live: HashSet<String> = indexed.iter().map(|p| p.0.to_hex()).collect();
+        state.read.retain(|k, _| live.contains(k));
+        state.seen.retain(|k, _| live.contains(k));
+        ReadLog {
+            path,
+            state: std::sync::Mutex::new((state, std::time::Instant::now())),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (ReadState, std::time::Instant)> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn save(&self, state: &ReadState) {
+        let Some(path) = &self.path else { return };
+        let res = serde_json::to_vec(state).map_err(std::io::Error::other).and_then(|b| {
+            let tmp = path.with_extension("json.tmp");
+            std::fs::write(&tmp, b)?;
+            std::fs::rename(&tmp, path)
+        });
+        if let Err(e) = res {
+            tracing::warn!(
+                "{}: could not be written ({e}): the next check cannot resume",
+                path.display()
+            );
+        }
+    }
+
+    /// A full read: go on from an interrupted one (its packs already read are skipped), or
+    /// start one. Returns (when the interrupted one started, packs it had read).
+    fn start_full(&self, indexed: &[(PackId, u64)], read: &mut [bool], now: i64) -> Option<(i64, u64)> {
+        let mut g = self.lock();
+        let resumed = match g.0.full_run {
+            Some(started) if now - started < RESUME_WITHIN_SECS => {
+                let mut skipped = 0;
+                for (i, (id, _)) in indexed.iter().enumerate() {
+                    if g.0.read.get(&id.to_hex()).is_some_and(|t| *t >= started) {
+                        read[i] = false;
+                        skipped += 1;
+                    }
+                }
+                Some((started, skipped))
+            }
+            _ => {
+                g.0.full_run = Some(now);
+                None
+            }
+        };
+        let state = g.0.clone();
+        self.save(&state);
+        resumed
+    }
+
+    /// A rolling run: every pack past due, then the packs read longest ago (unread ones
+    /// first, by when they were first seen) until the share of the repository's bytes that
+    /// the time since the last run is of `days` is read.
+    fn choose_rolling(&self, indexed: &[(PackId, u64)], read: &mut [bool], days: u32, now: i64) {
+        let mut g = self.lock();
+        let period = i64::from(days.max(1)) * 86_400;
+        for (id, _) in indexed {
+            let h = id.to_hex();
+            if !g.0.read.contains_key(&h) {
+                g.0.seen.entry(h).or_insert(now);
+            }
+        }
+        let since =
+            g.0.last_rolling
+                .map(|t| (now - t).clamp(0, period))
+                .unwrap_or(86_400.min(period));
+        let total: u64 = indexed.iter().map(|p| p.1).sum();
+        let budget = (u128::from(total) * since as u128).div_ceil(period as u128) as u64;
+        let key = |h: &str| -> (bool, i64) {
+            match g.0.read.get(h) {
+                Some(t) => (true, *t),
+                None => (false, g.0.seen.get(h).copied().unwrap_or(now)),
+            }
+        };
+        let mut order: Vec<usize> = (0..indexed.len()).collect();
+        order.sort_by_key(|i| (key(&indexed[*i].0.to_hex()), indexed[*i].0));
+        let mut taken = 0u64;
+        for i in order {
+            let (_, t) = key(&indexed[i].0.to_hex());
+            if taken < budget || t <= now - period {
+                read[i] = true;
+                taken += indexed[i].1;
+            }
+        }
+    }
+
+    /// A pack read in full and found intact just now.
+    fn note(&self, id: &PackId) {
+        let now = crate::repo::now_unix_ns() / 1_000_000_000;
+        let mut g = self.lock();
+        let h = id.to_hex();
+        g.0.seen.remove(&h);
+        g.0.read.insert(h, now);
+        if g.1.elapsed() >= SAVE_EVERY {
+            g.1 = std::time::Instant::now();
+            let state = g.0.clone();
+            self.save(&state);
+        }
+    }
+
+    /// The run ended: a full read is no longer unfinished; a rolling one is reported.
+    fn finish(&self, subset: Subset, indexed: &[(PackId, u64)], read: &[bool], now: i64) -> Option<Rolling> {
+        let mut g = self.lock();
+        let out = match subset {
+            Subset::All => {
+                g.0.full_run = None;
+                None
+            }
+            Subset::Within(days) => {
+                g.0.last_rolling = Some(now);
+                let period = i64::from(days.max(1)) * 86_400;
+                let mut r = Rolling {
+                    within_days: days,
+                    packs: indexed.len() as u64,
+                    ..Rolling::default()
+                };
+                for ((id, size), rd) in indexed.iter().zip(read) {
+                    if *rd {
+                        r.packs_read += 1;
+                        r.bytes_read += size;
+                    }
+                    let h = id.to_hex();
+                    match (g.0.read.get(&h), g.0.seen.get(&h)) {
+                        (Some(t), _) => {
+                            r.oldest_read = Some(r.oldest_read.map_or(*t, |o: i64| o.min(*t)));
+                            if *t <= now - period {
+                                r.overdue += 1;
+                            }
+                        }
+                        (None, seen) => {
+                            r.never_read += 1;
+                            if seen.is_some_and(|t| *t <= now - period) {
+                                r.overdue += 1;
+                            }
+                        }
+                    }
+                }
+                Some(r)
+            }
+            _ => None,
+        };
+        let state = g.0.clone();
+        self.save(&state);
+        out
     }
 }
 
@@ -240,6 +455,15 @@ fn check_inner(
             read[*i] = subset.selects(rank, &indexed[*i].0);
         }
     }
+    // What this client read before (`read-data.json` beside the cache): a full read goes on
+    // from an interrupted one, a rolling one reads the share that is due.
+    let log = read_data.map(|_| ReadLog::load(repo, &indexed));
+    let now_secs = crate::repo::now_unix_ns() / 1_000_000_000;
+    match (read_data, &log) {
+        (Some(Subset::All), Some(log)) => r.resumed = log.start_full(&indexed, &mut read, now_secs),
+        (Some(Subset::Within(days)), Some(log)) => log.choose_rolling(&indexed, &mut read, days, now_secs),
+        _ => {}
+    }
     // Packs are verified (in parallel) while this thread walks the snapshots: on a
     // healthy repository the two never meet. Only when a pack turns out damaged is the
     // walk repeated, knowing the bad blobs, so every file that used one is named.
@@ -341,6 +565,11 @@ fn check_inner(
                         // What the blobs did not cover (the header, a pack that failed):
                         // the bytes done reach the pack's size.
                         progress.add_bytes(size.saturating_sub(pc.progressed));
+                        if pc.errors.is_empty()
+                            && let Some(log) = &log
+                        {
+                            log.note(id);
+                        }
                     }
                     if !pc.errors.is_empty() {
                         progress.error();
@@ -406,6 +635,9 @@ fn check_inner(
         }
     };
     r.trees = seen_trees.len() as u64;
+    if let (Some(subset), Some(log)) = (read_data, &log) {
+        r.rolling = log.finish(subset, &indexed, &read, now_secs);
+    }
     // Unused packs are left by a backup killed after writing its index delta but before its
     // snapshot. Reported, not damage.
     let missing: HashSet<PackId> = indexed

@@ -164,15 +164,19 @@ Examples:
   projectclone check
   projectclone check --read-data
   projectclone check --read-data-subset 1/7     a seventh of the data each day of the week
-  projectclone check --read-data-subset 10%";
+  projectclone check --read-data-subset 10%
+  projectclone check --read-data-within 30d     daily: every pack read at least monthly
+
+An interrupted `check --read-data` goes on where it stopped when run again within a week.";
 
 pub const VERIFY: &str = "\
 Examples:
   projectclone verify
   projectclone verify --anchor ~/anchors/laptop.anchor     kept outside the repository
 
-A snapshot deleted behind the repository's back is found where a later snapshot names it as
-its parent. The newest snapshots are nobody's parent: the anchor file lists every snapshot
+A snapshot deleted behind the repository's back is found where the chain records it: every
+snapshot records the heads it saw (any host, any project), and a forgotten snapshot's
+tombstone keeps that record. The newest snapshots are recorded by none yet: the anchor file lists every snapshot
 present and forgotten at the last verify, and the next one checks each is still there or
 forgotten on purpose (a tombstone names it). Keep the anchor where whoever can write to
 the repository cannot, and its short digest (printed) somewhere else again.";

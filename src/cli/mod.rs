@@ -445,6 +445,11 @@ enum Command {
         /// Read only part of the data: N/M (the N-th of M parts) or P% (a random P percent)
         #[arg(long, value_name = "N/M|P%", conflicts_with = "read_data")]
         read_data_subset: Option<projectclone::check::Subset>,
+        /// Rolling verification: read the share of the packs that keeps each one read within
+        /// DAYS (run it daily: each run reads about 1/DAYS of the data, the packs read
+        /// longest ago first)
+        #[arg(long, value_name = "DAYS", value_parser = parse_days, conflicts_with_all = ["read_data", "read_data_subset"])]
+        read_data_within: Option<u32>,
     },
     /// Check that no snapshot was deleted, and no tombstone removed, behind the repository's
     /// back: against the parents snapshots name and an anchor file kept elsewhere
@@ -1982,6 +1987,7 @@ fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
         Command::Check {
             read_data,
             read_data_subset,
+            read_data_within,
         } => {
             let mut repo = ctx.open()?;
             // Synced again after the lock: a prune that deleted packs between the open and
@@ -2002,6 +2008,8 @@ fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
                     );
                 }
                 Some(projectclone::check::Subset::All)
+            } else if let Some(days) = read_data_within {
+                Some(projectclone::check::Subset::Within(*days))
             } else {
                 *read_data_subset
             };
@@ -2542,6 +2550,19 @@ fn verify(ctx: &Ctx, anchor: Option<&Path>) -> Result<u8> {
     }
     output::verify(&ctx.cli, &report);
     Ok(if report.errors.is_empty() { 0 } else { 1 })
+}
+
+/// `--read-data-within`: days, as `30` or `30d` (1 to 3650).
+fn parse_days(s: &str) -> std::result::Result<u32, String> {
+    let n: u32 = s
+        .strip_suffix('d')
+        .unwrap_or(s)
+        .parse()
+        .map_err(|_| format!("{s:?}: give a number of days, such as 30 or 30d"))?;
+    if !(1..=3650).contains(&n) {
+        return Err(format!("{s:?}: between 1 and 3650 days"));
+    }
+    Ok(n)
 }
 
 /// Write `bytes` to `path` through a temporary file beside it and a rename, so a reader (or

@@ -852,6 +852,11 @@ pub fn restore(cli: &Cli, id: &SnapshotId, opts: &RestoreOptions, res: &RestoreR
     }
 }
 
+/// Unix seconds as RFC 3339 UTC.
+fn unix_time(t: i64) -> String {
+    format_time(&projectclone::format::Time { secs: t, nanos: 0 }, 0)
+}
+
 pub fn check(json: bool, r: &CheckReport) {
     if json {
         print_json(&json!({
@@ -868,8 +873,50 @@ pub fn check(json: bool, r: &CheckReport) {
             "unindexed_chunks": r.unindexed_chunks,
             "damaged_packs": r.damaged_packs,
             "advice": check_advice(r),
+            "resumed_from": r.resumed.map(|(t, _)| unix_time(t)),
+            "rolling": r.rolling.as_ref().map(|g| json!({
+                "within_days": g.within_days,
+                "packs_read": g.packs_read,
+                "bytes_read": g.bytes_read,
+                "packs": g.packs,
+                "never_read": g.never_read,
+                "oldest_read": g.oldest_read.map(unix_time),
+                "overdue": g.overdue,
+            })),
         }));
         return;
+    }
+    if let Some((started, n)) = r.resumed
+        && !report::quiet()
+    {
+        outln!(
+            "resumed the check --read-data started {}: {n} pack(s) it had read were not read again",
+            unix_time(started)
+        );
+    }
+    if let Some(g) = &r.rolling
+        && !report::quiet()
+    {
+        outln!(
+            "rolling: read {} of {} pack(s) ({}); {}",
+            g.packs_read,
+            g.packs,
+            bytesize::ByteSize(g.bytes_read),
+            match (g.overdue, g.never_read) {
+                (0, 0) => format!(
+                    "every pack was read within the last {} day(s){}",
+                    g.within_days,
+                    g.oldest_read
+                        .map(|t| format!(" (the oldest read {})", unix_time(t)))
+                        .unwrap_or_default()
+                ),
+                (0, n) => format!(
+                    "{n} not read yet, each due within {} day(s) of when it was first seen; the rest read within them",
+                    g.within_days
+                ),
+                (o, _) => format!("{o} pack(s) not read within {} day(s) (a read failed)", g.within_days),
+            }
+        );
     }
     for e in &r.errors {
         outln!("error: {}", text(e, false));

@@ -49,6 +49,7 @@ mod remote;
 mod repair;
 mod restore;
 mod resume;
+mod rolling;
 mod roundtrip;
 mod s3_init;
 mod schedule;
