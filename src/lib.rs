@@ -128,6 +128,8 @@ pub mod select;
 #[doc(hidden)]
 pub mod status;
 #[doc(hidden)]
+pub mod suggest;
+#[doc(hidden)]
 pub mod target;
 #[doc(hidden)]
 pub mod trust;

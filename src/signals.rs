@@ -18,6 +18,15 @@ pub fn set_mount(dir: Option<PathBuf>) {
     *MOUNT.lock().unwrap_or_else(|p| p.into_inner()) = dir;
 }
 
+/// While `watch` waits for changes: a stop then ends it as done (exit 0) with this message,
+/// since nothing is unfinished.
+static IDLE: Mutex<Option<String>> = Mutex::new(None);
+
+/// Say that this process is idle (`Some(message)`) or busy again (`None`).
+pub fn set_idle(message: Option<String>) {
+    *IDLE.lock().unwrap_or_else(|p| p.into_inner()) = message;
+}
+
 /// Detach the mount at `dir` (lazily: a process still inside it keeps it until it leaves).
 fn detach(dir: &std::path::Path) -> std::io::Result<()> {
     rustix::mount::unmount(dir, rustix::mount::UnmountFlags::DETACH).map_err(std::io::Error::from)
@@ -37,6 +46,16 @@ pub fn install(json: bool) {
     let started = std::thread::Builder::new().name("signals".into()).spawn(move || {
         if let Some(sig) = signals.forever().next() {
             let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
+            let idle = IDLE.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(message) = idle {
+                for e in projectclone::backend::cleanup::interrupted() {
+                    crate::cli::report::error("signal.cleanup_failed", &e.to_string(), &[]);
+                }
+                if !crate::cli::report::json() {
+                    eprintln!("\n{message} ({name})");
+                }
+                std::process::exit(0);
+            }
             let mounted = MOUNT.lock().unwrap_or_else(|p| p.into_inner()).take();
             if let Some(dir) = mounted {
                 if let Err(e) = detach(&dir) {

@@ -98,6 +98,17 @@ Examples:
   mkdir -p /tmp/snaps && projectclone mount /tmp/snaps
   projectclone mount /tmp/snaps --project app";
 
+pub const WATCH: &str = "\
+The model: after a change under PATH, a backup runs once nothing has changed for
+--quiet-for, but never sooner than --min-interval after the previous backup and never
+later than --max-interval after the first unsaved change. No change, no backup. It backs
+up once when it starts (--no-initial: not). A failed backup is said and the watch goes
+on. Changes inside the repository or the cache, reads, and git's lock files are ignored.
+
+Examples:
+  projectclone watch ~/code/app
+  projectclone watch --quiet-for 5m --min-interval 15m --max-interval 2h";
+
 pub const FIND: &str = "\
 Prints each matching entry as SNAPSHOT PATH (with --json: snapshot, time, path, type,
 size, mtime), oldest snapshot first. Exits 1 when nothing matches.

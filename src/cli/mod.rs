@@ -17,6 +17,7 @@ mod progress;
 pub mod report;
 mod schedule;
 mod select;
+mod watch;
 
 use std::cell::{OnceCell, RefCell};
 use std::io::IsTerminal;
@@ -126,6 +127,7 @@ impl Cli {
             Command::Verify { .. } => "verify",
             Command::Log { .. } => "log",
             Command::Mount { .. } => "mount",
+            Command::Watch { .. } => "watch",
             Command::Find { .. } => "find",
             Command::GitHook { .. } => "git-hook",
             Command::Forget { .. } => "forget",
@@ -151,7 +153,7 @@ impl Cli {
     pub fn chunks_files(&self) -> bool {
         matches!(
             self.command,
-            Command::Backup { .. } | Command::Import { .. } | Command::OldSyntax(_)
+            Command::Backup { .. } | Command::Import { .. } | Command::OldSyntax(_) | Command::Watch { .. }
         )
     }
 
@@ -210,7 +212,7 @@ impl Cli {
             Command::Completions { .. } | Command::Man { .. } => true,
             Command::Copy { dry_run, .. } => *dry_run,
             Command::OldSyntax(a) => a.dry_run,
-            Command::Init { .. } | Command::Unlock { .. } | Command::Key { .. } => false,
+            Command::Init { .. } | Command::Unlock { .. } | Command::Key { .. } | Command::Watch { .. } => false,
         }
     }
 }
@@ -467,6 +469,28 @@ enum Command {
         dir: PathBuf,
         #[command(flatten)]
         select: SelectArgs,
+    },
+    /// Back up a project whenever it has gone quiet after changes, until Ctrl-C
+    #[command(after_long_help = help::WATCH)]
+    Watch {
+        /// The project folder (default: the current directory)
+        path: Option<PathBuf>,
+        /// Back up once no file has changed for this long after a change
+        #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = watch::parse_duration)]
+        quiet_for: std::time::Duration,
+        /// Never back up sooner than this after the previous backup
+        #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = watch::parse_duration)]
+        min_interval: std::time::Duration,
+        /// Back up at the latest this long after the first change not yet saved, even if
+        /// changes never stop
+        #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = watch::parse_duration)]
+        max_interval: std::time::Duration,
+        /// Tag the snapshots (repeatable)
+        #[arg(long = "tag", value_name = "T")]
+        tags: Vec<String>,
+        /// Do not back up when starting; wait for the first change
+        #[arg(long)]
+        no_initial: bool,
     },
     /// Find entries by name in the snapshots, without restoring
     #[command(after_long_help = help::FIND)]
@@ -1743,6 +1767,9 @@ fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
             Ok(0)
         }
         Command::Completions { .. } | Command::Man { .. } => completions::run(command).unwrap_or(Ok(0)),
+        Command::Schedule {
+            what: schedule::ScheduleCmd::Suggest { dir, days },
+        } => suggest_schedule(ctx, dir.as_deref(), *days),
         Command::Schedule { what } => {
             let report = match what {
                 schedule::ScheduleCmd::Install(a) => {
@@ -1753,6 +1780,7 @@ fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
                 }
                 schedule::ScheduleCmd::Remove { via, dry_run } => schedule::remove(*via, *dry_run)?,
                 schedule::ScheduleCmd::Status => schedule::status()?,
+                schedule::ScheduleCmd::Suggest { .. } => unreachable!("matched above"),
             };
             output::schedule(json, &report);
             Ok(0)
@@ -1966,6 +1994,21 @@ fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
             mount::serve(fs, dir)?;
             drop(lock);
             Ok(0)
+        }
+        Command::Watch {
+            path,
+            quiet_for,
+            min_interval,
+            max_interval,
+            tags,
+            no_initial,
+        } => {
+            let timing = watch::Timing {
+                quiet_for: *quiet_for,
+                min_interval: *min_interval,
+                max_interval: *max_interval,
+            };
+            watch::watch(ctx, path.as_deref(), timing, tags, !*no_initial)
         }
         Command::Find { patterns, select } => {
             let repo = ctx.open()?;
@@ -2550,6 +2593,75 @@ fn verify(ctx: &Ctx, anchor: Option<&Path>) -> Result<u8> {
     }
     output::verify(&ctx.cli, &report);
     Ok(if report.errors.is_empty() { 0 } else { 1 })
+}
+
+/// `schedule suggest`: the project's changes (git commits in its folder, else its files'
+/// modification times) and its snapshots, then the heuristic of `projectclone::suggest`.
+fn suggest_schedule(ctx: &Ctx, dir: Option<&Path>, days: u32) -> Result<u8> {
+    let dir = match dir {
+        Some(d) => std::fs::canonicalize(d).with_context(|| format!("{}", d.display()))?,
+        None => std::env::current_dir()?,
+    };
+    let now = projectclone::repo::now_unix_ns() / 1_000_000_000;
+    let since = now - i64::from(days) * 86_400;
+    let from_git = projectclone::git::work_tree_of(&dir)
+        .and_then(|_| projectclone::git::run(&dir, &["log", &format!("--since={since}"), "--format=%ct", "--", "."]));
+    let (source, changes) = match from_git {
+        Some(text) => (
+            "git commits",
+            text.lines().filter_map(|l| l.trim().parse().ok()).collect(),
+        ),
+        None => ("file modification times", file_mtimes(&dir, since)),
+    };
+    let recorded = std::os::unix::ffi::OsStrExt::as_bytes(dir.as_os_str()).to_vec();
+    let repo = ctx.open_snapshots_only()?;
+    let snapshots: Vec<i64> = repo
+        .snapshots()?
+        .into_iter()
+        .filter(|(_, s)| s.paths.contains(&recorded))
+        .map(|(_, s)| s.time.secs)
+        .collect();
+    let utc_offset = jiff::ZonedDateTime::now().offset().seconds();
+    let s = projectclone::suggest::suggest(&projectclone::suggest::History {
+        changes,
+        snapshots,
+        utc_offset,
+        now,
+        days,
+    });
+    output::suggestion(ctx.cli.json, &dir, source, days, utc_offset, &s);
+    Ok(0)
+}
+
+/// Modification times (Unix seconds) since `since` of the regular files below `dir`,
+/// `.git` left out; at most 200 000 files are looked at.
+fn file_mtimes(dir: &Path, since: i64) -> Vec<i64> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    let mut seen = 0;
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            seen += 1;
+            if seen > 200_000 {
+                return out;
+            }
+            let Ok(t) = e.file_type() else { continue };
+            if t.is_dir() {
+                if e.file_name() != ".git" {
+                    todo.push(e.path());
+                }
+            } else if t.is_file()
+                && let Ok(m) = e.metadata()
+            {
+                use std::os::unix::fs::MetadataExt;
+                if m.mtime() >= since {
+                    out.push(m.mtime());
+                }
+            }
+        }
+    }
+    out
 }
 
 /// `--read-data-within`: days, as `30` or `30d` (1 to 3650).

@@ -360,6 +360,110 @@ pub fn snapshots(json: bool, snaps: &[(SnapshotId, Snapshot)], names: &projectcl
     outln!("{} snapshot(s)", snaps.len());
 }
 
+/// `schedule suggest`: the numbers, then the suggested commands.
+pub fn suggestion(json: bool, dir: &Path, source: &str, days: u32, offset: i32, s: &projectclone::suggest::Suggestion) {
+    let install = match &s.on_calendar {
+        Some(c) => format!(
+            "projectclone schedule install {} --on-calendar {}",
+            super::config::shell_quote(&local_path(dir)),
+            super::config::shell_quote(c)
+        ),
+        None => format!(
+            "projectclone schedule install {} --every weekly",
+            super::config::shell_quote(&local_path(dir))
+        ),
+    };
+    let watch = s
+        .watch
+        .then(|| format!("projectclone watch {}", super::config::shell_quote(&local_path(dir))));
+    if json {
+        let mut v = serde_json::to_value(s).expect("serialisable");
+        v["source"] = source.into();
+        v["days"] = days.into();
+        v["command"] = install.into();
+        v["watch_command"] = watch.into();
+        print_json(&v);
+        return;
+    }
+    let hm = |m: u32| format!("{:02}:{:02}", m / 60, m % 60);
+    let zone = format!(
+        "UTC{}{:02}:{:02}",
+        if offset < 0 { '-' } else { '+' },
+        offset.abs() / 3600,
+        offset.abs() % 3600 / 60
+    );
+    if s.changes == 0 {
+        outln!("changes: no {source} in the last {days} day(s)");
+    } else {
+        let per_day: Vec<String> = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+            .iter()
+            .zip(s.per_weekday)
+            .map(|(d, n)| format!("{d} {n}"))
+            .collect();
+        outln!(
+            "changes: {} {source} in the last {days} day(s), on {} day(s) ({:.1} per active day): {}",
+            s.changes,
+            s.active_days,
+            s.per_active_day,
+            per_day.join(", ")
+        );
+        if let Some(m) = s.work_ends {
+            outln!(
+                "the day's work ends by {} ({zone}): 90% of the changes were made before it",
+                hm(m)
+            );
+        }
+    }
+    match (s.snapshots, s.coverage, s.longest_gap) {
+        (0, _, _) => outln!("backups: no snapshot of {} in the last {days} day(s)", local_path(dir)),
+        (n, cov, gap) => outln!(
+            "backups: {n} snapshot(s) of {} in the last {days} day(s){}{}",
+            local_path(dir),
+            cov.map(|c| format!("; {:.0}% of the changes were saved within 24 hours", c * 100.0))
+                .unwrap_or_default(),
+            gap.map(|g| format!(
+                "; the longest time without one: {}",
+                humantime::format_duration(std::time::Duration::from_secs(g.max(0) as u64))
+            ))
+            .unwrap_or_default()
+        ),
+    }
+    outln!("suggested: {install}");
+    match &s.on_calendar {
+        Some(_) if s.weekdays.len() < 7 => outln!(
+            "  a backup on {} at {}, after the usual end of the day's work",
+            s.weekdays.join(", "),
+            hm(s.at)
+        ),
+        Some(_) => outln!(
+            "  a backup every day at {}, after the usual end of the day's work",
+            hm(s.at)
+        ),
+        None => outln!("  nothing changed lately: a weekly backup is plenty"),
+    }
+    if let Some(w) = watch {
+        outln!(
+            "also: {w}\n  it changes {:.0} times on an active day: `watch` saves the work as it happens",
+            s.per_active_day
+        );
+    }
+    outln!("(a heuristic from the past, not a prediction: README, \"schedule suggest\")");
+}
+
+/// `watch`: what is watched and how it is timed (stderr; then a backup line per backup).
+pub fn watching(json: bool, dir: &Path, t: &super::watch::Timing) {
+    if json || report::quiet() {
+        return;
+    }
+    eprintln!(
+        "watching {}: a backup {} after the last change, at least {} apart, at most {} after a change; Ctrl-C stops",
+        local_path(dir),
+        humantime::format_duration(t.quiet_for),
+        humantime::format_duration(t.min_interval),
+        humantime::format_duration(t.max_interval)
+    );
+}
+
 /// `mount`: where, and how many snapshots (stderr; the command then runs until stopped).
 pub fn mounted(json: bool, dir: &Path, count: usize) {
     if json || report::quiet() {

@@ -45,6 +45,15 @@ pub enum ScheduleCmd {
     },
     /// What is installed, the command it runs, the next run and the last result
     Status,
+    /// Propose when to back up DIR, from when it changed (git commits, else file times) and
+    /// when it was backed up, explaining the numbers
+    Suggest {
+        /// The project folder (default: the current directory)
+        dir: Option<PathBuf>,
+        /// How far back to look, in days
+        #[arg(long, value_name = "DAYS", default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=3650))]
+        days: u32,
+    },
 }
 
 #[derive(clap::Args, Debug)]

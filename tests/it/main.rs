@@ -56,3 +56,4 @@ mod schedule;
 mod security;
 mod select;
 mod servers;
+mod watch;
