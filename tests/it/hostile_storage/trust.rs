@@ -599,6 +599,42 @@ fn the_chain_finds_snapshots_of_any_project_deleted_behind_every_clients_back() 
     run(fresh_client(&env, "f5").args(["check"])).success();
 }
 
+/// `copy` keeps the destination's chain: the first copy records the destination's heads,
+/// each next one the copy before it (ids of the source mean nothing there).
+#[test]
+fn copies_join_the_destinations_chain() {
+    let env = Env::with_repo();
+    let other = env.path("other");
+    run(env
+        .cmd_at(&other)
+        .args(["init", "--kdf-memory", "1024", "--kdf-time", "1", "--weak-kdf"]))
+    .success();
+    let src = env.path("src");
+    write(src.join("a"), b"a");
+    let there = run(env.cmd_at(&other).arg("backup").arg(&src)).success().snapshot_id();
+    env.backup([&src]);
+    write(src.join("b"), b"b");
+    env.backup([&src]);
+    run(env
+        .cmd()
+        .env("PROJECTCLONE_TO_PASSWORD", PASSWORD)
+        .args(["copy", "--to"])
+        .arg(&other))
+    .success();
+    let snaps = run(env.cmd_at(&other).args(["--json", "snapshots"])).success().json();
+    let snaps = snaps.as_array().unwrap();
+    assert_eq!(snaps.len(), 3);
+    let copies: Vec<&serde_json::Value> = snaps.iter().filter(|s| s["id"] != there.as_str()).collect();
+    let (first, second) = if copies[0]["seen"] == serde_json::json!([there]) {
+        (copies[0], copies[1])
+    } else {
+        (copies[1], copies[0])
+    };
+    assert_eq!(first["seen"], serde_json::json!([there]), "{snaps:?}");
+    assert_eq!(second["seen"], serde_json::json!([first["id"]]), "{snaps:?}");
+    run(env.cmd_at(&other).arg("check")).success();
+}
+
 /// `verify --anchor FILE`: the first run makes the anchor; a snapshot forgotten on purpose
 /// and a new one pass; the newest snapshot deleted behind every client's back (nobody's
 /// parent, so `check` cannot see it) and an anchor edited by hand are both found.
