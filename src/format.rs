@@ -59,6 +59,8 @@ pub enum Kind {
     Pack = 11,
     /// A tombstone: a snapshot was removed on purpose (in `snapshots/`).
     Tombstone = 12,
+    /// A recovery shard over a group of packs (in `parity/`, format-spec §20).
+    Parity = 13,
 }
 
 /// Associated data: `repo_id(32) || kind(1) || id(32)`.

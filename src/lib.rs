@@ -108,6 +108,8 @@ pub mod pack_cache;
 #[doc(hidden)]
 pub mod packer;
 #[doc(hidden)]
+pub mod parity;
+#[doc(hidden)]
 pub mod per_thread;
 #[doc(hidden)]
 pub mod prefetch;

@@ -540,6 +540,21 @@ pub fn seeds() -> Vec<Seed> {
         decompresses(Codec::None),
     ));
     out.push(seed(
+        "parity",
+        "header-plaintext",
+        format::encode_versioned(
+            1,
+            &projectclone::parity::ParityHeader {
+                packs: vec![(PackId([4; 32]), 100), (PackId([5; 32]), 64)],
+                recovery: 2,
+                index: 1,
+                shard_len: 128,
+                shard_hash: [9; 32],
+            },
+        ),
+        |b| format::decode_versioned::<projectclone::parity::ParityHeader>(1, b, "seed").is_ok(),
+    ));
+    out.push(seed(
         "anchor",
         "two-snapshots-one-forgotten",
         {

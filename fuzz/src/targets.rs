@@ -80,6 +80,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("condemned", condemned),
     ("decompress", decompress),
     ("anchor", anchor),
+    ("parity", parity),
 ];
 
 /// A config file of the fixed repository whose sealed plaintext is `plain`.
@@ -438,5 +439,19 @@ pub fn anchor(data: &[u8]) {
         );
         assert_eq!(again, text, "an accepted anchor is in its one canonical form");
         let _ = a.breaks(&projectclone::verify::State::default());
+    }
+}
+
+/// `parity`: parity objects (`parity::open_header`) as stored, and the input as a header's
+/// plaintext sealed into one.
+pub fn parity(data: &[u8]) {
+    let f = fixed();
+    let id = projectclone::id::ObjectId(OBJECT_ID);
+    if let Ok(h) = projectclone::parity::open_header(&REPO_ID, &f.cipher, &f.keys, &id, data) {
+        assert!(h.packs.len() <= projectclone::parity::MAX_GROUP && h.index < h.recovery);
+    }
+    if let Ok(h) = format::decode_versioned::<projectclone::parity::ParityHeader>(1, data, "parity") {
+        let (id, bytes) = projectclone::parity::seal(&REPO_ID, &f.cipher, &f.keys, &h, &[]);
+        let _ = projectclone::parity::open_header(&REPO_ID, &f.cipher, &f.keys, &id, &bytes);
     }
 }

@@ -34,16 +34,20 @@ pub enum Dir {
     Snapshots,
     Condemned,
     Locks,
+    /// Recovery shards over groups of packs (format-spec §20); absent from repositories
+    /// made before it, which then have none.
+    Parity,
 }
 
 impl Dir {
-    pub const ALL: [Dir; 6] = [
+    pub const ALL: [Dir; 7] = [
         Dir::Keys,
         Dir::Packs,
         Dir::Index,
         Dir::Snapshots,
         Dir::Condemned,
         Dir::Locks,
+        Dir::Parity,
     ];
 
     pub fn name(self) -> &'static str {
@@ -54,6 +58,7 @@ impl Dir {
             Dir::Snapshots => "snapshots",
             Dir::Condemned => "condemned",
             Dir::Locks => "locks",
+            Dir::Parity => "parity",
         }
     }
 

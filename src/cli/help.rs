@@ -98,6 +98,19 @@ Examples:
   mkdir -p /tmp/snaps && projectclone mount /tmp/snaps
   projectclone mount /tmp/snaps --project app";
 
+pub const PARITY: &str = "\
+`create` groups the packs no parity covers yet (by id, --group N each) and writes --shards M
+recovery objects per group into parity/: any M packs of a group, lost whole or damaged,
+can then be rebuilt. The cost is about M/N of the packs' size. A group that lost a pack to
+prune protects nothing fully: `create` replaces it, so run it after prune. `rebuild`
+writes back the packs that are missing, of the wrong size, marked damaged by `check
+--read-data`, or that do not hash to their id, each only once its hash is right.
+
+Examples:
+  projectclone parity create --group 8 --shards 2
+  projectclone check --read-data || projectclone parity rebuild
+  projectclone parity status";
+
 pub const WATCH: &str = "\
 The model: after a change under PATH, a backup runs once nothing has changed for
 --quiet-for, but never sooner than --min-interval after the previous backup and never

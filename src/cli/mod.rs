@@ -128,6 +128,7 @@ impl Cli {
             Command::Log { .. } => "log",
             Command::Mount { .. } => "mount",
             Command::Watch { .. } => "watch",
+            Command::Parity { .. } => "parity",
             Command::Find { .. } => "find",
             Command::GitHook { .. } => "git-hook",
             Command::Forget { .. } => "forget",
@@ -176,6 +177,9 @@ impl Cli {
             Command::Key {
                 what: KeyCmd::Remove { .. },
             } => Some("key remove"),
+            Command::Parity {
+                what: ParityCmd::Rebuild { dry_run: false },
+            } => Some("parity rebuild"),
             _ => None,
         }
     }
@@ -198,6 +202,9 @@ impl Cli {
             | Command::GitHook { .. }
             | Command::Mount { .. }
             | Command::Find { .. }
+            | Command::Parity {
+                what: ParityCmd::Status | ParityCmd::Rebuild { dry_run: true },
+            }
             | Command::Stats { .. }
             | Command::Key { what: KeyCmd::List } => true,
             Command::Backup { dry_run, .. }
@@ -212,9 +219,34 @@ impl Cli {
             Command::Completions { .. } | Command::Man { .. } => true,
             Command::Copy { dry_run, .. } => *dry_run,
             Command::OldSyntax(a) => a.dry_run,
-            Command::Init { .. } | Command::Unlock { .. } | Command::Key { .. } | Command::Watch { .. } => false,
+            Command::Init { .. }
+            | Command::Unlock { .. }
+            | Command::Key { .. }
+            | Command::Watch { .. }
+            | Command::Parity { .. } => false,
         }
     }
+}
+
+#[derive(Subcommand, Debug)]
+enum ParityCmd {
+    /// Protect the packs no parity covers yet: groups of N packs, M recovery shards each
+    Create {
+        /// Packs per group (1-64)
+        #[arg(long, value_name = "N", default_value_t = projectclone::parity::DEFAULT_GROUP)]
+        group: usize,
+        /// Recovery shards per group (1-16): up to this many packs of a group can be rebuilt
+        #[arg(long, value_name = "M", default_value_t = projectclone::parity::DEFAULT_SHARDS)]
+        shards: usize,
+    },
+    /// Rebuild lost or damaged packs from their group's parity
+    Rebuild {
+        /// Say what would be rebuilt; write nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// How many packs parity covers, and what it costs
+    Status,
 }
 
 #[derive(Subcommand, Debug)]
@@ -469,6 +501,12 @@ enum Command {
         dir: PathBuf,
         #[command(flatten)]
         select: SelectArgs,
+    },
+    /// Reed-Solomon parity across groups of packs: lost or damaged packs rebuilt
+    #[command(after_long_help = help::PARITY)]
+    Parity {
+        #[command(subcommand)]
+        what: ParityCmd,
     },
     /// Back up a project whenever it has gone quiet after changes, until Ctrl-C
     #[command(after_long_help = help::WATCH)]
@@ -1995,6 +2033,31 @@ fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
             drop(lock);
             Ok(0)
         }
+        Command::Parity { what } => {
+            let mut repo = ctx.open()?;
+            match what {
+                ParityCmd::Status => {
+                    output::parity_status(json, &projectclone::parity::status(&repo)?);
+                    Ok(0)
+                }
+                ParityCmd::Create { group, shards } => {
+                    let _lock = ctx.shared_lock(&mut repo, false, "parity")?;
+                    let r = projectclone::parity::create(&repo, *group, *shards)?;
+                    output::parity_created(json, &r);
+                    Ok(if r.damaged.is_empty() { 0 } else { 1 })
+                }
+                ParityCmd::Rebuild { dry_run } => {
+                    let _lock = if *dry_run {
+                        ctx.shared_lock(&mut repo, false, "parity")?
+                    } else {
+                        ctx.lock(&repo, LockMode::Exclusive, "parity")?
+                    };
+                    let r = projectclone::parity::rebuild(&repo, *dry_run)?;
+                    output::parity_rebuilt(json, &r);
+                    Ok(if r.unrecoverable.is_empty() { 0 } else { 1 })
+                }
+            }
+        }
         Command::Watch {
             path,
             quiet_for,
@@ -2060,6 +2123,18 @@ fn run_cmd(ctx: &Ctx, command: &Command) -> Result<u8> {
             let report = projectclone::check::check_with_progress(&repo, subset, progress.as_ref())?;
             progress.finish();
             output::check(json, &report);
+            if !report.damaged_packs.is_empty()
+                && let Ok(p) = projectclone::parity::status(&repo)
+                && p.covered > 0
+            {
+                output::note(
+                    &ctx.cli,
+                    &format!(
+                        "parity covers {} of {} pack(s): `projectclone parity rebuild` rebuilds the damaged ones it covers",
+                        p.covered, p.packs
+                    ),
+                );
+            }
             Ok(if report.ok() { 0 } else { 1 })
         }
         Command::Forget {

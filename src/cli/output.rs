@@ -450,6 +450,87 @@ pub fn suggestion(json: bool, dir: &Path, source: &str, days: u32, offset: i32, 
     outln!("(a heuristic from the past, not a prediction: README, \"schedule suggest\")");
 }
 
+/// `parity status`.
+pub fn parity_status(json: bool, s: &projectclone::parity::Status) {
+    if json {
+        print_json(&serde_json::to_value(s).expect("serialisable"));
+        return;
+    }
+    parity_lines(s);
+}
+
+fn parity_lines(s: &projectclone::parity::Status) {
+    for u in &s.unreadable {
+        outln!("error: unreadable parity object {}", text(u, false));
+    }
+    let share = if s.pack_bytes > 0 {
+        format!(
+            " ({:.1}% of the packs' {})",
+            s.parity_bytes as f64 * 100.0 / s.pack_bytes as f64,
+            bytesize::ByteSize(s.pack_bytes)
+        )
+    } else {
+        String::new()
+    };
+    outln!(
+        "parity: {} of {} pack(s) covered, in {} group(s); {} parity object(s), {}{share}",
+        s.covered,
+        s.packs,
+        s.groups - s.broken_groups,
+        s.parity_objects,
+        bytesize::ByteSize(s.parity_bytes)
+    );
+    if s.broken_groups > 0 {
+        outln!(
+            "{} group(s) lost a pack to prune and protect nothing fully: `projectclone parity create` replaces them",
+            s.broken_groups
+        );
+    }
+}
+
+/// `parity create`.
+pub fn parity_created(json: bool, r: &projectclone::parity::CreateReport) {
+    if json {
+        print_json(&serde_json::to_value(r).expect("serialisable"));
+        return;
+    }
+    for p in &r.damaged {
+        outln!("error: pack {p} does not hash to its id: left out (`projectclone parity rebuild` or `repair index`)");
+    }
+    if !report::quiet() {
+        outln!(
+            "{} group(s) of {} pack(s) written ({}); {} old parity object(s) removed",
+            r.groups_written,
+            r.packs_grouped,
+            bytesize::ByteSize(r.bytes_written),
+            r.removed
+        );
+        parity_lines(&r.status);
+    }
+}
+
+/// `parity rebuild`.
+pub fn parity_rebuilt(json: bool, r: &projectclone::parity::RebuildReport) {
+    if json {
+        print_json(&serde_json::to_value(r).expect("serialisable"));
+        return;
+    }
+    let done = if r.dry_run {
+        "would be rebuilt"
+    } else {
+        "rebuilt from parity"
+    };
+    for p in &r.rebuilt {
+        outln!("pack {p} {done}");
+    }
+    for p in &r.unrecoverable {
+        outln!("error: pack {p} cannot be rebuilt: its group has fewer intact shards than lost packs");
+    }
+    if r.rebuilt.is_empty() && r.unrecoverable.is_empty() {
+        outln!("no pack needs rebuilding");
+    }
+}
+
 /// `watch`: what is watched and how it is timed (stderr; then a backup line per backup).
 pub fn watching(json: bool, dir: &Path, t: &super::watch::Timing) {
     if json || report::quiet() {

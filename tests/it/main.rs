@@ -39,6 +39,7 @@ mod logs;
 mod mount;
 mod oldcli;
 mod oldcli_age;
+mod parity;
 mod plugins;
 mod progress;
 mod prune;
