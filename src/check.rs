@@ -255,7 +255,7 @@ impl ReadLog {
                 .map(|t| (now - t).clamp(0, period))
                 .unwrap_or(86_400.min(period));
         let total: u64 = indexed.iter().map(|p| p.1).sum();
-        let budget = (u128::from(total) * since as u128).div_ceil(period as u128) as u64;
+        let budget = (u128::from(total) * since as u128 / period as u128) as u64;
         let key = |h: &str| -> (bool, i64) {
             match g.0.read.get(h) {
                 Some(t) => (true, *t),

@@ -90,7 +90,7 @@ fn rolling_reads_a_bounded_share_and_every_pack_past_due() {
     // A share of the bytes: at least it, and less than one more pack beyond it.
     let share = |r: &Value, num: u64, den: u64| {
         let b = r["bytes_read"].as_u64().unwrap();
-        let want = (total * num).div_ceil(den);
+        let want = total * num / den;
         assert!(
             b >= want && b < want + (1 << 20) + 65536,
             "{b} bytes read for {num}/{den} of {total}: {r}"
@@ -105,8 +105,9 @@ fn rolling_reads_a_bounded_share_and_every_pack_past_due() {
         (r["never_read"].as_u64().unwrap(), r["overdue"].as_u64()),
         (packs - first, Some(0))
     );
-    // Again at once: no time passed, so nothing is due.
-    assert_eq!(rolling(&env, "4d")["packs_read"], 0);
+    // Again at once: the seconds since are worth a few bytes, so at most one pack is read.
+    let between = rolling(&env, "4d")["packs_read"].as_u64().unwrap();
+    assert!(between <= 1);
 
     // Two days later: half the bytes, the never-read packs first.
     let path = record_path(&env);
@@ -116,7 +117,11 @@ fn rolling_reads_a_bounded_share_and_every_pack_past_due() {
     let r = rolling(&env, "4d");
     let second = r["packs_read"].as_u64().unwrap();
     share(&r, 2, 4);
-    assert_eq!(r["never_read"].as_u64().unwrap(), packs - first - second, "{r}");
+    assert_eq!(
+        r["never_read"].as_u64().unwrap(),
+        packs - first - between - second,
+        "{r}"
+    );
 
     // Runs were missed: the unread packs were first seen 5 days ago, past due for 4 days.
     // This run reads every one of them, whatever the share.
