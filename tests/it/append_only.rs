@@ -30,18 +30,7 @@ fn objects(repo: &Path) -> BTreeSet<String> {
 
 #[test]
 fn append_only_backs_up_and_reads_and_every_deleting_command_refuses() {
-    let env = Env::new();
-    env.run([
-        "init",
-        "--kdf-memory",
-        "1024",
-        "--kdf-time",
-        "1",
-        "--weak-kdf",
-        "--pack-size",
-        "1",
-    ])
-    .success();
+    let env = Env::with_small_packs();
     let src = env.path("src");
     for i in 0..12u8 {
         write(src.join(format!("f{i}")), random_bytes(i.into(), 1 << 20));

@@ -1,11 +1,12 @@
 //! `mount DIR` (a read-only FUSE file system of the snapshots, really mounted through
 //! `/dev/fuse`) and `find PATTERN`: browsing and searching without a restore.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command as Std, Stdio};
+use std::process::{Child, Command as Std};
 use std::time::{Duration, Instant};
 
 use crate::util::*;
@@ -22,27 +23,11 @@ impl Mount {
     #[track_caller]
     fn start(env: &Env, dir: &Path, extra: &[&str]) -> Mount {
         fs::create_dir_all(dir).unwrap();
-        let child = Std::new(bin_path())
-            .env_remove("PROJECTCLONE_REPO")
-            .env("PROJECTCLONE_PASSWORD", PASSWORD)
-            .env("HOME", env.path("home"))
-            .env("XDG_DATA_HOME", env.path("xdg-data"))
-            .env("XDG_CACHE_HOME", env.path("xdg-cache"))
-            .env("XDG_CONFIG_HOME", env.path("xdg-config"))
-            .env("XDG_STATE_HOME", env.path("xdg-state"))
-            .env("TZ", "UTC")
-            .arg("-r")
-            .arg(env.repo())
-            .arg("--cache-dir")
-            .arg(env.cache())
-            .arg("mount")
-            .arg(dir)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start mount");
+        let child = env.spawn(
+            [OsStr::new("mount"), dir.as_os_str()]
+                .into_iter()
+                .chain(extra.iter().map(OsStr::new)),
+        );
         let m = Mount {
             child,
             dir: dir.to_path_buf(),

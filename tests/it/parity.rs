@@ -17,20 +17,9 @@ fn packs(repo: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// A repository of about 12 packs of 1 MiB. Groups are made by pack id, N at a time: the
-/// first N ids form the first group.
+/// About 11 MB backed up into a repository of 1 MiB packs. Groups are made by pack id, N at
+/// a time: the first N ids form the first group.
 fn setup(env: &Env) -> PathBuf {
-    env.run([
-        "init",
-        "--kdf-memory",
-        "1024",
-        "--kdf-time",
-        "1",
-        "--weak-kdf",
-        "--pack-size",
-        "1",
-    ])
-    .success();
     let src = env.path("src");
     for i in 0..12u64 {
         write(src.join(format!("f{i}")), random_bytes(500 + i, 900_000));
@@ -41,7 +30,7 @@ fn setup(env: &Env) -> PathBuf {
 
 #[test]
 fn lost_and_damaged_packs_are_rebuilt_up_to_the_shard_count() {
-    let env = Env::new();
+    let env = Env::with_small_packs();
     let src = setup(&env);
     let all = packs(&env.repo());
     assert!(all.len() >= 5, "{} packs", all.len());
@@ -103,7 +92,7 @@ fn lost_and_damaged_packs_are_rebuilt_up_to_the_shard_count() {
 
 #[test]
 fn groups_a_prune_broke_are_replaced() {
-    let env = Env::new();
+    let env = Env::with_small_packs();
     let src = setup(&env);
     env.run(["parity", "create", "--group", "4"]).success();
     // Half the data goes: a prune deletes packs, breaking their groups.

@@ -21,18 +21,7 @@ fn now() -> i64 {
 
 /// A repository of 1 MiB packs holding about 16 MiB.
 fn repo_of_many_packs() -> Env {
-    let env = Env::new();
-    env.run([
-        "init",
-        "--kdf-memory",
-        "1024",
-        "--kdf-time",
-        "1",
-        "--weak-kdf",
-        "--pack-size",
-        "1",
-    ])
-    .success();
+    let env = Env::with_small_packs();
     let src = env.path("src");
     for i in 0..16u64 {
         write(src.join(format!("f{i}")), random_bytes(100 + i, 1 << 20));

@@ -219,6 +219,55 @@ impl Env {
         run(self.cmd().args(args))
     }
 
+    /// A new environment with a repository of 1 MiB packs (fast KDF): a few MiB of data
+    /// make many packs.
+    pub fn with_small_packs() -> Env {
+        let e = Env::new();
+        e.run([
+            "init",
+            "--kdf-memory",
+            "1024",
+            "--kdf-time",
+            "1",
+            "--weak-kdf",
+            "--pack-size",
+            "1",
+        ])
+        .success();
+        e
+    }
+
+    /// The binary started in the background as [`cmd`](Self::cmd) would run it (password,
+    /// `-r REPO`, `--cache-dir CACHE`), stdin empty, stdout and stderr piped: for commands
+    /// that run until stopped (`mount`, `watch`).
+    pub fn spawn<I, S>(&self, args: I) -> std::process::Child
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        use std::process::Stdio;
+        std::process::Command::new(bin_path())
+            .env_remove("PROJECTCLONE_REPO")
+            .env("PROJECTCLONE_PASSWORD", PASSWORD)
+            .env("HOME", self.path("home"))
+            .env("XDG_DATA_HOME", self.path("xdg-data"))
+            .env("XDG_CACHE_HOME", self.path("xdg-cache"))
+            .env("XDG_CONFIG_HOME", self.path("xdg-config"))
+            .env("XDG_STATE_HOME", self.path("xdg-state"))
+            .env("TZ", "UTC")
+            .current_dir(self.root())
+            .arg("-r")
+            .arg(self.repo())
+            .arg("--cache-dir")
+            .arg(self.cache())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the binary")
+    }
+
     pub fn init(&self) {
         self.run(["init", "--kdf-memory", "1024", "--kdf-time", "1", "--weak-kdf"])
             .success();

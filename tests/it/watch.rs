@@ -3,32 +3,10 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Child, Command as Std, Stdio};
+use std::process::{Child, Command as Std};
 use std::time::{Duration, Instant};
 
 use crate::util::*;
-
-fn spawn(env: &Env, args: &[&str]) -> Child {
-    Std::new(bin_path())
-        .env_remove("PROJECTCLONE_REPO")
-        .env("PROJECTCLONE_PASSWORD", PASSWORD)
-        .env("HOME", env.path("home"))
-        .env("XDG_DATA_HOME", env.path("xdg-data"))
-        .env("XDG_CACHE_HOME", env.path("xdg-cache"))
-        .env("XDG_CONFIG_HOME", env.path("xdg-config"))
-        .env("XDG_STATE_HOME", env.path("xdg-state"))
-        .env("TZ", "UTC")
-        .arg("-r")
-        .arg(env.repo())
-        .arg("--cache-dir")
-        .arg(env.cache())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start watch")
-}
 
 fn snapshot_count(env: &Env) -> usize {
     env.run(["--json", "snapshots"])
@@ -64,19 +42,16 @@ fn watch_backs_up_after_quiet_and_during_steady_changes() {
     let env = Env::with_repo();
     let src = env.path("app");
     write(src.join("a.txt"), b"a");
-    let child = spawn(
-        &env,
-        &[
-            "watch",
-            src.to_str().unwrap(),
-            "--quiet-for",
-            "1s",
-            "--min-interval",
-            "1s",
-            "--max-interval",
-            "3s",
-        ],
-    );
+    let child = env.spawn([
+        "watch",
+        src.to_str().unwrap(),
+        "--quiet-for",
+        "1s",
+        "--min-interval",
+        "1s",
+        "--max-interval",
+        "3s",
+    ]);
     // The first backup when it starts.
     wait_for_snapshots(&env, 1);
     // A change, then quiet: a backup holding it.
