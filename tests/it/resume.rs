@@ -12,20 +12,6 @@ use crate::util::*;
 const FILES: u64 = 32;
 const FILE_SIZE: usize = 4 * 1024 * 1024;
 
-fn init_small_packs(env: &Env) {
-    env.run([
-        "init",
-        "--kdf-memory",
-        "1024",
-        "--kdf-time",
-        "1",
-        "--weak-kdf",
-        "--pack-size",
-        "1",
-    ])
-    .success();
-}
-
 /// Complete pack objects (no temp files of writes in progress) and their bytes.
 fn packs_stored(repo: &Path) -> (usize, u64) {
     let packs: Vec<_> = files_under(&repo.join("packs"))
@@ -90,16 +76,14 @@ fn a_backup_killed_half_way_resumes_and_sends_the_rest_only() {
     let total = FILES * FILE_SIZE as u64;
 
     // What a whole backup sends, into a repository of its own.
-    let whole = Env::new();
-    init_small_packs(&whole);
+    let whole = Env::with_small_packs();
     let full = bytes_sent(&whole.backup_json([&src]));
     assert!(
         full >= total,
         "a whole backup sent {full} bytes for {total} bytes of data"
     );
 
-    let env = Env::new();
-    init_small_packs(&env);
+    let env = Env::with_small_packs();
     kill_half_way(&env, &src, total);
     let (packs_left, _) = packs_stored(&env.repo());
     assert!(env.snapshots().is_empty(), "the killed backup must not have finished");
@@ -144,8 +128,7 @@ fn a_backup_killed_half_way_resumes_and_sends_the_rest_only() {
 /// (by the store's clock), and condemned as unused after that.
 #[test]
 fn prune_collects_packs_of_an_interrupted_backup_once_a_day_old() {
-    let env = Env::new();
-    init_small_packs(&env);
+    let env = Env::with_small_packs();
     let src = env.path("src");
     for i in 0..8 {
         write(src.join(format!("f{i}.bin")), random_bytes(900 + i, FILE_SIZE));
@@ -174,8 +157,7 @@ fn prune_collects_packs_of_an_interrupted_backup_once_a_day_old() {
 /// keeping them a day as a killed backup's work.
 #[test]
 fn a_finished_backup_leaves_no_checkpoint_delta_and_prune_frees_it_at_once() {
-    let env = Env::new();
-    init_small_packs(&env);
+    let env = Env::with_small_packs();
     let src = env.path("src");
     for i in 0..3 {
         write(src.join(format!("f{i}.bin")), random_bytes(950 + i, FILE_SIZE));
