@@ -35,6 +35,12 @@ class Snapshot:
     def note(self) -> Optional[str]: ...
     @property
     def parent(self) -> Optional[str]: ...
+    @property
+    def git_commit(self) -> Optional[str]: ...
+    @property
+    def git_branch(self) -> Optional[str]: ...
+    @property
+    def git_dirty(self) -> Optional[bool]: ...
 
 SnapshotSpec = Union[str, Snapshot]
 """An id, a unique prefix of at least 4 hex digits, "latest", or a Snapshot."""
@@ -95,6 +101,22 @@ class ExportResult:
     @property
     def bytes_written(self) -> int: ...
 
+class Change:
+    @property
+    def path(self) -> str: ...
+    @property
+    def kind(self) -> str:
+        """"added", "removed", "modified", "metadata" or "type"."""
+        ...
+
+class CopyResult:
+    @property
+    def copied(self) -> list[Tuple[str, Optional[str]]]: ...
+    @property
+    def skipped(self) -> list[str]: ...
+    @property
+    def data_added(self) -> int: ...
+
 class LsIterator(Iterator[Tuple[str, int]]):
     def __iter__(self) -> "LsIterator": ...
     def __next__(self) -> Tuple[str, int]: ...
@@ -102,7 +124,7 @@ class LsIterator(Iterator[Tuple[str, int]]):
 class Repository:
     @staticmethod
     def open(
-        location: str,
+        location: Optional[str] = None,
         password: Optional[str] = None,
         *,
         password_file: Optional[StrPath] = None,
@@ -110,10 +132,16 @@ class Repository:
         insecure_no_password: bool = False,
         cache_dir: Optional[StrPath] = None,
         state_dir: Optional[StrPath] = None,
-    ) -> "Repository": ...
+        append_only: Optional[bool] = None,
+        config: bool = True,
+        profile: Optional[str] = None,
+    ) -> "Repository":
+        """Open a repository. With config (the default) what is not given comes from the
+        program's environment and config files, as for the projectclone command."""
+        ...
     @staticmethod
     def init(
-        location: str,
+        location: Optional[str] = None,
         password: Optional[str] = None,
         *,
         password_file: Optional[StrPath] = None,
@@ -123,6 +151,8 @@ class Repository:
         state_dir: Optional[StrPath] = None,
         kdf_memory_kib: Optional[int] = None,
         kdf_passes: Optional[int] = None,
+        config: bool = True,
+        profile: Optional[str] = None,
     ) -> "Repository": ...
     @property
     def location(self) -> str: ...
@@ -174,4 +204,8 @@ class Repository:
         dry_run: bool = False,
         progress: Optional[Progress] = None,
     ) -> PruneResult: ...
+    def diff(self, old: SnapshotSpec, new: SnapshotSpec) -> list[Change]: ...
+    def copy(
+        self, to: "Repository", snapshots: Sequence[SnapshotSpec] = (), *, progress: Optional[Progress] = None
+    ) -> CopyResult: ...
     def export_archive(self, snapshot: SnapshotSpec, path: StrPath, *, progress: Optional[Progress] = None) -> ExportResult: ...

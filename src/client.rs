@@ -155,6 +155,7 @@ pub struct OpenOptions {
     cache_dir: Option<PathBuf>,
     state_dir: Option<Option<PathBuf>>,
     storage: StorageOptions,
+    append_only: bool,
 }
 
 impl OpenOptions {
@@ -212,6 +213,36 @@ impl OpenOptions {
     pub fn storage_timeout(mut self, t: std::time::Duration) -> OpenOptions {
         self.storage.timeout = Some(t);
         self
+    }
+
+    /// Back up and read, never delete: [`Repository::prune`] refuses (but for a dry run),
+    /// and nothing but lock files is ever deleted from the store, as the program's
+    /// `append-only` setting does. Pair it with storage that enforces it (README,
+    /// "Append-only repositories").
+    ///
+    /// ```
+    /// let o = projectclone::OpenOptions::new().append_only(true);
+    /// # let _ = o;
+    /// ```
+    pub fn append_only(mut self, on: bool) -> OpenOptions {
+        self.append_only = on;
+        self
+    }
+
+    /// Whether [`append_only`](Self::append_only) is on.
+    #[cfg(test)]
+    pub(crate) fn append_only_set(&self) -> bool {
+        self.append_only
+    }
+
+    /// The store at `loc`, append-only when asked.
+    fn backend(&self, loc: &Location) -> Result<std::sync::Arc<dyn crate::backend::Backend>> {
+        let (backend, _) = loc.open(&self.storage())?;
+        Ok(if self.append_only {
+            std::sync::Arc::new(crate::backend::append_only::AppendOnly::new(backend))
+        } else {
+            backend
+        })
     }
 
     /// The storage options, with the environment's S3 endpoint and ssh command as the
@@ -338,6 +369,12 @@ pub struct SnapshotInfo {
     pub note: Option<String>,
     /// The snapshot it was compared with to skip unchanged files.
     pub parent: Option<SnapshotId>,
+    /// The git commit checked out in the backed-up work tree (hex), if it was one.
+    pub git_commit: Option<String>,
+    /// The branch checked out then (`None` when detached, or not a work tree).
+    pub git_branch: Option<String>,
+    /// Whether the work tree had changes not in that commit (`None`: not known).
+    pub git_dirty: Option<bool>,
 }
 
 impl SnapshotInfo {
@@ -352,6 +389,9 @@ impl SnapshotInfo {
             tags: s.tags.clone(),
             note: s.note.clone(),
             parent: s.parent,
+            git_commit: s.git.as_ref().map(|g| g.commit.clone()),
+            git_branch: s.git.as_ref().and_then(|g| g.branch.clone()),
+            git_dirty: s.git.as_ref().and_then(|g| g.dirty),
         }
     }
 }
@@ -366,6 +406,9 @@ pub struct BackupOptions {
     excludes: Vec<String>,
     hostname: Option<String>,
     dry_run: bool,
+    exclude_caches: bool,
+    one_file_system: bool,
+    exclude_larger_than: Option<u64>,
 }
 
 impl BackupOptions {
@@ -383,7 +426,43 @@ impl BackupOptions {
             excludes: Vec::new(),
             hostname: None,
             dry_run: false,
+            exclude_caches: false,
+            one_file_system: false,
+            exclude_larger_than: None,
         }
+    }
+
+    /// Of a folder holding a valid `CACHEDIR.TAG`, keep only the tag.
+    ///
+    /// ```
+    /// let o = projectclone::BackupOptions::new(["/srv/p"]).exclude_caches(true);
+    /// # let _ = o;
+    /// ```
+    pub fn exclude_caches(mut self, on: bool) -> BackupOptions {
+        self.exclude_caches = on;
+        self
+    }
+
+    /// Stay on the file system of each path: folders on another one are kept empty.
+    ///
+    /// ```
+    /// let o = projectclone::BackupOptions::new(["/srv/p"]).one_file_system(true);
+    /// # let _ = o;
+    /// ```
+    pub fn one_file_system(mut self, on: bool) -> BackupOptions {
+        self.one_file_system = on;
+        self
+    }
+
+    /// Leave out files of more than this many bytes.
+    ///
+    /// ```
+    /// let o = projectclone::BackupOptions::new(["/srv/p"]).exclude_larger_than(100 << 20);
+    /// # let _ = o;
+    /// ```
+    pub fn exclude_larger_than(mut self, bytes: u64) -> BackupOptions {
+        self.exclude_larger_than = Some(bytes);
+        self
     }
 
     /// Add a tag.
@@ -687,6 +766,44 @@ pub struct ExportOutcome {
     pub skipped: Vec<(String, String)>,
 }
 
+/// How a path differs between two snapshots ([`Repository::diff`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ChangeKind {
+    /// Only in the newer snapshot.
+    Added,
+    /// Only in the older snapshot.
+    Removed,
+    /// Its contents differ.
+    Modified,
+    /// Same contents; its mode, owner, times or xattrs differ.
+    Metadata,
+    /// A different kind of entry (a file that became a folder, …).
+    TypeChanged,
+}
+
+/// One path that differs between two snapshots.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Change {
+    /// From the snapshots' root, starting with `/`.
+    pub path: String,
+    /// How it differs.
+    pub kind: ChangeKind,
+}
+
+/// What [`Repository::copy`] did.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct CopyOutcome {
+    /// (source snapshot, its copy in the destination); the copy is `None` in a dry run.
+    pub copied: Vec<(SnapshotId, Option<SnapshotId>)>,
+    /// Source snapshots the destination already held (copied before).
+    pub skipped: Vec<SnapshotId>,
+    /// Bytes of new packs written to the destination.
+    pub data_added: u64,
+}
+
 /// An open repository, opened at a location with [`Credentials`]. It has
 /// one method per command, each taking an options struct and a [`Progress`] callback.
 ///
@@ -720,6 +837,8 @@ pub struct Repository {
     inner: repo::Repository,
     /// The cache folder (never backed up).
     cache: PathBuf,
+    /// Opened append-only ([`OpenOptions::append_only`]).
+    append_only: bool,
 }
 
 impl std::fmt::Debug for Repository {
@@ -745,7 +864,7 @@ impl Repository {
     /// ```
     pub fn open(location: &str, credentials: &Credentials, options: &OpenOptions) -> Result<Repository> {
         let loc = Location::parse(location)?;
-        let (backend, _) = loc.open(&options.storage())?;
+        let backend = options.backend(&loc)?;
         let password = credentials.resolve()?;
         let opts = repo::OpenOptions {
             cache_dir: options.cache()?,
@@ -756,7 +875,11 @@ impl Repository {
         };
         let cache = opts.cache_dir.clone();
         let inner = repo::Repository::open_with(backend, password.as_deref().map(|p| &p[..]), &opts)?;
-        Ok(Repository { inner, cache })
+        Ok(Repository {
+            inner,
+            cache,
+            append_only: options.append_only,
+        })
     }
 
     /// Create a repository at `location` (nothing may be there yet) and open it.
@@ -772,7 +895,7 @@ impl Repository {
     /// ```
     pub fn init(location: &str, credentials: &Credentials, options: &InitOptions) -> Result<Repository> {
         let loc = Location::parse(location)?;
-        let (backend, _) = loc.open(&options.open.storage())?;
+        let backend = options.open.backend(&loc)?;
         let password = credentials.resolve()?;
         let opts = repo::InitOptions {
             kdf: options.kdf,
@@ -781,7 +904,11 @@ impl Repository {
         };
         let cache = options.open.cache()?;
         let inner = repo::Repository::init(backend, password.as_deref().map(|p| &p[..]), &opts, &cache)?;
-        Ok(Repository { inner, cache })
+        Ok(Repository {
+            inner,
+            cache,
+            append_only: options.open.append_only,
+        })
     }
 
     /// Where the repository is.
@@ -913,6 +1040,9 @@ impl Repository {
             hostname: options.hostname.clone().unwrap_or_else(lock::hostname),
             username: crate::whoami::username(),
             skip,
+            exclude_caches: options.exclude_caches,
+            one_file_system: options.one_file_system,
+            exclude_larger_than: options.exclude_larger_than,
             ..Default::default()
         };
         let r = crate::backup::backup(&mut self.inner, &opts, progress, guard.as_ref())?;
@@ -1084,6 +1214,13 @@ impl Repository {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn prune(&mut self, options: &PruneOptions, progress: &dyn Progress) -> Result<PruneOutcome> {
+        if self.append_only && !options.dry_run {
+            return Err(Error::AppendOnly(
+                "the repository is open append-only: pruning deletes snapshots and data; nothing was changed \
+                 (a dry run shows what it would do)"
+                    .into(),
+            ));
+        }
         let mut forget = Vec::new();
         for s in &options.forget {
             forget.push(self.inner.resolve_snapshot(s)?.0);
@@ -1118,6 +1255,85 @@ impl Repository {
             deleted_packs: plan.deleted_packs.len(),
             deleted_bytes: plan.deleted_bytes,
             waiting_packs: plan.waiting_packs.len(),
+        })
+    }
+
+    /// What changed from snapshot `from` to snapshot `to` (each `latest`, an id or a unique
+    /// prefix), in path order. Shared subtrees are skipped without reading them.
+    ///
+    /// ```
+    /// # use projectclone::*;
+    /// # let tmp = tempfile::tempdir()?;
+    /// # let p = tmp.path().join("p"); std::fs::create_dir(&p)?; std::fs::write(p.join("a.txt"), "a")?;
+    /// # let init = InitOptions::new().kdf(1024, 1).open_options(OpenOptions::new().cache_dir(tmp.path().join("c")).state_dir(tmp.path().join("s")));
+    /// # let mut repo = Repository::init(tmp.path().join("r").to_str().unwrap(), &Credentials::password("pw"), &init)?;
+    /// let before = repo.backup(&BackupOptions::new([&p]), &NoProgress)?.snapshot.unwrap();
+    /// std::fs::write(p.join("b.txt"), "b")?;
+    /// repo.backup(&BackupOptions::new([&p]), &NoProgress)?;
+    /// let changes = repo.diff(&before.to_hex(), "latest")?;
+    /// assert_eq!((changes[0].path.as_str(), changes[0].kind), ("/b.txt", ChangeKind::Added));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn diff(&self, from: &str, to: &str) -> Result<Vec<Change>> {
+        let (_, a) = self.inner.resolve_snapshot(from)?;
+        let (_, b) = self.inner.resolve_snapshot(to)?;
+        let changes = crate::inspect::diff(&self.inner, &a, &b)?;
+        Ok(changes
+            .into_iter()
+            .map(|c| Change {
+                kind: match c.change {
+                    "+" => ChangeKind::Added,
+                    "-" => ChangeKind::Removed,
+                    "M" => ChangeKind::Modified,
+                    "U" => ChangeKind::Metadata,
+                    _ => ChangeKind::TypeChanged,
+                },
+                path: c.path,
+            })
+            .collect())
+    }
+
+    /// Copy snapshots (each `latest`, an id or a unique prefix; none: all) into another
+    /// repository, re-encrypted with its keys and chunked by its chunker secret, so it
+    /// deduplicates them against its own data. A snapshot the destination already holds
+    /// (copied before) is skipped, so running it again copies only what is new. Each copy
+    /// keeps the original's time, host, paths, tags and note; its id differs.
+    ///
+    /// ```
+    /// # use projectclone::*;
+    /// # let tmp = tempfile::tempdir()?;
+    /// # let p = tmp.path().join("p"); std::fs::create_dir(&p)?; std::fs::write(p.join("a.txt"), "a")?;
+    /// # let open = OpenOptions::new().cache_dir(tmp.path().join("c")).state_dir(tmp.path().join("s"));
+    /// # let init = InitOptions::new().kdf(1024, 1).open_options(open.clone());
+    /// # let mut repo = Repository::init(tmp.path().join("r").to_str().unwrap(), &Credentials::password("pw"), &init)?;
+    /// repo.backup(&BackupOptions::new([&p]), &NoProgress)?;
+    /// let offsite = tmp.path().join("offsite");
+    /// let mut other = Repository::init(offsite.to_str().unwrap(), &Credentials::password("other"), &init)?;
+    /// let done = repo.copy(&mut other, &[], &NoProgress)?;
+    /// assert_eq!(done.copied.len(), 1);
+    /// assert_eq!(repo.copy(&mut other, &["latest"], &NoProgress)?.skipped.len(), 1);
+    /// assert_eq!(other.snapshots()?.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn copy(&mut self, to: &mut Repository, snapshots: &[&str], progress: &dyn Progress) -> Result<CopyOutcome> {
+        let mut selected = if snapshots.is_empty() {
+            self.inner.snapshots()?
+        } else {
+            let mut v = Vec::new();
+            for s in snapshots {
+                v.push(self.inner.resolve_snapshot(s)?);
+            }
+            v
+        };
+        selected.sort_by_key(|s| s.0);
+        selected.dedup_by_key(|s| s.0);
+        let _src = self.shared_lock(false, "copy")?;
+        let dst = to.shared_lock(false, "copy")?;
+        let r = crate::copy::copy_with_progress(&self.inner, &mut to.inner, &selected, false, dst.as_ref(), progress)?;
+        Ok(CopyOutcome {
+            copied: r.copied,
+            skipped: r.skipped,
+            data_added: r.data_added,
         })
     }
 }

@@ -71,6 +71,9 @@ pub mod check;
 pub mod chunker;
 #[doc(hidden)]
 pub mod compress;
+#[cfg(feature = "config")]
+#[doc(hidden)]
+pub mod config;
 #[doc(hidden)]
 pub mod copy;
 #[doc(hidden)]
@@ -141,14 +144,19 @@ pub mod verify;
 pub mod whoami;
 
 mod client;
+#[cfg(feature = "config")]
+mod settings;
 
 pub use client::{
-    BackupOptions, BackupOutcome, CheckOutcome, Credentials, ExportOutcome, InitOptions, OpenOptions, PruneOptions,
-    PruneOutcome, Repository, RestoreOptions, RestoreOutcome, SnapshotInfo, read_password_file, run_password_command,
+    BackupOptions, BackupOutcome, Change, ChangeKind, CheckOutcome, CopyOutcome, Credentials, ExportOutcome,
+    InitOptions, OpenOptions, PruneOptions, PruneOutcome, Repository, RestoreOptions, RestoreOutcome, SnapshotInfo,
+    read_password_file, run_password_command,
 };
 pub use error::{Error, ErrorKind, Result, StorageKind};
 pub use id::{ChunkId, PackId, SnapshotId, TreeId};
 pub use progress::{NoProgress, Progress};
+#[cfg(feature = "config")]
+pub use settings::Settings;
 
 #[doc(hidden)]
 /// Render raw name bytes for humans and JSON: valid UTF-8 as is, except that a

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use projectclone::{
-    BackupOptions, BackupOutcome, CheckOutcome, Credentials, Error, ErrorKind, ExportOutcome, InitOptions, NoProgress,
-    OpenOptions, Progress, PruneOptions, PruneOutcome, Repository, RestoreOptions, RestoreOutcome, SnapshotId,
-    SnapshotInfo,
+    BackupOptions, BackupOutcome, Change, ChangeKind, CheckOutcome, CopyOutcome, Credentials, Error, ErrorKind,
+    ExportOutcome, InitOptions, NoProgress, OpenOptions, Progress, PruneOptions, PruneOutcome, Repository,
+    RestoreOptions, RestoreOutcome, Settings, SnapshotId, SnapshotInfo,
 };
 
 #[test]
@@ -31,6 +31,21 @@ fn the_surface_has_exactly_these_signatures() {
     let _: fn(&mut Repository, bool, &dyn Progress) -> Result<CheckOutcome, Error> = Repository::check;
     let _: fn(&mut Repository, &PruneOptions, &dyn Progress) -> Result<PruneOutcome, Error> = Repository::prune;
     let _: fn(&mut Repository, &str, &Path, &dyn Progress) -> Result<ExportOutcome, Error> = Repository::export_archive;
+    let _: fn(&Repository, &str, &str) -> Result<Vec<Change>, Error> = Repository::diff;
+    let _: fn(&mut Repository, &mut Repository, &[&str], &dyn Progress) -> Result<CopyOutcome, Error> =
+        Repository::copy;
+
+    let _: fn(Option<&Path>, Option<&str>) -> Result<Settings, Error> = Settings::load;
+    let _: fn(&Settings) -> &str = Settings::location;
+    let _: fn(&Settings) -> Result<Credentials, Error> = Settings::credentials;
+    let _: fn(&Settings) -> OpenOptions = Settings::open_options;
+    let _: fn(&Settings) -> &[String] = Settings::excludes;
+    let _: fn(&Settings) -> &[String] = Settings::tags;
+    let _: fn(&Settings) -> Option<&str> = Settings::host;
+    let _: fn(&Settings) -> (bool, bool, Option<u64>) = Settings::backup_rules;
+    let _: fn(&Settings, Vec<PathBuf>) -> BackupOptions = Settings::backup_options::<PathBuf>;
+    let _: fn(&Settings) -> &[(&'static str, String)] = Settings::sources;
+    let _: fn(&Settings) -> Result<Repository, Error> = Settings::open;
 
     let _: fn(&'static str) -> Credentials = Credentials::password;
     let _: fn(&Path) -> Result<zeroize::Zeroizing<Vec<u8>>, Error> = projectclone::read_password_file;
@@ -40,6 +55,7 @@ fn the_surface_has_exactly_these_signatures() {
     let _: fn(OpenOptions, PathBuf) -> OpenOptions = OpenOptions::state_dir;
     let _: fn(OpenOptions) -> OpenOptions = OpenOptions::without_state;
     let _: fn(OpenOptions, std::time::Duration) -> OpenOptions = OpenOptions::storage_timeout;
+    let _: fn(OpenOptions, bool) -> OpenOptions = OpenOptions::append_only;
     let _: fn() -> InitOptions = InitOptions::new;
     let _: fn(InitOptions, u32, u32) -> InitOptions = InitOptions::kdf;
     let _: fn(InitOptions, OpenOptions) -> InitOptions = InitOptions::open_options;
@@ -49,6 +65,9 @@ fn the_surface_has_exactly_these_signatures() {
     let _: fn(BackupOptions, String) -> BackupOptions = BackupOptions::exclude;
     let _: fn(BackupOptions, String) -> BackupOptions = BackupOptions::hostname;
     let _: fn(BackupOptions, bool) -> BackupOptions = BackupOptions::dry_run;
+    let _: fn(BackupOptions, bool) -> BackupOptions = BackupOptions::exclude_caches;
+    let _: fn(BackupOptions, bool) -> BackupOptions = BackupOptions::one_file_system;
+    let _: fn(BackupOptions, u64) -> BackupOptions = BackupOptions::exclude_larger_than;
     let _: fn(PathBuf) -> RestoreOptions = RestoreOptions::new;
     let _: fn(RestoreOptions, String) -> RestoreOptions = RestoreOptions::include;
     let _: fn(RestoreOptions, bool) -> RestoreOptions = RestoreOptions::verify;
@@ -85,6 +104,11 @@ fn the_surface_has_exactly_these_signatures() {
     let _ = |s: SnapshotInfo| {
         let _: (SnapshotId, (i64, u32), String, String, String) = (s.id, s.time, s.time_text, s.hostname, s.username);
         let _: (Vec<Vec<u8>>, Vec<String>, Option<String>, Option<SnapshotId>) = (s.paths, s.tags, s.note, s.parent);
+        let _: (Option<String>, Option<String>, Option<bool>) = (s.git_commit, s.git_branch, s.git_dirty);
+    };
+    let _ = |c: Change| -> (String, ChangeKind) { (c.path, c.kind) };
+    let _ = |c: CopyOutcome| -> (Vec<(SnapshotId, Option<SnapshotId>)>, Vec<SnapshotId>, u64) {
+        (c.copied, c.skipped, c.data_added)
     };
 }
 
@@ -258,4 +282,97 @@ fn credentials_come_from_a_file_or_a_command() {
     );
     let failing = Repository::open(&f.location(), &Credentials::PasswordCommand("exit 3".into()), &f.open).unwrap_err();
     assert!(failing.to_string().contains("failed"), "{failing}");
+}
+
+#[test]
+fn diff_copy_and_append_only_through_the_library() {
+    let f = Fixture::new();
+    let project = f.path("project");
+    std::fs::create_dir_all(project.join("src")).unwrap();
+    std::fs::write(project.join("src/lib.rs"), "pub fn a() {}\n").unwrap();
+    std::fs::write(project.join("old.txt"), "old").unwrap();
+    let mut repo = f.init();
+    let first = repo
+        .backup(&BackupOptions::new([&project]), &NoProgress)
+        .unwrap()
+        .snapshot
+        .unwrap();
+    std::fs::write(project.join("src/lib.rs"), "pub fn b() {}\n").unwrap();
+    std::fs::remove_file(project.join("old.txt")).unwrap();
+    std::fs::write(project.join("new.txt"), "new").unwrap();
+    repo.backup(&BackupOptions::new([&project]), &NoProgress).unwrap();
+
+    let changes: Vec<(String, ChangeKind)> = repo
+        .diff(&first.to_hex(), "latest")
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.path, c.kind))
+        .collect();
+    assert!(changes.contains(&("/new.txt".into(), ChangeKind::Added)), "{changes:?}");
+    assert!(
+        changes.contains(&("/old.txt".into(), ChangeKind::Removed)),
+        "{changes:?}"
+    );
+    assert!(
+        changes.contains(&("/src/lib.rs".into(), ChangeKind::Modified)),
+        "{changes:?}"
+    );
+    assert_eq!(repo.diff("latest", "latest").unwrap(), []);
+
+    // Copy into a second repository with another password; a second run copies nothing.
+    let init = InitOptions::new().kdf(1024, 1).open_options(f.open.clone());
+    let offsite = f.path("offsite");
+    let mut other = Repository::init(offsite.to_str().unwrap(), &Credentials::password("other"), &init).unwrap();
+    let done = repo.copy(&mut other, &[], &NoProgress).unwrap();
+    assert_eq!(done.copied.len(), 2);
+    assert!(done.copied.iter().all(|(_, to)| to.is_some()));
+    let again = repo.copy(&mut other, &["latest"], &NoProgress).unwrap();
+    assert!(again.copied.is_empty() && again.skipped.len() == 1);
+    let out = f.path("out");
+    other
+        .restore("latest", &RestoreOptions::new(&out), &NoProgress)
+        .unwrap();
+    assert_eq!(std::fs::read(out.join("src/lib.rs")).unwrap(), b"pub fn b() {}\n");
+    assert!(other.check(true, &NoProgress).unwrap().ok());
+
+    // Append-only: backups work, pruning is refused before anything changes.
+    let files = |dir: &Path| -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = walk(dir);
+        v.sort();
+        v
+    };
+    let mut ro = Repository::open(
+        &f.location(),
+        &Credentials::password("pw"),
+        &f.open.clone().append_only(true),
+    )
+    .unwrap();
+    ro.backup(&BackupOptions::new([&project]).tag("ro"), &NoProgress)
+        .unwrap();
+    let before = files(&f.path("repo/snapshots"));
+    let e = ro
+        .prune(&PruneOptions::new().forget(first.to_hex()), &NoProgress)
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Invalid);
+    assert!(e.to_string().contains("append-only"), "{e}");
+    let dry = ro
+        .prune(&PruneOptions::new().keep_last(1).dry_run(true), &NoProgress)
+        .unwrap();
+    assert_eq!(dry.forgotten.len(), 2);
+    assert_eq!(files(&f.path("repo/snapshots")), before);
+    assert_eq!(ro.snapshots().unwrap().len(), 3);
+}
+
+/// Every file below `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

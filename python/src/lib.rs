@@ -104,8 +104,55 @@ fn credentials(
     })
 }
 
-fn open_options(cache_dir: Option<PathBuf>, state_dir: Option<PathBuf>) -> pc::OpenOptions {
-    let mut o = pc::OpenOptions::new();
+/// The password arguments of open and init.
+type Given<'a> = (Option<&'a str>, Option<PathBuf>, Option<String>, bool);
+
+/// Location, credentials and open options from the arguments, then (with `config`) the
+/// program's environment and config files (read with the GIL released: a password
+/// command may run later, never here).
+#[allow(clippy::type_complexity)]
+fn resolve(
+    py: Python<'_>,
+    location: Option<String>,
+    (password, password_file, password_command, insecure_no_password): Given<'_>,
+    cache_dir: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    config: bool,
+    profile: Option<String>,
+) -> PyResult<(String, pc::Credentials, pc::OpenOptions, Option<Option<String>>)> {
+    let any_password =
+        password.is_some() || password_file.is_some() || password_command.is_some() || insecure_no_password;
+    let creds = credentials(password, password_file, password_command, insecure_no_password)?;
+    if !config {
+        let Some(location) = location else {
+            return Err(InvalidError::new_err(
+                "no location: give one, or leave config on to use the program's (PROJECTCLONE_REPO, repo in \
+                 config.toml, or the default repository)",
+            ));
+        };
+        return Ok((
+            location,
+            creds,
+            open_options(pc::OpenOptions::new(), cache_dir, state_dir),
+            None,
+        ));
+    }
+    let p = profile.clone();
+    let settings = py
+        .detach(move || pc::Settings::load(None, p.as_deref()))
+        .map_err(to_py)?;
+    let location = location.unwrap_or_else(|| settings.location().to_string());
+    let creds = if any_password {
+        creds
+    } else {
+        settings.credentials().map_err(to_py)?
+    };
+    let opts = open_options(settings.open_options(), cache_dir, state_dir);
+    Ok((location, creds, opts, Some(profile)))
+}
+
+fn open_options(base: pc::OpenOptions, cache_dir: Option<PathBuf>, state_dir: Option<PathBuf>) -> pc::OpenOptions {
+    let mut o = base;
     if let Some(c) = cache_dir {
         o = o.cache_dir(c);
     }
@@ -197,6 +244,12 @@ struct Snapshot {
     note: Option<String>,
     /// The id of the snapshot it was compared with, if any.
     parent: Option<String>,
+    /// The git commit checked out in the backed-up work tree, if it was one.
+    git_commit: Option<String>,
+    /// Its branch (None when detached or not a work tree).
+    git_branch: Option<String>,
+    /// Whether the work tree had changes not in that commit (None: not known).
+    git_dirty: Option<bool>,
 }
 
 impl Snapshot {
@@ -214,6 +267,9 @@ impl Snapshot {
             tags: s.tags,
             note: s.note,
             parent: s.parent.map(|p| p.to_hex()),
+            git_commit: s.git_commit,
+            git_branch: s.git_branch,
+            git_dirty: s.git_dirty,
         }
     }
 }
@@ -295,6 +351,34 @@ struct ExportResult {
     bytes_written: u64,
 }
 
+/// One path that differs between two snapshots.
+#[pyclass(module = "projectclone", frozen, get_all)]
+struct Change {
+    /// From the snapshots' root, starting with "/".
+    path: String,
+    /// "added", "removed", "modified" (contents), "metadata" (mode, owner, times or
+    /// xattrs only) or "type" (a file that became a folder, …).
+    kind: &'static str,
+}
+
+#[pymethods]
+impl Change {
+    fn __repr__(&self) -> String {
+        format!("Change({:?}, {:?})", self.path, self.kind)
+    }
+}
+
+/// What `Repository.copy` did.
+#[pyclass(module = "projectclone", frozen, get_all)]
+struct CopyResult {
+    /// (source snapshot id, id of its copy in the destination) of each snapshot copied.
+    copied: Vec<(String, Option<String>)>,
+    /// Ids of the source snapshots the destination already held.
+    skipped: Vec<String>,
+    /// Bytes of new packs written to the destination.
+    data_added: u64,
+}
+
 enum Listed {
     Entry(String, u64),
     Done(Result<(), pc::Error>),
@@ -350,6 +434,9 @@ fn snapshot_spec(s: &Bound<'_, PyAny>) -> PyResult<String> {
 struct Repository {
     inner: Arc<Mutex<pc::Repository>>,
     location: String,
+    /// Whether the program's config files and environment apply (and with which
+    /// profile): backups then take their settings for the project they back up.
+    config: Option<Option<String>>,
 }
 
 impl Repository {
@@ -381,12 +468,14 @@ impl Repository {
     fn opened(
         py: Python<'_>,
         location: String,
+        config: Option<Option<String>>,
         open: impl FnOnce(&str) -> pc::Result<pc::Repository> + Send,
     ) -> PyResult<Repository> {
         let repo = py.detach(|| open(&location)).map_err(to_py)?;
         Ok(Repository {
             inner: Arc::new(Mutex::new(repo)),
             location,
+            config,
         })
     }
 
@@ -413,34 +502,49 @@ impl Repository {
 #[pymethods]
 impl Repository {
     /// Open the repository at a location: a folder, "s3:…", "sftp:…", "rclone:…" or a
-    /// plugin store. Without password arguments the password comes from the environment
-    /// as for the program (PROJECTCLONE_PASSWORD_FILE, PROJECTCLONE_PASSWORD,
-    /// PROJECTCLONE_PASSWORD_COMMAND); the cache and state folders are the program's
-    /// unless given.
+    /// plugin store. As the program does, unless config=False: without a location, the
+    /// one of PROJECTCLONE_REPO, the config files (repo) or the default; without password
+    /// arguments, the password of PROJECTCLONE_PASSWORD_FILE, PROJECTCLONE_PASSWORD,
+    /// PROJECTCLONE_PASSWORD_COMMAND or the config files (password-file,
+    /// password-command); the cache folder of cache_dir, PROJECTCLONE_CACHE_DIR or the
+    /// config files; append-only from the config files unless append_only is given. The
+    /// files are $XDG_CONFIG_HOME/projectclone/config.toml (its [profile.NAME] with
+    /// profile or PROJECTCLONE_PROFILE) and the .projectclone.toml of the current folder,
+    /// and, for each backup, of the project backed up.
     #[staticmethod]
-    #[pyo3(signature = (location, password=None, *, password_file=None, password_command=None, insecure_no_password=false, cache_dir=None, state_dir=None))]
+    #[pyo3(signature = (location=None, password=None, *, password_file=None, password_command=None, insecure_no_password=false, cache_dir=None, state_dir=None, append_only=None, config=true, profile=None))]
     fn open(
         py: Python<'_>,
-        location: String,
+        location: Option<String>,
         password: Option<&str>,
         password_file: Option<PathBuf>,
         password_command: Option<String>,
         insecure_no_password: bool,
         cache_dir: Option<PathBuf>,
         state_dir: Option<PathBuf>,
+        append_only: Option<bool>,
+        config: bool,
+        profile: Option<String>,
     ) -> PyResult<Repository> {
-        let creds = credentials(password, password_file, password_command, insecure_no_password)?;
-        let opts = open_options(cache_dir, state_dir);
-        Repository::opened(py, location, move |loc| pc::Repository::open(loc, &creds, &opts))
+        let given = (password, password_file, password_command, insecure_no_password);
+        let (location, creds, opts, config) = resolve(py, location, given, cache_dir, state_dir, config, profile)?;
+        let opts = match append_only {
+            Some(on) => opts.append_only(on),
+            None => opts,
+        };
+        Repository::opened(py, location, config, move |loc| {
+            pc::Repository::open(loc, &creds, &opts)
+        })
     }
 
-    /// Create a repository at a location (nothing may be there yet) and open it. The key
-    /// derivation costs 64 MiB and 3 passes unless kdf_memory_kib / kdf_passes say less.
+    /// Create a repository at a location (nothing may be there yet) and open it; the
+    /// location, password and cache folder are found as for open. The key derivation
+    /// costs 64 MiB and 3 passes unless kdf_memory_kib / kdf_passes say less.
     #[staticmethod]
-    #[pyo3(signature = (location, password=None, *, password_file=None, password_command=None, insecure_no_password=false, cache_dir=None, state_dir=None, kdf_memory_kib=None, kdf_passes=None))]
+    #[pyo3(signature = (location=None, password=None, *, password_file=None, password_command=None, insecure_no_password=false, cache_dir=None, state_dir=None, kdf_memory_kib=None, kdf_passes=None, config=true, profile=None))]
     fn init(
         py: Python<'_>,
-        location: String,
+        location: Option<String>,
         password: Option<&str>,
         password_file: Option<PathBuf>,
         password_command: Option<String>,
@@ -449,13 +553,18 @@ impl Repository {
         state_dir: Option<PathBuf>,
         kdf_memory_kib: Option<u32>,
         kdf_passes: Option<u32>,
+        config: bool,
+        profile: Option<String>,
     ) -> PyResult<Repository> {
-        let creds = credentials(password, password_file, password_command, insecure_no_password)?;
-        let mut opts = pc::InitOptions::new().open_options(open_options(cache_dir, state_dir));
+        let given = (password, password_file, password_command, insecure_no_password);
+        let (location, creds, open, config) = resolve(py, location, given, cache_dir, state_dir, config, profile)?;
+        let mut opts = pc::InitOptions::new().open_options(open);
         if kdf_memory_kib.is_some() || kdf_passes.is_some() {
             opts = opts.kdf(kdf_memory_kib.unwrap_or(64 * 1024), kdf_passes.unwrap_or(3));
         }
-        Repository::opened(py, location, move |loc| pc::Repository::init(loc, &creds, &opts))
+        Repository::opened(py, location, config, move |loc| {
+            pc::Repository::init(loc, &creds, &opts)
+        })
     }
 
     /// Where the repository is, as given.
@@ -500,7 +609,33 @@ impl Repository {
         dry_run: bool,
         progress: Option<Py<PyAny>>,
     ) -> PyResult<BackupResult> {
+        // The settings of the project backed up (its .projectclone.toml), as the program
+        // takes them; a list given here replaces the files' list, as a flag does.
+        let (mut tags, mut exclude, mut host) = (tags, exclude, host);
         let mut opts = pc::BackupOptions::new(&paths).dry_run(dry_run);
+        if let (Some(profile), Some(first)) = (&self.config, paths.first()) {
+            let dir = if first.is_dir() {
+                first.clone()
+            } else {
+                first.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."))
+            };
+            let profile = profile.clone();
+            let s = py
+                .detach(move || pc::Settings::load(Some(&dir), profile.as_deref()))
+                .map_err(to_py)?;
+            if tags.is_empty() {
+                tags = s.tags().to_vec();
+            }
+            if exclude.is_empty() {
+                exclude = s.excludes().to_vec();
+            }
+            host = host.or_else(|| s.host().map(String::from));
+            let (caches, one_fs, larger) = s.backup_rules();
+            opts = opts.exclude_caches(caches).one_file_system(one_fs);
+            if let Some(n) = larger {
+                opts = opts.exclude_larger_than(n);
+            }
+        }
         for t in tags {
             opts = opts.tag(t);
         }
@@ -660,6 +795,68 @@ impl Repository {
         )
     }
 
+    /// What changed from one snapshot to another (ids, prefixes, "latest" or Snapshots),
+    /// in path order.
+    fn diff(&self, py: Python<'_>, old: &Bound<'_, PyAny>, new: &Bound<'_, PyAny>) -> PyResult<Vec<Change>> {
+        let (a, b) = (snapshot_spec(old)?, snapshot_spec(new)?);
+        let changes = self.with(py, move |r| r.diff(&a, &b))?;
+        Ok(changes
+            .into_iter()
+            .map(|c| Change {
+                kind: match c.kind {
+                    pc::ChangeKind::Added => "added",
+                    pc::ChangeKind::Removed => "removed",
+                    pc::ChangeKind::Modified => "modified",
+                    pc::ChangeKind::Metadata => "metadata",
+                    _ => "type",
+                },
+                path: c.path,
+            })
+            .collect())
+    }
+
+    /// Copy snapshots (ids, prefixes, "latest" or Snapshots; none given: all) into another
+    /// open repository, re-encrypted with its keys and deduplicated against its data. The
+    /// ones it already holds are skipped, so running it again copies only what is new.
+    #[pyo3(signature = (to, snapshots=Vec::new(), *, progress=None))]
+    fn copy(
+        &self,
+        py: Python<'_>,
+        to: PyRef<'_, Repository>,
+        snapshots: Vec<Bound<'_, PyAny>>,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<CopyResult> {
+        let specs = snapshots.iter().map(snapshot_spec).collect::<PyResult<Vec<_>>>()?;
+        if Arc::ptr_eq(&self.inner, &to.inner) {
+            return Err(InvalidError::new_err(
+                "copy: the destination is this same Repository object: open the other repository",
+            ));
+        }
+        let dst = to.inner.clone();
+        let out = self.with_progress(py, progress, move |r, cb| {
+            let mut d = match dst.try_lock() {
+                Ok(d) => d,
+                Err(TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(TryLockError::WouldBlock) => {
+                    return Err(pc::Error::Invalid(
+                        "the destination Repository is busy with another call or an unfinished ls() iterator".into(),
+                    ));
+                }
+            };
+            let specs: Vec<&str> = specs.iter().map(String::as_str).collect();
+            r.copy(&mut d, &specs, cb)
+        })?;
+        Ok(CopyResult {
+            copied: out
+                .copied
+                .iter()
+                .map(|(a, b)| (a.to_hex(), b.map(|b| b.to_hex())))
+                .collect(),
+            skipped: out.skipped.iter().map(|s| s.to_hex()).collect(),
+            data_added: out.data_added,
+        })
+    }
+
     /// Write a snapshot as a tar archive (.tar, .tar.gz/.tgz or .tar.zst as the name
     /// says) with a SHA-256 manifest beside it.
     #[pyo3(signature = (snapshot, path, *, progress=None))]
@@ -695,6 +892,8 @@ fn projectclone_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PruneResult>()?;
     m.add_class::<ExportResult>()?;
     m.add_class::<LsIterator>()?;
+    m.add_class::<Change>()?;
+    m.add_class::<CopyResult>()?;
     m.add("ProjectcloneError", py.get_type::<ProjectcloneError>())?;
     m.add("NotFoundError", py.get_type::<NotFoundError>())?;
     m.add("WrongPasswordError", py.get_type::<WrongPasswordError>())?;

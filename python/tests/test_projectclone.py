@@ -14,8 +14,20 @@ KDF = dict(kdf_memory_kib=1024, kdf_passes=1)
 @pytest.fixture
 def env(tmp_path, monkeypatch):
     """A project tree, a repository location, and cache and state folders of the test's own."""
-    for var in ("PROJECTCLONE_PASSWORD", "PROJECTCLONE_PASSWORD_FILE", "PROJECTCLONE_PASSWORD_COMMAND"):
+    for var in (
+        "PROJECTCLONE_PASSWORD",
+        "PROJECTCLONE_PASSWORD_FILE",
+        "PROJECTCLONE_PASSWORD_COMMAND",
+        "PROJECTCLONE_REPO",
+        "PROJECTCLONE_CACHE_DIR",
+        "PROJECTCLONE_PROFILE",
+    ):
         monkeypatch.delenv(var, raising=False)
+    # The program's config files and memory of this test's own.
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
     project = tmp_path / "project"
     (project / "src").mkdir(parents=True)
     (project / "src" / "main.py").write_text("print('hello')\n")
@@ -177,3 +189,128 @@ def test_large_listings_are_iterators(env):
     files = [p for p, _ in [first] + rest if p.startswith("/many/")]
     assert len(files) == 3000
     assert len(repo.snapshots()) == 1
+
+
+def write_user_config(env, text):
+    f = env["tmp"] / "config" / "projectclone" / "config.toml"
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.write_text(text)
+    return f
+
+
+def test_the_config_files_give_location_password_cache_and_backup_settings(env):
+    pw = env["tmp"] / "pw.txt"
+    pw.write_text("from-file\n")
+    cache = env["tmp"] / "config-cache"
+    work = env["tmp"] / "work-repo"
+    write_user_config(
+        env,
+        f"""
+repo = "{env['location']}"
+password-file = "{pw}"
+cache-dir = "{cache}"
+exclude = ["build/"]
+tags = ["everyday"]
+
+[profile.work]
+repo = "{work}"
+""",
+    )
+    # No location and no password given: both from the user file, as the program takes them.
+    repo = pc.Repository.init(**KDF)
+    assert repo.location == env["location"]
+    assert cache.is_dir() and any(cache.iterdir())
+    done = repo.backup([env["project"]])
+    snap = repo.snapshot(done.snapshot_id)
+    assert snap.tags == ["everyday"]
+    assert not any("build" in p for p, _ in repo.ls("latest"))
+    # A list given here replaces the file's, as a flag does.
+    repo.backup([env["project"]], tags=["manual"], exclude=["*.bin"])
+    listed = dict(repo.ls("latest"))
+    assert repo.snapshot("latest").tags == ["manual"]
+    assert "/build/out.o" in listed and "/data.bin" not in listed
+
+    # The project's own file is above the user file for what it backs up.
+    (env["project"] / ".projectclone.toml").write_text('tags = ["app"]\nexclude-larger-than = "100K"\n')
+    repo.backup([env["project"]])
+    listed = dict(repo.ls("latest"))
+    assert repo.snapshot("latest").tags == ["app"]
+    assert "/data.bin" not in listed and "/src/main.py" in listed
+
+    # A profile chooses another repository; the file's password still applies.
+    other = pc.Repository.init(profile="work", **KDF)
+    assert other.location == str(work) and other.snapshots() == []
+    with pytest.raises(pc.InvalidError, match="nope"):
+        pc.Repository.open(profile="nope")
+
+    # The environment is above the files; config=False ignores both.
+    os.environ["PROJECTCLONE_REPO"] = str(work)
+    try:
+        assert pc.Repository.open().location == str(work)
+    finally:
+        del os.environ["PROJECTCLONE_REPO"]
+    with pytest.raises(pc.InvalidError, match="no location"):
+        pc.Repository.open(config=False)
+    with pytest.raises(pc.WrongPasswordError):
+        pc.Repository.open(env["location"], config=False, **env["dirs"])
+
+    # A bad file is an error naming the file and line, even for a key this call does not use.
+    write_user_config(env, 'repo = "x"\ncompression = "brotli"\n')
+    with pytest.raises(pc.InvalidError, match=r"config.toml:2"):
+        pc.Repository.open()
+
+
+def test_append_only_from_a_config_file_refuses_deletion(env):
+    repo = new_repo(env)
+    repo.backup([env["project"]])
+    (env["tmp"] / "work").mkdir()
+    (env["tmp"] / "work" / ".projectclone.toml").write_text("append-only = true\n")
+    os.chdir(env["tmp"] / "work")
+    ro = pc.Repository.open(env["location"], "pw", **env["dirs"])
+    ro.backup([env["project"]])
+    with pytest.raises(pc.InvalidError, match="append-only"):
+        ro.forget(["latest"])
+    assert ro.forget(keep_last=1, dry_run=True).forgotten
+    assert len(ro.snapshots()) == 2
+    with pytest.raises(pc.InvalidError, match="append-only"):
+        pc.Repository.open(env["location"], "pw", append_only=True, config=False, **env["dirs"]).prune()
+    # Told otherwise, it deletes.
+    rw = pc.Repository.open(env["location"], "pw", append_only=False, **env["dirs"])
+    assert len(rw.forget(keep_last=1).forgotten) == 1
+
+
+def test_diff_copy_and_git_state(env):
+    subprocess.run(["git", "init", "-q", "-b", "main", env["project"]], check=True)
+    git = ["git", "-C", env["project"], "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(git + ["add", "-A"], check=True)
+    subprocess.run(git + ["commit", "-q", "-m", "one"], check=True)
+    head = subprocess.run(git + ["rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+
+    repo = new_repo(env)
+    first = repo.backup([env["project"]], exclude=[".git/"])
+    snap = repo.snapshot(first.snapshot_id)
+    assert (snap.git_commit, snap.git_branch, snap.git_dirty) == (head, "main", False)
+
+    (env["project"] / "src" / "main.py").write_text("print('changed')\n")
+    (env["project"] / "new.txt").write_text("new")
+    (env["project"] / "build" / "out.o").unlink()
+    repo.backup([env["project"]], exclude=[".git/"])
+    assert repo.snapshot("latest").git_dirty is True
+    changes = {c.path: c.kind for c in repo.diff(first.snapshot_id, "latest")}
+    assert changes["/new.txt"] == "added"
+    assert changes["/src/main.py"] == "modified"
+    assert changes["/build/out.o"] == "removed"
+    assert "/data.bin" not in changes
+
+    offsite = pc.Repository.init(str(env["tmp"] / "offsite"), "other", **env["dirs"], **KDF)
+    copied = repo.copy(offsite)
+    assert len(copied.copied) == 2 and copied.data_added > 300_000
+    again = repo.copy(offsite, ["latest"])
+    assert again.copied == [] and len(again.skipped) == 1
+    with pytest.raises(pc.InvalidError, match="same Repository"):
+        repo.copy(repo)
+    out = env["tmp"] / "from-offsite"
+    offsite.restore("latest", out)
+    assert (out / "data.bin").read_bytes() == (env["project"] / "data.bin").read_bytes()
+    assert (out / "src" / "main.py").read_text() == "print('changed')\n"
+    assert offsite.check(read_data=True).ok

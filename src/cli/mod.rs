@@ -1,9 +1,10 @@
 //! Command-line interface: argument definitions, repository/password resolution, and
 //! one function per subcommand. `output` is the only place that prints results.
 
+use projectclone::config;
+
 mod beyond;
 mod completions;
-mod config;
 mod encrypt;
 pub mod failure;
 mod git;
@@ -910,16 +911,7 @@ pub fn init_logging(cli: &Cli) {
     report::init(cli.quiet, cli.verbose, cli.log_json);
 }
 
-/// The user config file: `$XDG_CONFIG_HOME/projectclone/config.toml`.
-fn user_config_path() -> Option<PathBuf> {
-    directories::BaseDirs::new().map(|d| d.config_dir().join("projectclone").join("config.toml"))
-}
-
-/// Where this client keeps what it remembers (trusted projects, repository pins):
-/// `$XDG_STATE_HOME/projectclone`.
-fn state_base() -> Option<PathBuf> {
-    directories::BaseDirs::new().and_then(|b| b.state_dir().map(|d| d.join("projectclone")))
-}
+use config::{state_base, user_config_path};
 
 /// The directory whose `.projectclone.toml` applies: the first path a backup names, else
 /// the current directory.
@@ -949,6 +941,7 @@ fn load_config_files(cli: &Cli) -> Result<config::Files> {
         trusted.as_ref(),
         strict,
     )
+    .map_err(Into::into)
 }
 
 /// Run a password command (`sh -c`): its standard output, less one trailing newline, is
@@ -1065,9 +1058,8 @@ impl Ctx {
             let loc = Location::parse(&r).with_context(|| format!("repo of the {}", s.source))?;
             return Ok((loc, false));
         }
-        let dirs =
-            directories::BaseDirs::new().ok_or_else(|| anyhow!("cannot find the home directory; give --repo"))?;
-        Ok((Location::Local(dirs.data_dir().join("projectclone").join("repo")), true))
+        let repo = config::default_repo().ok_or_else(|| anyhow!("cannot find the home directory; give --repo"))?;
+        Ok((Location::Local(repo), true))
     }
 
     /// How the repository's store is reached: rate limits, storage class, endpoint,

@@ -263,7 +263,7 @@ pub fn route(argv: Vec<OsString>) -> Vec<OsString> {
         let msg = format!(
             "unrecognized subcommand '{word}'\n\n  tip: a similar subcommand exists: '{name}'\n  \
              tip: to back up with the note '{word}', run `projectclone backup --note {}`",
-            super::config::shell_quote(&word)
+            projectclone::config::shell_quote(&word)
         );
         cmd.error(ErrorKind::InvalidSubcommand, msg).exit();
     }
@@ -295,7 +295,7 @@ pub fn route(argv: Vec<OsString>) -> Vec<OsString> {
         "unrecognized subcommand '{word}'\n\n  tip: the commands are listed by `projectclone --help` \
          (projectclone [OPTIONS] COMMAND …)\n  tip: the older tool's syntax is {SYNOPSIS}; without a terminal it \
          needs one of its flags, e.g. `projectclone {} --yes`",
-        super::config::shell_quote(&word)
+        projectclone::config::shell_quote(&word)
     );
     cmd.error(ErrorKind::InvalidSubcommand, msg).exit()
 }
@@ -414,7 +414,7 @@ pub(super) fn run(ctx: &Ctx, a: &OldArgs) -> Result<u8> {
     let dest = match &a.dest {
         Some(d) => d.clone(),
         None => match files.export_key(|t| t.dest.as_ref()) {
-            Some(s) => PathBuf::from(super::config::expand(&s.value).map_err(|e| anyhow!("{}: {e}", s.source))?),
+            Some(s) => PathBuf::from(projectclone::config::expand(&s.value).map_err(|e| anyhow!("{}: {e}", s.source))?),
             None => default_dest().ok_or_else(|| anyhow!("cannot find the home directory; give --dest DIR"))?,
         },
     };
@@ -530,11 +530,14 @@ fn default_dest() -> Option<PathBuf> {
 
 /// `config`'s rows for the `[export]` table: `export.dest` (expanded) and `export.keep`
 /// (none: all views are kept), each with where it came from.
-pub fn config_rows(files: &super::config::Files, row: &mut impl FnMut(&str, serde_json::Value, super::config::Source)) {
-    use super::config::Source;
+pub fn config_rows(
+    files: &projectclone::config::Files,
+    row: &mut impl FnMut(&str, serde_json::Value, projectclone::config::Source),
+) {
+    use projectclone::config::Source;
     match files.export_key(|t| t.dest.as_ref()) {
         Some(s) => {
-            let value = super::config::expand(&s.value).unwrap_or(s.value);
+            let value = projectclone::config::expand(&s.value).unwrap_or(s.value);
             row("export.dest", value.into(), s.source)
         }
         None => row(

@@ -365,17 +365,20 @@ pub fn suggestion(json: bool, dir: &Path, source: &str, days: u32, offset: i32, 
     let install = match &s.on_calendar {
         Some(c) => format!(
             "projectclone schedule install {} --on-calendar {}",
-            super::config::shell_quote(&local_path(dir)),
-            super::config::shell_quote(c)
+            projectclone::config::shell_quote(&local_path(dir)),
+            projectclone::config::shell_quote(c)
         ),
         None => format!(
             "projectclone schedule install {} --every weekly",
-            super::config::shell_quote(&local_path(dir))
+            projectclone::config::shell_quote(&local_path(dir))
         ),
     };
-    let watch = s
-        .watch
-        .then(|| format!("projectclone watch {}", super::config::shell_quote(&local_path(dir))));
+    let watch = s.watch.then(|| {
+        format!(
+            "projectclone watch {}",
+            projectclone::config::shell_quote(&local_path(dir))
+        )
+    });
     if json {
         let mut v = serde_json::to_value(s).expect("serialisable");
         v["source"] = source.into();

@@ -17,11 +17,20 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Result, anyhow, bail};
+use crate::error::{Error, Result};
+
+/// An invalid setting: the message says what, where and what to do.
+macro_rules! invalid {
+    ($($t:tt)*) => { Error::Invalid(format!($($t)*)) };
+}
+
+macro_rules! bail {
+    ($($t:tt)*) => { return Err(invalid!($($t)*)) };
+}
 use serde::Deserialize;
 use toml::Spanned;
 
-use projectclone::compress::Compression;
+use crate::compress::Compression;
 
 /// The project file's name.
 pub const PROJECT_FILE: &str = ".projectclone.toml";
@@ -216,8 +225,8 @@ impl LoadedFile {
         self.text[..at.min(self.text.len())].matches('\n').count() + 1
     }
 
-    fn err(&self, span: Range<usize>, key: &str, msg: &str) -> anyhow::Error {
-        anyhow!("{}:{}: `{key}`: {msg}", self.path.display(), self.line(span.start))
+    fn err(&self, span: Range<usize>, key: &str, msg: &str) -> Error {
+        invalid!("{}:{}: `{key}`: {msg}", self.path.display(), self.line(span.start))
     }
 }
 
@@ -275,7 +284,7 @@ pub fn load(path: &Path, user_file: bool) -> Result<Option<LoadedFile>> {
 /// Check every value of `l` (read from `f`).
 fn check_layer(f: &LoadedFile, l: &Layer) -> Result<()> {
     if let Some(v) = &l.exclude_larger_than {
-        projectclone::backup::parse_size(v.get_ref()).map_err(|e| f.err(v.span(), "exclude-larger-than", &e))?;
+        crate::backup::parse_size(v.get_ref()).map_err(|e| f.err(v.span(), "exclude-larger-than", &e))?;
     }
     if let Some(c) = &l.compression {
         c.get_ref()
@@ -313,14 +322,13 @@ fn check_layer(f: &LoadedFile, l: &Layer) -> Result<()> {
     }
     if let Some(g) = &l.group_by {
         g.get_ref()
-            .parse::<projectclone::select::GroupBy>()
+            .parse::<crate::select::GroupBy>()
             .map_err(|e| f.err(g.span(), "group-by", &e))?;
     }
     if let Some(r) = &l.retention
         && let Some(w) = &r.get_ref().keep_within
     {
-        projectclone::prune::policy::parse_within(w)
-            .map_err(|e| f.err(r.span(), "retention.keep-within", &e.to_string()))?;
+        crate::prune::policy::parse_within(w).map_err(|e| f.err(r.span(), "retention.keep-within", &e.to_string()))?;
     }
     if let Some(x) = &l.export {
         if let Some(d) = &x.get_ref().dest {
@@ -359,7 +367,7 @@ fn check_layer(f: &LoadedFile, l: &Layer) -> Result<()> {
                     return Err(f.err(n.span(), &key, "give url (an http:// or https:// endpoint) or plugin"));
                 }
                 (Some(p), true) => {
-                    if !projectclone::backend::plugin::valid_name(p) {
+                    if !crate::backend::plugin::valid_name(p) {
                         return Err(f.err(
                             n.span(),
                             &format!("{key}.plugin"),
@@ -418,6 +426,22 @@ pub fn expand(s: &str) -> std::result::Result<String, String> {
         .map_err(|e| format!("{s:?}: ${} is not set", e.var_name))
 }
 
+/// The user config file: `$XDG_CONFIG_HOME/projectclone/config.toml`.
+pub fn user_config_path() -> Option<PathBuf> {
+    directories::BaseDirs::new().map(|d| d.config_dir().join("projectclone").join("config.toml"))
+}
+
+/// Where a client keeps what it remembers (trusted projects, repository pins):
+/// `$XDG_STATE_HOME/projectclone`.
+pub fn state_base() -> Option<PathBuf> {
+    directories::BaseDirs::new().and_then(|b| b.state_dir().map(|d| d.join("projectclone")))
+}
+
+/// The default repository: `$XDG_DATA_HOME/projectclone/repo`.
+pub fn default_repo() -> Option<PathBuf> {
+    directories::BaseDirs::new().map(|d| d.data_dir().join("projectclone").join("repo"))
+}
+
 /// The nearest project file at or above `dir`.
 pub fn find_project_file(dir: &Path) -> Option<PathBuf> {
     let start = std::path::absolute(dir).ok()?;
@@ -439,9 +463,9 @@ impl TrustedDirs {
 
     pub fn list(&self) -> Result<Vec<PathBuf>> {
         match std::fs::read(&self.path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| anyhow!("{}: {e}; fix or remove it", self.path.display())),
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| invalid!("{}: {e}; fix or remove it", self.path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(anyhow!("{}: {e}", self.path.display())),
+            Err(e) => Err(invalid!("{}: {e}", self.path.display())),
         }
     }
 
@@ -454,7 +478,7 @@ impl TrustedDirs {
 
     /// Trust (`true`) or stop trusting `dir`. Returns its canonical path.
     pub fn set(&self, dir: &Path, trusted: bool) -> Result<PathBuf> {
-        let c = std::fs::canonicalize(dir).map_err(|e| anyhow!("{}: {e}", dir.display()))?;
+        let c = std::fs::canonicalize(dir).map_err(|e| invalid!("{}: {e}", dir.display()))?;
         let mut l = self.list()?;
         l.retain(|d| d != &c);
         if trusted {
@@ -467,11 +491,15 @@ impl TrustedDirs {
                 .recursive(true)
                 .mode(0o700)
                 .create(parent)
-                .map_err(|e| anyhow!("{}: {e}", parent.display()))?;
+                .map_err(|e| invalid!("{}: {e}", parent.display()))?;
         }
         let tmp = self.path.with_extension(format!("tmp-{:08x}", rand::random::<u32>()));
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&l)?).map_err(|e| anyhow!("{}: {e}", tmp.display()))?;
-        std::fs::rename(&tmp, &self.path).map_err(|e| anyhow!("{}: {e}", self.path.display()))?;
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(&l).map_err(|e| invalid!("{}: {e}", tmp.display()))?,
+        )
+        .map_err(|e| invalid!("{}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, &self.path).map_err(|e| invalid!("{}: {e}", self.path.display()))?;
         Ok(c)
     }
 }
