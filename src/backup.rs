@@ -980,10 +980,7 @@ impl Walker<'_> {
             self.error(p, e);
         }
         if listing.cache_dir {
-            let why = format!(
-                "holds a {} (--exclude-caches): only the tag is kept",
-                rules::CACHEDIR_TAG
-            );
+            let why = format!("holds a {} (exclude-caches): only the tag is kept", rules::CACHEDIR_TAG);
             let p = crate::format_name(path.as_os_str().as_bytes());
             tracing::info!(id = "backup.skipped", path = %p, reason = %why, "skipped: {p}: {why}");
             self.skipped.push((path.to_path_buf(), why));

@@ -606,7 +606,7 @@ fn check_inner(
             repo.index.note_damage(pack, None, why, now)?;
         } else if !pc.bad.is_empty() {
             let why = if *rd {
-                "failed to authenticate (check --read-data)"
+                "failed to authenticate when read in full"
             } else {
                 "the index lists it where the pack's header does not"
             };

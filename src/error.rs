@@ -28,9 +28,19 @@ pub enum Error {
         "{0} has no key that opens without a password (it was made with one, or its password-less key was removed)"
     )]
     NoPasswordlessKey(String),
+    /// A password was given, but only a password-less key is there: refused, so that a key
+    /// file planted without a password never takes a password-protected repository over.
+    /// The program adds how to open without one.
+    #[error(
+        "{0} opens only without a password (its key is stored in clear), and a password was given: refused, so that \
+         a key file planted without a password never takes a password-protected repository over. If this \
+         repository is meant to have no password, open it without one"
+    )]
+    PasswordlessOnly(String),
     #[error("{0}")]
     TrustChanged(String),
-    #[error("{0} is not a projectclone repository (no config file); create one with `projectclone init`")]
+    /// The program adds how to create one.
+    #[error("{0} is not a projectclone repository (no config file): create one first, or name another location")]
     NotARepository(String),
     #[error("repository {0} already exists")]
     AlreadyExists(String),
@@ -44,9 +54,8 @@ pub enum Error {
     AmbiguousSnapshot(String),
     #[error("path not found in snapshot: {0}")]
     PathNotInSnapshot(String),
-    #[error(
-        "repository is locked by {0}; wait for it to finish. If its holder is gone, `projectclone unlock` removes the lock once it is stale (at once on its own host when the process has exited); `projectclone unlock --remove-all` removes it now"
-    )]
+    /// The program adds how to remove a lock whose holder is gone.
+    #[error("repository is locked by {0}; wait for it to finish, or remove the lock if its holder is gone")]
     Locked(String),
     /// A lock object could not be written into `dir` (the repository's `locks/`).
     #[error("could not write a lock in {dir}: {source}")]
@@ -124,9 +133,10 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::NotARepository(_) | Error::SnapshotNotFound(_) | Error::PathNotInSnapshot(_) => ErrorKind::NotFound,
-            Error::WrongPassword(_) | Error::PasswordRequired(_) | Error::NoPasswordlessKey(_) => {
-                ErrorKind::WrongPassword
-            }
+            Error::WrongPassword(_)
+            | Error::PasswordRequired(_)
+            | Error::NoPasswordlessKey(_)
+            | Error::PasswordlessOnly(_) => ErrorKind::WrongPassword,
             Error::Locked(_) => ErrorKind::Locked,
             Error::Corrupt(_) | Error::Hostile(_) | Error::TrustChanged(_) => ErrorKind::Damaged,
             Error::Unsupported(_) => ErrorKind::Unsupported,
@@ -247,6 +257,8 @@ mod tests {
             ),
             (Error::WrongPassword("r".into()), ErrorKind::WrongPassword),
             (Error::PasswordRequired("r".into()), ErrorKind::WrongPassword),
+            (Error::NoPasswordlessKey("r".into()), ErrorKind::WrongPassword),
+            (Error::PasswordlessOnly("r".into()), ErrorKind::WrongPassword),
             (Error::Locked("h".into()), ErrorKind::Locked),
             (Error::Corrupt("c".into()), ErrorKind::Damaged),
             (Error::Hostile("h".into()), ErrorKind::Damaged),
@@ -275,6 +287,10 @@ mod tests {
         ];
         for (e, k) in cases {
             assert_eq!(e.kind(), k, "{e:?}");
+            // The library's own words name no flag and no command of the program: a
+            // library caller has neither (the program adds its hints).
+            let text = e.to_string();
+            assert!(!text.contains("--") && !text.contains("`projectclone "), "{text}");
         }
     }
 }

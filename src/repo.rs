@@ -116,8 +116,8 @@ pub fn make_key_file(repo_id: &[u8; 32], keys: &Keys, password: Option<&[u8]>, k
 fn refuse_empty_password(password: Option<&[u8]>) -> Result<()> {
     if password.is_some_and(|p| p.is_empty()) {
         return Err(Error::Invalid(
-            "the password is empty: give a non-empty password (a key without one is made only by \
-             `init --insecure-no-password`)"
+            "the password is empty: give a non-empty password (a key without a password is made only \
+             on purpose, for a repository created insecure)"
                 .into(),
         ));
     }
@@ -448,13 +448,7 @@ impl Repository {
                         .is_ok_and(|k| k.kdf.is_some())
                 });
                 if !any_password_key {
-                    return Err(Error::Invalid(format!(
-                        "{} opens only without a password (its key is stored in clear), and a password was given: \
-                         refused, so that a key file planted without a password never takes a password-protected \
-                         repository over. If this repository is meant to have no password, give \
-                         --insecure-no-password (and no password)",
-                        backend.location()
-                    )));
+                    return Err(Error::PasswordlessOnly(backend.location()));
                 }
             }
             if password.is_none() && opts.insecure_no_password {

@@ -34,7 +34,7 @@ impl Rules {
     /// `source_dev`: the device of the source this entry is under.
     pub fn entry(&self, md: &std::fs::Metadata, source_dev: u64) -> Verdict {
         if self.one_file_system && md.dev() != source_dev {
-            let why = "on another file system (--one-file-system)";
+            let why = "on another file system (one-file-system)";
             return if md.is_dir() {
                 Verdict::EmptyDir(format!("{why}: kept as an empty directory"))
             } else {
@@ -46,7 +46,7 @@ impl Rules {
             && md.len() > limit
         {
             return Verdict::Skip(format!(
-                "{} is larger than {} (--exclude-larger-than)",
+                "{} is larger than {} (exclude-larger-than)",
                 bytesize::ByteSize(md.len()).display().iec(),
                 bytesize::ByteSize(limit).display().iec()
             ));

@@ -162,8 +162,9 @@ pub fn command_failed(e: &anyhow::Error) {
     report::error("command.failed", &msg, &[]);
 }
 
-/// Where the program takes a password from, after the library's password errors (which
-/// name no flags: a library caller gives `Credentials`).
+/// The program's own way out after the library's errors, which name no flags and no
+/// commands (a library caller gives `Credentials`, and unlocks with the program): where it
+/// takes a password from, how it removes a lock.
 fn password_hint(e: &anyhow::Error) -> &'static str {
     match e.chain().find_map(|c| c.downcast_ref::<projectclone::Error>()) {
         Some(projectclone::Error::WrongPassword(_)) => " (check --password-file / PROJECTCLONE_PASSWORD)",
@@ -174,6 +175,12 @@ fn password_hint(e: &anyhow::Error) -> &'static str {
         Some(projectclone::Error::NoPasswordlessKey(_)) => {
             "; leave the flag out (--insecure-no-password) and give --password-file F, \
              PROJECTCLONE_PASSWORD_FILE or PROJECTCLONE_PASSWORD"
+        }
+        Some(projectclone::Error::NotARepository(_)) => " (`projectclone init` creates one)",
+        Some(projectclone::Error::PasswordlessOnly(_)) => ": give --insecure-no-password (and no password)",
+        Some(projectclone::Error::Locked(_)) => {
+            ": `projectclone unlock` removes it once it is stale (at once on its own host when the process has \
+             exited); `projectclone unlock --remove-all` removes it now"
         }
         _ => "",
     }

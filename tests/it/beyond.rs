@@ -480,15 +480,15 @@ fn the_rules_as_config_keys_of_an_untrusted_project_file_with_flags_first() {
     reasons.sort();
     assert_eq!(reasons.len(), 3, "{reasons:#?}");
     assert!(
-        reasons[0].contains("big.bin") && reasons[0].contains("--exclude-larger-than"),
+        reasons[0].contains("big.bin") && reasons[0].contains("(exclude-larger-than)"),
         "{reasons:#?}"
     );
     assert!(
-        reasons[1].contains("src/cache:") && reasons[1].contains("--exclude-caches"),
+        reasons[1].contains("src/cache:") && reasons[1].contains("(exclude-caches)"),
         "{reasons:#?}"
     );
     assert!(
-        reasons[2].contains("src/mnt:") && reasons[2].contains("--one-file-system"),
+        reasons[2].contains("src/mnt:") && reasons[2].contains("(one-file-system)"),
         "{reasons:#?}"
     );
 
