@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
@@ -1247,21 +1247,7 @@ impl Walker<'_> {
     /// Read a regular file once, through one descriptor: metadata (fstat) and bytes belong
     /// to the same version of the file.
     fn read_file_once(&mut self, full: &Path) -> std::io::Result<FileRead> {
-        let open = |noatime: bool| {
-            let mut flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
-            if noatime {
-                flags |= rustix::fs::OFlags::NOATIME;
-            }
-            std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(flags.bits() as i32)
-                .open(full)
-        };
-        let f = match open(true) {
-            Ok(f) => f,
-            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error()) => open(false)?,
-            Err(e) => return Err(e),
-        };
+        let f = crate::platform::open_for_reading(full)?;
         let md = f.metadata()?;
         if !md.is_file() {
             return Err(std::io::Error::other("changed type while being read"));

@@ -64,9 +64,8 @@ impl Credentials {
                 if let Some(f) = std::env::var_os("PROJECTCLONE_PASSWORD_FILE") {
                     return read_password_file(Path::new(&f)).map(Some);
                 }
-                if let Some(p) = std::env::var_os("PROJECTCLONE_PASSWORD") {
-                    use std::os::unix::ffi::OsStringExt;
-                    return Ok(Some(Zeroizing::new(p.into_vec())));
+                if let Some(p) = crate::platform::env_bytes("PROJECTCLONE_PASSWORD") {
+                    return Ok(Some(Zeroizing::new(p)));
                 }
                 if let Ok(c) = std::env::var("PROJECTCLONE_PASSWORD_COMMAND") {
                     return run_password_command(&c).map(Some);
@@ -281,12 +280,7 @@ impl OpenOptions {
             return s.clone();
         }
         let dir = directories::BaseDirs::new().and_then(|b| b.state_dir().map(|d| d.join("projectclone")))?;
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir.join("repos"))
-            .ok()?;
+        crate::platform::create_private_dirs(&dir.join("repos")).ok()?;
         Some(dir)
     }
 }

@@ -486,12 +486,7 @@ impl TrustedDirs {
         }
         l.sort();
         if let Some(parent) = self.path.parent() {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(parent)
-                .map_err(|e| invalid!("{}: {e}", parent.display()))?;
+            crate::platform::create_private_dirs(parent).map_err(|e| invalid!("{}: {e}", parent.display()))?;
         }
         let tmp = self.path.with_extension(format!("tmp-{:08x}", rand::random::<u32>()));
         std::fs::write(

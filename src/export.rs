@@ -1712,7 +1712,7 @@ fn incremental(
         _ => None,
     };
     res.previous = base.as_ref().map(|b| dir.join(b));
-    let is_root = rustix::process::geteuid().is_root();
+    let is_root = crate::platform::is_root();
     let mut link: HashSet<Vec<u8>> = HashSet::new();
     if let Some(root) = &prev_root {
         let chunkers = repo.file_chunkers();

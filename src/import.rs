@@ -192,7 +192,7 @@ fn unpack(archive: &Path) -> Result<tempfile::TempDir> {
     ar.set_preserve_permissions(true);
     ar.set_preserve_mtime(true);
     ar.set_unpack_xattrs(true);
-    ar.set_preserve_ownerships(rustix::process::geteuid().is_root());
+    ar.set_preserve_ownerships(crate::platform::is_root());
     ar.set_overwrite(false);
     // As `Archive::unpack` does: directories last, deepest first, so a read-only directory
     // does not stop its contents; and then the PAX nanosecond mtimes, which the tar crate

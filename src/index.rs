@@ -151,12 +151,7 @@ fn tighten(p: &Path, mode: u32) -> Result<()> {
 /// The cache's folder (and any missing parent) with mode 0700; an existing one is made
 /// 0700 too. The cache holds host names, paths, tags and notes in clear.
 fn private_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| Error::io(dir, e))?;
+    crate::platform::create_private_dirs(dir).map_err(|e| Error::io(dir, e))?;
     tighten(dir, 0o700)
 }
 

@@ -115,6 +115,8 @@ pub mod parity;
 #[doc(hidden)]
 pub mod per_thread;
 #[doc(hidden)]
+pub mod platform;
+#[doc(hidden)]
 pub mod prefetch;
 #[doc(hidden)]
 pub mod progress;

@@ -21,10 +21,9 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::fs::{File, OpenOptions};
 use std::num::NonZeroU64;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -365,18 +364,8 @@ fn wait_for_walker(s: &Shared, w: u64) {
 
 /// Ask the kernel to start reading the first `len` bytes of a file; does not wait for them.
 fn read_ahead(path: &Path, len: u64) {
-    let open = |flags: rustix::fs::OFlags| -> std::io::Result<File> {
-        OpenOptions::new()
-            .read(true)
-            .custom_flags((flags | rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
-            .open(path)
-    };
-    let f = match open(rustix::fs::OFlags::NOATIME) {
-        Ok(f) => f,
-        Err(_) => match open(rustix::fs::OFlags::empty()) {
-            Ok(f) => f,
-            Err(_) => return,
-        },
+    let Ok(f) = crate::platform::open_for_reading(path) else {
+        return;
     };
     let _ = rustix::fs::fadvise(&f, 0, NonZeroU64::new(len), rustix::fs::Advice::WillNeed);
 }

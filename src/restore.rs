@@ -697,7 +697,7 @@ pub fn execute(
     // Entries that exist but whose metadata (or `--verify`) failed: not counted as restored.
     let mut incomplete: HashSet<Vec<u8>> = HashSet::new();
     let mut parents = Parents::new(&root);
-    let is_root = rustix::process::geteuid().is_root();
+    let is_root = crate::platform::is_root();
     // In a fresh target every entry was created by us, so it already belongs to our user
     // and group (new entries take the target's group when it is setgid or mounted `grpid`:
     // hence the target's own group must be ours too). Entries recorded with that owner need

@@ -126,8 +126,9 @@ impl Settings {
             Some(Credentials::PasswordFile(PathBuf::from(f)))
         } else if let Some(p) = env("PROJECTCLONE_PASSWORD") {
             sources.push(("password", "environment PROJECTCLONE_PASSWORD".to_string()));
-            use std::os::unix::ffi::OsStringExt;
-            Some(Credentials::Password(zeroize::Zeroizing::new(p.into_vec())))
+            Some(Credentials::Password(zeroize::Zeroizing::new(
+                crate::platform::into_bytes(p),
+            )))
         } else if let Some(c) = env("PROJECTCLONE_PASSWORD_COMMAND") {
             sources.push(("password", "environment PROJECTCLONE_PASSWORD_COMMAND".to_string()));
             Some(Credentials::PasswordCommand(c.into_string().map_err(|c| {

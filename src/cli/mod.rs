@@ -842,8 +842,7 @@ type Password = Zeroizing<Vec<u8>>;
 /// A password from the environment: the variable's bytes, zeroed when dropped (the copy
 /// in the process's environment block stays).
 fn password_from_env(var: &str) -> Option<Password> {
-    use std::os::unix::ffi::OsStringExt;
-    std::env::var_os(var).map(|p| Zeroizing::new(p.into_vec()))
+    projectclone::platform::env_bytes(var).map(Zeroizing::new)
 }
 
 /// Ask on the terminal (twice when `repeat` names the second question).
@@ -1289,12 +1288,8 @@ impl Ctx {
             );
             return None;
         };
-        use std::os::unix::fs::DirBuilderExt;
         let repos = dir.join("repos");
-        let usable = std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&repos)
+        let usable = projectclone::platform::create_private_dirs(&repos)
             .and_then(|()| rustix::fs::access(&repos, rustix::fs::Access::WRITE_OK).map_err(std::io::Error::from));
         if let Err(e) = usable {
             output::warn(

@@ -1,0 +1,116 @@
+//! What the operating system must provide, in one place: the port's starting point.
+//!
+//! projectclone is built and tested on Linux (and is written for Unix in general). A port
+//! to macOS or Windows starts here: every small primitive below has one implementation per
+//! family behind `cfg`, and the rest of the crate calls these instead of
+//! `std::os::unix` directly. The parts that are Unix by design, and what a port of each
+//! needs, are:
+//!
+//! - `restore` and the folder views of `export`: trees are built with the `*at` calls
+//!   (`openat2` with `RESOLVE_BENEATH`, `mkdirat`, `linkat`, `fchownat`, `utimensat`)
+//!   relative to directory handles, so that a symlink planted in the target during a restore
+//!   never redirects a write. A port needs the same guarantee (Windows: handles opened with
+//!   `FILE_FLAG_OPEN_REPARSE_POINT`, `NtCreateFile` relative to a directory handle).
+//! - `meta`: mode, owner, device numbers and extended attributes of a snapshot's entries
+//!   (format-spec §9 stores Unix metadata; a port maps its own onto it).
+//! - `backup`'s reader and `prefetch`: `O_NOFOLLOW`, `O_NOATIME`, `SEEK_DATA`/`SEEK_HOLE`,
+//!   `posix_fadvise` ([`open_for_reading`] holds the open).
+//! - `backend::local`: `renameat2(RENAME_NOREPLACE)` for write-if-absent.
+//! - `lock` and `signals`: process liveness by pid, `SIGINT`/`SIGTERM`.
+//! - The command line's `mount` (FUSE) and `schedule` (systemd timers, cron).
+
+#[cfg(not(unix))]
+compile_error!(
+    "projectclone builds on Unix only for now (it is tested on Linux). A port starts in src/platform.rs, \
+     which lists what the operating system must provide."
+);
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+
+/// Open a file of a tree being backed up, for reading: never through a symlink (the entry
+/// was seen as a file), never blocking on a FIFO swapped in, and without updating its access
+/// time when the file system and our rights allow it (only the owner or root may ask that:
+/// `EPERM` otherwise, and then it is opened without).
+pub fn open_for_reading(path: &Path) -> io::Result<File> {
+    let open = |noatime: bool| {
+        let mut flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+        if noatime {
+            flags |= rustix::fs::OFlags::NOATIME;
+        }
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(flags.bits() as i32)
+            .open(path)
+    };
+    match open(true) {
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error()) => open(false),
+        r => r,
+    }
+}
+
+/// Create `dir` and its missing parents, each created one private to this user (`0700`:
+/// caches and state hold host names, paths and notes in clear). Existing folders keep
+/// their permissions.
+pub fn create_private_dirs(dir: &Path) -> io::Result<()> {
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+/// An environment variable's raw bytes (a password need not be UTF-8).
+pub fn env_bytes(var: &str) -> Option<Vec<u8>> {
+    std::env::var_os(var).map(OsString::into_vec)
+}
+
+/// An OS string's raw bytes.
+pub fn into_bytes(s: OsString) -> Vec<u8> {
+    s.into_vec()
+}
+
+/// Whether this process runs as root (restores ownership, reads every file).
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// A name's raw bytes, as stored in snapshots (format-spec §9).
+pub fn name_bytes(s: &OsStr) -> &[u8] {
+    s.as_bytes()
+}
+
+/// A name from its stored bytes.
+pub fn name_from_bytes(b: &[u8]) -> &OsStr {
+    OsStr::from_bytes(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_files_but_never_through_a_symlink() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("f"), b"x").unwrap();
+        std::os::unix::fs::symlink("f", d.path().join("l")).unwrap();
+        assert!(open_for_reading(&d.path().join("f")).is_ok());
+        let e = open_for_reading(&d.path().join("l")).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(rustix::io::Errno::LOOP.raw_os_error()));
+    }
+
+    #[test]
+    fn private_dirs_and_names() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let deep = d.path().join("a/b");
+        create_private_dirs(&deep).unwrap();
+        for p in [d.path().join("a"), deep] {
+            assert_eq!(std::fs::metadata(p).unwrap().permissions().mode() & 0o777, 0o700);
+        }
+        assert_eq!(
+            name_from_bytes(name_bytes(OsStr::new("n\u{e9}"))),
+            OsStr::new("n\u{e9}")
+        );
+    }
+}
