@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 /// Needs the `config` feature (on by default).
 ///
 /// ```
-/// use projectclone::{ErrorKind, Settings};
+/// use projectclone::Settings;
 /// # let tmp = tempfile::tempdir()?;
 /// let project = tmp.path().join("app");
 /// std::fs::create_dir(&project)?;
@@ -36,12 +36,20 @@ use crate::error::{Error, Result};
 /// assert_eq!(settings.excludes(), ["target/"]);
 /// assert_eq!(settings.tags(), ["app"]);
 /// assert!(settings.sources().iter().any(|(key, from)| *key == "tags" && from.contains(".projectclone.toml")));
-/// // Then, as the program does:
-/// match settings.open() {
-///     Ok(repo) => println!("{} snapshots in {}", repo.snapshots()?.len(), settings.location()),
-///     Err(e) if e.kind() == ErrorKind::NotFound => println!("no repository at {} yet", settings.location()),
-///     Err(e) => println!("cannot open {}: {e}", settings.location()),
-/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// Then back up as the program would:
+///
+/// ```no_run
+/// use projectclone::{ErrorKind, NoProgress, Settings};
+/// let project = std::path::Path::new("/home/me/app");
+/// let settings = Settings::load(Some(project), None)?;
+/// let mut repo = match settings.open() {
+///     Err(e) if e.kind() == ErrorKind::NotFound => panic!("no repository at {} yet", settings.location()),
+///     r => r?,
+/// };
+/// repo.backup(&settings.backup_options([project]), &NoProgress)?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug)]
