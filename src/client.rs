@@ -627,12 +627,98 @@ impl CheckOutcome {
     /// # let tmp = tempfile::tempdir()?;
     /// # let init = InitOptions::new().kdf(1024, 1).open_options(OpenOptions::new().cache_dir(tmp.path().join("c")).state_dir(tmp.path().join("s")));
     /// # let mut repo = Repository::init(tmp.path().join("r").to_str().unwrap(), &Credentials::password("pw"), &init)?;
-    /// let report = repo.check(false, &NoProgress)?;
+    /// let report = repo.check(&CheckOptions::new(), &NoProgress)?;
     /// assert!(report.ok() && report.errors.is_empty());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn ok(&self) -> bool {
         self.errors.is_empty()
+    }
+}
+
+/// How much [`Repository::check`] reads.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct CheckOptions {
+    read: Option<crate::check::Subset>,
+}
+
+impl CheckOptions {
+    /// Check the structure only: every snapshot's trees, the index against the packs'
+    /// headers and sizes.
+    ///
+    /// ```
+    /// let o = projectclone::CheckOptions::new();
+    /// # let _ = o;
+    /// ```
+    pub fn new() -> CheckOptions {
+        CheckOptions::default()
+    }
+
+    /// Also read every pack in full and authenticate every blob in it.
+    ///
+    /// ```
+    /// let o = projectclone::CheckOptions::new().read_data(true);
+    /// # let _ = o;
+    /// ```
+    pub fn read_data(mut self, on: bool) -> CheckOptions {
+        self.read = on.then_some(crate::check::Subset::All);
+        self
+    }
+
+    /// Read part `n` of `m` of the packs (1 ≤ n ≤ m): run parts 1 to m on successive days
+    /// and every pack is read once. Out of range is an error of [`Repository::check`].
+    ///
+    /// ```
+    /// let tuesday = projectclone::CheckOptions::new().read_data_part(2, 7);
+    /// # let _ = tuesday;
+    /// ```
+    pub fn read_data_part(mut self, n: u32, m: u32) -> CheckOptions {
+        self.read = Some(crate::check::Subset::Part(n, m));
+        self
+    }
+}
+
+/// Which snapshots to copy ([`Repository::copy`]).
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct CopyOptions {
+    snapshots: Vec<String>,
+    dry_run: bool,
+}
+
+impl CopyOptions {
+    /// Every snapshot of the source.
+    ///
+    /// ```
+    /// let o = projectclone::CopyOptions::new();
+    /// # let _ = o;
+    /// ```
+    pub fn new() -> CopyOptions {
+        CopyOptions::default()
+    }
+
+    /// Copy this snapshot (`latest`, an id or a unique prefix) instead of all; repeat for
+    /// more.
+    ///
+    /// ```
+    /// let o = projectclone::CopyOptions::new().snapshot("latest").snapshot("1a2b3c4d");
+    /// # let _ = o;
+    /// ```
+    pub fn snapshot(mut self, spec: impl Into<String>) -> CopyOptions {
+        self.snapshots.push(spec.into());
+        self
+    }
+
+    /// Read and translate everything, write nothing to the destination.
+    ///
+    /// ```
+    /// let o = projectclone::CopyOptions::new().dry_run(true);
+    /// # let _ = o;
+    /// ```
+    pub fn dry_run(mut self, on: bool) -> CopyOptions {
+        self.dry_run = on;
+        self
     }
 }
 
@@ -1177,13 +1263,19 @@ impl Repository {
     /// # let tmp = tempfile::tempdir()?;
     /// # let init = InitOptions::new().kdf(1024, 1).open_options(OpenOptions::new().cache_dir(tmp.path().join("c")).state_dir(tmp.path().join("s")));
     /// # let mut repo = Repository::init(tmp.path().join("r").to_str().unwrap(), &Credentials::password("pw"), &init)?;
-    /// assert!(repo.check(true, &NoProgress)?.ok());
+    /// assert!(repo.check(&CheckOptions::new().read_data(true), &NoProgress)?.ok());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn check(&mut self, read_data: bool, progress: &dyn Progress) -> Result<CheckOutcome> {
+    pub fn check(&mut self, options: &CheckOptions, progress: &dyn Progress) -> Result<CheckOutcome> {
+        if let Some(crate::check::Subset::Part(n, m)) = options.read
+            && !(1..=m).contains(&n)
+        {
+            return Err(Error::Invalid(format!(
+                "read part {n} of {m}: give a part from 1 to the number of parts"
+            )));
+        }
         let _guard = self.shared_lock(false, "check")?;
-        let subset = read_data.then_some(crate::check::Subset::All);
-        let r = crate::check::check_with_progress(&self.inner, subset, progress)?;
+        let r = crate::check::check_with_progress(&self.inner, options.read, progress)?;
         Ok(CheckOutcome {
             snapshots: r.snapshots,
             packs: r.packs,
@@ -1303,27 +1395,34 @@ impl Repository {
     /// repo.backup(&BackupOptions::new([&p]), &NoProgress)?;
     /// let offsite = tmp.path().join("offsite");
     /// let mut other = Repository::init(offsite.to_str().unwrap(), &Credentials::password("other"), &init)?;
-    /// let done = repo.copy(&mut other, &[], &NoProgress)?;
+    /// let done = repo.copy(&mut other, &CopyOptions::new(), &NoProgress)?;
     /// assert_eq!(done.copied.len(), 1);
-    /// assert_eq!(repo.copy(&mut other, &["latest"], &NoProgress)?.skipped.len(), 1);
+    /// assert_eq!(repo.copy(&mut other, &CopyOptions::new().snapshot("latest"), &NoProgress)?.skipped.len(), 1);
     /// assert_eq!(other.snapshots()?.len(), 1);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn copy(&mut self, to: &mut Repository, snapshots: &[&str], progress: &dyn Progress) -> Result<CopyOutcome> {
-        let mut selected = if snapshots.is_empty() {
+    pub fn copy(&mut self, to: &mut Repository, options: &CopyOptions, progress: &dyn Progress) -> Result<CopyOutcome> {
+        let mut selected = if options.snapshots.is_empty() {
             self.inner.snapshots()?
         } else {
             let mut v = Vec::new();
-            for s in snapshots {
+            for s in &options.snapshots {
                 v.push(self.inner.resolve_snapshot(s)?);
             }
             v
         };
         selected.sort_by_key(|s| s.0);
         selected.dedup_by_key(|s| s.0);
-        let _src = self.shared_lock(false, "copy")?;
-        let dst = to.shared_lock(false, "copy")?;
-        let r = crate::copy::copy_with_progress(&self.inner, &mut to.inner, &selected, false, dst.as_ref(), progress)?;
+        let _src = self.shared_lock(options.dry_run, "copy")?;
+        let dst = to.shared_lock(options.dry_run, "copy")?;
+        let r = crate::copy::copy_with_progress(
+            &self.inner,
+            &mut to.inner,
+            &selected,
+            options.dry_run,
+            dst.as_ref(),
+            progress,
+        )?;
         Ok(CopyOutcome {
             copied: r.copied,
             skipped: r.skipped,

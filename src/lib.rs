@@ -150,9 +150,9 @@ mod client;
 mod settings;
 
 pub use client::{
-    BackupOptions, BackupOutcome, Change, ChangeKind, CheckOutcome, CopyOutcome, Credentials, ExportOutcome,
-    InitOptions, OpenOptions, PruneOptions, PruneOutcome, Repository, RestoreOptions, RestoreOutcome, SnapshotInfo,
-    read_password_file, run_password_command,
+    BackupOptions, BackupOutcome, Change, ChangeKind, CheckOptions, CheckOutcome, CopyOptions, CopyOutcome,
+    Credentials, ExportOutcome, InitOptions, OpenOptions, PruneOptions, PruneOutcome, Repository, RestoreOptions,
+    RestoreOutcome, SnapshotInfo, read_password_file, run_password_command,
 };
 pub use error::{Error, ErrorKind, Result, StorageKind};
 pub use id::{ChunkId, PackId, SnapshotId, TreeId};

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use projectclone::{
-    BackupOptions, BackupOutcome, Change, ChangeKind, CheckOutcome, CopyOutcome, Credentials, Error, ErrorKind,
-    ExportOutcome, InitOptions, NoProgress, OpenOptions, Progress, PruneOptions, PruneOutcome, Repository,
-    RestoreOptions, RestoreOutcome, Settings, SnapshotId, SnapshotInfo,
+    BackupOptions, BackupOutcome, Change, ChangeKind, CheckOptions, CheckOutcome, CopyOptions, CopyOutcome,
+    Credentials, Error, ErrorKind, ExportOutcome, InitOptions, NoProgress, OpenOptions, Progress, PruneOptions,
+    PruneOutcome, Repository, RestoreOptions, RestoreOutcome, Settings, SnapshotId, SnapshotInfo,
 };
 
 #[test]
@@ -28,11 +28,11 @@ fn the_surface_has_exactly_these_signatures() {
     let _: fn(&mut Repository, &str, &RestoreOptions, &dyn Progress) -> Result<RestoreOutcome, Error> =
         Repository::restore;
     let _: fn(&Repository, &str, Option<&str>, &mut dyn FnMut(&str, u64)) -> Result<(), Error> = Repository::ls;
-    let _: fn(&mut Repository, bool, &dyn Progress) -> Result<CheckOutcome, Error> = Repository::check;
+    let _: fn(&mut Repository, &CheckOptions, &dyn Progress) -> Result<CheckOutcome, Error> = Repository::check;
     let _: fn(&mut Repository, &PruneOptions, &dyn Progress) -> Result<PruneOutcome, Error> = Repository::prune;
     let _: fn(&mut Repository, &str, &Path, &dyn Progress) -> Result<ExportOutcome, Error> = Repository::export_archive;
     let _: fn(&Repository, &str, &str) -> Result<Vec<Change>, Error> = Repository::diff;
-    let _: fn(&mut Repository, &mut Repository, &[&str], &dyn Progress) -> Result<CopyOutcome, Error> =
+    let _: fn(&mut Repository, &mut Repository, &CopyOptions, &dyn Progress) -> Result<CopyOutcome, Error> =
         Repository::copy;
 
     let _: fn(Option<&Path>, Option<&str>) -> Result<Settings, Error> = Settings::load;
@@ -80,6 +80,12 @@ fn the_surface_has_exactly_these_signatures() {
     let _: fn(PruneOptions, u32) -> PruneOptions = PruneOptions::keep_monthly;
     let _: fn(PruneOptions, bool) -> PruneOptions = PruneOptions::dry_run;
     let _: fn(&CheckOutcome) -> bool = CheckOutcome::ok;
+    let _: fn() -> CheckOptions = CheckOptions::new;
+    let _: fn(CheckOptions, bool) -> CheckOptions = CheckOptions::read_data;
+    let _: fn(CheckOptions, u32, u32) -> CheckOptions = CheckOptions::read_data_part;
+    let _: fn() -> CopyOptions = CopyOptions::new;
+    let _: fn(CopyOptions, String) -> CopyOptions = CopyOptions::snapshot;
+    let _: fn(CopyOptions, bool) -> CopyOptions = CopyOptions::dry_run;
     let _: fn(&Error) -> ErrorKind = Error::kind;
 
     // The outcome fields a caller reads.
@@ -213,7 +219,7 @@ fn backup_restore_ls_check_and_prune_through_the_library() {
     assert_eq!(std::fs::read(target.join("src/lib.rs")).unwrap(), vec![b'x'; 100_000]);
     assert!(!target.join("README").exists());
 
-    let c = repo.check(true, &NoProgress).unwrap();
+    let c = repo.check(&CheckOptions::new().read_data(true), &NoProgress).unwrap();
     assert!(c.ok() && c.snapshots == 2 && c.packs >= 1, "{c:?}");
 
     // Another handle (a second process would do the same) sees both snapshots.
@@ -229,7 +235,11 @@ fn backup_restore_ls_check_and_prune_through_the_library() {
     let p = repo.prune(&PruneOptions::new().keep_last(1), &NoProgress).unwrap();
     assert_eq!(p.forgotten, [id1]);
     assert_eq!(repo.snapshots().unwrap().len(), 1);
-    assert!(repo.check(true, &NoProgress).unwrap().ok());
+    assert!(
+        repo.check(&CheckOptions::new().read_data(true), &NoProgress)
+            .unwrap()
+            .ok()
+    );
 }
 
 #[test]
@@ -319,21 +329,45 @@ fn diff_copy_and_append_only_through_the_library() {
     );
     assert_eq!(repo.diff("latest", "latest").unwrap(), []);
 
-    // Copy into a second repository with another password; a second run copies nothing.
+    // Copy into a second repository with another password; a dry run writes nothing, a
+    // second run copies nothing.
     let init = InitOptions::new().kdf(1024, 1).open_options(f.open.clone());
     let offsite = f.path("offsite");
     let mut other = Repository::init(offsite.to_str().unwrap(), &Credentials::password("other"), &init).unwrap();
-    let done = repo.copy(&mut other, &[], &NoProgress).unwrap();
+    let dry = repo
+        .copy(&mut other, &CopyOptions::new().dry_run(true), &NoProgress)
+        .unwrap();
+    assert_eq!(dry.copied.len(), 2);
+    assert!(dry.copied.iter().all(|(_, to)| to.is_none()));
+    assert!(other.snapshots().unwrap().is_empty());
+    let done = repo.copy(&mut other, &CopyOptions::new(), &NoProgress).unwrap();
     assert_eq!(done.copied.len(), 2);
     assert!(done.copied.iter().all(|(_, to)| to.is_some()));
-    let again = repo.copy(&mut other, &["latest"], &NoProgress).unwrap();
+    let again = repo
+        .copy(&mut other, &CopyOptions::new().snapshot("latest"), &NoProgress)
+        .unwrap();
     assert!(again.copied.is_empty() && again.skipped.len() == 1);
     let out = f.path("out");
     other
         .restore("latest", &RestoreOptions::new(&out), &NoProgress)
         .unwrap();
     assert_eq!(std::fs::read(out.join("src/lib.rs")).unwrap(), b"pub fn b() {}\n");
-    assert!(other.check(true, &NoProgress).unwrap().ok());
+    assert!(
+        other
+            .check(&CheckOptions::new().read_data(true), &NoProgress)
+            .unwrap()
+            .ok()
+    );
+    for n in 1..=3 {
+        let part = other
+            .check(&CheckOptions::new().read_data_part(n, 3), &NoProgress)
+            .unwrap();
+        assert!(part.ok(), "{:?}", part.errors);
+    }
+    let e = other
+        .check(&CheckOptions::new().read_data_part(4, 3), &NoProgress)
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Invalid);
 
     // Append-only: backups work, pruning is refused before anything changes.
     let files = |dir: &Path| -> Vec<PathBuf> {

@@ -722,7 +722,8 @@ impl Repository {
     /// Check the repository; with read_data, read and verify every pack too.
     #[pyo3(signature = (read_data=false, *, progress=None))]
     fn check(&self, py: Python<'_>, read_data: bool, progress: Option<Py<PyAny>>) -> PyResult<CheckResult> {
-        let out = self.with_progress(py, progress, |r, cb| r.check(read_data, cb))?;
+        let opts = pc::CheckOptions::new().read_data(read_data);
+        let out = self.with_progress(py, progress, |r, cb| r.check(&opts, cb))?;
         Ok(CheckResult {
             snapshots: out.snapshots,
             packs: out.packs,
@@ -818,15 +819,19 @@ impl Repository {
     /// Copy snapshots (ids, prefixes, "latest" or Snapshots; none given: all) into another
     /// open repository, re-encrypted with its keys and deduplicated against its data. The
     /// ones it already holds are skipped, so running it again copies only what is new.
-    #[pyo3(signature = (to, snapshots=Vec::new(), *, progress=None))]
+    #[pyo3(signature = (to, snapshots=Vec::new(), *, dry_run=false, progress=None))]
     fn copy(
         &self,
         py: Python<'_>,
         to: PyRef<'_, Repository>,
         snapshots: Vec<Bound<'_, PyAny>>,
+        dry_run: bool,
         progress: Option<Py<PyAny>>,
     ) -> PyResult<CopyResult> {
-        let specs = snapshots.iter().map(snapshot_spec).collect::<PyResult<Vec<_>>>()?;
+        let mut opts = pc::CopyOptions::new().dry_run(dry_run);
+        for s in &snapshots {
+            opts = opts.snapshot(snapshot_spec(s)?);
+        }
         if Arc::ptr_eq(&self.inner, &to.inner) {
             return Err(InvalidError::new_err(
                 "copy: the destination is this same Repository object: open the other repository",
@@ -843,8 +848,7 @@ impl Repository {
                     ));
                 }
             };
-            let specs: Vec<&str> = specs.iter().map(String::as_str).collect();
-            r.copy(&mut d, &specs, cb)
+            r.copy(&mut d, &opts, cb)
         })?;
         Ok(CopyResult {
             copied: out

@@ -303,6 +303,8 @@ def test_diff_copy_and_git_state(env):
     assert "/data.bin" not in changes
 
     offsite = pc.Repository.init(str(env["tmp"] / "offsite"), "other", **env["dirs"], **KDF)
+    dry = repo.copy(offsite, dry_run=True)
+    assert len(dry.copied) == 2 and all(to is None for _, to in dry.copied) and offsite.snapshots() == []
     copied = repo.copy(offsite)
     assert len(copied.copied) == 2 and copied.data_added > 300_000
     again = repo.copy(offsite, ["latest"])

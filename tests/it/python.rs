@@ -5,7 +5,8 @@
 use std::path::Path;
 use std::process::Command;
 
-fn run(what: &str, c: &mut Command) {
+/// Run `c`; its standard output when it succeeds.
+fn run(what: &str, c: &mut Command) -> String {
     let out = c.output().unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
     assert!(
         out.status.success(),
@@ -14,6 +15,7 @@ fn run(what: &str, c: &mut Command) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
@@ -38,7 +40,7 @@ fn the_python_package_installs_from_the_checkout_and_passes_its_pytest_suite() {
             .env_remove("CARGO")
             .env_remove("RUSTFLAGS"),
     );
-    run(
+    let report = run(
         "pytest python/tests",
         Command::new(&python)
             .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
@@ -47,5 +49,15 @@ fn the_python_package_installs_from_the_checkout_and_passes_its_pytest_suite() {
             .env("HOME", work.path())
             .env("XDG_CACHE_HOME", work.path().join("xdg-cache"))
             .env("XDG_STATE_HOME", work.path().join("xdg-state")),
+    );
+    // Every test of the suite ran and passed: none skipped, none collected away.
+    let defined = std::fs::read_to_string(root.join("python/tests/test_projectclone.py"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("def test_"))
+        .count();
+    assert!(
+        report.contains(&format!("{defined} passed")) && !report.contains("skipped"),
+        "expected {defined} passed:\n{report}"
     );
 }
