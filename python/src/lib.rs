@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, bounded};
@@ -429,6 +429,16 @@ fn snapshot_spec(s: &Bound<'_, PyAny>) -> PyResult<String> {
     }
 }
 
+/// The repository of a `Repository` object for one call, or `None` while another call (or
+/// an unfinished `ls()` iterator) holds it. A call that panicked does not make it unusable.
+fn hold(m: &Mutex<pc::Repository>) -> Option<MutexGuard<'_, pc::Repository>> {
+    match m.try_lock() {
+        Ok(g) => Some(g),
+        Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
+}
+
 /// An open projectclone repository.
 #[pyclass(module = "projectclone")]
 struct Repository {
@@ -448,10 +458,9 @@ impl Repository {
         f: impl FnOnce(&mut pc::Repository) -> pc::Result<T> + Send,
     ) -> PyResult<T> {
         let inner = self.inner.clone();
-        let res = py.detach(move || match inner.try_lock() {
-            Ok(mut r) => Ok(f(&mut r)),
-            Err(TryLockError::Poisoned(p)) => Ok(f(&mut p.into_inner())),
-            Err(TryLockError::WouldBlock) => Err(()),
+        let res = py.detach(move || match hold(&inner) {
+            Some(mut r) => Ok(f(&mut r)),
+            None => Err(()),
         });
         match res {
             Ok(r) => r.map_err(to_py),
@@ -696,10 +705,9 @@ impl Repository {
         std::thread::Builder::new()
             .name("projectclone-ls".into())
             .spawn(move || {
-                let guard = match inner.try_lock() {
-                    Ok(g) => g,
-                    Err(TryLockError::Poisoned(p)) => p.into_inner(),
-                    Err(TryLockError::WouldBlock) => {
+                let guard = match hold(&inner) {
+                    Some(g) => g,
+                    None => {
                         let _ = started.0.send(false);
                         return;
                     }
@@ -839,10 +847,9 @@ impl Repository {
         }
         let dst = to.inner.clone();
         let out = self.with_progress(py, progress, move |r, cb| {
-            let mut d = match dst.try_lock() {
-                Ok(d) => d,
-                Err(TryLockError::Poisoned(p)) => p.into_inner(),
-                Err(TryLockError::WouldBlock) => {
+            let mut d = match hold(&dst) {
+                Some(d) => d,
+                None => {
                     return Err(pc::Error::Invalid(
                         "the destination Repository is busy with another call or an unfinished ls() iterator".into(),
                     ));
