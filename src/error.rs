@@ -11,9 +11,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// A file or folder could not be read or written (the local store, a source, a target).
     #[error("{path}: {source}")]
     Io {
+        /// The file or folder.
         path: PathBuf,
+        /// What the system said.
         #[source]
         source: std::io::Error,
     },
@@ -37,21 +40,28 @@ pub enum Error {
          repository is meant to have no password, open it without one"
     )]
     PasswordlessOnly(String),
+    /// The repository is not the one this client trusted: its keys or config were replaced.
     #[error("{0}")]
     TrustChanged(String),
     /// The program adds how to create one.
     #[error("{0} is not a projectclone repository (no config file): create one first, or name another location")]
     NotARepository(String),
+    /// `init` found a repository at the location.
     #[error("repository {0} already exists")]
     AlreadyExists(String),
+    /// Stored data failed to authenticate or to parse.
     #[error("corrupt repository data: {0}")]
     Corrupt(String),
+    /// Written by a newer format than this build reads.
     #[error("unsupported repository format: {0}")]
     Unsupported(String),
+    /// No snapshot has this id, prefix or name.
     #[error("snapshot not found: {0}")]
     SnapshotNotFound(String),
+    /// A snapshot id prefix matches more than one snapshot.
     #[error("ambiguous snapshot prefix {0}: matches several snapshots, give more digits")]
     AmbiguousSnapshot(String),
+    /// A path asked for is not in the snapshot.
     #[error("path not found in snapshot: {0}")]
     PathNotInSnapshot(String),
     /// The program adds how to remove a lock whose holder is gone.
@@ -60,18 +70,26 @@ pub enum Error {
     /// A lock object could not be written into `dir` (the repository's `locks/`).
     #[error("could not write a lock in {dir}: {source}")]
     LockNotWritten {
+        /// The repository's `locks/`.
         dir: PathBuf,
+        /// What the store said.
         #[source]
         source: std::io::Error,
     },
+    /// The local index cache (SQLite) failed.
     #[error("index cache {path}: {source}")]
     Index {
+        /// The cache's database file.
         path: PathBuf,
+        /// What SQLite said.
         #[source]
         source: rusqlite::Error,
     },
+    /// A stored tree holds an entry that a restore must not write (an absolute name, `..`,
+    /// a slash inside a name).
     #[error("unsafe entry in repository tree: {0}")]
     Hostile(String),
+    /// The request is wrong: a bad argument or option, said in the message.
     #[error("{0}")]
     Invalid(String),
     /// A deletion refused because the repository is open append-only (only lock files are
@@ -85,9 +103,11 @@ pub enum Error {
     /// A storage request failed (remote stores; the local directory reports `Io`).
     #[error("{location}: {message}")]
     Storage {
+        /// What the failure means to the caller.
         kind: StorageKind,
         /// Where: the store and the object (never with credentials).
         location: String,
+        /// What the store said.
         message: String,
     },
 }
@@ -155,12 +175,14 @@ impl Error {
         }
     }
 
+    /// An [`Error::Io`] for `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
             source,
         }
     }
+    /// An [`Error::Corrupt`] saying `msg`.
     pub fn corrupt(msg: impl Into<String>) -> Self {
         Error::Corrupt(msg.into())
     }

@@ -12,12 +12,17 @@ macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
-        pub struct $name(pub [u8; ID_LEN]);
+        pub struct $name(
+            /// The identifier's bytes.
+            pub [u8; ID_LEN],
+        );
 
         impl $name {
+            /// The identifier's bytes.
             pub fn as_bytes(&self) -> &[u8; ID_LEN] {
                 &self.0
             }
+            /// The 64 lowercase hex digits (as in the repository's object names).
             pub fn to_hex(&self) -> String {
                 hex::encode(self.0)
             }
@@ -25,6 +30,7 @@ macro_rules! id_type {
             pub fn short(&self) -> String {
                 hex::encode(&self.0[..4])
             }
+            /// From exactly 32 bytes; `None` for any other length.
             pub fn from_slice(b: &[u8]) -> Option<Self> {
                 <[u8; ID_LEN]>::try_from(b).ok().map(Self)
             }

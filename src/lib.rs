@@ -32,9 +32,11 @@
 //! Use it without the command line's dependencies:
 //! `projectclone = { version = "1", default-features = false }`.
 //!
-//! The modules hidden from this documentation are the program's internals, public only
-//! for the `projectclone` binary and the fuzz targets. They are not covered by semantic
-//! versioning and change without notice.
+//! Without the default features the crate exports this surface and nothing else: the
+//! engine's modules are private. The `internals` feature (part of `cli`, the program's
+//! feature) makes them public for the `projectclone` binary, the fuzz targets and the
+//! benchmarks; they are hidden from this documentation, not covered by semantic versioning,
+//! and change without notice.
 //!
 //! # Code map (internals)
 //! - `id`: typed 32-byte ids. `error`: the one error type.
@@ -58,92 +60,31 @@
 //! `backend` imports only the error type.
 
 #![deny(missing_docs)]
+// Without `internals` the engine's modules are private, and what only the program reaches
+// through them (imports, repair, parity, the older tool's views, ...) is unused here.
+#![cfg_attr(not(feature = "internals"), allow(dead_code, unused_imports))]
 
-#[doc(hidden)]
-pub mod backend;
-#[doc(hidden)]
-pub mod backup;
-#[doc(hidden)]
-pub mod blob;
-#[doc(hidden)]
-pub mod check;
-#[doc(hidden)]
-pub mod chunker;
-#[doc(hidden)]
-pub mod compress;
+/// The engine's modules: public (and hidden from the documentation) with the `internals`
+/// feature, which the program (`cli`), the fuzz targets and the benchmarks use; private
+/// without it, so a library user who leaves the default features out sees only the surface
+/// re-exported below.
+macro_rules! internal_modules {
+    ($($name:ident),* $(,)?) => { $(
+        #[cfg(feature = "internals")]
+        #[doc(hidden)]
+        pub mod $name;
+        #[cfg(not(feature = "internals"))]
+        mod $name;
+    )* };
+}
+
+internal_modules!(
+    backend, backup, blob, check, chunker, compress, copy, crypto, dump, error, export, find, format, git, id, import,
+    index, inspect, location, lock, meta, pack, pack_cache, packer, parity, per_thread, platform, prefetch, progress,
+    prune, repair, repo, restore, seal, select, status, suggest, target, trust, verify, whoami
+);
 #[cfg(feature = "config")]
-#[doc(hidden)]
-pub mod config;
-#[doc(hidden)]
-pub mod copy;
-#[doc(hidden)]
-pub mod crypto;
-#[doc(hidden)]
-pub mod dump;
-#[doc(hidden)]
-pub mod error;
-#[doc(hidden)]
-pub mod export;
-#[doc(hidden)]
-pub mod find;
-#[doc(hidden)]
-pub mod format;
-#[doc(hidden)]
-pub mod git;
-#[doc(hidden)]
-pub mod id;
-#[doc(hidden)]
-pub mod import;
-#[doc(hidden)]
-pub mod index;
-#[doc(hidden)]
-pub mod inspect;
-#[doc(hidden)]
-pub mod location;
-#[doc(hidden)]
-pub mod lock;
-#[doc(hidden)]
-pub mod meta;
-#[doc(hidden)]
-pub mod pack;
-#[doc(hidden)]
-pub mod pack_cache;
-#[doc(hidden)]
-pub mod packer;
-#[doc(hidden)]
-pub mod parity;
-#[doc(hidden)]
-pub mod per_thread;
-#[doc(hidden)]
-pub mod platform;
-#[doc(hidden)]
-pub mod prefetch;
-#[doc(hidden)]
-pub mod progress;
-#[doc(hidden)]
-pub mod prune;
-#[doc(hidden)]
-pub mod repair;
-#[doc(hidden)]
-pub mod repo;
-#[doc(hidden)]
-pub mod restore;
-#[doc(hidden)]
-pub mod seal;
-#[doc(hidden)]
-pub mod select;
-#[doc(hidden)]
-pub mod status;
-#[doc(hidden)]
-pub mod suggest;
-#[doc(hidden)]
-pub mod target;
-#[doc(hidden)]
-pub mod trust;
-#[doc(hidden)]
-pub mod verify;
-#[doc(hidden)]
-pub mod whoami;
+internal_modules!(config);
 
 mod client;
 #[cfg(feature = "config")]

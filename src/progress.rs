@@ -18,6 +18,11 @@
 
 use std::path::Path;
 
+/// Receives a long command's progress. Every event is a delta, sent from several threads:
+/// more work found (`add_total`; while `scanning(true)` the total is still a lower bound),
+/// bytes done (per chunk or blob, so a big file moves the count), an entry done, a problem.
+/// Every method has an empty default, so an implementation overrides only what it shows,
+/// and must be cheap; [`NoProgress`] shows nothing.
 pub trait Progress: Sync {
     /// Are the counts shown (a bar, status lines)? Then a command may spend some work on
     /// knowing its totals up front (a backup counts its sources before it reads them).
