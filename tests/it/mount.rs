@@ -109,21 +109,25 @@ fn mount_shows_every_snapshot_as_it_was_read_only_and_ctrl_c_unmounts() {
 
     let mnt = env.path("mnt");
     let m = Mount::start(&env, &mnt, &[]);
-    let mut names: Vec<String> = fs::read_dir(mnt.join("snapshots"))
+    let names: Vec<String> = fs::read_dir(mnt.join("snapshots"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    names.sort();
     assert_eq!(names.len(), 2, "{names:?}");
-    assert!(
-        names[0].ends_with(&first[..8]) && names[1].ends_with(&second[..8]),
-        "{names:?}"
-    );
-    let old = mnt.join("snapshots").join(&names[0]);
+    // `<time>-<id>`: both backups may fall in the same second, so find each by its id.
+    let name_of = |id: &str| {
+        names
+            .iter()
+            .find(|n| n.ends_with(&format!("-{}", &id[..8])))
+            .unwrap_or_else(|| panic!("no snapshot {id} in {names:?}"))
+            .clone()
+    };
+    let (first_name, second_name) = (name_of(&first), name_of(&second));
+    let old = mnt.join("snapshots").join(&first_name);
     let latest = mnt.join("projects/app/latest");
     assert_eq!(
         fs::read_link(&latest).unwrap(),
-        PathBuf::from(format!("../../snapshots/{}", names[1]))
+        PathBuf::from(format!("../../snapshots/{second_name}"))
     );
 
     // Contents, old and new, whole and at an offset across a chunk boundary.
