@@ -52,7 +52,7 @@ const IN_FLIGHT_BUDGET: usize = 8 * 1024 * 1024;
 /// Capacity a per-thread buffer (the walker's read buffer, a sealing worker's scratch) keeps
 /// between files and blobs. One chunk cut at the 8 MiB maximum (a long run of zeros or of
 /// any bytes the rolling hash never cuts) grew them to 9 MiB for the rest of the backup:
-/// 25 MB of a 53 MB heap peak on a developer tree. Normal chunks need less than this.
+/// about 20 MB of a 53 MB heap peak on a developer tree. Normal chunks need less than this.
 const KEEP_CAPACITY: usize = 4 * 1024 * 1024;
 /// Read granularity.
 const READ_SIZE: usize = 1024 * 1024;
