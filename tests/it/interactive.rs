@@ -2,6 +2,7 @@
 //! backup, `restore -i` picks from lists; keys are typed and the screen is read. Without
 //! a terminal nothing prompts, and `-i` is a usage error.
 
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command as StdCommand;
 use std::time::Duration;
@@ -44,6 +45,24 @@ fn spawn(env: &Env, dir: &Path, args: &[&str], password: Option<&str>) -> Sessio
         .env("NO_COLOR", "1")
         .env("TERM", "xterm")
         .current_dir(dir);
+    on_pty(c)
+}
+
+/// `c` on a pseudo-terminal set as a user's terminal is. The pty library turns echo off
+/// in the child before it starts the program; a terminal a user types into has it on, and
+/// `type_secret` needs the prompt's own switch from on to off to know that the prompt has
+/// taken the terminal.
+fn on_pty(mut c: StdCommand) -> Session {
+    // SAFETY: runs in the forked child before exec and only makes two ioctl calls on fd 0.
+    unsafe {
+        c.pre_exec(|| {
+            let stdin = std::os::fd::BorrowedFd::borrow_raw(0);
+            let mut t = rustix::termios::tcgetattr(stdin)?;
+            t.local_modes |= rustix::termios::LocalModes::ECHO;
+            rustix::termios::tcsetattr(stdin, rustix::termios::OptionalActions::Now, &t)?;
+            Ok(())
+        });
+    }
     let mut s = Session::spawn(c).expect("spawn on a pty");
     s.set_expect_timeout(Some(Duration::from_secs(120)));
     s
@@ -76,7 +95,9 @@ fn send(s: &mut Session, keys: &str) {
 
 /// Type a password once the prompt has turned echo off. A password prompt discards what
 /// was typed before it took the terminal (TCSAFLUSH, as getpass does), so keys sent as
-/// soon as its text shows could be lost.
+/// soon as its text shows could be lost. The kernel discards before it turns echo off, so
+/// echo seen off means keys sent now are kept; this holds because `spawn` starts the
+/// program with echo on, as a user's terminal is.
 #[track_caller]
 fn type_secret(s: &mut Session, keys: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
@@ -395,4 +416,18 @@ fn ctrl_c_at_a_prompt_stops_and_creates_nothing() {
         !env.path("xdg-data/projectclone").exists(),
         "no repository is left behind"
     );
+}
+
+/// The tests' terminal echoes what is typed, as a user's does. With echo left off (the
+/// pty library's default) `type_secret` could not see a password prompt take the
+/// terminal, and a password typed before the prompt's flush was lost on loaded machines.
+#[test]
+fn the_test_terminal_echoes_as_a_users_terminal_does() {
+    let mut c = StdCommand::new("stty");
+    c.arg("-a");
+    let (screen, code) = finish(on_pty(c));
+    assert_eq!(code, 0, "{screen}");
+    let flags: Vec<&str> = screen.split([' ', ';', '\r', '\n']).collect();
+    assert!(flags.contains(&"echo"), "echo on:\n{screen}");
+    assert!(!flags.contains(&"-echo"), "echo on:\n{screen}");
 }
