@@ -33,6 +33,7 @@ use crate::format::{
 use crate::id::*;
 use crate::meta::{meta_from, read_xattrs};
 use crate::packer::PackSink;
+use crate::platform;
 use crate::prefetch::Prefetch;
 use crate::progress::Progress;
 use crate::repo::Repository;
@@ -1262,7 +1263,7 @@ impl Walker<'_> {
     /// Read a regular file once, through one descriptor: metadata (fstat) and bytes belong
     /// to the same version of the file.
     fn read_file_once(&mut self, full: &Path) -> std::io::Result<FileRead> {
-        let f = crate::platform::open_for_reading(full)?;
+        let f = platform::open_for_reading(full)?;
         let md = f.metadata()?;
         if !md.is_file() {
             return Err(std::io::Error::other("changed type while being read"));
@@ -1328,6 +1329,9 @@ impl Walker<'_> {
         })();
         shrink(&mut buf);
         self.buf = buf;
+        if size >= KEEP_CACHED {
+            platform::drop_cached(&f, 0, 0);
+        }
         res?;
         let hole_total: u64 = holes.iter().map(|h| h.1).sum();
         if total + hole_total < size {
@@ -1387,10 +1391,25 @@ enum FileRead {
     Short(String),
 }
 
+/// Page cache a backup keeps of the file it is reading: what it has read beyond this is
+/// given back ([`platform::drop_cached`]) as it goes, and the rest once the file is read.
+/// Smaller files keep theirs: one more call per file cost the low-duplication tree
+/// (28k files) more system time than it saved.
+///
+/// A backup reads each byte once, so caching it only pushes out what the user's programs
+/// use. Giving it back as it goes also lets the kernel's read-ahead reuse those pages
+/// instead of taking free memory: on a virtual machine that returns free memory to its host
+/// (free page reporting), each page taken from free memory faults in the host, and a cold
+/// read of a 2 GiB image spent 2.3-3.0 s of system time in some runs against 0.25 s when
+/// the pages were given back every 8 MiB.
+const KEEP_CACHED: u64 = 8 * 1024 * 1024;
+
 /// Reads a file from an explicit offset (`pread`), whatever its file offset is.
 struct ReadAt<'a> {
     f: &'a File,
     pos: u64,
+    /// Where the page cache of what was read has not been given back yet.
+    kept_from: u64,
     /// The file is not seekable: plain `read`s from where `open` left the offset.
     in_order: bool,
 }
@@ -1400,6 +1419,7 @@ impl<'a> ReadAt<'a> {
         ReadAt {
             f,
             pos,
+            kept_from: pos,
             in_order: false,
         }
     }
@@ -1423,6 +1443,10 @@ impl std::io::Read for ReadAt<'_> {
             }
         };
         self.pos += n as u64;
+        if self.pos - self.kept_from >= KEEP_CACHED && !self.in_order {
+            platform::drop_cached(self.f, self.kept_from, self.pos - self.kept_from);
+            self.kept_from = self.pos;
+        }
         Ok(n)
     }
 }

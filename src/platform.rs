@@ -53,6 +53,13 @@ pub fn open_for_reading(path: &Path) -> io::Result<File> {
     }
 }
 
+/// Give back the page cache that holds `len` bytes of `f` from `offset` (`len` 0: to the
+/// end), once they have been read and are not needed again (`posix_fadvise(DONTNEED)`).
+/// Only clean pages go; a failure (a file system without page cache) changes nothing.
+pub fn drop_cached(f: &File, offset: u64, len: u64) {
+    let _ = rustix::fs::fadvise(f, offset, std::num::NonZeroU64::new(len), rustix::fs::Advice::DontNeed);
+}
+
 /// Create `dir` and its missing parents, each created one private to this user (`0700`:
 /// caches and state hold host names, paths and notes in clear). Existing folders keep
 /// their permissions.

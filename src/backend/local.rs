@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use super::{Backend, Dir, NewObject, ObjectInfo, TEMP_PREFIX, Written, cleanup};
 use crate::error::{Error, IoContext, Result};
+use crate::platform;
 
 pub struct LocalBackend {
     root: PathBuf,
@@ -206,7 +207,14 @@ impl Backend for LocalBackend {
         let p = self.full(path);
         buf.clear();
         // `read_to_end` fills the spare capacity without zeroing it first.
-        File::open(&p).and_then(|mut f| f.read_to_end(buf)).at(p)?;
+        File::open(&p)
+            .and_then(|mut f| {
+                f.read_to_end(buf)?;
+                // Whole objects are read to be checked or repaired, once each.
+                platform::drop_cached(&f, 0, 0);
+                Ok(())
+            })
+            .at(p)?;
         Ok(())
     }
 
@@ -228,7 +236,11 @@ impl Backend for LocalBackend {
             } else {
                 Error::io(&p, e)
             }
-        })
+        })?;
+        if len >= BULK_READ {
+            platform::drop_cached(&f, offset, len as u64);
+        }
+        Ok(())
     }
 
     fn size(&self, path: &str) -> Result<u64> {
@@ -377,6 +389,13 @@ impl Backend for LocalBackend {
     }
 }
 
+/// Ranges at least this long are bulk reads of file data (restore reads packs in spans of
+/// many blobs, each once): the page cache that held them is given back at once
+/// ([`platform::drop_cached`]), so reading a repository does not push the user's files
+/// out of memory and the next reads reuse those pages. Shorter ranges are metadata (tree
+/// blobs) that `ls`, `find` or `mount` may read again, and keep their cache.
+const BULK_READ: usize = 1024 * 1024;
+
 /// A new object of a local store: a temporary file (registered, so a signal removes it,
 /// and `remove_stale_temp` finds it after a crash) in the object's folder (`write_new`) or
 /// in the top folder of its kind (`write_streamed`: the name is known only at the end),
@@ -431,6 +450,9 @@ impl NewObject for LocalNewObject {
     fn commit(mut self: Box<Self>, path: &str) -> Result<Written> {
         let f = self.file.take().expect("committed once");
         f.sync_all().at(&self.tmp)?;
+        // Written and durable: its pages are clean, and nothing reads an object just
+        // written, so they go back for the next ones to use.
+        platform::drop_cached(&f, 0, 0);
         drop(f);
         let p = self.root.join(path);
         let dir = p.parent().expect("object paths have a parent").to_path_buf();

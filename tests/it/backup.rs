@@ -68,3 +68,108 @@ fn files_after_a_maximum_size_chunk_come_back_exactly() {
     env.restore(&id, &out);
     assert_trees_equal(&src, &out, false);
 }
+
+/// The share of `path`'s pages in the page cache (`mincore` on a read-only mapping).
+fn cached_share(path: &std::path::Path) -> f64 {
+    use std::os::fd::AsRawFd;
+    let f = fs::File::open(path).unwrap();
+    let len = f.metadata().unwrap().len() as usize;
+    if len == 0 {
+        return 0.0;
+    }
+    let page = 4096;
+    let mut vec = vec![0u8; len.div_ceil(page)];
+    // SAFETY: a private read-only mapping of a file this function holds open, unmapped
+    // before it returns; mincore writes one byte per page into `vec`, which has that many.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        );
+        assert_ne!(p, libc::MAP_FAILED, "mmap {}", path.display());
+        assert_eq!(libc::mincore(p, len, vec.as_mut_ptr()), 0, "mincore {}", path.display());
+        libc::munmap(p, len);
+    }
+    vec.iter().filter(|&&b| b & 1 == 1).count() as f64 / vec.len() as f64
+}
+
+/// Read `path` whole, so its pages are in the page cache.
+fn read_into_cache(path: &std::path::Path) -> f64 {
+    let _ = fs::read(path).unwrap();
+    cached_share(path)
+}
+
+/// The packs of `env`'s repository.
+fn packs(env: &Env) -> Vec<std::path::PathBuf> {
+    let p: Vec<_> = files_under(&env.repo().join("packs"));
+    assert!(!p.is_empty(), "the repository has packs");
+    p
+}
+
+/// Bytes of `files` in the page cache, as a share of their bytes.
+fn cached_share_of(files: &[std::path::PathBuf]) -> f64 {
+    let (mut cached, mut total) = (0.0, 0.0);
+    for f in files {
+        let len = fs::metadata(f).unwrap().len() as f64;
+        cached += cached_share(f) * len;
+        total += len;
+    }
+    cached / total
+}
+
+/// A backup reads each byte once; keeping it cached only pushed the user's files out of
+/// memory and, on a virtual machine that hands free memory back to its host, made every
+/// page the read-ahead took fault in the host (2.5 s of a 2 GiB image's 7 s backup).
+/// Large files read, packs written, and packs read whole (`check`) or in bulk (`restore`)
+/// now give their page cache back; small files and metadata keep theirs.
+#[test]
+fn backup_check_and_restore_give_back_the_page_cache_of_what_they_read_once() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    let big = src.join("disk.img");
+    write(&big, random_bytes(3, 24 << 20));
+    write(src.join("small.txt"), text_bytes(4, 64 << 10));
+    for f in [&big, &src.join("small.txt")] {
+        fs::File::open(f).unwrap().sync_all().unwrap(); // clean pages: only those can go
+        assert!(read_into_cache(f) > 0.9, "{} is cached before the backup", f.display());
+    }
+    let id = env.backup([&src]);
+    assert!(cached_share(&big) < 0.1, "the large file read: {}", cached_share(&big));
+    assert!(
+        cached_share(&src.join("small.txt")) > 0.9,
+        "a small file keeps its cache: {}",
+        cached_share(&src.join("small.txt"))
+    );
+    let packs = packs(&env);
+    assert!(
+        cached_share_of(&packs) < 0.1,
+        "packs written: {}",
+        cached_share_of(&packs)
+    );
+
+    for p in &packs {
+        read_into_cache(p);
+    }
+    run(env.cmd().args(["check", "--read-data"])).success();
+    assert!(
+        cached_share_of(&packs) < 0.1,
+        "packs checked: {}",
+        cached_share_of(&packs)
+    );
+
+    for p in &packs {
+        read_into_cache(p);
+    }
+    let out = env.path("out");
+    env.restore(&id, &out);
+    assert!(
+        cached_share_of(&packs) < 0.2,
+        "packs restored from: {}",
+        cached_share_of(&packs)
+    );
+    assert_trees_equal(&src, &out, false);
+}
