@@ -757,6 +757,10 @@ tool_version() {
   echo
   echo "machine: $(nproc) cores, $(free -g | awk '/Mem/{print $2}') GiB, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -r)"
   echo
+  if [ -r /sys/module/page_reporting/parameters/page_reporting_order ]; then
+    echo "free page reporting: on (order $(cat /sys/module/page_reporting/parameters/page_reporting_order)): memory freed by dropping the page cache goes back to the host, and a page taken from free memory again faults in the host (system time that varies from run to run)"
+    echo
+  fi
   echo "tools: $(for t in "${TOOLS[@]}"; do printf '%s; ' "$(tool_version "$t")"; done | sed 's/; $//')"
   echo
   echo "corpus ($KIND): $CORPUS_DIR$([ "$SMALL_FILES" -gt 0 ] && echo " + small-files/ ($SMALL_FILES files)" || true):" \
