@@ -14,8 +14,9 @@
 //! - `meta`: mode, owner, device numbers and extended attributes of a snapshot's entries
 //!   (format-spec §9 stores Unix metadata; a port maps its own onto it).
 //! - `backup`'s reader and `prefetch`: `O_NOFOLLOW`, `O_NOATIME`, `SEEK_DATA`/`SEEK_HOLE`,
-//!   `posix_fadvise` ([`open_for_reading`] holds the open).
-//! - `backend::local`: `renameat2(RENAME_NOREPLACE)` for write-if-absent.
+//!   `posix_fadvise` ([`open_for_reading`] holds the open, [`drop_cached`] the advice).
+//! - `backend::local`: `renameat2(RENAME_NOREPLACE)` for write-if-absent, and
+//!   `posix_fadvise(DONTNEED)` on what is read or written once ([`drop_cached`]).
 //! - `lock` and `signals`: process liveness by pid, `SIGINT`/`SIGTERM`.
 //! - The command line's `mount` (FUSE) and `schedule` (systemd timers, cron).
 
