@@ -16,7 +16,7 @@
 #
 # The default corpus. Without CORPUS_DIR one is built once under benches/work/corpus-src from
 # data present on a fresh machine of this kind: the Rust toolchain's sysroot `lib/`, the cargo
-# registry sources committed into a git repository (a checkout with `.git`), a virtualenv with
+# registry sources committed into a git repository (a checkout with `.git`, packed by `git gc`), a virtualenv with
 # numpy and pandas binary wheels from PyPI, and this project's release `target/deps`. (QUICK:
 # a clone of this repository with its `.git` plus a 15 MB slice of the sysroot.) Every run
 # copies that corpus (or the caller's CORPUS_DIR, never modified) to benches/work/run/data and
@@ -427,8 +427,10 @@ else
       else
         cp -a "$sysroot/lib" "$CORPUS_DIR/sysroot-lib"
         cp -a "$(pool_dir)" "$CORPUS_DIR/vendor"
+        # gc.auto=0 and a gc in the foreground: `commit` would otherwise start a detached
+        # auto-gc that packs and deletes loose objects while the corpus is being copied
         (cd "$CORPUS_DIR/vendor" && git init -q && git add -A >/dev/null &&
-          git -c user.email=b@b -c user.name=b commit -qm corpus)
+          git -c user.email=b@b -c user.name=b -c gc.auto=0 commit -qm corpus && git gc -q)
         python3 -m venv "$CORPUS_DIR/venv" && "$CORPUS_DIR/venv/bin/pip" install -q numpy pandas
         mkdir -p "$CORPUS_DIR/target/release" && cp -a "$ROOT/target/release/deps" "$CORPUS_DIR/target/release/"
       fi
