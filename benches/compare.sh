@@ -20,9 +20,10 @@
 # gc`), a virtualenv with numpy and pandas binary wheels from PyPI, and this project's release
 # `target/deps`. (QUICK: a clone of this repository with its `.git` plus a 15 MB slice of the
 # sysroot.) Every run copies that corpus (or the caller's CORPUS_DIR, never modified) to
-# benches/work/run/data and adds `small-files/`: a deterministic tree of SMALL_FILES files of 100 B..8 KiB cut from real
-# sources in the cargo registry, 100 files per directory. The "1% changed" step edits that
-# copy: every 100th regular file in sorted path order gets 32 bytes inserted at its middle.
+# benches/work/run/data and adds `small-files/`: a deterministic tree of SMALL_FILES files of
+# 100 B..8 KiB cut from real sources in the cargo registry, 100 files per directory. The "1%
+# changed" step edits that copy: every 100th regular file in sorted path order gets 32 bytes
+# inserted at its middle.
 #
 # The low-duplication corpus (CORPUS=lowdup; issue 19): a ~1.5 GB developer tree of roughly
 # 30-35k files with little internal duplication, built once under benches/work/corpus-lowdup
