@@ -170,30 +170,30 @@ fn single(node: Node) -> Result<Plan> {
     let item = match kind {
         NodeKind::File(data) | NodeKind::HardLink { data, .. } => {
             plan.bytes = data.size;
-            Item::File { rel: name, data, meta }
+            Item::File { rel: name.into(), data, meta }
         }
         NodeKind::Symlink(target) => Item::Symlink {
-            rel: name,
+            rel: name.into(),
             target,
             meta,
         },
         NodeKind::Fifo => Item::Special {
-            rel: name,
+            rel: name.into(),
             kind: Special::Fifo,
             meta,
         },
         NodeKind::Socket => Item::Special {
-            rel: name,
+            rel: name.into(),
             kind: Special::Socket,
             meta,
         },
         NodeKind::CharDevice(d) => Item::Special {
-            rel: name,
+            rel: name.into(),
             kind: Special::Char(d),
             meta,
         },
         NodeKind::BlockDevice(d) => Item::Special {
-            rel: name,
+            rel: name.into(),
             kind: Special::Block(d),
             meta,
         },

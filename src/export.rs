@@ -1690,7 +1690,7 @@ fn incremental(
                 content: content_digest(repo, data)?,
             };
             if prev.and_then(|p| p.files.get(&key)) == Some(&sf) {
-                candidates.insert(rel.clone());
+                candidates.insert(rel.to_vec());
             }
             files.insert(key, sf);
         }
@@ -1720,7 +1720,7 @@ fn incremental(
         let mut parent: Option<(Vec<u8>, OwnedFd)> = None;
         for item in &plan.items {
             let Item::File { rel, data, meta } = item else { continue };
-            if by_record && !candidates.contains(rel) {
+            if by_record && !candidates.contains(&rel[..]) {
                 continue;
             }
             let (p, n) = split_rel(rel);
@@ -1731,7 +1731,7 @@ fn incremental(
             if unchanged_on_disk(fd, n, meta, data.size, is_root)
                 && (by_record || same_content(repo, &chunkers, &mut buf, root, rel, data))
             {
-                link.insert(rel.clone());
+                link.insert(rel.to_vec());
             }
         }
     }
@@ -1743,7 +1743,7 @@ fn incremental(
             .collect();
         for item in &plan.items {
             if let Item::File { rel, data, .. } = item
-                && link.contains(rel)
+                && link.contains(&rel[..])
             {
                 res.linked += 1;
                 res.linked_bytes += data.size;
@@ -1777,7 +1777,7 @@ fn incremental(
             let mut linked_ok: HashSet<Vec<u8>> = HashSet::new();
             for item in &plan.items {
                 let Item::File { rel, data, .. } = item else { continue };
-                if !link.contains(rel) {
+                if !link.contains(&rel[..]) {
                     continue;
                 }
                 let (p, n) = split_rel(rel);
@@ -1791,7 +1791,7 @@ fn incremental(
                     Ok(()) => {
                         res.linked += 1;
                         res.linked_bytes += data.size;
-                        linked_ok.insert(rel.clone());
+                        linked_ok.insert(rel.to_vec());
                     }
                     Err(e) => {
                         tracing::debug!("link {} failed ({e}); copying it", restore::display(rel));
@@ -1800,7 +1800,7 @@ fn incremental(
                 }
             }
             plan.items
-                .retain(|i| !matches!(i, Item::File { rel, .. } if linked_ok.contains(rel)));
+                .retain(|i| !matches!(i, Item::File { rel, .. } if linked_ok.contains(&rel[..])));
         }
         let ropts = RestoreOptions {
             target: staging.path.clone(),

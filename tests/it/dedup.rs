@@ -247,6 +247,9 @@ fn long_chunk_lists_are_paged_and_an_edit_rewrites_few_pages() {
     let src = env.path("src");
     let data = random_bytes(31, 10_000_000);
     write(src.join("big.bin"), &data);
+    // A short file with the big one's first bytes: its chunk list is in its entry, and
+    // shares chunks with the paged one, so a restore writes those chunks to both.
+    write(src.join("small.bin"), &data[..8000]);
     age_tree(&src);
     let first = env.backup([&src]);
     let mut edited = data[..5000].to_vec();
@@ -270,6 +273,24 @@ fn long_chunk_lists_are_paged_and_an_edit_rewrites_few_pages() {
     };
     let (a, b) = (pages(&first), pages(&second));
     assert!(a.len() > 10, "{} pages", a.len());
+    {
+        let f = Forge::open(&env);
+        let (_, s) = f.repo.resolve_snapshot(&first).unwrap();
+        let list = |name: &[u8]| {
+            let node = f.repo.find_node(&s.tree, name).unwrap().expect("file");
+            let NodeKind::File(d) = node.kind else {
+                panic!("not a file")
+            };
+            (
+                matches!(d.content, Content::Chunks(_)),
+                f.repo.chunk_list(&d.content).unwrap(),
+            )
+        };
+        let ((inline, small), (_, big)) = (list(b"small.bin"), list(b"big.bin"));
+        assert!(inline, "small.bin's chunk list should be in its entry");
+        let shared = small.iter().filter(|c| big.iter().any(|b| b.id == c.id)).count();
+        assert!(shared >= 2, "small.bin shares {shared} chunks with big.bin");
+    }
     let new = b.iter().filter(|p| !a.contains(p)).count();
     assert!(
         (1..=2).contains(&new),
@@ -284,6 +305,10 @@ fn long_chunk_lists_are_paged_and_an_edit_rewrites_few_pages() {
         assert!(
             fs::read(target.join("big.bin")).unwrap() == *want,
             "{snap} restored wrongly"
+        );
+        assert!(
+            fs::read(target.join("small.bin")).unwrap() == data[..8000],
+            "{snap}: small.bin restored wrongly"
         );
     }
 }
