@@ -954,8 +954,10 @@ pub fn chunk_offsets(data: &FileData, chunks: &[ChunkRef]) -> Vec<u64> {
 
 /// Where one chunk of the data phase goes: 24 bytes. The chunk's id is not repeated here
 /// (it is in the file's chunk list, [`DataFile::chunks`]); `key`, its first 8 bytes, sorts
-/// the targets without reaching into the lists (32 bytes less per chunk: 5 MB on a restore
-/// of 200k chunks).
+/// the targets without reaching into the lists. Half the 48 bytes of a target that held the
+/// id: 4.8 MB less on a restore of 200k chunks. (A list kept in chunk-list pages is read
+/// once and kept for the data phase instead, 36 bytes per chunk, but only long lists are
+/// paged: those of files of thousands of chunks.)
 struct Target {
     key: u64,
     offset: u64,
