@@ -975,25 +975,35 @@ fn id_key(id: &ChunkId) -> u64 {
 
 /// Sort `targets` by chunk id (`chunk_id` reads it from the file's chunk list) and list
 /// each id once, in order, with the end of its run of targets: what `locate_sorted` asks
-/// for, and where each answer's targets are. The 8-byte keys sort almost everything; the
-/// lists are read only for equal keys (the same chunk in several places, or ids that
-/// share their first 8 bytes).
+/// for, and where each answer's targets are. The targets are sorted by their 8-byte keys
+/// alone; a run of equal keys is the same chunk in several places (its list entries are
+/// read once each to make sure), and only if two ids in it differ past their first 8
+/// bytes is that run sorted by whole id. Reading the lists in the sort itself, on every
+/// comparison of equal keys, cost 0.2 s more CPU on a restore of 166k entries.
 fn group_targets(targets: &mut [Target], chunk_id: impl Fn(&Target) -> ChunkId) -> (Vec<BlobId>, Vec<u32>) {
-    targets.sort_unstable_by(|a, b| a.key.cmp(&b.key).then_with(|| chunk_id(a).cmp(&chunk_id(b))));
+    targets.sort_unstable_by_key(|t| t.key);
     let mut ids: Vec<BlobId> = Vec::new();
     let mut ends: Vec<u32> = Vec::new();
-    for (i, t) in targets.iter().enumerate() {
-        if i > 0 {
-            let p = &targets[i - 1];
-            if p.key == t.key && chunk_id(p) == chunk_id(t) {
-                continue;
+    let mut i = 0;
+    while i < targets.len() {
+        let key = targets[i].key;
+        let run = i + targets[i..].iter().take_while(|t| t.key == key).count();
+        let first = chunk_id(&targets[i]);
+        if targets[i + 1..run].iter().all(|t| chunk_id(t) == first) {
+            ids.push(BlobId(first.0));
+            ends.push(run as u32);
+        } else {
+            let run = &mut targets[i..run];
+            run.sort_unstable_by_key(|t| chunk_id(t));
+            let mut j = 0;
+            while j < run.len() {
+                let id = chunk_id(&run[j]);
+                j += run[j..].iter().take_while(|t| chunk_id(t) == id).count();
+                ids.push(BlobId(id.0));
+                ends.push((i + j) as u32);
             }
-            ends.push(i as u32);
         }
-        ids.push(BlobId(chunk_id(t).0));
-    }
-    if !targets.is_empty() {
-        ends.push(targets.len() as u32);
+        i = run;
     }
     (ids, ends)
 }
@@ -1399,6 +1409,17 @@ fn verify(repo: &Repository, root: &OwnedFd, plan: &Plan, failed: &HashSet<Vec<u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A restore holds one `Item` per entry and one `Target` per chunk to write: their sizes
+    /// set its peak memory on large trees (README, Performance), so a field that grows them
+    /// must be a choice, not an accident.
+    #[test]
+    fn restore_records_stay_small() {
+        assert_eq!(std::mem::size_of::<Item>(), 128);
+        assert_eq!(std::mem::size_of::<Target>(), 24);
+        assert_eq!(std::mem::size_of::<PackBlob>(), 24);
+        assert_eq!(std::mem::size_of::<DataFile>(), 20);
+    }
 
     proptest::proptest! {
         /// Targets come out grouped by their whole chunk id, in id order, each id listed
