@@ -1,10 +1,11 @@
 # A direct transcription of format-spec §3 (gear table) and §15 (cut routine and run rule)
 # into Python, written from the spec, not from the Rust code. It prints the chunk lengths of
-# the three golden inputs of §15 (chunker::tests::golden_cut_points, golden_run_cuts and
-# golden_large_file_cut_points):
+# the golden inputs of §15 (chunker::tests::golden_cut_points, golden_run_cuts,
+# golden_large_file_cut_points and golden_cut_points_of_the_defaults):
 #   pip install blake3; python3 format-spec/chunker_golden.py plain    # about 30 s
 #   python3 format-spec/chunker_golden.py runs                         # about 1 min
 #   python3 format-spec/chunker_golden.py large                        # about 10 s
+#   python3 format-spec/chunker_golden.py defaults                     # about 30 s
 import blake3, re, sys
 M = (1 << 64) - 1
 master = bytes([42]) * 32
@@ -16,7 +17,10 @@ which = sys.argv[1]
 if which == 'large':  # the sizes of files of 64 MiB and more: MASKS[19] and MASKS[17]
     MIN, AVG, MAX = 128*1024, 256*1024, 2*1024*1024
     MASK_S, MASK_L = 0x0000d91707537000, 0x0000d90703537000
-else:
+elif which == 'defaults':  # the outer sizes of new repositories: MASKS[20] and MASKS[18]
+    MIN, AVG, MAX = 256*1024, 512*1024, 8*1024*1024
+    MASK_S, MASK_L = 0x0000d91747537000, 0x0000d90707537000
+else:  # the outer sizes of repositories made before 2026-12-07
     MIN, AVG, MAX = 512*1024, 1024*1024, 8*1024*1024
     MASK_S, MASK_L = 0x0000d91767537000, 0x0000d91707537000
 MASK_S_LS, MASK_L_LS = (MASK_S << 1) & M, (MASK_L << 1) & M
@@ -61,7 +65,7 @@ def chunk(data, R):
         out.append(n); c += n
     return out
 
-if which == 'plain':
+if which in ('plain', 'defaults'):
     print(chunk(xorshift(24*1024*1024, 0x9E3779B97F4A7C15), 0))
 elif which == 'large':
     print(chunk(xorshift(6*1024*1024, 0x9E3779B97F4A7C15), 65536))

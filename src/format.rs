@@ -1233,6 +1233,11 @@ mod tests {
             .unwrap();
         assert_eq!(plain[0], 3, "config structure version");
         assert_eq!(
+            &plain[33..39],
+            [0x80, 0x80, 0x10, 0x80, 0x80, 0x20],
+            "a new repository's min and avg: 256 KiB and 512 KiB (format-spec README, History)"
+        );
+        assert_eq!(
             &plain[plain.len() - 23..],
             [
                 0x80, 0x80, 0x04, // run = 65 536
@@ -1264,6 +1269,8 @@ mod tests {
             read,
             Config {
                 chunker: ChunkerParams {
+                    min: 512 * 1024,
+                    avg: 1024 * 1024,
                     run: 0,
                     large: None,
                     ..c.chunker
@@ -1284,6 +1291,8 @@ mod tests {
             read,
             Config {
                 chunker: ChunkerParams {
+                    min: 512 * 1024,
+                    avg: 1024 * 1024,
                     large: None,
                     ..c.chunker
                 },

@@ -956,8 +956,8 @@ pub fn chunk_offsets(data: &FileData, chunks: &[ChunkRef]) -> Vec<u64> {
 /// (it is in the file's chunk list, [`DataFile::chunks`]); `key`, its first 8 bytes, sorts
 /// the targets without reaching into the lists. Half the 48 bytes of a target that held the
 /// id: 4.8 MB less on a restore of 200k chunks. (A list kept in chunk-list pages is read
-/// once and kept for the data phase instead, 36 bytes per chunk, but only long lists are
-/// paged: those of files of thousands of chunks.)
+/// once and kept for the data phase instead, 36 bytes per chunk, but only lists of more
+/// than 128 chunks are paged: with the default sizes, those of files of 64 MiB and more.)
 struct Target {
     key: u64,
     offset: u64,

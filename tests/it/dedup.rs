@@ -214,7 +214,7 @@ fn parent_snapshot_is_found_whatever_the_path_spelling() {
 /// start stores one or two new pages, the others are the same blobs as before, and the
 /// file restores and checks whole. (Small chunker parameters, set through the library,
 /// make a 10 MB file about 9000 chunks, about 60 pages whatever the repository's key;
-/// the defaults need a file of over 128 MiB.)
+/// the defaults page the lists of files of 64 MiB and more.)
 #[test]
 fn long_chunk_lists_are_paged_and_an_edit_rewrites_few_pages() {
     use projectclone::backend::local::LocalBackend;
