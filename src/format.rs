@@ -1269,8 +1269,8 @@ mod tests {
             read,
             Config {
                 chunker: ChunkerParams {
-                    min: 512 * 1024,
-                    avg: 1024 * 1024,
+                    min: ChunkerParams::BEFORE_512K.0,
+                    avg: ChunkerParams::BEFORE_512K.1,
                     run: 0,
                     large: None,
                     ..c.chunker
@@ -1291,8 +1291,8 @@ mod tests {
             read,
             Config {
                 chunker: ChunkerParams {
-                    min: 512 * 1024,
-                    avg: 1024 * 1024,
+                    min: ChunkerParams::BEFORE_512K.0,
+                    avg: ChunkerParams::BEFORE_512K.1,
                     large: None,
                     ..c.chunker
                 },

@@ -234,29 +234,24 @@ pub fn plan_under(repo: &Repository, dir: &NodeKind, prefix: &[u8]) -> Result<Pl
     let inc = Includes::new(&[])?;
     // Planned under the real prefix, so hard-link targets (snapshot paths) match.
     plan_dir(repo, dir, prefix, &inc, true, &mut plan, &mut files)?;
-    let cut = |p: &mut Vec<u8>| {
-        if !prefix.is_empty() {
-            p.drain(..(prefix.len() + 1).min(p.len()));
-        }
-    };
-    let cut_rel = |p: &mut Box<[u8]>| {
-        if !prefix.is_empty() {
-            *p = p[(prefix.len() + 1).min(p.len())..].into();
-        }
-    };
+    if prefix.is_empty() {
+        return Ok(plan);
+    }
+    // `prefix/` off the front of a path.
+    let cut = |p: &[u8]| p[(prefix.len() + 1).min(p.len())..].to_vec();
     for item in &mut plan.items {
         match item {
             Item::HardLink { rel, target, .. } => {
-                cut_rel(rel);
-                cut(target);
+                *rel = cut(rel).into();
+                *target = cut(target);
             }
             Item::Dir { rel, .. } | Item::File { rel, .. } | Item::Symlink { rel, .. } | Item::Special { rel, .. } => {
-                cut_rel(rel)
+                *rel = cut(rel).into()
             }
         }
     }
     for (rel, _) in &mut plan.errors {
-        cut(rel);
+        *rel = cut(rel);
     }
     Ok(plan)
 }
