@@ -1,5 +1,6 @@
 //! Micro-benchmarks of every pipeline stage, in bytes/s or ops/s:
-//! chunking, keyed BLAKE3, zstd and lz4, seal/open, pack write, index lookup and insert.
+//! chunking, keyed BLAKE3, zstd and lz4, seal/open, pack write, index lookup and insert,
+//! and the key derivation every command that opens a repository pays once.
 
 use std::hint::black_box;
 
@@ -7,7 +8,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use projectclone::blob::{open_blob, seal_blob};
 use projectclone::chunker::{Chunker, ChunkerParams};
 use projectclone::compress::{Codec, Compression, compress_into, decompress};
-use projectclone::crypto::Keys;
+use projectclone::crypto::{KdfParams, Keys};
 use projectclone::format::{BlobKind, IndexDelta, IndexPack, PackEntry};
 use projectclone::id::{BlobId, ObjectId, PackId};
 use projectclone::index::Index;
@@ -217,6 +218,27 @@ fn stages(c: &mut Criterion) {
             for id in &ids {
                 black_box(idx.lookup(id).unwrap());
             }
+        })
+    });
+    g.finish();
+
+    // Argon2id at the defaults (64 MiB, 3 passes, 4 lanes): time and page faults before any
+    // work starts.
+    let mut g = c.benchmark_group("kdf");
+    g.sample_size(10);
+    g.bench_function("argon2id_default", |b| {
+        b.iter(|| black_box(KdfParams::default().derive(b"password", b"sixteen byte salt").unwrap()))
+    });
+    // The same derivation in the `argon2` crate's own allocation (aligned, so zeroed by one
+    // thread with memset before the lanes start), which `derive` replaced.
+    g.bench_function("argon2id_default_crate_allocation", |b| {
+        b.iter(|| {
+            let params = argon2::Params::new(64 * 1024, 3, 4, Some(32)).unwrap();
+            let mut out = [0u8; 32];
+            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+                .hash_password_into(b"password", b"sixteen byte salt", &mut out)
+                .unwrap();
+            black_box(out)
         })
     });
     g.finish();
