@@ -278,76 +278,26 @@ impl KdfParams {
         let count = params.block_count();
         let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
         let mut out = Zeroizing::new([0u8; 32]);
-        let done = match KdfMemory::new(count) {
-            Some(mut memory) => a.hash_password_into_with_memory(password, salt, &mut out[..], memory.blocks()),
+        // The working memory (64 MiB by default) in fresh pages: the crate's own allocation
+        // asks for 64-byte alignment, which the system allocator meets by zeroing every 4 KiB
+        // page with `memset` on one thread before the lanes start; fresh pages are zero
+        // already and fault in 2 MiB at a time from the lane threads
+        // ([`crate::platform::ZeroedPages`]).
+        let memory = count
+            .checked_mul(argon2::Block::SIZE)
+            .and_then(crate::platform::ZeroedPages::new);
+        let done = match memory {
+            Some(mut memory) => {
+                // SAFETY: the pages are 2 MiB-aligned (more than `Block`'s 64 bytes), hold
+                // exactly `count` blocks, are borrowed from `memory` for this call only, and
+                // all-zero bytes are a valid `Block` (an array of `u64`).
+                let blocks = unsafe { std::slice::from_raw_parts_mut(memory.as_mut_ptr().cast::<argon2::Block>(), count) };
+                a.hash_password_into_with_memory(password, salt, &mut out[..], blocks)
+            }
             None => a.hash_password_into(password, salt, &mut out[..]),
         };
         done.map_err(|e| Error::corrupt(format!("key file: argon2id: {e}")))?;
         Ok(out)
-    }
-}
-
-/// Argon2's working memory (64 MiB by default), mapped for one derivation.
-///
-/// The `argon2` crate's own allocation asks for 64-byte alignment, which the system
-/// allocator meets with `memset`: one thread faulted in and zeroed every 4 KiB page before
-/// the lanes started, about as long as the lanes' own work on two cores. A fresh anonymous
-/// mapping is zero already, and with transparent huge pages (asked for with
-/// `MADV_HUGEPAGE`, where the kernel offers them) it faults in 2 MiB at a time, from the
-/// lane threads, with fewer TLB misses in Argon2's random reads. The pages go back to the
-/// kernel, which zeroes them before any reuse, when the derivation ends.
-struct KdfMemory {
-    map: *mut std::ffi::c_void,
-    map_len: usize,
-    blocks: *mut argon2::Block,
-    count: usize,
-}
-
-/// Huge pages on x86-64 and most other Linux ports; a mapping aligned to it can use them.
-const HUGE_PAGE: usize = 2 << 20;
-
-impl KdfMemory {
-    /// `None` when the mapping is refused (the crate's allocation is used instead).
-    fn new(count: usize) -> Option<KdfMemory> {
-        let len = count.checked_mul(argon2::Block::SIZE)?;
-        let map_len = len.checked_add(HUGE_PAGE)?;
-        // SAFETY: a new private anonymous mapping at an address the kernel picks aliases no
-        // existing memory.
-        let map = unsafe {
-            rustix::mm::mmap_anonymous(
-                std::ptr::null_mut(),
-                map_len,
-                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
-                rustix::mm::MapFlags::PRIVATE,
-            )
-        }
-        .ok()?;
-        let skip = (HUGE_PAGE - map as usize % HUGE_PAGE) % HUGE_PAGE;
-        // SAFETY: `skip < HUGE_PAGE`, so `skip + len <= map_len`: inside the mapping.
-        let blocks = unsafe { map.cast::<u8>().add(skip) };
-        // Advice only: where huge pages are off the mapping works with small ones.
-        // SAFETY: the range lies inside the mapping made above.
-        let _ = unsafe { rustix::mm::madvise(blocks.cast(), len, rustix::mm::Advice::LinuxHugepage) };
-        Some(KdfMemory {
-            map,
-            map_len,
-            blocks: blocks.cast(),
-            count,
-        })
-    }
-
-    fn blocks(&mut self) -> &mut [argon2::Block] {
-        // SAFETY: `blocks` is 2 MiB-aligned (more than `Block`'s 64 bytes), spans `count`
-        // blocks inside the mapping, which lives as long as `self` and nothing else
-        // references; all-zero bytes are a valid `Block` (an array of `u64`).
-        unsafe { std::slice::from_raw_parts_mut(self.blocks, self.count) }
-    }
-}
-
-impl Drop for KdfMemory {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `new`, unmapped once; no slice of it outlives `self`.
-        let _ = unsafe { rustix::mm::munmap(self.map, self.map_len) };
     }
 }
 
@@ -472,18 +422,5 @@ mod tests {
                 .unwrap();
             assert_eq!(*ours, theirs, "m={m_cost} t={t_cost} p={p_cost}");
         }
-    }
-
-    #[test]
-    fn kdf_memory_is_zeroed_aligned_to_huge_pages_and_as_long_as_asked() {
-        let blocks = 2048 + 4;
-        let mut mem = KdfMemory::new(blocks).expect("an anonymous mapping");
-        let b = mem.blocks();
-        assert_eq!(b.len(), blocks);
-        assert_eq!(b.as_ptr() as usize % HUGE_PAGE, 0);
-        assert!(b.iter().all(|blk| blk.as_ref().iter().all(|w| *w == 0)));
-        // Every block is writable, the last one included.
-        b[blocks - 1].as_mut()[127] = u64::MAX;
-        assert_eq!(b[blocks - 1].as_ref()[127], u64::MAX);
     }
 }

@@ -17,6 +17,8 @@
 //!   `posix_fadvise` ([`open_for_reading`] holds the open, [`drop_cached`] the advice).
 //! - `backend::local`: `renameat2(RENAME_NOREPLACE)` for write-if-absent, and
 //!   `posix_fadvise(DONTNEED)` on what is read or written once ([`drop_cached`]).
+//! - `crypto`'s key derivation: fresh zeroed pages with huge pages asked for
+//!   ([`ZeroedPages`]: `mmap`, `madvise`); any zeroed allocation works, only slower.
 //! - `lock` and `signals`: process liveness by pid, `SIGINT`/`SIGTERM`.
 //! - The command line's `mount` (FUSE) and `schedule` (systemd timers, cron).
 
@@ -59,6 +61,57 @@ pub fn open_for_reading(path: &Path) -> io::Result<File> {
 /// Only clean pages go; a failure (a file system without page cache) changes nothing.
 pub fn drop_cached(f: &File, offset: u64, len: u64) {
     let _ = rustix::fs::fadvise(f, offset, std::num::NonZeroU64::new(len), rustix::fs::Advice::DontNeed);
+}
+
+/// Huge pages on x86-64 and most other Linux ports; a mapping aligned to it can use them.
+pub const HUGE_PAGE: usize = 2 << 20;
+
+/// Fresh zeroed memory, 2 MiB-aligned, for one large short-lived buffer (the key
+/// derivation's 64 MiB): a private anonymous mapping with transparent huge pages asked for
+/// (`MADV_HUGEPAGE`, advice only). The kernel hands it out zeroed, so nothing `memset`s
+/// it, and faults it in 2 MiB at a time where huge pages are on. The pages go back to the
+/// kernel, which zeroes them before any reuse, when it is dropped.
+pub struct ZeroedPages {
+    map: *mut std::ffi::c_void,
+    map_len: usize,
+    start: *mut u8,
+}
+
+impl ZeroedPages {
+    /// `len` bytes; `None` when the mapping is refused.
+    pub fn new(len: usize) -> Option<ZeroedPages> {
+        let map_len = len.checked_add(HUGE_PAGE)?;
+        // SAFETY: a new private anonymous mapping at an address the kernel picks aliases no
+        // existing memory.
+        let map = unsafe {
+            rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                map_len,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::PRIVATE,
+            )
+        }
+        .ok()?;
+        let skip = (HUGE_PAGE - map as usize % HUGE_PAGE) % HUGE_PAGE;
+        // SAFETY: `skip < HUGE_PAGE`, so `skip + len <= map_len`: inside the mapping.
+        let start = unsafe { map.cast::<u8>().add(skip) };
+        // SAFETY: the range lies inside the mapping made above.
+        let _ = unsafe { rustix::mm::madvise(start.cast(), len, rustix::mm::Advice::LinuxHugepage) };
+        Some(ZeroedPages { map, map_len, start })
+    }
+
+    /// The first of the `len` bytes asked for, 2 MiB-aligned; valid while `self` lives.
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.start
+    }
+}
+
+impl Drop for ZeroedPages {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once; pointers into it are valid only
+        // while `self` lives.
+        let _ = unsafe { rustix::mm::munmap(self.map, self.map_len) };
+    }
 }
 
 /// Create `dir` and its missing parents, each created one private to this user (`0700`:
@@ -105,6 +158,20 @@ mod tests {
         assert!(open_for_reading(&d.path().join("f")).is_ok());
         let e = open_for_reading(&d.path().join("l")).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(rustix::io::Errno::LOOP.raw_os_error()));
+    }
+
+    #[test]
+    fn zeroed_pages_are_zero_aligned_to_huge_pages_and_as_long_as_asked() {
+        let len = 2 * HUGE_PAGE + 4096;
+        let mut mem = ZeroedPages::new(len).expect("an anonymous mapping");
+        let p = mem.as_mut_ptr();
+        assert_eq!(p as usize % HUGE_PAGE, 0);
+        // SAFETY: `len` bytes from `p` belong to `mem`, which outlives the slice.
+        let b = unsafe { std::slice::from_raw_parts_mut(p, len) };
+        assert!(b.iter().all(|x| *x == 0));
+        // Writable to the last byte.
+        b[len - 1] = 0xff;
+        assert_eq!(b[len - 1], 0xff);
     }
 
     #[test]
