@@ -632,9 +632,7 @@ pub fn execute(
                         Mode::from_raw_mode(modes.create(meta.mode, false)),
                     )
                     .map_err(errno)?;
-                    if !data.holes.is_empty()
-                        && let Err(e) = rustix::fs::ftruncate(&fd, data.size)
-                    {
+                    if let Err(e) = size_new_file(&fd, data) {
                         // Not left behind with the wrong length.
                         let _ = rustix::fs::unlinkat(dir, name, AtFlags::empty());
                         return Err(errno(e));
@@ -1038,6 +1036,29 @@ pub(crate) fn remote_pool(repo: &Repository, readers: usize) -> Option<rayon::Th
         .ok()
 }
 
+/// Files of at least this size get all their blocks in one call when they are created.
+/// Such a file is written chunk by chunk, by both workers and in pack order, not file
+/// order, so the file system allocated its blocks piecemeal. Restoring the low-duplication
+/// benchmark tree onto a fresh ext4: its 188 files over 1 MiB took 188 extents (17 of
+/// them were in several, 205 in all before). CPU stayed the same (3.54 s against 3.53,
+/// medians of 13 alternating runs; system time 1.35 s against 1.44). Preallocating every
+/// file cost more (1.56 s of system time), as a file of one chunk is one write anyway.
+const PREALLOCATE_FROM: u64 = 1024 * 1024;
+
+/// Give a file just created for `data` its length where a write will not: a file ending in
+/// a hole gets it from `ftruncate`. A large one without holes gets its blocks at once
+/// ([`PREALLOCATE_FROM`]); a file system that cannot (`EOPNOTSUPP`) or has no room for all
+/// of them at once leaves that to the writes, which report a full disk themselves.
+fn size_new_file(fd: &OwnedFd, data: &FileData) -> rustix::io::Result<()> {
+    if !data.holes.is_empty() {
+        return rustix::fs::ftruncate(fd, data.size);
+    }
+    if data.size >= PREALLOCATE_FROM {
+        let _ = rustix::fs::fallocate(fd, rustix::fs::FallocateFlags::empty(), 0, data.size);
+    }
+    Ok(())
+}
+
 /// A file the data phase writes: 20 bytes, everything else is read from its plan item.
 struct DataFile {
     /// Its index in the plan (an `Item::File`).
@@ -1095,11 +1116,8 @@ impl DataFile {
             Mode::from_raw_mode(modes.create(item.meta().mode, false)),
         )
         .map_err(errno)?;
-        // A file ending in a hole gets its length from ftruncate, not from a write.
-        if let Item::File { data, .. } = item
-            && !data.holes.is_empty()
-        {
-            rustix::fs::ftruncate(&fd, data.size).map_err(errno)?;
+        if let Item::File { data, .. } = item {
+            size_new_file(&fd, data).map_err(errno)?;
         }
         *created = true;
         Ok(File::from(fd))

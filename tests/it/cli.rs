@@ -1393,6 +1393,12 @@ fn full_disk_is_a_clear_error_and_loses_nothing() {
         "name the file that could not be written: {}",
         out.stderr
     );
+    // Given its length up front (it is over 1 MiB), it is still not left behind half written.
+    assert!(
+        !small_target.join("two.bin").exists(),
+        "a file that did not fit was left in the target"
+    );
+    assert_eq!(fs::read(small_target.join("tiny.txt")).unwrap(), b"tiny\n");
 }
 
 #[test]
