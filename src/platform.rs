@@ -63,6 +63,17 @@ pub fn drop_cached(f: &File, offset: u64, len: u64) {
     let _ = rustix::fs::fadvise(f, offset, std::num::NonZeroU64::new(len), rustix::fs::Advice::DontNeed);
 }
 
+/// Whether the file system holding `fd` is one where reserving a file's blocks up front
+/// (`fallocate`) before writing it in pieces keeps it in few extents at no other cost:
+/// ext2/3/4 and XFS. Not the copy-on-write ones: btrfs writes a preallocated extent in
+/// place and so without its compression, and ZFS or bcachefs allocate again on every
+/// write anyway. Unknown file systems are left to allocate as they write.
+pub fn preallocation_helps(fd: impl std::os::fd::AsFd) -> bool {
+    const EXT4_SUPER_MAGIC: u64 = 0xEF53; // ext2 and ext3 too
+    const XFS_SUPER_MAGIC: u64 = 0x5846_5342;
+    rustix::fs::fstatfs(fd).is_ok_and(|st| matches!(st.f_type as u64, EXT4_SUPER_MAGIC | XFS_SUPER_MAGIC))
+}
+
 /// Huge pages on x86-64 and most other Linux ports; a mapping aligned to it can use them.
 pub const HUGE_PAGE: usize = 2 << 20;
 

@@ -594,6 +594,7 @@ pub fn execute(
     let mut failed: HashSet<Vec<u8>> = HashSet::new();
     let clear = |dir: &OwnedFd, name: &OsStr| if fresh { Ok(()) } else { remove_at(dir, name) };
     let modes = Modes::for_target(&root, &opts.target, fresh);
+    let preallocate = crate::platform::preallocation_helps(&root);
 
     // Phase 1: the skeleton, in walk order.
     let mut parents = Parents::new(&root);
@@ -632,7 +633,7 @@ pub fn execute(
                         Mode::from_raw_mode(modes.create(meta.mode, false)),
                     )
                     .map_err(errno)?;
-                    if let Err(e) = size_new_file(&fd, data) {
+                    if let Err(e) = size_new_file(&fd, data, preallocate) {
                         // Not left behind with the wrong length.
                         let _ = rustix::fs::unlinkat(dir, name, AtFlags::empty());
                         return Err(errno(e));
@@ -666,7 +667,7 @@ pub fn execute(
 
     // Phase 2: file data, pack by pack.
     let written = AtomicU64::new(0);
-    let (data_errors, times_set) = restore_data(repo, &root, &plan, &failed, fresh, modes, &written, progress)?;
+    let (data_errors, times_set) = restore_data(repo, &root, &plan, &failed, fresh, NewFiles { modes, preallocate }, &written, progress)?;
     // A file whose data failed (damaged or missing chunks, a full disk) may hold part of
     // its data, or none: it must not stay under its name looking restored. Every write is
     // done by now, so nothing writes to it any more. (Removing beats writing each file
@@ -1036,27 +1037,37 @@ pub(crate) fn remote_pool(repo: &Repository, readers: usize) -> Option<rayon::Th
         .ok()
 }
 
-/// Files of at least this size get all their blocks in one call when they are created.
-/// Such a file is written chunk by chunk, by both workers and in pack order, not file
-/// order, so the file system allocated its blocks piecemeal. Restoring the low-duplication
-/// benchmark tree onto a fresh ext4: its 188 files over 1 MiB took 188 extents (17 of
-/// them were in several, 205 in all before). CPU stayed the same (3.54 s against 3.53,
-/// medians of 13 alternating runs; system time 1.35 s against 1.44). Preallocating every
-/// file cost more (1.56 s of system time), as a file of one chunk is one write anyway.
+/// Files of at least this size get all their blocks in one call when they are created,
+/// on file systems where that helps ([`crate::platform::preallocation_helps`]). Such a
+/// file is written chunk by chunk, by both workers and in pack order, not file order, so
+/// the file system allocated its blocks piecemeal. Restoring the low-duplication benchmark
+/// tree onto a fresh ext4: its 188 files over 1 MiB took 188 extents (17 of them were in
+/// several, 205 in all before). CPU stayed the same (3.54 s against 3.53, medians of 13
+/// alternating runs; system time 1.35 s against 1.44). Preallocating every file cost more
+/// (1.56 s of system time), as a file of one chunk is one write anyway.
 const PREALLOCATE_FROM: u64 = 1024 * 1024;
 
 /// Give a file just created for `data` its length where a write will not: a file ending in
 /// a hole gets it from `ftruncate`. A large one without holes gets its blocks at once
-/// ([`PREALLOCATE_FROM`]); a file system that cannot (`EOPNOTSUPP`) or has no room for all
-/// of them at once leaves that to the writes, which report a full disk themselves.
-fn size_new_file(fd: &OwnedFd, data: &FileData) -> rustix::io::Result<()> {
+/// ([`PREALLOCATE_FROM`]) where `preallocate` says that helps
+/// ([`crate::platform::preallocation_helps`]); no room for all of them at once leaves that
+/// to the writes, which report a full disk themselves.
+fn size_new_file(fd: &OwnedFd, data: &FileData, preallocate: bool) -> rustix::io::Result<()> {
     if !data.holes.is_empty() {
         return rustix::fs::ftruncate(fd, data.size);
     }
-    if data.size >= PREALLOCATE_FROM {
+    if preallocate && data.size >= PREALLOCATE_FROM {
         let _ = rustix::fs::fallocate(fd, rustix::fs::FallocateFlags::empty(), 0, data.size);
     }
     Ok(())
+}
+
+/// How the data phase creates a file: the mode it gets, and whether its blocks are
+/// reserved first ([`size_new_file`]).
+#[derive(Clone, Copy)]
+struct NewFiles {
+    modes: Modes,
+    preallocate: bool,
 }
 
 /// A file the data phase writes: 20 bytes, everything else is read from its plan item.
@@ -1097,7 +1108,7 @@ impl DataFile {
     /// directory, which `parents` opened beneath the target and keeps while the writer
     /// stays in that directory: a pack's blobs are in walk order, so most files of a pack
     /// share their parent with the file before.
-    fn open(&self, parents: &mut Parents, plan: &Plan, modes: Modes) -> std::io::Result<File> {
+    fn open(&self, parents: &mut Parents, plan: &Plan, new: NewFiles) -> std::io::Result<File> {
         let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let item = &plan.items[self.item as usize];
         let (parent, name) = split_rel(item.rel());
@@ -1113,11 +1124,11 @@ impl DataFile {
             dir,
             name,
             flags | OFlags::CREATE | OFlags::EXCL,
-            Mode::from_raw_mode(modes.create(item.meta().mode, false)),
+            Mode::from_raw_mode(new.modes.create(item.meta().mode, false)),
         )
         .map_err(errno)?;
         if let Item::File { data, .. } = item {
-            size_new_file(&fd, data).map_err(errno)?;
+            size_new_file(&fd, data, new.preallocate).map_err(errno)?;
         }
         *created = true;
         Ok(File::from(fd))
@@ -1130,7 +1141,7 @@ fn restore_data(
     plan: &Plan,
     failed: &HashSet<Vec<u8>>,
     create: bool,
-    modes: Modes,
+    new_files: NewFiles,
     written: &AtomicU64,
     progress: &dyn Progress,
 ) -> Result<(DataErrors, TimesSet)> {
@@ -1318,7 +1329,7 @@ fn restore_data(
                                         }
                                         let df = &files[file];
                                         progress.current(Path::new(OsStr::from_bytes(df.rel(plan))));
-                                        open.insert(file, df.open(parents, plan, modes)?);
+                                        open.insert(file, df.open(parents, plan, new_files)?);
                                     }
                                     let f = &open[&file];
                                     f.write_all_at(bytes, t.offset)?;

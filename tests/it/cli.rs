@@ -1393,7 +1393,7 @@ fn full_disk_is_a_clear_error_and_loses_nothing() {
         "name the file that could not be written: {}",
         out.stderr
     );
-    // Given its length up front (it is over 1 MiB), it is still not left behind half written.
+    // Nor is it left behind half written.
     assert!(
         !small_target.join("two.bin").exists(),
         "a file that did not fit was left in the target"

@@ -48,3 +48,42 @@ fn restore_onto_a_full_file_system_leaves_only_complete_files_and_counts_them() 
     assert_eq!(v["bytes"], bytes, "{v}");
     assert_eq!(v["errors"].as_array().unwrap().len() as u64, n - present, "{v}");
 }
+
+/// Restore reserves the blocks of a file over 1 MiB when it creates it (`fallocate`) on
+/// ext4 and XFS. btrfs writes such a reserved extent in place, without the compression the
+/// file system is mounted with, so there it must not: a compressible file restored onto a
+/// `compress=zstd` btrfs is stored compressed (its extents "encoded"), as `cp` leaves it.
+#[test]
+fn restore_onto_compressed_btrfs_leaves_files_compressed() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    let data = text_bytes(31, 4_000_000);
+    write(src.join("big.txt"), &data);
+    let id = env.backup([&src]);
+    let mnt = env.path("btrfs");
+    let _m = Mount::image("btrfs", &env.path("btrfs.img"), 256 << 20, &mnt, "compress=zstd");
+    let target = mnt.join("restored");
+    // Into a new target (files made by the data phase), then into one that holds the file
+    // already (replaced in the skeleton phase).
+    for _ in 0..2 {
+        env.restore(&id, &target);
+        let file = target.join("big.txt");
+        assert!(fs::read(&file).unwrap() == data, "restored bytes differ");
+        let out = std::process::Command::new("sync")
+            .arg("-f")
+            .arg(&file)
+            .status()
+            .unwrap();
+        assert!(out.success());
+        let frag = std::process::Command::new("filefrag")
+            .arg("-v")
+            .arg(&file)
+            .output()
+            .unwrap();
+        let frag = String::from_utf8_lossy(&frag.stdout);
+        assert!(
+            frag.contains("encoded"),
+            "restored file is not compressed on btrfs:\n{frag}"
+        );
+    }
+}

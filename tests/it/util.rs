@@ -1206,6 +1206,31 @@ impl Mount {
         )
     }
 
+    /// A new file system of type `fs` (`mkfs.FS`) in a sparse image of `size` bytes at
+    /// `image`, mounted through a loop device at `at` (created) with `options`.
+    #[track_caller]
+    pub fn image(fs: &str, image: &Path, size: u64, at: &Path, options: &str) -> Mount {
+        fs::File::create(image)
+            .and_then(|f| f.set_len(size))
+            .expect("image file");
+        let mkfs = format!("mkfs.{fs}");
+        let out = std::process::Command::new(&mkfs)
+            .arg("-q")
+            .arg(image)
+            .output()
+            .unwrap_or_else(|e| panic!("{mkfs} does not run ({e}): .ci/install-servers installs it"));
+        assert!(out.status.success(), "{mkfs}: {}", String::from_utf8_lossy(&out.stderr));
+        fs::create_dir_all(at).expect("mount point");
+        Mount::run(
+            std::process::Command::new("mount")
+                .arg("-o")
+                .arg(format!("loop,{options}"))
+                .arg(image)
+                .arg(at),
+            at,
+        )
+    }
+
     #[track_caller]
     fn run(cmd: &mut std::process::Command, at: &Path) -> Mount {
         let out = cmd.output().expect("mount runs");
