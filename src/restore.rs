@@ -594,7 +594,6 @@ pub fn execute(
     let mut failed: HashSet<Vec<u8>> = HashSet::new();
     let clear = |dir: &OwnedFd, name: &OsStr| if fresh { Ok(()) } else { remove_at(dir, name) };
     let modes = Modes::for_target(&root, &opts.target, fresh);
-    let preallocate = crate::platform::preallocation_helps(&root);
 
     // Phase 1: the skeleton, in walk order.
     let mut parents = Parents::new(&root);
@@ -633,7 +632,7 @@ pub fn execute(
                         Mode::from_raw_mode(modes.create(meta.mode, false)),
                     )
                     .map_err(errno)?;
-                    if let Err(e) = size_new_file(&fd, data, preallocate) {
+                    if let Err(e) = size_new_file(&fd, data) {
                         // Not left behind with the wrong length.
                         let _ = rustix::fs::unlinkat(dir, name, AtFlags::empty());
                         return Err(errno(e));
@@ -667,7 +666,7 @@ pub fn execute(
 
     // Phase 2: file data, pack by pack.
     let written = AtomicU64::new(0);
-    let (data_errors, times_set) = restore_data(repo, &root, &plan, &failed, fresh, NewFiles { modes, preallocate }, &written, progress)?;
+    let (data_errors, times_set) = restore_data(repo, &root, &plan, &failed, fresh, modes, &written, progress)?;
     // A file whose data failed (damaged or missing chunks, a full disk) may hold part of
     // its data, or none: it must not stay under its name looking restored. Every write is
     // done by now, so nothing writes to it any more. (Removing beats writing each file
@@ -1049,25 +1048,17 @@ const PREALLOCATE_FROM: u64 = 1024 * 1024;
 
 /// Give a file just created for `data` its length where a write will not: a file ending in
 /// a hole gets it from `ftruncate`. A large one without holes gets its blocks at once
-/// ([`PREALLOCATE_FROM`]) where `preallocate` says that helps
-/// ([`crate::platform::preallocation_helps`]); no room for all of them at once leaves that
+/// ([`PREALLOCATE_FROM`]) where its own file system gains from that (asked per file: a
+/// target may hold mount points of others); no room for all of them at once leaves that
 /// to the writes, which report a full disk themselves.
-fn size_new_file(fd: &OwnedFd, data: &FileData, preallocate: bool) -> rustix::io::Result<()> {
+fn size_new_file(fd: &OwnedFd, data: &FileData) -> rustix::io::Result<()> {
     if !data.holes.is_empty() {
         return rustix::fs::ftruncate(fd, data.size);
     }
-    if preallocate && data.size >= PREALLOCATE_FROM {
+    if data.size >= PREALLOCATE_FROM && crate::platform::preallocation_helps(fd) {
         let _ = rustix::fs::fallocate(fd, rustix::fs::FallocateFlags::empty(), 0, data.size);
     }
     Ok(())
-}
-
-/// How the data phase creates a file: the mode it gets, and whether its blocks are
-/// reserved first ([`size_new_file`]).
-#[derive(Clone, Copy)]
-struct NewFiles {
-    modes: Modes,
-    preallocate: bool,
 }
 
 /// A file the data phase writes: 20 bytes, everything else is read from its plan item.
@@ -1108,7 +1099,7 @@ impl DataFile {
     /// directory, which `parents` opened beneath the target and keeps while the writer
     /// stays in that directory: a pack's blobs are in walk order, so most files of a pack
     /// share their parent with the file before.
-    fn open(&self, parents: &mut Parents, plan: &Plan, new: NewFiles) -> std::io::Result<File> {
+    fn open(&self, parents: &mut Parents, plan: &Plan, modes: Modes) -> std::io::Result<File> {
         let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let item = &plan.items[self.item as usize];
         let (parent, name) = split_rel(item.rel());
@@ -1124,11 +1115,11 @@ impl DataFile {
             dir,
             name,
             flags | OFlags::CREATE | OFlags::EXCL,
-            Mode::from_raw_mode(new.modes.create(item.meta().mode, false)),
+            Mode::from_raw_mode(modes.create(item.meta().mode, false)),
         )
         .map_err(errno)?;
         if let Item::File { data, .. } = item {
-            size_new_file(&fd, data, new.preallocate).map_err(errno)?;
+            size_new_file(&fd, data).map_err(errno)?;
         }
         *created = true;
         Ok(File::from(fd))
@@ -1141,7 +1132,7 @@ fn restore_data(
     plan: &Plan,
     failed: &HashSet<Vec<u8>>,
     create: bool,
-    new_files: NewFiles,
+    modes: Modes,
     written: &AtomicU64,
     progress: &dyn Progress,
 ) -> Result<(DataErrors, TimesSet)> {
@@ -1329,7 +1320,7 @@ fn restore_data(
                                         }
                                         let df = &files[file];
                                         progress.current(Path::new(OsStr::from_bytes(df.rel(plan))));
-                                        open.insert(file, df.open(parents, plan, new_files)?);
+                                        open.insert(file, df.open(parents, plan, modes)?);
                                     }
                                     let f = &open[&file];
                                     f.write_all_at(bytes, t.offset)?;

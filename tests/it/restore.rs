@@ -53,37 +53,50 @@ fn restore_onto_a_full_file_system_leaves_only_complete_files_and_counts_them() 
 /// ext4 and XFS. btrfs writes such a reserved extent in place, without the compression the
 /// file system is mounted with, so there it must not: a compressible file restored onto a
 /// `compress=zstd` btrfs is stored compressed (its extents "encoded"), as `cp` leaves it.
+/// This is asked of each file's own file system: a target on another one may hold the
+/// btrfs as a mount point.
 #[test]
 fn restore_onto_compressed_btrfs_leaves_files_compressed() {
     let env = Env::with_repo();
     let src = env.path("src");
     let data = text_bytes(31, 4_000_000);
-    write(src.join("big.txt"), &data);
+    write(src.join("sub/big.txt"), &data);
     let id = env.backup([&src]);
     let mnt = env.path("btrfs");
     let _m = Mount::image("btrfs", &env.path("btrfs.img"), 256 << 20, &mnt, "compress=zstd");
-    let target = mnt.join("restored");
+    // The test's own folder's file system, with the btrfs mounted inside it as `sub`.
+    let outer = env.path("outer");
+    fs::create_dir(mnt.join("inner")).unwrap();
+    let _b = Mount::bind(&mnt.join("inner"), &outer.join("sub"));
     // Into a new target (files made by the data phase), then into one that holds the file
-    // already (replaced in the skeleton phase).
-    for _ in 0..2 {
+    // already (replaced in the skeleton phase), then into the outer target.
+    for target in [mnt.join("restored"), mnt.join("restored"), outer] {
         env.restore(&id, &target);
-        let file = target.join("big.txt");
+        let file = target.join("sub/big.txt");
         assert!(fs::read(&file).unwrap() == data, "restored bytes differ");
-        let out = std::process::Command::new("sync")
-            .arg("-f")
-            .arg(&file)
-            .status()
-            .unwrap();
-        assert!(out.success());
+        assert!(
+            std::process::Command::new("sync")
+                .arg("-f")
+                .arg(&file)
+                .status()
+                .unwrap()
+                .success()
+        );
         let frag = std::process::Command::new("filefrag")
             .arg("-v")
             .arg(&file)
             .output()
-            .unwrap();
+            .unwrap_or_else(|e| panic!("filefrag does not run ({e}): .ci/install-servers installs e2fsprogs"));
+        assert!(
+            frag.status.success(),
+            "filefrag: {}",
+            String::from_utf8_lossy(&frag.stderr)
+        );
         let frag = String::from_utf8_lossy(&frag.stdout);
         assert!(
             frag.contains("encoded"),
-            "restored file is not compressed on btrfs:\n{frag}"
+            "{} is not compressed on btrfs:\n{frag}",
+            file.display()
         );
     }
 }
