@@ -103,9 +103,10 @@ impl ZeroedPages {
             )
         }
         .ok()?;
-        let skip = (HUGE_PAGE - map as usize % HUGE_PAGE) % HUGE_PAGE;
-        // SAFETY: `skip < HUGE_PAGE`, so `skip + len <= map_len`: inside the mapping.
-        let start = unsafe { map.cast::<u8>().add(skip) };
+        // The bytes before the first 2 MiB boundary in the mapping.
+        let to_boundary = (HUGE_PAGE - map as usize % HUGE_PAGE) % HUGE_PAGE;
+        // SAFETY: `to_boundary < HUGE_PAGE`, so `to_boundary + len <= map_len`: inside the mapping.
+        let start = unsafe { map.cast::<u8>().add(to_boundary) };
         // SAFETY: the range lies inside the mapping made above.
         let _ = unsafe { rustix::mm::madvise(start.cast(), len, rustix::mm::Advice::LinuxHugepage) };
         Some(ZeroedPages { map, map_len, start })
